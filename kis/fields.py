@@ -1,0 +1,32 @@
+"""Column orders of the KIS real-time frames, shared by the codec and the simulator."""
+
+from __future__ import annotations
+
+H0STCNT0_FIELDS: tuple[str, ...] = (
+    "MKSC_SHRN_ISCD", "STCK_CNTG_HOUR", "STCK_PRPR", "PRDY_VRSS_SIGN", "PRDY_VRSS", "PRDY_CTRT",
+    "WGHN_AVRG_STCK_PRC", "STCK_OPRC", "STCK_HGPR", "STCK_LWPR", "ASKP1", "BIDP1", "CNTG_VOL", "ACML_VOL",
+    "ACML_TR_PBMN", "SELN_CNTG_CSNU", "SHNU_CNTG_CSNU", "NTBY_CNTG_CSNU", "CTTR", "SELN_CNTG_SMTN",
+    "SHNU_CNTG_SMTN", "CCLD_DVSN", "SHNU_RATE", "PRDY_VOL_VRSS_ACML_VOL_RATE", "OPRC_HOUR",
+    "OPRC_VRSS_PRPR_SIGN", "OPRC_VRSS_PRPR", "HGPR_HOUR", "HGPR_VRSS_PRPR_SIGN", "HGPR_VRSS_PRPR",
+    "LWPR_HOUR", "LWPR_VRSS_PRPR_SIGN", "LWPR_VRSS_PRPR", "BSOP_DATE", "NEW_MKOP_CLS_CODE", "TRHT_YN",
+    "ASKP_RSQN1", "BIDP_RSQN1", "TOTAL_ASKP_RSQN", "TOTAL_BIDP_RSQN", "VOL_TNRT",
+    "PRDY_SMNS_HOUR_ACML_VOL", "PRDY_SMNS_HOUR_ACML_VOL_RATE", "HOUR_CLS_CODE", "MRKT_TRTM_CLS_CODE",
+    "VI_STND_PRC",
+)
+
+H0STASP0_FIELDS: tuple[str, ...] = (
+    "MKSC_SHRN_ISCD", "BSOP_HOUR", "HOUR_CLS_CODE",
+    *(f"ASKP{i}" for i in range(1, 11)),
+    *(f"BIDP{i}" for i in range(1, 11)),
+    *(f"ASKP_RSQN{i}" for i in range(1, 11)),
+    *(f"BIDP_RSQN{i}" for i in range(1, 11)),
+    "TOTAL_ASKP_RSQN", "TOTAL_BIDP_RSQN", "OVTM_TOTAL_ASKP_RSQN", "OVTM_TOTAL_BIDP_RSQN",
+    "ANTC_CNPR", "ANTC_CNQN", "ANTC_VOL", "ANTC_CNTG_VRSS", "ANTC_CNTG_VRSS_SIGN", "ANTC_CNTG_PRDY_CTRT",
+    "ACML_VOL", "TOTAL_ASKP_RSQN_ICDC", "TOTAL_BIDP_RSQN_ICDC", "OVTM_TOTAL_ASKP_ICDC",
+    "OVTM_TOTAL_BIDP_ICDC", "STCK_DEAL_CLS_CODE",
+)
+
+H0STCNT0_INDEX = {name: i for i, name in enumerate(H0STCNT0_FIELDS)}
+H0STASP0_INDEX = {name: i for i, name in enumerate(H0STASP0_FIELDS)}
+
+assert len(H0STCNT0_FIELDS) == 46 and len(H0STASP0_FIELDS) == 59

@@ -1,0 +1,78 @@
+"""KIS Open API protocol constants shared by the client and the simulator (see KIS_API_FACTS.md)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+REAL_REST_URL = "https://openapi.koreainvestment.com:9443"
+PAPER_REST_URL = "https://openapivts.koreainvestment.com:29443"
+REAL_WS_URL = "ws://ops.koreainvestment.com:21000"
+PAPER_WS_URL = "ws://ops.koreainvestment.com:31000"
+WS_PATH = "/tryitout"
+
+TOKEN_PATH = "/oauth2/tokenP"
+REVOKE_PATH = "/oauth2/revokeP"
+APPROVAL_PATH = "/oauth2/Approval"
+
+QUOTATIONS = "/uapi/domestic-stock/v1/quotations"
+INQUIRE_PRICE_PATH = f"{QUOTATIONS}/inquire-price"
+MULTI_PRICE_PATH = f"{QUOTATIONS}/intstock-multprice"
+MINUTE_BARS_PATH = f"{QUOTATIONS}/inquire-time-itemchartprice"
+DAILY_BARS_PATH = f"{QUOTATIONS}/inquire-daily-itemchartprice"
+VOLUME_RANK_PATH = f"{QUOTATIONS}/volume-rank"
+BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
+
+MULTI_PRICE_MAX_SYMBOLS = 30
+MINUTE_BARS_PER_CALL = 30
+DAILY_BARS_PER_CALL = 100
+MAX_REGISTRATIONS_PER_KEY = 41
+
+
+class TrId(StrEnum):
+    INQUIRE_PRICE = "FHKST01010100"
+    MULTI_PRICE = "FHKST11300006"
+    MINUTE_BARS = "FHKST03010200"
+    DAILY_BARS = "FHKST03010100"
+    VOLUME_RANK = "FHPST01710000"
+    BALANCE_REAL = "TTTC8434R"
+    BALANCE_PAPER = "VTTC8434R"
+    HOLIDAY = "CTCA0903R"
+    TRADE = "H0STCNT0"
+    ORDER_BOOK = "H0STASP0"
+    MARKET_STATUS = "H0STMKO0"
+    NOTICE_REAL = "H0STCNI0"
+    NOTICE_PAPER = "H0STCNI9"
+    PINGPONG = "PINGPONG"
+
+
+class ErrorCode(StrEnum):
+    RATE_LIMIT = "EGW00201"
+    TOKEN_EXPIRED = "EGW00123"
+    TOKEN_INVALID = "EGW00121"
+    TOKEN_TOO_SOON = "EGW00133"
+    SUCCESS = "MCA00000"
+
+
+class AckCode(StrEnum):
+    SUBSCRIBE_SUCCESS = "OPSP0000"
+    UNSUBSCRIBE_SUCCESS = "OPSP0001"
+    ALREADY_SUBSCRIBED = "OPSP0002"
+    UNSUBSCRIBE_NOT_FOUND = "OPSP0003"
+    INTERNAL_ERROR = "OPSP0007"
+    MAX_SUBSCRIBE_OVER = "OPSP0008"
+    INVALID_APPROVAL = "OPSP0011"
+    APPKEY_IN_USE = "OPSP8996"
+
+
+ACK_MESSAGES: dict[AckCode, tuple[str, str]] = {
+    AckCode.SUBSCRIBE_SUCCESS: ("0", "SUBSCRIBE SUCCESS"),
+    AckCode.UNSUBSCRIBE_SUCCESS: ("0", "UNSUBSCRIBE SUCCESS"),
+    AckCode.ALREADY_SUBSCRIBED: ("1", "ALREADY IN SUBSCRIBE"),
+    AckCode.UNSUBSCRIBE_NOT_FOUND: ("1", "UNSUBSCRIBE ERROR(not found!)"),
+    AckCode.INTERNAL_ERROR: ("1", "internal error"),
+    AckCode.MAX_SUBSCRIBE_OVER: ("1", "MAX SUBSCRIBE OVER"),
+    AckCode.INVALID_APPROVAL: ("1", "invalid approval : "),
+    AckCode.APPKEY_IN_USE: ("9", "ALREADY IN USE appkey"),
+}
+
+SIGN_UPPER_LIMIT, SIGN_RISE, SIGN_FLAT, SIGN_LOWER_LIMIT, SIGN_FALL = "1", "2", "3", "4", "5"
