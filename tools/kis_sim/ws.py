@@ -1,0 +1,502 @@
+"""The simulator's KIS WebSocket server: subscribe/ack, PINGPONG, trade/order-book frames, encrypted notices.
+
+An asyncio server (the `websockets` library) runs in its own thread. One feed task wakes every
+`feed_interval` real seconds, asks the market for each subscribed symbol's trades since the previous
+step, formats them once and writes the same frame to every session subscribed to the symbol. The
+faults object is read on every step (drops, silence) and on every frame (malformed, truncated);
+`refuse_reconnects` is enforced at the HTTP handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from http import HTTPStatus
+from typing import Protocol
+
+from loguru import logger
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from kis.crypto import encrypt_notice
+from kis.fields import H0STCNI0_FIELDS
+from kis.protocol import ACK_MESSAGES, MAX_REGISTRATIONS_PER_KEY, WS_PATH, AckCode, TrId
+from runtime.clock import Clock
+from tools.kis_sim.faults import Faults
+from tools.kis_sim.frames import (
+    MAX_RECORDS_PER_FRAME,
+    TradeFormatter,
+    TradeLike,
+    data_frames,
+    encrypted_frame,
+)
+from tools.kis_sim.sent_log import SentLog, app_key_hash
+
+ACCEPTED_PATHS = frozenset({WS_PATH, "/"})
+NOTICE_TR_IDS = frozenset({TrId.NOTICE_REAL.value, TrId.NOTICE_PAPER.value})
+SUBSCRIBABLE_TR_IDS = frozenset(
+    {TrId.TRADE.value, TrId.ORDER_BOOK.value, TrId.MARKET_STATUS.value, *NOTICE_TR_IDS}
+)
+SUBSCRIBE, UNSUBSCRIBE = "1", "2"
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+class MarketFeed(Protocol):
+    """What the server needs from the market model."""
+
+    def trades(self, code: str, start: datetime, end: datetime) -> list[TradeLike]: ...
+
+
+class ApprovalBook(Protocol):
+    """What the server needs from the accounts: which app key an approval key belongs to."""
+
+    def app_key_for_approval(self, approval_key: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An execution the simulator reports to the owner of `app_key` as an H0STCNI0/H0STCNI9 notice."""
+
+    symbol: str
+    side: str  # "buy" or "sell"
+    qty: int
+    price: int
+    at: datetime
+    order_no: str
+    hts_id: str = ""
+    account_no: str = ""
+    account_name: str = ""
+    symbol_name: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    ws: ServerConnection
+    opened: float
+    drop_generation: int
+    app_key: str | None = None
+    key_hash: str = ""
+    subs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (tr_id, tr_key) -> (key, iv)
+    closed: bool = False
+
+
+def ack_text(tr_id: str, tr_key: str, code: AckCode, output: tuple[str, str] | None = None,
+             detail: str = "") -> str:
+    """A subscribe/unsubscribe answer; `output` is the (key, iv) pair of a successful one."""
+    rt_cd, msg1 = ACK_MESSAGES[code]
+    body: dict[str, object] = {"rt_cd": rt_cd, "msg_cd": code.value, "msg1": msg1 + detail}
+    if output is not None:
+        body["output"] = {"iv": output[1], "key": output[0]}
+    return json.dumps({"header": {"tr_id": tr_id, "tr_key": tr_key, "encrypt": "N"}, "body": body})
+
+
+def _in_use_text() -> str:
+    rt_cd, msg1 = ACK_MESSAGES[AckCode.APPKEY_IN_USE]
+    return json.dumps({"body": {"rt_cd": rt_cd, "msg_cd": AckCode.APPKEY_IN_USE.value, "msg1": msg1}})
+
+
+def _random_text(length: int) -> str:
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(length))
+
+
+def notice_record(fill: Fill) -> str:
+    """The plaintext `^`-separated H0STCNI0 record of a fill (26 columns)."""
+    values = {
+        "CUST_ID": fill.hts_id,
+        "ACNT_NO": fill.account_no,
+        "ODER_NO": fill.order_no,
+        "OODER_NO": "",
+        "SELN_BYOV_CLS": "01" if fill.side == "sell" else "02",
+        "RCTF_CLS": "0",
+        "ODER_KIND": "00",
+        "ODER_COND": "0",
+        "STCK_SHRN_ISCD": fill.symbol,
+        "CNTG_QTY": str(fill.qty),
+        "CNTG_UNPR": str(fill.price),
+        "STCK_CNTG_HOUR": fill.at.strftime("%H%M%S"),
+        "RFUS_YN": "0",
+        "CNTG_YN": "2",
+        "ACPT_YN": "2",
+        "BRNC_NO": "00950",
+        "ODER_QTY": str(fill.qty),
+        "ACNT_NAME": fill.account_name,
+        "ORD_COND_PRC": "0",
+        "ORD_EXG_GB": "1",
+        "POPUP_YN": "Y",
+        "FILLER": "",
+        "CRDT_CLS": "10",
+        "CRDT_LOAN_DATE": "",
+        "CNTG_ISNM40": fill.symbol_name,
+        "ODER_PRC": str(fill.price),
+    }
+    return "^".join(values[name] for name in H0STCNI0_FIELDS)
+
+
+def _malform(frame: str) -> str:
+    """A frame a parser must reject: the record count no longer matches, and a price is not a number."""
+    flag, tr_id, _count, payload = frame.split("|", 3)
+    head, _, rest = payload.partition("^")
+    return f"{flag}|{tr_id}|9X9|{head}^#!garbled!#^{rest}"
+
+
+def _truncate(frame: str) -> str:
+    return frame[: max(1, len(frame) // 2)]
+
+
+class WsServer:
+    """KIS-compatible WebSocket server on loopback. `start` returns once it listens; `stop` is idempotent."""
+
+    def __init__(
+        self,
+        market: MarketFeed,
+        accounts: ApprovalBook,
+        faults: Faults,
+        clock: Clock,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        pingpong_interval: float = 10.0,
+        feed_interval: float = 0.05,
+        book_interval: float = 1.0,
+        sent_log: SentLog | None = None,
+        account_label: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self._market = market
+        self._accounts = accounts
+        self._faults = faults
+        self._clock = clock
+        self._host = host
+        self._port = port
+        self._pingpong_interval = pingpong_interval
+        self._feed_interval = feed_interval
+        self._book_interval = book_interval
+        self._sent_log = sent_log
+        self._account_label = account_label or (lambda _key: None)
+        self._formatter = TradeFormatter()
+        self._sessions: set[_Session] = set()
+        self._by_key: dict[str, _Session] = {}
+        self._trade_subs: dict[str, set[_Session]] = {}
+        self._book_subs: dict[str, set[_Session]] = {}
+        self._last_trade: dict[str, TradeLike] = {}
+        self._labels: dict[str, str | None] = {}
+        self._order_seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+        self._feed_task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._stopping = False
+        self.records_sent = 0
+        self.frames_sent = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self._host}:{self._port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            raise RuntimeError("WsServer already started")
+        self._thread = threading.Thread(target=self._run, name="kis-sim-ws", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise RuntimeError("the simulator WebSocket server did not start in time")
+        if self._start_error is not None:
+            raise RuntimeError(f"the simulator WebSocket server could not start: {self._start_error}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or self._stopping:
+            return
+        self._stopping = True
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        thread.join(timeout)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._open())
+        except OSError as exc:
+            self._start_error = exc
+            self._started.set()
+            loop.close()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _open(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self._host,
+            self._port,
+            process_request=self._check_handshake,
+            compression=None,
+            ping_interval=None,
+            max_size=64 * 1024,
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop())
+
+    async def _shutdown(self) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed_task
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        asyncio.get_running_loop().stop()
+
+    # ---- in-process API (any thread) ---------------------------------------------------------------------
+
+    def fill(self, app_key: str, fill: Fill, timeout: float = 5.0) -> int:
+        """Send `fill` as an encrypted notice to the session of `app_key`; return how many frames went out."""
+        if self._loop is None:
+            raise RuntimeError("WsServer is not running")
+        future = asyncio.run_coroutine_threadsafe(self._send_notice(app_key, fill), self._loop)
+        return future.result(timeout)
+
+    def next_order_no(self) -> str:
+        self._order_seq += 1
+        return f"{self._order_seq:010d}"
+
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # ---- handshake and messages --------------------------------------------------------------------------
+
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path not in ACCEPTED_PATHS:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no WebSocket service at {path}\n")
+        if self._faults.ws_refusing():
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "reconnects refused (fault)\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = _Session(ws=ws, opened=time.monotonic(), drop_generation=self._faults.drop_generation())
+        self._sessions.add(session)
+        try:
+            async for message in ws:
+                answer = self._on_message(session, message)
+                if answer:
+                    await ws.send(answer)
+                if session.closed:
+                    await ws.close()
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self._forget(session)
+
+    def _on_message(self, session: _Session, message: str | bytes) -> str | None:
+        try:
+            request = json.loads(message)
+            header = request["header"]
+            if header.get("tr_id") == TrId.PINGPONG.value:
+                return None
+            approval_key = str(header.get("approval_key", ""))
+            tr_type = str(header.get("tr_type", ""))
+            body_input = request["body"]["input"]
+            tr_id, tr_key = str(body_input["tr_id"]), str(body_input["tr_key"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return ack_text("", "", AckCode.INTERNAL_ERROR, detail=" (JSON PARSING ERROR)")
+        app_key = self._accounts.app_key_for_approval(approval_key)
+        if app_key is None or (session.app_key is not None and app_key != session.app_key):
+            return ack_text(tr_id, tr_key, AckCode.INVALID_APPROVAL, detail=approval_key)
+        if session.app_key is None:
+            holder = self._by_key.get(app_key)
+            if holder is not None and not holder.closed:
+                session.closed = True
+                return _in_use_text()
+            session.app_key = app_key
+            session.key_hash = app_key_hash(app_key)
+            self._by_key[app_key] = session
+        if tr_id not in SUBSCRIBABLE_TR_IDS or tr_type not in (SUBSCRIBE, UNSUBSCRIBE):
+            return ack_text(tr_id, tr_key, AckCode.INTERNAL_ERROR)
+        slot = (tr_id, tr_key)
+        if tr_type == SUBSCRIBE:
+            if slot in session.subs:
+                return ack_text(tr_id, tr_key, AckCode.ALREADY_SUBSCRIBED)
+            if len(session.subs) >= MAX_REGISTRATIONS_PER_KEY:
+                return ack_text(tr_id, tr_key, AckCode.MAX_SUBSCRIBE_OVER)
+            secret = (_random_text(32), _random_text(16))
+            session.subs[slot] = secret
+            index = self._index_for(tr_id)
+            if index is not None:
+                index.setdefault(tr_key, set()).add(session)
+            return ack_text(tr_id, tr_key, AckCode.SUBSCRIBE_SUCCESS, output=secret)
+        secret = session.subs.pop(slot, None)
+        if secret is None:
+            return ack_text(tr_id, tr_key, AckCode.UNSUBSCRIBE_NOT_FOUND)
+        self._unindex(session, tr_id, tr_key)
+        return ack_text(tr_id, tr_key, AckCode.UNSUBSCRIBE_SUCCESS, output=secret)
+
+    def _index_for(self, tr_id: str) -> dict[str, set[_Session]] | None:
+        if tr_id == TrId.TRADE.value:
+            return self._trade_subs
+        if tr_id == TrId.ORDER_BOOK.value:
+            return self._book_subs
+        return None
+
+    def _unindex(self, session: _Session, tr_id: str, tr_key: str) -> None:
+        index = self._index_for(tr_id)
+        if index is None:
+            return
+        subscribers = index.get(tr_key)
+        if subscribers is not None:
+            subscribers.discard(session)
+            if not subscribers:
+                del index[tr_key]
+
+    def _forget(self, session: _Session) -> None:
+        """Drop every trace of a session: its registrations end with it, as on the real server."""
+        session.closed = True
+        self._sessions.discard(session)
+        for tr_id, tr_key in session.subs:
+            self._unindex(session, tr_id, tr_key)
+        session.subs.clear()
+        if session.app_key is not None and self._by_key.get(session.app_key) is session:
+            del self._by_key[session.app_key]
+
+    def _drop(self, session: _Session) -> None:
+        """Cut the TCP connection without a close frame, the way a network failure looks to the client."""
+        self._forget(session)
+        session.ws.transport.abort()
+
+    # ---- feed --------------------------------------------------------------------------------------------
+
+    async def _feed_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        previous = self._clock.now()
+        next_step = loop.time()
+        next_pingpong = next_step + self._pingpong_interval
+        next_book = next_step + self._book_interval
+        while True:
+            next_step += self._feed_interval
+            delay = next_step - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_step = loop.time()  # fell behind: do not try to catch up with a burst of steps
+                await asyncio.sleep(0)
+            try:
+                self._apply_drops()
+                silent = self._faults.ws_silent()
+                now = self._clock.now()
+                if now > previous:
+                    self._step(previous, now, silent)
+                    previous = now
+                if loop.time() >= next_book:
+                    next_book = loop.time() + self._book_interval
+                    if not silent:
+                        self._send_books(now)
+                if loop.time() >= next_pingpong:
+                    next_pingpong = loop.time() + self._pingpong_interval
+                    if not silent:
+                        self._send_pingpong(now)
+            except Exception:
+                logger.exception("kis_sim WebSocket feed step failed; the feed goes on")
+
+    def _apply_drops(self) -> None:
+        generation = self._faults.drop_generation()
+        every = self._faults.drop_interval()
+        now = time.monotonic()
+        for session in list(self._sessions):
+            if session.drop_generation < generation or (every is not None and now - session.opened >= every):
+                self._drop(session)
+
+    def _step(self, start: datetime, end: datetime, silent: bool) -> None:
+        market = self._market
+        for code in self._trade_subs.keys() | self._book_subs.keys():
+            trades = market.trades(code, start, end)
+            if not trades:
+                continue
+            self._last_trade[code] = trades[-1]
+            subscribers = self._trade_subs.get(code)
+            if not subscribers:
+                continue
+            records = [self._formatter.record(t) for t in trades]
+            if silent:
+                continue
+            frames = data_frames(TrId.TRADE.value, records)
+            for i, frame in enumerate(frames):
+                first = i * MAX_RECORDS_PER_FRAME
+                self._send_data(subscribers, frame, trades[first:first + MAX_RECORDS_PER_FRAME])
+
+    def _send_data(self, subscribers: set[_Session], frame: str, trades: list[TradeLike]) -> None:
+        clean = []
+        faults = self._faults
+        sent_log = self._sent_log
+        for session in subscribers:
+            fault = None
+            text = frame
+            if faults.take_malformed():
+                fault, text = "malformed", _malform(frame)
+            elif faults.take_truncated():
+                fault, text = "truncated", _truncate(frame)
+            if fault is None:
+                clean.append(session.ws)
+            else:
+                broadcast((session.ws,), text)
+            if sent_log is not None:
+                sent_log.add(trades, session.key_hash, self._label(session), fault)
+        if clean:
+            broadcast(clean, frame)
+        self.frames_sent += len(subscribers)
+        self.records_sent += len(trades) * len(subscribers)
+
+    def _label(self, session: _Session) -> str | None:
+        key = session.app_key
+        if key is None:
+            return None
+        if key not in self._labels:
+            self._labels[key] = self._account_label(key)
+        return self._labels[key]
+
+    def _send_books(self, now: datetime) -> None:
+        for code, subscribers in self._book_subs.items():
+            trade = self._last_trade.get(code)
+            if trade is None or not subscribers:
+                continue
+            frame = data_frames(TrId.ORDER_BOOK.value, [self._formatter.book_record(trade, now)])[0]
+            broadcast([s.ws for s in subscribers], frame)
+
+    def _send_pingpong(self, now: datetime) -> None:
+        stamp = now.strftime("%Y%m%d%H%M%S")
+        text = json.dumps({"header": {"tr_id": TrId.PINGPONG.value, "datetime": stamp}})
+        broadcast([s.ws for s in self._sessions], text)
+
+    async def _send_notice(self, app_key: str, fill: Fill) -> int:
+        session = self._by_key.get(app_key)
+        if session is None or session.closed:
+            return 0
+        plaintext = notice_record(fill)
+        sent = 0
+        for (tr_id, tr_key), (key, iv) in list(session.subs.items()):
+            if tr_id not in NOTICE_TR_IDS or (fill.hts_id and tr_key != fill.hts_id):
+                continue
+            await session.ws.send(encrypted_frame(tr_id, encrypt_notice(plaintext, key, iv)))
+            sent += 1
+        return sent
