@@ -1,0 +1,119 @@
+"""Alerts: the per-(symbol, signal) cooldown that stops spam, and the alert text users read.
+
+Text (websocket_monitor_hybrid.md 4.3): code and name, the condition with its threshold and the current
+value, and the observation time in KST, e.g.
+`[volume_surge] 005930 삼성전자 | volume 3.40x a normal day's pace >= 3.00x | 2026-01-20 10:15:03 KST`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from core.models import Trigger
+from core.signals import SignalHit
+
+KST = ZoneInfo("Asia/Seoul")
+AlertKey = tuple[str, str]
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str
+    name: str
+    signal: str
+    threshold: float
+    value: float
+    at: AwareDatetime
+    text: str
+
+
+class AlertCooldown:
+    """At most one alert per key (symbol, signal) per `cooldown_seconds`.
+
+    `should_send` both checks and claims: when it answers True the send time is recorded. At exactly
+    `last + cooldown` the cooldown is over and the alert goes. Not thread-safe: owned by one actor.
+    """
+
+    def __init__(self, cooldown_seconds: float, last_sent: Mapping[Hashable, datetime] | None = None) -> None:
+        if cooldown_seconds < 0:
+            raise ValueError("cooldown_seconds must be >= 0")
+        self._cooldown = timedelta(seconds=cooldown_seconds)
+        self._last: dict[Hashable, datetime] = dict(last_sent or {})
+
+    def should_send(self, key: Hashable, now: datetime) -> bool:
+        last = self._last.get(key)
+        if last is not None and now - last < self._cooldown:
+            return False
+        self._last[key] = now
+        return True
+
+    def last_sent(self) -> dict[Hashable, datetime]:
+        """Send times by key, for the state store (restore by passing it back to the constructor)."""
+        return dict(self._last)
+
+    def prune(self, now: datetime) -> int:
+        """Forget keys whose cooldown is over (they would send anyway); return how many went."""
+        over = [k for k, t in self._last.items() if now - t >= self._cooldown]
+        for key in over:
+            del self._last[key]
+        return len(over)
+
+
+def _ratio(label: str) -> Callable[[float, float], str]:
+    return lambda v, th: f"{label} {v:.2f}x >= {th:.2f}x"
+
+
+_CONDITIONS: dict[str, Callable[[float, float], str]] = {
+    "volume_surge": _ratio("volume vs a normal day's pace"),
+    "trade_velocity": lambda v, th: f"trade velocity {v:.1f}/s >= {th:.1f}/s",
+    "volatility_spike": _ratio("true range vs 14-day ATR"),
+    "manual": lambda v, th: "manual override",
+    "realtime_volume": _ratio("one-minute volume vs average"),
+    "realtime_price_move": lambda v, th: f"price move {v:+.2f} % within the window, beyond ±{th:.2f} %",
+    "disparity": lambda v, th: f"disparity {v * 100:+.2f} % <= {th * 100:+.2f} %",
+    "return_drop": lambda v, th: f"return {v:+.2f} % <= {th:+.2f} %",
+    "turnover_surge_fall": lambda v, th: (
+        f"turnover vs a normal day's pace {v:.2f}x >= {th:.2f}x while falling"
+    ),
+}
+
+
+def describe_condition(signal: str, threshold: float, value: float) -> str:
+    condition = _CONDITIONS.get(signal)
+    if condition is None:
+        return f"{signal} value {value:g} (threshold {threshold:g})"
+    return condition(value, threshold)
+
+
+def format_alert(symbol: str, name: str, signal: str, threshold: float, value: float, at: datetime) -> str:
+    """One line: signal, code and name, condition with threshold and current value, KST time."""
+    stamp = at.astimezone(KST).strftime("%Y-%m-%d %H:%M:%S")
+    who = f"{symbol} {name}".strip()
+    return f"[{signal}] {who} | {describe_condition(signal, threshold, value)} | {stamp} KST"
+
+
+def make_alert(symbol: str, name: str, signal: str, threshold: float, value: float, at: datetime) -> Alert:
+    return Alert(
+        symbol=symbol,
+        name=name,
+        signal=signal,
+        threshold=threshold,
+        value=value,
+        at=at,
+        text=format_alert(symbol, name, signal, threshold, value, at),
+    )
+
+
+def alert_for_trigger(trigger: Trigger, name: str, at: datetime | None = None) -> Alert:
+    """Alert for a trigger; `at` (default: its detection) is when it was observed, e.g. a renewal."""
+    observed = trigger.detected_at if at is None else at
+    return make_alert(trigger.symbol, name, trigger.kind.value, trigger.threshold, trigger.value, observed)
+
+
+def alert_for_signal(hit: SignalHit, name: str) -> Alert:
+    return make_alert(hit.symbol, name, hit.signal.value, hit.threshold, hit.value, hit.at)
