@@ -6,9 +6,23 @@ numbers drive the actors, the tests and the benchmarks.
 
 from __future__ import annotations
 
+from datetime import time
+from itertools import pairwise
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from config.accounts import Account
 
 
 class Section(BaseModel):
@@ -154,12 +168,108 @@ class TokenSettings(Section):
 
 
 class ScheduleSettings(Section):
-    universe_time: str = "05:00"
-    wakeup_time: str = "08:00"
-    token_refresh_time: str = "08:30"
-    track_a_start: str = "09:00"
-    track_b_start: str = "09:30"
-    track_b_stop: str = "15:00"
-    track_a_stop: str = "15:30"
-    backup_time: str = "21:00"
-    token_check_time: str = "23:00"
+    """KST times of the trading day (core/schedule.py turns them into phases and events).
+
+    Phases: IDLE until `wakeup_time`, WARMUP, TRACK_A_ONLY from `track_a_start`, FULL_OPERATION from
+    `track_b_start`, TRACK_A_CLOSING from `track_b_stop`, SHUTDOWN from `track_a_stop`, IDLE again from
+    `idle_time`. The phase times must be in that order within one day.
+    """
+
+    universe_time: time = time(5, 0)
+    wakeup_time: time = time(8, 0)
+    token_refresh_time: time = time(8, 30)
+    track_a_start: time = time(9, 0)
+    track_b_start: time = time(9, 30)
+    track_b_stop: time = time(15, 0)
+    track_a_stop: time = time(15, 30)
+    backup_time: time = time(21, 0)
+    token_check_time: time = time(23, 0)
+    idle_time: time = time(21, 0)
+
+    @field_validator("*")
+    @classmethod
+    def _naive_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("give a plain HH:MM time; every schedule time is KST")
+        return value
+
+    @model_validator(mode="after")
+    def _phases_in_order(self) -> ScheduleSettings:
+        order = ("wakeup_time", "track_a_start", "track_b_start", "track_b_stop", "track_a_stop", "idle_time")
+        times = [getattr(self, name) for name in order]
+        if any(earlier >= later for earlier, later in pairwise(times)):
+            raise ValueError("phase times must increase: " + " < ".join(order))
+        return self
+
+
+class NotifierSettings(Section):
+    """Where alerts go. Either channel may be absent; with neither, alerts only reach the log."""
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    discord_webhook_url: SecretStr | None = None
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None and bool(self.telegram_chat_id)
+
+    @property
+    def discord_enabled(self) -> bool:
+        return self.discord_webhook_url is not None
+
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(Section):
+    """Everything the process needs. Build it with `config.loader.load_settings`, which applies the profile.
+
+    `Settings()` alone equals the `main` profile's defaults with no accounts (simulator mode).
+    """
+
+    profile: Literal["main", "hybrid"] = "main"
+    data_dir: Path = Path("./data")
+    log_dir: Path = Path("./logs")
+    log_retention_days: PositiveInt = 14
+    log_level: LogLevel = "INFO"
+    universe: UniverseSettings = UniverseSettings()
+    scan: ScanSettings = ScanSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    triggers: TriggerSettings = TriggerSettings()
+    slots: SlotSettings = SlotSettings()
+    overflow: OverflowSettings = OverflowSettings()
+    signals: SignalSettings = SignalSettings()
+    alerts: AlertSettings = AlertSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
+    gaps: GapSettings = GapSettings()
+    recovery: RecoverySettings = RecoverySettings()
+    tokens: TokenSettings = TokenSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    notifier: NotifierSettings = NotifierSettings()
+    accounts: tuple[Account, ...] = ()
+
+    @field_validator("accounts")
+    @classmethod
+    def _name_and_check_accounts(cls, accounts: tuple[Account, ...]) -> tuple[Account, ...]:
+        """Unnamed accounts become acct1, acct2... by position; names and app keys must be unique."""
+        named = tuple(
+            account if "name" in account.model_fields_set else account.model_copy(update={"name": f"acct{i}"})
+            for i, account in enumerate(accounts, start=1)
+        )
+        first_with: dict[str, int] = {}
+        first_key: dict[str, int] = {}
+        for i, account in enumerate(named):
+            if account.name in first_with:
+                raise ValueError(f"accounts[{first_with[account.name]}] and accounts[{i}] have the same name")
+            key = account.app_key.get_secret_value()
+            if key in first_key:
+                raise ValueError(f"accounts[{first_key[key]}] and accounts[{i}] have the same app key")
+            first_with[account.name] = i
+            first_key[key] = i
+        return named
+
+    @property
+    def simulated(self) -> bool:
+        """No accounts configured: run against the embedded KIS simulator."""
+        return not self.accounts

@@ -1,0 +1,48 @@
+"""Named sets of defaults, chosen with the `profile` key; explicit file and environment values override them.
+
+- `main`: symbol_selection_architecture.md, the primary design: a 10-minute Track A over the whole
+  universe, 41 WebSocket slots per key, the four triggers (volume surge, trade velocity, volatility spike,
+  manual) and no disparity signal. These are also the models' own defaults.
+- `hybrid`: websocket_monitor_hybrid.md: a 60 s REST scan (120 s in safe mode), 20 WebSocket
+  subscriptions rebalanced every 60 s, a 180 s re-subscribe cooldown, the disparity signal on, and a
+  600 s alert cooldown.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+PROFILES: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
+    {
+        "main": {
+            "scan": {"interval_seconds": 600.0, "safe_mode_interval_seconds": 1200.0},
+            "slots": {
+                "max_slots": 41,
+                "resubscribe_cooldown_seconds": 180.0,
+                "rebalance_interval_seconds": 30.0,
+            },
+            "triggers": {
+                "volume_surge": {"enabled": True},
+                "trade_velocity": {"enabled": True},
+                "volatility_spike": {"enabled": True},
+                "manual": {"enabled": True},
+            },
+            "signals": {"enabled": False},
+            "alerts": {"cooldown_seconds": 600.0},
+        },
+        "hybrid": {
+            "scan": {"interval_seconds": 60.0, "safe_mode_interval_seconds": 120.0},
+            "slots": {
+                "max_slots": 20,
+                "resubscribe_cooldown_seconds": 180.0,
+                "rebalance_interval_seconds": 60.0,
+            },
+            "signals": {"enabled": True},
+            "alerts": {"cooldown_seconds": 600.0},
+        },
+    }
+)
+"""Profile name -> nested defaults in the shape of the config file."""
+
+DEFAULT_PROFILE = "main"
