@@ -1,0 +1,160 @@
+"""The operation schedule: which phase a KST moment is in, and which boundaries lie between two moments.
+
+Pure functions of time and the KRX calendar (no clock reads), so a scheduler that remembers the last
+moment it looked at can ask `boundaries_between(last, now)` on every tick and never miss a phase change or
+a day event, even after a jump of hours or days (a suspended VM, a fast simulated clock).
+
+Trading days: IDLE -> WARMUP (08:00) -> TRACK_A_ONLY (09:00) -> FULL_OPERATION (09:30) ->
+TRACK_A_CLOSING (15:00) -> SHUTDOWN (15:30) -> IDLE (21:00). Non-trading days stay IDLE.
+
+Day events: UNIVERSE_BUILD (05:00), WAKEUP (08:00), TOKEN_REFRESH (08:30, pre-market) and DAILY_BACKUP
+(21:00) fire on trading days only. TOKEN_CHECK (23:00) fires every day, because a token ages on holidays
+and weekends too and the check is what keeps it from expiring unnoticed before the next trading day.
+
+At the same instant a phase change comes before an event (08:00: WARMUP, then WAKEUP), so whoever handles
+the event already sees the new phase.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
+
+from config.settings import ScheduleSettings
+from core.calendar import is_trading_day
+from runtime.clock import KST
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    WARMUP = "warmup"
+    TRACK_A_ONLY = "track_a_only"
+    FULL_OPERATION = "full_operation"
+    TRACK_A_CLOSING = "track_a_closing"
+    SHUTDOWN = "shutdown"
+
+
+class DayEvent(StrEnum):
+    UNIVERSE_BUILD = "universe_build"
+    WAKEUP = "wakeup"
+    TOKEN_REFRESH = "token_refresh"
+    DAILY_BACKUP = "daily_backup"
+    TOKEN_CHECK = "token_check"
+
+
+EVERY_DAY_EVENTS = frozenset({DayEvent.TOKEN_CHECK})
+"""Events that fire on every calendar day; the others fire on trading days only."""
+
+DEFAULT_SCHEDULE = ScheduleSettings()
+
+
+class Boundary(BaseModel):
+    """One scheduled instant: a phase change (`phase` with its `previous`) or a day event (`event`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: AwareDatetime
+    phase: Phase | None = None
+    previous: Phase | None = None
+    event: DayEvent | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Boundary:
+        if (self.phase is None) == (self.event is None):
+            raise ValueError("a boundary is either a phase change or an event")
+        if (self.phase is None) != (self.previous is None):
+            raise ValueError("a phase change names its previous phase; an event has none")
+        return self
+
+    @property
+    def is_phase_change(self) -> bool:
+        return self.phase is not None
+
+
+def phase_starts(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[time, Phase], ...]:
+    """A trading day's phase changes in order, as (KST time, phase from then on)."""
+    return (
+        (schedule.wakeup_time, Phase.WARMUP),
+        (schedule.track_a_start, Phase.TRACK_A_ONLY),
+        (schedule.track_b_start, Phase.FULL_OPERATION),
+        (schedule.track_b_stop, Phase.TRACK_A_CLOSING),
+        (schedule.track_a_stop, Phase.SHUTDOWN),
+        (schedule.idle_time, Phase.IDLE),
+    )
+
+
+def event_times(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[time, DayEvent], ...]:
+    """Every day event with its KST time (on a trading day; see EVERY_DAY_EVENTS for the others)."""
+    return (
+        (schedule.universe_time, DayEvent.UNIVERSE_BUILD),
+        (schedule.wakeup_time, DayEvent.WAKEUP),
+        (schedule.token_refresh_time, DayEvent.TOKEN_REFRESH),
+        (schedule.backup_time, DayEvent.DAILY_BACKUP),
+        (schedule.token_check_time, DayEvent.TOKEN_CHECK),
+    )
+
+
+def phase_at(moment: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> Phase:
+    """The operation phase at an aware `moment` (converted to KST)."""
+    local = _kst(moment)
+    if not is_trading_day(local.date()):
+        return Phase.IDLE
+    clock_time = local.time()
+    current = Phase.IDLE
+    for start, phase in phase_starts(schedule):
+        if clock_time < start:
+            break
+        current = phase
+    return current
+
+
+def day_boundaries(day: date, schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> list[Boundary]:
+    """All boundaries of one KST calendar day, in order."""
+    trading = is_trading_day(day)
+    timed: list[tuple[time, int, Boundary]] = []
+    if trading:
+        previous = Phase.IDLE
+        for start, phase in phase_starts(schedule):
+            timed.append((start, 0, Boundary(at=_at(day, start), phase=phase, previous=previous)))
+            previous = phase
+    for moment, event in event_times(schedule):
+        if trading or event in EVERY_DAY_EVENTS:
+            timed.append((moment, 1, Boundary(at=_at(day, moment), event=event)))
+    timed.sort(key=lambda item: (item[0], item[1]))
+    return [boundary for _, _, boundary in timed]
+
+
+def boundaries_between(
+    start: datetime, end: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE
+) -> list[Boundary]:
+    """Every boundary with start < at <= end, in order; empty when `end` is not after `start`."""
+    start, end = _kst(start), _kst(end)
+    found: list[Boundary] = []
+    day = start.date()
+    while start < end and day <= end.date():
+        found.extend(boundary for boundary in day_boundaries(day, schedule) if start < boundary.at <= end)
+        day += timedelta(days=1)
+    return found
+
+
+def next_boundary(after: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> Boundary:
+    """The first boundary strictly after `after` (never more than two days away: TOKEN_CHECK is daily)."""
+    after = _kst(after)
+    day = after.date()
+    while True:
+        for boundary in day_boundaries(day, schedule):
+            if boundary.at > after:
+                return boundary
+        day += timedelta(days=1)
+
+
+def _at(day: date, moment: time) -> datetime:
+    return datetime.combine(day, moment, tzinfo=KST)
+
+
+def _kst(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("schedule functions need an aware datetime (KST from the injected clock)")
+    return moment.astimezone(KST)
