@@ -26,7 +26,19 @@ H0STASP0_FIELDS: tuple[str, ...] = (
     "OVTM_TOTAL_BIDP_ICDC", "STCK_DEAL_CLS_CODE",
 )
 
+# H0STCNI0 (real) / H0STCNI9 (paper) execution notice, 26 fields after decryption. The KIS API documentation
+# and most clients put OODER_NO at 3 and ODER_QTY at 16; the official examples_llm sample lists ODER_QTY at 3
+# and ACNT_NO2 at 16. This follows the documentation; older servers sent a 23-field variant that shares the
+# first 18 columns.
+H0STCNI0_FIELDS: tuple[str, ...] = (
+    "CUST_ID", "ACNT_NO", "ODER_NO", "OODER_NO", "SELN_BYOV_CLS", "RCTF_CLS", "ODER_KIND", "ODER_COND",
+    "STCK_SHRN_ISCD", "CNTG_QTY", "CNTG_UNPR", "STCK_CNTG_HOUR", "RFUS_YN", "CNTG_YN", "ACPT_YN", "BRNC_NO",
+    "ODER_QTY", "ACNT_NAME", "ORD_COND_PRC", "ORD_EXG_GB", "POPUP_YN", "FILLER", "CRDT_CLS", "CRDT_LOAN_DATE",
+    "CNTG_ISNM40", "ODER_PRC",
+)
+
 H0STCNT0_INDEX = {name: i for i, name in enumerate(H0STCNT0_FIELDS)}
 H0STASP0_INDEX = {name: i for i, name in enumerate(H0STASP0_FIELDS)}
+H0STCNI0_INDEX = {name: i for i, name in enumerate(H0STCNI0_FIELDS)}
 
-assert len(H0STCNT0_FIELDS) == 46 and len(H0STASP0_FIELDS) == 59
+assert len(H0STCNT0_FIELDS) == 46 and len(H0STASP0_FIELDS) == 59 and len(H0STCNI0_FIELDS) == 26

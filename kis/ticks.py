@@ -1,0 +1,144 @@
+"""Values decoded from the KIS WebSocket: ticks, order books, execution notices and control messages.
+
+Ticks arrive by the thousand per second, so these are slots dataclasses, not pydantic models. Every data
+value keeps its raw field tuple so a recorder can store the frame losslessly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kis.protocol import AckCode
+
+
+@dataclass(frozen=True, slots=True)
+class TradeTick:
+    """One H0STCNT0 trade record; `exchange_time` is BSOP_DATE + STCK_CNTG_HOUR in KST."""
+
+    symbol: str
+    exchange_time: datetime
+    price: int
+    change: int
+    sign: str
+    change_rate: float
+    volume: int
+    cum_volume: int
+    cum_value: int
+    open: int
+    high: int
+    low: int
+    ask1: int
+    bid1: int
+    side: str
+    strength: float
+    hour_class: str
+    fields: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBook:
+    """One H0STASP0 record. The frame has no date, so the time stays the raw KST `HHMMSS` string."""
+
+    symbol: str
+    hour: str
+    hour_class: str
+    asks: tuple[int, ...]
+    bids: tuple[int, ...]
+    ask_sizes: tuple[int, ...]
+    bid_sizes: tuple[int, ...]
+    total_ask_size: int
+    total_bid_size: int
+    cum_volume: int
+    fields: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionNotice:
+    """One decrypted H0STCNI0/H0STCNI9 record: an order receipt (`is_fill` False) or a fill.
+
+    Account fields stay in `fields` only and out of the repr.
+    """
+
+    order_no: str
+    original_order_no: str
+    side: str
+    symbol: str
+    filled_qty: int
+    filled_price: int
+    hour: str
+    rejected: bool
+    is_fill: bool
+    order_qty: int
+    fields: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeKeys:
+    """AES-256-CBC key and iv from a subscribe ack; kept out of the repr."""
+
+    key: str = field(repr=False)
+    iv: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The server's JSON answer to a subscribe/unsubscribe (or a session-level refusal)."""
+
+    tr_id: str
+    tr_key: str
+    rt_cd: str
+    msg_cd: str
+    msg1: str
+    code: AckCode | None
+    encrypted: bool
+    keys: NoticeKeys | None
+
+    @property
+    def ok(self) -> bool:
+        return self.rt_cd == "0"
+
+
+@dataclass(frozen=True, slots=True)
+class PingPong:
+    """The server heartbeat; a client must send `raw` back unchanged as a text message."""
+
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFrame:
+    tr_id: str
+    ticks: tuple[TradeTick, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBookFrame:
+    tr_id: str
+    books: tuple[OrderBook, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionNoticeFrame:
+    tr_id: str
+    notices: tuple[ExecutionNotice, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OtherFrame:
+    """A well-formed data frame of a TR this codec has no typed view for (e.g. H0STMKO0)."""
+
+    tr_id: str
+    count: int
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """Why a frame could not be decoded, with a short excerpt that never carries an approval key."""
+
+    reason: str
+    raw_excerpt: str
+
+
+Decoded = Ack | PingPong | TradeFrame | OrderBookFrame | ExecutionNoticeFrame | OtherFrame | FrameError

@@ -1,0 +1,295 @@
+"""KIS WebSocket codec: subscribe/unsubscribe messages out, typed values in.
+
+`decode` is the one entry point for received text. It never raises: anything it cannot read becomes a
+`FrameError` value, so a receive loop can hand every result on without a try block. The H0STCNT0 path is
+the hot one (tens of thousands of records per second), so it slices one `split("^")` tuple per frame and
+builds slots dataclasses with positional arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from typing import TypeVar
+
+from pydantic import SecretStr
+
+from kis.crypto import NoticeCryptoError, decrypt_notice
+from kis.fields import H0STASP0_FIELDS, H0STASP0_INDEX, H0STCNI0_FIELDS, H0STCNI0_INDEX, H0STCNT0_FIELDS
+from kis.protocol import AckCode, TrId
+from kis.ticks import (
+    Ack,
+    Decoded,
+    ExecutionNotice,
+    ExecutionNoticeFrame,
+    FrameError,
+    NoticeKeys,
+    OrderBook,
+    OrderBookFrame,
+    OtherFrame,
+    PingPong,
+    TradeFrame,
+    TradeTick,
+)
+from runtime.clock import KST
+
+SUBSCRIBE, UNSUBSCRIBE = "1", "2"
+EXCERPT_CHARS = 120
+
+_TRADE_WIDTH = len(H0STCNT0_FIELDS)
+_BOOK_WIDTH = len(H0STASP0_FIELDS)
+_NOTICE_WIDTH = len(H0STCNI0_FIELDS)
+# Older servers sent 23 notice columns; the typed ones all sit in the shared first 18.
+_NOTICE_MIN_WIDTH = H0STCNI0_INDEX["ACNT_NAME"] + 1
+_ACK_CODES = {code.value: code for code in AckCode}
+_REDACTIONS = (
+    (re.compile(r'("approval_key"\s*:\s*")[^"]*'), r"\1<redacted>"),
+    (re.compile(r"(invalid approval\s*:\s*)[^\"]*", re.IGNORECASE), r"\1<redacted>"),
+)
+
+
+_Value = TypeVar("_Value")
+
+
+class _Malformed(Exception):
+    """Internal: a frame broke a rule; the message is the one-line reason."""
+
+
+def subscribe_message(approval_key: str | SecretStr, tr_id: str, tr_key: str) -> str:
+    return _registration(approval_key, SUBSCRIBE, tr_id, tr_key)
+
+
+def unsubscribe_message(approval_key: str | SecretStr, tr_id: str, tr_key: str) -> str:
+    return _registration(approval_key, UNSUBSCRIBE, tr_id, tr_key)
+
+
+def _registration(approval_key: str | SecretStr, tr_type: str, tr_id: str, tr_key: str) -> str:
+    key = approval_key.get_secret_value() if isinstance(approval_key, SecretStr) else approval_key
+    return json.dumps(
+        {
+            "header": {"approval_key": key, "custtype": "P", "tr_type": tr_type, "content-type": "utf-8"},
+            "body": {"input": {"tr_id": tr_id, "tr_key": tr_key}},
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode(raw: str | bytes, keys: NoticeKeys | None = None) -> Decoded:
+    """Turn one received WebSocket message into a value; `keys` decrypt execution notices."""
+    try:
+        if isinstance(raw, bytes | bytearray):
+            try:
+                raw = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                return FrameError("binary message is not UTF-8 text", excerpt(raw))
+        if not raw:
+            return FrameError("empty message", "")
+        first = raw[0]
+        if first == "{":
+            return _decode_control(raw)
+        if first == "0" or first == "1":
+            return _decode_data(raw, keys)
+        return FrameError("neither a JSON control message nor a data frame", excerpt(raw))
+    except _Malformed as exc:
+        return FrameError(str(exc), excerpt(raw))
+    except NoticeCryptoError as exc:
+        return FrameError(f"cannot decrypt execution notice: {exc}", excerpt(raw))
+    except Exception as exc:  # the receive loop must never see an exception
+        return FrameError(f"undecodable frame ({type(exc).__name__}: {exc})", excerpt(raw))
+
+
+def excerpt(raw: str | bytes | bytearray) -> str:
+    """A short, redacted view of a message for errors and logs."""
+    text = raw if isinstance(raw, str) else repr(bytes(raw[: EXCERPT_CHARS * 2]))
+    text = text[: EXCERPT_CHARS * 4]
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+
+
+def _decode_control(raw: str) -> Decoded:
+    try:
+        message = json.loads(raw)
+    except ValueError as exc:
+        raise _Malformed(f"control message is not valid JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(message, dict):
+        raise _Malformed("control message is not a JSON object")
+    header = message.get("header") or {}
+    body = message.get("body")
+    if not isinstance(header, dict):
+        raise _Malformed("control message header is not an object")
+    tr_id = str(header.get("tr_id", ""))
+    if tr_id == TrId.PINGPONG:
+        return PingPong(raw)
+    if not isinstance(body, dict) or "msg_cd" not in body:
+        raise _Malformed("control message has no body.msg_cd")
+    output = body.get("output")
+    keys = None
+    if isinstance(output, dict) and output.get("key") and output.get("iv"):
+        keys = NoticeKeys(key=str(output["key"]), iv=str(output["iv"]))
+    msg_cd = str(body["msg_cd"])
+    return Ack(
+        tr_id=tr_id,
+        tr_key=str(header.get("tr_key", "")),
+        rt_cd=str(body.get("rt_cd", "")),
+        msg_cd=msg_cd,
+        msg1=_redact(str(body.get("msg1", ""))),
+        code=_ACK_CODES.get(msg_cd),
+        encrypted=header.get("encrypt") == "Y",
+        keys=keys,
+    )
+
+
+def _redact(text: str) -> str:
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
+    parts = raw.split("|", 3)
+    if len(parts) != 4:
+        raise _Malformed(f"data frame has {len(parts)} '|'-separated parts, needs 4")
+    flag, tr_id, count_text, payload = parts
+    if flag != "0" and flag != "1":
+        raise _Malformed(f"data frame encryption flag is {flag!r}, not '0' or '1'")
+    if not (count_text.isascii() and count_text.isdigit()) or int(count_text) == 0:
+        raise _Malformed(f"data frame record count {count_text[:8]!r} is not a positive number")
+    count = int(count_text)
+    if flag == "1":
+        if keys is None:
+            raise _Malformed(f"encrypted {tr_id} frame but no key/iv from its subscribe ack")
+        payload = decrypt_notice(payload, keys.key, keys.iv)
+    fields = tuple(payload.split("^"))
+    if tr_id == TrId.TRADE:
+        records = _split_records(fields, count, _TRADE_WIDTH, _TRADE_WIDTH, tr_id)
+        return TradeFrame(tr_id, _build_all(_trade_tick, records, 0, tr_id))
+    if tr_id == TrId.ORDER_BOOK:
+        records = _split_records(fields, count, _BOOK_WIDTH, _BOOK_WIDTH, tr_id)
+        return OrderBookFrame(tr_id, _build_all(_order_book, records, 0, tr_id))
+    if tr_id == TrId.NOTICE_REAL or tr_id == TrId.NOTICE_PAPER:
+        records = _split_records(fields, count, _NOTICE_WIDTH, _NOTICE_MIN_WIDTH, tr_id)
+        return ExecutionNoticeFrame(tr_id, _build_all(_notice, records, _NOTICE_SYMBOL, tr_id))
+    return OtherFrame(tr_id, count, fields)
+
+
+def _split_records(
+    fields: tuple[str, ...], count: int, width: int, minimum: int, tr_id: str
+) -> tuple[tuple[str, ...], ...]:
+    """Cut the frame into `count` records. Records may be wider than `width` (KIS appends columns): an even
+    split gives the stride; otherwise the last record takes the extra trailing fields."""
+    total = len(fields)
+    if total < count * minimum:
+        raise _Malformed(f"{tr_id} frame has {total} fields, too few for {count} record(s) of {width}")
+    if count == 1:
+        return (fields,)
+    if total % count == 0:
+        stride = total // count
+        return tuple(fields[start : start + stride] for start in range(0, total, stride))
+    if total > count * width:
+        last = (count - 1) * width
+        return (*(fields[start : start + width] for start in range(0, last, width)), fields[last:])
+    raise _Malformed(f"{tr_id} frame's {total} fields do not split into {count} record(s) of {width}")
+
+
+def _build_all(
+    build: Callable[[tuple[str, ...], tuple[str, ...]], _Value],
+    records: tuple[tuple[str, ...], ...],
+    symbol_index: int,
+    tr_id: str,
+) -> tuple[_Value, ...]:
+    """Typed values of all records. `build(raw, numeric)` reads text columns from `raw` and numbers from
+    `numeric`, which is `raw` itself unless a retry had to read blank numeric columns as 0."""
+    values = []
+    for number, record in enumerate(records, 1):
+        if not record[symbol_index]:
+            raise _Malformed(f"{tr_id} record {number} has no symbol")
+        try:
+            values.append(build(record, record))
+        except ValueError:
+            try:
+                values.append(build(record, tuple(value.strip() or "0" for value in record)))
+            except ValueError as exc:
+                raise _Malformed(f"{tr_id} record {number}: {exc}") from exc
+    return tuple(values)
+
+
+@lru_cache(maxsize=4096)
+def _exchange_time(day: str, hour: str) -> datetime:
+    """BSOP_DATE + STCK_CNTG_HOUR as aware KST. Cached: a second's ticks share one datetime."""
+    if len(hour) == 5:  # KIS sometimes drops the leading zero before 10:00
+        hour = "0" + hour
+    if len(day) != 8 or len(hour) != 6 or not (day + hour).isdigit():
+        raise ValueError(f"bad exchange date/time {day!r} {hour!r}")
+    return datetime(
+        int(day[:4]), int(day[4:6]), int(day[6:]), int(hour[:2]), int(hour[2:4]), int(hour[4:]), tzinfo=KST
+    )
+
+
+def _trade_tick(f: tuple[str, ...], v: tuple[str, ...]) -> TradeTick:
+    """Positional for speed; the indices are those of H0STCNT0_FIELDS."""
+    return TradeTick(
+        f[0],  # MKSC_SHRN_ISCD
+        _exchange_time(f[33], f[1]),  # BSOP_DATE, STCK_CNTG_HOUR
+        int(v[2]),  # STCK_PRPR
+        int(v[4]),  # PRDY_VRSS
+        f[3],  # PRDY_VRSS_SIGN
+        float(v[5]),  # PRDY_CTRT
+        int(v[12]),  # CNTG_VOL
+        int(v[13]),  # ACML_VOL
+        int(v[14]),  # ACML_TR_PBMN
+        int(v[7]),  # STCK_OPRC
+        int(v[8]),  # STCK_HGPR
+        int(v[9]),  # STCK_LWPR
+        int(v[10]),  # ASKP1
+        int(v[11]),  # BIDP1
+        f[21],  # CCLD_DVSN
+        float(v[18]),  # CTTR
+        f[43],  # HOUR_CLS_CODE
+        f,
+    )
+
+
+_ASK, _BID = H0STASP0_INDEX["ASKP1"], H0STASP0_INDEX["BIDP1"]
+_ASK_SIZE, _BID_SIZE = H0STASP0_INDEX["ASKP_RSQN1"], H0STASP0_INDEX["BIDP_RSQN1"]
+_TOTAL_ASK, _TOTAL_BID = H0STASP0_INDEX["TOTAL_ASKP_RSQN"], H0STASP0_INDEX["TOTAL_BIDP_RSQN"]
+_BOOK_VOLUME = H0STASP0_INDEX["ACML_VOL"]
+
+
+def _order_book(f: tuple[str, ...], v: tuple[str, ...]) -> OrderBook:
+    return OrderBook(
+        symbol=f[0],
+        hour=f[1],
+        hour_class=f[2],
+        asks=tuple(map(int, v[_ASK : _ASK + 10])),
+        bids=tuple(map(int, v[_BID : _BID + 10])),
+        ask_sizes=tuple(map(int, v[_ASK_SIZE : _ASK_SIZE + 10])),
+        bid_sizes=tuple(map(int, v[_BID_SIZE : _BID_SIZE + 10])),
+        total_ask_size=int(v[_TOTAL_ASK]),
+        total_bid_size=int(v[_TOTAL_BID]),
+        cum_volume=int(v[_BOOK_VOLUME]),
+        fields=f,
+    )
+
+
+_N = H0STCNI0_INDEX
+_NOTICE_SYMBOL = _N["STCK_SHRN_ISCD"]
+
+
+def _notice(f: tuple[str, ...], v: tuple[str, ...]) -> ExecutionNotice:
+    return ExecutionNotice(
+        order_no=f[_N["ODER_NO"]],
+        original_order_no=f[_N["OODER_NO"]],
+        side=f[_N["SELN_BYOV_CLS"]],
+        symbol=f[_NOTICE_SYMBOL],
+        filled_qty=int(v[_N["CNTG_QTY"]]),
+        filled_price=int(v[_N["CNTG_UNPR"]]),
+        hour=f[_N["STCK_CNTG_HOUR"]],
+        rejected=f[_N["RFUS_YN"]] == "1",
+        is_fill=f[_N["CNTG_YN"]] == "2",
+        order_qty=int(v[_N["ODER_QTY"]]),
+        fields=f,
+    )
