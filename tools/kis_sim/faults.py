@@ -1,0 +1,144 @@
+"""Fault switches of the KIS simulator, flipped by tests and the CLI, read by the REST and WebSocket servers.
+
+Windows are measured in real (monotonic) seconds, because faults model the network and the gateway, which
+run on the wall clock even when the simulated market runs fast. Every method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class Faults:
+    """Thread-safe fault state. Setters arm a fault; the `rest_*` / `ws_*` / `take_*` queries read it."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._rate_limited_until = 0.0
+        self._slow_until = 0.0
+        self._slow_delay = 0.0
+        self._token_epoch = 0
+        self._drop_generation = 0
+        self._drop_every: float | None = None
+        self._refuse_until = 0.0
+        self._malformed_left = 0
+        self._truncated_left = 0
+        self._silent_until = 0.0
+
+    # ---- REST -------------------------------------------------------------------------------------------
+
+    def rate_limit_burst(self, seconds: float) -> None:
+        """Every REST call answers EGW00201 for the next `seconds`."""
+        with self._lock:
+            until = self._monotonic() + _non_negative(seconds)
+            self._rate_limited_until = max(self._rate_limited_until, until)
+
+    def rest_rate_limited(self) -> bool:
+        with self._lock:
+            return self._monotonic() < self._rate_limited_until
+
+    def slow_rest(self, delay_seconds: float, for_seconds: float) -> None:
+        """Delay every REST answer by `delay_seconds` for the next `for_seconds`."""
+        with self._lock:
+            self._slow_delay = _non_negative(delay_seconds)
+            self._slow_until = self._monotonic() + _non_negative(for_seconds)
+
+    def rest_delay(self) -> float:
+        """Seconds the REST server should wait before answering now (0 when no slow-down is armed)."""
+        with self._lock:
+            return self._slow_delay if self._monotonic() < self._slow_until else 0.0
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far answers EGW00123 from now on."""
+        with self._lock:
+            self._token_epoch += 1
+
+    def token_epoch(self) -> int:
+        """Tokens remember the epoch they were issued in; a token from an older epoch has expired."""
+        with self._lock:
+            return self._token_epoch
+
+    # ---- WebSocket ---------------------------------------------------------------------------------------
+
+    def drop_sessions(self) -> None:
+        """Close every open WebSocket session now (sessions compare `drop_generation()` with their own)."""
+        with self._lock:
+            self._drop_generation += 1
+
+    def drop_generation(self) -> int:
+        with self._lock:
+            return self._drop_generation
+
+    def drop_every(self, seconds: float | None) -> None:
+        """Drop sessions periodically, every `seconds` of a session's life (None switches it off)."""
+        if seconds is not None and seconds <= 0:
+            raise ValueError("drop_every needs a positive interval or None")
+        with self._lock:
+            self._drop_every = seconds
+
+    def drop_interval(self) -> float | None:
+        with self._lock:
+            return self._drop_every
+
+    def refuse_reconnects(self, seconds: float) -> None:
+        """Refuse new WebSocket sessions for the next `seconds`."""
+        with self._lock:
+            self._refuse_until = max(self._refuse_until, self._monotonic() + _non_negative(seconds))
+
+    def ws_refusing(self) -> bool:
+        with self._lock:
+            return self._monotonic() < self._refuse_until
+
+    def malformed_frames(self, count: int) -> None:
+        """The next `count` data frames sent (by any session) are garbled."""
+        with self._lock:
+            self._malformed_left += max(0, int(count))
+
+    def take_malformed(self) -> bool:
+        """Consume one pending malformed frame; True means: garble the frame you are about to send."""
+        with self._lock:
+            if self._malformed_left > 0:
+                self._malformed_left -= 1
+                return True
+            return False
+
+    def truncated_frames(self, count: int) -> None:
+        """The next `count` data frames sent are cut short."""
+        with self._lock:
+            self._truncated_left += max(0, int(count))
+
+    def take_truncated(self) -> bool:
+        with self._lock:
+            if self._truncated_left > 0:
+                self._truncated_left -= 1
+                return True
+            return False
+
+    def silence_sessions(self, seconds: float) -> None:
+        """No data frames and no PINGPONG on any session for the next `seconds`."""
+        with self._lock:
+            self._silent_until = max(self._silent_until, self._monotonic() + _non_negative(seconds))
+
+    def ws_silent(self) -> bool:
+        with self._lock:
+            return self._monotonic() < self._silent_until
+
+    # ---- all ---------------------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Switch every armed fault off (token expiry already applied stays applied)."""
+        with self._lock:
+            self._rate_limited_until = self._slow_until = self._refuse_until = self._silent_until = 0.0
+            self._slow_delay = 0.0
+            self._drop_every = None
+            self._malformed_left = self._truncated_left = 0
+
+
+def _non_negative(seconds: float) -> float:
+    value = float(seconds)
+    if value < 0:
+        raise ValueError(f"a fault duration must be >= 0, got {value}")
+    return value

@@ -1,0 +1,577 @@
+"""The simulated market: per-symbol random walks whose ticks and bars always agree.
+
+Two levels, both deterministic from `(seed, trading_date, code)`:
+- a cheap minute-level walk (trade count, open, high, low, close, volume per minute), generated lazily and in
+  order, so a REST scan of the whole universe only walks the minutes that have happened;
+- the ticks of one minute, generated on demand from `(seed, code, minute)` as a bridge from the minute's open
+  to its close that touches its high and low, with volumes that add up to the minute's volume. The minute bar
+  is therefore exactly the aggregate of its ticks, and the same ticks come back on every call.
+
+Trading value is the minute's volume times its (O+H+L+C)/4; a tick's cumulative value is the value before its
+minute plus the minute value in proportion to the minute volume traded so far, so it reaches the bar's value
+at the minute's last tick.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from runtime.clock import KST
+from tools.kis_sim.listings import (
+    NORMAL_BITS,
+    NORMALS,
+    SESSION_MINUTES,
+    DailyBarState,
+    Listing,
+    build_universe,
+    price_limits,
+    snap,
+    tick_size,
+)
+from tools.kis_sim.scenario import NO_EFFECTS, Effects, Scenario
+
+__all__ = [
+    "SESSION_CLOSE",
+    "SESSION_OPEN",
+    "DailyBarState",
+    "Listing",
+    "Market",
+    "MinuteBarState",
+    "QuoteState",
+    "Trade",
+]
+
+SESSION_OPEN = time(9, 0)
+SESSION_CLOSE = time(15, 30)
+_MINUTE_US = 60_000_000
+_TICK_CACHE_SIZE = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    code: str
+    time: datetime
+    price: int
+    volume: int
+    cum_volume: int
+    cum_value: int
+    side: str
+    open: int
+    high: int
+    low: int
+    prev_close: int
+    ask1: int
+    bid1: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteState:
+    """The state of one symbol as of `at`; open/high/low are 0 before its first trade of the day."""
+
+    code: str
+    at: datetime
+    price: int
+    open: int
+    high: int
+    low: int
+    volume: int
+    value: int
+    prev_close: int
+    upper_limit: int
+    lower_limit: int
+    ask1: int
+    bid1: int
+    halted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteBarState:
+    """One minute starting at `start`; a minute without trades repeats the last price with volume 0."""
+
+    code: str
+    start: datetime
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    value: int
+    cum_volume: int
+    cum_value: int
+
+
+def _intraday_shape() -> tuple[float, ...]:
+    """Relative activity per minute: busy open, quiet lunch, busier close; the mean is 1."""
+    raw = [
+        1.0 + 2.5 * math.exp(-m / 15.0) + 1.2 * math.exp(-(SESSION_MINUTES - 1 - m) / 20.0)
+        - 0.25 * math.exp(-(((m - 200) / 60.0) ** 2))
+        for m in range(SESSION_MINUTES)
+    ]
+    mean = sum(raw) / len(raw)
+    return tuple(value / mean for value in raw)
+
+
+_SHAPE = _intraday_shape()
+
+
+class _Ticks:
+    """The ticks of one minute as parallel lists (cheap to build, cheap to slice with bisect)."""
+
+    __slots__ = ("cum_values", "cum_volumes", "offsets_us", "prices", "sides", "volumes")
+
+    def __init__(
+        self,
+        offsets_us: list[int],
+        prices: list[int],
+        volumes: list[int],
+        sides: list[str],
+        cum_volumes: list[int],
+        cum_values: list[int],
+    ) -> None:
+        self.offsets_us = offsets_us
+        self.prices = prices
+        self.volumes = volumes
+        self.sides = sides
+        self.cum_volumes = cum_volumes
+        self.cum_values = cum_values
+
+
+class _DayPath:
+    """Minute-level walk of one symbol for the trading day, extended lazily in minute order.
+
+    A latent fair value moves by a normal step each minute; prices are that value snapped to the KRX price
+    grid, so moves smaller than one price unit still accumulate instead of being rounded away.
+    """
+
+    def __init__(
+        self, seed: int, day: date, listing: Listing, trade_rate: float, effects: tuple[Effects, ...]
+    ) -> None:
+        self.listing = listing
+        self.lock = threading.Lock()
+        self.rng = random.Random(f"day:{seed}:{day.isoformat()}:{listing.code}")
+        self.trade_rate = trade_rate
+        self.effects = effects
+        self.upper, self.lower = price_limits(listing.prev_close)
+        self.sigma_day = listing.daily_volatility
+        self.sigma_minute = listing.daily_volatility / math.sqrt(SESSION_MINUTES)
+        activity = math.exp(NORMALS[self.rng.getrandbits(NORMAL_BITS)] * 0.25)
+        self.volume_per_minute = listing.avg_volume_20d / SESSION_MINUTES * activity
+        self.level = float(listing.prev_close)
+        # per minute
+        self.counts: list[int] = []
+        self.opens: list[int] = []
+        self.highs: list[int] = []
+        self.lows: list[int] = []
+        self.closes: list[int] = []
+        self.volumes: list[int] = []
+        self.values: list[int] = []
+        # running day state through the end of each minute (0 for open/high/low before the first trade)
+        self.cum_volumes: list[int] = []
+        self.cum_values: list[int] = []
+        self.day_highs: list[int] = []
+        self.day_lows: list[int] = []
+        self.day_opens: list[int] = []
+
+    def extend(self, last_minute: int) -> None:
+        with self.lock:
+            if len(self.counts) <= last_minute:
+                self._walk(last_minute)
+
+    def _walk(self, last_minute: int) -> None:
+        draw, bits, normals, exp, sqrt = self.rng.getrandbits, NORMAL_BITS, NORMALS, math.exp, math.sqrt
+        upper, lower = self.upper, self.lower
+        blocked = self.listing.halted
+        effects_by_minute = self.effects
+        per_second = self.trade_rate * 60.0
+        level = self.level
+        first = len(self.counts)
+        last = self.closes[-1] if first else self.listing.prev_close
+        day_open = self.day_opens[-1] if first else 0
+        cum_volume = self.cum_volumes[-1] if first else 0
+        cum_value = self.cum_values[-1] if first else 0
+        day_high = self.day_highs[-1] if first else 0
+        day_low = self.day_lows[-1] if first else 0
+        for minute in range(first, last_minute + 1):
+            effects = effects_by_minute[minute] if effects_by_minute else NO_EFFECTS
+            shape = _SHAPE[minute]
+            expected = per_second * shape * effects.trade_rate * effects.volume
+            count = round(expected + sqrt(expected) * normals[draw(bits)])
+            if blocked or effects.halted or count <= 0:
+                open_ = high = low = close = last
+                count = volume = value = 0
+            else:
+                sigma = self.sigma_minute * effects.volatility * sqrt(shape)
+                if day_open == 0:
+                    level = self.listing.prev_close * exp(normals[draw(bits)] * 0.4 * self.sigma_day)
+                    level = min(upper, max(lower, level))
+                    open_ = snap(level)
+                else:
+                    open_ = last
+                if count == 1:
+                    close = open_
+                else:
+                    level = min(upper, max(lower, level * exp(normals[draw(bits)] * sigma)))
+                    close = min(upper, max(lower, snap(level)))
+                high, low = (open_, close) if open_ >= close else (close, open_)
+                if count >= 4:
+                    high = max(high, min(upper, snap(high * exp(abs(normals[draw(bits)]) * 0.6 * sigma))))
+                    low = min(low, max(lower, snap(low * exp(-abs(normals[draw(bits)]) * 0.6 * sigma))))
+                noise = exp(normals[draw(bits)] * 0.5 - 0.125)
+                volume = max(count, int(self.volume_per_minute * shape * effects.volume * noise + 0.5))
+                value = volume * (open_ + high + low + close) // 4
+                cum_volume += volume
+                cum_value += value
+                day_open = day_open or open_
+                day_high = high if high > day_high else day_high
+                day_low = low if day_low == 0 or low < day_low else day_low
+                last = close
+            self.counts.append(count)
+            self.opens.append(open_)
+            self.highs.append(high)
+            self.lows.append(low)
+            self.closes.append(close)
+            self.volumes.append(volume)
+            self.values.append(value)
+            self.cum_volumes.append(cum_volume)
+            self.cum_values.append(cum_value)
+            self.day_highs.append(day_high)
+            self.day_lows.append(day_low)
+            self.day_opens.append(day_open)
+        self.level = level
+
+
+class Market:
+    """The simulated KRX market for one trading day. All queries are deterministic and thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        trading_date: date,
+        scenario: Scenario | None = None,
+        n_symbols: int = 1200,
+        trade_rate: float = 2.0,
+    ) -> None:
+        if trade_rate <= 0:
+            raise ValueError(f"trade_rate must be > 0 trades per second, got {trade_rate}")
+        self.seed = seed
+        self.trading_date = trading_date
+        self.trade_rate = float(trade_rate)
+        self.scenario = scenario or Scenario()
+        universe = build_universe(seed, trading_date, n_symbols)
+        self.listings: dict[str, Listing] = universe.listings
+        self._history = universe.history
+        self.scenario.check_symbols(self.listings)
+        self.session_open = datetime.combine(trading_date, SESSION_OPEN, tzinfo=KST)
+        self.session_close = datetime.combine(trading_date, SESSION_CLOSE, tzinfo=KST)
+        self._effects = {symbol: self._minute_effects(symbol) for symbol in self.scenario.symbols}
+        self._paths: dict[str, _DayPath] = {}
+        self._paths_lock = threading.Lock()
+        self._ticks: OrderedDict[tuple[str, int], _Ticks] = OrderedDict()
+        self._ticks_lock = threading.Lock()
+
+    # ---- queries ----------------------------------------------------------------------------------------
+
+    def listing(self, code: str) -> Listing:
+        """The listing of `code`; KeyError for an unknown code."""
+        return self.listings[code]
+
+    def history(self, code: str) -> tuple[DailyBarState, ...]:
+        """Daily bars of the trading days before the trading date, oldest first."""
+        return self._history[code]
+
+    def halted(self, code: str, at: datetime) -> bool:
+        """Whether `code` is suspended at `at` (listed as halted, or inside a scenario halt)."""
+        if self.listings[code].halted:
+            return True
+        effects = self._effects.get(code)
+        minute = self._minute_of(at)
+        return bool(effects) and minute is not None and effects[minute].halted
+
+    def trades(self, code: str, start: datetime, end: datetime) -> list[Trade]:
+        """Every trade of `code` with `start < time <= end`, in time order."""
+        listing = self.listings[code]
+        start_us = self._session_us(start)
+        end_us = min(self._session_us(end), SESSION_MINUTES * _MINUTE_US - 1)
+        if end_us < 0 or end_us <= start_us:
+            return []
+        first_minute = max(0, start_us // _MINUTE_US)
+        last_minute = end_us // _MINUTE_US
+        path = self._path(code, last_minute)
+        result: list[Trade] = []
+        for minute in range(first_minute, last_minute + 1):
+            if path.counts[minute] == 0:
+                continue
+            ticks = self._minute_ticks(path, minute)
+            base_us = minute * _MINUTE_US
+            lo = bisect.bisect_right(ticks.offsets_us, start_us - base_us)
+            hi = bisect.bisect_right(ticks.offsets_us, end_us - base_us)
+            if lo >= hi:
+                continue
+            result.extend(self._trades_of(listing, path, minute, ticks, lo, hi))
+        return result
+
+    def quote(self, code: str, at: datetime) -> QuoteState:
+        """Price, day open/high/low and cumulative volume/value as of `at` (the last trade at or before)."""
+        listing = self.listings[code]
+        upper, lower = price_limits(listing.prev_close)
+        halted = self.halted(code, at)
+        at_us = min(self._session_us(at), SESSION_MINUTES * _MINUTE_US - 1)
+        if at_us < 0:
+            unit = tick_size(listing.prev_close)
+            return QuoteState(
+                code, at, listing.prev_close, 0, 0, 0, 0, 0, listing.prev_close, upper, lower,
+                listing.prev_close + unit, listing.prev_close, halted,
+            )
+        minute = at_us // _MINUTE_US
+        path = self._path(code, minute)
+        if minute > 0:
+            price = path.closes[minute - 1]
+            day_open, high = path.day_opens[minute - 1], path.day_highs[minute - 1]
+            low = path.day_lows[minute - 1]
+            volume, value = path.cum_volumes[minute - 1], path.cum_values[minute - 1]
+        else:
+            price, day_open, high, low, volume, value = listing.prev_close, 0, 0, 0, 0, 0
+        side = "1"
+        if path.counts[minute]:
+            ticks = self._minute_ticks(path, minute)
+            upto = bisect.bisect_right(ticks.offsets_us, at_us - minute * _MINUTE_US)
+            if upto:
+                prices = ticks.prices[:upto]
+                price = prices[-1]
+                day_open = day_open or prices[0]
+                high = max(high, *prices)
+                low = min(prices) if low == 0 else min(low, *prices)
+                volume += ticks.cum_volumes[upto - 1]
+                value += ticks.cum_values[upto - 1]
+                side = ticks.sides[upto - 1]
+        ask1, bid1 = _book_top(price, side)
+        return QuoteState(
+            code, at, price, day_open, high, low, volume, value, listing.prev_close, upper, lower,
+            ask1, bid1, halted,
+        )
+
+    def minute_bars(self, code: str, at: datetime, until: time) -> list[MinuteBarState]:
+        """Today's minute bars that start at or before `until` and have started by `at`, oldest first.
+
+        The minute in progress at `at` is included with the trades so far.
+        """
+        if code not in self.listings:
+            raise KeyError(code)
+        at_us = self._session_us(at)
+        if at_us < 0:
+            return []
+        until_minute = (until.hour * 60 + until.minute) - (SESSION_OPEN.hour * 60 + SESSION_OPEN.minute)
+        last_minute = min(SESSION_MINUTES - 1, at_us // _MINUTE_US, until_minute)
+        if last_minute < 0:
+            return []
+        path = self._path(code, last_minute)
+        bars = [
+            MinuteBarState(
+                code, self.session_open + timedelta(minutes=m), path.opens[m], path.highs[m], path.lows[m],
+                path.closes[m], path.volumes[m], path.values[m], path.cum_volumes[m], path.cum_values[m],
+            )
+            for m in range(last_minute + 1)
+        ]
+        if at_us < (last_minute + 1) * _MINUTE_US:
+            bars[-1] = self._partial_bar(path, last_minute, at_us)
+        return bars
+
+    def daily_bars(
+        self, code: str, start: date, end: date, at: datetime | None = None
+    ) -> list[DailyBarState]:
+        """Daily bars with `start <= day <= end`, oldest first; with `at`, today's bar so far."""
+        bars = [bar for bar in self._history[code] if start <= bar.day <= end]
+        if at is not None and start <= self.trading_date <= end and self._session_us(at) >= 0:
+            quote = self.quote(code, at)
+            price = quote.price
+            bars.append(
+                DailyBarState(
+                    self.trading_date, quote.open or price, quote.high or price, quote.low or price, price,
+                    quote.volume, quote.value,
+                )
+            )
+        return bars
+
+    # ---- internals --------------------------------------------------------------------------------------
+
+    def _session_us(self, moment: datetime) -> int:
+        return (moment - self.session_open) // timedelta(microseconds=1)
+
+    def _minute_of(self, moment: datetime) -> int | None:
+        us = self._session_us(moment)
+        if us < 0 or us >= SESSION_MINUTES * _MINUTE_US:
+            return None
+        return us // _MINUTE_US
+
+    def _minute_effects(self, symbol: str) -> tuple[Effects, ...]:
+        base = SESSION_OPEN.hour * 3600 + SESSION_OPEN.minute * 60
+        return tuple(
+            self.scenario.effects(symbol, base + m * 60, base + (m + 1) * 60) for m in range(SESSION_MINUTES)
+        )
+
+    def _path(self, code: str, last_minute: int) -> _DayPath:
+        path = self._paths.get(code)
+        if path is None:
+            with self._paths_lock:
+                path = self._paths.get(code)
+                if path is None:
+                    path = _DayPath(
+                        self.seed, self.trading_date, self.listings[code], self.trade_rate,
+                        self._effects.get(code, ()),
+                    )
+                    self._paths[code] = path
+        if len(path.counts) <= last_minute:
+            path.extend(last_minute)
+        return path
+
+    def _minute_ticks(self, path: _DayPath, minute: int) -> _Ticks:
+        key = (path.listing.code, minute)
+        with self._ticks_lock:
+            ticks = self._ticks.get(key)
+            if ticks is not None:
+                self._ticks.move_to_end(key)
+                return ticks
+        ticks = _build_ticks(self.seed, self.trading_date, path, minute)
+        with self._ticks_lock:
+            self._ticks[key] = ticks
+            if len(self._ticks) > _TICK_CACHE_SIZE:
+                self._ticks.popitem(last=False)
+        return ticks
+
+    def _trades_of(
+        self, listing: Listing, path: _DayPath, minute: int, ticks: _Ticks, lo: int, hi: int
+    ) -> list[Trade]:
+        if minute > 0:
+            day_open = path.day_opens[minute - 1]
+            high, low = path.day_highs[minute - 1], path.day_lows[minute - 1]
+            cum_volume, cum_value = path.cum_volumes[minute - 1], path.cum_values[minute - 1]
+        else:
+            day_open = high = low = cum_volume = cum_value = 0
+        prices = ticks.prices
+        if lo:
+            day_open = day_open or prices[0]
+            high = max(high, *prices[:lo])
+            low = min(prices[:lo]) if low == 0 else min(low, *prices[:lo])
+        day_open = day_open or prices[0]
+        base = self.session_open + timedelta(minutes=minute)
+        result = []
+        for i in range(lo, hi):
+            price = prices[i]
+            high = max(high, price)
+            low = price if low == 0 else min(low, price)
+            side = ticks.sides[i]
+            ask1, bid1 = _book_top(price, side)
+            result.append(
+                Trade(
+                    listing.code, base + timedelta(microseconds=ticks.offsets_us[i]), price, ticks.volumes[i],
+                    cum_volume + ticks.cum_volumes[i], cum_value + ticks.cum_values[i], side,
+                    day_open, high, low, listing.prev_close, ask1, bid1,
+                )
+            )
+        return result
+
+    def _partial_bar(self, path: _DayPath, minute: int, at_us: int) -> MinuteBarState:
+        last = path.closes[minute - 1] if minute else path.listing.prev_close
+        cum_volume = path.cum_volumes[minute - 1] if minute else 0
+        cum_value = path.cum_values[minute - 1] if minute else 0
+        start = self.session_open + timedelta(minutes=minute)
+        upto = 0
+        ticks = None
+        if path.counts[minute]:
+            ticks = self._minute_ticks(path, minute)
+            upto = bisect.bisect_right(ticks.offsets_us, at_us - minute * _MINUTE_US)
+        if ticks is None or upto == 0:
+            code = path.listing.code
+            return MinuteBarState(code, start, last, last, last, last, 0, 0, cum_volume, cum_value)
+        prices = ticks.prices[:upto]
+        volume, value = ticks.cum_volumes[upto - 1], ticks.cum_values[upto - 1]
+        return MinuteBarState(
+            path.listing.code, start, prices[0], max(prices), min(prices), prices[-1], volume, value,
+            cum_volume + volume, cum_value + value,
+        )
+
+
+def _book_top(price: int, side: str) -> tuple[int, int]:
+    """(ask1, bid1) right after a trade: a buy lifts the ask at `price`, a sell hits the bid at `price`."""
+    if side == "1":
+        return price, max(1, price - tick_size(max(1, price - 1)))
+    return price + tick_size(price), price
+
+
+def _build_ticks(seed: int, day: date, path: _DayPath, minute: int) -> _Ticks:
+    """The trades of one minute: a bridge open -> close through high and low, volumes summing to the bar's."""
+    count = path.counts[minute]
+    open_, high, low, close = path.opens[minute], path.highs[minute], path.lows[minute], path.closes[minute]
+    volume, value = path.volumes[minute], path.values[minute]
+    rng = random.Random(f"ticks:{seed}:{day.isoformat()}:{path.listing.code}:{minute}")
+    draw = rng.random
+    offsets = sorted([int(draw() * _MINUTE_US) for _ in range(count)])
+    if count == 1:
+        prices = [open_]
+    elif count == 2:
+        prices = [open_, close]
+    elif count == 3:
+        prices = [open_, snap(low + (high - low) * rng.random()), close]
+    else:
+        prices = _bridge(rng, count, open_, high, low, close)
+    weights = [0.05 - math.log(1.0 - draw()) for _ in range(count)]
+    total = sum(weights)
+    volumes = [max(1, int(volume * w / total)) for w in weights]
+    _fix_sum(volumes, volume)
+    previous = path.closes[minute - 1] if minute else path.listing.prev_close
+    sides = []
+    for price in prices:
+        if price > previous:
+            sides.append("1")
+        elif price < previous:
+            sides.append("5")
+        else:
+            sides.append("1" if rng.random() < 0.5 else "5")
+        previous = price
+    cum_volumes = []
+    running = 0
+    for v in volumes:
+        running += v
+        cum_volumes.append(running)
+    cum_values = [value * c // volume for c in cum_volumes]
+    return _Ticks(offsets, prices, volumes, sides, cum_volumes, cum_values)
+
+
+def _bridge(rng: random.Random, count: int, open_: int, high: int, low: int, close: int) -> list[int]:
+    """`count` prices from `open_` to `close` that reach exactly `high` and `low` and never leave them."""
+    high_at, low_at = rng.sample(range(1, count - 1), 2)
+    anchors = sorted({0: open_, count - 1: close, high_at: high, low_at: low}.items())
+    spread = (high - low) * 0.2
+    draw = rng.getrandbits
+    prices = [0] * count
+    for (a, pa), (b, pb) in itertools.pairwise(anchors):
+        prices[a] = pa
+        step = (pb - pa) / (b - a)
+        for k in range(a + 1, b):
+            level = pa + step * (k - a) + NORMALS[draw(NORMAL_BITS)] * spread
+            prices[k] = snap(high if level > high else low if level < low else level)
+    prices[count - 1] = close
+    prices[high_at], prices[low_at] = high, low
+    return prices
+
+
+def _fix_sum(volumes: list[int], total: int) -> None:
+    """Adjust `volumes` (each >= 1, sum(volumes) close to `total`) so they add up to `total` exactly."""
+    diff = total - sum(volumes)
+    if diff >= 0:
+        volumes[max(range(len(volumes)), key=volumes.__getitem__)] += diff
+        return
+    for i in sorted(range(len(volumes)), key=volumes.__getitem__, reverse=True):
+        take = min(-diff, volumes[i] - 1)
+        volumes[i] -= take
+        diff += take
+        if diff == 0:
+            return
