@@ -185,8 +185,9 @@ def _annotation_at(key: Key) -> Any | None:
 
 
 def _fields_at(key: Key) -> list[str]:
-    """Setting names allowed inside the section at `key` (for "did you mean")."""
-    annotation = _annotation_at(key) if key else Settings
+    """Setting names allowed inside the section at `key` (for "did you mean"); list indexes are skipped."""
+    fields_only = tuple(part for part in key if not isinstance(part, int))
+    annotation = _annotation_at(fields_only) if fields_only else Settings
     if typing.get_origin(annotation) is tuple:
         annotation = typing.get_args(annotation)[0]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
