@@ -1,0 +1,157 @@
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from runtime.clock import KST
+from runtime.jsonl import JsonlReader, JsonlWriter, encode_record, read_jsonl
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
+    yield lines
+    logger.remove(sink)
+
+
+def test_records_round_trip_as_compact_lines(tmp_path: Path) -> None:
+    path = tmp_path / "day" / "ticks.jsonl"
+    moment = datetime(2024, 5, 2, 9, 0, 1, 500000, tzinfo=KST)
+    with JsonlWriter(path) as writer:
+        writer.write({"symbol": "005930", "price": 71200, "at": moment, "name": "삼성전자"})
+        writer.write({"symbol": "000660", "price": 180500, "at": moment})
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == (
+        '{"symbol":"005930","price":71200,"at":"2024-05-02T09:00:01.500000+09:00","name":"삼성전자"}'
+    )
+    contents = read_jsonl(path)
+    assert contents.skipped == 0
+    assert [record["price"] for record in contents.records] == [71200, 180500]
+
+
+def test_lines_reach_the_file_on_flush_not_before(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonlWriter(path)
+    writer.write({"n": 1})
+    assert path.read_bytes() == b""
+    assert writer.buffered_lines == 1
+    writer.flush()
+    assert path.read_bytes() == b'{"n":1}\n'
+    writer.close()
+    assert writer.closed
+
+
+def test_a_full_buffer_flushes_whole_lines_by_itself(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    writer = JsonlWriter(path, flush_bytes=100)
+    for number in range(20):
+        writer.write({"n": number, "pad": "x" * 10})
+    on_disk = path.read_bytes()
+    assert on_disk
+    assert on_disk.endswith(b"\n")
+    assert len(on_disk.splitlines()) + writer.buffered_lines == 20
+    writer.close()
+    assert [r["n"] for r in read_jsonl(path).records] == list(range(20))
+
+
+def test_appending_after_a_torn_tail_keeps_new_records_intact(tmp_path: Path, warnings: list[str]) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"n":1}\n{"n":2,"pri')
+    with JsonlWriter(path) as writer:
+        writer.write({"n": 3})
+    assert any("torn" in line for line in warnings)
+    contents = read_jsonl(path)
+    assert [r["n"] for r in contents.records] == [1, 3]
+    assert contents.skipped == 1
+
+
+def test_torn_last_line_is_skipped_with_a_warning(tmp_path: Path, warnings: list[str]) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"n":1}\n{"n":2}\n{"n":3,"pr')
+    reader = JsonlReader(path)
+    assert [r["n"] for r in reader] == [1, 2]
+    assert reader.skipped == 1
+    assert len(warnings) == 1
+    assert "torn last line 3" in warnings[0]
+
+
+def test_invalid_lines_anywhere_are_skipped_never_raised(tmp_path: Path, warnings: list[str]) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(
+        b'{"n":1}\n'
+        b"not json\n"
+        b"[1,2]\n"
+        b"\n"
+        b'{"n":\xff}\n'
+        b'{"n":2}\n'
+        b'"just a string"\n'
+        + b"[" * 100000
+        + b"\n"
+        b'{"n":3}\n'
+    )
+    contents = read_jsonl(path)
+    assert [r["n"] for r in contents.records] == [1, 2, 3]
+    assert contents.skipped == 5
+    assert len(warnings) == 5
+    assert "line 2" in warnings[0]
+
+
+def test_warnings_per_file_are_capped_but_everything_is_counted(tmp_path: Path, warnings: list[str]) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"bad\n" * 50 + b'{"n":1}\n')
+    contents = read_jsonl(path)
+    assert contents.skipped == 50
+    assert contents.records == [{"n": 1}]
+    assert len(warnings) == 6
+    assert "50 invalid lines" in warnings[-1]
+
+
+def test_missing_file_reads_as_empty_with_one_warning(tmp_path: Path, warnings: list[str]) -> None:
+    contents = read_jsonl(tmp_path / "missing.jsonl")
+    assert contents.records == []
+    assert contents.skipped == 0
+    assert len(warnings) == 1
+
+
+def test_values_json_cannot_hold_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    with JsonlWriter(path) as writer:
+        with pytest.raises(TypeError, match="set"):
+            writer.write({"bad": {1, 2}})
+        with pytest.raises(ValueError, match="newline"):
+            writer.write_line('{"a":1}\n{"b":2}')
+        writer.write_line('{"a":1}')
+    assert path.read_text() == '{"a":1}\n'
+
+
+def test_text_with_newlines_stays_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write({"text": "line one\nline two"})
+    assert len(path.read_bytes().splitlines()) == 1
+    assert read_jsonl(path).records == [{"text": "line one\nline two"}]
+
+
+def test_fsync_mode_writes_the_same_content(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    with JsonlWriter(path, fsync=True) as writer:
+        writer.write({"n": 1})
+        writer.flush()
+        writer.write({"n": 2})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"n": 1}, {"n": 2}]
+
+
+def test_write_after_close_is_a_clear_error(tmp_path: Path) -> None:
+    writer = JsonlWriter(tmp_path / "a.jsonl")
+    writer.close()
+    writer.close()
+    with pytest.raises(ValueError, match="after close"):
+        writer.write({"n": 1})
+
+
+def test_encode_record_is_compact() -> None:
+    assert encode_record({"a": 1, "b": [1, 2]}) == '{"a":1,"b":[1,2]}'
