@@ -87,10 +87,9 @@ def decode(raw: str | bytes, keys: NoticeKeys | None = None) -> Decoded:
                 return FrameError("binary message is not UTF-8 text", excerpt(raw))
         if not raw:
             return FrameError("empty message", "")
-        first = raw[0]
-        if first == "{":
+        if raw[0] == "{":
             return _decode_control(raw)
-        if first == "0" or first == "1":
+        if "|" in raw:
             return _decode_data(raw, keys)
         return FrameError("neither a JSON control message nor a data frame", excerpt(raw))
     except _Malformed as exc:
@@ -165,34 +164,53 @@ def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
         payload = decrypt_notice(payload, keys.key, keys.iv)
     fields = tuple(payload.split("^"))
     if tr_id == TrId.TRADE:
-        records = _split_records(fields, count, _TRADE_WIDTH, _TRADE_WIDTH, tr_id)
-        return TradeFrame(tr_id, _build_all(_trade_tick, records, 0, tr_id))
+        return TradeFrame(
+            tr_id, _typed_records(_trade_tick, fields, count, _TRADE_WIDTH, _TRADE_WIDTH, 0, tr_id)
+        )
     if tr_id == TrId.ORDER_BOOK:
-        records = _split_records(fields, count, _BOOK_WIDTH, _BOOK_WIDTH, tr_id)
-        return OrderBookFrame(tr_id, _build_all(_order_book, records, 0, tr_id))
+        return OrderBookFrame(
+            tr_id, _typed_records(_order_book, fields, count, _BOOK_WIDTH, _BOOK_WIDTH, 0, tr_id)
+        )
     if tr_id == TrId.NOTICE_REAL or tr_id == TrId.NOTICE_PAPER:
-        records = _split_records(fields, count, _NOTICE_WIDTH, _NOTICE_MIN_WIDTH, tr_id)
-        return ExecutionNoticeFrame(tr_id, _build_all(_notice, records, _NOTICE_SYMBOL, tr_id))
+        notices = _typed_records(
+            _notice, fields, count, _NOTICE_WIDTH, _NOTICE_MIN_WIDTH, _NOTICE_SYMBOL, tr_id
+        )
+        return ExecutionNoticeFrame(tr_id, notices)
     return OtherFrame(tr_id, count, fields)
 
 
-def _split_records(
-    fields: tuple[str, ...], count: int, width: int, minimum: int, tr_id: str
-) -> tuple[tuple[str, ...], ...]:
-    """Cut the frame into `count` records. Records may be wider than `width` (KIS appends columns): an even
-    split gives the stride; otherwise the last record takes the extra trailing fields."""
+def _typed_records(
+    build: Callable[[tuple[str, ...], tuple[str, ...]], _Value],
+    fields: tuple[str, ...],
+    count: int,
+    width: int,
+    minimum: int,
+    symbol_index: int,
+    tr_id: str,
+) -> tuple[_Value, ...]:
+    """Cut the frame into `count` records and type them. KIS has appended columns before, so records may be
+    wider than `width`: an even split gives the stride (every record grew); failing that, the last record
+    takes the extra trailing fields. When both layouts fit, the first that types cleanly wins."""
     total = len(fields)
     if total < count * minimum:
         raise _Malformed(f"{tr_id} frame has {total} fields, too few for {count} record(s) of {width}")
     if count == 1:
-        return (fields,)
+        return _build_all(build, (fields,), symbol_index, tr_id)
+    layouts = []
     if total % count == 0:
         stride = total // count
-        return tuple(fields[start : start + stride] for start in range(0, total, stride))
+        layouts.append(tuple(fields[start : start + stride] for start in range(0, total, stride)))
     if total > count * width:
         last = (count - 1) * width
-        return (*(fields[start : start + width] for start in range(0, last, width)), fields[last:])
-    raise _Malformed(f"{tr_id} frame's {total} fields do not split into {count} record(s) of {width}")
+        layouts.append((*(fields[start : start + width] for start in range(0, last, width)), fields[last:]))
+    if not layouts:
+        raise _Malformed(f"{tr_id} frame's {total} fields do not split into {count} record(s) of {width}")
+    for records in layouts[:-1]:
+        try:
+            return _build_all(build, records, symbol_index, tr_id)
+        except _Malformed:
+            continue
+    return _build_all(build, layouts[-1], symbol_index, tr_id)
 
 
 def _build_all(

@@ -1,0 +1,460 @@
+"""The WebSocket codec against the verbatim live frame, built frames, every ack and broken input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from kis.crypto import NoticeCryptoError, decrypt_notice, encrypt_notice
+from kis.fields import H0STASP0_FIELDS, H0STCNI0_FIELDS, H0STCNI0_INDEX, H0STCNT0_FIELDS, H0STCNT0_INDEX
+from kis.protocol import ACK_MESSAGES, AckCode
+from kis.ticks import (
+    Ack,
+    ExecutionNoticeFrame,
+    FrameError,
+    NoticeKeys,
+    OrderBookFrame,
+    OtherFrame,
+    PingPong,
+    TradeFrame,
+)
+from kis.ws_codec import EXCERPT_CHARS, decode, subscribe_message, unsubscribe_message
+from runtime.clock import KST
+
+# KIS_API_FACTS.md, "Verbatim samples": a live H0STCNT0 frame from 2023-03-24.
+LIVE_FRAME = (
+    "0|H0STCNT0|001|005930^112616^62700^2^400^0.64^62700.41^62700^63000^62300^62700^62600^125^9694968"
+    "^607878273600^25807^15918^-9889^93.01^4614191^4291558^1^0.45^63.03^090013^3^0^090646^5^-300^100741^2"
+    "^400^20230324^20^N^71292^244009^2795345^2044512^0.16^5367918^180.61^0^^62700"
+)
+LIVE_RECORD = LIVE_FRAME.split("|", 3)[3]
+PINGPONG = '{"header":{"tr_id":"PINGPONG","datetime":"20260914093000"}}'
+KEY = "kis-notice-key-0123456789abcdefg"  # 32 bytes
+IV = "kis-notice-iv-16"  # 16 bytes
+APPROVAL = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
+
+
+def record(**changes: str) -> str:
+    """The live record with some columns replaced, by H0STCNT0 column name."""
+    fields = LIVE_RECORD.split("^")
+    for name, value in changes.items():
+        fields[H0STCNT0_INDEX[name]] = value
+    return "^".join(fields)
+
+
+def trade_frame(*records: str, count: int | None = None) -> str:
+    return f"0|H0STCNT0|{len(records) if count is None else count:03d}|" + "^".join(records)
+
+
+def notice_plaintext(**changes: str) -> str:
+    values = dict.fromkeys(H0STCNI0_FIELDS, "")
+    values.update(
+        CUST_ID="hts-user", ACNT_NO="12345678", ODER_NO="0000012345", OODER_NO="", SELN_BYOV_CLS="02",
+        RCTF_CLS="0", ODER_KIND="00", ODER_COND="0", STCK_SHRN_ISCD="005930", CNTG_QTY="3",
+        CNTG_UNPR="62700", STCK_CNTG_HOUR="112616", RFUS_YN="0", CNTG_YN="2", ACPT_YN="2", BRNC_NO="01577",
+        ODER_QTY="10", ACNT_NAME="홍길동", ORD_EXG_GB="1", POPUP_YN="N", CNTG_ISNM40="삼성전자",
+        ODER_PRC="62700",
+    )  # fmt: skip
+    values.update(changes)
+    return "^".join(values[name] for name in H0STCNI0_FIELDS)
+
+
+# --- H0STCNT0 -------------------------------------------------------------------------------------------
+
+
+def test_live_frame_decodes_to_one_typed_tick() -> None:
+    frame = decode(LIVE_FRAME)
+
+    assert isinstance(frame, TradeFrame)
+    assert frame.tr_id == "H0STCNT0"
+    (tick,) = frame.ticks
+    assert tick.symbol == "005930"
+    assert tick.exchange_time == datetime(2023, 3, 24, 11, 26, 16, tzinfo=KST)
+    assert tick.exchange_time.utcoffset() == timedelta(hours=9)
+    assert (tick.price, tick.change, tick.sign, tick.change_rate) == (62700, 400, "2", 0.64)
+    assert (tick.volume, tick.cum_volume, tick.cum_value) == (125, 9694968, 607878273600)
+    assert (tick.open, tick.high, tick.low) == (62700, 63000, 62300)
+    assert (tick.ask1, tick.bid1) == (62700, 62600)
+    assert (tick.side, tick.strength, tick.hour_class) == ("1", 93.01, "0")
+    assert tick.fields == tuple(LIVE_RECORD.split("^"))
+    assert len(tick.fields) == len(H0STCNT0_FIELDS)
+
+
+def test_live_frame_as_utf8_bytes_decodes_like_text() -> None:
+    assert decode(LIVE_FRAME.encode()) == decode(LIVE_FRAME)
+
+
+def test_several_records_in_one_frame_keep_their_order_and_values() -> None:
+    raw = trade_frame(
+        record(MKSC_SHRN_ISCD="005930", STCK_CNTG_HOUR="090000", STCK_PRPR="62800", CNTG_VOL="7"),
+        record(MKSC_SHRN_ISCD="000660", STCK_CNTG_HOUR="090001", STCK_PRPR="91000", CNTG_VOL="1"),
+        record(MKSC_SHRN_ISCD="035420", STCK_CNTG_HOUR="152959", STCK_PRPR="201500", CCLD_DVSN="5"),
+    )
+
+    frame = decode(raw)
+
+    assert isinstance(frame, TradeFrame)
+    assert [t.symbol for t in frame.ticks] == ["005930", "000660", "035420"]
+    assert [t.price for t in frame.ticks] == [62800, 91000, 201500]
+    assert [t.exchange_time.time().isoformat() for t in frame.ticks] == ["09:00:00", "09:00:01", "15:29:59"]
+    assert [t.volume for t in frame.ticks[:2]] == [7, 1]
+    assert frame.ticks[2].side == "5"
+    assert all(len(t.fields) == 46 for t in frame.ticks)
+
+
+def test_extra_trailing_fields_stay_with_the_last_record() -> None:
+    raw = trade_frame(record(), record(MKSC_SHRN_ISCD="000660") + "^NEW1^NEW2")
+
+    frame = decode(raw)
+
+    assert isinstance(frame, TradeFrame)
+    first, last = frame.ticks
+    assert len(first.fields) == 46
+    assert last.fields[-2:] == ("NEW1", "NEW2") and len(last.fields) == 48
+    assert (last.symbol, last.price) == ("000660", 62700)
+
+
+def test_records_that_all_grew_columns_split_by_the_even_stride() -> None:
+    raw = trade_frame(record() + "^X1^X2", record(MKSC_SHRN_ISCD="000660", STCK_PRPR="91000") + "^Y1^Y2")
+
+    frame = decode(raw)
+
+    assert isinstance(frame, TradeFrame)
+    assert [(t.symbol, t.price, t.fields[-1]) for t in frame.ticks] == [
+        ("005930", 62700, "X2"),
+        ("000660", 91000, "Y2"),
+    ]
+
+
+def test_single_record_with_extra_columns_parses() -> None:
+    frame = decode(trade_frame(record() + "^A^B^C"))
+
+    assert isinstance(frame, TradeFrame)
+    assert frame.ticks[0].price == 62700 and frame.ticks[0].fields[-3:] == ("A", "B", "C")
+
+
+def test_blank_numeric_column_reads_as_zero_and_the_raw_field_stays_blank() -> None:
+    frame = decode(trade_frame(record(ASKP1="", CTTR="")))
+
+    assert isinstance(frame, TradeFrame)
+    tick = frame.ticks[0]
+    assert (tick.ask1, tick.strength) == (0, 0.0)
+    assert tick.fields[H0STCNT0_INDEX["ASKP1"]] == ""
+
+
+def test_blank_text_column_is_not_turned_into_a_code() -> None:
+    frame = decode(trade_frame(record(HOUR_CLS_CODE="", ASKP1="")))
+
+    assert isinstance(frame, TradeFrame)
+    assert frame.ticks[0].hour_class == ""
+
+
+def test_five_digit_trade_time_means_a_dropped_leading_zero() -> None:
+    frame = decode(trade_frame(record(STCK_CNTG_HOUR="93005")))
+
+    assert isinstance(frame, TradeFrame)
+    assert frame.ticks[0].exchange_time == datetime(2023, 3, 24, 9, 30, 5, tzinfo=KST)
+
+
+def test_every_shorter_prefix_of_the_live_frame_is_an_error_value_not_an_exception() -> None:
+    last_separator = LIVE_FRAME.rindex("^")
+    for cut in range(len(LIVE_FRAME)):
+        result = decode(LIVE_FRAME[:cut])
+        if cut <= last_separator:
+            assert isinstance(result, FrameError), cut
+        else:  # only the untyped last column (VI_STND_PRC) is shortened
+            assert isinstance(result, TradeFrame), cut
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason_part"),
+    [
+        ("", "empty"),
+        ("hello world", "neither"),
+        ("0|H0STCNT0", "parts"),
+        ("0|H0STCNT0|001", "parts"),
+        ("2|H0STCNT0|001|" + LIVE_RECORD, "encryption flag"),
+        ("0|H0STCNT0|abc|" + LIVE_RECORD, "record count"),
+        ("0|H0STCNT0|000|" + LIVE_RECORD, "record count"),
+        ("0|H0STCNT0|-01|" + LIVE_RECORD, "record count"),
+        ("0|H0STCNT0|002|" + LIVE_RECORD, "too few"),
+        ("0|H0STCNT0|002|" + LIVE_RECORD + "^" + "^".join(LIVE_RECORD.split("^")[:40]), "too few"),
+        ("0|H0STCNT0|001|" + record(STCK_PRPR="62,700"), "record 1"),
+        ("0|H0STCNT0|001|" + record(BSOP_DATE="2023-03-24"), "record 1"),
+        ("0|H0STCNT0|001|" + record(STCK_CNTG_HOUR="256161"), "record 1"),
+        ("0|H0STCNT0|001|" + record(MKSC_SHRN_ISCD=""), "no symbol"),
+        ("0|H0STCNT0|002|" + record() + "^" + record(CNTG_VOL="1.5"), "record 2"),
+        ("1|H0STCNT0|001|" + LIVE_RECORD, "no key/iv"),
+        ("{", "not valid JSON"),
+        ("{not json at all", "not valid JSON"),
+        ('{"header": 5, "body": {}}', "header"),
+        ("[1, 2]", "neither"),
+        ('{"header":{"tr_id":"H0STCNT0"}}', "body.msg_cd"),
+        ('{"header":{"tr_id":"H0STCNT0"},"body":{"rt_cd":"0"}}', "body.msg_cd"),
+        ("\x00\x01\x02", "neither"),
+    ],
+)
+def test_malformed_messages_give_a_one_line_reason(raw: str, reason_part: str) -> None:
+    result = decode(raw)
+
+    assert isinstance(result, FrameError)
+    assert reason_part in result.reason
+    assert "\n" not in result.reason
+    assert len(result.raw_excerpt) <= EXCERPT_CHARS + 3
+
+
+def test_binary_that_is_not_utf8_is_an_error_value() -> None:
+    result = decode(b"\xff\xfe\x00garbage")
+
+    assert isinstance(result, FrameError)
+    assert "UTF-8" in result.reason
+
+
+def test_long_garbage_excerpt_is_truncated() -> None:
+    result = decode("x" * 10_000)
+
+    assert isinstance(result, FrameError)
+    assert result.raw_excerpt == "x" * EXCERPT_CHARS + "..."
+
+
+def test_error_excerpt_never_carries_an_approval_key() -> None:
+    echoed = '{"header":{"approval_key":"' + APPROVAL + '","tr_type":"1"},"body":{"input":}}'
+
+    result = decode(echoed)
+
+    assert isinstance(result, FrameError)
+    assert APPROVAL not in result.raw_excerpt and APPROVAL[:8] not in repr(result)
+
+
+@given(st.text(max_size=400))
+def test_arbitrary_text_never_raises(raw: str) -> None:
+    assert decode(raw) is not None
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    assert decode(raw) is not None
+
+
+@given(st.lists(st.text(alphabet="0123456789.-^ |x", max_size=12), min_size=1, max_size=100))
+def test_frames_with_arbitrary_fields_never_raise(fields: list[str]) -> None:
+    result = decode("0|H0STCNT0|001|" + "^".join(fields))
+
+    assert isinstance(result, TradeFrame | FrameError)
+
+
+# --- control messages --------------------------------------------------------------------------------------
+
+
+def test_pingpong_is_reported_with_its_exact_text_for_the_echo() -> None:
+    assert decode(PINGPONG) == PingPong(PINGPONG)
+
+
+@pytest.mark.parametrize("code", list(AckCode))
+def test_every_ack_code_of_the_facts_table_decodes(code: AckCode) -> None:
+    rt_cd, msg1 = ACK_MESSAGES[code]
+    if code is AckCode.INVALID_APPROVAL:
+        msg1 += APPROVAL
+    raw = json.dumps(
+        {
+            "header": {"tr_id": "H0STCNT0", "tr_key": "005930", "encrypt": "N"},
+            "body": {"rt_cd": rt_cd, "msg_cd": code.value, "msg1": msg1},
+        }
+    )
+
+    ack = decode(raw)
+
+    assert isinstance(ack, Ack)
+    assert (ack.tr_id, ack.tr_key, ack.msg_cd, ack.code, ack.rt_cd) == (
+        "H0STCNT0",
+        "005930",
+        code.value,
+        code,
+        rt_cd,
+    )
+    assert ack.ok is (rt_cd == "0")
+    assert ack.keys is None and ack.encrypted is False
+    assert APPROVAL not in ack.msg1 and APPROVAL not in repr(ack)
+
+
+def test_invalid_approval_ack_keeps_its_meaning_without_the_key() -> None:
+    raw = (
+        '{"header":{"tr_id":"H0STCNT0","tr_key":"005930"},'
+        '"body":{"rt_cd":"1","msg_cd":"OPSP0011","msg1":"invalid approval : ' + APPROVAL + '"}}'
+    )
+
+    ack = decode(raw)
+
+    assert isinstance(ack, Ack)
+    assert ack.msg1.startswith("invalid approval :") and APPROVAL not in ack.msg1
+
+
+def test_verbatim_session_refusal_without_header_decodes() -> None:
+    ack = decode('{"body":{"rt_cd":"9","msg_cd":"OPSP8996","msg1":"ALREADY IN USE appkey"}}')
+
+    assert isinstance(ack, Ack)
+    assert (ack.code, ack.ok, ack.tr_id) == (AckCode.APPKEY_IN_USE, False, "")
+
+
+def test_verbatim_already_subscribed_ack_decodes() -> None:
+    raw = (
+        '{"header":{"tr_id":"H0STCNT0","tr_key":"005930"},'
+        '"body":{"rt_cd":"1","msg_cd":"OPSP0002","msg1":"ALREADY IN SUBSCRIBE"}}'
+    )
+
+    ack = decode(raw)
+
+    assert isinstance(ack, Ack)
+    assert (ack.code, ack.msg1, ack.ok) == (AckCode.ALREADY_SUBSCRIBED, "ALREADY IN SUBSCRIBE", False)
+
+
+def test_unknown_msg_cd_is_an_ack_without_a_known_code() -> None:
+    ack = decode('{"header":{"tr_id":"H0STCNT0"},"body":{"rt_cd":"1","msg_cd":"OPSP9999","msg1":"new"}}')
+
+    assert isinstance(ack, Ack)
+    assert ack.code is None and ack.msg_cd == "OPSP9999"
+
+
+def test_subscribe_ack_carries_the_notice_keys_outside_its_repr() -> None:
+    raw = json.dumps(
+        {
+            "header": {"tr_id": "H0STCNI0", "tr_key": "hts-user", "encrypt": "Y"},
+            "body": {
+                "rt_cd": "0",
+                "msg_cd": "OPSP0000",
+                "msg1": "SUBSCRIBE SUCCESS",
+                "output": {"iv": IV, "key": KEY},
+            },
+        }
+    )
+
+    ack = decode(raw)
+
+    assert isinstance(ack, Ack)
+    assert ack.ok and ack.encrypted
+    assert ack.keys == NoticeKeys(key=KEY, iv=IV)
+    assert KEY not in repr(ack) and IV not in repr(ack)
+
+
+# --- subscribe / unsubscribe -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("build", "tr_type"), [(subscribe_message, "1"), (unsubscribe_message, "2")])
+def test_registration_messages_match_the_documented_shape(
+    build: Callable[[str | SecretStr, str, str], str], tr_type: str
+) -> None:
+    message = json.loads(build(SecretStr(APPROVAL), "H0STCNT0", "005930"))
+
+    assert message == {
+        "header": {"approval_key": APPROVAL, "custtype": "P", "tr_type": tr_type, "content-type": "utf-8"},
+        "body": {"input": {"tr_id": "H0STCNT0", "tr_key": "005930"}},
+    }
+    assert build(APPROVAL, "H0STCNT0", "005930") == build(SecretStr(APPROVAL), "H0STCNT0", "005930")
+
+
+# --- H0STASP0 ---------------------------------------------------------------------------------------------
+
+
+def test_order_book_record_decodes_levels_in_order() -> None:
+    values = {name: "0" for name in H0STASP0_FIELDS}
+    values.update(MKSC_SHRN_ISCD="005930", BSOP_HOUR="093001", HOUR_CLS_CODE="0", ACML_VOL="5000")
+    values.update({f"ASKP{i}": str(62700 + 100 * (i - 1)) for i in range(1, 11)})
+    values.update({f"BIDP{i}": str(62600 - 100 * (i - 1)) for i in range(1, 11)})
+    values.update({f"ASKP_RSQN{i}": str(i) for i in range(1, 11)})
+    values.update({f"BIDP_RSQN{i}": str(10 * i) for i in range(1, 11)})
+    values.update(TOTAL_ASKP_RSQN="55", TOTAL_BIDP_RSQN="550", STCK_DEAL_CLS_CODE="00")
+    payload = "^".join(values[name] for name in H0STASP0_FIELDS)
+
+    frame = decode("0|H0STASP0|001|" + payload)
+
+    assert isinstance(frame, OrderBookFrame)
+    (book,) = frame.books
+    assert (book.symbol, book.hour, book.hour_class) == ("005930", "093001", "0")
+    assert book.asks[0] == 62700 and book.asks[-1] == 63600
+    assert book.bids[0] == 62600 and book.bids[-1] == 61700
+    assert book.ask_sizes == tuple(range(1, 11)) and book.bid_sizes == tuple(range(10, 101, 10))
+    assert (book.total_ask_size, book.total_bid_size, book.cum_volume) == (55, 550, 5000)
+    assert len(book.fields) == 59
+
+
+def test_truncated_order_book_is_an_error_value() -> None:
+    result = decode("0|H0STASP0|001|" + "^".join(["005930"] + ["1"] * 40))
+
+    assert isinstance(result, FrameError) and "H0STASP0" in result.reason
+
+
+def test_unknown_tr_data_frame_is_kept_whole() -> None:
+    assert decode("0|H0STMKO0|001|005930^A^B") == OtherFrame("H0STMKO0", 1, ("005930", "A", "B"))
+
+
+# --- H0STCNI0 / H0STCNI9 execution notices -----------------------------------------------------------------
+
+
+def test_encrypted_notice_round_trips_through_a_frame() -> None:
+    plaintext = notice_plaintext()
+    raw = "1|H0STCNI0|001|" + encrypt_notice(plaintext, KEY, IV)
+
+    frame = decode(raw, NoticeKeys(key=KEY, iv=IV))
+
+    assert isinstance(frame, ExecutionNoticeFrame)
+    (notice,) = frame.notices
+    assert (notice.order_no, notice.side, notice.symbol) == ("0000012345", "02", "005930")
+    assert (notice.filled_qty, notice.filled_price, notice.order_qty) == (3, 62700, 10)
+    assert (notice.is_fill, notice.rejected, notice.hour) == (True, False, "112616")
+    assert notice.fields == tuple(plaintext.split("^"))
+    assert notice.fields[H0STCNI0_INDEX["CNTG_ISNM40"]] == "삼성전자"
+    assert "12345678" not in repr(notice)
+
+
+def test_paper_notice_receipt_is_not_a_fill() -> None:
+    plaintext = notice_plaintext(CNTG_YN="1", CNTG_QTY="", CNTG_UNPR="")
+    frame = decode("1|H0STCNI9|001|" + encrypt_notice(plaintext, KEY, IV), NoticeKeys(key=KEY, iv=IV))
+
+    assert isinstance(frame, ExecutionNoticeFrame)
+    assert frame.tr_id == "H0STCNI9"
+    assert (frame.notices[0].is_fill, frame.notices[0].filled_qty) == (False, 0)
+
+
+def test_notice_with_the_wrong_key_is_an_error_value_without_the_key() -> None:
+    raw = "1|H0STCNI0|001|" + encrypt_notice(notice_plaintext(), KEY, IV)
+    wrong = "another-key-0123456789abcdefghij"
+
+    result = decode(raw, NoticeKeys(key=wrong, iv=IV))
+
+    assert isinstance(result, FrameError)
+    assert "decrypt" in result.reason
+    assert wrong not in result.reason and KEY not in result.reason and IV not in result.reason
+
+
+def test_encrypted_frame_that_is_not_base64_is_an_error_value() -> None:
+    result = decode("1|H0STCNI0|001|not base64 at all!", NoticeKeys(key=KEY, iv=IV))
+
+    assert isinstance(result, FrameError) and "base64" in result.reason
+
+
+def test_notice_crypto_matches_openssl() -> None:
+    # printf 'ABCDEFGHIJ^005930^체결' | openssl enc -aes-256-cbc -K <hex of KEY> -iv <hex of IV> -base64 -A
+    expected = "pVJVKFhtmNJZiebE8ZWV/jkE283YOnIscEwvNbHTQb4="
+
+    assert encrypt_notice("ABCDEFGHIJ^005930^체결", KEY, IV) == expected
+    assert decrypt_notice(expected, KEY, IV) == "ABCDEFGHIJ^005930^체결"
+
+
+@given(st.text(max_size=300))
+def test_notice_crypto_round_trips_any_text(text: str) -> None:
+    assert decrypt_notice(encrypt_notice(text, KEY, IV), KEY, IV) == text
+
+
+@pytest.mark.parametrize(("key", "iv"), [(KEY[:16], IV), (KEY, IV[:8]), ("", "")])
+def test_notice_crypto_rejects_wrong_key_sizes_without_echoing_them(key: str, iv: str) -> None:
+    with pytest.raises(NoticeCryptoError) as info:
+        encrypt_notice("x", key, iv)
+
+    assert "AES-256" in str(info.value)
+    assert (key == "" or key not in str(info.value)) and (iv == "" or iv not in str(info.value))
