@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
@@ -112,6 +113,12 @@ def phase_at(moment: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE) ->
 
 def day_boundaries(day: date, schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> list[Boundary]:
     """All boundaries of one KST calendar day, in order."""
+    return list(_day_boundaries(day, schedule))
+
+
+@lru_cache(maxsize=32)
+def _day_boundaries(day: date, schedule: ScheduleSettings) -> tuple[Boundary, ...]:
+    """Cached because a scheduler asks about the same day on every tick."""
     trading = is_trading_day(day)
     timed: list[tuple[time, int, Boundary]] = []
     if trading:
@@ -123,7 +130,7 @@ def day_boundaries(day: date, schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> 
         if trading or event in EVERY_DAY_EVENTS:
             timed.append((moment, 1, Boundary(at=_at(day, moment), event=event)))
     timed.sort(key=lambda item: (item[0], item[1]))
-    return [boundary for _, _, boundary in timed]
+    return tuple(boundary for _, _, boundary in timed)
 
 
 def boundaries_between(
@@ -134,7 +141,7 @@ def boundaries_between(
     found: list[Boundary] = []
     day = start.date()
     while start < end and day <= end.date():
-        found.extend(boundary for boundary in day_boundaries(day, schedule) if start < boundary.at <= end)
+        found.extend(boundary for boundary in _day_boundaries(day, schedule) if start < boundary.at <= end)
         day += timedelta(days=1)
     return found
 
@@ -144,7 +151,7 @@ def next_boundary(after: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE
     after = _kst(after)
     day = after.date()
     while True:
-        for boundary in day_boundaries(day, schedule):
+        for boundary in _day_boundaries(day, schedule):
             if boundary.at > after:
                 return boundary
         day += timedelta(days=1)

@@ -1,0 +1,246 @@
+"""Operation phases and day boundaries, walked through time with freezegun and the system clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from freezegun import freeze_time
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from config.settings import ScheduleSettings
+from core.schedule import (
+    Boundary,
+    DayEvent,
+    Phase,
+    boundaries_between,
+    day_boundaries,
+    next_boundary,
+    phase_at,
+)
+from messages.schedule import ClockTick, DayEventFired, PhaseChanged, message_for
+from runtime.clock import KST, SystemClock
+
+TRADING_MONDAY = datetime(2026, 9, 14, tzinfo=KST)
+SATURDAY = datetime(2026, 9, 19, tzinfo=KST)
+CHUSEOK = datetime(2026, 9, 25, tzinfo=KST)  # Friday, an exchange holiday
+
+TRADING_DAY_SEQUENCE = [
+    ("05:00", None, DayEvent.UNIVERSE_BUILD),
+    ("08:00", Phase.WARMUP, None),
+    ("08:00", None, DayEvent.WAKEUP),
+    ("08:30", None, DayEvent.TOKEN_REFRESH),
+    ("09:00", Phase.TRACK_A_ONLY, None),
+    ("09:30", Phase.FULL_OPERATION, None),
+    ("15:00", Phase.TRACK_A_CLOSING, None),
+    ("15:30", Phase.SHUTDOWN, None),
+    ("21:00", Phase.IDLE, None),
+    ("21:00", None, DayEvent.DAILY_BACKUP),
+    ("23:00", None, DayEvent.TOKEN_CHECK),
+]
+
+
+def summary(boundaries: list[Boundary]) -> list[tuple[str, Phase | None, DayEvent | None]]:
+    return [(b.at.strftime("%H:%M"), b.phase, b.event) for b in boundaries]
+
+
+def walk(day_start: datetime, step: timedelta) -> tuple[list[Boundary], list[tuple[datetime, Phase]]]:
+    """Drive the system clock through one day as a scheduler would: list boundaries since the last look."""
+    clock = SystemClock()
+    seen: list[Boundary] = []
+    phases: list[tuple[datetime, Phase]] = []
+    with freeze_time(day_start) as frozen:
+        last = clock.now()
+        assert last == day_start
+        while last < day_start + timedelta(days=1):
+            frozen.move_to(last + step)
+            now = clock.now()
+            seen.extend(boundaries_between(last, now))
+            phases.append((now, phase_at(now)))
+            last = now
+    return seen, phases
+
+
+@pytest.mark.parametrize(
+    ("clock_time", "phase"),
+    [
+        (time(0, 0), Phase.IDLE),
+        (time(5, 0), Phase.IDLE),
+        (time(7, 59, 59, 999999), Phase.IDLE),
+        (time(8, 0), Phase.WARMUP),
+        (time(8, 59, 59), Phase.WARMUP),
+        (time(9, 0), Phase.TRACK_A_ONLY),
+        (time(9, 29), Phase.TRACK_A_ONLY),
+        (time(9, 30), Phase.FULL_OPERATION),
+        (time(12, 0), Phase.FULL_OPERATION),
+        (time(15, 0), Phase.TRACK_A_CLOSING),
+        (time(15, 30), Phase.SHUTDOWN),
+        (time(20, 59, 59), Phase.SHUTDOWN),
+        (time(21, 0), Phase.IDLE),
+        (time(23, 59, 59), Phase.IDLE),
+    ],
+)
+def test_phase_of_a_trading_day_under_a_frozen_system_clock(clock_time: time, phase: Phase) -> None:
+    moment = datetime.combine(TRADING_MONDAY.date(), clock_time, tzinfo=KST)
+    with freeze_time(moment):
+        now = SystemClock().now()
+        assert now == moment and now.utcoffset() == timedelta(hours=9)
+        assert phase_at(now) is phase
+
+
+def test_walking_a_trading_day_sees_every_boundary_once_in_order() -> None:
+    seen, phases = walk(TRADING_MONDAY, timedelta(minutes=7))
+    assert summary(seen) == TRADING_DAY_SEQUENCE
+    changes = [b for b in seen if b.is_phase_change]
+    assert [b.previous for b in changes] == [
+        Phase.IDLE,
+        Phase.WARMUP,
+        Phase.TRACK_A_ONLY,
+        Phase.FULL_OPERATION,
+        Phase.TRACK_A_CLOSING,
+        Phase.SHUTDOWN,
+    ]
+    distinct_in_order = [phase for i, (_, phase) in enumerate(phases) if i == 0 or phase != phases[i - 1][1]]
+    assert distinct_in_order == [
+        Phase.IDLE,
+        Phase.WARMUP,
+        Phase.TRACK_A_ONLY,
+        Phase.FULL_OPERATION,
+        Phase.TRACK_A_CLOSING,
+        Phase.SHUTDOWN,
+        Phase.IDLE,
+    ]
+
+
+def test_one_jump_over_the_whole_day_loses_nothing() -> None:
+    with freeze_time(TRADING_MONDAY) as frozen:
+        start = SystemClock().now()
+        frozen.move_to(TRADING_MONDAY + timedelta(hours=23, minutes=59))
+        assert summary(boundaries_between(start, SystemClock().now())) == TRADING_DAY_SEQUENCE
+
+
+@pytest.mark.parametrize("day_start", [SATURDAY, CHUSEOK], ids=["saturday", "chuseok"])
+def test_closed_days_stay_idle_with_only_the_token_check(day_start: datetime) -> None:
+    seen, phases = walk(day_start, timedelta(minutes=13))
+    assert {phase for _, phase in phases} == {Phase.IDLE}
+    assert summary(seen) == [("23:00", None, DayEvent.TOKEN_CHECK)]
+
+
+def test_jump_over_chuseok_and_the_weekend() -> None:
+    wednesday_noon = datetime(2026, 9, 23, 12, 0, tzinfo=KST)
+    with freeze_time(wednesday_noon) as frozen:
+        clock = SystemClock()
+        start = clock.now()
+        frozen.move_to(datetime(2026, 9, 28, 9, 0, tzinfo=KST))
+        seen = boundaries_between(start, clock.now())
+        assert phase_at(clock.now()) is Phase.TRACK_A_ONLY
+    assert [(b.at.date().day, b.at.strftime("%H:%M"), b.phase or b.event) for b in seen] == [
+        (23, "15:00", Phase.TRACK_A_CLOSING),
+        (23, "15:30", Phase.SHUTDOWN),
+        (23, "21:00", Phase.IDLE),
+        (23, "21:00", DayEvent.DAILY_BACKUP),
+        (23, "23:00", DayEvent.TOKEN_CHECK),
+        (24, "23:00", DayEvent.TOKEN_CHECK),
+        (25, "23:00", DayEvent.TOKEN_CHECK),
+        (26, "23:00", DayEvent.TOKEN_CHECK),
+        (27, "23:00", DayEvent.TOKEN_CHECK),
+        (28, "05:00", DayEvent.UNIVERSE_BUILD),
+        (28, "08:00", Phase.WARMUP),
+        (28, "08:00", DayEvent.WAKEUP),
+        (28, "08:30", DayEvent.TOKEN_REFRESH),
+        (28, "09:00", Phase.TRACK_A_ONLY),
+    ]
+
+
+def test_start_is_exclusive_and_end_inclusive() -> None:
+    nine = TRADING_MONDAY.replace(hour=9)
+    half_past = TRADING_MONDAY.replace(hour=9, minute=30)
+    assert summary(boundaries_between(nine, half_past)) == [("09:30", Phase.FULL_OPERATION, None)]
+    assert boundaries_between(nine, nine) == []
+    assert boundaries_between(half_past, nine) == []
+
+
+def test_other_zones_are_converted_to_kst() -> None:
+    utc_midnight = datetime(2026, 9, 14, 0, 0, tzinfo=UTC)  # 09:00 KST
+    assert phase_at(utc_midnight) is Phase.TRACK_A_ONLY
+    sunday_utc = datetime(2026, 9, 13, 23, 30, tzinfo=UTC)  # Monday 08:30 KST
+    assert phase_at(sunday_utc) is Phase.WARMUP
+    (boundary,) = boundaries_between(datetime(2026, 9, 13, 23, 59, tzinfo=UTC), utc_midnight)
+    assert boundary.at == utc_midnight and boundary.at.tzinfo == KST
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        phase_at(datetime(2026, 9, 14, 9, 0))
+    with pytest.raises(ValueError, match="aware"):
+        boundaries_between(datetime(2026, 9, 14, 9, 0), TRADING_MONDAY)
+
+
+def test_custom_schedule_times_move_the_phases() -> None:
+    late_open = ScheduleSettings(track_a_start=time(10, 0), track_b_start=time(10, 30))
+    assert phase_at(TRADING_MONDAY.replace(hour=9, minute=45), late_open) is Phase.WARMUP
+    assert phase_at(TRADING_MONDAY.replace(hour=10, minute=15), late_open) is Phase.TRACK_A_ONLY
+    times = [b.at.strftime("%H:%M") for b in day_boundaries(TRADING_MONDAY.date(), late_open) if b.phase]
+    assert times == ["08:00", "10:00", "10:30", "15:00", "15:30", "21:00"]
+
+
+def test_schedule_phase_times_must_be_in_order() -> None:
+    with pytest.raises(ValidationError, match="phase times must increase"):
+        ScheduleSettings(track_b_stop=time(16, 0))
+
+
+def test_next_boundary() -> None:
+    assert next_boundary(TRADING_MONDAY.replace(hour=9)).phase is Phase.FULL_OPERATION
+    after_check = datetime(2026, 9, 18, 23, 0, tzinfo=KST)  # Friday's token check, then a weekend
+    following = next_boundary(after_check)
+    assert following.event is DayEvent.TOKEN_CHECK and following.at.date().day == 19
+
+
+def test_boundary_is_either_a_phase_change_or_an_event() -> None:
+    with pytest.raises(ValidationError):
+        Boundary(at=TRADING_MONDAY, phase=Phase.WARMUP, previous=Phase.IDLE, event=DayEvent.WAKEUP)
+    with pytest.raises(ValidationError):
+        Boundary(at=TRADING_MONDAY, phase=Phase.WARMUP)
+    with pytest.raises(ValidationError):
+        Boundary(at=TRADING_MONDAY, event=DayEvent.WAKEUP, previous=Phase.IDLE)
+
+
+def test_messages_for_boundaries() -> None:
+    first, second = day_boundaries(TRADING_MONDAY.date())[:2]
+    assert message_for(first) == DayEventFired(at=first.at, event=DayEvent.UNIVERSE_BUILD)
+    changed = message_for(second)
+    assert changed == PhaseChanged(at=second.at, phase=Phase.WARMUP, previous=Phase.IDLE)
+    with pytest.raises(ValidationError):
+        changed.phase = Phase.IDLE  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        ClockTick(at=TRADING_MONDAY, extra="no")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        ClockTick(at=datetime(2026, 9, 14, 9, 0))
+
+
+moments = st.datetimes(
+    min_value=datetime(2025, 12, 20), max_value=datetime(2026, 10, 10), timezones=st.just(KST)
+)
+
+
+@given(moments, st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=6)))
+def test_phase_after_a_jump_is_the_last_phase_change_crossed(start: datetime, jump: timedelta) -> None:
+    end = start + jump
+    crossed = [b for b in boundaries_between(start, end) if b.is_phase_change]
+    expected = crossed[-1].phase if crossed else phase_at(start)
+    assert phase_at(end) is expected
+    assert all(start < b.at <= end for b in boundaries_between(start, end))
+
+
+near_moments = st.datetimes(
+    min_value=datetime(2026, 9, 1), max_value=datetime(2026, 10, 15), timezones=st.just(KST)
+)
+
+
+@given(near_moments, near_moments, near_moments)
+def test_splitting_an_interval_changes_nothing(a: datetime, b: datetime, c: datetime) -> None:
+    first, middle, last = sorted((a, b, c))
+    joined = boundaries_between(first, middle) + boundaries_between(middle, last)
+    assert joined == boundaries_between(first, last)
