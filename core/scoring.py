@@ -49,8 +49,11 @@ def score(trigger: Trigger, market_cap: float | None, settings: TriggerSettings)
 
 
 def _strongest(triggers: list[Trigger], settings: TriggerSettings) -> Trigger:
-    """The seed's choice: highest strength; ties by weight, then kind name (deterministic)."""
-    return max(triggers, key=lambda t: (t.strength, weight(t.kind, settings), t.kind.value))
+    """The seed's choice: highest strength; ties by weight, kind name, then the earliest detection."""
+    return max(
+        triggers,
+        key=lambda t: (t.strength, weight(t.kind, settings), t.kind.value, -t.detected_at.timestamp()),
+    )
 
 
 def rank_candidates(

@@ -6,9 +6,9 @@
   (the 20-day average scaled to the elapsed session, as for volume surges) while the price is below the
   previous close.
 
-"Below the threshold" includes the threshold itself (the seed's "이하"). Hits are slots dataclasses, not
-pydantic models, because the tick path evaluates signals on every trade; an `Alert` is built only after
-the cooldown lets one through.
+"Below the threshold" includes the threshold itself (the seed's "이하"), up to float noise. Hits are
+slots dataclasses, not pydantic models, because the tick path evaluates signals on every trade; an
+`Alert` is built only after the cooldown lets one through.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from config.settings import SignalSettings
-from core.triggers import DEFAULT_MIN_SESSION_FRACTION, session_fraction
+from core.triggers import DEFAULT_MIN_SESSION_FRACTION, reaches, session_fraction
 
 
 class SignalKind(StrEnum):
@@ -60,14 +60,14 @@ def check_disparity(inputs: SignalInputs, settings: SignalSettings) -> SignalHit
     if ma is None or ma <= 0:
         return None
     value = disparity(inputs.price, ma)
-    if value > settings.disparity_threshold:
+    if not reaches(-value, -settings.disparity_threshold):
         return None
     return SignalHit(inputs.symbol, SignalKind.DISPARITY, settings.disparity_threshold, value, inputs.at)
 
 
 def check_return_drop(inputs: SignalInputs, settings: SignalSettings) -> SignalHit | None:
     value = inputs.return_pct
-    if value is None or value > settings.return_threshold_pct:
+    if value is None or not reaches(-value, -settings.return_threshold_pct):
         return None
     return SignalHit(inputs.symbol, SignalKind.RETURN_DROP, settings.return_threshold_pct, value, inputs.at)
 
@@ -84,7 +84,7 @@ def check_turnover_fall(
     if inputs.prev_close <= 0 or inputs.price >= inputs.prev_close:
         return None
     ratio = turnover_ratio(inputs, min_fraction)
-    if ratio is None or ratio < settings.turnover_surge_ratio:
+    if ratio is None or not reaches(ratio, settings.turnover_surge_ratio):
         return None
     return SignalHit(
         inputs.symbol, SignalKind.TURNOVER_SURGE_FALL, settings.turnover_surge_ratio, ratio, inputs.at

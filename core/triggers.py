@@ -73,6 +73,12 @@ class SurgeLevel(StrEnum):
     SEVERE = "severe"
 
 
+def reaches(value: float, threshold: float) -> bool:
+    """value >= threshold, forgiving float noise (1e-9 relative): a ratio computed as 9200/10000 - 1
+    must count as exactly at a threshold of -0.08, not a hair above it."""
+    return value >= threshold - 1e-9 * max(1.0, abs(threshold))
+
+
 def _expiry(at: datetime, rule: TriggerRule | RealtimeDetectorRule) -> datetime | None:
     return None if rule.ttl_seconds is None else at + timedelta(seconds=rule.ttl_seconds)
 
@@ -96,11 +102,11 @@ def minute_baseline(avg_volume_20d: float) -> float:
 
 def surge_level(ratio: float, rule: VolumeSurgeRule) -> SurgeLevel | None:
     """The seed's severity bands: mild >= 2x, moderate >= threshold (3x), severe >= 5x."""
-    if ratio >= rule.severe:
+    if reaches(ratio, rule.severe):
         return SurgeLevel.SEVERE
-    if ratio >= rule.threshold:
+    if reaches(ratio, rule.threshold):
         return SurgeLevel.MODERATE
-    if ratio >= rule.mild:
+    if reaches(ratio, rule.mild):
         return SurgeLevel.MILD
     return None
 
@@ -129,7 +135,7 @@ def detect_volume_surge(
     if not rule.enabled:
         return None
     ratio = volume_ratio(row, baseline.avg_volume_20d, min_fraction)
-    if ratio is None or ratio < rule.threshold:
+    if ratio is None or not reaches(ratio, rule.threshold):
         return None
     return Trigger(
         symbol=row.symbol,
@@ -154,7 +160,7 @@ def detect_volatility_spike(row: ScanRow, baseline: Baseline, rule: VolatilitySp
     if not rule.enabled or baseline.atr_14d <= 0:
         return None
     ratio = true_range(row) / baseline.atr_14d
-    if ratio < rule.threshold:
+    if not reaches(ratio, rule.threshold):
         return None
     return Trigger(
         symbol=row.symbol,
@@ -171,7 +177,7 @@ def detect_trade_velocity(
     symbol: str, trades_per_second: float, at: datetime, rule: TradeVelocityRule
 ) -> Trigger | None:
     """Trade velocity: trades per second over the sliding window >= `rule.threshold` (10/s)."""
-    if not rule.enabled or trades_per_second < rule.threshold:
+    if not rule.enabled or not reaches(trades_per_second, rule.threshold):
         return None
     return Trigger(
         symbol=symbol,
@@ -195,7 +201,7 @@ def detect_realtime_volume(
         return None
     expected = minute_baseline * rule.window_seconds / 60.0
     ratio = window_volume / expected
-    if ratio < rule.volume_ratio:
+    if not reaches(ratio, rule.volume_ratio):
         return None
     return Trigger(
         symbol=symbol,
@@ -212,7 +218,7 @@ def detect_realtime_price_move(
     symbol: str, move_pct: float, at: datetime, rule: RealtimeDetectorRule
 ) -> Trigger | None:
     """Track B profile: the price moved >= `price_move_pct` % (either way) within the window."""
-    if not rule.enabled or abs(move_pct) < rule.price_move_pct:
+    if not rule.enabled or not reaches(abs(move_pct), rule.price_move_pct):
         return None
     return Trigger(
         symbol=symbol,
@@ -394,7 +400,7 @@ class TickDetector:
         velocity = self._velocity
         if velocity.enabled:
             rate = meters.trades.add(t)
-            if rate >= velocity.threshold and self._due(meters, TriggerKind.TRADE_VELOCITY, t):
+            if reaches(rate, velocity.threshold) and self._due(meters, TriggerKind.TRADE_VELOCITY, t):
                 trigger = detect_trade_velocity(symbol, rate, at, velocity)
                 if trigger is not None:
                     fired.append(trigger)
@@ -404,14 +410,16 @@ class TickDetector:
             baseline = self._baselines.get(symbol, 0.0)
             if (
                 baseline > 0
-                and window_volume >= realtime.volume_ratio * baseline * realtime.window_seconds / 60.0
+                and reaches(window_volume, realtime.volume_ratio * baseline * realtime.window_seconds / 60.0)
                 and self._due(meters, TriggerKind.REALTIME_VOLUME, t)
             ):
                 trigger = detect_realtime_volume(symbol, window_volume, baseline, at, realtime)
                 if trigger is not None:
                     fired.append(trigger)
             move = meters.moves.add(t, price)
-            if abs(move) >= realtime.price_move_pct and self._due(meters, TriggerKind.REALTIME_PRICE_MOVE, t):
+            if reaches(abs(move), realtime.price_move_pct) and self._due(
+                meters, TriggerKind.REALTIME_PRICE_MOVE, t
+            ):
                 trigger = detect_realtime_price_move(symbol, move, at, realtime)
                 if trigger is not None:
                     fired.append(trigger)

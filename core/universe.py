@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Literal
 
-import holidays
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.settings import UniverseSettings
+from core.calendar import previous_trading_day
 
 Market = Literal["KOSPI", "KOSDAQ"]
 SNAPSHOT_VERSION = "1.0"
@@ -134,15 +134,6 @@ def parse_day(text: str) -> date:
     if len(text) != 8 or not text.isdigit():
         raise ValueError(f"expected a YYYYMMDD day, got {text!r}")
     return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-
-
-def previous_trading_day(day: date) -> date:
-    """The last KRX trading day before `day` (weekends and XKRX holidays skipped)."""
-    closed = holidays.financial_holidays("XKRX", years=range(day.year - 1, day.year + 1))
-    candidate = day - timedelta(days=1)
-    while candidate.weekday() >= 5 or candidate in closed:
-        candidate -= timedelta(days=1)
-    return candidate
 
 
 def filter_criteria(settings: UniverseSettings) -> str:
