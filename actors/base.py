@@ -1,0 +1,109 @@
+"""The base of every Observer actor: named, logged under its name, and reporting its end to the supervisor.
+
+pykka leaves three gaps that supervision needs filled, so this class hooks pykka's actor loop (the
+private `_actor_loop`, `_handle_failure` and `_handle_receive`, stable across pykka 4; the tests fail
+loudly if they change):
+
+- an exception in `on_start` stops the actor without calling `on_failure`;
+- a subclass may override `on_failure`/`on_stop`/`on_receive` without calling `super()`;
+- the supervisor must learn how an incarnation ended, after it has fully ended (sockets closed), so
+  the next incarnation never overlaps it.
+
+Each incarnation therefore sends exactly one report when its thread ends: `ChildFailed` if any
+exception escaped (on_start, a told message, on_failure, on_stop), else `ChildExited`.
+
+Subclasses take `name` and `directory` and pass them on:
+
+    class ScannerActor(ObserverActor):
+        def __init__(self, name: str, directory: Directory, client: RestClient) -> None:
+            super().__init__(name, directory)
+
+Typed proxies, Mopidy style:
+
+    class ScannerProxy(ObserverActorProxy):
+        scan_now = proxy_method(ScannerActor.scan_now)
+
+    directory.proxy("scanner", ScannerProxy).scan_now().get(timeout=5)
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pykka
+from loguru import logger
+from pykka.typing import ActorMemberMixin
+
+from actors.directory import Directory
+from messages.system import Crash, Ping
+from runtime.logs import actor_logger, bind_thread_to_actor
+
+
+class InjectedCrash(RuntimeError):
+    """Raised on purpose by an actor that received `Crash` (tests and `--chaos`)."""
+
+
+class ObserverActor(pykka.ThreadingActor):
+    """A supervised pykka actor. Its thread is named after it and everything logged on it (pykka's crash
+    tracebacks included, see `runtime.logs`) carries `actor=name`; `self.log` does so from any thread.
+
+    Daemon thread: a child that ignores a stop is abandoned by the supervisor and must not keep the
+    process alive.
+    """
+
+    use_daemon_thread: ClassVar[bool] = True
+
+    def __init__(self, name: str, directory: Directory | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.directory = directory
+        self.log = actor_logger(name)
+        self._failure: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.__class__.__name__} {self.actor_urn[-8:]})"
+
+    def _actor_loop(self) -> None:
+        bind_thread_to_actor(self.name)
+        with logger.contextualize(actor=self.name):
+            try:
+                super()._actor_loop()
+            finally:
+                self._report_end()
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        super()._handle_failure(exception_type, exception_value, traceback)
+        self._failure = describe_exception(exception_value)
+
+    def _handle_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping):
+            return self.name
+        if isinstance(message, Crash):
+            raise InjectedCrash(message.reason)
+        return super()._handle_receive(message)
+
+    def _report_end(self) -> None:
+        if self.directory is None:
+            return
+        if self._failure is not None:
+            self.directory.report_failure(self.name, self.actor_urn, self._failure)
+        else:
+            self.directory.report_exit(self.name, self.actor_urn)
+
+
+class ObserverActorProxy(ActorMemberMixin, pykka.ActorProxy[ObserverActor]):
+    """Base for typed proxies: subclass and declare methods with `pykka.typing.proxy_method`."""
+
+
+def describe_exception(error: BaseException | None) -> str:
+    """One line for logs and reports: the type and the first line of the message."""
+    if error is None:
+        return "unknown error"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

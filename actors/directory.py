@@ -1,0 +1,237 @@
+"""How actors reach each other: by child id, always the current incarnation, never a stale ref.
+
+A restart creates a new actor with a new ref, so peers address children through the supervisor's
+`Directory`. A message for a child that is not running (crashed and waiting for its restart, stopped,
+never started) is a dead letter: counted and logged, never an exception for the sender.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any, TypeVar, overload
+
+import pykka
+from loguru import logger
+
+from messages.system import ChildExited, ChildFailed
+from runtime.clock import Clock
+
+DEAD_LETTER_LOG_INTERVAL_SECONDS = 1.0
+
+P = TypeVar("P")
+
+
+class Directory:
+    """Child id -> current `ActorRef`. Written by the supervisor, read by everyone (thread-safe)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._proxies: dict[str, pykka.ActorProxy[Any]] = {}
+        self._supervisor: pykka.ActorRef[Any] | None = None
+        self._dead_letters: Counter[str] = Counter()
+        self._dead_letters_logged_at: dict[str, float] = {}
+        self._dead_letters_unlogged: Counter[str] = Counter()
+
+    # --- senders -------------------------------------------------------------------------------
+
+    def ref(self, child_id: str) -> pykka.ActorRef[Any] | None:
+        """The running incarnation of `child_id`, or None."""
+        ref = self._refs.get(child_id)
+        return ref if ref is not None and ref.is_alive() else None
+
+    def child_ids(self) -> tuple[str, ...]:
+        """Ids of the children that are running now."""
+        with self._lock:
+            return tuple(child_id for child_id, ref in self._refs.items() if ref.is_alive())
+
+    def tell(self, child_id: str, message: Any) -> bool:
+        """Deliver `message` to the child; False (and a dead letter) when it is not running."""
+        ref = self._refs.get(child_id)
+        if ref is not None:
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass
+            else:
+                return True
+        self.dead_letter(child_id, message)
+        return False
+
+    def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
+        """The child's reply; `default` (and a dead letter) when it is not running or dies first.
+
+        `pykka.Timeout` and exceptions raised by the child's handler reach the caller as usual.
+        """
+        ref = self._refs.get(child_id)
+        if ref is not None:
+            try:
+                return ref.ask(message, timeout=timeout)
+            except pykka.ActorDeadError:
+                pass
+        self.dead_letter(child_id, message)
+        return default
+
+    @overload
+    def proxy(self, child_id: str) -> pykka.ActorProxy[Any]: ...
+
+    @overload
+    def proxy(self, child_id: str, as_type: type[P]) -> P: ...
+
+    def proxy(self, child_id: str, as_type: type[Any] | None = None) -> Any:
+        """A proxy that resolves the current incarnation on every attribute access.
+
+        Typed Mopidy style: `directory.proxy("scanner", ScannerProxy)` where `ScannerProxy` declares the
+        actor's methods with `pykka.typing.proxy_method`. A call on a child that is not running is a dead
+        letter and its future yields None.
+        """
+        return ChildProxy(self, child_id)
+
+    # --- dead letters --------------------------------------------------------------------------
+
+    @property
+    def dead_letter_count(self) -> int:
+        with self._lock:
+            return sum(self._dead_letters.values())
+
+    def dead_letters_by_child(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._dead_letters)
+
+    def dead_letter(self, child_id: str, message: Any, *, what: str | None = None) -> None:
+        """Count an undeliverable message; log its type (or `what`), at most one line per child per second."""
+        now = time.monotonic()
+        with self._lock:
+            self._dead_letters[child_id] += 1
+            last = self._dead_letters_logged_at.get(child_id)
+            if last is not None and now - last < DEAD_LETTER_LOG_INTERVAL_SECONDS:
+                self._dead_letters_unlogged[child_id] += 1
+                return
+            self._dead_letters_logged_at[child_id] = now
+            unlogged = self._dead_letters_unlogged.pop(child_id, 0)
+        more = f" (+{unlogged} more since the last line)" if unlogged else ""
+        what = what or type(message).__name__
+        logger.warning("dead letter: {} for {!r}, which is not running{}", what, child_id, more)
+
+    # --- the supervisor's side -----------------------------------------------------------------
+
+    def attach_supervisor(self, supervisor: pykka.ActorRef[Any]) -> None:
+        self._supervisor = supervisor
+
+    def register(self, child_id: str, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            self._refs[child_id] = ref
+            self._proxies.pop(child_id, None)
+
+    def unregister(self, child_id: str) -> None:
+        with self._lock:
+            self._refs.pop(child_id, None)
+            self._proxies.pop(child_id, None)
+
+    def report_failure(self, child_id: str, actor_urn: str, error: str) -> None:
+        """Called by a child's thread as it ends after an exception."""
+        self._report(ChildFailed(at=self.clock.now(), child_id=child_id, actor_urn=actor_urn, error=error))
+
+    def report_exit(self, child_id: str, actor_urn: str) -> None:
+        """Called by a child's thread as it ends normally."""
+        self._report(ChildExited(at=self.clock.now(), child_id=child_id, actor_urn=actor_urn))
+
+    def _report(self, message: ChildFailed | ChildExited) -> None:
+        supervisor = self._supervisor
+        if supervisor is None:
+            return
+        try:
+            supervisor.tell(message)
+        except pykka.ActorDeadError:
+            logger.debug("{} ended after its supervisor", message.child_id)
+
+    def _current_proxy(self, child_id: str) -> pykka.ActorProxy[Any] | None:
+        """The cached proxy of the running incarnation (building a proxy introspects the actor)."""
+        ref = self.ref(child_id)
+        if ref is None:
+            return None
+        cached = self._proxies.get(child_id)
+        if cached is not None and cached.actor_ref is ref:
+            return cached
+        try:
+            proxy = ref.proxy()
+        except pykka.ActorDeadError:
+            return None
+        with self._lock:
+            if self._refs.get(child_id) is ref:
+                self._proxies[child_id] = proxy
+        return proxy
+
+
+class ChildProxy:
+    """Looks like the child's `ActorProxy`, but follows restarts and turns dead calls into dead letters."""
+
+    def __init__(self, directory: Directory, child_id: str) -> None:
+        self._directory = directory
+        self._child_id = child_id
+
+    def __repr__(self) -> str:
+        return f"<ChildProxy for {self._child_id!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        proxy = self._directory._current_proxy(self._child_id)
+        if proxy is None:
+            return _DeadCall(self._directory, self._child_id, name)
+        member = getattr(proxy, name)
+        if isinstance(member, pykka.CallableProxy):
+            return _GuardedCall(self._directory, self._child_id, name, member)
+        return member
+
+
+class _GuardedCall:
+    """A method of the running incarnation; if it dies before answering, the call is a dead letter."""
+
+    def __init__(
+        self, directory: Directory, child_id: str, name: str, call: pykka.CallableProxy[Any]
+    ) -> None:
+        self._directory = directory
+        self._child_id = child_id
+        self._name = name
+        self._call = call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pykka.Future[Any]:
+        answer = self._call(*args, **kwargs)
+        guarded: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+
+        def get(timeout: float | None) -> Any:
+            try:
+                return answer.get(timeout=timeout)
+            except pykka.ActorDeadError:
+                self._directory.dead_letter(self._child_id, None, what=f"call {self._name}()")
+                return None
+
+        guarded.set_get_hook(get)
+        return guarded
+
+    def defer(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self._call.defer(*args, **kwargs)
+        except pykka.ActorDeadError:
+            self._directory.dead_letter(self._child_id, None, what=f"call {self._name}()")
+
+
+class _DeadCall:
+    """What a method looks like on a child that is not running: every call is a dead letter."""
+
+    def __init__(self, directory: Directory, child_id: str, name: str) -> None:
+        self._directory = directory
+        self._child_id = child_id
+        self._name = name
+
+    def __call__(self, *_args: Any, **_kwargs: Any) -> pykka.Future[Any]:
+        self._directory.dead_letter(self._child_id, None, what=f"call {self._name}()")
+        answer: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        answer.set(None)
+        return answer
+
+    def defer(self, *_args: Any, **_kwargs: Any) -> None:
+        self._directory.dead_letter(self._child_id, None, what=f"call {self._name}()")
+
