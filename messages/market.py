@@ -1,0 +1,73 @@
+"""Market data between actors: the universe, Track A scans, Track B frames (one message per frame)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import ConfigDict, SkipValidation
+
+from kis.models import Holding, MultiQuote
+from kis.ticks import ExecutionNotice, TradeTick
+from messages.base import Message
+
+
+class SymbolProfile(Message):
+    """What the observer knows of one universe symbol before the open (baselines from daily bars)."""
+
+    symbol: str
+    name: str
+    market: str
+    market_cap: int | None
+    prev_close: int
+    avg_volume_20d: float = 0.0
+    avg_turnover_20d: float = 0.0
+    atr_14d: float = 0.0
+    ma_20d: float = 0.0
+
+
+class UniverseReady(Message):
+    """The day's frozen universe, best market cap first. `fallback` when an earlier snapshot stood in."""
+
+    day: date
+    profiles: tuple[SymbolProfile, ...]
+    fallback: bool = False
+
+
+class ScanCompleted(Message):
+    """One full Track A pass over the universe by one account's REST client."""
+
+    account: str
+    scan_no: int
+    rows: tuple[MultiQuote, ...]
+    calls: int
+    failed_calls: int = 0
+    duration_seconds: float
+
+
+class TicksReceived(Message):
+    """The trade records of one H0STCNT0 frame. `received_mono` (time.monotonic) measures latency.
+
+    Sent once per frame on the hot path, so the tick tuple is not validated record by record.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    account: str
+    ticks: SkipValidation[tuple[TradeTick, ...]]
+    received_mono: float
+
+
+class ExecutionsReceived(Message):
+    """Decrypted execution notices of one account (fills pin or release held symbols)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    account: str
+    notices: SkipValidation[tuple[ExecutionNotice, ...]]
+
+
+class HoldingsLoaded(Message):
+    """The balance inquiry's holdings of one account at start."""
+
+    account: str
+    holdings: tuple[Holding, ...]

@@ -1,0 +1,25 @@
+"""Symbol selection: ranked candidates for the slot manager, manual overrides, and the Track B start."""
+
+from __future__ import annotations
+
+from core.models import Candidate
+from messages.base import Message
+
+
+class CandidatesRanked(Message):
+    """Every live candidate, best first (one per symbol)."""
+
+    candidates: tuple[Candidate, ...]
+
+
+class ContextSynced(Message):
+    """Track B may start: baselines and opening movers from the first 30 minutes of Track A."""
+
+    movers: tuple[Candidate, ...]
+
+
+class ManualOverride(Message):
+    """Pin (`active`) or unpin a symbol by hand; a pinned symbol holds its slot and is never evicted."""
+
+    symbol: str
+    active: bool = True

@@ -1,0 +1,44 @@
+"""WebSocket subscriptions between the slot manager and the per-account connection actors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from messages.base import Message
+
+
+class SetSubscriptions(Message):
+    """The full target set of H0STCNT0 symbols for one account. Idempotent: the actor diffs and replays it."""
+
+    account: str
+    symbols: tuple[str, ...]
+
+
+class SubscriptionRefused(Message):
+    """The broker refused a registration (e.g. OPSP0008 MAX SUBSCRIBE OVER); never retried in a loop."""
+
+    account: str
+    symbol: str
+    msg_cd: str
+    accepted_count: int
+
+
+class ConnectionState(StrEnum):
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"
+
+
+class ConnectionChanged(Message):
+    """Health of one account's WebSocket, for failover, Track B suspension and the status view."""
+
+    account: str
+    state: ConnectionState
+    since_seconds: float = 0.0
+
+
+class CredentialsRenewed(Message):
+    """New token and approval key for an account: its connection restarts gracefully, slots preserved."""
+
+    account: str

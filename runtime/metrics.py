@@ -1,0 +1,41 @@
+"""Counters shared by every actor. They live outside the actors so a restart does not reset them."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+
+
+class Metrics:
+    """Thread-safe named counters and gauges, read for the status view and the summary JSON."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._gauges: dict[str, object] = {}
+        self._sets: dict[str, list[str]] = {}
+
+    def inc(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def set(self, name: str, value: object) -> None:
+        with self._lock:
+            self._gauges[name] = value
+
+    def append_unique(self, name: str, values: Iterable[str]) -> None:
+        """Add to an ordered list without repeats (e.g. phases seen)."""
+        with self._lock:
+            seen = self._sets.setdefault(name, [])
+            for value in values:
+                if value not in seen:
+                    seen.append(value)
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return {**self._counts, **self._gauges, **{k: list(v) for k, v in self._sets.items()}}
