@@ -1,4 +1,7 @@
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -8,6 +11,7 @@ from loguru import logger
 
 from runtime.clock import KST
 from runtime.jsonl import JsonlReader, JsonlWriter, encode_record, read_jsonl
+from runtime.state_store import StateStore
 
 
 @pytest.fixture
@@ -155,3 +159,54 @@ def test_write_after_close_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_encode_record_is_compact() -> None:
     assert encode_record({"a": 1, "b": [1, 2]}) == '{"a":1,"b":[1,2]}'
+
+
+WRITER_SCRIPT = """
+import sys
+from pathlib import Path
+from runtime.jsonl import JsonlWriter
+from runtime.state_store import StateStore
+
+root = Path(sys.argv[1])
+writer = JsonlWriter(root / "ticks.jsonl", flush_bytes=1 << 20)
+store = StateStore(root / "state")
+number = 0
+while True:
+    writer.write({"n": number, "symbol": "005930", "price": 71200 + number % 50, "pad": "x" * 40})
+    number += 1
+    if number % 500 == 0:
+        writer.flush()
+        store.save("recorder", {"written": number})
+        print(number, flush=True)
+"""
+
+
+def test_sigkill_mid_write_leaves_complete_lines_and_a_loadable_state(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stdout is not None
+        for _ in range(5):
+            assert process.stdout.readline().strip()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    before = read_jsonl(tmp_path / "ticks.jsonl")
+    assert before.skipped <= 1
+    numbers = [record["n"] for record in before.records]
+    assert numbers == list(range(len(numbers)))
+    saved = StateStore(tmp_path / "state").load("recorder")
+    assert saved is not None
+    assert 2500 <= saved["written"] <= len(numbers)
+
+    with JsonlWriter(tmp_path / "ticks.jsonl") as writer:
+        writer.write({"n": "after restart"})
+    after = read_jsonl(tmp_path / "ticks.jsonl")
+    assert after.records[-1] == {"n": "after restart"}
+    assert len(after.records) == len(numbers) + 1
+    assert after.skipped == before.skipped
