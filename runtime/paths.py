@@ -1,0 +1,51 @@
+"""Where everything lands on disk (DESIGN.md section 5), all under one configurable root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+
+def _day(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Paths of the observer's files below `root` (the `--data-dir`)."""
+
+    root: Path
+
+    @property
+    def observer(self) -> Path:
+        return self.root / "data" / "observer"
+
+    @property
+    def universe_dir(self) -> Path:
+        return self.root / "config" / "universe"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.observer / "state"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.observer / "backup"
+
+    def swing_dir(self, provider: str, market: str, day: date) -> Path:
+        """Track A snapshots."""
+        return self.observer / "swing" / provider / market / _day(day)
+
+    def scalp_dir(self, provider: str, market: str, day: date) -> Path:
+        """Track B ticks and gap recovery records."""
+        return self.observer / "scalp" / provider / market / _day(day)
+
+    def recovery_file(self, provider: str, market: str, at: datetime, symbol: str) -> Path:
+        return self.scalp_dir(provider, market, at.date()) / f"recovery_{at:%H%M%S}_{symbol}.jsonl"
+
+    def gap_markers(self, provider: str, day: date) -> Path:
+        return self.observer / "system" / "gaps" / provider / f"{_day(day)}_gaps.jsonl"
+
+    def overflow_ledger(self, provider: str, day: date) -> Path:
+        return self.observer / "system" / "overflow" / provider / f"{_day(day)}_overflow.jsonl"
