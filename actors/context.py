@@ -1,0 +1,60 @@
+"""What every actor is handed at start: settings, the clock, counters, paths, and access to KIS.
+
+These objects outlive any actor incarnation, so a restarted actor finds the same clock, counters and
+credentials its predecessor used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from config.accounts import Account
+from config.settings import Settings
+from kis.rest import KisRestClient, TokenSource
+from runtime.clock import Clock
+from runtime.metrics import Metrics
+from runtime.paths import DataPaths
+
+
+class CredentialVault(Protocol):
+    """Tokens and approval keys per account, shared by every caller of that account in the process."""
+
+    def token_source(self, account: str) -> TokenSource: ...
+
+    def approval_key(self, account: str) -> SecretStr: ...
+
+
+@dataclass(frozen=True)
+class ObserverContext:
+    """Shared, long-lived services. `rest_url`/`ws_url` None means the real KIS servers of each account."""
+
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    paths: DataPaths
+    vault: CredentialVault
+    rest_url: str | None = None
+    ws_url: str | None = None
+
+    @property
+    def accounts(self) -> tuple[Account, ...]:
+        return self.settings.accounts
+
+    def account(self, name: str) -> Account:
+        for account in self.settings.accounts:
+            if account.name == name:
+                return account
+        raise KeyError(f"no account named {name!r}")
+
+    def rest_client(self, account: str) -> KisRestClient:
+        """A new client for `account`; the per-key rate limiter and the token source are shared."""
+        return KisRestClient(
+            self.account(account),
+            base_url=self.rest_url,
+            tokens=self.vault.token_source(account),
+            clock=self.clock,
+            rate_limits=self.settings.rate_limit,
+        )
