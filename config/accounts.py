@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ACCOUNT_ENV = {
     "KIS_APP_KEY": "app_key",
@@ -36,13 +36,20 @@ class Account(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(default="acct1", pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    app_key: SecretStr = Field(min_length=1)
-    app_secret: SecretStr = Field(min_length=1)
+    app_key: SecretStr
+    app_secret: SecretStr
     account_no: str = Field(default="", pattern=r"^(\d{8})?$", repr=False)
     product_code: str = Field(default="01", pattern=r"^\d{2}$")
     hts_id: str = ""
     paper: bool = False
     max_slots: int = Field(default=41, ge=1, le=41)
+
+    @field_validator("app_key", "app_secret")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,7 @@ key, the problem and where the value came from. Values are never quoted in error
 the wrong place cannot leak through them.
 
 Environment variables:
-- `OBSERVER_CONFIG`: the config file when none is passed.
+- `OBSERVER_CONFIG`: the config file when none is passed. Empty variables count as unset.
 - `OBSERVER_<KEY>` and `OBSERVER_<SECTION>__<KEY>` for any setting (`OBSERVER_PROFILE=hybrid`,
   `OBSERVER_SCAN__INTERVAL_SECONDS=60`, `OBSERVER_SLOTS__WATCHLIST='["005930"]'`); an unknown name is
   an error.
@@ -105,7 +105,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[Key, str]]:
         sources[key] = source
 
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV or env[name] == "":
             continue
         key = tuple(name[len(ENV_PREFIX) :].lower().split(ENV_NESTING))
         source = f"environment variable {name}"

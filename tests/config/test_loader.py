@@ -295,6 +295,16 @@ def test_accounts_file_entry_without_app_key(tmp_path: Path) -> None:
     assert text == f"config error in {source}: accounts[1].app_key: required but missing"
 
 
+def test_blank_app_secret(tmp_path: Path) -> None:
+    pool = write_json(tmp_path / "a.json", [{"app_key": SECRET_KEY, "app_secret": "  "}])
+    text = config_error(env={"KIS_ACCOUNTS_FILE": str(pool)})
+    assert text.endswith("accounts[0].app_secret: must not be empty") and SECRET_KEY not in text
+
+
+def test_empty_environment_variables_count_as_unset() -> None:
+    assert load_settings(None, {"OBSERVER_DATA_DIR": "", "KIS_APP_KEY": ""}) == Settings()
+
+
 def test_accounts_file_of_the_wrong_shape(tmp_path: Path) -> None:
     pool = write_json(tmp_path / "a.json", {"app_key": "k", "app_secret": "s"})
     assert "unknown key 'app_key'" in config_error(env={"KIS_ACCOUNTS_FILE": str(pool)})
