@@ -175,12 +175,12 @@ def build_universe(seed: int, trading_date: date, n_symbols: int = 1200) -> Univ
     """The listed universe for `trading_date` with `HISTORY_DAYS` of daily bars per symbol."""
     if n_symbols < 1:
         raise ValueError(f"n_symbols must be >= 1, got {n_symbols}")
-    rng = random.Random(f"universe:{seed}")
     days = trading_days_before(trading_date, HISTORY_DAYS)
-    specs = _symbol_specs(rng, n_symbols)
+    specs = _symbol_specs(random.Random(f"universe:{seed}"), n_symbols)
     listings: dict[str, Listing] = {}
     history: dict[str, tuple[DailyBarState, ...]] = {}
     for code, name, market, price, shares in specs:
+        rng = random.Random(f"symbol:{seed}:{code}")
         halted = rng.random() < 0.015 and code != "005930"
         managed = rng.random() < 0.02 and code != "005930"
         volatility = _daily_volatility(rng, market, price * shares)

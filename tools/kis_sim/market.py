@@ -119,6 +119,7 @@ def _intraday_shape() -> tuple[float, ...]:
 
 
 _SHAPE = _intraday_shape()
+_SHAPE_ROOT = tuple(math.sqrt(value) for value in _SHAPE)
 
 
 class _Ticks:
@@ -186,65 +187,70 @@ class _DayPath:
 
     def _walk(self, last_minute: int) -> None:
         draw, bits, normals, exp, sqrt = self.rng.getrandbits, NORMAL_BITS, NORMALS, math.exp, math.sqrt
-        upper, lower = self.upper, self.lower
+        upper, lower, prev_close = self.upper, self.lower, self.listing.prev_close
         blocked = self.listing.halted
         effects_by_minute = self.effects
-        per_second = self.trade_rate * 60.0
+        per_minute_trades = self.trade_rate * 60.0
+        sigma_minute, open_gap = self.sigma_minute, 0.4 * self.sigma_day
+        volume_per_minute = self.volume_per_minute
         level = self.level
         first = len(self.counts)
-        last = self.closes[-1] if first else self.listing.prev_close
+        last = self.closes[-1] if first else prev_close
         day_open = self.day_opens[-1] if first else 0
         cum_volume = self.cum_volumes[-1] if first else 0
         cum_value = self.cum_values[-1] if first else 0
         day_high = self.day_highs[-1] if first else 0
         day_low = self.day_lows[-1] if first else 0
+        rows = []
         for minute in range(first, last_minute + 1):
             effects = effects_by_minute[minute] if effects_by_minute else NO_EFFECTS
             shape = _SHAPE[minute]
-            expected = per_second * shape * effects.trade_rate * effects.volume
+            expected = per_minute_trades * shape * effects.trade_rate * effects.volume
             count = round(expected + sqrt(expected) * normals[draw(bits)])
             if blocked or effects.halted or count <= 0:
-                open_ = high = low = close = last
-                count = volume = value = 0
+                rows.append(
+                    (0, last, last, last, last, 0, 0, cum_volume, cum_value, day_high, day_low, day_open)
+                )
+                continue
+            sigma = sigma_minute * effects.volatility * _SHAPE_ROOT[minute]
+            if day_open == 0:
+                level = min(upper, max(lower, prev_close * exp(normals[draw(bits)] * open_gap)))
+                open_ = day_open = snap(level)
             else:
-                sigma = self.sigma_minute * effects.volatility * sqrt(shape)
-                if day_open == 0:
-                    level = self.listing.prev_close * exp(normals[draw(bits)] * 0.4 * self.sigma_day)
-                    level = min(upper, max(lower, level))
-                    open_ = snap(level)
-                else:
-                    open_ = last
-                if count == 1:
-                    close = open_
-                else:
-                    level = min(upper, max(lower, level * exp(normals[draw(bits)] * sigma)))
-                    close = min(upper, max(lower, snap(level)))
-                high, low = (open_, close) if open_ >= close else (close, open_)
-                if count >= 4:
-                    high = max(high, min(upper, snap(high * exp(abs(normals[draw(bits)]) * 0.6 * sigma))))
-                    low = min(low, max(lower, snap(low * exp(-abs(normals[draw(bits)]) * 0.6 * sigma))))
-                noise = exp(normals[draw(bits)] * 0.5 - 0.125)
-                volume = max(count, int(self.volume_per_minute * shape * effects.volume * noise + 0.5))
-                value = volume * (open_ + high + low + close) // 4
-                cum_volume += volume
-                cum_value += value
-                day_open = day_open or open_
-                day_high = high if high > day_high else day_high
-                day_low = low if day_low == 0 or low < day_low else day_low
-                last = close
-            self.counts.append(count)
-            self.opens.append(open_)
-            self.highs.append(high)
-            self.lows.append(low)
-            self.closes.append(close)
-            self.volumes.append(volume)
-            self.values.append(value)
-            self.cum_volumes.append(cum_volume)
-            self.cum_values.append(cum_value)
-            self.day_highs.append(day_high)
-            self.day_lows.append(day_low)
-            self.day_opens.append(day_open)
+                open_ = last
+            if count == 1:
+                close = open_
+            else:
+                level = min(upper, max(lower, level * exp(normals[draw(bits)] * sigma)))
+                close = snap(level)
+            high, low = (open_, close) if open_ >= close else (close, open_)
+            if count >= 4:
+                wick = 0.6 * sigma
+                high = max(high, min(upper, snap(high * exp(abs(normals[draw(bits)]) * wick))))
+                low = min(low, max(lower, snap(low * exp(-abs(normals[draw(bits)]) * wick))))
+            noise = exp(normals[draw(bits)] * 0.5 - 0.125)
+            volume = max(count, int(volume_per_minute * shape * effects.volume * noise + 0.5))
+            value = volume * (open_ + high + low + close) // 4
+            cum_volume += volume
+            cum_value += value
+            if high > day_high:
+                day_high = high
+            if day_low == 0 or low < day_low:
+                day_low = low
+            last = close
+            rows.append((
+                count, open_, high, low, close, volume, value,
+                cum_volume, cum_value, day_high, day_low, day_open,
+            ))
         self.level = level
+        for column, values in zip(self._columns(), zip(*rows, strict=True), strict=True):
+            column.extend(values)
+
+    def _columns(self) -> tuple[list[int], ...]:
+        return (
+            self.counts, self.opens, self.highs, self.lows, self.closes, self.volumes, self.values,
+            self.cum_volumes, self.cum_values, self.day_highs, self.day_lows, self.day_opens,
+        )
 
 
 class Market:
@@ -519,28 +525,26 @@ def _build_ticks(seed: int, day: date, path: _DayPath, minute: int) -> _Ticks:
     elif count == 2:
         prices = [open_, close]
     elif count == 3:
-        prices = [open_, snap(low + (high - low) * rng.random()), close]
+        prices = [open_, snap(low + (high - low) * draw()), close]
     else:
         prices = _bridge(rng, count, open_, high, low, close)
-    weights = [0.05 - math.log(1.0 - draw()) for _ in range(count)]
-    total = sum(weights)
-    volumes = [max(1, int(volume * w / total)) for w in weights]
+    log = math.log
+    weights = [0.05 - log(1.0 - draw()) for _ in range(count)]
+    scale = volume / sum(weights)
+    volumes = [int(w * scale) or 1 for w in weights]
     _fix_sum(volumes, volume)
     previous = path.closes[minute - 1] if minute else path.listing.prev_close
     sides = []
+    append = sides.append
     for price in prices:
         if price > previous:
-            sides.append("1")
+            append("1")
         elif price < previous:
-            sides.append("5")
+            append("5")
         else:
-            sides.append("1" if rng.random() < 0.5 else "5")
+            append("1" if draw() < 0.5 else "5")
         previous = price
-    cum_volumes = []
-    running = 0
-    for v in volumes:
-        running += v
-        cum_volumes.append(running)
+    cum_volumes = list(itertools.accumulate(volumes))
     cum_values = [value * c // volume for c in cum_volumes]
     return _Ticks(offsets, prices, volumes, sides, cum_volumes, cum_values)
 
@@ -550,16 +554,24 @@ def _bridge(rng: random.Random, count: int, open_: int, high: int, low: int, clo
     high_at, low_at = rng.sample(range(1, count - 1), 2)
     anchors = sorted({0: open_, count - 1: close, high_at: high, low_at: low}.items())
     spread = (high - low) * 0.2
-    draw = rng.getrandbits
+    draw, bits, normals = rng.getrandbits, NORMAL_BITS, NORMALS
+    unit = tick_size(low)
+    uniform_grid = tick_size(high) == unit
     prices = [0] * count
     for (a, pa), (b, pb) in itertools.pairwise(anchors):
         prices[a] = pa
         step = (pb - pa) / (b - a)
         for k in range(a + 1, b):
-            level = pa + step * (k - a) + NORMALS[draw(NORMAL_BITS)] * spread
-            prices[k] = snap(high if level > high else low if level < low else level)
+            level = pa + step * (k - a) + normals[draw(bits)] * spread
+            if level >= high:
+                prices[k] = high
+            elif level <= low:
+                prices[k] = low
+            elif uniform_grid:
+                prices[k] = low + int((level - low) / unit + 0.5) * unit
+            else:
+                prices[k] = min(high, max(low, snap(level)))
     prices[count - 1] = close
-    prices[high_at], prices[low_at] = high, low
     return prices
 
 
