@@ -1,12 +1,8 @@
-"""Observer entry point."""
+"""Observer entry point: `python run.py --help`."""
 
 import sys
 
-
-def main() -> int:
-    print("observer: the actor system is not wired yet; nothing to run.")
-    return 0
-
+from app.observer import main
 
 if __name__ == "__main__":
     sys.exit(main())

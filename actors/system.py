@@ -1,0 +1,50 @@
+"""The actor tree of the user's design card, in start order (the supervisor stops it in reverse)."""
+
+from __future__ import annotations
+
+from actors.context import ObserverContext
+from actors.gap_recovery import GapRecoveryActor
+from actors.notifier import NotifierActor
+from actors.recorder import RecorderActor
+from actors.scanner import ScannerActor
+from actors.scheduler import SchedulerActor
+from actors.slot_manager import SlotManagerActor
+from actors.supervisor import ChildSpec, Restart
+from actors.tokens import TokenActor
+from actors.triggers import TriggerActor
+from actors.universe import UniverseActor
+from actors.ws_connection import WSConnectionActor
+from runtime.backoff import Backoff
+
+
+def ws_actor_id(account: str) -> str:
+    return f"ws.{account}"
+
+
+def child_specs(context: ObserverContext) -> list[ChildSpec]:
+    """Recorder first (everyone writes through it), scheduler last (its first tick reaches everyone)."""
+    shared = {"context": context}
+    ws = context.settings.websocket
+    connection_backoff = Backoff(steps=ws.reconnect_backoff_seconds, jitter=ws.backoff_jitter)
+    specs = [
+        ChildSpec("recorder", actor_class=RecorderActor, kwargs=shared, shutdown_timeout=10.0),
+        ChildSpec("notifier", actor_class=NotifierActor, kwargs=shared),
+        ChildSpec("tokens", actor_class=TokenActor, kwargs=shared, start_timeout=120.0),
+        ChildSpec("universe", actor_class=UniverseActor, kwargs=shared, start_timeout=30.0),
+        ChildSpec("scanner", actor_class=ScannerActor, kwargs=shared),
+        ChildSpec("triggers", actor_class=TriggerActor, kwargs=shared),
+        ChildSpec("slots", actor_class=SlotManagerActor, kwargs=shared),
+        ChildSpec("gaps", actor_class=GapRecoveryActor, kwargs=shared),
+    ]
+    specs += [
+        ChildSpec(
+            ws_actor_id(account.name),
+            actor_class=WSConnectionActor,
+            kwargs={**shared, "account": account.name},
+            restart=Restart.PERMANENT,
+            backoff=connection_backoff,
+        )
+        for account in context.accounts
+    ]
+    specs.append(ChildSpec("scheduler", actor_class=SchedulerActor, kwargs=shared))
+    return specs
