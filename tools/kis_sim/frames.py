@@ -64,15 +64,34 @@ def _pct(num: float, den: float) -> str:
     return f"{num * 100 / den:.2f}" if den else "0.00"
 
 
+def _avg(value: int, volume: int, price: int) -> str:
+    """Volume-weighted average price so far (WGHN_AVRG_STCK_PRC)."""
+    return f"{value / volume:.2f}" if volume else f"{price}.00"
+
+
 class _SymbolState:
-    """Running counts for one symbol: what a real feed accumulates over the day."""
+    """Running counts for one symbol (what a real feed accumulates over the day) and its constant columns."""
 
     __slots__ = (
-        "buy_count", "buy_volume", "high", "high_hour", "limits", "low", "low_hour", "open_hour",
-        "sell_count", "sell_volume", "started_at",
+        "buy_count",
+        "buy_volume",
+        "day",
+        "hhmmss",
+        "high",
+        "high_hour",
+        "listed",
+        "low",
+        "low_hour",
+        "lower",
+        "minute_of_day",
+        "prev_volume",
+        "second",
+        "sell_count",
+        "sell_volume",
+        "upper",
     )
 
-    def __init__(self, trade: TradeLike, hhmmss: str) -> None:
+    def __init__(self, trade: TradeLike, facts: SymbolFacts | None) -> None:
         # Split the volume traded before we first saw the symbol evenly, so ratios start plausible.
         before = trade.cum_volume - trade.volume
         self.buy_volume = before // 2
@@ -81,11 +100,24 @@ class _SymbolState:
         self.sell_count = self.sell_volume // 100
         self.high = trade.high
         self.low = trade.low
-        self.open_hour = "090000"
-        self.high_hour = hhmmss
-        self.low_hour = hhmmss
-        self.limits = price_limits(trade.prev_close)
-        self.started_at = trade.time
+        self.upper, self.lower = price_limits(trade.prev_close)
+        self.listed = facts.listed_shares if facts else 0
+        self.prev_volume = facts.prev_volume if facts else 0
+        t = trade.time
+        self.day = f"{t.year:04d}{t.month:02d}{t.day:02d}"
+        self.second = -1
+        self.hhmmss = ""
+        self.minute_of_day = 0
+        self.high_hour = self.low_hour = self.clock_columns(t)
+
+    def clock_columns(self, t: datetime) -> str:
+        """HHMMSS of `t`, recomputed only when the second changes (many trades share one)."""
+        second = t.hour * 3600 + t.minute * 60 + t.second
+        if second != self.second:
+            self.second = second
+            self.hhmmss = f"{t.hour:02d}{t.minute:02d}{t.second:02d}"
+            self.minute_of_day = second // 60
+        return self.hhmmss
 
 
 class TradeFormatter:
@@ -96,74 +128,70 @@ class TradeFormatter:
         self._states: dict[str, _SymbolState] = {}
 
     def record(self, trade: TradeLike) -> str:
-        t = trade.time
-        hhmmss = f"{t.hour:02d}{t.minute:02d}{t.second:02d}"
-        state = self._states.get(trade.code)
+        code = trade.code
+        state = self._states.get(code)
         if state is None:
-            state = self._states[trade.code] = _SymbolState(trade, hhmmss)
+            state = self._states[code] = _SymbolState(trade, self._facts.get(code))
+        hhmmss = state.clock_columns(trade.time)
+        volume = trade.volume
         if trade.side == "1":
             state.buy_count += 1
-            state.buy_volume += trade.volume
+            state.buy_volume += volume
         else:
             state.sell_count += 1
-            state.sell_volume += trade.volume
-        if trade.high > state.high:
-            state.high, state.high_hour = trade.high, hhmmss
-        if trade.low < state.low:
-            state.low, state.low_hour = trade.low, hhmmss
-
-        price, prev_close, cum_volume = trade.price, trade.prev_close, trade.cum_volume
-        upper, lower = state.limits
+            state.sell_volume += volume
+        high, low = state.high, state.low
+        if trade.high > high:
+            state.high = high = trade.high
+            state.high_hour = hhmmss
+        if trade.low < low:
+            state.low = low = trade.low
+            state.low_hour = hhmmss
+        buy_volume, sell_volume = state.buy_volume, state.sell_volume
+        price, prev_close, cum_volume, day_open = trade.price, trade.prev_close, trade.cum_volume, trade.open
         diff = price - prev_close
-        facts = self._facts.get(trade.code)
-        listed = facts.listed_shares if facts else 0
-        prev_volume = facts.prev_volume if facts else 0
+        prev_volume = state.prev_volume
         # Yesterday's volume up to this time of day, assuming an even spread over the 390-minute session.
-        minutes = max(1, min(390, (t.hour - 9) * 60 + t.minute + 1))
-        prev_same_hour = prev_volume * minutes // 390
+        prev_same_hour = prev_volume * max(1, min(390, state.minute_of_day - 539)) // 390
         ask_q1 = 50 + (cum_volume * 7919) % 20_000
         bid_q1 = 50 + (cum_volume * 104_729) % 20_000
-        open_diff = price - trade.open
-        high_diff = price - state.high
-        low_diff = price - state.low
-        avg = trade.cum_value / cum_volume if cum_volume else price
-        total_volume = state.buy_volume + state.sell_volume
+        open_diff = price - day_open
+        high_diff = price - high
+        low_diff = price - low
         return (
-            f"{trade.code}^{hhmmss}^{price}^{sign_of(price, prev_close, upper, lower)}^{diff}^"
-            f"{_pct(diff, prev_close)}^{avg:.2f}^{trade.open}^{state.high}^{state.low}^"
-            f"{trade.ask1}^{trade.bid1}^{trade.volume}^{cum_volume}^{trade.cum_value}^"
+            f"{code}^{hhmmss}^{price}^{sign_of(price, prev_close, state.upper, state.lower)}^{diff}^"
+            f"{_pct(diff, prev_close)}^{_avg(trade.cum_value, cum_volume, price)}^{day_open}^{high}^{low}^"
+            f"{trade.ask1}^{trade.bid1}^{volume}^{cum_volume}^{trade.cum_value}^"
             f"{state.sell_count}^{state.buy_count}^{state.buy_count - state.sell_count}^"
-            f"{_pct(state.buy_volume, state.sell_volume)}^{state.sell_volume}^{state.buy_volume}^"
-            f"{trade.side}^{_pct(state.buy_volume, total_volume)}^{_pct(cum_volume, prev_volume)}^"
-            f"{state.open_hour}^{_diff_sign(open_diff)}^{open_diff}^"
+            f"{_pct(buy_volume, sell_volume)}^{sell_volume}^{buy_volume}^"
+            f"{trade.side}^{_pct(buy_volume, buy_volume + sell_volume)}^{_pct(cum_volume, prev_volume)}^"
+            f"090000^{_diff_sign(open_diff)}^{open_diff}^"
             f"{state.high_hour}^{_diff_sign(high_diff)}^{high_diff}^"
             f"{state.low_hour}^{_diff_sign(low_diff)}^{low_diff}^"
-            f"{t.year:04d}{t.month:02d}{t.day:02d}^20^N^{ask_q1}^{bid_q1}^{ask_q1 * 37}^{bid_q1 * 41}^"
-            f"{_pct(cum_volume, listed)}^{prev_same_hour}^{_pct(cum_volume, prev_same_hour)}^0^^{trade.open}"
+            f"{state.day}^20^N^{ask_q1}^{bid_q1}^{ask_q1 * 37}^{bid_q1 * 41}^"
+            f"{_pct(cum_volume, state.listed)}^{prev_same_hour}^{_pct(cum_volume, prev_same_hour)}^"
+            f"0^^{day_open}"
         )
 
-    def book_record(self, trade: TradeLike, at: datetime) -> str:
-        """An H0STASP0 record (59 columns) around the trade's best ask/bid at time `at`."""
-        seed = trade.cum_volume * 2_654_435_761 + at.second
+    def book_record(self, code: str, ask1: int, bid1: int, cum_volume: int, at: datetime) -> str:
+        """An H0STASP0 record (59 columns): ten price levels each side of the best ask/bid at `at`."""
+        seed = (cum_volume + 1) * 2_654_435_761 + at.second * 40_503 + at.microsecond
         asks = []
         bids = []
-        ask = trade.ask1
-        bid = trade.bid1
+        ask, bid = ask1, bid1
         for _ in range(BOOK_LEVELS):
             asks.append(ask)
-            bids.append(max(bid, 0))
+            bids.append(bid)
             ask += tick_size(ask)
-            bid -= tick_size(max(bid - 1, 1))
+            bid = max(0, bid - tick_size(max(bid - 1, 1)))
         ask_qty = [100 + (seed >> (3 * i)) % 30_000 for i in range(BOOK_LEVELS)]
         bid_qty = [100 + (seed >> (3 * i + 1)) % 30_000 for i in range(BOOK_LEVELS)]
-        hhmmss = f"{at.hour:02d}{at.minute:02d}{at.second:02d}"
-        total_ask, total_bid = sum(ask_qty), sum(bid_qty)
         fields = (
-            trade.code, hhmmss, "0",
+            code, f"{at.hour:02d}{at.minute:02d}{at.second:02d}", "0",
             *map(str, asks), *map(str, bids), *map(str, ask_qty), *map(str, bid_qty),
-            str(total_ask), str(total_bid), "0", "0",
+            str(sum(ask_qty)), str(sum(bid_qty)), "0", "0",
             "0", "0", "0", "0", SIGN_FLAT, "0.00",
-            str(trade.cum_volume), str(seed % 2_001 - 1_000), str(seed % 1_999 - 999), "0", "0", "0",
+            str(cum_volume), str(seed % 2_001 - 1_000), str(seed % 1_999 - 999), "0", "0", "0",
         )
         return "^".join(fields)
 

@@ -16,9 +16,9 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Protocol
 
@@ -34,6 +34,7 @@ from runtime.clock import Clock
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.frames import (
     MAX_RECORDS_PER_FRAME,
+    SymbolFacts,
     TradeFormatter,
     TradeLike,
     data_frames,
@@ -47,13 +48,26 @@ SUBSCRIBABLE_TR_IDS = frozenset(
     {TrId.TRADE.value, TrId.ORDER_BOOK.value, TrId.MARKET_STATUS.value, *NOTICE_TR_IDS}
 )
 SUBSCRIBE, UNSUBSCRIBE = "1", "2"
+MIN_CATCH_UP = 60.0  # simulated seconds of trades one feed step may carry after a clock jump
+SHUTDOWN_GRACE = 1.0  # seconds a client has to answer the close frame at stop
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 
 class MarketFeed(Protocol):
     """What the server needs from the market model."""
 
-    def trades(self, code: str, start: datetime, end: datetime) -> list[TradeLike]: ...
+    listings: Mapping[str, SymbolFacts]
+
+    def trades(self, code: str, start: datetime, end: datetime) -> Sequence[TradeLike]: ...
+
+    def quote(self, code: str, at: datetime) -> QuoteLike: ...
+
+
+class QuoteLike(Protocol):
+    price: int
+    volume: int
+    ask1: int
+    bid1: int
 
 
 class ApprovalBook(Protocol):
@@ -72,7 +86,6 @@ class Fill:
     price: int
     at: datetime
     order_no: str
-    hts_id: str = ""
     account_no: str = ""
     account_name: str = ""
     symbol_name: str = ""
@@ -108,10 +121,10 @@ def _random_text(length: int) -> str:
     return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(length))
 
 
-def notice_record(fill: Fill) -> str:
-    """The plaintext `^`-separated H0STCNI0 record of a fill (26 columns)."""
+def notice_record(fill: Fill, hts_id: str) -> str:
+    """The plaintext `^`-separated H0STCNI0 record of a fill (26 columns) for the subscriber `hts_id`."""
     values = {
-        "CUST_ID": fill.hts_id,
+        "CUST_ID": hts_id,
         "ACNT_NO": fill.account_no,
         "ODER_NO": fill.order_no,
         "OODER_NO": "",
@@ -168,7 +181,6 @@ class WsServer:
         feed_interval: float = 0.05,
         book_interval: float = 1.0,
         sent_log: SentLog | None = None,
-        account_label: Callable[[str], str | None] | None = None,
     ) -> None:
         self._market = market
         self._accounts = accounts
@@ -180,14 +192,11 @@ class WsServer:
         self._feed_interval = feed_interval
         self._book_interval = book_interval
         self._sent_log = sent_log
-        self._account_label = account_label or (lambda _key: None)
-        self._formatter = TradeFormatter()
+        self._formatter = TradeFormatter(market.listings)
         self._sessions: set[_Session] = set()
         self._by_key: dict[str, _Session] = {}
         self._trade_subs: dict[str, set[_Session]] = {}
         self._book_subs: dict[str, set[_Session]] = {}
-        self._last_trade: dict[str, TradeLike] = {}
-        self._labels: dict[str, str | None] = {}
         self._order_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
@@ -264,8 +273,13 @@ class WsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feed_task
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.close()  # sends 1001 going away to every session
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE)
+            except TimeoutError:
+                for session in list(self._sessions):
+                    self._drop(session)  # a client that does not answer the close frame
+                await self._server.wait_closed()
         asyncio.get_running_loop().stop()
 
     # ---- in-process API (any thread) ---------------------------------------------------------------------
@@ -393,6 +407,7 @@ class WsServer:
         next_step = loop.time()
         next_pingpong = next_step + self._pingpong_interval
         next_book = next_step + self._book_interval
+        catch_up = timedelta(seconds=max(MIN_CATCH_UP, 10 * self._feed_interval * self._clock.speed))
         while True:
             next_step += self._feed_interval
             delay = next_step - loop.time()
@@ -406,7 +421,8 @@ class WsServer:
                 silent = self._faults.ws_silent()
                 now = self._clock.now()
                 if now > previous:
-                    self._step(previous, now, silent)
+                    # A jump of the clock (set/advance) must not replay hours of trades in one burst.
+                    self._step(max(previous, now - catch_up), now, silent)
                     previous = now
                 if loop.time() >= next_book:
                     next_book = loop.time() + self._book_interval
@@ -429,13 +445,12 @@ class WsServer:
 
     def _step(self, start: datetime, end: datetime, silent: bool) -> None:
         market = self._market
-        for code in self._trade_subs.keys() | self._book_subs.keys():
+        listings = market.listings
+        for code, subscribers in list(self._trade_subs.items()):
+            if code not in listings:
+                continue
             trades = market.trades(code, start, end)
             if not trades:
-                continue
-            self._last_trade[code] = trades[-1]
-            subscribers = self._trade_subs.get(code)
-            if not subscribers:
                 continue
             records = [self._formatter.record(t) for t in trades]
             if silent:
@@ -445,7 +460,7 @@ class WsServer:
                 first = i * MAX_RECORDS_PER_FRAME
                 self._send_data(subscribers, frame, trades[first:first + MAX_RECORDS_PER_FRAME])
 
-    def _send_data(self, subscribers: set[_Session], frame: str, trades: list[TradeLike]) -> None:
+    def _send_data(self, subscribers: set[_Session], frame: str, trades: Sequence[TradeLike]) -> None:
         clean = []
         faults = self._faults
         sent_log = self._sent_log
@@ -461,27 +476,19 @@ class WsServer:
             else:
                 broadcast((session.ws,), text)
             if sent_log is not None:
-                sent_log.add(trades, session.key_hash, self._label(session), fault)
+                sent_log.add(trades, session.key_hash, fault=fault)
         if clean:
             broadcast(clean, frame)
         self.frames_sent += len(subscribers)
         self.records_sent += len(trades) * len(subscribers)
 
-    def _label(self, session: _Session) -> str | None:
-        key = session.app_key
-        if key is None:
-            return None
-        if key not in self._labels:
-            self._labels[key] = self._account_label(key)
-        return self._labels[key]
-
     def _send_books(self, now: datetime) -> None:
         for code, subscribers in self._book_subs.items():
-            trade = self._last_trade.get(code)
-            if trade is None or not subscribers:
+            if code not in self._market.listings:
                 continue
-            frame = data_frames(TrId.ORDER_BOOK.value, [self._formatter.book_record(trade, now)])[0]
-            broadcast([s.ws for s in subscribers], frame)
+            quote = self._market.quote(code, now)
+            record = self._formatter.book_record(code, quote.ask1, quote.bid1, quote.volume, now)
+            broadcast([s.ws for s in subscribers], f"0|{TrId.ORDER_BOOK.value}|001|{record}")
 
     def _send_pingpong(self, now: datetime) -> None:
         stamp = now.strftime("%Y%m%d%H%M%S")
@@ -489,14 +496,15 @@ class WsServer:
         broadcast([s.ws for s in self._sessions], text)
 
     async def _send_notice(self, app_key: str, fill: Fill) -> int:
+        """Every notice subscription of the key's session gets the fill, whatever HTS id it used."""
         session = self._by_key.get(app_key)
         if session is None or session.closed:
             return 0
-        plaintext = notice_record(fill)
         sent = 0
         for (tr_id, tr_key), (key, iv) in list(session.subs.items()):
-            if tr_id not in NOTICE_TR_IDS or (fill.hts_id and tr_key != fill.hts_id):
+            if tr_id not in NOTICE_TR_IDS:
                 continue
+            plaintext = notice_record(fill, tr_key)
             await session.ws.send(encrypted_frame(tr_id, encrypt_notice(plaintext, key, iv)))
             sent += 1
         return sent

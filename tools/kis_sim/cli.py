@@ -1,0 +1,237 @@
+"""Command line of the standalone simulator: flags -> SimConfig, the `--faults` mini-language, READY line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from types import FrameType
+
+from tools.kis_sim.faults import Faults
+from tools.kis_sim.scenario import ScenarioError
+from tools.kis_sim.server import KisSimulator, SimConfig
+
+FAULTS_HELP = """\
+comma-separated faults, armed once the servers listen:
+  drop               drop every WebSocket session now
+  drop_every=S       drop each WebSocket session after S seconds of life
+  refuse=S           refuse WebSocket (re)connects for S seconds
+  malformed=N        garble the next N data frames
+  truncated=N        cut the next N data frames short
+  silence=S          no data frames and no PINGPONG for S seconds
+  rate_limit=S       every REST call answers EGW00201 for S seconds
+  expire_tokens      every access token issued so far has expired
+  slow_rest=D:S      delay REST answers by D seconds for S seconds
+durations are real (wall) seconds; e.g. --faults drop_every=30,malformed=5,refuse=10"""
+
+
+class FaultSpecError(ValueError):
+    """A `--faults` item could not be understood; the message names the item."""
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise FaultSpecError(f"fault {name}: {value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise FaultSpecError(f"fault {name}: needs seconds >= 0, got {value}")
+    return seconds
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise FaultSpecError(f"fault {name}: {value!r} is not a whole number")
+    return int(value)
+
+
+def _slow_rest(faults: Faults, value: str) -> None:
+    delay, sep, duration = value.partition(":")
+    if not sep:
+        raise FaultSpecError(f"fault slow_rest: expected DELAY:SECONDS, got {value!r}")
+    faults.slow_rest(_seconds("slow_rest", delay), _seconds("slow_rest", duration))
+
+
+def _drop_every(faults: Faults, value: str) -> None:
+    seconds = _seconds("drop_every", value)
+    if seconds == 0:
+        raise FaultSpecError("fault drop_every: needs a positive number of seconds")
+    faults.drop_every(seconds)
+
+
+_WITH_VALUE: dict[str, Callable[[Faults, str], None]] = {
+    "drop_every": _drop_every,
+    "refuse": lambda f, v: f.refuse_reconnects(_seconds("refuse", v)),
+    "malformed": lambda f, v: f.malformed_frames(_count("malformed", v)),
+    "truncated": lambda f, v: f.truncated_frames(_count("truncated", v)),
+    "silence": lambda f, v: f.silence_sessions(_seconds("silence", v)),
+    "rate_limit": lambda f, v: f.rate_limit_burst(_seconds("rate_limit", v)),
+    "slow_rest": _slow_rest,
+}
+_WITHOUT_VALUE: dict[str, Callable[[Faults], None]] = {
+    "drop": Faults.drop_sessions,
+    "expire_tokens": Faults.expire_tokens,
+}
+
+
+def parse_faults(spec: str) -> list[Callable[[Faults], None]]:
+    """Parse a `--faults` spec into actions; raises FaultSpecError before anything is armed."""
+    actions: list[Callable[[Faults], None]] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if name in _WITHOUT_VALUE and not sep:
+            actions.append(_WITHOUT_VALUE[name])
+        elif name in _WITH_VALUE and sep:
+            setter, text = _WITH_VALUE[name], value.strip()
+            probe = Faults()
+            setter(probe, text)  # validate now, so a bad spec fails before the servers start
+            actions.append(lambda faults, setter=setter, text=text: setter(faults, text))
+        else:
+            known = sorted([*_WITH_VALUE, *_WITHOUT_VALUE])
+            raise FaultSpecError(f"unknown fault item {item!r}; known: {', '.join(known)}")
+    return actions
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y%m%d").date()  # noqa: DTZ007 - a calendar date, no time zone
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYYMMDD, got {text!r}") from None
+
+
+def _parse_start(text: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HH:MM or HH:MM:SS, got {text!r}") from None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _whole(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.kis_sim",
+        description=(
+            "KIS Open API simulator on loopback: REST (tokens, approval keys, quotes, bars) and the "
+            "real-time WebSocket (subscribe/ack, PINGPONG, H0STCNT0/H0STASP0 frames, encrypted "
+            "H0STCNI0 notices). Prints one line 'READY rest=<url> ws=<url>' once it serves; "
+            "stops cleanly on SIGINT/SIGTERM."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--faults syntax:\n" + FAULTS_HELP,
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--rest-port", type=_port, default=0, help="REST port; 0 picks a free one (default)")
+    add("--ws-port", type=_port, default=0, help="WebSocket port; 0 picks a free one (default)")
+    add("--seed", type=int, default=1, help="market model seed (default 1)")
+    add("--date", type=_parse_date, default=None, help="simulated trading date YYYYMMDD (default: today)")
+    add("--start", type=_parse_start, default=time(9, 0), help="simulated start HH:MM[:SS] (default 09:00)")
+    add("--speed", type=_non_negative, default=1.0,
+        help="simulated seconds per real second (default 1; 0 stops the clock)")
+    add("--wall-clock", action="store_true",
+        help="follow the real KST wall clock (ignores --date, --start, --speed)")
+    add("--scenario", type=Path, default=None, help="JSON file of scheduled market events (surges, halts)")
+    add("--sent-log", type=Path, default=None,
+        help="append every trade record sent over the WebSocket to this JSONL file")
+    add("--n-symbols", type=_whole, default=1200, help="listed symbols to simulate (default 1200)")
+    add("--trade-rate", type=_positive, default=2.0,
+        help="average trades per second per symbol, before intraday shape and scenario (default 2)")
+    add("--pingpong-interval", type=_positive, default=10.0,
+        help="real seconds between PINGPONG heartbeats (default 10)")
+    add("--faults", default="", metavar="SPEC", help="faults to arm once serving (syntax below)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    return SimConfig(
+        seed=args.seed,
+        date=args.date,
+        start=args.start,
+        speed=args.speed,
+        wall_clock=args.wall_clock,
+        scenario=args.scenario,
+        sent_log=args.sent_log,
+        n_symbols=args.n_symbols,
+        trade_rate=args.trade_rate,
+        pingpong_interval=args.pingpong_interval,
+        host=args.host,
+        rest_port=args.rest_port,
+        ws_port=args.ws_port,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator until SIGINT/SIGTERM; exit 0 then, 2 on bad flags or files, 1 if it cannot serve."""
+    args = build_parser().parse_args(argv)
+    try:
+        fault_actions = parse_faults(args.faults)
+    except FaultSpecError as exc:
+        return _fail(f"--faults: {exc}", 2)
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        simulator = KisSimulator(config_from_args(args))
+    except (ScenarioError, OSError, ValueError) as exc:
+        return _fail(str(exc), 2)
+    try:
+        simulator.start()
+    except (OSError, RuntimeError) as exc:
+        return _fail(str(exc), 1)
+    try:
+        for action in fault_actions:
+            action(simulator.faults)
+        print(simulator.ready_line(), flush=True)
+        while not stop_requested.wait(0.2):
+            pass
+    finally:
+        simulator.stop()
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"kis_sim: error: {message}", file=sys.stderr, flush=True)
+    return code
