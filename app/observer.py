@@ -21,6 +21,7 @@ from actors.supervisor import Supervisor
 from actors.system import child_specs
 from app.cli import build_parser
 from app.demo import write_demo_scenario
+from app.status_view import StatusView
 from app.summary import build_summary, write_summary
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
@@ -150,12 +151,14 @@ def run(
         ws_url=ws_url,
     )
     specs = child_specs(context)
+    on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
         [spec.id for spec in specs] + ["supervisor"],
         settings.log_retention_days,
-        console_level=settings.log_level,
+        console_level="WARNING" if on_terminal else settings.log_level,
     )
+    status = StatusView(metrics, clock)
     supervisor = Supervisor(specs, clock=clock)
     stop_requested = threading.Event()
 
@@ -166,10 +169,12 @@ def run(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         supervisor.start()
+        status.start()
         _wait(stop_requested, supervisor, duration)
         escalated = supervisor.stopped.is_set()
         exit_code = supervisor.exit_code if escalated else supervisor.stop()
     finally:
+        status.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary = build_summary(metrics, supervisor, [spec.id for spec in specs])

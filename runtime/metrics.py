@@ -32,6 +32,13 @@ class Metrics:
                 if value not in seen:
                     seen.append(value)
 
+    def push_recent(self, name: str, text: str, keep: int = 5) -> None:
+        """Remember the last `keep` items of a kind (recent triggers, alerts) for the status view."""
+        with self._lock:
+            items = self._sets.setdefault(name, [])
+            items.append(text)
+            del items[:-keep]
+
     def count(self, name: str) -> int:
         with self._lock:
             return self._counts[name]
