@@ -138,9 +138,13 @@ class SignalSettings(Section):
 
 
 class AlertSettings(Section):
+    """Alert delivery: cooldown per (symbol, signal), the notifier's own rate limit and its retries."""
+
     cooldown_seconds: float = Field(default=600.0, ge=0)
     rate_per_minute: PositiveInt = 20
     max_retries: int = Field(default=3, ge=0)
+    retry_backoff_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0)
+    send_timeout_seconds: PositiveFloat = 10.0
 
 
 class WebSocketSettings(Section):
