@@ -844,8 +844,9 @@ class RestServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.app = RestApp(market, accounts, faults, clock)
+        self.app = RestApp(market, accounts, faults, clock, sleep=sleep)
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
