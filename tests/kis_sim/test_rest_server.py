@@ -1,0 +1,813 @@
+"""The simulator's REST server over real loopback HTTP: every endpoint and every gateway rule."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from kis import protocol
+from runtime.clock import KST, SimulatedClock
+from tools.kis_sim.accounts import Accounts
+from tools.kis_sim.faults import Faults
+from tools.kis_sim.market import Market
+from tools.kis_sim.rest import RestServer
+
+DAY = date(2026, 3, 10)
+OPEN_TIME = datetime(2026, 3, 10, 10, 0, tzinfo=KST)
+KOSPI_WIDTHS = [
+    2,
+    1,
+    4,
+    4,
+    4,
+    *[1] * 26,
+    9,
+    5,
+    5,
+    1,
+    1,
+    1,
+    2,
+    1,
+    1,
+    1,
+    2,
+    2,
+    2,
+    3,
+    1,
+    3,
+    12,
+    12,
+    8,
+    15,
+    21,
+    2,
+    7,
+    1,
+    1,
+    1,
+    1,
+    1,
+    9,
+    9,
+    9,
+    5,
+    9,
+    8,
+    9,
+    3,
+    1,
+    1,
+    1,
+]
+KOSDAQ_WIDTHS = [
+    2,
+    1,
+    4,
+    4,
+    4,
+    *[1] * 21,
+    9,
+    5,
+    5,
+    1,
+    1,
+    1,
+    2,
+    1,
+    1,
+    1,
+    2,
+    2,
+    2,
+    3,
+    1,
+    3,
+    12,
+    12,
+    8,
+    15,
+    21,
+    2,
+    7,
+    1,
+    1,
+    1,
+    1,
+    9,
+    9,
+    9,
+    5,
+    9,
+    8,
+    9,
+    3,
+    1,
+    1,
+    1,
+]
+
+
+class FakeMonotonic:
+    """A monotonic clock the test moves by hand, so rate limits are checked without timing."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Sim:
+    url: str
+    market: Market
+    accounts: Accounts
+    faults: Faults
+    clock: SimulatedClock
+    ticks: FakeMonotonic
+    sleeps: list[float]
+    server: RestServer
+    session: requests.Session
+
+    def token(self, key: str = "key-1", secret: str = "secret-1") -> requests.Response:
+        body = {"grant_type": "client_credentials", "appkey": key, "appsecret": secret}
+        return self.session.post(f"{self.url}{protocol.TOKEN_PATH}", json=body, timeout=10)
+
+    def headers(self, tr_id: str, key: str = "key-1", secret: str = "secret-1") -> dict[str, str]:
+        response = self.token(key, secret)
+        assert response.status_code == 200, response.text
+        return {
+            "content-type": "application/json; charset=utf-8",
+            "authorization": f"Bearer {response.json()['access_token']}",
+            "appkey": key,
+            "appsecret": secret,
+            "tr_id": tr_id,
+            "custtype": "P",
+        }
+
+    def get(self, path: str, headers: dict[str, str], params: dict[str, str]) -> requests.Response:
+        self.ticks.now += 1.0  # a fresh rate-limit second for every call unless a test says otherwise
+        return self.session.get(f"{self.url}{path}", headers=headers, params=params, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def market() -> Market:
+    return Market(seed=5, trading_date=DAY, n_symbols=120)
+
+
+@pytest.fixture
+def sim(market: Market) -> Iterator[Sim]:
+    ticks = FakeMonotonic()
+    clock = SimulatedClock(OPEN_TIME, speed=0)
+    faults = Faults(monotonic=ticks)
+    accounts = Accounts(market, faults, clock, seed=5, monotonic=ticks)
+    sleeps: list[float] = []
+    server = RestServer(market, accounts, faults, clock, port=0, sleep=sleeps.append).start()
+    session = requests.Session()
+    try:
+        yield Sim(server.url, market, accounts, faults, clock, ticks, sleeps, server, session)
+    finally:
+        session.close()
+        server.stop()
+
+
+def price_params(code: str = "005930") -> dict[str, str]:
+    return {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": code}
+
+
+def minute_params(code: str, hour: str) -> dict[str, str]:
+    return {
+        **price_params(code),
+        "FID_INPUT_HOUR_1": hour,
+        "FID_PW_DATA_INCU_YN": "Y",
+        "FID_ETC_CLS_CODE": "",
+    }
+
+
+def balance_params(**overrides: str) -> dict[str, str]:
+    params = {
+        "CANO": "12345678",
+        "ACNT_PRDT_CD": "01",
+        "AFHR_FLPR_YN": "N",
+        "OFL_YN": "",
+        "INQR_DVSN": "01",
+        "UNPR_DVSN": "01",
+        "FUND_STTL_ICLD_YN": "N",
+        "FNCG_AMT_AUTO_RDPT_YN": "N",
+        "PRCS_DVSN": "00",
+        "CTX_AREA_FK100": "",
+        "CTX_AREA_NK100": "",
+    }
+    return {**params, **overrides}
+
+
+def rank_params(**overrides: str) -> dict[str, str]:
+    params = {
+        "FID_COND_MRKT_DIV_CODE": "J",
+        "FID_COND_SCR_DIV_CODE": "20171",
+        "FID_INPUT_ISCD": "0000",
+        "FID_DIV_CLS_CODE": "0",
+        "FID_BLNG_CLS_CODE": "0",
+        "FID_TRGT_CLS_CODE": "111111111",
+        "FID_TRGT_EXLS_CLS_CODE": "0000000000",
+        "FID_INPUT_PRICE_1": "",
+        "FID_INPUT_PRICE_2": "",
+        "FID_VOL_CNT": "",
+        "FID_INPUT_DATE_1": "",
+    }
+    return {**params, **overrides}
+
+
+def assert_error(response: requests.Response, status: int, code: str, rt_cd: str = "1") -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert (body["rt_cd"], body["msg_cd"]) == (rt_cd, code), body
+    assert body["msg1"]
+    return body
+
+
+# ---- tokens and approval keys ----------------------------------------------------------------------------
+
+
+def test_token_issue_reuse_minute_limit_and_expiry(sim: Sim) -> None:
+    first = sim.token()
+    assert first.status_code == 200
+    body = first.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 86_400
+    assert body["access_token_token_expired"] == "2026-03-11 10:00:00"
+    assert len(body["access_token"]) > 300
+
+    too_soon = sim.token()
+    assert too_soon.status_code == 403
+    assert too_soon.json() == {
+        "error_description": "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)",
+        "error_code": "EGW00133",
+    }
+
+    sim.clock.advance(61)
+    again = sim.token().json()
+    assert again["access_token"] == body["access_token"]
+    assert again["access_token_token_expired"] == body["access_token_token_expired"]
+    assert again["expires_in"] == 86_400 - 61
+
+    sim.clock.advance(7 * 3600)
+    renewed = sim.token().json()["access_token"]
+    assert renewed != body["access_token"]
+
+    headers = {"appkey": "key-1", "appsecret": "secret-1", "tr_id": "FHKST01010100", "custtype": "P"}
+    old = sim.get(
+        protocol.INQUIRE_PRICE_PATH,
+        {**headers, "authorization": f"Bearer {body['access_token']}"},
+        price_params(),
+    )
+    assert old.status_code == 200  # the 6-hour reuse window ended, but the first token lives 24 h
+
+    sim.clock.advance(17 * 3600)
+    expired = sim.get(
+        protocol.INQUIRE_PRICE_PATH,
+        {**headers, "authorization": f"Bearer {body['access_token']}"},
+        price_params(),
+    )
+    assert_error(expired, 500, "EGW00123")
+    live = sim.get(
+        protocol.INQUIRE_PRICE_PATH, {**headers, "authorization": f"Bearer {renewed}"}, price_params()
+    )
+    assert live.status_code == 200
+
+
+def test_each_app_key_has_its_own_issuance_limit(sim: Sim) -> None:
+    assert sim.token("key-a", "s").status_code == 200
+    assert sim.token("key-b", "s").status_code == 200
+    assert sim.token("key-a", "s").status_code == 403
+
+
+def test_expire_tokens_fault_and_the_next_token_is_new(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.faults.expire_tokens()
+    assert_error(sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()), 500, "EGW00123")
+    sim.clock.advance(60)
+    fresh = sim.token().json()["access_token"]
+    assert fresh != headers["authorization"].split()[1]
+    ok = sim.get(protocol.INQUIRE_PRICE_PATH, {**headers, "authorization": f"Bearer {fresh}"}, price_params())
+    assert ok.status_code == 200 and ok.json()["rt_cd"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"authorization": "Bearer not-a-token"}, 500, "EGW00121"),
+        ({"authorization": ""}, 500, "EGW00205"),
+        ({"authorization": "Basic abc"}, 500, "EGW00205"),
+        ({"appkey": ""}, 500, "EGW00102"),
+        ({"appsecret": ""}, 500, "EGW00104"),
+        ({"appsecret": "another-secret"}, 500, "EGW00105"),
+        ({"tr_id": ""}, 500, "OPSQ0002"),
+        ({"tr_id": "FHKST03010100"}, 500, "OPSQ0002"),
+        ({"custtype": "X"}, 500, "EGW00208"),
+    ],
+)
+def test_gateway_rejects_bad_headers(sim: Sim, change: dict[str, str], status: int, code: str) -> None:
+    headers = {**sim.headers("FHKST01010100"), **change}
+    response = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params())
+    body = assert_error(response, status, code)
+    assert "secret" not in response.text and "another" not in body["msg1"]
+
+
+def test_a_token_only_works_for_its_own_app_key(sim: Sim) -> None:
+    mine = sim.headers("FHKST01010100", key="key-1")
+    other = sim.headers("FHKST01010100", key="key-2", secret="secret-2")
+    crossed = {**other, "authorization": mine["authorization"]}
+    assert_error(sim.get(protocol.INQUIRE_PRICE_PATH, crossed, price_params()), 500, "EGW00121")
+
+
+def test_revoke_makes_a_token_invalid(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    token = headers["authorization"].split()[1]
+    body = {"appkey": "key-1", "appsecret": "secret-1", "token": token}
+    revoked = sim.session.post(f"{sim.url}{protocol.REVOKE_PATH}", json=body, timeout=10)
+    assert revoked.status_code == 200 and revoked.json()["code"] == 200
+    assert_error(sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()), 500, "EGW00121")
+    again = sim.session.post(f"{sim.url}{protocol.REVOKE_PATH}", json=body, timeout=10)
+    assert again.status_code == 403 and again.json()["error_code"] == "EGW00121"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"appkey": "k", "appsecret": "s"}, "EGW00115"),
+        ({"grant_type": "password", "appkey": "k", "appsecret": "s"}, "EGW00116"),
+        ({"grant_type": "client_credentials", "appsecret": "s"}, "EGW00102"),
+        ({"grant_type": "client_credentials", "appkey": "k"}, "EGW00104"),
+        ({"grant_type": "client_credentials", "appkey": " ", "appsecret": "s"}, "EGW00102"),
+    ],
+)
+def test_token_request_validation(sim: Sim, body: dict[str, str], code: str) -> None:
+    response = sim.session.post(f"{sim.url}{protocol.TOKEN_PATH}", json=body, timeout=10)
+    assert response.status_code == 403
+    assert response.json()["error_code"] == code and response.json()["error_description"]
+
+
+def test_token_request_with_broken_json_is_refused(sim: Sim) -> None:
+    response = sim.session.post(f"{sim.url}{protocol.TOKEN_PATH}", data=b"{not json", timeout=10)
+    assert response.status_code == 403 and response.json()["error_code"] == "EGW00101"
+    wrong_method = sim.session.get(f"{sim.url}{protocol.TOKEN_PATH}", timeout=10)
+    assert wrong_method.status_code == 403 and wrong_method.json()["error_code"] == "EGW00101"
+
+
+def test_approval_key_is_issued_for_secretkey_and_resolvable(sim: Sim) -> None:
+    body = {"grant_type": "client_credentials", "appkey": "ws-key", "secretkey": "ws-secret"}
+    response = sim.session.post(f"{sim.url}{protocol.APPROVAL_PATH}", json=body, timeout=10)
+    assert response.status_code == 200
+    approval = response.json()["approval_key"]
+    assert len(approval) == 36
+    assert sim.accounts.app_key_for_approval(approval) == "ws-key"
+    assert sim.accounts.app_key_for_approval("0" * 36) is None
+    wrong_field = {"grant_type": "client_credentials", "appkey": "ws-key", "appsecret": "ws-secret"}
+    refused = sim.session.post(f"{sim.url}{protocol.APPROVAL_PATH}", json=wrong_field, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error_code"] == "EGW00104"
+    sim.clock.advance(24 * 3600)
+    assert sim.accounts.app_key_for_approval(approval) is None
+
+
+# ---- rate limits and faults ------------------------------------------------------------------------------
+
+
+def test_real_key_gets_twenty_calls_a_second(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.ticks.now += 5
+    answers = []
+    for _ in range(21):
+        sim.ticks.now += 0.01
+        answers.append(
+            sim.session.get(
+                f"{sim.url}{protocol.INQUIRE_PRICE_PATH}", headers=headers, params=price_params(), timeout=10
+            )
+        )
+    assert [a.status_code for a in answers[:20]] == [200] * 20
+    assert answers[20].status_code == 500
+    assert answers[20].json() == {
+        "rt_cd": "1",
+        "msg_cd": "EGW00201",
+        "msg1": "초당 거래건수를 초과하였습니다.",
+    }
+    sim.ticks.now += 1.0
+    assert (
+        sim.session.get(
+            f"{sim.url}{protocol.INQUIRE_PRICE_PATH}", headers=headers, params=price_params(), timeout=10
+        ).status_code
+        == 200
+    )
+
+
+def test_paper_key_gets_two_calls_a_second_and_keys_are_counted_apart(sim: Sim) -> None:
+    sim.accounts.register("paper-key", paper=True)
+    paper = sim.headers("FHKST01010100", key="paper-key", secret="p")
+    real = sim.headers("FHKST01010100", key="real-key", secret="r")
+    sim.ticks.now += 5
+    url = f"{sim.url}{protocol.INQUIRE_PRICE_PATH}"
+    codes = [
+        sim.session.get(url, headers=paper, params=price_params(), timeout=10).status_code for _ in range(3)
+    ]
+    assert codes == [200, 200, 500]
+    assert sim.session.get(url, headers=real, params=price_params(), timeout=10).status_code == 200
+
+
+def test_rate_limit_burst_fault_answers_every_call_with_egw00201(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.faults.rate_limit_burst(5.0)
+    assert_error(sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()), 500, "EGW00201")
+    sim.clock.advance(120)
+    assert_error(sim.token(), 500, "EGW00201")
+    sim.ticks.now += 5.0
+    assert sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()).status_code == 200
+
+
+def test_slow_rest_fault_delays_answers_for_its_window(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.faults.slow_rest(0.25, 3.0)
+    assert sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()).status_code == 200
+    assert sim.sleeps == [0.25]
+    sim.ticks.now += 3.0
+    sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params())
+    assert sim.sleeps == [0.25]
+
+
+# ---- quotations ------------------------------------------------------------------------------------------
+
+
+def test_inquire_price_matches_the_market(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.clock.set(datetime(2026, 3, 10, 11, 23, 45, tzinfo=KST))
+    response = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params())
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["rt_cd"], body["msg_cd"]) == ("0", "MCA00000")
+    output = body["output"]
+    quote = sim.market.quote("005930", sim.clock.now())
+    listing = sim.market.listings["005930"]
+    assert output["stck_prpr"] == str(quote.price)
+    assert output["acml_vol"] == str(quote.volume) and output["acml_tr_pbmn"] == str(quote.value)
+    assert (output["stck_oprc"], output["stck_hgpr"], output["stck_lwpr"]) == (
+        str(quote.open),
+        str(quote.high),
+        str(quote.low),
+    )
+    assert output["stck_sdpr"] == str(listing.prev_close)
+    assert output["prdy_vrss"] == str(quote.price - listing.prev_close)
+    expected_sign = (
+        "2" if quote.price > listing.prev_close else "5" if quote.price < listing.prev_close else "3"
+    )
+    assert output["prdy_vrss_sign"] == expected_sign
+    assert output["prdy_ctrt"] == f"{(quote.price - listing.prev_close) / listing.prev_close * 100:.2f}"
+    assert output["lstn_stcn"] == str(listing.listed_shares)
+    assert output["temp_stop_yn"] == "N"
+    assert int(output["hts_avls"]) == quote.price * listing.listed_shares // 100_000_000
+    assert int(output["stck_llam"]) < quote.price < int(output["stck_mxpr"])
+
+
+def test_inquire_price_flags_halted_symbols_and_shows_prev_close_before_open(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    halted = next(code for code, listing in sim.market.listings.items() if listing.halted)
+    output = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params(halted)).json()["output"]
+    assert (
+        output["temp_stop_yn"] == "Y" and output["iscd_stat_cls_code"] == "58" and output["acml_vol"] == "0"
+    )
+    sim.clock.set(datetime(2026, 3, 10, 8, 40, tzinfo=KST))
+    early = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()).json()["output"]
+    assert early["stck_prpr"] == str(sim.market.listings["005930"].prev_close)
+    assert early["acml_vol"] == "0" and early["prdy_vrss_sign"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("params", "rt_cd", "code", "fragment"),
+    [
+        ({"FID_COND_MRKT_DIV_CODE": "J"}, "2", "OPSQ2001", "FID_INPUT_ISCD"),
+        ({"FID_INPUT_ISCD": "005930"}, "2", "OPSQ2001", "FID_COND_MRKT_DIV_CODE"),
+        ({"FID_COND_MRKT_DIV_CODE": "Q", "FID_INPUT_ISCD": "005930"}, "2", "OPSQ2001", "MRKT_DIV_CODE"),
+        ({"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "5930"}, "2", "OPSQ2002", "FIELD_LENGTH"),
+        (
+            {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "999990"},
+            "7",
+            "KIOK0560",
+            "조회할 자료가 없습니다",
+        ),
+    ],
+)
+def test_inquire_price_parameter_errors_are_business_errors(
+    sim: Sim, params: dict[str, str], rt_cd: str, code: str, fragment: str
+) -> None:
+    response = sim.get(protocol.INQUIRE_PRICE_PATH, sim.headers("FHKST01010100"), params)
+    body = assert_error(response, 200, code, rt_cd)
+    assert fragment in body["msg1"]
+
+
+def test_multi_price_answers_up_to_thirty_symbols_in_order(sim: Sim) -> None:
+    headers = sim.headers("FHKST11300006")
+    codes = list(sim.market.listings)[:30]
+    params = {}
+    for index, code in enumerate(codes, start=1):
+        params[f"FID_COND_MRKT_DIV_CODE_{index}"] = "J"
+        params[f"FID_INPUT_ISCD_{index}"] = code
+    body = sim.get(protocol.MULTI_PRICE_PATH, headers, params).json()
+    assert body["rt_cd"] == "0"
+    rows = body["output"]
+    assert [row["inter_shrn_iscd"] for row in rows] == codes
+    now = sim.clock.now()
+    for row in rows:
+        quote = sim.market.quote(row["inter_shrn_iscd"], now)
+        listing = sim.market.listings[row["inter_shrn_iscd"]]
+        assert row["inter_kor_isnm"] == listing.name
+        assert (row["inter2_prpr"], row["acml_vol"], row["inter2_prdy_clpr"]) == (
+            str(quote.price),
+            str(quote.volume),
+            str(listing.prev_close),
+        )
+        assert (row["inter2_askp"], row["inter2_bidp"]) == (str(quote.ask1), str(quote.bid1))
+    too_many = {**params, "FID_COND_MRKT_DIV_CODE_31": "J", "FID_INPUT_ISCD_31": codes[0]}
+    assert_error(sim.get(protocol.MULTI_PRICE_PATH, headers, too_many), 200, "OPSQ2002", "2")
+    assert_error(sim.get(protocol.MULTI_PRICE_PATH, headers, {}), 200, "OPSQ2001", "2")
+
+
+def test_multi_price_and_volume_rank_are_real_account_only(sim: Sim) -> None:
+    sim.accounts.register("paper", paper=True)
+    multi = sim.headers("FHKST11300006", key="paper", secret="p")
+    params = {"FID_COND_MRKT_DIV_CODE_1": "J", "FID_INPUT_ISCD_1": "005930"}
+    assert_error(sim.get(protocol.MULTI_PRICE_PATH, multi, params), 200, "OPSQ0002")
+    rank = {**multi, "tr_id": "FHPST01710000"}
+    assert_error(sim.get(protocol.VOLUME_RANK_PATH, rank, rank_params()), 200, "OPSQ0002")
+
+
+def test_minute_bars_are_thirty_newest_first_and_stop_at_now(sim: Sim) -> None:
+    headers = sim.headers("FHKST03010200")
+    sim.clock.set(datetime(2026, 3, 10, 10, 15, 20, tzinfo=KST))
+    body = sim.get(protocol.MINUTE_BARS_PATH, headers, minute_params("005930", "100000")).json()
+    rows = body["output2"]
+    assert len(rows) == 30
+    assert rows[0]["stck_cntg_hour"] == "100000" and rows[-1]["stck_cntg_hour"] == "093100"
+    assert all(row["stck_bsop_date"] == "20260310" for row in rows)
+    bars = {
+        bar.start.strftime("%H%M%S"): bar
+        for bar in sim.market.minute_bars("005930", sim.clock.now(), time(15, 30))
+    }
+    for row in rows:
+        bar = bars[row["stck_cntg_hour"]]
+        assert (row["stck_oprc"], row["stck_hgpr"], row["stck_lwpr"], row["stck_prpr"]) == (
+            str(bar.open),
+            str(bar.high),
+            str(bar.low),
+            str(bar.close),
+        )
+        assert row["cntg_vol"] == str(bar.volume) and row["acml_tr_pbmn"] == str(bar.cum_value)
+    future = sim.get(protocol.MINUTE_BARS_PATH, headers, minute_params("005930", "153000")).json()["output2"]
+    assert future[0]["stck_cntg_hour"] == "101500"  # the minute in progress, not the future
+    partial = sim.market.minute_bars("005930", sim.clock.now(), time(15, 30))[-1]
+    assert future[0]["cntg_vol"] == str(partial.volume)
+    output1 = body["output1"]
+    assert output1["hts_kor_isnm"] == "삼성전자"
+    assert output1["stck_prpr"] == str(sim.market.quote("005930", sim.clock.now()).price)
+
+
+def test_minute_bars_before_the_open_are_empty_and_bad_hours_are_errors(sim: Sim) -> None:
+    headers = sim.headers("FHKST03010200")
+    sim.clock.set(datetime(2026, 3, 10, 8, 50, tzinfo=KST))
+    body = sim.get(protocol.MINUTE_BARS_PATH, headers, minute_params("005930", "153000")).json()
+    assert body["rt_cd"] == "0" and body["output2"] == []
+    assert_error(
+        sim.get(protocol.MINUTE_BARS_PATH, headers, minute_params("005930", "9300")), 200, "OPSQ2002", "2"
+    )
+    missing = minute_params("005930", "100000")
+    del missing["FID_INPUT_HOUR_1"]
+    body = assert_error(sim.get(protocol.MINUTE_BARS_PATH, headers, missing), 200, "OPSQ2001", "2")
+    assert "FID_INPUT_HOUR_1" in body["msg1"]
+
+
+def _daily_params(start: str, end: str, period: str = "D") -> dict[str, str]:
+    return {
+        **price_params(),
+        "FID_INPUT_DATE_1": start,
+        "FID_INPUT_DATE_2": end,
+        "FID_PERIOD_DIV_CODE": period,
+        "FID_ORG_ADJ_PRC": "0",
+    }
+
+
+def test_daily_bars_newest_first_with_today_and_weekly_groups(sim: Sim) -> None:
+    headers = sim.headers("FHKST03010100")
+    body = sim.get(protocol.DAILY_BARS_PATH, headers, _daily_params("20260101", "20260310")).json()
+    rows = body["output2"]
+    history = [bar for bar in sim.market.history("005930") if bar.day >= date(2026, 1, 1)]
+    assert [row["stck_bsop_date"] for row in rows] == ["20260310"] + [
+        bar.day.strftime("%Y%m%d") for bar in reversed(history)
+    ]
+    quote = sim.market.quote("005930", sim.clock.now())
+    assert rows[0]["stck_clpr"] == str(quote.price) and rows[0]["acml_vol"] == str(quote.volume)
+    oldest = history[0]
+    assert (rows[-1]["stck_oprc"], rows[-1]["stck_hgpr"], rows[-1]["stck_lwpr"], rows[-1]["stck_clpr"]) == (
+        str(oldest.open),
+        str(oldest.high),
+        str(oldest.low),
+        str(oldest.close),
+    )
+    assert body["output1"]["prdy_vol"] == str(sim.market.history("005930")[-1].volume)
+    weekly = sim.get(protocol.DAILY_BARS_PATH, headers, _daily_params("20260101", "20260310", "W")).json()[
+        "output2"
+    ]
+    assert sum(int(row["acml_vol"]) for row in weekly) == sum(int(row["acml_vol"]) for row in rows)
+    assert len(weekly) < len(rows)
+    assert_error(
+        sim.get(protocol.DAILY_BARS_PATH, headers, _daily_params("2026-01-01", "20260310")),
+        200,
+        "OPSQ2002",
+        "2",
+    )
+    assert_error(
+        sim.get(protocol.DAILY_BARS_PATH, headers, _daily_params("20260101", "20260310", "X")),
+        200,
+        "OPSQ2001",
+        "2",
+    )
+
+
+def test_volume_rank_sorts_by_volume_and_applies_filters(sim: Sim) -> None:
+    headers = sim.headers("FHPST01710000")
+    rows = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params()).json()["output"]
+    assert len(rows) == 30 and [row["data_rank"] for row in rows] == [str(n) for n in range(1, 31)]
+    volumes = [int(row["acml_vol"]) for row in rows]
+    assert volumes == sorted(volumes, reverse=True)
+    now = sim.clock.now()
+    everything = sorted((sim.market.quote(code, now).volume for code in sim.market.listings), reverse=True)
+    assert volumes == everything[:30]
+    kosdaq = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="1001")).json()["output"]
+    assert kosdaq and all(sim.market.listings[row["mksc_shrn_iscd"]].market == "KOSDAQ" for row in kosdaq)
+    cheap = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_PRICE_2="4000")).json()[
+        "output"
+    ]
+    assert cheap and all(int(row["stck_prpr"]) <= 4000 for row in cheap)
+    missing = rank_params()
+    del missing["FID_VOL_CNT"]
+    assert_error(sim.get(protocol.VOLUME_RANK_PATH, headers, missing), 200, "OPSQ2001", "2")
+
+
+# ---- balance ---------------------------------------------------------------------------------------------
+
+
+def test_balance_lists_seeded_holdings_with_consistent_totals(sim: Sim) -> None:
+    headers = sim.headers("TTTC8434R")
+    response = sim.get(protocol.BALANCE_PATH, headers, balance_params())
+    assert response.status_code == 200 and response.headers["tr_cont"] in ("D", "E")
+    body = response.json()
+    holdings, summary = body["output1"], body["output2"][0]
+    assert 2 <= len(holdings) <= 5
+    now = sim.clock.now()
+    for row in holdings:
+        quote = sim.market.quote(row["pdno"], now)
+        assert row["prdt_name"] == sim.market.listings[row["pdno"]].name
+        assert row["prpr"] == str(quote.price)
+        assert int(row["evlu_amt"]) == quote.price * int(row["hldg_qty"])
+        assert int(row["evlu_pfls_amt"]) == int(row["evlu_amt"]) - int(row["pchs_amt"])
+    assert int(summary["evlu_amt_smtl_amt"]) == sum(int(row["evlu_amt"]) for row in holdings)
+    assert int(summary["pchs_amt_smtl_amt"]) == sum(int(row["pchs_amt"]) for row in holdings)
+    assert int(summary["tot_evlu_amt"]) == int(summary["dnca_tot_amt"]) + int(summary["scts_evlu_amt"])
+    assert "ctx_area_fk100" in body and "ctx_area_nk100" in body
+
+    other = sim.get(
+        protocol.BALANCE_PATH, sim.headers("TTTC8434R", key="key-2", secret="s2"), balance_params()
+    )
+    assert [row["pdno"] for row in other.json()["output1"]] != [row["pdno"] for row in holdings]
+
+
+def test_balance_holdings_are_deterministic_from_seed_and_key(sim: Sim, market: Market) -> None:
+    clock = SimulatedClock(OPEN_TIME, speed=0)
+    twin = Accounts(market, Faults(), clock, seed=5)
+    first = sim.accounts.account("key-1", "secret-1").holdings
+    assert twin.account("key-1", "secret-1").holdings == first
+    assert Accounts(market, Faults(), clock, seed=6).account("key-1", "secret-1").holdings != first
+    assert "key-1" not in repr(sim.accounts.account("key-1", "secret-1"))
+    assert "secret-1" not in repr(sim.accounts.account("key-1", "secret-1"))
+
+
+def test_balance_tr_id_must_match_the_account_kind_and_params_are_checked(sim: Sim) -> None:
+    sim.accounts.register("paper", paper=True)
+    paper = sim.headers("VTTC8434R", key="paper", secret="p")
+    assert sim.get(protocol.BALANCE_PATH, paper, balance_params()).json()["rt_cd"] == "0"
+    assert_error(
+        sim.get(protocol.BALANCE_PATH, {**paper, "tr_id": "TTTC8434R"}, balance_params()), 200, "OPSQ0002"
+    )
+    real = sim.headers("TTTC8434R")
+    assert_error(
+        sim.get(protocol.BALANCE_PATH, {**real, "tr_id": "VTTC8434R"}, balance_params()), 200, "OPSQ0002"
+    )
+    body = assert_error(
+        sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="02")), 200, "OPSQ2001", "2"
+    )
+    assert "INQR_DVSN" in body["msg1"]
+    assert_error(sim.get(protocol.BALANCE_PATH, real, balance_params(CANO="12-45")), 200, "OPSQ2000", "2")
+    missing = balance_params()
+    del missing["PRCS_DVSN"]
+    assert_error(sim.get(protocol.BALANCE_PATH, real, missing), 200, "OPSQ2001", "2")
+
+
+# ---- master files and plumbing ---------------------------------------------------------------------------
+
+
+def _parse_master(
+    data: bytes, name: str, tail: int, widths: list[int]
+) -> list[tuple[str, str, str, list[str]]]:
+    """Parse the way KIS's own sample does: character slices of cp949-decoded rows."""
+    text = zipfile.ZipFile(io.BytesIO(data)).read(name).decode("cp949")
+    rows = []
+    for row in io.StringIO(text, newline=None):
+        head, rest = row[: len(row) - tail], row[-tail:]
+        cells, position = [], 0
+        for width in widths:
+            cells.append(rest[position : position + width])
+            position += width
+        assert rest[position:] == "\n"
+        rows.append((head[0:9].rstrip(), head[9:21].rstrip(), head[21:].strip(), cells))
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "market_name", "tail", "widths"),
+    [
+        ("/master/kospi_code.mst.zip", "kospi_code.mst", "KOSPI", 228, KOSPI_WIDTHS),
+        ("/master/kosdaq_code.mst.zip", "kosdaq_code.mst", "KOSDAQ", 222, KOSDAQ_WIDTHS),
+    ],
+)
+def test_master_files_follow_the_official_layout(
+    sim: Sim, path: str, name: str, market_name: str, tail: int, widths: list[int]
+) -> None:
+    response = sim.session.get(f"{sim.url}{path}", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    rows = _parse_master(response.content, name, tail, widths)
+    expected = {code for code, listing in sim.market.listings.items() if listing.market == market_name}
+    assert {row[0] for row in rows} == expected
+    # column positions from the official samples: 31 (KOSPI) / 26 (KOSDAQ) one-character flags, then 기준가
+    first_number = 31 if market_name == "KOSPI" else 26
+    for code, isin, name_text, cells in rows:
+        listing = sim.market.listings[code]
+        assert (isin, name_text) == (listing.isin, listing.name)
+        assert int(cells[first_number]) == listing.prev_close  # 기준가
+        assert cells[first_number + 3] == ("Y" if listing.halted else "N")  # 거래정지
+        assert cells[first_number + 5] == ("Y" if listing.managed else "N")  # 관리종목
+        assert int(cells[first_number + 16]) == listing.prev_volume  # 전일거래량
+        assert int(cells[first_number + 19]) == listing.listed_shares // 1000  # 상장주수(천)
+        assert int(cells[-5]) == listing.market_cap  # 전일기준 시가총액(억)
+
+
+def test_unknown_paths_and_methods_and_determinism_across_servers(sim: Sim, market: Market) -> None:
+    missing = sim.session.get(f"{sim.url}/uapi/domestic-stock/v1/quotations/nothing-here", timeout=10)
+    assert_error(missing, 404, "OPSQ0002")
+    headers = sim.headers("FHKST01010100")
+    posted = sim.session.post(f"{sim.url}{protocol.INQUIRE_PRICE_PATH}", headers=headers, timeout=10)
+    assert_error(posted, 405, "EGW00101")
+    first = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()).json()["output"]
+    twin_market = Market(seed=5, trading_date=DAY, n_symbols=120)
+    clock = SimulatedClock(sim.clock.now(), speed=0)
+    faults = Faults()
+    with RestServer(twin_market, Accounts(twin_market, faults, clock, seed=5), faults, clock) as twin:
+        token = requests.post(
+            f"{twin.url}{protocol.TOKEN_PATH}",
+            timeout=10,
+            json={"grant_type": "client_credentials", "appkey": "key-1", "appsecret": "secret-1"},
+        ).json()["access_token"]
+        second = requests.get(
+            f"{twin.url}{protocol.INQUIRE_PRICE_PATH}",
+            params=price_params(),
+            timeout=10,
+            headers={**headers, "authorization": f"Bearer {token}"},
+        ).json()["output"]
+    assert first == second
+    counts, errors = sim.server.app.counts()
+    assert counts["FHKST01010100"] >= 1 and errors["OPSQ0002"] == 1 and errors["EGW00101"] == 1
+
+
+def test_stop_is_safe_twice_and_before_start(market: Market) -> None:
+    clock = SimulatedClock(OPEN_TIME, speed=0)
+    faults = Faults()
+    server = RestServer(market, Accounts(market, faults, clock), faults, clock)
+    server.stop()
+    server.start()
+    url = server.url
+    server.stop()
+    server.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/master/kospi_code.mst.zip", timeout=2)
+
+
+def test_timedelta_of_simulated_clock_drives_expiry_not_wall_time(sim: Sim) -> None:
+    """A manual clock that does not move keeps tokens alive however long the test takes."""
+    headers = sim.headers("FHKST01010100")
+    sim.clock.advance(timedelta(hours=23, minutes=59).total_seconds())
+    assert sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()).status_code == 200
+    sim.clock.advance(60)
+    assert_error(sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()), 500, "EGW00123")
