@@ -333,7 +333,7 @@ class KisRestClient:
                 "ACNT_PRDT_CD": self._account.product_code,
                 "AFHR_FLPR_YN": "N",
                 "OFL_YN": "",
-                "INQR_DVSN": "02",
+                "INQR_DVSN": "01",
                 "UNPR_DVSN": "01",
                 "FUND_STTL_ICLD_YN": "N",
                 "FNCG_AMT_AUTO_RDPT_YN": "N",

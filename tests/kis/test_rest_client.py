@@ -1,0 +1,636 @@
+"""The REST client against the KIS simulator over real loopback sockets.
+
+The simulator runs on a manual clock (speed 0) so that quotes and bars are fixed during a test and can be
+compared with the simulator's own market model. Every HTTP exchange is observed through a `requests`
+response hook on the client's real session. Where the simulator cannot produce a case (an HTML error
+page, more than 100 daily bars, a second balance page), a small KIS-shaped server in this module does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from loguru import logger
+from pydantic import SecretStr
+
+from config.accounts import Account
+from config.settings import RateLimitSettings
+from kis import protocol
+from kis.errors import (
+    KisApiError,
+    KisError,
+    KisRateLimited,
+    KisTokenExpired,
+    KisTokenTooSoon,
+    KisTransportError,
+    KisUnparseableResponse,
+)
+from kis.ratelimit import RateLimiterRegistry
+from kis.rest import KisRestClient
+from runtime.clock import KST
+from tools.kis_sim.server import KisSimulator, SimConfig
+
+FAST_RETRIES = RateLimitSettings(retry_backoff_seconds=(0.05, 0.1, 0.2, 0.4), max_retries=5)
+SECRET_KEY = "PSsimAppKey0000000000000000000000001"
+SECRET = "simAppSecret+very/secret=="
+
+
+@pytest.fixture
+def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
+    """A manual clock at 11:00 on the suite's simulated Monday: two hours of minute bars, nothing moves."""
+    return dataclasses.replace(kis_sim_config, speed=0.0, start=clock_time(11, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    method: str
+    path: str
+    status: int
+    tr_id: str
+    body: str
+    query: dict[str, str]
+
+
+class Recorder:
+    """Every HTTP exchange of one `requests.Session`, as seen on the wire."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+        self.exchanges: list[Exchange] = []
+        self.session.hooks["response"].append(self._record)
+
+    def _record(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        self.exchanges.append(
+            Exchange(
+                method=str(response.request.method),
+                path=urlsplit(response.url).path,
+                status=response.status_code,
+                tr_id=str(response.request.headers.get("tr_id", "")),
+                body=response.text,
+                query={k: v[0] for k, v in parse_qs(urlsplit(response.url).query, True).items()},
+            )
+        )
+
+    def calls(self, path: str, status: int | None = None) -> list[Exchange]:
+        return [e for e in self.exchanges if e.path == path and (status is None or e.status == status)]
+
+
+def make_account(key: str = SECRET_KEY, *, paper: bool = False) -> Account:
+    return Account(app_key=SecretStr(key), app_secret=SecretStr(SECRET), account_no="12345678", paper=paper)
+
+
+def make_client(
+    base_url: str,
+    recorder: Recorder,
+    *,
+    account: Account | None = None,
+    settings: RateLimitSettings = FAST_RETRIES,
+    clock: Any = None,
+    **kwargs: Any,
+) -> KisRestClient:
+    return KisRestClient(
+        account or make_account(),
+        base_url=base_url,
+        clock=clock,
+        rate_limits=settings,
+        limiters=RateLimiterRegistry(),
+        session=recorder.session,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    yield rec
+    rec.session.close()
+
+
+@pytest.fixture
+def client(kis_sim: KisSimulator, recorder: Recorder) -> KisRestClient:
+    return make_client(kis_sim.rest_url, recorder, clock=kis_sim.clock)
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert SECRET_KEY not in text
+        assert SECRET not in text
+        assert "eyJ0eXAi" not in text  # the simulator's tokens are JWT-shaped
+
+
+# ---- auth -----------------------------------------------------------------------------------------------
+
+
+def test_token_expiry_is_read_as_kst_and_secrets_stay_hidden(
+    kis_sim: KisSimulator, client: KisRestClient
+) -> None:
+    token = client.issue_token()
+    assert token.expires_at == kis_sim.clock.now() + timedelta(hours=24)
+    assert token.expires_at.utcoffset() == timedelta(hours=9)
+    assert token.token.get_secret_value().startswith("eyJ0eXAi")
+    assert_no_secret(repr(token), str(token), token.model_dump_json(), repr(client))
+
+
+def test_approval_key_uses_secretkey_and_is_secret(kis_sim: KisSimulator, client: KisRestClient) -> None:
+    approval = client.issue_approval_key()
+    key = approval.key.get_secret_value()
+    assert len(key) == 36
+    assert approval.issued_at == kis_sim.clock.now()
+    assert key not in repr(approval)
+    assert kis_sim.accounts.app_key_for_approval(key) == SECRET_KEY
+
+
+def test_second_issue_within_a_minute_is_token_too_soon(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
+) -> None:
+    first = client.issue_token()
+    with pytest.raises(KisTokenTooSoon) as caught:
+        client.issue_token()
+    error = caught.value
+    assert (error.msg_cd, error.status) == ("EGW00133", 403)
+    assert error.retry_after is not None and 0 < error.retry_after <= 60
+    assert not error.transient
+    assert len(recorder.calls(protocol.TOKEN_PATH)) == 2, "EGW00133 must not be retried"
+    assert_no_secret(str(error), repr(error))
+    kis_sim.clock.advance(61)  # type: ignore[attr-defined]
+    again = client.issue_token()
+    assert again.token.get_secret_value() == first.token.get_secret_value(), "KIS re-issues the same token"
+
+
+# ---- quotations -----------------------------------------------------------------------------------------
+
+
+def test_quote_matches_the_market(kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder) -> None:
+    quote = client.quote("005930")
+    expected = kis_sim.market.quote("005930", kis_sim.clock.now())
+    listing = kis_sim.market.listings["005930"]
+    assert quote.symbol == "005930"
+    assert (quote.price, quote.open, quote.high, quote.low) == (
+        expected.price, expected.open, expected.high, expected.low,
+    )  # fmt: skip
+    assert (quote.volume, quote.value) == (expected.volume, expected.value)
+    assert (quote.upper_limit, quote.lower_limit) == (expected.upper_limit, expected.lower_limit)
+    assert quote.base_price == listing.prev_close
+    assert quote.change == expected.price - listing.prev_close
+    assert quote.listed_shares == listing.listed_shares
+    assert quote.market_cap == expected.price * listing.listed_shares // 100_000_000 * 100_000_000
+    assert quote.halted is False
+    (call,) = recorder.calls(protocol.INQUIRE_PRICE_PATH)
+    assert call.tr_id == protocol.TrId.INQUIRE_PRICE
+
+
+def test_multi_quote_batch_rows_match_the_market(kis_sim: KisSimulator, client: KisRestClient) -> None:
+    symbols = sorted(kis_sim.market.listings)[:30]
+    rows = client.multi_quote_batch(symbols)
+    now = kis_sim.clock.now()
+    assert [row.symbol for row in rows] == symbols
+    for row in rows:
+        expected = kis_sim.market.quote(row.symbol, now)
+        listing = kis_sim.market.listings[row.symbol]
+        assert (row.price, row.volume, row.high, row.low) == (
+            expected.price, expected.volume, expected.high, expected.low,
+        )  # fmt: skip
+        assert (row.ask, row.bid) == (expected.ask1, expected.bid1)
+        assert row.prev_close == listing.prev_close
+        assert row.name == listing.name
+
+
+def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
+    client: KisRestClient, recorder: Recorder
+) -> None:
+    with pytest.raises(ValueError, match="1 to 30 symbols, got 31"):
+        client.multi_quote_batch(["005930"] * 31)
+    with pytest.raises(ValueError, match="not a KRX short code"):
+        client.multi_quotes(["005930", "5930"])
+    with pytest.raises(ValueError, match="not a KRX short code"):
+        client.quote("005930&FID_INPUT_ISCD=000660")
+    assert recorder.exchanges == []
+
+
+def test_1000_symbols_are_scanned_in_ceil_1000_over_30_calls(tmp_path: Any) -> None:
+    config = SimConfig(seed=7, date=date(2024, 3, 4), start=clock_time(9, 1), speed=0.0, n_symbols=1000)
+    recorder = Recorder()
+    with KisSimulator(config) as sim:
+        client = make_client(sim.rest_url, recorder, clock=sim.clock)
+        symbols = sorted(sim.market.listings)
+        assert len(symbols) == 1000
+        rows = client.multi_quotes(symbols)
+        now = sim.clock.now()
+        assert [row.symbol for row in rows] == symbols
+        assert all(row.price == sim.market.quote(row.symbol, now).price for row in rows[::97])
+    answered = recorder.calls(protocol.MULTI_PRICE_PATH, status=200)
+    assert len(answered) == math.ceil(1000 / 30) == 34
+    assert all(call.tr_id == protocol.TrId.MULTI_PRICE for call in answered)
+    recorder.session.close()
+
+
+def test_minute_bars_page_back_30_at_a_time(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
+) -> None:
+    bars = client.minute_bars("000660", until=clock_time(10, 59))
+    assert len(bars) == 120
+    assert bars[0].time == datetime(2024, 3, 4, 9, 0, tzinfo=KST)
+    assert bars[-1].time == datetime(2024, 3, 4, 10, 59, tzinfo=KST)
+    assert all(b.time - a.time == timedelta(minutes=1) for a, b in itertools.pairwise(bars))
+    model = kis_sim.market.minute_bars("000660", kis_sim.clock.now(), clock_time(10, 59))
+    assert [(b.open, b.high, b.low, b.close, b.volume) for b in bars] == [
+        (m.open, m.high, m.low, m.close, m.volume) for m in model
+    ]
+    pages = recorder.calls(protocol.MINUTE_BARS_PATH, status=200)
+    assert 4 <= len(pages) <= 5
+    hours = [page.query["FID_INPUT_HOUR_1"] for page in pages]
+    assert hours[:4] == ["105900", "102900", "095900", "092900"]
+
+
+def test_minute_bars_stop_paging_at_since(client: KisRestClient, recorder: Recorder) -> None:
+    bars = client.minute_bars("000660", until=clock_time(10, 59), since=clock_time(10, 15))
+    assert [bar.time.time() for bar in bars][:2] == [clock_time(10, 15), clock_time(10, 16)]
+    assert len(bars) == 45
+    assert len(recorder.calls(protocol.MINUTE_BARS_PATH)) == 2
+
+
+def test_daily_bars_match_the_history(kis_sim: KisSimulator, client: KisRestClient) -> None:
+    bars = client.daily_bars("005930", date(2024, 1, 1), date(2024, 3, 1))
+    history = [h for h in kis_sim.market.history("005930") if date(2024, 1, 1) <= h.day <= date(2024, 3, 1)]
+    assert [(b.day, b.open, b.high, b.low, b.close, b.volume, b.value) for b in bars] == [
+        (h.day, h.open, h.high, h.low, h.close, h.volume, h.value) for h in history
+    ]
+    with pytest.raises(ValueError, match="is after end"):
+        client.daily_bars("005930", date(2024, 3, 2), date(2024, 3, 1))
+
+
+# ---- account --------------------------------------------------------------------------------------------
+
+
+def test_holdings_of_a_real_account(kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder) -> None:
+    holdings = client.holdings()
+    account = kis_sim.accounts.known(SECRET_KEY)
+    assert account is not None
+    assert [(h.symbol, h.name, h.quantity) for h in holdings] == [
+        (held.code, held.name, held.quantity) for held in account.holdings
+    ]
+    assert [h.avg_price for h in holdings] == pytest.approx([held.average_price for held in account.holdings])
+    now = kis_sim.clock.now()
+    assert all(h.price == kis_sim.market.quote(h.symbol, now).price for h in holdings)
+    (call,) = recorder.calls(protocol.BALANCE_PATH)
+    assert call.tr_id == "TTTC8434R"
+
+
+def test_holdings_of_a_paper_account(kis_sim: KisSimulator, recorder: Recorder) -> None:
+    paper_key = "PSpaperKey000000000000000000000002"
+    kis_sim.accounts.register(paper_key, paper=True)
+    account = make_account(paper_key, paper=True)
+    client = make_client(kis_sim.rest_url, recorder, account=account, clock=kis_sim.clock)
+    holdings = client.holdings()
+    simulated = kis_sim.accounts.known(paper_key)
+    assert simulated is not None and simulated.paper
+    assert [h.symbol for h in holdings] == [held.code for held in simulated.holdings]
+    (call,) = recorder.calls(protocol.BALANCE_PATH)
+    assert call.tr_id == "VTTC8434R"
+    with pytest.raises(KisApiError) as caught:
+        client.multi_quote_batch(["005930"])
+    assert caught.value.msg_cd == "OPSQ0002"
+    assert not caught.value.transient
+
+
+def test_balance_needs_an_account_number(kis_sim: KisSimulator, recorder: Recorder) -> None:
+    quote_only = Account(app_key=SecretStr(SECRET_KEY), app_secret=SecretStr(SECRET))
+    client = make_client(kis_sim.rest_url, recorder, account=quote_only, clock=kis_sim.clock)
+    with pytest.raises(ValueError, match="account number"):
+        client.holdings()
+
+
+# ---- errors and retries ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}", level="DEBUG")
+    yield lines
+    logger.remove(sink)
+
+
+def test_rate_limit_burst_is_retried_then_succeeds(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder, log_lines: list[str]
+) -> None:
+    client.tokens.current()
+    kis_sim.faults.rate_limit_burst(0.3)
+    quote = client.quote("005930")
+    assert quote.price > 0
+    attempts = recorder.calls(protocol.INQUIRE_PRICE_PATH)
+    assert attempts[-1].status == 200
+    refused = attempts[:-1]
+    assert refused, "the burst should have refused at least one attempt"
+    assert all(e.status == 500 and "EGW00201" in e.body for e in refused)
+    assert len(refused) <= FAST_RETRIES.max_retries
+    assert any("EGW00201" in line for line in log_lines)
+    assert_no_secret(*log_lines)
+
+
+def test_rate_limit_outlasting_the_retries_is_raised(
+    kis_sim: KisSimulator, recorder: Recorder
+) -> None:
+    settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=2)
+    client = make_client(kis_sim.rest_url, recorder, settings=settings, clock=kis_sim.clock)
+    client.tokens.current()
+    kis_sim.faults.rate_limit_burst(30)
+    with pytest.raises(KisRateLimited) as caught:
+        client.quote("005930")
+    kis_sim.faults.clear()
+    assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 3
+    assert caught.value.msg_cd == "EGW00201"
+    assert_no_secret(str(caught.value))
+
+
+def test_expired_token_is_refreshed_and_the_call_retried_once(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
+) -> None:
+    client.quote("005930")
+    kis_sim.faults.expire_tokens()
+    kis_sim.clock.advance(61)  # type: ignore[attr-defined]
+    client.quote("000660")
+    sequence = [(e.method, e.path, e.status) for e in recorder.exchanges]
+    assert sequence == [
+        ("POST", protocol.TOKEN_PATH, 200),
+        ("GET", protocol.INQUIRE_PRICE_PATH, 200),
+        ("GET", protocol.INQUIRE_PRICE_PATH, 500),
+        ("POST", protocol.TOKEN_PATH, 200),
+        ("GET", protocol.INQUIRE_PRICE_PATH, 200),
+    ]
+    assert "EGW00123" in recorder.exchanges[2].body
+
+
+def test_refresh_refused_as_too_soon_is_surfaced(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
+) -> None:
+    client.quote("005930")
+    kis_sim.faults.expire_tokens()
+    with pytest.raises(KisTokenTooSoon) as caught:
+        client.quote("005930")
+    assert caught.value.retry_after is not None
+    assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 2
+    assert_no_secret(str(caught.value))
+
+
+class CountingTokenSource:
+    """A token source for a key whose tokens KIS keeps rejecting (what a broken TokenActor would hand out)."""
+
+    def __init__(self) -> None:
+        self.refreshes: list[str] = []
+
+    def current(self) -> SecretStr:
+        return SecretStr("not-a-token-kis-knows")
+
+    def refresh(self, rejected: SecretStr) -> SecretStr:
+        self.refreshes.append(rejected.get_secret_value())
+        return SecretStr("still-not-a-token")
+
+
+def test_a_token_rejected_again_after_refresh_is_raised(kis_sim: KisSimulator, recorder: Recorder) -> None:
+    source = CountingTokenSource()
+    client = make_client(kis_sim.rest_url, recorder, tokens=source, clock=kis_sim.clock)
+    with pytest.raises(KisTokenExpired) as caught:
+        client.quote("005930")
+    assert caught.value.msg_cd == "EGW00121"
+    assert source.refreshes == ["not-a-token-kis-knows"]
+    assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 2
+    assert "still-not-a-token" not in str(caught.value)
+
+
+def test_business_error_is_not_retried(client: KisRestClient, recorder: Recorder) -> None:
+    with pytest.raises(KisApiError) as caught:
+        client.quote("999999")
+    error = caught.value
+    assert type(error) is KisApiError
+    assert error.msg_cd == "KIOK0560" and error.msg1 == "조회할 자료가 없습니다."
+    assert error.status == 200
+    assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 1
+
+
+def test_slow_answer_times_out_and_the_retry_succeeds(
+    kis_sim: KisSimulator, recorder: Recorder, log_lines: list[str]
+) -> None:
+    settings = RateLimitSettings(retry_backoff_seconds=(0.3,), max_retries=3)
+    client = make_client(kis_sim.rest_url, recorder, settings=settings, clock=kis_sim.clock, timeout=0.25)
+    client.tokens.current()
+    kis_sim.faults.slow_rest(1.0, 0.2)
+    quote = client.quote("005930")
+    assert quote.price > 0
+    assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 1, "only the answered attempt has a response"
+    assert any("timed out" in line and "retry 1" in line for line in log_lines)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_nothing_listening_is_a_transport_error(recorder: Recorder) -> None:
+    settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=1)
+    client = make_client(f"http://127.0.0.1:{free_port()}", recorder, settings=settings)
+    with pytest.raises(KisTransportError, match="connection failed") as caught:
+        client.issue_token()
+    assert caught.value.transient
+    assert_no_secret(str(caught.value), repr(caught.value))
+
+
+# ---- a KIS-shaped server for what the simulator does not produce -----------------------------------------
+
+
+Answer = tuple[int, str, bytes, dict[str, str]]
+"""(HTTP status, content type, body, extra headers)"""
+StubHandler = Callable[[str, str, dict[str, str], dict[str, str]], Answer]
+"""(method, path, query, headers) -> Answer"""
+
+
+class StubKis:
+    """A loopback HTTP server answering every request through `handler`; keeps what it was sent."""
+
+    def __init__(self, handler: StubHandler) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                size = int(headers.get("content-length") or 0)
+                if size:
+                    self.rfile.read(size)
+                stub.requests.append((self.command, parts.path, query, headers))
+                status, ctype, body, extra = handler(self.command, parts.path, query, headers)
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(body)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class FixedTokenSource:
+    def current(self) -> SecretStr:
+        return SecretStr("fixed-token")
+
+    def refresh(self, rejected: SecretStr) -> SecretStr:
+        return SecretStr("fixed-token")
+
+
+def kis_json(payload: dict[str, Any], **headers: str) -> Answer:
+    body = {"rt_cd": "0", "msg_cd": "MCA00000", "msg1": "정상처리 되었습니다.", **payload}
+    return 200, "application/json; charset=utf-8", json.dumps(body).encode(), headers
+
+
+StubFactory = Callable[[StubHandler], StubKis]
+
+
+@pytest.fixture
+def stub_factory() -> Iterator[StubFactory]:
+    stubs: list[StubKis] = []
+
+    def make(handler: StubHandler) -> StubKis:
+        stubs.append(StubKis(handler))
+        return stubs[-1]
+
+    yield make
+    for stub in stubs:
+        stub.close()
+
+
+def test_html_error_page_is_unparseable_and_retried_as_a_gateway_failure(
+    stub_factory: StubFactory, recorder: Recorder
+) -> None:
+    page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    stub = stub_factory(lambda *_: (502, "text/html", page, {}))
+    settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=2)
+    client = make_client(stub.url, recorder, settings=settings, tokens=FixedTokenSource())
+    with pytest.raises(KisUnparseableResponse, match=r"HTTP 502: body is not JSON \(text/html") as caught:
+        client.quote("005930")
+    assert caught.value.transient
+    assert len(stub.requests) == 3
+    assert "nginx" not in str(caught.value)
+
+
+def test_empty_body_is_unparseable_and_not_retried(stub_factory: StubFactory, recorder: Recorder) -> None:
+    stub = stub_factory(lambda *_: (200, "application/json", b"", {}))
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    with pytest.raises(KisUnparseableResponse, match="HTTP 200: empty body") as caught:
+        client.quote("005930")
+    assert not caught.value.transient
+    assert len(stub.requests) == 1
+
+
+def test_malformed_row_is_unparseable_with_the_field_named(
+    stub_factory: StubFactory, recorder: Recorder
+) -> None:
+    stub = stub_factory(lambda *_: kis_json({"output": {"stck_prpr": "12,300"}}))
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    with pytest.raises(KisUnparseableResponse, match="field stck_prpr is not a number"):
+        client.quote("005930")
+
+
+def test_token_too_soon_wait_comes_from_retry_after(stub_factory: StubFactory, recorder: Recorder) -> None:
+    too_soon = "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)"
+    body = json.dumps({"error_description": too_soon, "error_code": "EGW00133"})
+    stub = stub_factory(lambda *_: (403, "application/json", body.encode(), {"Retry-After": "37"}))
+    client = make_client(stub.url, recorder)
+    with pytest.raises(KisTokenTooSoon) as caught:
+        client.issue_token()
+    assert caught.value.retry_after == 37.0
+    assert "retry in 37 s" in str(caught.value)
+
+
+def daily_history(days: int) -> list[date]:
+    first = date(2023, 1, 2)
+    return [d for d in (first + timedelta(days=i) for i in range(days * 2)) if d.weekday() < 5][:days]
+
+
+def test_daily_bars_page_back_100_at_a_time(stub_factory: StubFactory, recorder: Recorder) -> None:
+    history = daily_history(250)
+
+    def answer(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> Any:
+        assert path == protocol.DAILY_BARS_PATH and headers["tr_id"] == protocol.TrId.DAILY_BARS
+        start = datetime.strptime(query["FID_INPUT_DATE_1"], "%Y%m%d").date()
+        end = datetime.strptime(query["FID_INPUT_DATE_2"], "%Y%m%d").date()
+        rows = [d for d in history if start <= d <= end][-100:]
+        newest_first = [
+            {"stck_bsop_date": d.strftime("%Y%m%d"), "stck_clpr": str(1000 + i), "stck_oprc": "1",
+             "stck_hgpr": "2", "stck_lwpr": "1", "acml_vol": "10", "acml_tr_pbmn": "100"}
+            for i, d in reversed(list(enumerate(rows)))
+        ]  # fmt: skip
+        return kis_json({"output1": {}, "output2": newest_first})
+
+    stub = stub_factory(answer)
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    bars = client.daily_bars("005930", history[0], history[-1])
+    assert [bar.day for bar in bars] == history
+    assert len(stub.requests) == 3
+    ends = [query["FID_INPUT_DATE_2"] for _, _, query, _ in stub.requests]
+    assert ends[0] == history[-1].strftime("%Y%m%d")
+    assert ends[1] == (history[150] - timedelta(days=1)).strftime("%Y%m%d")
+
+
+def test_balance_pages_follow_tr_cont_and_ctx_area(stub_factory: StubFactory, recorder: Recorder) -> None:
+    symbols = [f"{n:06d}" for n in range(1, 121)]
+
+    def answer(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> Any:
+        offset = int(query["CTX_AREA_NK100"] or 0)
+        page = symbols[offset : offset + 50]
+        more = offset + 50 < len(symbols)
+        body = {
+            "ctx_area_fk100": "FK".ljust(100),
+            "ctx_area_nk100": str(offset + 50).ljust(100) if more else "".ljust(100),
+            "output1": [
+                {"pdno": s, "prdt_name": f"N{s}", "hldg_qty": "3", "pchs_avg_pric": "1234.5000"} for s in page
+            ],
+            "output2": [{"dnca_tot_amt": "0"}],
+        }
+        return kis_json(body, tr_cont="M" if more else "D")
+
+    stub = stub_factory(answer)
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    holdings = client.holdings()
+    assert [h.symbol for h in holdings] == symbols
+    assert holdings[0].avg_price == 1234.5
+    sent = [(h["tr_cont"], q["CTX_AREA_FK100"], q["CTX_AREA_NK100"]) for _, _, q, h in stub.requests]
+    assert sent == [("", "", ""), ("N", "FK", "50"), ("N", "FK", "100")]
+    assert all(headers["tr_id"] == "TTTC8434R" for _, _, _, headers in stub.requests)
+
+
+def test_every_error_message_is_one_line() -> None:
+    for error_type in (KisError, KisTransportError, KisUnparseableResponse, KisApiError):
+        assert "\n" not in str(error_type("first line\nsecond line"))
