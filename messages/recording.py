@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import SkipValidation
 
+from core.gaps import Gap
+from core.recovery import GapMarker, RecoveryRecord
 from messages.base import Message
 
 
@@ -20,3 +22,19 @@ class OverflowRecorded(Message):
 
     account: str
     lines: SkipValidation[tuple[dict[str, Any], ...]]
+
+
+class RecoveryRecorded(Message):
+    """A gap back-filled from REST minute bars: `records` go to the gap's `recovery_{HHMMSS}_{symbol}.jsonl`
+    (seed format) and, one line per bar with `source: "recovery"`, to the symbol's tick file."""
+
+    account: str
+    gap: Gap
+    records: tuple[RecoveryRecord, ...]
+
+
+class GapMarked(Message):
+    """A gap not (or not wholly) back-filled: a line of `system/gaps/{account}/YYYYMMDD_gaps.jsonl`."""
+
+    account: str
+    marker: GapMarker
