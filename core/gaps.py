@@ -83,13 +83,12 @@ def mark_expected_gaps(
 
 
 class _Track:
-    """Per-symbol timing: newest tick time (epoch seconds) and a ring of recent intervals."""
+    """Per-symbol timing: newest tick time and a ring of recent intervals (seconds)."""
 
-    __slots__ = ("count", "intervals", "last", "last_at", "position")
+    __slots__ = ("count", "intervals", "last_at", "position")
 
-    def __init__(self, last_at: datetime, last: float, size: int) -> None:
+    def __init__(self, last_at: datetime, size: int) -> None:
         self.last_at = last_at
-        self.last = last
         self.intervals = [0.0] * size
         self.position = 0
         self.count = 0
@@ -112,16 +111,14 @@ class GapDetector:
 
     def observe(self, symbol: str, at: datetime) -> Gap | None:
         """Record a tick of `symbol` at `at`; return the unexpected gap it ends, if any."""
-        now = at.timestamp()
         track = self._tracks.get(symbol)
         if track is None:
-            self._tracks[symbol] = _Track(at, now, self.HISTORY)
-            return None
-        silence = now - track.last
-        if silence < 0:
+            self._tracks[symbol] = _Track(at, self.HISTORY)
             return None
         previous = track.last_at
-        track.last = now
+        silence = (at - previous).total_seconds()  # exact to the microsecond, unlike epoch floats
+        if silence < 0:
+            return None
         track.last_at = at
         flagged = (silence > self._base and track.count >= self.MIN_HISTORY
                    and silence > self._threshold(track))
@@ -146,11 +143,9 @@ class GapDetector:
         """Announce an outage (reconnect) for `symbols`: return their expected gaps and restart their clocks
         at `end`, so the first tick after the reconnect does not report the same silence again."""
         gaps = mark_expected_gaps(symbols, start, end, reason)
-        restart = end.timestamp()
         for gap in gaps:
             track = self._tracks.get(gap.symbol)
-            if track is not None and restart > track.last:
-                track.last = restart
+            if track is not None and end > track.last_at:
                 track.last_at = end
         return gaps
 
