@@ -103,9 +103,7 @@ def decode(raw: str | bytes, keys: NoticeKeys | None = None) -> Decoded:
 def excerpt(raw: str | bytes | bytearray) -> str:
     """A short, redacted view of a message for errors and logs."""
     text = raw if isinstance(raw, str) else repr(bytes(raw[: EXCERPT_CHARS * 2]))
-    text = text[: EXCERPT_CHARS * 4]
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
+    text = _redact(text[: EXCERPT_CHARS * 4])
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
 
 
