@@ -2,8 +2,13 @@
 
 KIS counts requests per app key per second (20/s real, 2/s paper). Several components (the scanner, gap
 recovery, the token actor) use the same key, so they must draw from one limiter: the registry hands out
-one `RateLimiter` per key. Requests are spaced evenly (1/rate apart) rather than sent in bursts, because
-a burst at a second boundary is exactly what the gateway rejects with EGW00201.
+one `RateLimiter` per key. Requests are spaced evenly rather than sent in bursts, because a burst at a
+second boundary is exactly what the gateway rejects with EGW00201.
+
+The gateway counts arrivals in a sliding second, and arrivals jitter: a request sent on time can land a
+few milliseconds after the one sent 50 ms later. So `rate` requests are spread over one second plus
+`guard` (so any `rate + 1` consecutive sends span at least `1 + guard` seconds); with the default 50 ms
+guard a 20/s key runs at 19.05/s, and a 1,000-symbol scan stays within 5 % of the 20/s floor.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ class RateLimitTimeout(TimeoutError):
     """A slot was not free within the caller's timeout; nothing was reserved."""
 
 
+WINDOW_GUARD_SECONDS = 0.05
+"""Arrival jitter the spacing absorbs (see the module docstring)."""
+
+
 class RateLimiter:
-    """Evenly spaced slots, `rate` per second; `acquire` blocks until the caller's slot comes.
+    """Evenly spaced slots, `rate` per (1 + `guard`) seconds; `acquire` blocks until the caller's slot comes.
 
     Thread-safe: the slot is reserved under a lock and the wait happens outside it, so concurrent callers
     queue in order without holding each other up longer than the pacing requires. `burst` slots may be
@@ -35,6 +44,7 @@ class RateLimiter:
         rate: float,
         burst: int = 1,
         *,
+        guard: float = WINDOW_GUARD_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -42,7 +52,10 @@ class RateLimiter:
             raise ValueError(f"rate must be > 0 requests per second, got {rate}")
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")
-        self._interval = 1.0 / rate
+        if guard < 0:
+            raise ValueError(f"guard must be >= 0 seconds, got {guard}")
+        self._window = 1.0 + guard
+        self._interval = self._window / rate
         self._burst = burst
         self._monotonic = monotonic
         self._sleep = sleep
@@ -51,14 +64,15 @@ class RateLimiter:
 
     @property
     def rate(self) -> float:
-        return 1.0 / self._interval
+        """Requests per `1 + guard` seconds (the configured per-second limit)."""
+        return self._window / self._interval
 
     def slow_down_to(self, rate: float) -> None:
         """Lower the rate (never raise it): when two settings name one key, the stricter one wins."""
         if rate <= 0:
             raise ValueError(f"rate must be > 0 requests per second, got {rate}")
         with self._lock:
-            self._interval = max(self._interval, 1.0 / rate)
+            self._interval = max(self._interval, self._window / rate)
 
     def acquire(self, timeout: float | None = None) -> float:
         """Wait for the next slot and return how long the caller waited (seconds).

@@ -31,8 +31,8 @@ class FakeTime:
                 self.now += seconds
 
 
-def limiter(rate: float, fake: FakeTime, burst: int = 1) -> RateLimiter:
-    return RateLimiter(rate, burst, monotonic=fake.monotonic, sleep=fake.sleep)
+def limiter(rate: float, fake: FakeTime, burst: int = 1, guard: float = 0.0) -> RateLimiter:
+    return RateLimiter(rate, burst, guard=guard, monotonic=fake.monotonic, sleep=fake.sleep)
 
 
 def test_back_to_back_callers_are_spaced_one_interval_apart() -> None:
@@ -42,6 +42,18 @@ def test_back_to_back_callers_are_spaced_one_interval_apart() -> None:
     assert waits[0] == 0.0
     assert waits[1:] == pytest.approx([0.05] * 4)
     assert fake.now == pytest.approx(1000.2)
+
+
+def test_the_guard_stretches_every_window_of_rate_plus_one_sends() -> None:
+    fake = FakeTime()
+    paced = limiter(20.0, fake, guard=0.05)
+    sends = []
+    for _ in range(60):
+        paced.acquire()
+        sends.append(fake.monotonic())
+    spans = [later - earlier for earlier, later in zip(sends, sends[20:], strict=False)]
+    assert min(spans) == pytest.approx(1.05)
+    assert paced.rate == pytest.approx(20.0)
 
 
 def test_idle_time_is_not_banked_beyond_the_burst() -> None:
@@ -88,6 +100,8 @@ def test_invalid_rates_are_refused() -> None:
         RateLimiter(0)
     with pytest.raises(ValueError, match="burst must be >= 1"):
         RateLimiter(1.0, burst=0)
+    with pytest.raises(ValueError, match="guard must be >= 0"):
+        RateLimiter(1.0, guard=-0.1)
 
 
 def test_registry_hands_one_limiter_per_key() -> None:
