@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import secrets
 import string
@@ -26,6 +27,7 @@ from loguru import logger
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from kis.crypto import encrypt_notice
 from kis.fields import H0STCNI0_FIELDS
@@ -49,6 +51,7 @@ SUBSCRIBABLE_TR_IDS = frozenset(
 )
 SUBSCRIBE, UNSUBSCRIBE = "1", "2"
 MIN_CATCH_UP = 60.0  # simulated seconds of trades one feed step may carry after a clock jump
+SLOW_CONSUMER_BYTES = 32 * 1024 * 1024  # unsent bytes after which a session is cut
 SHUTDOWN_GRACE = 1.0  # seconds a client has to answer the close frame at stop
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -197,7 +200,7 @@ class WsServer:
         self._by_key: dict[str, _Session] = {}
         self._trade_subs: dict[str, set[_Session]] = {}
         self._book_subs: dict[str, set[_Session]] = {}
-        self._order_seq = 0
+        self._order_numbers = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._feed_task: asyncio.Task[None] | None = None
@@ -292,8 +295,8 @@ class WsServer:
         return future.result(timeout)
 
     def next_order_no(self) -> str:
-        self._order_seq += 1
-        return f"{self._order_seq:010d}"
+        """A fresh 10-digit order number for a notice (thread-safe: `count` is atomic under the GIL)."""
+        return f"{next(self._order_numbers):010d}"
 
     def session_count(self) -> int:
         return len(self._sessions)
@@ -436,11 +439,20 @@ class WsServer:
                 logger.exception("kis_sim WebSocket feed step failed; the feed goes on")
 
     def _apply_drops(self) -> None:
+        """Drop sessions a fault asks to drop, and those whose client stopped reading (the buffer grows)."""
         generation = self._faults.drop_generation()
         every = self._faults.drop_interval()
         now = time.monotonic()
         for session in list(self._sessions):
-            if session.drop_generation < generation or (every is not None and now - session.opened >= every):
+            transport = session.ws.transport
+            if transport.is_closing():
+                self._forget(session)
+            elif session.drop_generation < generation or (
+                every is not None and now - session.opened >= every
+            ):
+                self._drop(session)
+            elif transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
+                logger.warning("kis_sim: dropping a WebSocket session whose client stopped reading")
                 self._drop(session)
 
     def _step(self, start: datetime, end: datetime, silent: bool) -> None:
@@ -462,9 +474,14 @@ class WsServer:
 
     def _send_data(self, subscribers: set[_Session], frame: str, trades: Sequence[TradeLike]) -> None:
         clean = []
+        sent = 0
         faults = self._faults
         sent_log = self._sent_log
         for session in subscribers:
+            ws = session.ws
+            if ws.state is not State.OPEN or ws.transport.is_closing():  # closing: not sent, not logged
+                continue
+            sent += 1
             fault = None
             text = frame
             if faults.take_malformed():
@@ -472,15 +489,15 @@ class WsServer:
             elif faults.take_truncated():
                 fault, text = "truncated", _truncate(frame)
             if fault is None:
-                clean.append(session.ws)
+                clean.append(ws)
             else:
-                broadcast((session.ws,), text)
+                broadcast((ws,), text)
             if sent_log is not None:
                 sent_log.add(trades, session.key_hash, fault=fault)
         if clean:
             broadcast(clean, frame)
-        self.frames_sent += len(subscribers)
-        self.records_sent += len(trades) * len(subscribers)
+        self.frames_sent += sent
+        self.records_sent += len(trades) * sent
 
     def _send_books(self, now: datetime) -> None:
         for code, subscribers in self._book_subs.items():
