@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kis.master import MasterFileError, fetch_master, parse_master, read_master_zip
+from kis.master import Market, MasterFileError, fetch_master, parse_master, read_master_zip
+from tools.kis_sim.server import KisSimulator
 
 # Tail columns in order with their widths, as in KIS's layout headers (종목마스터정보(코스피).h / (코스닥).h).
 # Only the names the tests fill matter; the rest stay blank.
@@ -185,3 +186,20 @@ def test_fetch_master_downloads_and_parses(tmp_path: Path, file_server: str) -> 
     assert len(parsed.records) == 3
     with pytest.raises(MasterFileError, match="HTTP 404"):
         fetch_master("KOSDAQ", url=f"{file_server}/missing.zip", timeout=5)
+
+
+@pytest.mark.parametrize("market", ["KOSPI", "KOSDAQ"])
+def test_the_simulators_master_files_parse_to_its_listings(kis_sim: KisSimulator, market: Market) -> None:
+    file_name = "kospi_code.mst.zip" if market == "KOSPI" else "kosdaq_code.mst.zip"
+    parsed = fetch_master(market, url=f"{kis_sim.rest_url}/master/{file_name}", timeout=10)
+    assert parsed.rejected == ()
+    listings = {code: item for code, item in kis_sim.market.listings.items() if item.market == market}
+    assert sorted(record.code for record in parsed.records) == sorted(listings)
+    for record in parsed.records:
+        listing = listings[record.code]
+        assert (record.isin, record.name, record.market) == (listing.isin, listing.name, market)
+        assert record.base_price == listing.prev_close
+        assert (record.halted, record.managed) == (listing.halted, listing.managed)
+        assert record.listed_shares == listing.listed_shares // 1000 * 1000
+        assert record.market_cap == listing.market_cap * 100_000_000
+        assert record.group_code == "ST"
