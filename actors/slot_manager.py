@@ -1,0 +1,440 @@
+"""SlotManagerActor (id `slots`): which symbol streams on which account's WebSocket (Track B).
+
+A thin shell over `core.slots`: it owns the `SlotState`, turns messages into `allocate_slots`,
+`release_account`, `restore_account` and `shrink_capacity`, and sends the results on:
+
+- each account's full target set as `SetSubscriptions` to `ws.<account>`, only when it changed (and again
+  whenever that connection reports CONNECTED, so a restarted or reconnected session gets it);
+- overflow ledger lines as `OverflowRecorded` to `recorder`: one line when a symbol starts overflowing
+  (or overflows for a new reason), not again at every rebalance while it stays out;
+- overflow-rate levels crossed (`core.overflow.OverflowMonitor`) and failovers as `SystemAlert` to `notifier`.
+
+Track B runs only in FULL_OPERATION and after ContextSynced of the same day; leaving FULL_OPERATION
+(TRACK_A_CLOSING at 15:00) empties every account's target set and clears the slots.
+
+Pins (never evicted): held positions (the balance inquiry at start, then execution notices: a buy fill
+pins at once, a sale of the whole position unpins, after which the symbol's slot goes to the next
+candidate that needs one), manual overrides (`triggers.manual.symbols` and `ManualOverride`) and the
+hybrid watchlist (`slots.watchlist`, applied by `allocate_slots`).
+
+State (slots with dwell times, re-subscribe cooldowns, held positions, overrides, the day's context
+sync) is saved to the StateStore (`slots`) after every change and loaded in `on_start`, so a restart
+keeps them. The balance inquiry runs in this actor's thread right after start (a self-told message), is
+retried at the next phase change if it failed, and is skipped for accounts without an account number.
+
+| message | effect |
+|---|---|
+| CandidatesRanked | keep as the current candidates; allocate when Track B runs |
+| ContextSynced | Track B may start today; first allocation from the movers (+ current candidates) |
+| PhaseChanged | FULL_OPERATION: allocate; leaving it: empty targets for every account, slots cleared |
+| HoldingsLoaded | the account's held positions become pins |
+| ExecutionsReceived | buy fill: pin now; full sale: unpin |
+| ManualOverride | pin / unpin a symbol |
+| SubscriptionRefused | `shrink_capacity` to the accepted count; the refused symbol overflows |
+| ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
+|  | CONNECTED: restore, and send the account its target set again |
+
+Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger lines), gauges
+`slots_in_use.<account>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pykka.typing import proxy_method
+
+from actors.base import ObserverActor, ObserverActorProxy
+from actors.context import ObserverContext
+from actors.directory import Directory
+from core.models import Candidate
+from core.overflow import OverflowMonitor, OverflowRecords
+from core.schedule import Phase, phase_at
+from core.slots import (
+    Allocation,
+    ProviderAccount,
+    SlotState,
+    allocate_slots,
+    release_account,
+    restore_account,
+    shrink_capacity,
+)
+from kis.models import Holding
+from kis.ticks import ExecutionNotice
+from messages.alerts import SystemAlert
+from messages.market import ExecutionsReceived, HoldingsLoaded
+from messages.recording import OverflowRecorded
+from messages.schedule import PhaseChanged
+from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
+from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from runtime.state_store import StateStore
+
+STATE_NAME = "slots"
+SIDE_SELL = "01"
+SIDE_BUY = "02"
+"""SELN_BYOV_CLS of an H0STCNI0 execution notice."""
+
+
+@dataclass(frozen=True, slots=True)
+class _FetchHoldings:
+    """Self-told after start: run the balance inquiry of the accounts still without holdings."""
+
+
+class SlotManagerActor(ObserverActor):
+    """See the module docstring for the message table."""
+
+    def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
+        super().__init__(name, directory)
+        self.context = context
+        settings = context.settings
+        self._slot_settings = settings.slots
+        self._providers = tuple(
+            ProviderAccount(account.name, min(account.max_slots, settings.slots.max_slots))
+            for account in context.accounts
+        )
+        self._store = StateStore(context.paths.state_dir)
+        self._state = SlotState.initial(self._providers, settings.slots)
+        self._held: dict[str, dict[str, int]] = {}
+        self._overrides: dict[str, bool] = {}
+        self._candidates: tuple[Candidate, ...] = ()
+        self._synced_on: date | None = None
+        self._phase = Phase.IDLE
+        self._monitor = OverflowMonitor(settings.overflow)
+        self._sent: dict[str, tuple[str, ...]] = {}
+        self._overflowing: dict[str, str] = {}
+        self._holdings_pending: set[str] = set()
+
+    # --- life -----------------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        now = self.context.clock.now()
+        self._phase = phase_at(now, self.context.settings.schedule)
+        self._load(now.date())
+        if not self._providers:
+            self.log.warning("no accounts configured: Track B has no WebSocket slots")
+        self._holdings_pending = {account.name for account in self.context.accounts}
+        self._update_gauges()
+        self.actor_ref.tell(_FetchHoldings())
+        self.log.info("slots ready: phase {}, {} accounts, {} symbols slotted, context synced today: {}",
+                      self._phase.value, len(self._providers), len(self._state.placement()),
+                      self._synced_on == now.date())
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case CandidatesRanked():
+                self._candidates = message.candidates
+                if self._track_b_active():
+                    self._allocate()
+            case ContextSynced():
+                self._on_context_synced(message)
+            case PhaseChanged():
+                self._on_phase(message.phase)
+            case HoldingsLoaded():
+                self._on_holdings(message.account, message.holdings)
+            case ExecutionsReceived():
+                self._on_executions(message.account, message.notices)
+            case ManualOverride():
+                self._on_manual(message.symbol, message.active)
+            case SubscriptionRefused():
+                self._on_refused(message)
+            case ConnectionChanged():
+                self._on_connection(message)
+            case _FetchHoldings():
+                self._fetch_holdings()
+        return None
+
+    # --- queries (proxy calls: status view, tests) -------------------------------------------------------
+
+    def snapshot(self) -> SlotState:
+        return self._state
+
+    def targets(self) -> dict[str, tuple[str, ...]]:
+        """Each account's current target set (empty while Track B is not running)."""
+        active = self._track_b_active()
+        return {account.name: account.symbols if active else () for account in self._state.accounts}
+
+    def pinned(self) -> frozenset[str]:
+        return frozenset(self._pins()) | frozenset(self._slot_settings.watchlist)
+
+    # --- handlers ---------------------------------------------------------------------------------------
+
+    def _on_context_synced(self, message: ContextSynced) -> None:
+        self._synced_on = self.context.clock.now().date()
+        self._candidates = (*message.movers, *self._candidates)
+        self.log.info("context synced: {} opening movers", len(message.movers))
+        self._save()
+        if self._track_b_active():
+            self._allocate()
+
+    def _on_phase(self, phase: Phase) -> None:
+        was_active = self._track_b_active()
+        self._phase = phase
+        if self._holdings_pending:
+            self._fetch_holdings()
+        if self._track_b_active():
+            if not was_active:
+                self.log.info("Track B starts: allocating {} candidates", len(self._candidates))
+            self._allocate()
+        elif was_active or self._state.placement():
+            self._stop_track_b()
+
+    def _stop_track_b(self) -> None:
+        self.log.info("Track B stops ({}): every account's target set is now empty", self._phase.value)
+        slotted = len(self._state.placement())
+        self._state = SlotState.initial(self._providers, self._slot_settings)
+        self._overflowing = {}
+        self.context.metrics.inc("slot_changes", slotted)
+        self._save()
+        self._publish(force=self._account_names())
+        self._update_gauges()
+
+    def _on_holdings(self, account: str, holdings: Iterable[Holding]) -> None:
+        self._holdings_pending.discard(account)
+        held = {holding.symbol: holding.quantity for holding in holdings if holding.quantity > 0}
+        self._held[account] = held
+        self.log.info("{}: {} held positions pinned{}", account, len(held),
+                      f" ({', '.join(sorted(held))})" if held else "")
+        self._pins_changed()
+
+    def _on_executions(self, account: str, notices: Iterable[ExecutionNotice]) -> None:
+        held = self._held.setdefault(account, {})
+        before = set(held)
+        for notice in notices:
+            if not notice.is_fill or notice.rejected or notice.filled_qty <= 0:
+                continue
+            if notice.side == SIDE_BUY:
+                held[notice.symbol] = held.get(notice.symbol, 0) + notice.filled_qty
+            elif notice.side == SIDE_SELL:
+                remaining = held.get(notice.symbol, 0) - notice.filled_qty
+                if remaining > 0:
+                    held[notice.symbol] = remaining
+                else:
+                    held.pop(notice.symbol, None)
+        if set(held) == before:
+            if held:
+                self._save()  # quantities changed, pins did not
+            return
+        for symbol in sorted(set(held) - before):
+            self.log.info("{}: bought {}: pinned", account, symbol)
+        for symbol in sorted(before - set(held)):
+            self.log.info("{}: sold all of {}: unpinned, its slot is free for the next candidate", account,
+                          symbol)
+        self._pins_changed()
+
+    def _on_manual(self, symbol: str, active: bool) -> None:
+        if self._overrides.get(symbol) is active:
+            return
+        self._overrides[symbol] = active
+        self.log.info("manual override: {} {}", symbol, "pinned" if active else "released")
+        self._pins_changed()
+
+    def _pins_changed(self) -> None:
+        self._save()
+        if self._track_b_active():
+            self._allocate()
+
+    def _on_refused(self, message: SubscriptionRefused) -> None:
+        if message.account not in self._account_names():
+            self.log.warning("refusal from unknown account {}; ignored", message.account)
+            return
+        held_now = len(self._state.account(message.account).slots)
+        capacity = message.accepted_count if message.accepted_count > 0 else max(held_now - 1, 0)
+        self.log.warning("{} refused {} ({}): capacity now {} slots", message.account, message.symbol,
+                         message.msg_cd, capacity)
+        now = self.context.clock.now()
+        self._apply(shrink_capacity(self._state, message.account, capacity, now, (message.symbol,)), now,
+                    full=False)
+
+    def _on_connection(self, message: ConnectionChanged) -> None:
+        account = message.account
+        if account not in self._account_names():
+            return
+        available = self._state.account(account).available
+        now = self.context.clock.now()
+        limit = self.context.settings.websocket.suspend_track_b_after_seconds
+        down = message.state is ConnectionState.SUSPENDED or (
+            message.state is ConnectionState.RECONNECTING and message.since_seconds >= limit)
+        if down and available:
+            moved = len(self._state.account(account).slots)
+            self.log.warning("{} is {} for {:.0f} s: failover of its {} symbols", account,
+                             message.state.value, message.since_seconds, moved)
+            self._apply(release_account(self._state, account, now), now, full=False)
+            self._alert(f"failover.{account}", f"WebSocket of {account} is {message.state.value}: "
+                                               f"its {moved} symbols moved to the other accounts")
+        elif message.state is ConnectionState.CONNECTED:
+            if not available:
+                self.log.info("{} is connected again: it takes its symbols back", account)
+                self._apply(restore_account(self._state, account, now), now, full=False)
+            self._publish(force=(account,))
+
+    def _fetch_holdings(self) -> None:
+        for name in sorted(self._holdings_pending):
+            account = self.context.account(name)
+            if not account.account_no:
+                self.log.info("{}: no account number, so no balance inquiry: held positions are not pinned",
+                              name)
+                self._holdings_pending.discard(name)
+                continue
+            try:
+                client = self.context.rest_client(name)
+                try:
+                    holdings = client.holdings()
+                finally:
+                    client.close()
+            except Exception as error:  # a REST failure must not stop the slots: retried at the next phase
+                self.log.warning("{}: balance inquiry failed ({}); retried at the next phase change", name,
+                                 type(error).__name__)
+                continue
+            self._on_holdings(name, holdings)
+
+    # --- allocation -------------------------------------------------------------------------------------
+
+    def _allocate(self) -> None:
+        now = self.context.clock.now()
+        allocation = allocate_slots(self._state, self._candidates, self._pins(), now, self._slot_settings,
+                                    self._providers)
+        self._apply(allocation, now, full=True)
+
+    def _apply(self, allocation: Allocation, now: datetime, *, full: bool) -> None:
+        """Adopt the allocation: log, count, record overflow, alert on levels, save, publish."""
+        changed = allocation.state != self._state
+        self._state = allocation.state
+        for change in allocation.reasons:
+            self.log.info("{} {} on {}: {}", change.action, change.symbol, change.account, change.reason)
+        self.context.metrics.inc("slot_changes", len(allocation.reasons))
+        self._record_overflow(allocation.overflow, now, full=full)
+        self._observe_overflow(now, allocation.evaluated, len(allocation.overflow))
+        if changed:
+            self._save()
+        self._publish()
+        self._update_gauges()
+
+    def _record_overflow(self, overflow: OverflowRecords, now: datetime, *, full: bool) -> None:
+        current: dict[str, str] = {}
+        lines: dict[str, list[dict[str, Any]]] = {}
+        default = self._providers[0].name if self._providers else None
+        for record in overflow:
+            code = record.code.value
+            current[record.symbol] = code
+            if self._overflowing.get(record.symbol) == code:
+                continue
+            account = record.account or default
+            if account is not None:
+                lines.setdefault(account, []).append(record.to_ledger())
+        if full:
+            self._overflowing = current
+        else:
+            self._overflowing.update(current)
+        for account, records in lines.items():
+            self.directory.tell("recorder", OverflowRecorded(at=now, account=account, lines=tuple(records)))
+            self.context.metrics.inc("overflows", len(records))
+            self.log.info("{} candidates overflowed (ledger of {})", len(records), account)
+
+    def _observe_overflow(self, now: datetime, evaluated: int, overflowed: int) -> None:
+        if evaluated <= 0:
+            return
+        self._monitor, crossed = self._monitor.observe(now, evaluated, min(overflowed, evaluated))
+        for level in crossed:
+            self._alert(f"overflow_rate.{level:g}",
+                        f"overflow rate {self._monitor.rate:.1%} over the last hour is above {level:.0%}: "
+                        f"more candidates than WebSocket slots")
+
+    def _publish(self, force: Iterable[str] = ()) -> None:
+        """Tell each connection its target set when it differs from the last one it got (or is forced)."""
+        forced = set(force)
+        now = self.context.clock.now()
+        for name, symbols in self.targets().items():
+            if name not in forced and self._sent.get(name, ()) == symbols:
+                continue
+            message = SetSubscriptions(at=now, account=name, symbols=symbols)
+            delivered = self.directory.tell(f"ws.{name}", message)
+            if delivered:
+                self._sent[name] = symbols
+            else:
+                self._sent.pop(name, None)
+
+    def _alert(self, key: str, text: str) -> None:
+        self.directory.tell("notifier", SystemAlert(at=self.context.clock.now(), key=key, text=text))
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _track_b_active(self) -> bool:
+        return (
+            self._phase is Phase.FULL_OPERATION
+            and self._synced_on is not None
+            and self._synced_on == self.context.clock.now().date()
+        )
+
+    def _pins(self) -> set[str]:
+        manual = set(self.context.settings.triggers.manual.symbols)
+        manual |= {symbol for symbol, active in self._overrides.items() if active}
+        manual -= {symbol for symbol, active in self._overrides.items() if not active}
+        return manual.union(*(held.keys() for held in self._held.values()))
+
+    def _account_names(self) -> tuple[str, ...]:
+        return tuple(provider.name for provider in self._providers)
+
+    def _update_gauges(self) -> None:
+        for account in self._state.accounts:
+            self.context.metrics.set(f"slots_in_use.{account.name}", len(account.slots))
+
+    # --- persistence ------------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        document = {
+            "day": self.context.clock.now().date().isoformat(),
+            "state": self._state.to_dict(),
+            "held": self._held,
+            "overrides": self._overrides,
+            "synced_on": self._synced_on.isoformat() if self._synced_on else None,
+        }
+        try:
+            self._store.save(STATE_NAME, document)
+        except (OSError, TypeError) as error:
+            self.log.error("could not save the slot state: {}", error)
+
+    def _load(self, today: date) -> None:
+        document = self._store.load(STATE_NAME)
+        if document is None:
+            return
+        self._held = _held_from(document.get("held"))
+        overrides = document.get("overrides")
+        if isinstance(overrides, dict):
+            self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
+        if document.get("day") != today.isoformat():
+            self.log.info("saved slot state is from {}; the day starts with empty slots", document.get("day"))
+            return
+        synced = document.get("synced_on")
+        self._synced_on = today if synced == today.isoformat() else None
+        try:
+            self._state = SlotState.from_dict(document.get("state"))
+        except ValueError as error:
+            self.log.warning("saved slot state ignored: {}", error)
+            return
+        self.log.info("slot state restored: {} symbols slotted, {} in re-subscribe cooldown",
+                      len(self._state.placement()), len(self._state.released_at))
+
+
+def _held_from(data: Any) -> dict[str, dict[str, int]]:
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(account): {str(symbol): qty for symbol, qty in symbols.items() if _positive_int(qty)}
+        for account, symbols in data.items()
+        if isinstance(symbols, dict)
+    }
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class SlotManagerProxy(ObserverActorProxy):
+    """Typed proxy: `directory.proxy("slots", SlotManagerProxy).targets().get(timeout=5)`."""
+
+    snapshot = proxy_method(SlotManagerActor.snapshot)
+    targets = proxy_method(SlotManagerActor.targets)
+    pinned = proxy_method(SlotManagerActor.pinned)

@@ -1,0 +1,311 @@
+"""SlotManagerActor under a real Supervisor: allocation to `ws.<account>`, overflow ledger lines, Track B
+gating, pins from holdings and fills, MAX SUBSCRIBE OVER, failover and restore, and a crash that keeps
+slots, dwell times and cooldowns. Peers (`ws.*`, `recorder`, `notifier`) are recording actors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pykka
+import pytest
+from pydantic import SecretStr
+
+from actors.base import ObserverActor
+from actors.context import ObserverContext
+from actors.directory import Directory
+from actors.slot_manager import SlotManagerActor, SlotManagerProxy
+from actors.supervisor import ChildSpec, Supervisor
+from config.accounts import Account
+from config.settings import Settings, SlotSettings
+from core.models import Candidate, TriggerKind
+from core.schedule import Phase
+from kis.models import Holding
+from kis.rest import KisRestClient, TokenSource
+from kis.ticks import ExecutionNotice
+from messages.alerts import SystemAlert
+from messages.market import ExecutionsReceived, HoldingsLoaded
+from messages.recording import OverflowRecorded
+from messages.schedule import PhaseChanged
+from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
+from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from messages.system import Crash, Ping
+from runtime.clock import KST, SimulatedClock
+from runtime.metrics import Metrics
+from runtime.paths import DataPaths
+
+START = datetime(2024, 3, 4, 9, 40, tzinfo=KST)  # a Monday, in FULL_OPERATION
+WAIT = 10.0
+PEERS = ("recorder", "notifier", "ws.acct1", "ws.acct2")
+
+
+class Journal(ObserverActor):
+    """A real peer standing in for a connection, the recorder or the notifier: it keeps what it is told.
+
+    `ask("messages")` answers with everything so far; its mailbox order makes it a barrier."""
+
+    def __init__(self, name: str, directory: Directory) -> None:
+        super().__init__(name, directory)
+        self.messages: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "messages":
+            return list(self.messages)
+        self.messages.append(message)
+        return None
+
+
+class SimulatorVault:
+    """Credentials for the simulator: each account's client issues its own token (kis.rest)."""
+
+    def __init__(self, accounts: tuple[Account, ...], rest_url: str | None, clock: SimulatedClock) -> None:
+        self._sources = {a.name: KisRestClient(a, base_url=rest_url, clock=clock).tokens for a in accounts}
+
+    def token_source(self, account: str) -> TokenSource:
+        return self._sources[account]
+
+    def approval_key(self, account: str) -> SecretStr:
+        raise AssertionError("the slot manager never opens a WebSocket")
+
+
+def account(name: str, max_slots: int, account_no: str = "") -> Account:
+    return Account(name=name, app_key=SecretStr(f"key-{name}-0123456789"),
+                   app_secret=SecretStr(f"secret-{name}-0123456789"), account_no=account_no,
+                   max_slots=max_slots)
+
+
+def make_context(tmp_path: Path, *, capacities: tuple[int, int] = (3, 3), slots: SlotSettings | None = None,
+                 rest_url: str | None = None, account_no: str = "") -> ObserverContext:
+    accounts = (account("acct1", capacities[0], account_no), account("acct2", capacities[1], account_no))
+    settings = Settings(accounts=accounts, slots=slots or SlotSettings())
+    clock = SimulatedClock(START, speed=0)
+    return ObserverContext(settings=settings, clock=clock, metrics=Metrics(), paths=DataPaths(tmp_path),
+                           vault=SimulatorVault(accounts, rest_url, clock), rest_url=rest_url)
+
+
+class Harness:
+    """A supervisor with the recording peers and the slot manager, and helpers to talk to them."""
+
+    started: ClassVar[list[Harness]] = []
+
+    def __init__(self, context: ObserverContext) -> None:
+        self.context = context
+        self.clock: SimulatedClock = context.clock  # type: ignore[assignment]
+        specs = [ChildSpec(id=peer, actor_class=Journal) for peer in PEERS]
+        specs.append(ChildSpec(id="slots", actor_class=SlotManagerActor, kwargs={"context": context}))
+        self.supervisor = Supervisor(specs, clock=self.clock, max_restarts=5, period_seconds=30)
+        self.supervisor.start()
+        Harness.started.append(self)
+        self.directory = self.supervisor.directory
+
+    def tell(self, message: Any) -> None:
+        assert self.directory.tell("slots", message)
+        self.directory.ask("slots", Ping(at=self.clock.now()), timeout=WAIT)
+
+    def received(self, peer: str, kind: type) -> list[Any]:
+        return [m for m in self.directory.ask(peer, "messages", timeout=WAIT) if isinstance(m, kind)]
+
+    def targets(self, peer: str) -> list[tuple[str, ...]]:
+        return [m.symbols for m in self.received(peer, SetSubscriptions)]
+
+    def ledger(self) -> list[dict[str, Any]]:
+        return [line for m in self.received("recorder", OverflowRecorded) for line in m.lines]
+
+    def slots(self) -> SlotManagerProxy:
+        return self.directory.proxy("slots", SlotManagerProxy)
+
+    def rank(self, *candidates: Candidate) -> None:
+        self.tell(CandidatesRanked(at=self.clock.now(), candidates=candidates))
+
+
+def cand(symbol: str, score: float, kind: TriggerKind = TriggerKind.VOLUME_SURGE) -> Candidate:
+    return Candidate(symbol=symbol, score=score, market_cap=1e11, trigger=kind, strength=0.5,
+                     detected_at=START)
+
+
+def fill(symbol: str, side: str, qty: int) -> ExecutionNotice:
+    return ExecutionNotice(order_no="0000001", original_order_no="", side=side, symbol=symbol, filled_qty=qty,
+                           filled_price=70000, hour="094000", rejected=False, is_fill=True, order_qty=qty,
+                           fields=())
+
+
+def ten_candidates() -> tuple[Candidate, ...]:
+    return tuple(cand(f"{100000 + i:06d}", 30.0 - i) for i in range(10))
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    for harness in Harness.started:
+        harness.supervisor.stop()
+    Harness.started.clear()
+    pykka.ActorRegistry.stop_all()
+
+
+def test_more_candidates_than_slots_the_strongest_get_them(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    harness.tell(ContextSynced(at=START, movers=()))
+    ranked = ten_candidates()
+    harness.rank(*ranked)
+
+    acct1, acct2 = harness.targets("ws.acct1"), harness.targets("ws.acct2")
+    assert len(acct1) == 1 and len(acct2) == 1
+    strongest = {c.symbol for c in ranked[:6]}
+    assert set(acct1[0]) | set(acct2[0]) == strongest
+    assert len(acct1[0]) == len(acct2[0]) == 3
+
+    ledger = harness.ledger()
+    assert {line["symbol"] for line in ledger} == {c.symbol for c in ranked[6:]}
+    line = ledger[0]
+    assert set(line) == {"timestamp", "symbol", "trigger_type", "trigger_strength", "priority_score",
+                         "reason", "current_slot_min_score", "metadata"}
+    assert line["trigger_type"] == "VOLUME_SURGE"
+    assert line["current_slot_min_score"] == 25.0
+    assert line["metadata"]["reason_code"] == "dwell"  # every slot was just filled
+    assert [m.account for m in harness.received("recorder", OverflowRecorded)] == ["acct1"]
+
+    alerts = harness.received("notifier", SystemAlert)
+    assert [a.key for a in alerts] == ["overflow_rate.0.05", "overflow_rate.0.1", "overflow_rate.0.2"]
+    metrics = harness.context.metrics
+    assert metrics.count("slot_changes") == 6
+    assert metrics.count("overflows") == 4
+    assert metrics.snapshot()["slots_in_use.acct1"] == 3
+
+    harness.rank(*ranked)  # the same ranking again: nothing to send, nothing new to record
+    assert len(harness.targets("ws.acct1")) == 1
+    assert len(harness.ledger()) == 4
+    assert metrics.count("overflows") == 4
+
+
+def test_track_b_waits_for_context_sync_and_stops_at_15(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    harness.rank(cand("005930", 20.0), cand("000660", 19.0))
+    assert harness.targets("ws.acct1") == [] and harness.targets("ws.acct2") == []
+    assert harness.ledger() == []
+
+    mover = cand("035720", 25.0, TriggerKind.VOLUME_SURGE)
+    harness.tell(ContextSynced(at=START, movers=(mover,)))
+    slotted = set(harness.targets("ws.acct1")[-1]) | set(harness.targets("ws.acct2")[-1])
+    assert slotted == {"035720", "005930", "000660"}
+
+    harness.clock.set(START.replace(hour=15))
+    harness.tell(PhaseChanged(at=harness.clock.now(), phase=Phase.TRACK_A_CLOSING,
+                              previous=Phase.FULL_OPERATION))
+    assert harness.targets("ws.acct1")[-1] == () and harness.targets("ws.acct2")[-1] == ()
+    assert harness.slots().snapshot().get(timeout=WAIT).placement() == {}
+    harness.rank(cand("005930", 20.0))
+    assert harness.targets("ws.acct1")[-1] == ()
+
+
+def test_a_crash_keeps_slots_dwell_times_and_cooldowns(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 1)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0))
+    before = harness.slots().snapshot().get(timeout=WAIT)
+    assert set(before.placement()) == {"000001", "000002", "000003"}
+
+    assert harness.directory.tell("slots", Crash(at=START))
+    status = harness.supervisor.status
+    assert status.wait_until(lambda s: s.restarts("slots") == 1, timeout=WAIT)
+    harness.directory.ask("slots", Ping(at=START), timeout=WAIT)
+    assert harness.slots().snapshot().get(timeout=WAIT) == before
+
+    harness.clock.advance(60)  # inside the 120 s dwell of the restored slots: no replacement
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0), cand("000009", 50.0))
+    assert "000009" not in harness.slots().snapshot().get(timeout=WAIT).placement()
+    assert harness.ledger()[-1]["metadata"]["reason_code"] == "dwell"
+
+    harness.clock.advance(61)  # dwell over: 000009 replaces the weakest, which enters its cooldown
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0), cand("000009", 50.0))
+    placement = harness.slots().snapshot().get(timeout=WAIT).placement()
+    assert set(placement) == {"000001", "000002", "000009"}
+
+    assert harness.directory.tell("slots", Crash(at=START))
+    assert status.wait_until(lambda s: s.restarts("slots") == 2, timeout=WAIT)
+    harness.clock.advance(10)
+    harness.rank(cand("000003", 99.0), cand("000001", 10.0), cand("000002", 9.0), cand("000009", 50.0))
+    assert "000003" not in harness.slots().snapshot().get(timeout=WAIT).placement()
+    assert harness.ledger()[-1]["symbol"] == "000003"
+    assert harness.ledger()[-1]["metadata"]["reason_code"] == "cooldown"
+
+
+def test_failover_moves_symbols_and_restore_takes_them_back(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0))
+    home = set(harness.targets("ws.acct1")[-1])
+    assert len(home) == 2
+
+    harness.tell(ConnectionChanged(at=START, account="acct1", state=ConnectionState.RECONNECTING,
+                                   since_seconds=5))
+    assert set(harness.targets("ws.acct1")[-1]) == home  # a short reconnect is no failover
+
+    harness.tell(ConnectionChanged(at=START, account="acct1", state=ConnectionState.SUSPENDED,
+                                   since_seconds=61))
+    assert harness.targets("ws.acct1")[-1] == ()
+    assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"}
+    assert [a.key for a in harness.received("notifier", SystemAlert)] == ["failover.acct1"]
+
+    harness.tell(ConnectionChanged(at=START, account="acct1", state=ConnectionState.CONNECTED))
+    assert set(harness.targets("ws.acct1")[-1]) == home
+    assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"} - home
+
+
+def test_max_subscribe_over_shrinks_the_account(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(3, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(*(cand(f"00000{i}", 10.0 - i) for i in range(1, 6)))
+    first = harness.targets("ws.acct1")[-1]
+    refused = first[-1]
+
+    harness.tell(SubscriptionRefused(at=START, account="acct1", symbol=refused, msg_cd="OPSP0008",
+                                     accepted_count=2))
+    assert harness.targets("ws.acct1")[-1] == first[:-1]
+    line = harness.ledger()[-1]
+    assert line["symbol"] == refused and line["metadata"]["reason_code"] == "capacity_shrunk"
+
+    harness.rank(*(cand(f"00000{i}", 10.0 - i) for i in range(1, 6)))
+    assert refused in harness.targets("ws.acct2")[-1]  # no cooldown: it moved to the account with room
+    assert harness.slots().snapshot().get(timeout=WAIT).account("acct1").capacity == 2
+
+
+def test_held_positions_and_fills_pin_symbols(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 1)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    holding = Holding(symbol="005930", name="삼성전자", quantity=10, orderable_quantity=10, avg_price=70000.0,
+                      purchase_amount=700000, price=71000, eval_amount=710000, profit_loss=10000,
+                      profit_loss_rate=1.43)
+    harness.tell(HoldingsLoaded(at=START, account="acct1", holdings=(holding,)))
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0))
+    slotted = harness.slots().snapshot().get(timeout=WAIT).placement()
+    assert set(slotted) == {"005930", "000001", "000002"}
+
+    harness.tell(ExecutionsReceived(at=START, account="acct1", notices=(fill("000660", "02", 5),)))
+    slotted = harness.slots().snapshot().get(timeout=WAIT).placement()
+    assert "000660" in slotted and "005930" in slotted  # the buy was pinned at once, evicting a candidate
+    assert harness.slots().pinned().get(timeout=WAIT) == frozenset({"005930", "000660"})
+
+    harness.tell(ExecutionsReceived(at=START, account="acct1", notices=(fill("005930", "01", 4),)))
+    assert "005930" in harness.slots().pinned().get(timeout=WAIT)  # 6 shares still held
+    harness.tell(ExecutionsReceived(at=START, account="acct1", notices=(fill("005930", "01", 6),)))
+    assert harness.slots().pinned().get(timeout=WAIT) == frozenset({"000660"})
+
+    harness.tell(ManualOverride(at=START, symbol="035720"))
+    assert "035720" in harness.slots().snapshot().get(timeout=WAIT).placement()
+    harness.tell(ManualOverride(at=START, symbol="035720", active=False))
+    assert harness.slots().pinned().get(timeout=WAIT) == frozenset({"000660"})
+
+
+def test_holdings_come_from_the_balance_inquiry_at_start(tmp_path: Path, kis_sim: Any) -> None:
+    context = make_context(tmp_path, rest_url=kis_sim.rest_url, account_no="12345678")
+    harness = Harness(context)
+    harness.directory.ask("slots", Ping(at=START), timeout=WAIT)  # queued behind the inquiry it runs at start
+
+    expected: set[str] = set()
+    for name in ("acct1", "acct2"):
+        sim_account = kis_sim.accounts.known(context.account(name).app_key.get_secret_value())
+        expected |= {h.code for h in sim_account.holdings if h.quantity > 0}
+    assert expected, "the simulator seeds holdings for every account"
+    assert harness.slots().pinned().get(timeout=WAIT) == frozenset(expected)
