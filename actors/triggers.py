@@ -1,0 +1,413 @@
+"""TriggerActor (id `triggers`): turns scans and ticks into live triggers and a ranked candidate list.
+
+A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.alerts`:
+
+- UniverseReady gives each symbol's profile (name, market cap, previous close, 20-day average volume and
+  turnover, 14-day ATR, 20-day MA); the tick detectors get their one-minute volume baselines from it.
+- ScanCompleted rows go through `evaluate_scan` (volume surge, volatility spike) into the `TriggerBook`.
+- TicksReceived is the hot path: per frame, each trade goes to `TickDetector.on_tick` (trade velocity and
+  the real-time profile) and, when `signals.enabled`, to the hybrid signals; no pydantic per tick, no I/O.
+- A trigger that is new (not a renewal) raises an `AlertRaised` to `notifier` (manual ones do not);
+  signals raise one too, pre-filtered here by a local cooldown so a held condition does not send one
+  message per tick (the notifier's saved cooldown is the authority).
+- `CandidatesRanked` goes to `slots` every `slots.rebalance_interval_seconds` of clock time and at once
+  when the ranking changes materially: the set of symbols that would fit in the pool's slots differs
+  from the last one sent. The cadence is this actor's own `runtime.ticker.Ticker` sending `ClockTick`
+  (the scheduler only sends boundaries); due-ness is judged on the injected clock, so a ClockTick from
+  anyone (a test's `ask`) is handled the same way.
+- Manual overrides (`triggers.manual.symbols` and `ManualOverride`) are manual triggers with no TTL;
+  a `ManualOverride` is forwarded to `slots`, which pins the symbol.
+
+State: the day's profiles (`trigger_universe`, written at UniverseReady) and the live triggers with the
+manual overrides (`triggers`, written on the rebalance cadence and at every override) go to the
+StateStore and are loaded in `on_start`, so a restart keeps its candidates.
+
+| message | effect |
+|---|---|
+| UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept) |
+| ScanCompleted | scan triggers (+ signals on the rows); ranking sent if it changed materially |
+| TicksReceived | tick triggers (+ signals); ranking sent if a new trigger changed it materially |
+| ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
+| ClockTick | expire triggers; every rebalance interval: CandidatesRanked to `slots`, book saved |
+| PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
+
+Metrics: `triggers` (new triggers, manual included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from actors.base import ObserverActor
+from actors.context import ObserverContext
+from actors.directory import Directory
+from core.alerts import AlertCooldown, alert_for_signal, alert_for_trigger
+from core.models import Candidate, Trigger, TriggerKind
+from core.scoring import rank_candidates
+from core.signals import ReturnWindow, SignalHit, SignalInputs, evaluate_signals
+from core.triggers import (
+    Baseline,
+    Renewal,
+    ScanRow,
+    TickDetector,
+    TriggerBook,
+    evaluate_scan,
+    manual_trigger,
+    minute_baseline,
+)
+from kis.ticks import TradeTick
+from messages.alerts import AlertRaised
+from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
+from messages.schedule import ClockTick, PhaseChanged
+from messages.selection import CandidatesRanked, ManualOverride
+from runtime.state_store import StateStore
+from runtime.ticker import Ticker
+
+UNIVERSE_STATE = "trigger_universe"
+BOOK_STATE = "triggers"
+MIN_TICK_SECONDS = 0.1
+MAX_TICK_SECONDS = 1.0
+TICKS_PER_REBALANCE = 4
+
+
+def tick_interval_seconds(rebalance_seconds: float, speed: float) -> float:
+    """Real seconds between ClockTicks: a quarter of the rebalance interval in real time, within [0.1, 1] s
+    (0.2 s on a manual clock, where time moves only when a test moves it)."""
+    if speed <= 0:
+        return 0.2
+    real = rebalance_seconds / speed / TICKS_PER_REBALANCE
+    return min(MAX_TICK_SECONDS, max(MIN_TICK_SECONDS, real))
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What the triggers need of one universe symbol (a slots dataclass: looked up per tick)."""
+
+    name: str
+    market_cap: float | None
+    prev_close: float
+    avg_volume_20d: float
+    avg_turnover_20d: float
+    atr_14d: float
+    ma_20d: float
+
+    @classmethod
+    def of(cls, profile: SymbolProfile) -> Profile:
+        return cls(profile.name, profile.market_cap, float(profile.prev_close), profile.avg_volume_20d,
+                   profile.avg_turnover_20d, profile.atr_14d, profile.ma_20d)
+
+
+class TriggerActor(ObserverActor):
+    """See the module docstring for the message table."""
+
+    def __init__(
+        self,
+        name: str,
+        directory: Directory,
+        context: ObserverContext,
+        *,
+        tick_seconds: float | None = None,
+    ) -> None:
+        super().__init__(name, directory)
+        self.context = context
+        settings = context.settings
+        self._trigger_settings = settings.triggers
+        self._signal_settings = settings.signals
+        self._rebalance = timedelta(seconds=settings.slots.rebalance_interval_seconds)
+        self._tick_seconds = tick_seconds or tick_interval_seconds(
+            settings.slots.rebalance_interval_seconds, context.clock.speed)
+        capacities = [min(a.max_slots, settings.slots.max_slots) for a in context.accounts]
+        self._pool_slots = sum(capacities) if capacities else settings.slots.max_slots
+        self._store = StateStore(context.paths.state_dir)
+        self._day: date | None = None
+        self._profiles: dict[str, Profile] = {}
+        self._baselines: dict[str, Baseline] = {}
+        self._market_caps: dict[str, float | None] = {}
+        self._book = TriggerBook()
+        self._detector = TickDetector(settings.triggers)
+        self._returns: dict[str, ReturnWindow] = {}
+        self._signal_cooldown = AlertCooldown(settings.alerts.cooldown_seconds)
+        self._overrides: dict[str, bool] = {}
+        self._last_rebalance: datetime | None = None
+        self._sent_top: frozenset[str] | None = None
+        self._book_changed = False
+        self._warnings: tuple[str, ...] = ()
+        self._ticker: Ticker | None = None
+
+    # --- life -----------------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        now = self.context.clock.now()
+        self._load_universe(now.date())
+        self._load_book(now)
+        for symbol in self._manual_symbols():
+            self._book.renew_or_add(manual_trigger(symbol, now, self._trigger_settings.manual))
+        self._ticker = Ticker(self.actor_ref, lambda: ClockTick(at=self.context.clock.now()),
+                              self._tick_seconds, name=f"{self.name}-ticker").start()
+        self.log.info("triggers ready: {} profiles, {} live triggers, rebalance every {:.0f} s",
+                      len(self._profiles), len(self._book), self._rebalance.total_seconds())
+
+    def on_stop(self) -> None:
+        self._stop_ticker()
+        self._save_book(self.context.clock.now())
+
+    def on_failure(self, *_exc_info: object) -> None:
+        self._stop_ticker()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case TicksReceived():
+                self._on_ticks(message.ticks)
+            case ClockTick():
+                self._on_clock_tick()
+            case ScanCompleted():
+                self._on_scan(message)
+            case UniverseReady():
+                self._on_universe(message)
+            case ManualOverride():
+                self._on_manual(message)
+            case PhaseChanged():
+                self._rebalance_now(self.context.clock.now())
+        return None
+
+    # --- queries (proxy calls: status view, tests) -------------------------------------------------------
+
+    def live_triggers(self) -> tuple[Trigger, ...]:
+        return self._book.live(self.context.clock.now())
+
+    def candidates(self) -> tuple[Candidate, ...]:
+        return self._ranking(self.context.clock.now())
+
+    # --- the hot path -----------------------------------------------------------------------------------
+
+    def _on_ticks(self, ticks: tuple[TradeTick, ...]) -> None:
+        on_tick = self._detector.on_tick
+        signals = self._signal_settings.enabled
+        added = False
+        for tick in ticks:
+            fired = on_tick(tick.symbol, tick.exchange_time, tick.price, tick.volume)
+            if fired:
+                for trigger in fired:
+                    added = self._add(trigger) or added
+            if signals:
+                self._tick_signals(tick)
+        if added:
+            self._send_if_material(self.context.clock.now())
+
+    def _tick_signals(self, tick: TradeTick) -> None:
+        symbol = tick.symbol
+        window = self._returns.get(symbol)
+        if window is None:
+            window = self._returns[symbol] = ReturnWindow(self._signal_settings.return_minutes)
+        at = tick.exchange_time
+        return_pct = window.add(at.timestamp(), tick.price)
+        hits = evaluate_signals(self._signal_inputs(symbol, tick.price, at, return_pct, tick.cum_value),
+                                self._signal_settings)
+        if hits:
+            self._raise_signals(hits)
+
+    def _signal_inputs(self, symbol: str, price: float, at: datetime, return_pct: float | None,
+                       turnover: float) -> SignalInputs:
+        profile = self._profiles.get(symbol)
+        if profile is None:
+            return SignalInputs(symbol, price, at, return_pct=return_pct)
+        return SignalInputs(symbol, price, at, profile.prev_close, profile.ma_20d or None, return_pct,
+                            float(turnover), profile.avg_turnover_20d)
+
+    # --- other handlers ---------------------------------------------------------------------------------
+
+    def _on_clock_tick(self) -> None:
+        now = self.context.clock.now()
+        expired = self._book.expire(now)
+        if expired:
+            self._book_changed = True
+            self.log.debug("{} triggers expired: {}", len(expired),
+                           ", ".join(f"{t.symbol}/{t.kind.value}" for t in expired[:10]))
+        if self._last_rebalance is None or now - self._last_rebalance >= self._rebalance:
+            self._rebalance_now(now)
+        elif expired:
+            self._send_if_material(now)
+
+    def _on_scan(self, scan: ScanCompleted) -> None:
+        at = scan.at
+        profiles = self._profiles
+        rows = []
+        for quote in scan.rows:
+            profile = profiles.get(quote.symbol)
+            rows.append(ScanRow(quote.symbol, float(quote.price), float(quote.open), float(quote.high),
+                                float(quote.low), float(quote.volume), float(quote.prev_close),
+                                profile.market_cap if profile else None, at))
+        found = evaluate_scan(rows, self._baselines, self._trigger_settings)
+        added = sum(self._add(trigger) for trigger in found)
+        if self._signal_settings.enabled:
+            for quote in scan.rows:
+                inputs = self._signal_inputs(quote.symbol, float(quote.price), at, None, quote.value)
+                hits = evaluate_signals(inputs, self._signal_settings)
+                if hits:
+                    self._raise_signals(hits)
+        self.log.info("scan {} of {}: {} rows, {} triggers ({} new)", scan.scan_no, scan.account,
+                      len(scan.rows), len(found), added)
+        self._send_if_material(self.context.clock.now())
+
+    def _on_universe(self, message: UniverseReady) -> None:
+        now = self.context.clock.now()
+        self._set_profiles({p.symbol: Profile.of(p) for p in message.profiles})
+        if self._day is not None and self._day != message.day:
+            self._book = TriggerBook()
+            self._returns.clear()
+            for symbol in self._manual_symbols():
+                self._book.renew_or_add(manual_trigger(symbol, now, self._trigger_settings.manual))
+            self._book_changed = True
+        self._day = message.day
+        self._save_universe()
+        self.log.info("universe of {}: {} profiles{}", message.day, len(self._profiles),
+                      " (fallback snapshot)" if message.fallback else "")
+
+    def _on_manual(self, message: ManualOverride) -> None:
+        now = self.context.clock.now()
+        self._overrides[message.symbol] = message.active
+        if message.active:
+            self._add(manual_trigger(message.symbol, now, self._trigger_settings.manual))
+        elif self._book.remove(message.symbol, TriggerKind.MANUAL) is not None:
+            self._book_changed = True
+        self.log.info("manual override: {} {}", message.symbol, "on" if message.active else "off")
+        self.directory.tell("slots", message)
+        self._save_book(now)
+        self._send_if_material(now)
+
+    # --- triggers, alerts, ranking ----------------------------------------------------------------------
+
+    def _add(self, trigger: Trigger) -> bool:
+        """Into the book; True when new (then counted, and alerted unless manual)."""
+        self._book_changed = True
+        if self._book.renew_or_add(trigger) is not Renewal.ADDED:
+            return False
+        self.context.metrics.inc("triggers")
+        profile = self._profiles.get(trigger.symbol)
+        name = profile.name if profile else ""
+        self.log.info("trigger {} {} {}: value {:.2f}, strength {:.2f}", trigger.kind.value, trigger.symbol,
+                      name, trigger.value, trigger.strength)
+        if trigger.kind is not TriggerKind.MANUAL:
+            alert = alert_for_trigger(trigger, name)
+            self.directory.tell("notifier", AlertRaised(at=self.context.clock.now(), alert=alert))
+        return True
+
+    def _raise_signals(self, hits: tuple[SignalHit, ...]) -> None:
+        for hit in hits:
+            if not self._signal_cooldown.should_send((hit.symbol, hit.signal), hit.at):
+                continue
+            profile = self._profiles.get(hit.symbol)
+            alert = alert_for_signal(hit, profile.name if profile else "")
+            self.log.info("signal {} {}: {:.4g}", hit.signal.value, hit.symbol, hit.value)
+            self.directory.tell("notifier", AlertRaised(at=self.context.clock.now(), alert=alert))
+
+    def _ranking(self, now: datetime) -> tuple[Candidate, ...]:
+        ranking = rank_candidates(self._book.live(now), self._market_caps, now, self._trigger_settings)
+        if ranking.warnings != self._warnings:
+            self._warnings = ranking.warnings
+            for warning in ranking.warnings:
+                self.log.warning(warning)
+        return ranking.candidates
+
+    def _send_if_material(self, now: datetime) -> None:
+        """Send now if the symbols that would get the pool's slots differ from the last ranking sent."""
+        candidates = self._ranking(now)
+        top = frozenset(c.symbol for c in candidates[: self._pool_slots])
+        if top != (self._sent_top or frozenset()):
+            self._send(candidates, top, now)
+
+    def _rebalance_now(self, now: datetime) -> None:
+        self._book.expire(now)
+        candidates = self._ranking(now)
+        self._send(candidates, frozenset(c.symbol for c in candidates[: self._pool_slots]), now)
+        self._last_rebalance = now
+        if self._book_changed:
+            self._save_book(now)
+
+    def _send(self, candidates: tuple[Candidate, ...], top: frozenset[str], now: datetime) -> None:
+        self._sent_top = top
+        self.directory.tell("slots", CandidatesRanked(at=now, candidates=candidates))
+
+    def _manual_symbols(self) -> list[str]:
+        symbols = dict.fromkeys(self._trigger_settings.manual.symbols)
+        symbols.update((symbol, None) for symbol, active in self._overrides.items() if active)
+        return [symbol for symbol in symbols if self._overrides.get(symbol, True)]
+
+    def _set_profiles(self, profiles: dict[str, Profile]) -> None:
+        self._profiles = profiles
+        self._baselines = {s: Baseline(p.avg_volume_20d, p.atr_14d) for s, p in profiles.items()}
+        self._market_caps = {s: p.market_cap for s, p in profiles.items()}
+        minute = {s: minute_baseline(p.avg_volume_20d) for s, p in profiles.items() if p.avg_volume_20d > 0}
+        self._detector = TickDetector(self._trigger_settings, minute)
+
+    def _stop_ticker(self) -> None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.stop()
+
+    # --- persistence ------------------------------------------------------------------------------------
+
+    def _save_universe(self) -> None:
+        profiles = {
+            symbol: [p.name, p.market_cap, p.prev_close, p.avg_volume_20d, p.avg_turnover_20d, p.atr_14d,
+                     p.ma_20d]
+            for symbol, p in self._profiles.items()
+        }
+        day = self._day.isoformat() if self._day else None
+        self._save(UNIVERSE_STATE, {"day": day, "profiles": profiles})
+
+    def _load_universe(self, today: date) -> None:
+        document = self._store.load(UNIVERSE_STATE)
+        if document is None:
+            return
+        if document.get("day") != today.isoformat():
+            self.log.info("saved profiles are from {}; waiting for today's universe", document.get("day"))
+            return
+        saved = document.get("profiles")
+        profiles: dict[str, Profile] = {}
+        if isinstance(saved, dict):
+            for symbol, values in saved.items():
+                try:
+                    profiles[str(symbol)] = Profile(str(values[0]), _number_or_none(values[1]),
+                                                    *(float(v) for v in values[2:7]))
+                except (TypeError, ValueError, IndexError):
+                    self.log.warning("state {}: bad profile for {!r}; skipped", UNIVERSE_STATE, symbol)
+        self._day = today
+        self._set_profiles(profiles)
+
+    def _save_book(self, now: datetime) -> None:
+        live = [trigger.model_dump(mode="json") for trigger in self._book.live(now)]
+        self._save(BOOK_STATE, {"overrides": self._overrides, "live": live})
+        self._book_changed = False
+
+    def _load_book(self, now: datetime) -> None:
+        document = self._store.load(BOOK_STATE)
+        if document is None:
+            return
+        overrides = document.get("overrides")
+        if isinstance(overrides, dict):
+            self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
+        live = document.get("live")
+        for data in live if isinstance(live, list) else ():
+            try:
+                trigger = Trigger.model_validate(data)
+            except ValidationError as error:
+                self.log.warning("state {}: a saved trigger is invalid ({}); skipped", BOOK_STATE,
+                                 error.errors()[0]["msg"])
+                continue
+            if trigger.alive_at(now):
+                self._book.renew_or_add(trigger)
+
+    def _save(self, name: str, document: dict[str, Any]) -> None:
+        try:
+            self._store.save(name, document)
+        except (OSError, TypeError) as error:
+            self.log.error("could not save state {}: {}", name, error)
+
+
+def _number_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)

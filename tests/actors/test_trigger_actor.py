@@ -1,0 +1,248 @@
+"""TriggerActor under a real Supervisor: scans and ticks become triggers, one alert per new trigger, the
+ranking reaches `slots` on change and on the rebalance cadence, triggers expire, manual overrides, hybrid
+signals, and a crash that keeps the live triggers. `slots` and `notifier` are recording actors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pykka
+import pytest
+from pydantic import SecretStr
+
+from actors.base import ObserverActor
+from actors.context import ObserverContext
+from actors.directory import Directory
+from actors.supervisor import ChildSpec, Supervisor
+from actors.triggers import TriggerActor
+from config.accounts import Account
+from config.settings import ManualRule, Settings, SignalSettings, SlotSettings, TriggerSettings
+from core.models import TriggerKind
+from kis.models import MultiQuote
+from kis.rest import TokenSource
+from kis.ticks import TradeTick
+from messages.alerts import AlertRaised
+from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
+from messages.schedule import ClockTick
+from messages.selection import CandidatesRanked, ManualOverride
+from messages.system import Crash, Ping
+from runtime.clock import KST, SimulatedClock
+from runtime.metrics import Metrics
+from runtime.paths import DataPaths
+
+START = datetime(2024, 3, 4, 10, 0, tzinfo=KST)  # a Monday, an hour into the session
+WAIT = 10.0
+NO_TICKER = 3600.0  # the tests send ClockTick themselves
+
+
+class Journal(ObserverActor):
+    """A real peer standing in for `slots` or `notifier`; `ask("messages")` answers what it was told."""
+
+    def __init__(self, name: str, directory: Directory) -> None:
+        super().__init__(name, directory)
+        self.messages: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "messages":
+            return list(self.messages)
+        self.messages.append(message)
+        return None
+
+
+class NoCredentials:
+    def token_source(self, account: str) -> TokenSource:
+        raise AssertionError("the trigger actor never calls KIS")
+
+    def approval_key(self, account: str) -> SecretStr:
+        raise AssertionError("the trigger actor never calls KIS")
+
+
+def make_context(tmp_path: Path, *, triggers: TriggerSettings | None = None,
+                 signals: SignalSettings | None = None) -> ObserverContext:
+    accounts = (Account(name="acct1", app_key=SecretStr("key-acct1-0123456789"),
+                        app_secret=SecretStr("secret-acct1-0123456789"), max_slots=2),)
+    settings = Settings(accounts=accounts, triggers=triggers or TriggerSettings(),
+                        signals=signals or SignalSettings(),
+                        slots=SlotSettings(rebalance_interval_seconds=30))
+    return ObserverContext(settings=settings, clock=SimulatedClock(START, speed=0), metrics=Metrics(),
+                           paths=DataPaths(tmp_path), vault=NoCredentials())
+
+
+class Harness:
+    started: ClassVar[list[Harness]] = []
+
+    def __init__(self, context: ObserverContext) -> None:
+        self.context = context
+        self.clock: SimulatedClock = context.clock  # type: ignore[assignment]
+        specs = [ChildSpec(id="notifier", actor_class=Journal), ChildSpec(id="slots", actor_class=Journal),
+                 ChildSpec(id="triggers", actor_class=TriggerActor,
+                           kwargs={"context": context, "tick_seconds": NO_TICKER})]
+        self.supervisor = Supervisor(specs, clock=self.clock)
+        self.supervisor.start()
+        self.directory = self.supervisor.directory
+        Harness.started.append(self)
+
+    def tell(self, message: Any) -> None:
+        assert self.directory.tell("triggers", message)
+        self.directory.ask("triggers", Ping(at=self.clock.now()), timeout=WAIT)
+
+    def received(self, peer: str, kind: type) -> list[Any]:
+        return [m for m in self.directory.ask(peer, "messages", timeout=WAIT) if isinstance(m, kind)]
+
+    def rankings(self) -> list[list[str]]:
+        return [[c.symbol for c in m.candidates] for m in self.received("slots", CandidatesRanked)]
+
+    def alerts(self) -> list[tuple[str, str]]:
+        return [(m.alert.symbol, m.alert.signal) for m in self.received("notifier", AlertRaised)]
+
+    def clock_tick(self) -> None:
+        self.tell(ClockTick(at=self.clock.now()))
+
+    def live(self) -> list[tuple[str, TriggerKind]]:
+        live = self.directory.proxy("triggers").live_triggers().get(timeout=WAIT)
+        return [(t.symbol, t.kind) for t in live]
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    for harness in Harness.started:
+        harness.supervisor.stop()
+    Harness.started.clear()
+    pykka.ActorRegistry.stop_all()
+
+
+def profile(symbol: str, name: str, *, market_cap: int = 10**12, avg_volume: float = 1_000_000,
+            atr: float = 2_000, ma: float = 70_000, avg_turnover: float = 7e10) -> SymbolProfile:
+    return SymbolProfile(at=START, symbol=symbol, name=name, market="KOSPI", market_cap=market_cap,
+                         prev_close=70_000, avg_volume_20d=avg_volume, avg_turnover_20d=avg_turnover,
+                         atr_14d=atr, ma_20d=ma)
+
+
+UNIVERSE = UniverseReady(at=START, day=START.date(), profiles=(
+    profile("005930", "삼성전자"), profile("000660", "SK하이닉스"), profile("035720", "카카오")))
+
+
+def quote(symbol: str, volume: int, *, price: int = 70_500, high: int = 71_000,
+          low: int = 70_000) -> MultiQuote:
+    return MultiQuote(symbol=symbol, name="", price=price, change=price - 70_000, sign="2", change_rate=0.7,
+                      volume=volume, value=volume * price, open=70_000, high=high, low=low,
+                      upper_limit=91_000, lower_limit=49_000, prev_close=70_000, base_price=70_000,
+                      ask=price + 100, bid=price)
+
+
+def scan(number: int, *rows: MultiQuote, at: datetime = START) -> ScanCompleted:
+    return ScanCompleted(at=at, account="acct1", scan_no=number, rows=rows, calls=1, duration_seconds=0.5)
+
+
+def trade(symbol: str, at: datetime, price: int = 70_500, volume: int = 10) -> TradeTick:
+    return TradeTick(symbol, at, price, price - 70_000, "2", 0.7, volume, 1_000, 70_500_000, 70_000, 71_000,
+                     70_000, price + 100, price, "1", 100.0, "0", ())
+
+
+def test_a_surge_in_a_scan_becomes_one_trigger_one_alert_and_a_ranking(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    # an hour in, a normal day's pace is 1,000,000 x 60/390 = 153,846 shares: 700,000 is 4.55x
+    harness.tell(scan(1, quote("005930", 700_000), quote("000660", 150_000), quote("035720", 100_000)))
+
+    assert harness.alerts() == [("005930", "volume_surge")]
+    alert = harness.received("notifier", AlertRaised)[0].alert
+    assert alert.text.startswith(
+        "[volume_surge] 005930 삼성전자 | volume vs a normal day's pace 4.55x >= 3.00x")
+    assert harness.rankings() == [["005930"]]
+    assert harness.live() == [("005930", TriggerKind.VOLUME_SURGE)]
+
+    later = START + timedelta(seconds=60)
+    harness.clock.set(later)
+    harness.tell(scan(2, quote("005930", 720_000), quote("000660", 150_000), at=later))
+    assert harness.alerts() == [("005930", "volume_surge")]  # a renewal raises no alert
+    assert harness.rankings() == [["005930"]]  # and does not change the ranking materially
+    assert harness.context.metrics.count("triggers") == 1
+
+
+def test_rankings_follow_the_rebalance_cadence_and_triggers_expire(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    harness.tell(scan(1, quote("005930", 700_000), quote("000660", 150_000, high=75_000, low=69_000)))
+    assert harness.live() == [("000660", TriggerKind.VOLATILITY_SPIKE), ("005930", TriggerKind.VOLUME_SURGE)]
+    assert len(harness.rankings()) == 1
+
+    harness.clock_tick()  # the first tick rebalances at once
+    harness.clock_tick()  # no time has passed: nothing
+    assert len(harness.rankings()) == 2
+    harness.clock.advance(30)
+    harness.clock_tick()
+    assert harness.rankings()[-1] == ["005930", "000660"]  # volume surge weighs more than volatility
+    assert len(harness.rankings()) == 3
+
+    harness.clock.advance(271)  # 301 s after detection: past both 300 s TTLs
+    harness.clock_tick()
+    assert harness.live() == []
+    assert harness.rankings()[-1] == []
+
+
+def test_a_burst_of_trades_fires_trade_velocity_from_the_tick_path(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    frame = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(120))  # 12 trades/s
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=frame, received_mono=0.0))
+
+    assert harness.alerts() == [("035720", "trade_velocity")]
+    assert harness.rankings() == [["035720"]]
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=frame, received_mono=0.0))
+    assert harness.alerts() == [("035720", "trade_velocity")]
+    assert harness.context.metrics.count("triggers") == 1
+
+
+def test_manual_overrides_are_candidates_without_alerts(tmp_path: Path) -> None:
+    triggers = TriggerSettings(manual=ManualRule(symbols=("000660",)))
+    harness = Harness(make_context(tmp_path, triggers=triggers))
+    assert harness.live() == [("000660", TriggerKind.MANUAL)]
+
+    harness.tell(ManualOverride(at=START, symbol="035720"))
+    assert harness.received("slots", ManualOverride) == [ManualOverride(at=START, symbol="035720")]
+    assert harness.rankings()[-1] == ["000660", "035720"]
+    harness.tell(ManualOverride(at=START, symbol="000660", active=False))
+    assert harness.live() == [("035720", TriggerKind.MANUAL)]
+    assert harness.alerts() == []
+
+    harness.clock.advance(86_400)  # no TTL
+    harness.clock_tick()
+    assert harness.live() == [("035720", TriggerKind.MANUAL)]
+
+
+def test_a_crash_keeps_the_live_triggers_and_profiles(tmp_path: Path) -> None:
+    triggers = TriggerSettings(manual=ManualRule(symbols=("000660",)))
+    harness = Harness(make_context(tmp_path, triggers=triggers))
+    harness.tell(UNIVERSE)
+    harness.tell(ManualOverride(at=START, symbol="000660", active=False))
+    harness.tell(scan(1, quote("005930", 700_000)))
+    harness.clock_tick()  # the rebalance saves the book
+    before = harness.live()
+    assert before == [("005930", TriggerKind.VOLUME_SURGE)]
+
+    assert harness.directory.tell("triggers", Crash(at=START))
+    assert harness.supervisor.status.wait_until(lambda s: s.restarts("triggers") == 1, timeout=WAIT)
+    assert harness.live() == before  # the override that lifted the configured manual symbol held too
+    harness.clock.advance(10)
+    harness.tell(scan(2, quote("035720", 700_000), at=harness.clock.now()))
+    assert harness.alerts() == [("005930", "volume_surge"), ("035720", "volume_surge")]
+    assert harness.received("notifier", AlertRaised)[-1].alert.name == "카카오"  # profiles came back too
+
+
+def test_hybrid_signals_alert_once_per_cooldown(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, signals=SignalSettings(enabled=True)))
+    wide_atr = profile("000660", "SK하이닉스", atr=10_000)  # so the move is no volatility spike
+    harness.tell(UniverseReady(at=START, day=START.date(), profiles=(wide_atr,)))
+    # 64,000 against a 70,000 moving average is a disparity of -8.6 %
+    harness.tell(scan(1, quote("000660", 100_000, price=64_000, high=70_000, low=63_500)))
+    assert harness.alerts() == [("000660", "disparity")]
+
+    frame = tuple(trade("000660", START + timedelta(seconds=i), price=63_900) for i in range(5))
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=frame, received_mono=0.0))
+    assert harness.alerts() == [("000660", "disparity")]
+    assert harness.rankings() == []  # signals alert; they do not compete for slots
