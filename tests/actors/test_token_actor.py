@@ -1,0 +1,137 @@
+"""TokenActor against the simulator: start, the 08:30 refresh via the scheduler, 23 h proactive renewal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+from actors.directory import Directory
+from actors.scheduler import SchedulerActor
+from actors.tokens import TokenActor
+from config.settings import RateLimitSettings, Settings
+from core.schedule import DayEvent
+from kis.token_vault import TokenVault
+from messages.alerts import SystemAlert
+from messages.schedule import ClockTick, DayEventFired
+from messages.streaming import CredentialsRenewed
+from messages.system import Ping
+from tests.actors.control_plane_support import make_context, sim_account, start_recorders
+from tools.kis_sim.server import KisSimulator, SimConfig
+
+MONDAY = dt.date(2024, 3, 4)
+
+
+@pytest.fixture
+def sim() -> Iterator[KisSimulator]:
+    config = SimConfig(seed=5, date=MONDAY, start=dt.time(8, 20), speed=0, n_symbols=40)
+    with KisSimulator(config) as simulator:
+        yield simulator
+    pykka.ActorRegistry.stop_all(timeout=5)
+
+
+@pytest.fixture
+def accounts():
+    return (sim_account("acct1"), sim_account("acct2"))
+
+
+def start_tokens(tmp_path, sim, accounts, settings: Settings | None = None):
+    context = make_context(tmp_path, sim.clock, rest_url=sim.rest_url, accounts=accounts, settings=settings)
+    directory = Directory(sim.clock)
+    journals = start_recorders(directory, "notifier", "ws.acct1", "ws.acct2")
+    directory.register("tokens", TokenActor.start("tokens", directory, context))
+    settle(directory, sim, "tokens")
+    return context, directory, journals
+
+
+def settle(directory: Directory, sim, *names: str) -> None:
+    for name in names:
+        directory.ask(name, Ping(at=sim.clock.now()), timeout=15)
+
+
+def vault_of(context) -> TokenVault:
+    assert isinstance(context.vault, TokenVault)
+    return context.vault
+
+
+def test_start_gives_every_account_a_token_and_approval_key_cached_on_disk(tmp_path, sim, accounts):
+    context, directory, journals = start_tokens(tmp_path, sim, accounts)
+    vault = vault_of(context)
+    for account in accounts:
+        assert vault.issued_count(account.name) == 1
+        assert vault.cache_path(account.name).exists()
+        assert sim.accounts.app_key_for_approval(vault.approval_key(account.name).get_secret_value()) == (
+            account.app_key.get_secret_value()
+        )
+    assert journals["notifier"].received() == []
+
+    directory.ref("tokens").stop()
+    restarted, directory, _ = start_tokens(tmp_path, sim, accounts)
+    for account in accounts:
+        assert vault_of(restarted).issued_count(account.name) == 0
+        assert (
+            vault_of(restarted).access_token(account.name).token.get_secret_value()
+            == vault.access_token(account.name).token.get_secret_value()
+        )
+
+
+def test_pre_market_refresh_via_the_scheduler_renews_and_restarts_each_connection(tmp_path, sim, accounts):
+    context, directory, journals = start_tokens(tmp_path, sim, accounts)
+    vault = vault_of(context)
+    before = {a.name: vault.approval_key(a.name).get_secret_value() for a in accounts}
+    directory.register("scheduler", SchedulerActor.start("scheduler", directory, context))
+
+    sim.clock.advance(15 * 60)  # 08:35: past the 08:30 TOKEN_REFRESH
+    directory.ask("scheduler", ClockTick(at=sim.clock.now()))
+    settle(directory, sim, "tokens", "ws.acct1", "ws.acct2")
+
+    for account in accounts:
+        renewed = journals[f"ws.{account.name}"].received(CredentialsRenewed)
+        assert [message.account for message in renewed] == [account.name]
+        assert vault.issued_count(account.name) == 2
+        after = vault.approval_key(account.name).get_secret_value()
+        assert after != before[account.name]
+        assert sim.accounts.app_key_for_approval(after) == account.app_key.get_secret_value()
+    assert context.metrics.count("token_renewals") == 2
+
+
+def test_token_check_renews_only_tokens_of_23_hours(tmp_path, sim, accounts):
+    context, directory, journals = start_tokens(tmp_path, sim, accounts)
+    vault = vault_of(context)
+    first = vault.access_token("acct1").token.get_secret_value()
+
+    sim.clock.advance(22 * 3600)
+    directory.ask("tokens", DayEventFired(at=sim.clock.now(), event=DayEvent.TOKEN_CHECK))
+    assert [vault.issued_count(a.name) for a in accounts] == [1, 1]
+
+    sim.clock.advance(3600 + 1)
+    renewed = directory.ask("tokens", ClockTick(at=sim.clock.now()))
+
+    assert renewed == ("acct1", "acct2")
+    assert [vault.issued_count(a.name) for a in accounts] == [2, 2]
+    assert vault.access_token("acct1").token.get_secret_value() != first
+    assert vault.token_age("acct1") < dt.timedelta(minutes=1)
+    assert journals["ws.acct1"].received(CredentialsRenewed) == []  # the session keeps running
+    assert context.metrics.snapshot()["token_age_hours.acct1"] == 0.0
+
+
+def test_a_failed_refresh_is_alerted_and_the_old_token_kept(tmp_path, sim, accounts):
+    settings = Settings(rate_limit=RateLimitSettings(max_retries=0))
+    context, directory, journals = start_tokens(tmp_path, sim, accounts, settings)
+    vault = vault_of(context)
+    held = vault.access_token("acct1").token.get_secret_value()
+    sim.clock.advance(15 * 60)
+    sim.faults.rate_limit_burst(30)
+
+    renewed = directory.ask("tokens", DayEventFired(at=sim.clock.now(), event=DayEvent.TOKEN_REFRESH))
+    settle(directory, sim, "notifier")
+
+    assert renewed == ()
+    alerts = journals["notifier"].received(SystemAlert)
+    assert sorted(alert.key for alert in alerts) == ["tokens.acct1", "tokens.acct2"]
+    assert all("EGW00201" in alert.text for alert in alerts)
+    assert journals["ws.acct1"].received(CredentialsRenewed) == []
+    assert vault.access_token("acct1").token.get_secret_value() == held
+    assert directory.ref("tokens") is not None
