@@ -121,8 +121,10 @@ def _decode_control(raw: str) -> Decoded:
     tr_id = str(header.get("tr_id", ""))
     if tr_id == TrId.PINGPONG:
         return PingPong(raw)
-    if not isinstance(body, dict) or "msg_cd" not in body:
+    if not isinstance(body, dict) or body.get("msg_cd") in (None, ""):
         raise _Malformed("control message has no body.msg_cd")
+    if body.get("rt_cd") in (None, ""):
+        raise _Malformed("control message has no body.rt_cd")
     output = body.get("output")
     keys = None
     if isinstance(output, dict) and output.get("key") and output.get("iv"):
@@ -153,6 +155,8 @@ def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
     flag, tr_id, count_text, payload = parts
     if flag != "0" and flag != "1":
         raise _Malformed(f"data frame encryption flag is {flag!r}, not '0' or '1'")
+    if not (tr_id.isascii() and tr_id.isalnum()):
+        raise _Malformed(f"data frame tr_id {tr_id[:16]!r} is not a TR id (letters and digits)")
     if not (count_text.isascii() and count_text.isdigit()) or int(count_text) == 0:
         raise _Malformed(f"data frame record count {count_text[:8]!r} is not a positive number")
     count = int(count_text)
