@@ -37,6 +37,9 @@ class UniverseSettings(Section):
     min_symbol_count: PositiveInt = 100
     cache_days: PositiveInt = 10
     markets: tuple[Literal["KOSPI", "KOSDAQ"], ...] = ("KOSPI", "KOSDAQ")
+    master_base_url: str | None = None
+    """Where `kospi_code.mst.zip` / `kosdaq_code.mst.zip` are downloaded from. None: KIS's official
+    download host (`kis.master.MASTER_URLS`), or `{rest_url}/master` when running against the simulator."""
 
 
 class ScanSettings(Section):
