@@ -130,6 +130,8 @@ class TriggerActor(ObserverActor):
         self._book = TriggerBook()
         self._detector = TickDetector(settings.triggers)
         self._returns: dict[str, ReturnWindow] = {}
+        self._last_exchange_time: datetime | None = None
+        self._last_timestamp = 0.0
         self._signal_cooldown = AlertCooldown(settings.alerts.cooldown_seconds)
         self._overrides: dict[str, bool] = {}
         self._last_rebalance: datetime | None = None
@@ -204,7 +206,10 @@ class TriggerActor(ObserverActor):
         if window is None:
             window = self._returns[symbol] = ReturnWindow(self._signal_settings.return_minutes)
         at = tick.exchange_time
-        return_pct = window.add(at.timestamp(), tick.price)
+        if at != self._last_exchange_time:  # trades of a frame mostly share their second
+            self._last_exchange_time = at
+            self._last_timestamp = at.timestamp()
+        return_pct = window.add(self._last_timestamp, tick.price)
         hits = evaluate_signals(self._signal_inputs(symbol, tick.price, at, return_pct, tick.cum_value),
                                 self._signal_settings)
         if hits:
