@@ -10,10 +10,13 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.scenario import ScenarioError
-from tools.kis_sim.server import KisSimulator, SimConfig
+
+if TYPE_CHECKING:
+    from tools.kis_sim.server import SimConfig
 
 FAULTS_HELP = """\
 comma-separated faults, armed once the servers listen:
@@ -182,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
+    from tools.kis_sim.server import SimConfig
+
     return SimConfig(
         seed=args.seed,
         date=args.date,
@@ -213,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # Imported here so that --help and flag errors answer at once, without loading the market model.
+    from tools.kis_sim.server import KisSimulator
+
     try:
         simulator = KisSimulator(config_from_args(args))
     except (ScenarioError, OSError, ValueError) as exc:
