@@ -156,6 +156,8 @@ def _read_json(path: Path, what: str) -> Any:
     except json.JSONDecodeError as problem:
         place = f"line {problem.lineno} column {problem.colno}"
         raise ConfigError(f"config error in {what}: not valid JSON ({problem.msg} at {place})") from None
+    except RecursionError:
+        raise ConfigError(f"config error in {what}: not valid JSON (nested too deeply)") from None
     except ValueError as problem:
         raise ConfigError(f"config error in {what}: {problem}") from None
 

@@ -100,7 +100,7 @@ def decode_body(status: int, content: bytes, content_type: str, *, path: str) ->
         raise KisUnparseableResponse(f"{where}: empty body", path=path, status=status)
     try:
         payload = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         kind = content_type.split(";")[0].strip() or "unknown type"
         raise KisUnparseableResponse(
             f"{where}: body is not JSON ({kind}, {len(content)} bytes)", path=path, status=status

@@ -107,6 +107,8 @@ class Scenario:
         except json.JSONDecodeError as exc:
             where = f"line {exc.lineno}, column {exc.colno}"
             raise ScenarioError(f"{source}: not valid JSON ({where}: {exc.msg})") from None
+        except RecursionError:
+            raise ScenarioError(f"{source}: not valid JSON (nested too deeply)") from None
         return cls.from_list(data, source)
 
     @classmethod
@@ -174,6 +176,10 @@ def _parse_time(value: Any, where: str) -> time:
 def _positive_number(value: Any, key: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value != value:
         raise ScenarioError(f"{where}: {key!r} must be a positive number, got {value!r}")
-    if value == float("inf"):
+    try:
+        number = float(value)
+    except OverflowError:
+        number = float("inf")
+    if number == float("inf"):
         raise ScenarioError(f"{where}: {key!r} must be finite")
-    return float(value)
+    return number
