@@ -451,9 +451,11 @@ class KisRestClient:
         """Seconds until the next token issuance: the Retry-After header, else this client's own record."""
         header = response.headers.get("retry-after", "").strip()
         try:
-            return max(float(header), 0.0)
+            seconds = float(header)
         except ValueError:
-            pass
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
         if self._issued_at is None:
             return None
         remaining = TOKEN_ISSUE_INTERVAL_SECONDS - (time.monotonic() - self._issued_at)
@@ -468,14 +470,17 @@ class KisRestClient:
         try:
             expires_at = datetime.strptime(expiry, _KIS_TIME).replace(tzinfo=KST)
         except ValueError:
-            seconds = body.get("expires_in")
-            if not isinstance(seconds, int | float | str) or not str(seconds).isdigit():
+            seconds = str(body.get("expires_in", ""))
+            try:
+                if not (seconds.isascii() and seconds.isdigit()):
+                    raise ValueError(seconds)
+                expires_at = self._clock.now() + timedelta(seconds=int(seconds))
+            except (ValueError, OverflowError):
                 raise KisUnparseableResponse(
                     f"{path}: answer has no readable expiry (access_token_token_expired {expiry[:25]!r})",
                     path=path,
                     status=200,
                 ) from None
-            expires_at = self._clock.now() + timedelta(seconds=int(seconds))
         return AccessToken(
             token=SecretStr(token), expires_at=expires_at, token_type=str(body.get("token_type") or "Bearer")
         )
