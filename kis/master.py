@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -162,6 +163,8 @@ def read_master_zip(archive: bytes | Path, market: Market) -> MasterFile:
             content = bundle.read(member)
     except zipfile.BadZipFile as exc:
         raise MasterFileError(f"{market} master is not a zip archive: {exc}") from None
+    except (zlib.error, EOFError) as exc:
+        raise MasterFileError(f"{market} master zip is damaged: {exc}") from None
     return parse_master(content, market)
 
 
