@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import pykka
 import pytest
+from loguru import logger
 from pydantic import SecretStr
 
 from actors.base import ObserverActor
@@ -309,3 +310,22 @@ def test_holdings_come_from_the_balance_inquiry_at_start(tmp_path: Path, kis_sim
         expected |= {h.code for h in sim_account.holdings if h.quantity > 0}
     assert expected, "the simulator seeds holdings for every account"
     assert harness.slots().pinned().get(timeout=WAIT) == frozenset(expected)
+
+
+def test_an_unreadable_saved_state_is_reported_and_the_day_goes_on(tmp_path: Path) -> None:
+    context = make_context(tmp_path)
+    state_file = context.paths.state_dir / "slots.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text('{"day": "2024-03-04", "state": {"accounts": "not a list"}, '
+                          '"synced_on": "2024-03-04"}')
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING", format="{message}")
+    try:
+        harness = Harness(context)
+    finally:
+        logger.remove(sink)
+    assert [line for line in lines if line.startswith("saved slot state ignored: bad slot state at accounts")]
+    harness.rank(cand("005930", 20.0))
+    assert "005930" in harness.targets("ws.acct1")[-1]  # synced today per the file; slots start empty
+    saved = state_file.read_text()
+    assert '"005930"' in saved and "not a list" not in saved

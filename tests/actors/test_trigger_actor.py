@@ -4,6 +4,7 @@ signals, and a crash that keeps the live triggers. `slots` and `notifier` are re
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -246,3 +247,32 @@ def test_hybrid_signals_alert_once_per_cooldown(tmp_path: Path) -> None:
     harness.tell(TicksReceived(at=START, account="acct1", ticks=frame, received_mono=0.0))
     assert harness.alerts() == [("000660", "disparity")]
     assert harness.rankings() == []  # signals alert; they do not compete for slots
+
+
+def test_its_own_ticker_drives_the_rebalance_cadence(tmp_path: Path) -> None:
+    context = make_context(tmp_path)
+    specs = [ChildSpec(id="slots", actor_class=Journal),
+             ChildSpec(id="triggers", actor_class=TriggerActor, kwargs={"context": context})]
+    supervisor = Supervisor(specs, clock=context.clock)
+    supervisor.start()
+    try:
+        directory = supervisor.directory
+        clock: SimulatedClock = context.clock  # type: ignore[assignment]
+        arrived = threading.Event()
+
+        def rankings() -> int:
+            told = directory.ask("slots", "messages", timeout=WAIT)
+            return sum(isinstance(m, CandidatesRanked) for m in told)
+
+        def wait_for_rankings(count: int) -> bool:
+            for _ in range(int(WAIT / 0.05)):
+                if rankings() >= count:
+                    return True
+                arrived.wait(0.05)
+            return False
+
+        assert wait_for_rankings(1)  # the first tick rebalances at once
+        clock.advance(30)
+        assert wait_for_rankings(2)
+    finally:
+        supervisor.stop()
