@@ -110,7 +110,7 @@ def excerpt(raw: str | bytes | bytearray) -> str:
 def _decode_control(raw: str) -> Decoded:
     try:
         message = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _Malformed(f"control message is not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(message, dict):
         raise _Malformed("control message is not a JSON object")
