@@ -41,7 +41,7 @@ Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -184,7 +184,8 @@ class SlotManagerActor(ObserverActor):
     def _stop_track_b(self) -> None:
         self.log.info("Track B stops ({}): every account's target set is now empty", self._phase.value)
         slotted = len(self._state.placement())
-        self._state = SlotState.initial(self._providers, self._slot_settings)
+        # Slots and cooldowns go; what was learnt about each account (capacity, health) stays.
+        self._state = SlotState(tuple(replace(account, slots=()) for account in self._state.accounts))
         self._overflowing = {}
         self.context.metrics.inc("slot_changes", slotted)
         self._save()
