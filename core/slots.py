@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -59,11 +59,12 @@ class ProviderAccount:
             raise ValueError(f"account {self.name}: capacity must be >= 0, got {self.capacity}")
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """A symbol holding a slot: since when, its current score, and the trigger it last had.
 
     `home` is the account it belongs to while it is lent to another account during a failover.
+    A NamedTuple, like `SlotChange`: every allocation rebuilds the slots whose score changed, and a frozen
+    dataclass costs several times more to construct.
     """
 
     symbol: str
@@ -144,7 +145,20 @@ class SlotState:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the state store; `from_dict` reads it back."""
         return {
-            "accounts": _ACCOUNTS_ADAPTER.dump_python(self.accounts, mode="json"),
+            "accounts": [
+                {
+                    "name": account.name,
+                    "capacity": account.capacity,
+                    "available": account.available,
+                    "reported_capacity": account.reported_capacity,
+                    "slots": [
+                        {**slot._asdict(), "since": slot.since.isoformat(),
+                         "trigger": slot.trigger.value if slot.trigger is not None else None}
+                        for slot in account.slots
+                    ],
+                }
+                for account in self.accounts
+            ],
             "released_at": {symbol: moment.isoformat() for symbol, moment in self.released_at.items()},
             "cursor": self.cursor,
         }
@@ -167,8 +181,7 @@ class SlotDiff:
     unsubscribe: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class SlotChange:
+class SlotChange(NamedTuple):
     """One subscribe or unsubscribe decision and why, for the log."""
 
     account: str
@@ -293,7 +306,8 @@ def shrink_capacity(
         raise ValueError(f"account {account}: capacity must be >= 0, got {capacity}")
     pool = _Pool(state, now)
     shrunk = pool.get(account)
-    shrunk.reported_capacity = min(capacity, shrunk.reported_capacity or capacity)
+    reported = shrunk.reported_capacity
+    shrunk.reported_capacity = capacity if reported is None else min(reported, capacity)
     shrunk.capacity = min(shrunk.capacity, capacity)
     refused_here = [symbol for symbol in dict.fromkeys(refused) if symbol in shrunk.slots]
     for symbol in refused_here:
@@ -356,7 +370,6 @@ class _Pool:
             raise ValueError("slot allocation needs an aware 'now'")
         self.now = now
         self.now_ts = now.timestamp()
-        self.old_state = state
         self.accounts = [_Account(account) for account in state.accounts]
         self.gone: list[_Account] = []
         self.where: dict[str, _Account] = {s: a for a in self.accounts for s in a.slots}
@@ -624,4 +637,3 @@ class _Pool:
 
 
 _STATE_ADAPTER = TypeAdapter(SlotState)
-_ACCOUNTS_ADAPTER = TypeAdapter(tuple[AccountSlots, ...])
