@@ -1,0 +1,539 @@
+"""WSConnectionActor (id `ws.<account>`): one KIS WebSocket per app key, kept alive and re-subscribed.
+
+The receive thread of `kis.ws_session.KisWebSocketSession` decodes every message and hands this actor one
+message per frame (a trade frame becomes the `TicksReceived` that is forwarded as it is). The actor owns a
+`core.subscriptions.SubscriptionBook`: the target set from the slot manager, replayed on every new session.
+
+Reconnects happen here, not through the supervisor (a crash per failed connect would exhaust the restart
+intensity): after a drop the next attempt waits `Backoff(reconnect_backoff_seconds, backoff_jitter)`,
+1, 2, 5, 10, 30, 60 s by default, the count starting over once a session has lived `reset_after`. A
+session with no message at all (no frame, no PINGPONG) for `silence_timeout_seconds` counts as a drop.
+After `suspend_track_b_after_seconds` without a session the account is SUSPENDED (slots fail over, one
+SystemAlert), and attempts go on; CONNECTED is told again when a session is back.
+
+The connection is wanted while there is a trade target, or an execution-notice registration (the account
+has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
+
+| message | effect |
+|---|---|
+| SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff |
+| TicksReceived (from the receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
+| CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
+| PhaseChanged | connect or close as the phase makes the session wanted or not |
+| acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
+| execution notices (internal) | ExecutionsReceived to `slots` |
+| frame errors (internal) | counter `frame_errors`, one log line (at most one a second) |
+| session ended (internal) | ExpectedGapStarted to `gaps`, RECONNECTING to `slots`, reconnect after backoff |
+
+Sent: ExpectedGapEnded to `gaps` as each symbol is confirmed again (or leaves the target); ConnectionChanged
+to `slots` and `gaps`; SystemAlert to `notifier` on suspension. Metrics: gauge `ws_state.<account>`,
+counters `frames`, `frame_errors`, `reconnects`.
+
+Execution notices: H0STCNI0 (H0STCNI9 on paper) with tr_key = the account's HTS id. KIS counts it among
+the 41 registrations of the key, so with an HTS id 40 remain for ticks; a 41st is refused and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import pykka
+
+from actors.base import ObserverActor, describe_exception
+from actors.context import ObserverContext
+from actors.directory import Directory
+from core.gaps import RECONNECT
+from core.schedule import Phase, phase_at
+from core.subscriptions import Action, Registration, SubscriptionBook, SubState, is_session_refusal
+from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
+from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame
+from kis.ws_session import KisWebSocketSession, SessionClosed
+from messages.alerts import SystemAlert
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.market import ExecutionsReceived, TicksReceived
+from messages.schedule import PhaseChanged
+from messages.streaming import (
+    ConnectionChanged,
+    ConnectionState,
+    CredentialsRenewed,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
+from runtime.backoff import Backoff
+from runtime.state_store import StateStore
+
+TICK_PEERS = ("recorder", "triggers", "gaps")
+TOKEN_REFRESH = "token_refresh"
+FRAME_ERROR_LOG_INTERVAL_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """What `WSConnectionActor.status()` answers (status view, tests): registrations by state."""
+
+    state: ConnectionState
+    target: tuple[str, ...]
+    confirmed: tuple[str, ...]
+    pending: tuple[str, ...]
+    refused: tuple[str, ...]
+    open_gaps: tuple[str, ...]
+    notice_confirmed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionEvent:
+    """A decoded control message or non-trade frame from the receive thread of session `generation`."""
+
+    generation: int
+    value: Decoded
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionEnded:
+    generation: int
+    closed: SessionClosed
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnectDue:
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class _SuspendDue:
+    outage: int
+
+
+class WSConnectionActor(ObserverActor):
+    def __init__(self, name: str, directory: Directory, context: ObserverContext, account: str) -> None:
+        super().__init__(name, directory)
+        self.context = context
+        self.account = context.account(account)
+        self.settings = context.settings.websocket
+        self.url = context.ws_url or (PAPER_WS_URL if self.account.paper else REAL_WS_URL)
+        self.book = SubscriptionBook()
+        self.backoff = Backoff(
+            steps=self.settings.reconnect_backoff_seconds, jitter=self.settings.backoff_jitter
+        )
+        self._rng = random.Random()
+        self._store: StateStore | None = None
+        self._state_name = f"subscriptions.{self.account.name}"
+        self._trade_target: tuple[str, ...] = ()
+        self._notice: Registration | None = None
+        if self.account.hts_id:
+            tr_id = TrId.NOTICE_PAPER if self.account.paper else TrId.NOTICE_REAL
+            self._notice = Registration(tr_id.value, self.account.hts_id)
+        self._phase = Phase.IDLE
+        self._session: KisWebSocketSession | None = None
+        self._generation = 0
+        self._connect_pending = False
+        self._close_intent: str | None = None  # "restart" | "idle" | "refused" while we close on purpose
+        self._attempt = 0
+        self._session_opened = 0.0
+        self._down_since: float | None = None
+        self._outage = 0
+        self._suspended = False
+        self._state = ConnectionState.STOPPED
+        self._gaps: dict[str, tuple[datetime, str]] = {}  # symbol -> (start, reason) of its open gap
+        self._restart_reason = RECONNECT
+        self._timers: list[threading.Timer] = []
+        self._frame_errors_unlogged = 0
+        self._frame_error_logged_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._phase = phase_at(self.context.clock.now(), self.context.settings.schedule)
+        self._store = StateStore(self.context.paths.state_dir)
+        self._restore()
+        self.book.set_target(self._registrations())
+        self._publish_state(ConnectionState.STOPPED, tell=False)
+        self.actor_ref.tell(_ConnectDue(self._generation))
+        self._connect_pending = True
+
+    def on_stop(self) -> None:
+        self._shut_down(crashed=False)
+
+    def on_failure(self, *_exc: object) -> None:
+        self._shut_down(crashed=True)
+
+    def _shut_down(self, *, crashed: bool) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        confirmed = self._trade_symbols(self.book.on_disconnected())
+        session, self._session = self._session, None
+        if session is not None:
+            self._generation += 1
+            session.close()
+        if crashed and confirmed:
+            # The next incarnation re-subscribes and closes these gaps (they are saved below).
+            self._open_gap(confirmed, self.context.clock.now(), "actor_restart")
+        if not crashed:
+            self._gaps.clear()  # a stop on purpose: the next start is a new day or a new process
+        self._save()
+        self._publish_state(ConnectionState.STOPPED, tell=False)
+
+    def status(self) -> ConnectionStatus:
+        """Trade symbols by subscription state (call through a proxy: `proxy.status().get()`)."""
+        trade = TrId.TRADE.value
+        return ConnectionStatus(
+            state=self._state,
+            target=self._trade_target,
+            confirmed=tuple(reg.tr_key for reg in self.book.confirmed() if reg.tr_id == trade),
+            pending=tuple(reg.tr_key for reg in self.book.pending() if reg.tr_id == trade),
+            refused=tuple(reg.tr_key for reg in self.book.refused() if reg.tr_id == trade),
+            open_gaps=tuple(sorted(self._gaps)),
+            notice_confirmed=self._notice is not None and self._notice in self.book.confirmed(),
+        )
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TicksReceived):
+            tell = self.directory.tell if self.directory is not None else None
+            if tell is not None:
+                for peer in TICK_PEERS:
+                    tell(peer, message)
+            self.context.metrics.inc("frames")
+        elif isinstance(message, _SessionEvent):
+            self.context.metrics.inc("frames")
+            if message.generation == self._generation:
+                self._on_session_event(message.value)
+        elif isinstance(message, _SessionEnded):
+            if message.generation == self._generation:
+                self._on_session_ended(message)
+        elif isinstance(message, _ConnectDue):
+            if message.generation == self._generation:
+                self._connect_pending = False
+                self._connect()
+        elif isinstance(message, _SuspendDue):
+            if message.outage == self._outage and self._down_since is not None:
+                self._suspend()
+        elif isinstance(message, SetSubscriptions):
+            self._set_target(message)
+        elif isinstance(message, CredentialsRenewed):
+            if message.account == self.account.name:
+                self._restart_session(TOKEN_REFRESH)
+        elif isinstance(message, PhaseChanged):
+            self._phase = message.phase
+            self._apply_wanted()
+        return None
+
+    def _set_target(self, message: SetSubscriptions) -> None:
+        if message.account != self.account.name:
+            self.log.warning("SetSubscriptions for {} reached {}; ignored", message.account, self.name)
+            return
+        target = tuple(dict.fromkeys(message.symbols))
+        if target != self._trade_target:
+            self._trade_target = target
+            self._save()
+        self._send(self.book.set_target(self._registrations()))
+        self._end_gaps()
+        self._apply_wanted()
+
+    def _registrations(self) -> list[Registration]:
+        notice = [self._notice] if self._notice is not None else []
+        return notice + [Registration(TrId.TRADE.value, symbol) for symbol in self._trade_target]
+
+    # --- the session -----------------------------------------------------------------------------
+
+    def _wanted(self) -> bool:
+        return bool(self._trade_target) or (self._notice is not None and self._phase is not Phase.IDLE)
+
+    def _apply_wanted(self) -> None:
+        if self._wanted():
+            if self._session is None and not self._connect_pending:
+                self._connect()
+        elif self._session is not None:
+            self.log.info("no registration wanted: closing the session")
+            self._close_session("idle")
+
+    def _connect(self) -> None:
+        if self._session is not None or not self._wanted():
+            if not self._wanted():
+                self._down_since = None
+                self._publish_state(ConnectionState.STOPPED)
+            return
+        self._generation += 1
+        generation = self._generation
+        try:
+            approval_key = self.context.vault.approval_key(self.account.name)
+            session = KisWebSocketSession(
+                self.url,
+                approval_key,
+                on_message=partial(self._from_receive_thread, generation),
+                on_closed=partial(self._closed_from_receive_thread, generation),
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                idle_timeout=self.settings.silence_timeout_seconds,
+                name=f"{self.name}-receive",
+            )
+            session.connect()
+        except Exception as error:  # the vault or the socket: both mean "try again later"
+            self.log.warning("connect attempt {} failed: {}", self._attempt + 1, describe_exception(error))
+            self._schedule_reconnect()
+            return
+        self._session = session
+        self._session_opened = time.monotonic()
+        if self._down_since is not None and self._state is not ConnectionState.STOPPED:
+            self.context.metrics.inc("reconnects")
+        self.log.info("session open to {} (attempt {})", self.url, self._attempt + 1)
+        was_suspended = self._suspended
+        self._down_since = None
+        self._suspended = False
+        self._publish_state(ConnectionState.CONNECTED)
+        if was_suspended:
+            self._tell("notifier", SystemAlert(
+                at=self.context.clock.now(), key=f"ws_resumed.{self.account.name}",
+                text=f"{self.account.name}: WebSocket is back; Track B resumes",
+            ))
+        self._send(self.book.on_connected())
+
+    def _close_session(self, intent: str) -> None:
+        session = self._session
+        if session is None:
+            return
+        self._close_intent = intent
+        session.close()  # the receive thread reports the end; _on_session_ended does the rest
+
+    def _restart_session(self, reason: str) -> None:
+        if self._session is None:
+            if self._wanted() and not self._connect_pending:
+                self._attempt = 0
+                self._connect()
+            return
+        self.log.info("graceful restart of the session ({})", reason)
+        self._restart_reason = reason
+        self._close_session("restart")
+
+    def _on_session_ended(self, message: _SessionEnded) -> None:
+        intent, self._close_intent = self._close_intent, None
+        lived = time.monotonic() - self._session_opened
+        self._session = None
+        lost = self._trade_symbols(self.book.on_disconnected())
+        reason = self._restart_reason if intent == "restart" else RECONNECT
+        self._restart_reason = RECONNECT
+        if lost:
+            self._open_gap(lost, message.at, reason)
+        if intent == "idle":
+            self._publish_state(ConnectionState.STOPPED)
+            self._apply_wanted()
+            return
+        if intent == "restart":
+            self._attempt = 0
+            self._connect()
+            return
+        self.log.warning("session ended: {}", message.closed.reason)
+        if self.backoff.is_stable(lived):
+            self._attempt = 0
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._outage += 1
+            self._after(self.settings.suspend_track_b_after_seconds, _SuspendDue(self._outage))
+        if self._state is not ConnectionState.SUSPENDED:
+            self._publish_state(ConnectionState.RECONNECTING)
+        delay = self.backoff.delay(self._attempt, self._rng)
+        self._attempt += 1
+        self._connect_pending = True
+        self._after(delay, _ConnectDue(self._generation))
+
+    def _suspend(self) -> None:
+        if self._suspended:
+            return
+        self._suspended = True
+        down = time.monotonic() - (self._down_since or time.monotonic())
+        self.log.error("no session for {:.0f} s: Track B suspended for {}", down, self.account.name)
+        self._publish_state(ConnectionState.SUSPENDED, since_seconds=down)
+        self._tell("notifier", SystemAlert(
+            at=self.context.clock.now(), key=f"ws_suspended.{self.account.name}",
+            text=f"{self.account.name}: WebSocket down for {down:.0f} s; Track B suspended, reconnecting",
+        ))
+
+    def _after(self, seconds: float, message: object) -> None:
+        ref = self.actor_ref
+
+        def fire() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
+
+        self._timers = [timer for timer in self._timers if timer.is_alive()]
+        timer = threading.Timer(seconds, fire)
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def _send(self, commands: Any) -> None:
+        session = self._session
+        if session is None:
+            return
+        for command in commands:
+            registration = command.registration
+            try:
+                if command.action is Action.SUBSCRIBE:
+                    session.subscribe(registration.tr_id, registration.tr_key)
+                else:
+                    session.unsubscribe(registration.tr_id, registration.tr_key)
+            except ConnectionError as error:
+                self.log.warning("{}; the session's end will trigger a reconnect", error)
+                return
+
+    # --- the receive thread's side ---------------------------------------------------------------
+
+    def _from_receive_thread(self, generation: int, value: Decoded) -> None:
+        """Runs on the session's receive thread: one tell per frame, no other work."""
+        try:
+            if isinstance(value, TradeFrame):
+                self.actor_ref.tell(TicksReceived(
+                    at=self.context.clock.now(), account=self.account.name, ticks=value.ticks,
+                    received_mono=time.monotonic(),
+                ))
+            elif not isinstance(value, PingPong):
+                self.actor_ref.tell(_SessionEvent(generation, value))
+        except pykka.ActorDeadError:
+            pass
+
+    def _closed_from_receive_thread(self, generation: int, closed: SessionClosed) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_SessionEnded(generation, closed, self.context.clock.now()))
+
+    def _on_session_event(self, value: Decoded) -> None:
+        if isinstance(value, Ack):
+            self._on_ack(value)
+        elif isinstance(value, ExecutionNoticeFrame):
+            self._tell("slots", ExecutionsReceived(
+                at=self.context.clock.now(), account=self.account.name, notices=value.notices
+            ))
+        elif isinstance(value, FrameError):
+            self._frame_error(value)
+
+    def _on_ack(self, ack: Ack) -> None:
+        if is_session_refusal(ack.msg_cd):
+            self.log.error("session refused by KIS: {} {}", ack.msg_cd, ack.msg1)
+            self._close_session("refused")
+            return
+        result = self.book.on_ack(ack.tr_id, ack.tr_key, ack.msg_cd, ack.msg1)
+        if not result.matched:
+            self.log.debug("unmatched ack {} {} {}", ack.tr_id, ack.tr_key, ack.msg_cd)
+        refusal = result.refusal
+        if refusal is not None:
+            registration = refusal.registration
+            self.log.warning("{} {} refused: {} {}", registration.tr_id, registration.tr_key,
+                             refusal.msg_cd, refusal.msg1)
+            if registration.tr_id == TrId.TRADE.value:
+                self._tell("slots", SubscriptionRefused(
+                    at=self.context.clock.now(), account=self.account.name, symbol=registration.tr_key,
+                    msg_cd=refusal.msg_cd, accepted_count=refusal.confirmed_count,
+                ))
+        self._send(result.commands)
+        self._end_gaps()
+
+    def _frame_error(self, error: FrameError) -> None:
+        self.context.metrics.inc("frame_errors")
+        now = time.monotonic()
+        if now - self._frame_error_logged_at < FRAME_ERROR_LOG_INTERVAL_SECONDS:
+            self._frame_errors_unlogged += 1
+            return
+        unlogged = self._frame_errors_unlogged
+        more = f" (+{unlogged} more since the last line)" if unlogged else ""
+        self._frame_error_logged_at, self._frame_errors_unlogged = now, 0
+        self.log.warning("bad frame skipped: {} [{}]{}", error.reason, error.raw_excerpt, more)
+
+    # --- expected gaps ---------------------------------------------------------------------------
+
+    def _open_gap(self, symbols: tuple[str, ...], at: datetime, reason: str) -> None:
+        fresh = tuple(symbol for symbol in symbols if symbol not in self._gaps)
+        for symbol in fresh:
+            self._gaps[symbol] = (at, reason)
+        if fresh:
+            account = self.account.name
+            self._tell("gaps", ExpectedGapStarted(at=at, account=account, symbols=fresh, reason=reason))
+            self._save()
+
+    def _end_gaps(self) -> None:
+        """Close the gap of every symbol that streams again, was refused, or is no longer wanted."""
+        if not self._gaps:
+            return
+        target = set(self._trade_target)
+        refused = {reg.tr_key for reg in self.book.refused() if reg.tr_id == TrId.TRADE.value}
+        ended: dict[tuple[datetime, str], list[str]] = {}
+        for symbol, opened in self._gaps.items():
+            confirmed = self.book.state(Registration(TrId.TRADE.value, symbol)) is SubState.CONFIRMED
+            if confirmed or symbol not in target or symbol in refused:
+                ended.setdefault(opened, []).append(symbol)
+        if not ended:
+            return
+        now = self.context.clock.now()
+        for (started_at, reason), symbols in ended.items():
+            for symbol in symbols:
+                del self._gaps[symbol]
+            self._tell("gaps", ExpectedGapEnded(
+                at=now, account=self.account.name, symbols=tuple(symbols), started_at=started_at,
+                reason=reason,
+            ))
+        self._save()
+
+    # --- state and peers -------------------------------------------------------------------------
+
+    def _trade_symbols(self, registrations: tuple[Registration, ...]) -> tuple[str, ...]:
+        return tuple(reg.tr_key for reg in registrations if reg.tr_id == TrId.TRADE.value)
+
+    def _publish_state(
+        self, state: ConnectionState, *, since_seconds: float = 0.0, tell: bool = True
+    ) -> None:
+        changed = state is not self._state
+        self._state = state
+        self.context.metrics.set(f"ws_state.{self.account.name}", state.value)
+        if changed and tell:
+            message = ConnectionChanged(
+                at=self.context.clock.now(), account=self.account.name, state=state,
+                since_seconds=since_seconds,
+            )
+            self._tell("slots", message)
+            self._tell("gaps", message)
+
+    def _tell(self, peer: str, message: object) -> None:
+        if self.directory is not None:
+            self.directory.tell(peer, message)
+
+    def _save(self) -> None:
+        """Target and open gaps survive a restart of this actor (same day only)."""
+        document = {
+            "day": self.context.clock.now().date().isoformat(),
+            "symbols": list(self._trade_target),
+            "gaps": {symbol: [start.isoformat(), reason] for symbol, (start, reason) in self._gaps.items()},
+        }
+        if self._store is None:
+            return
+        try:
+            self._store.save(self._state_name, document)
+        except OSError as error:
+            self.log.error("cannot save subscriptions: {}", error.strerror or error)
+
+    def _restore(self) -> None:
+        assert self._store is not None
+        document = self._store.load(self._state_name)
+        if not document or document.get("day") != self.context.clock.now().date().isoformat():
+            return
+        try:
+            symbols = tuple(str(symbol) for symbol in document.get("symbols", ()))
+            gaps = {
+                str(symbol): (datetime.fromisoformat(start), str(reason))
+                for symbol, (start, reason) in dict(document.get("gaps", {})).items()
+            }
+        except (TypeError, ValueError) as error:
+            self.log.warning("saved subscriptions unreadable, starting empty: {}", error)
+            return
+        self._trade_target = symbols
+        self._gaps = gaps
+        self.log.info("restored {} target symbols ({} in an open gap)", len(symbols), len(gaps))

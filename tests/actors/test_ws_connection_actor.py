@@ -1,0 +1,231 @@
+"""WSConnectionActor against the KIS simulator over loopback: subscriptions, drops, silence, suspension."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+from kis.protocol import AckCode
+from messages.alerts import SystemAlert
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.market import ExecutionsReceived, TicksReceived
+from messages.streaming import (
+    ConnectionChanged,
+    ConnectionState,
+    CredentialsRenewed,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
+from messages.system import ChildFailed, Crash
+from tests.actors.control_plane_support import sim_account
+from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
+
+PEERS = ("recorder", "triggers", "gaps", "slots", "notifier")
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture
+def plane(tmp_path, kis_sim) -> DataPlane:
+    plane = DataPlane(tmp_path, kis_sim)
+    plane.peers(*PEERS)
+    return plane
+
+
+def subscribe(plane: DataPlane, symbols: tuple[str, ...], account: str = "acct1") -> None:
+    plane.tell(f"ws.{account}", SetSubscriptions(at=plane.sim.clock.now(), account=account, symbols=symbols))
+
+
+def states(plane: DataPlane) -> list[ConnectionState]:
+    return [m.state for m in plane.received("slots", ConnectionChanged)]
+
+
+def test_targets_are_confirmed_and_ticks_reach_the_three_peers(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(5)
+    subscribe(plane, symbols)
+    status = plane.wait_confirmed(symbols)
+    assert status.state is ConnectionState.CONNECTED and status.pending == () and status.refused == ()
+    for peer in ("recorder", "triggers", "gaps"):
+        assert wait_until(lambda p=peer: len(plane.received(p, TicksReceived)) >= 3, WAIT)
+    frames = plane.received("recorder", TicksReceived)
+    assert {tick.symbol for frame in frames for tick in frame.ticks} <= set(symbols)
+    assert all(frame.account == "acct1" and frame.ticks for frame in frames)
+    assert plane.metrics.count("frames") >= len(frames)
+    assert plane.metrics.snapshot()["ws_state.acct1"] == "connected"
+    assert ConnectionState.CONNECTED in states(plane)
+
+
+def test_target_changes_unsubscribe_and_subscribe_the_difference(plane: DataPlane) -> None:
+    plane.start_ws()
+    first = plane.symbols(4)
+    subscribe(plane, first)
+    plane.wait_confirmed(first)
+    second = first[2:] + plane.symbols(2, skip=10)
+    subscribe(plane, second)
+    plane.wait_confirmed(second)
+    subscribe(plane, second)  # idempotent
+    plane.barrier("ws.acct1")
+    assert plane.status().pending == ()
+
+
+def test_after_a_drop_every_target_is_confirmed_again_and_gaps_are_announced(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(41)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    plane.sim.faults.drop_sessions()
+    assert wait_until(lambda: plane.metrics.count("reconnects") >= 1, WAIT)
+    plane.wait_confirmed(symbols)
+    started = plane.received("gaps", ExpectedGapStarted)
+    assert len(started) == 1 and set(started[0].symbols) == set(symbols)
+    assert wait_until(
+        lambda: {s for m in plane.received("gaps", ExpectedGapEnded) for s in m.symbols} == set(symbols), WAIT
+    )
+    ended = plane.received("gaps", ExpectedGapEnded)
+    assert all(m.started_at == started[0].at and m.at >= m.started_at for m in ended)
+    assert plane.status().open_gaps == ()
+    assert states(plane)[-2:] == [ConnectionState.RECONNECTING, ConnectionState.CONNECTED]
+
+
+def test_the_42nd_subscription_is_refused_once_and_not_retried(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(42)
+    subscribe(plane, symbols)
+    assert wait_until(lambda: len(plane.received("slots", SubscriptionRefused)) == 1, WAIT)
+    refusal = plane.received("slots", SubscriptionRefused)[0]
+    assert refusal.symbol == symbols[-1]
+    assert refusal.msg_cd == AckCode.MAX_SUBSCRIBE_OVER.value and refusal.accepted_count == 41
+    status = plane.wait_confirmed(symbols[:41])
+    assert status.refused == (symbols[-1],)
+    subscribe(plane, symbols)  # the same target again: nothing is re-sent
+    # A swap behind it: its answers arrive after any answer to a (wrong) second try of the 42nd.
+    swapped = symbols[1:41] + plane.symbols(1, skip=60)
+    subscribe(plane, swapped)
+    plane.wait_confirmed(swapped)
+    assert len(plane.received("slots", SubscriptionRefused)) == 1
+
+
+def test_already_in_subscribe_answers_leave_subscriptions_confirmed(plane: DataPlane) -> None:
+    ref = plane.directory.ref(plane.start_ws())
+    symbols = plane.symbols(2)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    # Subscribe again on the live session, as a replay racing the server would: KIS answers OPSP0002.
+    actor = ref._actor_weakref()  # the real session: the actor has no test hook
+    session = actor._session
+    session.subscribe("H0STCNT0", symbols[0])
+    session.subscribe("H0STCNT0", symbols[1])
+    plane.barrier("ws.acct1")
+    extra = plane.symbols(1, skip=20)
+    subscribe(plane, symbols + extra)
+    status = plane.wait_confirmed(symbols + extra)
+    assert status.refused == () and plane.received("slots", SubscriptionRefused) == []
+
+
+def test_a_silent_session_counts_as_a_drop(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(3)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    plane.sim.faults.silence_sessions(2.0)
+    assert wait_until(lambda: plane.received("gaps", ExpectedGapStarted) != [], WAIT)
+    assert wait_until(lambda: plane.metrics.count("reconnects") >= 1, WAIT)
+    plane.wait_confirmed(symbols)
+    assert ConnectionState.RECONNECTING in states(plane)
+
+
+def test_refused_reconnects_suspend_track_b_once_then_recover(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(3)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    plane.sim.faults.refuse_reconnects(2.5)
+    plane.sim.faults.drop_sessions()
+    assert wait_until(lambda: ConnectionState.SUSPENDED in states(plane), WAIT)
+    plane.wait_confirmed(symbols)
+    assert states(plane)[-3:] == [ConnectionState.RECONNECTING, ConnectionState.SUSPENDED,
+                                  ConnectionState.CONNECTED]
+    keys = [alert.key for alert in plane.received("notifier", SystemAlert)]
+    assert keys.count("ws_suspended.acct1") == 1 and keys.count("ws_resumed.acct1") == 1
+    assert plane.received("gaps", ConnectionChanged)[-2].state is ConnectionState.SUSPENDED
+    assert plane.metrics.snapshot()["ws_state.acct1"] == "connected"
+
+
+def test_malformed_frames_are_counted_and_skipped(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(5)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    plane.sim.faults.malformed_frames(4)
+    assert wait_until(lambda: plane.metrics.count("frame_errors") >= 4, WAIT)
+    before = len(plane.received("recorder", TicksReceived))
+    assert wait_until(lambda: len(plane.received("recorder", TicksReceived)) > before + 3, WAIT)
+    assert plane.status().state is ConnectionState.CONNECTED
+
+
+def test_credentials_renewed_restarts_the_session_with_the_same_targets(plane: DataPlane) -> None:
+    plane.start_ws()
+    symbols = plane.symbols(4)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    plane.context.vault.renew_approval_key("acct1")
+    plane.tell("ws.acct1", CredentialsRenewed(at=plane.sim.clock.now(), account="acct1"))
+    assert wait_until(lambda: plane.received("gaps", ExpectedGapEnded) != [], WAIT)
+    plane.wait_confirmed(symbols)
+    started = plane.received("gaps", ExpectedGapStarted)
+    assert [m.reason for m in started] == ["token_refresh"]
+    assert plane.metrics.count("reconnects") == 0  # a planned restart is not a failure
+
+
+def test_execution_notices_reach_the_slot_manager(tmp_path, kis_sim) -> None:
+    account = sim_account("acct1").model_copy(update={"hts_id": "hts0001"})
+    plane = DataPlane(tmp_path, kis_sim, accounts=(account,))
+    plane.peers(*PEERS)
+    plane.start_ws()
+    assert wait_until(lambda: plane.status().notice_confirmed, WAIT)
+    symbol = plane.symbols(1)[0]
+    sent = kis_sim.fill(account.app_key.get_secret_value(), symbol, "buy", 10, 50_000)
+    assert sent == 1
+    assert wait_until(lambda: plane.received("slots", ExecutionsReceived) != [], WAIT)
+    notice = plane.received("slots", ExecutionsReceived)[0].notices[0]
+    assert (notice.symbol, notice.filled_qty, notice.filled_price) == (symbol, 10, 50_000)
+    assert notice.is_fill
+
+
+def test_a_restarted_actor_resubscribes_its_saved_target_and_closes_the_gap(plane: DataPlane) -> None:
+    ends = plane.watch_ends()
+    name = plane.start_ws()
+    symbols = plane.symbols(3)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    plane.tell(name, Crash(at=plane.sim.clock.now()))
+    assert wait_until(lambda: ends.received(ChildFailed) != [], WAIT)
+    started = plane.received("gaps", ExpectedGapStarted)
+    assert [m.reason for m in started] == ["actor_restart"]
+    plane.start_ws()  # what the supervisor does: a new incarnation with the same context
+    plane.wait_confirmed(symbols)
+    assert wait_until(
+        lambda: {s for m in plane.received("gaps", ExpectedGapEnded) for s in m.symbols} == set(symbols), WAIT
+    )
+    assert all(m.started_at == started[0].at for m in plane.received("gaps", ExpectedGapEnded))
+
+
+def test_nothing_is_opened_without_a_target_and_the_session_closes_when_emptied(plane: DataPlane) -> None:
+    plane.start_ws()
+    plane.barrier("ws.acct1")
+    assert plane.status().state is ConnectionState.STOPPED
+    assert plane.sim.ws.session_count() == 0
+    symbols = plane.symbols(2)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    subscribe(plane, ())
+    assert wait_until(lambda: plane.status().state is ConnectionState.STOPPED, WAIT)
+    assert wait_until(lambda: plane.sim.ws.session_count() == 0, WAIT)
+    assert plane.directory.ref("ws.acct1").is_alive()
