@@ -1,0 +1,346 @@
+"""RecorderActor (id `recorder`): every data file of DESIGN.md section 5, and the 21:00 backup archive.
+
+Files (provider = the account name, market from the day's universe, "KRX" when the symbol is not in it):
+
+| what | file |
+|---|---|
+| Track B ticks | `scalp/{account}/{market}/{YYYYMMDD}/ticks_{symbol}.jsonl` |
+| gap recovery (seed format) | `scalp/{account}/{market}/{YYYYMMDD}/recovery_{HHMMSS}_{symbol}.jsonl` |
+| Track A snapshots | `swing/{account}/{market}/{YYYYMMDD}/snapshots.jsonl` |
+| gap markers | `system/gaps/{account}/{YYYYMMDD}_gaps.jsonl` |
+| overflow ledger | `system/overflow/{account}/{YYYYMMDD}_overflow.jsonl` |
+
+One tick file per symbol and day, because analysis loads one symbol at a time:
+`pandas.read_json(path, lines=True)` gives one row per tick with the columns `symbol, exchange_time,
+received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source`.
+`source` is "ws" for streamed ticks and "recovery" for minute bars back-filled into a gap (those rows add
+`open, high, low, close, gap_start, gap_end`, and `cum_volume` is null). Recovered rows are appended when
+the recovery happens, so sort by `exchange_time` before use. The day of a file is the clock's day when
+the frame arrived.
+
+Durability: lines are buffered and handed to the OS on a one-second ticker and on stop (and when a buffer
+passes 64 KiB), so a crash loses at most the last second; a torn last line is skipped by readers.
+Ticks are the hot path (thousands per second): each becomes one f-string, no model, no json.dumps.
+
+| message | effect |
+|---|---|
+| TicksReceived | one line per tick in the symbol's tick file; counter `ticks_recorded` |
+| ScanCompleted | one line per row in the swing snapshot file |
+| OverflowRecorded | its lines in the account's overflow ledger |
+| RecoveryRecorded | the seed-format recovery file, plus "recovery" rows in the tick file |
+| GapMarked | one line in the account's gap markers |
+| UniverseReady | symbol -> market map (also loaded from the universe snapshots at start) |
+| DayEventFired DAILY_BACKUP | close the files, pack the day into `backup/{YYYYMMDD}.tar.gz` + manifest |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from actors.base import ObserverActor
+from actors.context import ObserverContext
+from actors.directory import Directory
+from core.recovery import RecoveryRecord
+from core.schedule import DayEvent
+from kis.ticks import TradeTick
+from messages.market import ScanCompleted, TicksReceived, UniverseReady
+from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
+from messages.schedule import DayEventFired
+from runtime.jsonl import JsonlWriter, encode_record
+from runtime.ticker import Ticker
+from runtime.universe_store import UniverseFileError, UniverseStore
+
+DEFAULT_MARKET = "KRX"
+FLUSH_INTERVAL_SECONDS = 1.0
+MAX_OPEN_FILES = 256
+ERROR_LOG_INTERVAL_SECONDS = 5.0
+MANIFEST_NAME = "manifest.json"
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
+
+
+class _FlushDue:
+    """Ticker message: hand buffered lines to the OS."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    archive: Path
+    manifest: Path
+    files: int
+    bytes: int
+
+
+class RecorderActor(ObserverActor):
+    """The one writer of data files. Not thread-safe by design: only its own thread touches the writers."""
+
+    def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
+        super().__init__(name, directory)
+        self.context = context
+        self.paths = context.paths
+        self._markets: dict[str, str] = {}
+        self._writers: dict[Any, JsonlWriter] = {}
+        self._time_text: dict[datetime, str] = {}
+        self._ticker: Ticker | None = None
+        self._errors_logged_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._load_markets(self.context.clock.now().date())
+        self._ticker = Ticker(self.actor_ref, _FlushDue, FLUSH_INTERVAL_SECONDS, name=f"{self.name}-flush")
+        self._ticker.start()
+
+    def on_stop(self) -> None:
+        self._shut()
+
+    def on_failure(self, *_exc: object) -> None:
+        self._shut()
+
+    def _shut(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+        self._close_all()
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            if isinstance(message, TicksReceived):
+                self._record_ticks(message)
+            elif isinstance(message, _FlushDue):
+                self._flush_all()
+            elif isinstance(message, ScanCompleted):
+                self._record_scan(message)
+            elif isinstance(message, OverflowRecorded):
+                writer = self._writer(("overflow", message.account, message.at.date()), self._overflow_path)
+                for line in message.lines:
+                    writer.write(line)
+            elif isinstance(message, RecoveryRecorded):
+                self._record_recovery(message)
+            elif isinstance(message, GapMarked):
+                writer = self._writer(("gaps", message.account, message.at.date()), self._gaps_path)
+                writer.write(message.marker.to_json_dict())
+            elif isinstance(message, UniverseReady):
+                self._markets = {profile.symbol: profile.market for profile in message.profiles}
+            elif isinstance(message, DayEventFired) and message.event is DayEvent.DAILY_BACKUP:
+                return self.backup(message.at.date())
+        except (OSError, TypeError, ValueError) as error:
+            self._log_write_error(type(message).__name__, error)
+        return None
+
+    def _log_write_error(self, what: str, error: Exception) -> None:
+        """Disk trouble or an unwritable value: a line every few seconds, never a crash that drops buffers."""
+        now = time.monotonic()
+        if now - self._errors_logged_at >= ERROR_LOG_INTERVAL_SECONDS:
+            self._errors_logged_at = now
+            detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            first_line = detail.splitlines()[0] if detail else type(error).__name__
+            self.log.error("cannot write {}: {}", what, first_line)
+
+    # --- ticks (hot path) ------------------------------------------------------------------------
+
+    def _record_ticks(self, message: TicksReceived) -> None:
+        received = message.at.isoformat()
+        day = message.at.date()
+        account = message.account
+        writers = self._writers
+        iso = self._iso
+        written = 0
+        for tick in message.ticks:
+            writer = writers.get((account, day, tick.symbol))
+            if writer is None:
+                writer = self._tick_writer(account, day, tick.symbol)
+                if writer is None:
+                    continue
+            writer.write_line(tick_line(tick, iso(tick.exchange_time), received))
+            written += 1
+        if written:
+            self.context.metrics.inc("ticks_recorded", written)
+
+    def _iso(self, moment: datetime) -> str:
+        """ISO text of a tick time; the ticks of one second share it, so it is cached."""
+        text = self._time_text.get(moment)
+        if text is None:
+            if len(self._time_text) > 4096:
+                self._time_text.clear()
+            text = self._time_text[moment] = moment.isoformat()
+        return text
+
+    def _tick_writer(self, account: str, day: date, symbol: str) -> JsonlWriter | None:
+        if not _SAFE_NAME.fullmatch(symbol):
+            self.log.warning("tick with an unusable symbol {!r} not recorded", symbol[:40])
+            return None
+        path = self.paths.scalp_dir(account, self.market_of(symbol), day) / f"ticks_{symbol}.jsonl"
+        return self._writer((account, day, symbol), lambda _key: path)
+
+    # --- other records ---------------------------------------------------------------------------
+
+    def _record_scan(self, message: ScanCompleted) -> None:
+        day = message.at.date()
+        scanned_at = message.at.isoformat()
+        for row in message.rows:
+            market = self.market_of(row.symbol)
+            writer = self._writer(
+                ("swing", message.account, market, day),
+                lambda _key, m=market: self.paths.swing_dir(message.account, m, day) / "snapshots.jsonl",
+            )
+            writer.write({"scan_no": message.scan_no, "scanned_at": scanned_at, **row.model_dump()})
+
+    def _record_recovery(self, message: RecoveryRecorded) -> None:
+        gap = message.gap
+        market = self.market_of(gap.symbol)
+        path = self.paths.recovery_file(message.account, market, gap.start, gap.symbol)
+        with JsonlWriter(path) as writer:
+            for record in message.records:
+                writer.write(record.to_json_dict())
+        tick_writer = self._tick_writer(message.account, message.at.date(), gap.symbol)
+        if tick_writer is not None:
+            for record in message.records:
+                for line in recovery_lines(record):
+                    tick_writer.write(line)
+
+    def market_of(self, symbol: str) -> str:
+        return self._markets.get(symbol, DEFAULT_MARKET)
+
+    def _load_markets(self, day: date) -> None:
+        """A restarted recorder finds today's universe on disk (the universe actor starts after it)."""
+        store = UniverseStore(self.paths.universe_dir)
+        for market in self.context.settings.universe.markets:
+            with contextlib.suppress(UniverseFileError):
+                snapshot = store.load(day, market)
+                self._markets.update({symbol.code: snapshot.market for symbol in snapshot.symbols})
+
+    def _overflow_path(self, key: tuple[str, str, date]) -> Path:
+        return self.paths.overflow_ledger(key[1], key[2])
+
+    def _gaps_path(self, key: tuple[str, str, date]) -> Path:
+        return self.paths.gap_markers(key[1], key[2])
+
+    # --- writers ---------------------------------------------------------------------------------
+
+    def _writer(self, key: Any, path_for: Any) -> JsonlWriter:
+        writer = self._writers.get(key)
+        if writer is None:
+            if len(self._writers) >= MAX_OPEN_FILES:
+                oldest = next(iter(self._writers))
+                self._writers.pop(oldest).close()
+            writer = self._writers[key] = JsonlWriter(path_for(key))
+        return writer
+
+    def _flush_all(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+
+    def _close_all(self) -> None:
+        writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            try:
+                writer.close()
+            except OSError as error:
+                self._log_write_error(str(writer.path), error)
+
+    # --- backup ----------------------------------------------------------------------------------
+
+    def backup(self, day: date) -> BackupResult:
+        """Pack the day's data files into `backup/{YYYYMMDD}.tar.gz` with a manifest (path, size, sha256).
+
+        The manifest is the archive's first member and also sits beside it as `{YYYYMMDD}.manifest.json`.
+        The archive is written under a temporary name and renamed, so a crash never leaves half of one.
+        """
+        self._close_all()
+        root = self.paths.observer
+        files = sorted(day_files(root, day))
+        entries = [manifest_entry(root, path) for path in files]
+        manifest = {"day": day.isoformat(), "created_at": self.context.clock.now(), "files": entries}
+        manifest_bytes = (encode_record(manifest) + "\n").encode("utf-8")
+        backup_dir = self.paths.backup_dir
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        archive = backup_dir / f"{day:%Y%m%d}.tar.gz"
+        temporary = archive.with_name(archive.name + ".tmp")
+        with tarfile.open(temporary, "w:gz") as tar:
+            info = tarfile.TarInfo(MANIFEST_NAME)
+            info.size = len(manifest_bytes)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(manifest_bytes))
+            for path, entry in zip(files, entries, strict=True):
+                tar.add(path, arcname=entry["path"], recursive=False)
+        os.replace(temporary, archive)
+        manifest_path = backup_dir / f"{day:%Y%m%d}.manifest.json"
+        manifest_path.write_bytes(manifest_bytes)
+        total = sum(entry["size"] for entry in entries)
+        self.log.info("backup {}: {} files, {:,} bytes -> {}", day, len(files), total, archive)
+        return BackupResult(archive, manifest_path, len(files), total)
+
+
+def day_files(root: Path, day: date) -> Iterator[Path]:
+    """Every data file of `day` below the observer root (ticks, recovery, snapshots, markers, ledger)."""
+    stamp = f"{day:%Y%m%d}"
+    for track in ("scalp", "swing"):
+        for folder in root.glob(f"{track}/*/*/{stamp}"):
+            yield from (path for path in folder.rglob("*") if path.is_file())
+    for kind in ("gaps", "overflow"):
+        yield from root.glob(f"system/{kind}/*/{stamp}_{kind}.jsonl")
+
+
+def manifest_entry(root: Path, path: Path) -> dict[str, Any]:
+    return {"path": path.relative_to(root).as_posix(), "size": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tick_line(tick: TradeTick, exchange_time: str, received_at: str) -> str:
+    """One tick as a JSON line. Numbers come from int()/float() in the codec; text is escaped if needed."""
+    return (
+        f'{{"symbol":"{tick.symbol}","exchange_time":"{exchange_time}","received_at":"{received_at}",'
+        f'"price":{tick.price},"volume":{tick.volume},"cum_volume":{tick.cum_volume},'
+        f'"cum_value":{tick.cum_value},"change_rate":{_number(tick.change_rate)},"ask1":{tick.ask1},'
+        f'"bid1":{tick.bid1},"side":{_text(tick.side)},"strength":{_number(tick.strength)},"source":"ws"}}'
+    )
+
+
+def recovery_lines(record: RecoveryRecord) -> Iterator[dict[str, Any]]:
+    """The tick-file rows of one recovery record (one per recovered bar)."""
+    gap = record.meta.original_gap
+    for bar in record.instruments:
+        yield {
+            "symbol": bar.symbol,
+            "exchange_time": bar.timestamp,
+            "received_at": record.meta.recovered_at,
+            "price": bar.price.close,
+            "volume": bar.volume,
+            "cum_volume": None,
+            "source": "recovery",
+            "open": bar.price.open,
+            "high": bar.price.high,
+            "low": bar.price.low,
+            "close": bar.price.close,
+            "gap_start": gap.start,
+            "gap_end": gap.end,
+        }
+
+
+def _number(value: float) -> str:
+    return repr(value) if math.isfinite(value) else "null"
+
+
+def _text(value: str) -> str:
+    return f'"{value}"' if value.isalnum() or not value else json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,271 @@
+"""RecorderActor: real files in tmp_path, fed by real actors (and by the simulator through the connection)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pykka
+import pytest
+
+from actors.directory import Directory
+from actors.recorder import RecorderActor, tick_line
+from core.gaps import Gap
+from core.recovery import build_recovery_records, gap_marker
+from core.schedule import DayEvent
+from kis.models import MinuteBar, MultiQuote
+from kis.ticks import TradeFrame, TradeTick
+from kis.ws_codec import decode
+from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
+from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
+from messages.schedule import DayEventFired
+from messages.streaming import SetSubscriptions
+from messages.system import ChildFailed, Crash, Ping
+from runtime.clock import KST, SimulatedClock
+from runtime.jsonl import read_jsonl
+from tests.actors.control_plane_support import Journal, RecordingActor, make_context, sim_account
+from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
+from tools.kis_sim.sent_log import app_key_hash
+
+DAY = datetime(2024, 3, 4, 10, 15, tzinfo=KST)
+LIVE_RECORD = (
+    "005930^112616^62700^2^400^0.64^62700.41^62700^63000^62300^62700^62600^125^9694968^607878273600^25807^"
+    "15918^-9889^93.01^4614191^4291558^1^0.45^63.03^090013^3^0^090646^5^-300^100741^2^400^20230324^20^N^"
+    "71292^244009^2795345^2044512^0.16^5367918^180.61^0^^62700"
+)
+LIVE_FIELDS = LIVE_RECORD.split("^")
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+def ticks(symbol: str, at: datetime, count: int, first_cum: int = 1000) -> tuple[TradeTick, ...]:
+    """Real H0STCNT0 records (the live sample with other values), decoded by the real codec."""
+    records = []
+    for n in range(count):
+        fields = list(LIVE_FIELDS)
+        moment = at + timedelta(seconds=n)
+        fields[0], fields[1], fields[33] = symbol, f"{moment:%H%M%S}", f"{moment:%Y%m%d}"
+        fields[12], fields[13] = "10", str(first_cum + 10 * n)
+        records.append("^".join(fields))
+    frame = decode(f"0|H0STCNT0|{count:03d}|{'^'.join(records)}")
+    assert isinstance(frame, TradeFrame)
+    return frame.ticks
+
+
+class Recorder:
+    """A started RecorderActor on a manual simulated clock, without the simulator."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = SimulatedClock(DAY, speed=0)
+        self.context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),))
+        self.directory = Directory(self.clock)
+        self.ref = RecorderActor.start("recorder", self.directory, self.context)
+        self.directory.register("recorder", self.ref)
+        self.observer = self.context.paths.observer
+
+    def tell(self, message: object) -> None:
+        self.ref.tell(message)
+
+    def barrier(self) -> None:
+        assert self.ref.ask(Ping(at=self.clock.now()), timeout=WAIT) == "recorder"
+
+    def frame(self, symbol: str, count: int, at: datetime = DAY, first_cum: int = 1000) -> None:
+        self.tell(TicksReceived(at=at, account="acct1", ticks=ticks(symbol, at, count, first_cum),
+                                received_mono=time.monotonic()))
+
+    def tick_file(self, symbol: str, market: str = "KRX", at: datetime = DAY) -> Path:
+        return self.context.paths.scalp_dir("acct1", market, at.date()) / f"ticks_{symbol}.jsonl"
+
+
+def test_tick_lines_are_json_with_the_required_columns(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    recorder.frame("005930", 3)
+    recorder.ref.stop()
+    contents = read_jsonl(recorder.tick_file("005930"))
+    assert contents.skipped == 0 and len(contents.records) == 3
+    first = contents.records[0]
+    assert first["symbol"] == "005930" and first["source"] == "ws"
+    assert datetime.fromisoformat(first["exchange_time"]) == DAY
+    assert datetime.fromisoformat(first["received_at"]) == DAY
+    assert (first["price"], first["volume"], first["cum_volume"]) == (62700, 10, 1000)
+    assert [r["cum_volume"] for r in contents.records] == [1000, 1010, 1020]
+    assert recorder.context.metrics.count("ticks_recorded") == 3
+
+
+def test_odd_text_and_non_finite_numbers_still_give_valid_json() -> None:
+    tick = ticks("005930", DAY, 1)[0]
+    odd = TradeTick(**{**{name: getattr(tick, name) for name in tick.__slots__}, "side": 'a"b\\',
+                       "strength": float("nan"), "change_rate": float("inf")})
+    record = json.loads(tick_line(odd, DAY.isoformat(), DAY.isoformat()))
+    assert record["side"] == 'a"b\\' and record["strength"] is None and record["change_rate"] is None
+
+
+def test_lines_reach_the_disk_within_about_a_second_without_a_stop(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    recorder.frame("000660", 5)
+    recorder.barrier()
+    path = recorder.tick_file("000660")
+    assert wait_until(lambda: path.exists() and len(read_jsonl(path).records) == 5, 3.0)
+
+
+def test_a_crash_keeps_every_line_received_before_it(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    journal = Journal()
+    recorder.directory.attach_supervisor(RecordingActor.start("supervisor", recorder.directory, journal))
+    recorder.frame("005380", 4)
+    recorder.tell(Crash(at=recorder.clock.now()))
+    assert wait_until(lambda: journal.received(ChildFailed) != [], WAIT)
+    assert len(read_jsonl(recorder.tick_file("005380")).records) == 4
+
+
+def test_markets_come_from_the_universe_and_bad_symbols_are_skipped(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    profile = SymbolProfile(
+        at=DAY, symbol="035720", name="Kakao", market="KOSPI", market_cap=1, prev_close=5000
+    )
+    recorder.tell(UniverseReady(at=DAY, day=DAY.date(), profiles=(profile,)))
+    recorder.frame("035720", 2)
+    recorder.frame("../evil", 1)
+    recorder.frame("123456", 1)
+    recorder.barrier()
+    recorder.ref.stop()
+    assert len(read_jsonl(recorder.tick_file("035720", "KOSPI")).records) == 2
+    assert len(read_jsonl(recorder.tick_file("123456", "KRX")).records) == 1
+    assert not any("evil" in path.name for path in recorder.observer.rglob("*"))
+    assert recorder.context.metrics.count("ticks_recorded") == 3
+
+
+def test_an_unwritable_record_is_one_error_not_a_crash(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    recorder.tell(OverflowRecorded(at=DAY, account="acct1", lines=({"bad": object()},)))
+    recorder.frame("005930", 1)
+    recorder.barrier()
+    assert recorder.ref.is_alive()
+    recorder.ref.stop()
+    assert len(read_jsonl(recorder.tick_file("005930")).records) == 1
+
+
+def _minute_bar(symbol: str, at: datetime) -> MinuteBar:
+    return MinuteBar(symbol=symbol, time=at, open=100, high=110, low=90, close=105, volume=1234, value=99)
+
+
+def _quote(symbol: str) -> MultiQuote:
+    return MultiQuote(
+        symbol=symbol, name="n", price=1, change=0, sign="3", change_rate=0.0, volume=1, value=1, open=1,
+        high=1, low=1, upper_limit=2, lower_limit=1, prev_close=1, base_price=1, ask=1, bid=1,
+    )
+
+
+def test_every_kind_of_record_lands_in_its_file(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    paths = recorder.context.paths
+    gap = Gap(symbol="005930", start=DAY, end=DAY + timedelta(seconds=20), expected=True,
+              reason="websocket_reconnect")
+    records = build_recovery_records(gap, [_minute_bar("005930", DAY.replace(second=0))], recovered_at=DAY)
+    marker = gap_marker(gap, "test marker", at=DAY)
+    recorder.tell(RecoveryRecorded(at=DAY, account="acct1", gap=gap, records=records))
+    recorder.tell(GapMarked(at=DAY, account="acct1", marker=marker))
+    recorder.tell(OverflowRecorded(at=DAY, account="acct1", lines=({"symbol": "000660", "score": 1.5},)))
+    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=3, rows=(_quote("000660"),), calls=1,
+                                duration_seconds=0.1))
+    recorder.barrier()
+    recorder.ref.stop()
+    recovery = read_jsonl(paths.recovery_file("acct1", "KRX", DAY, "005930")).records
+    assert recovery == [record.to_json_dict() for record in records]
+    tick_rows = read_jsonl(recorder.tick_file("005930")).records
+    assert [(r["source"], r["price"], r["volume"], r["cum_volume"]) for r in tick_rows] == [
+        ("recovery", 105.0, 1234, None)
+    ]
+    assert read_jsonl(paths.gap_markers("acct1", DAY.date())).records == [marker.to_json_dict()]
+    ledger = read_jsonl(paths.overflow_ledger("acct1", DAY.date())).records
+    assert ledger == [{"symbol": "000660", "score": 1.5}]
+    scans = read_jsonl(paths.swing_dir("acct1", "KRX", DAY.date()) / "snapshots.jsonl").records
+    assert [(r["scan_no"], r["symbol"]) for r in scans] == [(3, "000660")]
+
+
+def test_daily_backup_packs_the_day_with_a_correct_manifest(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    other_day = DAY - timedelta(days=1)
+    recorder.frame("005930", 3)
+    recorder.frame("000660", 2)
+    recorder.frame("005930", 2, at=other_day)
+    gap = Gap(symbol="005930", start=DAY, end=DAY + timedelta(seconds=90), expected=False,
+              reason="unexpected_gap")
+    recorder.tell(GapMarked(at=DAY, account="acct1", marker=gap_marker(gap, "too long", at=DAY)))
+    recorder.tell(OverflowRecorded(at=DAY, account="acct1", lines=({"symbol": "000660"},)))
+    backup_at = DAY.replace(hour=21, minute=0)
+    result = recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
+    observer = recorder.observer
+    expected = {
+        p.relative_to(observer).as_posix()
+        for p in observer.rglob("*")
+        if p.is_file() and "20240304" in p.as_posix() and "backup" not in p.parts and "state" not in p.parts
+    }
+    assert len(expected) == 4 and result.files == 4
+    with tarfile.open(result.archive, "r:gz") as tar:
+        names = tar.getnames()
+        assert names[0] == "manifest.json"
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        assert {entry["path"] for entry in manifest["files"]} == expected == set(names[1:])
+        for entry in manifest["files"]:
+            data = tar.extractfile(entry["path"]).read()
+            on_disk = (observer / entry["path"]).read_bytes()
+            assert data == on_disk and entry["size"] == len(data)
+            assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert json.loads(result.manifest.read_text()) == manifest
+    assert manifest["day"] == "2024-03-04"
+    # Files reopen after the backup: recording goes on.
+    recorder.frame("005930", 1, at=DAY.replace(hour=21, minute=1), first_cum=5000)
+    recorder.ref.stop()
+    assert len(read_jsonl(recorder.tick_file("005930")).records) == 4
+
+
+def test_every_tick_the_simulator_sent_is_recorded(tmp_path: Path, kis_sim) -> None:
+    """End to end over loopback: simulator -> session -> connection actor -> recorder -> files."""
+    plane = DataPlane(tmp_path, kis_sim)
+    plane.peers("triggers", "gaps", "slots", "notifier")
+    plane.start_recorder()
+    plane.start_ws()
+    symbols = plane.symbols(4)
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=symbols))
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.metrics.count("ticks_recorded") >= 100, WAIT)
+    # Unsubscribed and answered: every frame sent before the answers has reached the connection actor.
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=()))
+    assert wait_until(lambda: plane.status().confirmed == () and plane.status().pending == (), WAIT)
+    plane.barrier("ws.acct1")
+    plane.barrier("recorder")
+    day = kis_sim.clock.now().date()
+    recorded: Counter[tuple[str, str, int]] = Counter()  # (symbol, exchange second, cum_volume)
+    for symbol in symbols:
+        path = plane.context.paths.scalp_dir("acct1", "KRX", day) / f"ticks_{symbol}.jsonl"
+        assert wait_until(lambda p=path: p.exists(), 3.0)
+    pykka.ActorRegistry.stop_all()
+    kis_sim.stop()
+    for symbol in symbols:
+        path = plane.context.paths.scalp_dir("acct1", "KRX", day) / f"ticks_{symbol}.jsonl"
+        contents = read_jsonl(path)
+        assert contents.skipped == 0
+        for r in contents.records:
+            assert set(r) >= {"symbol", "exchange_time", "received_at", "price", "volume", "cum_volume"}
+            assert r["source"] == "ws"
+            recorded[(r["symbol"], r["exchange_time"], r["cum_volume"])] += 1
+    key = app_key_hash(plane.accounts[0].app_key.get_secret_value())
+    sent: Counter[tuple[str, str, int]] = Counter(
+        (r["symbol"], datetime.fromisoformat(r["exchange_time"]).replace(microsecond=0).isoformat(),
+         r["cum_volume"])
+        for r in read_jsonl(kis_sim.config.sent_log).records
+        if r["app_key_hash"] == key
+    )
+    assert sum(recorded.values()) == plane.metrics.count("ticks_recorded") >= 100
+    assert recorded == sent
