@@ -169,7 +169,9 @@ class JsonlReader:
 
     def _parse(self, raw: bytes, number: int) -> dict[str, Any] | None:
         try:
-            record = json.loads(raw)
+            # Decoded here, not by json.loads: given bytes it guesses UTF-16/32 from leading NULs (a power
+            # cut can leave a run of them) and then names the wrong codec in the warning.
+            record = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             self._skip(number, raw, reason)

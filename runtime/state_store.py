@@ -65,7 +65,7 @@ class StateStore:
             logger.warning("state {}: cannot read {}: {}; starting without it", name, path, error.strerror)
             return None
         try:
-            data = json.loads(raw)
+            data = json.loads(raw.decode("utf-8"))  # saves write UTF-8; json.loads(bytes) would guess
         except (ValueError, RecursionError) as error:
             reason = str(error).splitlines()[0] if raw else "empty file"
             self._move_aside(name, path, reason)
