@@ -20,7 +20,8 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
 
 State: the day's profiles (`trigger_universe`, written at UniverseReady) and the live triggers with the
 manual overrides (`triggers`, written on the rebalance cadence and at every override) go to the
-StateStore and are loaded in `on_start`, so a restart keeps its candidates.
+StateStore and are loaded in `on_start`, so a restart keeps its candidates. Without today's profiles on
+disk, `on_start` asks `universe` (`CurrentUniverse`) for the day's announcement.
 
 | message | effect |
 |---|---|
@@ -30,6 +31,7 @@ StateStore and are loaded in `on_start`, so a restart keeps its candidates.
 | ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
 | ClockTick | expire triggers; every rebalance interval: CandidatesRanked to `slots`, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
+| ContextSynced | not handled: the slot manager takes the opening movers |
 
 Metrics: `triggers` (new triggers, manual included).
 """
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pykka
 from pydantic import ValidationError
 
 from actors.base import ObserverActor
@@ -64,6 +67,7 @@ from messages.alerts import AlertRaised
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import CandidatesRanked, ManualOverride
+from messages.universe import CurrentUniverse
 from runtime.state_store import StateStore
 from runtime.ticker import Ticker
 
@@ -72,6 +76,7 @@ BOOK_STATE = "triggers"
 MIN_TICK_SECONDS = 0.1
 MAX_TICK_SECONDS = 1.0
 TICKS_PER_REBALANCE = 4
+UNIVERSE_ASK_SECONDS = 2.0
 
 
 def tick_interval_seconds(rebalance_seconds: float, speed: float) -> float:
@@ -145,6 +150,8 @@ class TriggerActor(ObserverActor):
     def on_start(self) -> None:
         now = self.context.clock.now()
         self._load_universe(now.date())
+        if not self._profiles:
+            self._ask_universe()
         self._load_book(now)
         for symbol in self._manual_symbols():
             self._book.renew_or_add(manual_trigger(symbol, now, self._trigger_settings.manual))
@@ -348,6 +355,19 @@ class TriggerActor(ObserverActor):
         self._market_caps = {s: p.market_cap for s, p in profiles.items()}
         minute = {s: minute_baseline(p.avg_volume_20d) for s, p in profiles.items() if p.avg_volume_20d > 0}
         self._detector = TickDetector(self._trigger_settings, minute)
+
+    def _ask_universe(self) -> None:
+        """A (re)start after today's announcement: the universe actor answers with it (None while building;
+        then its UniverseReady arrives when the build ends)."""
+        try:
+            answer = self.directory.ask("universe", CurrentUniverse(at=self.context.clock.now()),
+                                        timeout=UNIVERSE_ASK_SECONDS)
+        except pykka.Timeout:
+            self.log.warning("universe did not answer within {} s; waiting for its UniverseReady",
+                             UNIVERSE_ASK_SECONDS)
+            return
+        if isinstance(answer, UniverseReady):
+            self._on_universe(answer)
 
     def _stop_ticker(self) -> None:
         ticker, self._ticker = self._ticker, None

@@ -30,6 +30,7 @@ from messages.market import ScanCompleted, SymbolProfile, TicksReceived, Univers
 from messages.schedule import ClockTick
 from messages.selection import CandidatesRanked, ManualOverride
 from messages.system import Crash, Ping
+from messages.universe import CurrentUniverse
 from runtime.clock import KST, SimulatedClock
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
@@ -51,6 +52,13 @@ class Journal(ObserverActor):
             return list(self.messages)
         self.messages.append(message)
         return None
+
+
+class UniverseStandIn(ObserverActor):
+    """A real peer standing in for `universe`: answers CurrentUniverse with today's announcement."""
+
+    def on_receive(self, message: Any) -> Any:
+        return UNIVERSE if isinstance(message, CurrentUniverse) else None
 
 
 class NoCredentials:
@@ -274,5 +282,24 @@ def test_its_own_ticker_drives_the_rebalance_cadence(tmp_path: Path) -> None:
         assert wait_for_rankings(1)  # the first tick rebalances at once
         clock.advance(30)
         assert wait_for_rankings(2)
+    finally:
+        supervisor.stop()
+
+
+def test_a_fresh_start_asks_the_universe_for_the_profiles(tmp_path: Path) -> None:
+    context = make_context(tmp_path)
+    specs = [ChildSpec(id="universe", actor_class=UniverseStandIn),
+             ChildSpec(id="notifier", actor_class=Journal), ChildSpec(id="slots", actor_class=Journal),
+             ChildSpec(id="triggers", actor_class=TriggerActor,
+                       kwargs={"context": context, "tick_seconds": NO_TICKER})]
+    supervisor = Supervisor(specs, clock=context.clock)
+    supervisor.start()
+    try:
+        directory = supervisor.directory
+        directory.tell("triggers", scan(1, quote("035720", 700_000)))
+        directory.ask("triggers", Ping(at=START), timeout=WAIT)
+        told = directory.ask("notifier", "messages", timeout=WAIT)
+        alerts = [m for m in told if isinstance(m, AlertRaised)]
+        assert [(a.alert.symbol, a.alert.name) for a in alerts] == [("035720", "카카오")]
     finally:
         supervisor.stop()
