@@ -7,7 +7,8 @@ A thin shell over `core.slots`: it owns the `SlotState`, turns messages into `al
   whenever that connection reports CONNECTED, so a restarted or reconnected session gets it);
 - overflow ledger lines as `OverflowRecorded` to `recorder`: one line when a symbol starts overflowing
   (or overflows for a new reason), not again at every rebalance while it stays out;
-- overflow-rate levels crossed (`core.overflow.OverflowMonitor`) and failovers as `SystemAlert` to `notifier`.
+- overflow-rate levels crossed (`core.overflow.OverflowMonitor`) as `SystemAlert` to `notifier` (a
+  failover is alerted by the connection actor that suspends, so it is only logged here).
 
 Track B runs only in FULL_OPERATION and after ContextSynced of the same day; leaving FULL_OPERATION
 (TRACK_A_CLOSING at 15:00) empties every account's target set and clears the slots.
@@ -263,8 +264,6 @@ class SlotManagerActor(ObserverActor):
             self.log.warning("{} is {} for {:.0f} s: failover of its {} symbols", account,
                              message.state.value, message.since_seconds, moved)
             self._apply(release_account(self._state, account, now), now, full=False)
-            self._alert(f"failover.{account}", f"WebSocket of {account} is {message.state.value}: "
-                                               f"its {moved} symbols moved to the other accounts")
         elif message.state is ConnectionState.CONNECTED:
             if not available:
                 self.log.info("{} is connected again: it takes its symbols back", account)
