@@ -23,6 +23,15 @@ ACCOUNT_ENV = {
 """Environment variables that describe the single account, and the `Account` field each one sets."""
 
 _ACCOUNT_NO_WITH_PRODUCT = re.compile(r"^(\d{8})-?(\d{2})$")
+_NAME_LIKE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+def shown_key(name: str) -> str:
+    """A key name for an error message: quoted when it looks like a setting name (lowercase snake_case),
+    else withheld, because a key that is no name may be an app key or secret pasted into the wrong place."""
+    if _NAME_LIKE.fullmatch(name):
+        return repr(name)
+    return f"of {len(name)} characters that is no setting name (not shown: it may be a credential)"
 
 
 class Account(BaseModel):
@@ -85,7 +94,7 @@ def accounts_from_document(document: Any) -> list[Any]:
     if isinstance(document, dict):
         extra = sorted(set(document) - {"accounts"})
         if extra:
-            raise ValueError(f'unknown key {extra[0]!r} (the file holds only "accounts")')
+            raise ValueError(f'unknown key {shown_key(extra[0])} (the file holds only "accounts")')
         document = document.get("accounts")
     if not isinstance(document, list):
         raise ValueError('expected a JSON array of accounts or an object with an "accounts" array')

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from config.accounts import ACCOUNT_ENV, account_from_env, accounts_from_document
+from config.accounts import ACCOUNT_ENV, account_from_env, accounts_from_document, shown_key
 from config.profiles import DEFAULT_PROFILE, PROFILES
 from config.settings import Settings
 
@@ -229,10 +229,14 @@ def _describe(error: ValidationError, sources: Mapping[Key, str]) -> str:
     dotted = _dotted(key) or "(top level)"
     kind = first["type"]
     if kind == "extra_forbidden":
-        text = f"unknown key {dotted!r}"
-        close = difflib.get_close_matches(str(key[-1]), _fields_at(key[:-1]), n=1)
-        if close:
-            text += f" (did you mean {close[0]!r}?)"
+        if shown_key(str(key[-1])).startswith("'"):
+            text = f"unknown key {dotted!r}"
+            close = difflib.get_close_matches(str(key[-1]), _fields_at(key[:-1]), n=1)
+            if close:
+                text += f" (did you mean {close[0]!r}?)"
+        else:
+            place = f"in {_dotted(key[:-1])}" if key[:-1] else "at the top level"
+            text = f"unknown key {place}: a key {shown_key(str(key[-1]))}"
     elif kind == "missing":
         text = f"{dotted}: required but missing"
     else:
