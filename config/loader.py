@@ -166,7 +166,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"key {key!r} appears twice in one object")
+            raise ValueError(f"key {shown_key(key)} appears twice in one object")
         result[key] = value
     return result
 
