@@ -1,0 +1,247 @@
+"""GapRecoveryActor (id `gaps`): finds gaps in the tick streams and back-fills them from REST minute bars.
+
+Unexpected gaps come from `core.gaps.GapDetector` run over every TicksReceived; expected gaps come from
+the connection actors (ExpectedGapStarted at a drop, ExpectedGapEnded once the symbol streams again).
+Each closed gap goes through `core.gaps.recovery_action`: shorter than 5 s is fetched at once, 5-60 s
+is queued behind the urgent ones, longer gets a marker only. Fetching runs on one worker thread, one
+gap at a time, with the account's REST client, whose per-key rate limiter is shared with the scanner;
+the actor thread never waits for REST. Results come back to the actor as messages, which hands them to
+the recorder (RecoveryRecorded, or GapMarked for what could not be recovered).
+
+An expected gap starts at the symbol's last tick received before the drop, or `IN_FLIGHT_SECONDS`
+before the drop when that tick is older: ticks in flight when the socket broke are inside the gap,
+and a quiet symbol's gap is not stretched back to its last trade.
+
+| message | effect |
+|---|---|
+| TicksReceived | detector per tick; an unexpected gap is handled by the policy |
+| ExpectedGapStarted | open gaps noted (for the suspension marker) |
+| ExpectedGapEnded | one expected gap per symbol, handled by the policy |
+| ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
+| (worker results) | RecoveryRecorded / GapMarked to `recorder`; counters |
+
+Metrics: `gaps_detected` (every closed gap), `gaps_recovered` (back-filled), `gaps_marked` (marker
+only, or the back-fill failed), gauge `gap_queue_depth`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pykka
+
+from actors.base import ObserverActor, describe_exception
+from actors.context import ObserverContext
+from actors.directory import Directory
+from core.gaps import Gap, GapDetector, RecoveryAction, recovery_action
+from core.recovery import RecoveryRecord, build_recovery_records, gap_marker
+from kis.rest import KisRestClient
+from messages.alerts import SystemAlert
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.market import TicksReceived
+from messages.recording import GapMarked, RecoveryRecorded
+from messages.streaming import ConnectionChanged, ConnectionState
+from runtime.clock import KST
+
+IN_FLIGHT_SECONDS = 2.0
+QUEUE_LIMIT = 500
+WORKER_STOP_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Recovered:
+    account: str
+    gap: Gap
+    records: tuple[RecoveryRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _NotRecovered:
+    account: str
+    gap: Gap
+    detail: str
+
+
+@dataclass(order=True, slots=True)
+class _Job:
+    priority: int
+    sequence: int
+    account: str = field(compare=False)
+    gap: Gap | None = field(compare=False)  # None: stop the worker
+
+
+def expected_gap_start(last_tick: datetime | None, dropped_at: datetime) -> datetime:
+    """The start of a symbol's expected gap (see the module docstring)."""
+    earliest = dropped_at - timedelta(seconds=IN_FLIGHT_SECONDS)
+    if last_tick is None or last_tick < earliest:
+        return earliest
+    return min(last_tick, dropped_at)
+
+
+class GapRecoveryActor(ObserverActor):
+    def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
+        super().__init__(name, directory)
+        self.context = context
+        self.detector = GapDetector(context.settings.gaps)
+        self._last_tick: dict[str, datetime] = {}
+        self._open: dict[tuple[str, str], tuple[datetime, str]] = {}  # (account, symbol) -> (dropped, reason)
+        self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
+        self._sequence = itertools.count()
+        self._worker: threading.Thread | None = None
+        self._in_flight = 0  # gaps handed to the worker whose outcome has not come back yet
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._worker = threading.Thread(target=self._work, name=f"{self.name}-rest", daemon=True)
+        self._worker.start()
+
+    def on_stop(self) -> None:
+        self._stop_worker()
+
+    def on_failure(self, *_exc: object) -> None:
+        self._stop_worker()
+
+    def _stop_worker(self) -> None:
+        worker = self._worker
+        if worker is None:
+            return
+        self._jobs.put(_Job(-1, -1, "", None))
+        worker.join(WORKER_STOP_SECONDS)
+
+    def idle(self) -> bool:
+        """No back-fill queued or running (call through a proxy: `proxy.idle().get()`)."""
+        return self._in_flight == 0
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TicksReceived):
+            self._observe(message)
+        elif isinstance(message, ExpectedGapStarted):
+            for symbol in message.symbols:
+                self._open[(message.account, symbol)] = (message.at, message.reason)
+        elif isinstance(message, ExpectedGapEnded):
+            self._close_expected(message)
+        elif isinstance(message, _Recovered):
+            self._in_flight -= 1
+            self._tell("recorder", RecoveryRecorded(
+                at=self.context.clock.now(), account=message.account, gap=message.gap, records=message.records
+            ))
+            self.context.metrics.inc("gaps_recovered")
+        elif isinstance(message, _NotRecovered):
+            self._in_flight -= 1
+            self._mark(message.account, message.gap, message.detail)
+        elif isinstance(message, ConnectionChanged) and message.state is ConnectionState.SUSPENDED:
+            self._mark_suspended(message)
+        return None
+
+    def _observe(self, message: TicksReceived) -> None:
+        """Exchange times have whole seconds: only the first tick of each new second carries timing, so
+        the detector sees intervals of one second or more (a run of same-second ticks would otherwise
+        give a zero median and flag every ordinary one-second step)."""
+        observe = self.detector.observe
+        last_tick = self._last_tick
+        for tick in message.ticks:
+            symbol, at = tick.symbol, tick.exchange_time
+            previous = last_tick.get(symbol)
+            if previous is not None and at <= previous:
+                continue
+            last_tick[symbol] = at
+            gap = observe(symbol, at)
+            if gap is not None:
+                self._handle(message.account, gap)
+
+    def _close_expected(self, message: ExpectedGapEnded) -> None:
+        for symbol in message.symbols:
+            dropped_at, _ = self._open.pop((message.account, symbol), (message.started_at, message.reason))
+            start = expected_gap_start(self._last_tick.get(symbol), min(dropped_at, message.started_at))
+            end = max(message.at, start)
+            for gap in self.detector.mark_expected((symbol,), start, end, message.reason):
+                self._handle(message.account, gap)
+
+    def _handle(self, account: str, gap: Gap) -> None:
+        self.context.metrics.inc("gaps_detected")
+        action = recovery_action(gap, self.context.settings.recovery)
+        self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, gap.start.time(),
+                      gap.end.time(), gap.duration_seconds, action.value)
+        if action is RecoveryAction.MARKER_ONLY:
+            limit = self.context.settings.recovery.queued_up_to_seconds
+            self._mark(account, gap, f"longer than {limit:g} s: not back-filled")
+            return
+        if self._jobs.qsize() >= QUEUE_LIMIT:
+            self._mark(account, gap, f"recovery queue full ({QUEUE_LIMIT} gaps waiting)")
+            return
+        priority = 0 if action is RecoveryAction.IMMEDIATE else 1
+        self._jobs.put(_Job(priority, next(self._sequence), account, gap))
+        self._in_flight += 1
+        self.context.metrics.set("gap_queue_depth", self._jobs.qsize())
+
+    def _mark(self, account: str, gap: Gap, detail: str) -> None:
+        marker = gap_marker(gap, detail, at=self.context.clock.now())
+        self._tell("recorder", GapMarked(at=marker.timestamp, account=account, marker=marker))
+        self.context.metrics.inc("gaps_marked")
+
+    def _mark_suspended(self, message: ConnectionChanged) -> None:
+        """Track B is suspended: leave a marker for every open gap now, in case it never closes today."""
+        now = self.context.clock.now()
+        opened = [(symbol, at, reason) for (account, symbol), (at, reason) in self._open.items()
+                  if account == message.account]
+        for symbol, dropped_at, reason in opened:
+            start = expected_gap_start(self._last_tick.get(symbol), dropped_at)
+            gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
+            marker = gap_marker(gap, "track B suspended: gap still open", at=now)
+            self._tell("recorder", GapMarked(at=now, account=message.account, marker=marker))
+        self._tell("notifier", SystemAlert(
+            at=now, key=f"gaps_open.{message.account}",
+            text=f"{message.account}: {len(opened)} symbols without ticks while Track B is suspended",
+        ))
+
+    def _tell(self, peer: str, message: object) -> None:
+        if self.directory is not None:
+            self.directory.tell(peer, message)
+
+    # --- the worker thread -----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """One gap at a time: fetch the minute bars, build the records, hand the outcome to the actor."""
+        clients: dict[str, KisRestClient] = {}
+        try:
+            while True:
+                job = self._jobs.get()
+                if job.gap is None:
+                    return
+                outcome = self._recover(clients, job.account, job.gap)
+                self.context.metrics.set("gap_queue_depth", self._jobs.qsize())
+                try:
+                    self.actor_ref.tell(outcome)
+                except pykka.ActorDeadError:
+                    return
+        finally:
+            for client in clients.values():
+                with contextlib.suppress(Exception):
+                    client.close()
+
+    def _recover(
+        self, clients: dict[str, KisRestClient], account: str, gap: Gap
+    ) -> _Recovered | _NotRecovered:
+        try:
+            client = clients.get(account)
+            if client is None:
+                client = clients[account] = self.context.rest_client(account)
+            start, end = gap.start.astimezone(KST), gap.end.astimezone(KST)
+            bars = client.minute_bars(
+                gap.symbol, since=start.time().replace(second=0, microsecond=0), until=end.time()
+            )
+        except Exception as error:  # REST or credentials: the gap gets a marker, the worker goes on
+            return _NotRecovered(account, gap, f"minute bars failed: {describe_exception(error)}")
+        records = build_recovery_records(gap, bars, recovered_at=self.context.clock.now())
+        if not records:
+            return _NotRecovered(account, gap, "no minute bars cover the gap")
+        return _Recovered(account, gap, records)

@@ -1,0 +1,244 @@
+"""GapRecoveryActor against the KIS simulator: expected and unexpected gaps, back-fill from minute bars,
+markers, and the end-to-end promise: every tick sent is recorded or inside a recorded gap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pykka
+import pytest
+
+from actors.gap_recovery import IN_FLIGHT_SECONDS, expected_gap_start
+from config.settings import WebSocketSettings
+from messages.alerts import SystemAlert
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
+from runtime.clock import KST
+from runtime.jsonl import read_jsonl
+from tests.actors.data_plane_support import FAST_WS, WAIT, DataPlane, wait_until
+from tools.kis_sim.sent_log import app_key_hash
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+def gaps_plane(tmp_path: Path, kis_sim, websocket: WebSocketSettings = FAST_WS) -> DataPlane:
+    plane = DataPlane(tmp_path, kis_sim, websocket=websocket)
+    plane.peers("triggers", "slots", "notifier")
+    plane.start_recorder()
+    plane.start_gaps()
+    return plane
+
+
+def end_gap(plane: DataPlane, symbol: str, seconds: float) -> ExpectedGapEnded:
+    now = plane.sim.clock.now()
+    message = ExpectedGapEnded(at=now, account="acct1", symbols=(symbol,),
+                               started_at=now - timedelta(seconds=seconds), reason="websocket_reconnect")
+    plane.tell("gaps", message)
+    return message
+
+
+def scalp_files(plane: DataPlane, pattern: str) -> list[Path]:
+    day = plane.sim.clock.now().date()
+    return sorted(plane.context.paths.scalp_dir("acct1", "KRX", day).glob(pattern))
+
+
+def markers(plane: DataPlane) -> list[dict]:
+    return read_jsonl(plane.context.paths.gap_markers("acct1", plane.sim.clock.now().date())).records
+
+
+def test_expected_gap_start_covers_ticks_in_flight_but_not_a_quiet_past() -> None:
+    dropped = datetime(2024, 3, 4, 10, 0, 30, tzinfo=KST)
+    assert expected_gap_start(dropped - timedelta(seconds=1), dropped) == dropped - timedelta(seconds=1)
+    assert expected_gap_start(dropped - timedelta(minutes=5), dropped) == dropped - timedelta(
+        seconds=IN_FLIGHT_SECONDS
+    )
+    assert expected_gap_start(None, dropped) == dropped - timedelta(seconds=IN_FLIGHT_SECONDS)
+    assert expected_gap_start(dropped + timedelta(seconds=3), dropped) == dropped
+
+
+def test_a_short_gap_is_back_filled_from_minute_bars(tmp_path: Path, kis_sim) -> None:
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbol = plane.symbols(1)[0]
+    message = end_gap(plane, symbol, 20)
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
+    records = read_jsonl(recovery_file).records
+    assert records
+    start = datetime.fromisoformat(records[0]["meta"]["original_gap"]["start"])
+    end = datetime.fromisoformat(records[0]["meta"]["original_gap"]["end"])
+    assert end == message.at and start == message.started_at - timedelta(seconds=IN_FLIGHT_SECONDS)
+    for record in records:
+        (bar,) = record["instruments"]
+        stamp = datetime.fromisoformat(bar["timestamp"])
+        assert bar["symbol"] == symbol and stamp < end and stamp + timedelta(minutes=1) > start
+        assert bar["volume"] >= 0 and bar["price"]["low"] <= bar["price"]["close"] <= bar["price"]["high"]
+    tick_rows = read_jsonl(scalp_files(plane, f"ticks_{symbol}.jsonl")[0]).records
+    assert [row["source"] for row in tick_rows] == ["recovery"] * len(records)
+    assert plane.metrics.count("gaps_detected") == 1 and plane.metrics.count("gaps_marked") == 0
+
+
+def test_a_gap_over_sixty_seconds_gets_a_marker_only(tmp_path: Path, kis_sim) -> None:
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbol = plane.symbols(1)[0]
+    end_gap(plane, symbol, 90)
+    assert wait_until(lambda: plane.metrics.count("gaps_marked") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (marker,) = markers(plane)
+    assert marker["symbol"] == symbol and marker["gap_type"] == "unrecoverable"
+    assert marker["duration_seconds"] > 60 and "not back-filled" in marker["detail"]
+    assert scalp_files(plane, "recovery_*") == []
+    assert plane.metrics.count("gaps_recovered") == 0
+
+
+def test_a_failed_back_fill_leaves_a_marker(tmp_path: Path, kis_sim) -> None:
+    plane = gaps_plane(tmp_path, kis_sim)
+    end_gap(plane, "999999", 3)  # not listed: the minute-bar call fails
+    assert wait_until(lambda: plane.metrics.count("gaps_marked") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (marker,) = markers(plane)
+    assert marker["symbol"] == "999999" and marker["detail"].startswith("minute bars failed")
+
+
+def test_suspension_marks_the_open_gaps_and_alerts(tmp_path: Path, kis_sim) -> None:
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbols = plane.symbols(2)
+    now = kis_sim.clock.now()
+    plane.tell("gaps", ExpectedGapStarted(
+        at=now, account="acct1", symbols=symbols, reason="websocket_reconnect"
+    ))
+    plane.tell("gaps", ConnectionChanged(at=now, account="acct1", state=ConnectionState.SUSPENDED,
+                                         since_seconds=61))
+    plane.barrier("gaps")
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    lines = markers(plane)
+    assert sorted(line["symbol"] for line in lines) == sorted(symbols)
+    assert all(line["detail"] == "track B suspended: gap still open" for line in lines)
+    assert [alert.key for alert in plane.received("notifier", SystemAlert)] == ["gaps_open.acct1"]
+
+
+def gap_ranges(plane: DataPlane) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Every recorded gap per symbol, from the recovery files and the markers on disk."""
+    ranges: dict[str, list[tuple[datetime, datetime]]] = {}
+    for path in scalp_files(plane, "recovery_*.jsonl"):
+        for record in read_jsonl(path).records:
+            gap = record["meta"]["original_gap"]
+            symbol = record["instruments"][0]["symbol"]
+            ranges.setdefault(symbol, []).append(
+                (datetime.fromisoformat(gap["start"]), datetime.fromisoformat(gap["end"]))
+            )
+    for marker in markers(plane):
+        ranges.setdefault(marker["symbol"], []).append(
+            (datetime.fromisoformat(marker["start_time"]), datetime.fromisoformat(marker["end_time"]))
+        )
+    return ranges
+
+
+def stream_then(plane: DataPlane, symbols: tuple[str, ...], fault) -> None:
+    plane.start_ws()
+    plane.tell("ws.acct1", SetSubscriptions(at=plane.sim.clock.now(), account="acct1", symbols=symbols))
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.metrics.count("ticks_recorded") >= 60, WAIT)
+    fault()
+
+
+def unaccounted_ticks(plane: DataPlane, symbols: tuple[str, ...]) -> tuple[list, list]:
+    """Ticks neither recorded nor inside a recorded gap: first those the simulator sent (the chaos day's
+    `ticks_lost`), then those its market made between each symbol's first and last recorded tick (it
+    sends nothing while silent or disconnected, so this is the list a gap must cover)."""
+    plane.tell("ws.acct1", SetSubscriptions(at=plane.sim.clock.now(), account="acct1", symbols=()))
+    assert wait_until(lambda: plane.status().confirmed == () and plane.status().pending == (), WAIT)
+    plane.barrier("ws.acct1")
+    plane.barrier("gaps")
+    assert wait_until(lambda: plane.directory.proxy("gaps").idle().get(timeout=WAIT), WAIT)
+    plane.barrier("gaps")
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    plane.sim.stop()
+    recorded: dict[str, list[tuple[datetime, int]]] = {}
+    for symbol in symbols:
+        for row in read_jsonl(scalp_files(plane, f"ticks_{symbol}.jsonl")[0]).records:
+            if row["source"] == "ws":
+                recorded.setdefault(symbol, []).append((datetime.fromisoformat(row["exchange_time"]),
+                                                        row["cum_volume"]))
+    seen = {(symbol, cum) for symbol, rows in recorded.items() for _, cum in rows}
+    ranges = gap_ranges(plane)
+
+    def accounted(symbol: str, cum_volume: int, at: datetime) -> bool:
+        """Recorded, or inside a gap: tick times are whole seconds, so a gap covers whole seconds."""
+        second = at.replace(microsecond=0)
+        inside = any(start.replace(microsecond=0) <= second <= end for start, end in ranges.get(symbol, ()))
+        return (symbol, cum_volume) in seen or inside
+
+    key = app_key_hash(plane.accounts[0].app_key.get_secret_value())
+    lost = [
+        (row["symbol"], row["exchange_time"])
+        for row in read_jsonl(plane.sim.config.sent_log).records
+        if row["app_key_hash"] == key
+        and not accounted(row["symbol"], row["cum_volume"], datetime.fromisoformat(row["exchange_time"]))
+    ]
+    missing = []
+    for symbol, rows in recorded.items():
+        # From the second after the first tick: trades earlier in that second preceded the subscription.
+        first, last = rows[0][0] + timedelta(seconds=1), max(at for at, _ in rows)
+        for trade in plane.sim.market.trades(symbol, first, last):
+            if trade.time.replace(microsecond=0) > last:
+                continue
+            if not accounted(symbol, trade.cum_volume, trade.time):
+                missing.append((symbol, trade.time.isoformat()))
+    return lost, missing
+
+
+def never_streamed(plane: DataPlane, symbols: tuple[str, ...], gap_reason: str) -> int:
+    """How many market trades fell inside recorded gaps of `gap_reason`: proof the gaps were real."""
+    count = 0
+    for path in scalp_files(plane, "recovery_*.jsonl"):
+        records = read_jsonl(path).records
+        gap = records[0]["meta"]["original_gap"] if records else None
+        if gap is None or gap["reason"] != gap_reason:
+            continue
+        symbol = records[0]["instruments"][0]["symbol"]
+        start, end = datetime.fromisoformat(gap["start"]), datetime.fromisoformat(gap["end"])
+        count += len(plane.sim.market.trades(symbol, start + timedelta(seconds=1), end))
+    return count
+
+
+def test_a_drop_is_back_filled_and_no_sent_tick_is_unaccounted(tmp_path: Path, kis_sim) -> None:
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbols = plane.symbols(6)
+    stream_then(plane, symbols, plane.sim.faults.drop_sessions)
+    assert wait_until(lambda: plane.metrics.count("reconnects") == 1, WAIT)
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") >= len(symbols), WAIT)
+    assert unaccounted_ticks(plane, symbols) == ([], [])
+    assert never_streamed(plane, symbols, "websocket_reconnect") > 0
+    recovered = {path.name.split("_")[-1].removesuffix(".jsonl") for path in scalp_files(plane, "recovery_*")}
+    assert recovered == set(symbols)
+
+
+def test_a_silence_is_detected_from_tick_timing_and_back_filled(tmp_path: Path, kis_sim) -> None:
+    patient = FAST_WS.model_copy(update={"silence_timeout_seconds": 6.0})
+    plane = gaps_plane(tmp_path, kis_sim, websocket=patient)
+    symbols = plane.symbols(4)
+    stream_then(plane, symbols, lambda: plane.sim.faults.silence_sessions(3.0))
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") >= 1, WAIT)
+    assert plane.metrics.count("reconnects") == 0
+    assert unaccounted_ticks(plane, symbols) == ([], [])
+    assert never_streamed(plane, symbols, "unexpected_gap") > 0
+    unexpected = [
+        record for path in scalp_files(plane, "recovery_*.jsonl") for record in read_jsonl(path).records
+        if record["meta"]["original_gap"]["reason"] == "unexpected_gap"
+    ]
+    assert unexpected
+    durations = {record["meta"]["original_gap"]["duration_seconds"] for record in unexpected}
+    assert all(duration >= 20 for duration in durations)  # 3 s of silence at 10x simulated speed
