@@ -1,0 +1,143 @@
+"""Benchmarks of DESIGN.md section 8 against the KIS simulator over loopback, in one run.
+
+    python -m tools.bench [--quick] [--json FILE] [--only GROUP ...]
+
+Prints a table (figure, target, a baseline measured in the same run, met) and writes the same as JSON:
+a list of objects with `name`, `figure`, `unit`, `target`, `baseline`, `met` and `detail`. The exit
+status is non-zero only when a benchmark crashed, never because a figure missed its target. `--quick`
+uses shorter windows and fewer repetitions (about 2 minutes); the published figures come from a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.logs import reset_logging, setup_logging
+from tools.bench import decisions, memory, pipeline, reconnect, scan
+from tools.bench.harness import BenchServer
+from tools.bench.report import Result, machine, table, write_json
+
+GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory")
+LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.bench")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Window lengths and repetitions of one run."""
+
+    throughput_window: float
+    max_rate: float
+    latency_window: float
+    per_symbol_sample: int
+    drops: int
+    gaps: int
+    core_runs: int
+    day_speed: float
+    day_trade_rate: float
+
+
+FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=10.0, per_symbol_sample=100, drops=20,
+            gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0)
+QUICK = Plan(throughput_window=2.0, max_rate=60_000, latency_window=3.0, per_symbol_sample=30, drops=10,
+             gaps=8, core_runs=20, day_speed=1560.0, day_trade_rate=0.125)
+
+
+def run(plan: Plan, root: Path, groups: tuple[str, ...], say: Callable[[str], None]) -> tuple[list[Result], int]:
+    """Every selected group; a group that raises is reported and counted, the others still run."""
+    results: list[Result] = []
+    crashes = 0
+
+    def attempt(group: str, body: Callable[[], list[Result]]) -> None:
+        nonlocal crashes
+        if group not in groups:
+            return
+        started = time.monotonic()
+        say(f"[bench] {group} ...")
+        try:
+            produced = body()
+        except Exception:
+            crashes += 1
+            say(f"[bench] {group} CRASHED:\n{traceback.format_exc()}")
+            return
+        results.extend(produced)
+        say(f"[bench] {group} done in {time.monotonic() - started:.1f} s")
+
+    server_needed = set(groups) - {"core", "memory"}
+    server = BenchServer() if server_needed else None
+    try:
+        if server is not None:
+            _run_with_server(plan, root, server, attempt)
+        attempt("core", lambda: [decisions.allocation(runs=plan.core_runs)] + (
+            [decisions.context_sync(server, runs=max(3, plan.core_runs // 10))] if server is not None else []))
+    finally:
+        if server is not None:
+            server.close()
+    attempt("memory", lambda: [memory.simulated_day(root / "day", speed=plan.day_speed,
+                                                    trade_rate=plan.day_trade_rate)])
+    return results, crashes
+
+
+def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Callable[..., None]) -> None:
+    line: list[pipeline.Pipeline] = []
+
+    def tick_path() -> pipeline.Pipeline:
+        """One set of tick-path actors for the throughput and latency groups, started on first use."""
+        if not line:
+            line.append(pipeline.Pipeline(root / "pipeline", server))
+        return line[0]
+
+    try:
+        attempt("pipeline", lambda: [pipeline.throughput(
+            tick_path(), window=plan.throughput_window, max_rate=plan.max_rate,
+            parse_rates=pipeline.parse_baseline(tick_path(), seconds=1.0))])
+        attempt("latency", lambda: pipeline.latency_results(tick_path(), plan.latency_window))
+    finally:
+        if line:
+            line[0].stop()
+    attempt("scan", lambda: scan.universe_scan(server, root / "scan", per_symbol_sample=plan.per_symbol_sample))
+    attempt("reconnect", lambda: [reconnect.reconnects(server, root / "reconnect", drops=plan.drops)])
+    attempt("gaps", lambda: decisions.gap_latencies(server, root / "gaps", gaps=plan.gaps))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short windows, fewer repetitions (~2 min)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the results here")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
+                        help=f"run only these groups ({', '.join(GROUPS)})")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    facts = machine()
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"[bench] {'quick' if args.quick else 'full'} run on {facts['nproc']} cores, {facts['cpu']}, "
+        f"Python {facts['python']}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="observer-bench-") as scratch:
+        root = Path(scratch)
+        setup_logging(root / "logs", LOGGED_ACTORS, retention_days=1, console_level="ERROR")
+        try:
+            results, crashes = run(plan, root, tuple(args.only), say)
+        finally:
+            reset_logging()
+    print(table(results))
+    met = sum(r.met for r in results)
+    print(f"\n{met}/{len(results)} targets met in {time.monotonic() - started:.0f} s; "
+          f"{facts['nproc']} cores, {facts['cpu']}, Python {facts['python']}")
+    if args.json is not None:
+        write_json(args.json, results)
+    if crashes:
+        print(f"{crashes} benchmark group(s) crashed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

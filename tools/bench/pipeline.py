@@ -1,0 +1,290 @@
+"""Tick pipeline: throughput and latency through the real actors, socket to trigger evaluation.
+
+The path is the production one: the blaster's frames arrive on `WSConnectionActor`'s session (receive
+thread: `kis.ws_codec.decode`, one `TicksReceived` per frame stamped `received_mono`), the actor fans each
+frame out to `recorder` (`RecorderActor`: one JSONL line per tick), `triggers` (`TriggerActor`:
+`TickDetector` per tick) and `gaps` (`GapRecoveryActor`: `GapDetector` per tick). `notifier` is the real
+log-only NotifierActor; `slots` is a sink (the slot manager would change the subscriptions mid-run).
+
+Frames carry as many records as the simulator's feed would put in them at that rate: one frame per symbol
+per 50 ms feed step, so `rate x 0.05 / 41` records (at least 1).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actors.base import ObserverActor
+from actors.directory import Directory
+from actors.gap_recovery import GapRecoveryActor
+from actors.notifier import NotifierActor
+from actors.recorder import RecorderActor
+from actors.triggers import TriggerActor
+from actors.ws_connection import WSConnectionActor
+from kis.fields import H0STCNT0_FIELDS
+from kis.ws_codec import decode
+from messages.streaming import SetSubscriptions
+from runtime.clock import SimulatedClock
+from runtime.latency import LatencyRecorder, LatencySummary
+from tools.bench.blaster import FrameBook
+from tools.bench.harness import (
+    ACCOUNT,
+    BenchServer,
+    Started,
+    bench_context,
+    timed,
+    universe_message,
+    wait_for,
+)
+from tools.bench.report import Result
+from tools.bench.server import BENCH_DATE, BENCH_START, BLAST_TRADE_RATE, SEED
+from tools.kis_sim.market import Market
+
+RECORD_WRITTEN = "record_written"
+TRIGGER_EVALUATED = "trigger_evaluated"
+GAPS_CHECKED = "gaps_checked"
+STAGES = (RECORD_WRITTEN, TRIGGER_EVALUATED, GAPS_CHECKED)
+FEED_STEP_SECONDS = 0.05
+TARGET_THROUGHPUT = 20_000.0
+NOMINAL_RATE = 82.0  # 41 symbols x 2 trades/s per key
+HIGH_RATE = 5_000.0
+P99_NOMINAL_MS = 5.0
+P99_HIGH_MS = 50.0
+SCAN_RATIO_LIMIT = 1.2
+MIN_SEND_SHARE = 0.95  # the blaster must really have offered the rate
+BACKLOG_GROWTH_SECONDS = 0.1  # more backlog growth than this much traffic over a window = not sustained
+
+
+def records_per_frame(rate: float, symbols: int) -> int:
+    return max(1, min(999, round(rate * FEED_STEP_SECONDS / symbols)))
+
+
+class Sink(ObserverActor):
+    """A peer outside the measured path: takes what it is told and drops it."""
+
+    def on_receive(self, message: Any) -> Any:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One offered rate held for a window."""
+
+    rate: float
+    records_per_frame: int
+    sent_rate: float
+    processed_rate: float
+    backlog_growth: int
+    sustained: bool
+
+
+class Pipeline:
+    """The actors of the tick path, subscribed to the blaster's symbols, with latency stamps per stage."""
+
+    def __init__(self, root: Path, server: BenchServer) -> None:
+        self.server = server
+        self.latency = LatencyRecorder()
+        self.clock = SimulatedClock(BENCH_START, speed=1.0)
+        self.context = bench_context(root, self.clock, rest_url=server.rest_url, ws_url=server.blaster_url)
+        facts = server.info["blast_symbols"]
+        self.symbols = tuple(f["symbol"] for f in facts)
+        self.actors = Started(Directory(self.clock), [])
+        try:
+            self.actors.start("recorder", timed(RecorderActor, RECORD_WRITTEN, self.latency), self.context)
+            self.actors.start("notifier", NotifierActor, self.context)
+            self.actors.start("triggers", timed(TriggerActor, TRIGGER_EVALUATED, self.latency), self.context)
+            self.actors.start("slots", Sink)
+            self.actors.start("gaps", timed(GapRecoveryActor, GAPS_CHECKED, self.latency), self.context)
+            self.actors.start(f"ws.{ACCOUNT}", WSConnectionActor, self.context, ACCOUNT)
+            universe = universe_message(self.clock, facts)
+            directory = self.actors.directory
+            directory.tell("recorder", universe)
+            directory.tell("triggers", universe)
+            directory.tell(f"ws.{ACCOUNT}", SetSubscriptions(at=self.clock.now(), account=ACCOUNT,
+                                                             symbols=self.symbols))
+            wait_for(lambda: server.command(cmd="status")["sessions"] >= 1, 20.0, "the blaster subscription")
+            time.sleep(0.3)  # the remaining acks
+        except BaseException:
+            self.actors.stop()
+            raise
+
+    def processed(self) -> int:
+        """Records every stage has handled (the slowest stage's count)."""
+        return min(self.latency.records(stage) for stage in STAGES)
+
+    def sent(self) -> int:
+        return int(self.server.command(cmd="status")["records"])
+
+    def blast(self, rate: float) -> int:
+        k = records_per_frame(rate, len(self.symbols))
+        self.server.command(cmd="blast", rate=rate, records_per_frame=k)
+        return k
+
+    def quiet(self, timeout: float = 60.0) -> None:
+        """Stop the blaster and wait until every stage has caught up with what was sent."""
+        self.server.command(cmd="blast", rate=0)
+        sent = self.sent()
+        wait_for(lambda: self.processed() >= sent, timeout, "the pipeline to drain", pause=0.01)
+
+    def hold(self, rate: float, window: float, warmup: float) -> Step:
+        """Offer `rate` for `warmup` + `window` seconds; sustained = offered in full, backlog flat."""
+        k = self.blast(rate)
+        time.sleep(warmup)
+        sent0, done0, t0 = self.sent(), self.processed(), time.monotonic()
+        time.sleep(window)
+        sent1, done1, t1 = self.sent(), self.processed(), time.monotonic()
+        elapsed = t1 - t0
+        growth = (sent1 - done1) - (sent0 - done0)
+        sent_rate, processed_rate = (sent1 - sent0) / elapsed, (done1 - done0) / elapsed
+        sustained = sent_rate >= MIN_SEND_SHARE * rate and growth <= BACKLOG_GROWTH_SECONDS * rate + 2 * k
+        self.quiet()
+        return Step(rate, k, sent_rate, processed_rate, growth, sustained)
+
+    def stop(self) -> None:
+        self.server.command(cmd="blast", rate=0)
+        self.actors.stop()
+
+
+def throughput(pipeline: Pipeline, *, window: float, max_rate: float, parse_rates: dict[str, float]) -> Result:
+    """The highest offered rate the pipeline sustained: 5k, 10k, 20k, then +50 % a step until one fails
+    (each rate gets a second try, the machine may be busy), then one bisection between the last two."""
+    steps: list[Step] = []
+
+    def held(rate: float) -> Step:
+        for _ in range(2):
+            step = pipeline.hold(rate, window, warmup=0.5)
+            steps.append(step)
+            if step.sustained:
+                break
+        return step
+
+    best: Step | None = None
+    failed: Step | None = None
+    rate = 5_000.0
+    while rate <= max_rate:
+        step = held(rate)
+        if not step.sustained:
+            failed = step
+            break
+        best = step
+        rate = rate * 2 if rate < TARGET_THROUGHPUT else rate * 1.5
+    if best is not None and failed is not None:
+        step = held((best.rate + failed.rate) / 2)
+        if step.sustained:
+            best = step
+    figure = best.rate if best is not None else 0.0
+    tried = "; ".join(
+        f"{s.rate:,.0f}/s x{s.records_per_frame}/frame: sent {s.sent_rate:,.0f}/s, processed "
+        f"{s.processed_rate:,.0f}/s, backlog {s.backlog_growth:+,d} -> {'ok' if s.sustained else 'no'}"
+        for s in steps
+    )
+    return Result(
+        name="tick_pipeline_throughput", figure=figure, unit="records/s",
+        target=f">= {TARGET_THROUGHPUT:,.0f}", baseline=parse_rates["naive"], met=figure >= TARGET_THROUGHPUT,
+        detail=f"baseline: naive parse only (split + zip dicts), one thread; kis.ws_codec.decode alone "
+               f"{parse_rates['codec']:,.0f} records/s; steps: {tried}",
+    )
+
+
+def parse_baseline(pipeline: Pipeline, seconds: float) -> dict[str, float]:
+    """Records/s of the naive parse (one dict per record from split and zip) and of `kis.ws_codec.decode`,
+    on frames built like the blaster's at the target rate, on one thread."""
+    market = Market(seed=SEED, trading_date=BENCH_DATE, n_symbols=1200, trade_rate=BLAST_TRADE_RATE)
+    book = FrameBook(market, pipeline.symbols, BENCH_START, 10.0)
+    frames = book.frames(records_per_frame(TARGET_THROUGHPUT, len(pipeline.symbols)))
+    return {"naive": _rate_of(naive_parse, frames, seconds), "codec": _rate_of(decode, frames, seconds)}
+
+
+def naive_parse(frame: str) -> list[dict[str, str]]:
+    """The naive way: split the frame, then one dict per record with zip."""
+    _flag, _tr_id, count, payload = frame.split("|", 3)
+    values = payload.split("^")
+    width = len(H0STCNT0_FIELDS)
+    return [dict(zip(H0STCNT0_FIELDS, values[i * width:(i + 1) * width], strict=True))
+            for i in range(int(count))]
+
+
+def _rate_of(parse: Any, frames: list[str], seconds: float) -> float:
+    records = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        for frame in frames:
+            records += int(frame[11:14])
+            parse(frame)
+    return records / (time.perf_counter() - started)
+
+
+def measure_latency(pipeline: Pipeline, rate: float, window: float, *, scanning: bool) -> dict[str, LatencySummary]:
+    """Latency summaries per stage for frames that arrived while `rate` was offered for `window` seconds,
+    with full Track A scans back to back over the same window when `scanning`."""
+    pipeline.blast(rate)
+    time.sleep(0.5)
+    pipeline.latency.reset()
+    scans = _Scans(pipeline) if scanning else None
+    time.sleep(window)
+    summaries = {stage: pipeline.latency.summary(stage) for stage in STAGES}
+    if scans is not None:
+        scans.stop()
+    pipeline.quiet()
+    return summaries
+
+
+class _Scans:
+    """Full Track A passes over the universe (1,000 symbols, 30 per call) in a thread, until stopped."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._client = pipeline.context.rest_client(ACCOUNT)
+        self._symbols = list(pipeline.server.info["universe"][:1000])
+        self._client.multi_quote_batch(self._symbols[:30])  # token issued before the window
+        self._stop = threading.Event()
+        self.passes = 0
+        self._thread = threading.Thread(target=self._run, name="bench-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for batch_start in range(0, len(self._symbols), 30):
+                if self._stop.is_set():
+                    return
+                self._client.multi_quote_batch(self._symbols[batch_start:batch_start + 30])
+            self.passes += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+        self._client.close()
+
+
+def latency_results(pipeline: Pipeline, window: float) -> list[Result]:
+    """p99 at the nominal and the high rate, then the ratio while Track A scans run."""
+    results: list[Result] = []
+    idle: dict[float, dict[str, LatencySummary]] = {}
+    for rate, limit in ((NOMINAL_RATE, P99_NOMINAL_MS), (HIGH_RATE, P99_HIGH_MS)):
+        idle[rate] = summaries = measure_latency(pipeline, rate, window, scanning=False)
+        for stage in (RECORD_WRITTEN, TRIGGER_EVALUATED):
+            s = summaries[stage]
+            results.append(Result(
+                name=f"tick_latency_p99_{stage}_at_{rate:.0f}_per_s", figure=s.p99 * 1000, unit="ms",
+                target=f"<= {limit:g}", baseline=s.p50 * 1000, met=s.p99 * 1000 <= limit,
+                detail=f"p50 {s.p50 * 1000:.2f} ms (baseline column), max {s.max * 1000:.2f} ms, "
+                       f"{s.count} frames / {s.records} records",
+            ))
+    for rate in (NOMINAL_RATE, HIGH_RATE):
+        busy = measure_latency(pipeline, rate, window, scanning=True)
+        for stage in (RECORD_WRITTEN, TRIGGER_EVALUATED):
+            quiet_p99, busy_p99 = idle[rate][stage].p99, busy[stage].p99
+            ratio = busy_p99 / quiet_p99 if quiet_p99 > 0 else math.nan
+            results.append(Result(
+                name=f"tick_latency_p99_{stage}_at_{rate:.0f}_per_s_during_scan_ratio", figure=ratio,
+                unit="x idle", target=f"<= {SCAN_RATIO_LIMIT:g}", baseline=quiet_p99 * 1000,
+                met=ratio <= SCAN_RATIO_LIMIT,
+                detail=f"p99 {busy_p99 * 1000:.2f} ms while scanning vs {quiet_p99 * 1000:.2f} ms idle "
+                       f"(baseline column, ms); p50 {busy[stage].p50 * 1000:.2f} ms; {busy[stage].count} frames",
+            ))
+    return results
