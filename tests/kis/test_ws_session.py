@@ -132,6 +132,7 @@ def test_encrypted_execution_notice_is_decrypted_with_the_key_from_its_ack(
     inbox.wait(lambda: bool(inbox.acks(AckCode.SUBSCRIBE_SUCCESS)), "the notice subscribe ack")
     assert inbox.acks(AckCode.SUBSCRIBE_SUCCESS)[0].keys is not None
 
+    kis_sim.accounts.apply_fill(APP_KEY, SYMBOL, "buy", 7, 70000)  # something to sell (books, sends nothing)
     assert kis_sim.fill(APP_KEY, SYMBOL, "sell", 7, 71000) == 1
 
     inbox.wait(lambda: inbox.count(ExecutionNoticeFrame) == 1, "the notice")

@@ -70,6 +70,9 @@ class WrongSecret(Exception):
     """The app secret does not match the one this app key was first used with (EGW00105)."""
 
 
+FILL_SIDES = ("buy", "sell")
+
+
 class Account:
     """One app key's account. Fields holding secrets are excluded from repr."""
 
@@ -157,6 +160,27 @@ class Accounts:
         with self._lock:
             return self._accounts.get(app_key)
 
+    def apply_fill(self, app_key: str, symbol: str, side: str, qty: int, price: int) -> tuple[Holding, ...]:
+        """Book an execution into the holdings of `app_key`'s account so the balance inquiry shows it.
+
+        A buy adds `qty` at a new volume-weighted average price (a new symbol becomes the last row); a sell
+        reduces the quantity at the same average price, and selling all of it removes the row. A sell of
+        more than is held is refused (ValueError), as a cash account cannot go short. Returns the holdings.
+        """
+        if side not in FILL_SIDES:
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        if qty <= 0 or price <= 0:
+            raise ValueError(f"fill needs a positive quantity and price, got {qty} x {price}")
+        listing = self._market.listings.get(symbol)
+        if listing is None:
+            raise ValueError(f"unknown symbol {symbol!r}")
+        with self._lock:
+            account = self._accounts.get(app_key)
+            if account is None:
+                raise ValueError("no account has used this app key yet")
+            account.holdings = _booked(account.holdings, listing.name, symbol, side, qty, price)
+            return account.holdings
+
     def admit(self, account: Account) -> bool:
         """Count one REST call of `account`; False when over its per-second limit (EGW00201)."""
         with self._lock:
@@ -236,6 +260,28 @@ class Accounts:
     def account_for_approval(self, approval_key: str) -> Account | None:
         app_key = self.app_key_for_approval(approval_key)
         return None if app_key is None else self.known(app_key)
+
+
+def _booked(
+    holdings: tuple[Holding, ...], name: str, symbol: str, side: str, qty: int, price: int
+) -> tuple[Holding, ...]:
+    """`holdings` after one fill (see `Accounts.apply_fill`)."""
+    index = next((i for i, held in enumerate(holdings) if held.code == symbol), len(holdings))
+    before, after = holdings[:index], holdings[index + 1 :]
+    if index == len(holdings):
+        if side == "sell":
+            raise ValueError(f"cannot sell {qty} x {symbol}: the account holds 0")
+        return (*holdings, Holding(code=symbol, name=name, quantity=qty, average_price=float(price)))
+    held = holdings[index]
+    if side == "buy":
+        quantity = held.quantity + qty
+        average = round((held.average_price * held.quantity + price * qty) / quantity, 4)
+        return (*before, Holding(symbol, held.name, quantity, average), *after)
+    if qty > held.quantity:
+        raise ValueError(f"cannot sell {qty} x {symbol}: the account holds {held.quantity}")
+    if qty == held.quantity:
+        return (*before, *after)
+    return (*before, Holding(symbol, held.name, held.quantity - qty, held.average_price), *after)
 
 
 def _new_token_value() -> str:

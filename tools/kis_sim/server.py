@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from runtime.clock import KST, Clock, SimulatedClock, SystemClock
-from tools.kis_sim.accounts import Accounts
+from tools.kis_sim.accounts import FILL_SIDES, Accounts
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.market import Market
 from tools.kis_sim.rest import RestServer
@@ -16,7 +16,7 @@ from tools.kis_sim.scenario import Scenario
 from tools.kis_sim.sent_log import SentLog
 from tools.kis_sim.ws import Fill, WsServer
 
-SIDES = ("buy", "sell")
+SIDES = FILL_SIDES
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +123,11 @@ class KisSimulator:
         return f"READY rest={self.rest_url} ws={self.ws_url}"
 
     def fill(self, app_key: str, symbol: str, side: str, qty: int, price: int) -> int:
-        """Report an execution of `qty` x `symbol` at `price` to `app_key`'s notice subscribers.
+        """Report an execution of `qty` x `symbol` at `price` to `app_key`'s notice subscribers and book it
+        into the account's holdings (the balance inquiry shows it; see `Accounts.apply_fill`).
 
-        Returns how many encrypted H0STCNI0/H0STCNI9 frames were sent (0 when nobody subscribed).
+        Returns how many encrypted H0STCNI0/H0STCNI9 frames were sent (0 when nobody subscribed). A sell of
+        more than the account holds is refused with ValueError, before anything is booked or sent.
         """
         if side not in SIDES:
             raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")

@@ -74,9 +74,12 @@ class QuoteLike(Protocol):
 
 
 class ApprovalBook(Protocol):
-    """What the server needs from the accounts: which app key an approval key belongs to."""
+    """What the server needs from the accounts: which app key an approval key belongs to, and where a
+    fill is booked so the balance inquiry shows it."""
 
     def app_key_for_approval(self, approval_key: str) -> str | None: ...
+
+    def apply_fill(self, app_key: str, symbol: str, side: str, qty: int, price: int) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +291,14 @@ class WsServer:
     # ---- in-process API (any thread) ---------------------------------------------------------------------
 
     def fill(self, app_key: str, fill: Fill, timeout: float = 5.0) -> int:
-        """Send `fill` as an encrypted notice to the session of `app_key`; return how many frames went out."""
+        """Book `fill` into `app_key`'s holdings, then send it as an encrypted notice to the key's session.
+
+        Returns how many frames went out. A fill the account refuses (ValueError: an unknown key or symbol,
+        selling more than is held) is neither booked nor sent.
+        """
         if self._loop is None:
             raise RuntimeError("WsServer is not running")
+        self._accounts.apply_fill(app_key, fill.symbol, fill.side, fill.qty, fill.price)
         future = asyncio.run_coroutine_threadsafe(self._send_notice(app_key, fill), self._loop)
         return future.result(timeout)
 
