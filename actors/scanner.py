@@ -60,8 +60,8 @@ SYNC_GRACE = timedelta(minutes=5)
 STATE_NAME = "scanner"
 SAFE_MODE_KEY = "scanner.safe_mode"
 STOP_JOIN_SECONDS = 2.0
-UNIVERSE_ASK_INTERVAL_SECONDS = 2.0
-"""While it has no universe in a Track A phase, the scanner asks `universe` at most this often (real s)."""
+UNIVERSE_ASK_INTERVAL = timedelta(seconds=2)
+"""While it has no universe in a Track A phase, the scanner asks `universe` at most this often."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ class ScannerActor(ObserverActor):
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._ticker: Ticker | None = None
-        self._universe_asked_at: float | None = None
+        self._universe_asked_at: datetime | None = None
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -297,9 +297,11 @@ class ScannerActor(ObserverActor):
         self.log.info("universe of {}: {} symbols to scan", ready.day, len(self._symbols))
 
     def _ask_universe(self, *, throttled: bool = False) -> None:
-        asked, self._universe_asked_at = self._universe_asked_at, time.monotonic()
-        if throttled and asked is not None and time.monotonic() - asked < UNIVERSE_ASK_INTERVAL_SECONDS:
+        now = self.context.clock.now()
+        asked = self._universe_asked_at
+        if throttled and asked is not None and now - asked < UNIVERSE_ASK_INTERVAL:
             return
+        self._universe_asked_at = now
         ready = self.directory.ask("universe", CurrentUniverse(at=self.context.clock.now()), timeout=2.0)
         if isinstance(ready, UniverseReady):
             self._set_universe(ready)

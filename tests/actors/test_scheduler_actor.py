@@ -1,9 +1,11 @@
-"""SchedulerActor: freezegun time travel through whole days, catch-up after pauses, restarts, the ticker."""
+"""SchedulerActor: freezegun time travel through whole days (alone and driving the control plane on the
+simulator), catch-up after pauses, restarts, the ticker."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from functools import partial
 
 import pykka
 import pytest
@@ -11,13 +13,22 @@ from freezegun import freeze_time
 
 from actors.context import ObserverContext
 from actors.directory import Directory
+from actors.scanner import ScannerActor
 from actors.scheduler import SchedulerActor, tick_interval_seconds
+from actors.tokens import TokenActor
+from actors.universe import UniverseActor
+from config.settings import ScanSettings, Settings
 from core.calendar import is_trading_day
 from core.schedule import DayEvent, Phase
+from messages.alerts import SystemAlert
+from messages.market import ScanCompleted, UniverseReady
 from messages.schedule import ClockTick, DayEventFired, PhaseChanged
+from messages.selection import ContextSynced
+from messages.streaming import CredentialsRenewed
 from messages.system import Ping
 from runtime.clock import KST, SimulatedClock, SystemClock
-from tests.actors.control_plane_support import Journal, make_context, start_recorders, wait_until
+from tests.actors.control_plane_support import Journal, make_context, sim_account, start_recorders, wait_until
+from tools.kis_sim.server import KisSimulator, SimConfig
 
 MONDAY = date(2024, 3, 4)
 SATURDAY = date(2024, 3, 9)
@@ -200,3 +211,58 @@ def test_tick_interval_follows_the_clock_speed():
     assert tick_interval_seconds(10.0) == 0.5
     assert tick_interval_seconds(600.0) == 0.2
     assert tick_interval_seconds(0.0) == 0.2
+
+
+def scans_reported(journal: Journal, count: int) -> bool:
+    return len(journal.received(ScanCompleted)) == count
+
+
+def test_the_control_plane_lives_through_a_whole_trading_day(tmp_path):
+    """Real tokens, universe, scanner and scheduler on the simulator (following the frozen wall clock)
+    from 04:55 to 23:00: the universe before the open, the 08:30 renewal reaching the connection, a scan
+    every 10 minutes from 09:00 to 15:20 and none outside, context sync right after the 09:30 scan."""
+    with freeze_time(kst(MONDAY, 4, 55)) as frozen:
+        clock = SystemClock()
+        config = SimConfig(seed=5, wall_clock=True, n_symbols=60, pingpong_interval=0.5)
+        with KisSimulator(config) as sim:
+            context = make_context(
+                tmp_path, clock, rest_url=sim.rest_url, accounts=(sim_account("acct1"),),
+                settings=Settings(scan=ScanSettings(interval_seconds=600)),
+            )
+            directory = Directory(clock)
+            peers = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.acct1")
+            journals = start_recorders(directory, *peers)
+            control_plane = {"tokens": TokenActor, "scanner": ScannerActor, "universe": UniverseActor}
+            for name, actor in control_plane.items():
+                directory.register(name, actor.start(name, directory, context))
+                directory.ask(name, Ping(at=clock.now()))
+            directory.register("scheduler", SchedulerActor.start("scheduler", directory, context))
+            assert wait_until(lambda: journals["triggers"].received(UniverseReady) != [], timeout=20)
+
+            scan_times: list[datetime] = []
+            now = kst(MONDAY, 4, 55)
+            while now < kst(MONDAY, 23, 0):
+                now += timedelta(minutes=5)
+                frozen.move_to(now)
+                directory.ask("scheduler", ClockTick(at=now))
+                directory.ask("scanner", ClockTick(at=now))
+                if kst(MONDAY, 9) <= now < kst(MONDAY, 15, 30) and now.minute % 10 == 0:
+                    scan_times.append(now)
+                assert wait_until(partial(scans_reported, journals["triggers"], len(scan_times)))
+                for name in ("scanner", "tokens", "triggers", "slots", "ws.acct1"):
+                    directory.ask(name, Ping(at=now))
+                synced = journals["slots"].received(ContextSynced)
+                assert len(synced) == (1 if now >= kst(MONDAY, 9, 30) else 0), f"at {now:%H:%M}"
+                renewed = journals["ws.acct1"].received(CredentialsRenewed)
+                assert len(renewed) == (1 if now >= kst(MONDAY, 8, 30) else 0), f"at {now:%H:%M}"
+
+    scans = journals["triggers"].received(ScanCompleted)
+    assert [scan.at for scan in scans] == scan_times and len(scans) == 39
+    assert journals["recorder"].received(ScanCompleted) == scans
+    assert synced[0].at == kst(MONDAY, 9, 30) and synced[0].movers
+    assert journals["triggers"].received(ContextSynced) == synced
+    assert journals["triggers"].received(UniverseReady)[0].day == MONDAY
+    assert journals["notifier"].received(SystemAlert) == []
+    assert context.metrics.snapshot()["phases_seen"] == [
+        "idle", "warmup", "track_a_only", "full_operation", "track_a_closing", "shutdown",
+    ]
