@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from core.schedule import Phase
 from kis.protocol import AckCode
 from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
 from messages.market import ExecutionsReceived, TicksReceived
+from messages.schedule import PhaseChanged
 from messages.streaming import (
     ConnectionChanged,
     ConnectionState,
@@ -229,3 +231,19 @@ def test_nothing_is_opened_without_a_target_and_the_session_closes_when_emptied(
     assert wait_until(lambda: plane.status().state is ConnectionState.STOPPED, WAIT)
     assert wait_until(lambda: plane.sim.ws.session_count() == 0, WAIT)
     assert plane.directory.ref("ws.acct1").is_alive()
+
+
+def test_a_notice_only_session_follows_the_phase(tmp_path, kis_sim) -> None:
+    account = sim_account("acct1").model_copy(update={"hts_id": "hts0002"})
+    plane = DataPlane(tmp_path, kis_sim, accounts=(account,))
+    plane.peers(*PEERS)
+    plane.start_ws()
+    assert wait_until(lambda: plane.status().notice_confirmed, WAIT)
+    now = kis_sim.clock.now()
+    plane.tell("ws.acct1", PhaseChanged(at=now, phase=Phase.IDLE, previous=Phase.SHUTDOWN))
+    assert wait_until(lambda: plane.status().state is ConnectionState.STOPPED, WAIT)
+    assert wait_until(lambda: kis_sim.ws.session_count() == 0, WAIT)
+    assert plane.received("gaps", ExpectedGapStarted) == []  # no trade symbol was streaming
+    plane.tell("ws.acct1", PhaseChanged(at=now, phase=Phase.WARMUP, previous=Phase.IDLE))
+    assert wait_until(lambda: plane.status().notice_confirmed, WAIT)
+    assert plane.metrics.count("reconnects") == 0
