@@ -106,7 +106,12 @@ class StateStore:
             os.close(descriptor)
 
     def _remove_abandoned_temporaries(self) -> None:
-        """A save cut off before its rename leaves a temporary behind; the real file is intact."""
+        """A save cut off before its rename leaves a temporary behind; the real file is intact.
+
+        Temporaries of this process are another actor's save in flight, not leftovers.
+        """
+        own = f"{_TEMP_MARK}{os.getpid()}-"
         for leftover in self.root.glob(f"*.json{_TEMP_MARK}*"):
-            leftover.unlink(missing_ok=True)
-            logger.debug("state: removed unfinished save {}", leftover.name)
+            if own not in leftover.name:
+                leftover.unlink(missing_ok=True)
+                logger.debug("state: removed unfinished save {}", leftover.name)
