@@ -304,7 +304,7 @@ class TokenVault:
         try:
             document = json.loads(raw)
             token, issued_at, approval = _parse_cache(document)
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, RecursionError) as error:
             logger.warning("{}: token cache {} is not valid ({}); ignoring it", name, path, _reason(error))
             return
         now = self.clock.now()
@@ -408,4 +408,6 @@ def _reason(error: Exception) -> str:
         return f"missing field {error.args[0]!r}"
     if isinstance(error, json.JSONDecodeError):
         return f"not JSON (line {error.lineno})"
+    if isinstance(error, RecursionError):
+        return "not JSON (nested too deeply)"
     return "a field has the wrong type or format"
