@@ -2,8 +2,9 @@
 
 The simulator runs on a manual clock (speed 0) so that quotes and bars are fixed during a test and can be
 compared with the simulator's own market model. Every HTTP exchange is observed through a `requests`
-response hook on the client's real session. Where the simulator cannot produce a case (an HTML error
-page, more than 100 daily bars, a second balance page), a small KIS-shaped server in this module does.
+response hook on the client's real session. Where the simulator cannot produce a case (a malformed row,
+a Retry-After header, more than 100 daily bars, a second balance page), a small KIS-shaped server in this
+module does.
 """
 
 from __future__ import annotations
@@ -435,6 +436,35 @@ def test_slow_answer_times_out_and_the_retry_succeeds(
     assert any("timed out" in line and "retry 1" in line for line in log_lines)
 
 
+def test_html_error_page_is_unparseable_and_retried_as_a_gateway_failure(
+    kis_sim: KisSimulator, recorder: Recorder
+) -> None:
+    settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=2)
+    client = make_client(kis_sim.rest_url, recorder, settings=settings, clock=kis_sim.clock)
+    client.tokens.current()
+    kis_sim.faults.html_errors(2)
+    assert client.quote("005930").price == kis_sim.market.quote("005930", kis_sim.clock.now()).price
+    assert [c.status for c in recorder.calls(protocol.INQUIRE_PRICE_PATH)] == [502, 502, 200]
+
+    kis_sim.faults.html_errors(3)
+    with pytest.raises(KisUnparseableResponse, match=r"HTTP 502: body is not JSON \(text/html") as caught:
+        client.quote("005930")
+    assert caught.value.transient and caught.value.status == 502
+    assert [c.status for c in recorder.calls(protocol.INQUIRE_PRICE_PATH)][3:] == [502, 502, 502]
+    assert "Bad Gateway" not in str(caught.value)
+
+
+def test_empty_body_is_unparseable_and_not_retried(kis_sim: KisSimulator, recorder: Recorder) -> None:
+    client = make_client(kis_sim.rest_url, recorder, clock=kis_sim.clock)
+    client.tokens.current()
+    kis_sim.faults.empty_bodies(1)
+    with pytest.raises(KisUnparseableResponse, match="HTTP 200: empty body") as caught:
+        client.quote("005930")
+    assert not caught.value.transient
+    assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 1
+    assert client.quote("005930").price > 0
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -529,29 +559,6 @@ def stub_factory() -> Iterator[StubFactory]:
     yield make
     for stub in stubs:
         stub.close()
-
-
-def test_html_error_page_is_unparseable_and_retried_as_a_gateway_failure(
-    stub_factory: StubFactory, recorder: Recorder
-) -> None:
-    page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
-    stub = stub_factory(lambda *_: (502, "text/html", page, {}))
-    settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=2)
-    client = make_client(stub.url, recorder, settings=settings, tokens=FixedTokenSource())
-    with pytest.raises(KisUnparseableResponse, match=r"HTTP 502: body is not JSON \(text/html") as caught:
-        client.quote("005930")
-    assert caught.value.transient
-    assert len(stub.requests) == 3
-    assert "nginx" not in str(caught.value)
-
-
-def test_empty_body_is_unparseable_and_not_retried(stub_factory: StubFactory, recorder: Recorder) -> None:
-    stub = stub_factory(lambda *_: (200, "application/json", b"", {}))
-    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
-    with pytest.raises(KisUnparseableResponse, match="HTTP 200: empty body") as caught:
-        client.quote("005930")
-    assert not caught.value.transient
-    assert len(stub.requests) == 1
 
 
 def test_malformed_row_is_unparseable_with_the_field_named(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from kis.protocol import APPROVAL_PATH
+from kis.protocol import APPROVAL_PATH, INQUIRE_PRICE_PATH, TOKEN_PATH
 from tests.kis_sim.ws_helpers import connect, is_trade_frame, recv_until, send_and_ack, trade_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,11 +85,21 @@ def test_sigint_stops_cleanly_with_exit_0(simulator):
 
 
 def test_faults_flag_arms_faults_at_start():
-    process = _run("--n-symbols", "50", "--date", "20240304", "--faults", "refuse=30")
+    process = _run("--n-symbols", "50", "--date", "20240304", "--faults", "refuse=30,html=1,empty=1")
     try:
-        ws_url = READY.match(_read_line(process)).group(3)
+        rest_url, _, ws_url, _ = READY.match(_read_line(process)).groups()
         with pytest.raises(Exception, match="503"):
             connect(ws_url)
+        credentials = {"appkey": "CLI-KEY", "appsecret": "CLI-SECRET"}
+        token = requests.post(
+            rest_url + TOKEN_PATH, json={"grant_type": "client_credentials", **credentials}, timeout=5
+        ).json()["access_token"]
+        headers = {"authorization": f"Bearer {token}", **credentials, "tr_id": "FHKST01010100"}
+        params = {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"}
+        answers = [requests.get(rest_url + INQUIRE_PRICE_PATH, headers=headers, params=params, timeout=5)
+                   for _ in range(3)]  # fmt: skip
+        assert [(a.status_code, a.text[:6]) for a in answers[:2]] == [(502, "<html>"), (200, "")]
+        assert answers[2].json()["rt_cd"] == "0"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
@@ -103,7 +113,8 @@ def test_help_documents_every_flag_and_the_faults_syntax():
     assert result.returncode == 0
     for flag in FLAGS:
         assert flag in result.stdout, flag
-    for item in ("drop_every=S", "refuse=S", "malformed=N", "truncated=N", "silence=S", "READY"):
+    for item in ("drop_every=S", "refuse=S", "malformed=N", "truncated=N", "silence=S", "html=N", "empty=N",
+                 "READY"):
         assert item in result.stdout, item
 
 
@@ -112,6 +123,8 @@ def test_help_documents_every_flag_and_the_faults_syntax():
     [
         (("--faults", "drop_every=soon"), "drop_every"),
         (("--faults", "explode"), "unknown fault item"),
+        (("--faults", "html=two"), "fault html: 'two' is not a whole number"),
+        (("--faults", "empty"), "unknown fault item"),
         (("--date", "2024-03-04"), "YYYYMMDD"),
         (("--start", "9h"), "HH:MM"),
         (("--ws-port", "70000"), "port"),

@@ -42,6 +42,10 @@ def test_counters_and_generations_are_consumed_once() -> None:
     faults.drop_sessions()
     faults.expire_tokens()
     assert faults.drop_generation() == before_drop + 1 and faults.token_epoch() == before_epoch + 1
+    faults.html_errors(2)
+    faults.empty_bodies(1)
+    assert [faults.take_html_error() for _ in range(3)] == [True, True, False]
+    assert [faults.take_empty_body() for _ in range(2)] == [True, False]
     faults.drop_every(5.0)
     assert faults.drop_interval() == 5.0
     faults.drop_every(None)
@@ -53,8 +57,13 @@ def test_clear_switches_everything_off_and_bad_values_are_refused() -> None:
     faults.rate_limit_burst(10)
     faults.malformed_frames(3)
     faults.drop_every(1.0)
+    faults.html_errors(1)
+    faults.empty_bodies(1)
     faults.clear()
     assert not faults.rest_rate_limited() and not faults.take_malformed() and faults.drop_interval() is None
+    assert not faults.take_html_error() and not faults.take_empty_body()
+    with pytest.raises(ValueError, match="count must be >= 0"):
+        faults.html_errors(-1)
     with pytest.raises(ValueError, match=">= 0"):
         faults.rate_limit_burst(-1)
     with pytest.raises(ValueError, match="positive interval"):

@@ -441,6 +441,25 @@ def test_slow_rest_fault_delays_answers_for_its_window(sim: Sim) -> None:
     assert sim.sleeps == [0.25]
 
 
+def test_html_error_and_empty_body_faults_answer_the_next_uapi_calls_only(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.faults.html_errors(2)
+    sim.faults.empty_bodies(1)
+    assert sim.session.post(f"{sim.url}{protocol.APPROVAL_PATH}", timeout=10, json={
+        "grant_type": "client_credentials", "appkey": "key-1", "secretkey": "secret-1",
+    }).status_code == 200  # fmt: skip
+    assert sim.session.get(f"{sim.url}/master/kospi_code.mst.zip", timeout=10).status_code == 200
+    answers = [sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()) for _ in range(4)]
+    assert [(a.status_code, a.headers["content-type"]) for a in answers[:3]] == [
+        (502, "text/html"), (502, "text/html"), (200, "application/json; charset=utf-8"),
+    ]  # fmt: skip
+    assert b"<title>502 Bad Gateway</title>" in answers[0].content
+    assert answers[2].content == b"" and answers[2].headers["content-length"] == "0"
+    assert answers[3].status_code == 200 and answers[3].json()["rt_cd"] == "0"
+    _counts, errors = sim.server.app.counts()
+    assert errors["html_error_page"] == 2 and errors["empty_body"] == 1
+
+
 # ---- quotations ------------------------------------------------------------------------------------------
 
 

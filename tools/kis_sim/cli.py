@@ -29,6 +29,8 @@ comma-separated faults, armed once the servers listen:
   rate_limit=S       every REST call answers EGW00201 for S seconds
   expire_tokens      every access token issued so far has expired
   slow_rest=D:S      delay REST answers by D seconds for S seconds
+  html=N             answer the next N /uapi calls with an HTML error page (HTTP 502)
+  empty=N            answer the next N /uapi calls with HTTP 200 and an empty body
 durations are real (wall) seconds; e.g. --faults drop_every=30,malformed=5,refuse=10"""
 
 
@@ -74,6 +76,8 @@ _WITH_VALUE: dict[str, Callable[[Faults, str], None]] = {
     "silence": lambda f, v: f.silence_sessions(_seconds("silence", v)),
     "rate_limit": lambda f, v: f.rate_limit_burst(_seconds("rate_limit", v)),
     "slow_rest": _slow_rest,
+    "html": lambda f, v: f.html_errors(_count("html", v)),
+    "empty": lambda f, v: f.empty_bodies(_count("empty", v)),
 }
 _WITHOUT_VALUE: dict[str, Callable[[Faults], None]] = {
     "drop": Faults.drop_sessions,

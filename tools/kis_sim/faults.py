@@ -27,6 +27,8 @@ class Faults:
         self._malformed_left = 0
         self._truncated_left = 0
         self._silent_until = 0.0
+        self._html_left = 0
+        self._empty_left = 0
 
     # ---- REST -------------------------------------------------------------------------------------------
 
@@ -50,6 +52,31 @@ class Faults:
         """Seconds the REST server should wait before answering now (0 when no slow-down is armed)."""
         with self._lock:
             return self._slow_delay if self._monotonic() < self._slow_until else 0.0
+
+    def html_errors(self, count: int) -> None:
+        """The next `count` `/uapi` calls get an HTML error page with HTTP 502, as a failing proxy sends."""
+        with self._lock:
+            self._html_left += _count(count)
+
+    def take_html_error(self) -> bool:
+        """Consume one pending HTML error; True means: answer this `/uapi` call with the error page."""
+        with self._lock:
+            if self._html_left > 0:
+                self._html_left -= 1
+                return True
+            return False
+
+    def empty_bodies(self, count: int) -> None:
+        """The next `count` `/uapi` calls get HTTP 200 with an empty body."""
+        with self._lock:
+            self._empty_left += _count(count)
+
+    def take_empty_body(self) -> bool:
+        with self._lock:
+            if self._empty_left > 0:
+                self._empty_left -= 1
+                return True
+            return False
 
     def expire_tokens(self) -> None:
         """Every access token issued so far answers EGW00123 from now on."""
@@ -134,7 +161,14 @@ class Faults:
             self._rate_limited_until = self._slow_until = self._refuse_until = self._silent_until = 0.0
             self._slow_delay = 0.0
             self._drop_every = None
-            self._malformed_left = self._truncated_left = 0
+            self._malformed_left = self._truncated_left = self._html_left = self._empty_left = 0
+
+
+def _count(count: int) -> int:
+    value = int(count)
+    if value < 0:
+        raise ValueError(f"a fault count must be >= 0, got {value}")
+    return value
 
 
 def _non_negative(seconds: float) -> float:

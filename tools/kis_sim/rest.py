@@ -64,6 +64,12 @@ GATEWAY_MESSAGES = {
     ErrorCode.TOKEN_TOO_SOON.value: MSG_TOKEN_TOO_SOON,
 }
 
+UAPI_PREFIX = "/uapi/"
+HTML_ERROR_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
 _MULTI_CODE_KEY = re.compile(r"^FID_INPUT_ISCD_(\d+)$")
 _CODE = re.compile(r"^[0-9A-Z]{6}$")
 _HHMMSS = re.compile(r"^([01]\d|2[0-3])([0-5]\d)([0-5]\d)$")
@@ -76,6 +82,10 @@ class Response:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
+
+
+HTML_ERROR = Response(502, HTML_ERROR_PAGE, content_type="text/html")
+EMPTY_BODY = Response(200, b"")
 
 
 class KisAnswer(Exception):
@@ -157,6 +167,11 @@ class RestApp:
                 self._sleep(delay)
             if path in MASTER_PATHS and method == "GET":
                 return self._count(path, self._master(MASTER_PATHS[path]))
+            if path.startswith(UAPI_PREFIX):
+                if self.faults.take_html_error():
+                    return self._fault(HTML_ERROR, "html_error_page")
+                if self.faults.take_empty_body():
+                    return self._fault(EMPTY_BODY, "empty_body")
             if self.faults.rest_rate_limited():
                 raise gateway_error(ErrorCode.RATE_LIMIT)
             if path == protocol.TOKEN_PATH:
@@ -185,6 +200,12 @@ class RestApp:
             return _json(500, {"rt_cd": "1", "msg_cd": "EGW00002", "msg1": GATEWAY_MESSAGES["EGW00002"]})
 
     # ---- gateway ----------------------------------------------------------------------------------------
+
+    def _fault(self, response: Response, kind: str) -> Response:
+        """A broken answer from in front of the gateway (a fault); counted among the errors by `kind`."""
+        with self._lock:
+            self.errors[kind] += 1
+        return response
 
     def _count(self, key: str, response: Response) -> Response:
         with self._lock:
