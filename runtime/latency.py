@@ -23,7 +23,6 @@ class LatencySummary:
     """Percentiles of one stage in seconds (NaN when there is no sample)."""
 
     count: int
-    records: int
     p50: float
     p99: float
     max: float
@@ -65,19 +64,17 @@ class LatencyRecorder:
         samples = sorted(self.samples(stage))
         return LatencySummary(
             count=len(samples),
-            records=self.records(stage),
             p50=percentile(samples, 50.0),
             p99=percentile(samples, 99.0),
             max=samples[-1] if samples else math.nan,
         )
 
     def reset(self, stages: Iterable[str] | None = None) -> None:
-        """Forget samples and counts (of `stages`, or of every stage)."""
+        """Forget the samples (of `stages`, or of every stage); the record counts keep counting."""
         for name in list(self._stages) if stages is None else stages:
             entry = self._stages.get(name)
             if entry is not None:
                 entry.samples.clear()
-                entry.records = 0
 
     def _stage(self, stage: str) -> _Stage:
         with self._create:

@@ -41,6 +41,7 @@ class Plan:
     core_runs: int
     day_speed: float
     day_trade_rate: float
+    parse_seconds: float = 1.0
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=10.0, per_symbol_sample=100, drops=20,
@@ -69,13 +70,13 @@ def run(plan: Plan, root: Path, groups: tuple[str, ...], say: Callable[[str], No
         results.extend(produced)
         say(f"[bench] {group} done in {time.monotonic() - started:.1f} s")
 
-    server_needed = set(groups) - {"core", "memory"}
+    server_needed = set(groups) - {"core", "memory"}  # memory runs its own server (another clock)
     server = BenchServer() if server_needed else None
     try:
         if server is not None:
             _run_with_server(plan, root, server, attempt)
-        attempt("core", lambda: [decisions.allocation(runs=plan.core_runs)] + (
-            [decisions.context_sync(server, runs=max(3, plan.core_runs // 10))] if server is not None else []))
+        attempt("core", lambda: [decisions.allocation(runs=plan.core_runs),
+                                 decisions.context_sync(runs=max(3, plan.core_runs // 10))])
     finally:
         if server is not None:
             server.close()
@@ -94,9 +95,14 @@ def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Calla
         return line[0]
 
     try:
-        attempt("pipeline", lambda: [pipeline.throughput(
-            tick_path(), window=plan.throughput_window, max_rate=plan.max_rate,
-            parse_rates=pipeline.parse_baseline(tick_path(), seconds=1.0))])
+        attempt("pipeline", lambda: [
+            pipeline.throughput(tick_path(), window=plan.throughput_window, max_rate=plan.max_rate,
+                                parse_rates=pipeline.parse_baseline(tick_path(), seconds=plan.parse_seconds)),
+            pipeline.throughput(tick_path(), window=plan.throughput_window, max_rate=plan.max_rate,
+                                parse_rates=pipeline.parse_baseline(tick_path(), seconds=plan.parse_seconds,
+                                                                  frame_records=1),
+                                frame_records=1),
+        ])
         attempt("latency", lambda: pipeline.latency_results(tick_path(), plan.latency_window))
     finally:
         if line:

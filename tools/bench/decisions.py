@@ -34,8 +34,7 @@ from messages.recording import GapMarked, RecoveryRecorded
 from messages.system import Ping
 from runtime.clock import KST, SimulatedClock
 from runtime.latency import percentile
-from tools.bench.harness import ACCOUNT, BenchError, BenchServer, Started, bench_context, wait_for
-from tools.bench.pipeline import Sink
+from tools.bench.harness import ACCOUNT, BenchError, BenchServer, Sink, Started, bench_context, wait_for
 from tools.bench.report import Result
 from tools.bench.server import BENCH_DATE, BENCH_START, BLAST_TRADE_RATE, SEED
 from tools.kis_sim.frames import TradeFormatter
@@ -164,26 +163,30 @@ def _minute_bars_call(context: Any, symbol: str, around: datetime) -> float:
         return time.monotonic() - started
 
 
-def snapshot_records(server: BenchServer, symbols: int, minutes: int) -> list[dict[str, Any]]:
-    """Seed-format Track A snapshot records, one a minute from 09:00, from the market model's quotes."""
-    market = Market(seed=SEED, trading_date=BENCH_DATE, n_symbols=1200)
-    codes = list(server.info["universe"][:symbols])
+def snapshot_records(symbols: int, minutes: int) -> list[dict[str, Any]]:
+    """Seed-format Track A snapshot records, one a minute from 09:00, each symbol on a random walk (the
+    sync's cost does not depend on the prices, only on how many quotes there are)."""
+    rng = random.Random(9)
+    codes = [f"{100000 + i:06d}" for i in range(symbols)]
+    prices = {code: rng.uniform(4_000, 400_000) for code in codes}
+    volumes = dict.fromkeys(codes, 0)
     opened = datetime.combine(BENCH_DATE, datetime.min.time(), tzinfo=KST).replace(hour=9)
     records = []
     for minute in range(minutes + 1):
-        at = opened + timedelta(minutes=minute)
         instruments = []
         for code in codes:
-            quote = market.quote(code, at)
-            instruments.append({"symbol": code, "price": {"open": quote.open, "high": quote.high,
-                                                          "low": quote.low, "close": quote.price},
-                                "volume": quote.volume})
+            prices[code] *= 1 + rng.gauss(0, 0.004)
+            volumes[code] += rng.randrange(100, 50_000)
+            close = round(prices[code])
+            instruments.append({"symbol": code, "price": {"open": close, "high": close, "low": close,
+                                                          "close": close}, "volume": volumes[code]})
+        at = opened + timedelta(minutes=minute)
         records.append({"meta": {"captured_at": at.isoformat()}, "instruments": instruments})
     return records
 
 
-def context_sync(server: BenchServer, *, runs: int) -> Result:
-    records = snapshot_records(server, 1000, 30)
+def context_sync(*, runs: int) -> Result:
+    records = snapshot_records(1000, 30)
     window_start = datetime.fromisoformat(records[0]["meta"]["captured_at"])
     target = window_start + timedelta(minutes=30)
     timings, floors = [], []

@@ -8,6 +8,7 @@ actor's own code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,13 @@ from config.settings import Settings, TokenSettings
 from kis.ratelimit import RateLimiterRegistry
 from kis.token_vault import TokenVault
 from messages.market import SymbolProfile, TicksReceived, UniverseReady
-from runtime.clock import Clock
+from runtime.clock import KST, Clock, SimulatedClock
 from runtime.latency import LatencyRecorder
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
 
 ACCOUNT = "bench"
+WARM_UP_START = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
 READY_TIMEOUT = 60.0
 
 
@@ -70,6 +73,11 @@ class BenchServer:
     def blaster_url(self) -> str:
         return str(self.info["blaster_url"])
 
+    @property
+    def universe(self) -> list[str]:
+        """The simulator's 1,000 largest symbols, largest first."""
+        return [facts["symbol"] for facts in self.info["universe"]]
+
     def command(self, **command: Any) -> dict[str, Any]:
         with self._lock:
             stdin = self._process.stdin
@@ -83,10 +91,8 @@ class BenchServer:
 
     def close(self) -> None:
         if self._process.poll() is None:
-            try:
+            with contextlib.suppress(OSError, ValueError, BenchError):
                 self.command(cmd="quit")
-            except (OSError, ValueError, BenchError):
-                pass
             try:
                 self._process.wait(15.0)
             except subprocess.TimeoutExpired:
@@ -153,6 +159,20 @@ def universe_message(clock: Clock, facts: list[dict[str, Any]]) -> UniverseReady
     return UniverseReady(at=clock.now(), day=clock.now().date(), profiles=profiles)
 
 
+class Sink(ObserverActor):
+    """A peer outside the measured path: takes what it is told and drops it."""
+
+    def on_receive(self, message: Any) -> Any:
+        return None
+
+
+def warm_up(server: BenchServer, root: Path) -> None:
+    """One untimed pass so the simulator has every symbol's day computed."""
+    context = bench_context(root, SimulatedClock(WARM_UP_START, speed=1.0), rest_url=server.rest_url, ws_url=None)
+    with context.rest_client(ACCOUNT) as client:
+        client.multi_quotes(server.universe)
+
+
 @dataclass
 class Started:
     """Actors started for one benchmark, stopped in reverse order."""
@@ -167,12 +187,17 @@ class Started:
 
     def stop(self) -> None:
         for name, ref in reversed(self.refs):
-            try:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 ref.stop(timeout=10.0)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                pass
             self.directory.unregister(name)
         self.refs.clear()
+
+    def stop_one(self, name: str) -> None:
+        for entry in [entry for entry in self.refs if entry[0] == name]:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                entry[1].stop(timeout=10.0)
+            self.directory.unregister(name)
+            self.refs.remove(entry)
 
     def mailbox_depth(self) -> int:
         return sum(ref.actor_inbox.qsize() for _, ref in self.refs)

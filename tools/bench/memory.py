@@ -1,35 +1,32 @@
 """Memory over a simulated trading day: RSS of this process at the start and after 09:00-15:30 at high speed.
 
 The simulator's clock runs the session at `speed` x; a `WSConnectionActor` streams 41 symbols from its
-feed into the real recorder, trigger and gap actors, and a Track A scan of the 1,000-symbol universe runs
-every 10 simulated minutes (`ScanCompleted` to the recorder and the trigger actor), as the scanner would.
+feed into the real recorder, trigger and gap actors, and the real ScannerActor scans the 1,000-symbol
+universe every 10 simulated minutes (its ScanCompleted to the recorder and the trigger actor, its context
+sync at 09:30).
 RSS is read from /proc/self/status; the start figure is taken once the first simulated minutes have
 streamed (files opened, windows filled), so the growth is what a day adds.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
-from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.gap_recovery import GapRecoveryActor
 from actors.notifier import NotifierActor
 from actors.recorder import RecorderActor
+from actors.scanner import ScannerActor
 from actors.triggers import TriggerActor
 from actors.ws_connection import WSConnectionActor
-from messages.market import ScanCompleted
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
-from tools.bench.harness import ACCOUNT, BenchServer, Started, bench_context, universe_message, wait_for
-from tools.bench.pipeline import Sink
+from tools.bench.harness import ACCOUNT, BenchServer, Sink, Started, bench_context, universe_message, wait_for
 from tools.bench.report import Result
 from tools.bench.server import BENCH_START
 
 SESSION_SECONDS = 6.5 * 3600
-SCAN_INTERVAL = 600.0
 GROWTH_LIMIT_MB = 20.0
 WARMUP_SHARE = 0.03
 
@@ -48,7 +45,6 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
         began = time.monotonic()
         clock = SimulatedClock(BENCH_START.replace(hour=9), speed=speed)
         context = bench_context(root, clock, rest_url=server.rest_url, ws_url=server.ws_url)
-        universe = list(server.info["universe"][:1000])
         facts = server.info["blast_symbols"]
         actors = Started(Directory(clock), [])
         try:
@@ -56,6 +52,7 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
             actors.start("notifier", NotifierActor, context)
             actors.start("triggers", TriggerActor, context)
             actors.start("slots", Sink)
+            actors.start("universe", Sink)
             actors.start("gaps", GapRecoveryActor, context)
             actors.start(f"ws.{ACCOUNT}", WSConnectionActor, context, ACCOUNT)
             ready = universe_message(clock, facts)
@@ -63,13 +60,14 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
             actors.directory.tell("triggers", ready)
             actors.directory.tell(f"ws.{ACCOUNT}", SetSubscriptions(
                 at=clock.now(), account=ACCOUNT, symbols=tuple(f["symbol"] for f in facts)))
-            scans = _Scanner(context, actors.directory, universe, SCAN_INTERVAL / speed)
+            actors.start("scanner", ScannerActor, context)
+            actors.directory.tell("scanner", universe_message(clock, server.info["universe"]))
             day = SESSION_SECONDS / speed
             time.sleep(max(0.0, began + day * WARMUP_SHARE - time.monotonic()))
             start_rss = rss_mb()
             ticks_at_start = context.metrics.count("ticks_recorded")
             time.sleep(max(0.0, began + day - time.monotonic()))
-            scans.stop()
+            actors.stop_one("scanner")
             wait_for(lambda: actors.mailbox_depth() == 0, 60.0, "the actors to drain", pause=0.05)
             end_rss = rss_mb()
             ticks = context.metrics.count("ticks_recorded") - ticks_at_start
@@ -80,38 +78,5 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
         name="memory_growth_simulated_day", figure=growth, unit="MB", target=f"< {GROWTH_LIMIT_MB:g}",
         baseline=start_rss, met=growth < GROWTH_LIMIT_MB,
         detail=f"RSS {start_rss:.1f} -> {end_rss:.1f} MB over 09:00-15:30 at {speed:g}x ({day:.0f} s): "
-               f"{ticks:,} ticks recorded, {scans.passes} Track A scans; baseline: RSS at the start (MB)",
+               f"{ticks:,} ticks recorded, {context.metrics.count('scans')} Track A scans; baseline: RSS at the start (MB)",
     )
-
-
-class _Scanner:
-    """A full Track A pass every `interval` real seconds, told to the recorder and the trigger actor."""
-
-    def __init__(self, context: ObserverContext, directory: Directory, symbols: list[str], interval: float) -> None:
-        self._context = context
-        self._directory = directory
-        self._symbols = symbols
-        self._interval = interval
-        self._stop = threading.Event()
-        self.passes = 0
-        self._thread = threading.Thread(target=self._run, name="bench-day-scan", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        context = self._context
-        with context.rest_client(ACCOUNT) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                rows = tuple(client.multi_quotes(self._symbols))
-                self.passes += 1
-                message = ScanCompleted(at=context.clock.now(), account=ACCOUNT,
-                                        scan_no=self.passes, rows=rows, calls=len(self._symbols) // 30 + 1,
-                                        duration_seconds=time.monotonic() - started)
-                self._directory.tell("recorder", message)
-                self._directory.tell("triggers", message)
-                self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30.0)
-

@@ -19,8 +19,7 @@ from actors.ws_connection import WSConnectionActor
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
 from runtime.latency import percentile
-from tools.bench.harness import ACCOUNT, BenchServer, Started, bench_context, wait_for
-from tools.bench.pipeline import Sink
+from tools.bench.harness import ACCOUNT, BenchServer, Sink, Started, bench_context, wait_for
 from tools.bench.report import Result
 from tools.bench.server import BENCH_START
 
@@ -60,7 +59,7 @@ def reconnects(server: BenchServer, root: Path, *, drops: int) -> Result:
     clock = SimulatedClock(BENCH_START, speed=1.0)
     context = bench_context(root, clock, rest_url=server.rest_url, ws_url=server.ws_url)
     first_step = context.settings.websocket.reconnect_backoff_seconds[0]
-    symbols = tuple(server.info["universe"][:SUBSCRIPTIONS])
+    symbols = tuple(server.universe[:SUBSCRIPTIONS])
     context.vault.approval_key(ACCOUNT)  # issued once, outside the timing, as the token actor would
     samples: list[float] = []
     for _ in range(drops):

@@ -31,6 +31,7 @@ BENCH_DATE = date(2024, 3, 4)  # a Monday, a KRX trading day
 SEED = 11
 BENCH_START = datetime.combine(BENCH_DATE, time(10, 0), tzinfo=KST)
 BLAST_SYMBOLS = 41
+UNIVERSE = 1000
 BLAST_TRADE_RATE = 20.0  # trades/s per symbol in the pre-built frames
 BLAST_STRETCH_SECONDS = 60.0
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rest_url": sim.rest_url,
                 "ws_url": sim.ws_url,
                 "blaster_url": blaster.url,
-                "universe": symbols,
+                "universe": [_facts(sim.market, code) for code in symbols[:UNIVERSE]],
                 "blast_symbols": [_facts(blast_market, code) for code in blast_symbols],
             }
             _reply(ready, prefix="READY ")
