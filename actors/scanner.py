@@ -4,12 +4,13 @@ Cadence: its own `Ticker` sends `ClockTick` (the scheduler only announces bounda
 on every `PhaseChanged`, the actor looks at the injected clock. In TRACK_A_ONLY, FULL_OPERATION and
 TRACK_A_CLOSING a pass starts when the last one began `ScanSettings.interval_seconds` ago (simulated
 time), the first one at once. A pass runs on a worker thread, one `multi_quote_batch` of up to 30 symbols
-per call through the account's `KisRestClient` (the per-key limiter is shared with gap recovery), so the
-mailbox stays free; a stop sets an event the worker checks between calls, so it ends within one call.
+per call through the account's `KisRestClient` (the per-key limiter is shared with gap recovery), with
+`CALLS_IN_FLIGHT` calls in flight, so the mailbox stays free; a stop sets an event the callers check
+between calls, so it ends within one call.
 
 Safe mode (issue 6 item 4): `safe_mode_after_failures` failed calls in a row (after the client's own
-retries) abort the pass and widen the interval to `safe_mode_interval_seconds`, alerted once; the first
-pass without a failed call ends it (logged and announced).
+retries) abort the pass (a call already waiting for its slot still goes) and widen the interval to
+`safe_mode_interval_seconds`, alerted once; the first pass without a failed call ends it (announced).
 
 Context sync: the passes from 09:00 on are kept (symbol, close, volume) until the day is synced. In
 FULL_OPERATION, once no pass is running (a pass due at 09:30 runs first), `core.context_sync` ranks the
@@ -46,6 +47,7 @@ from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
 from core.schedule import Phase, phase_at
 from kis.errors import KisError
 from kis.models import MultiQuote
+from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
@@ -60,6 +62,9 @@ SYNC_GRACE = timedelta(minutes=5)
 STATE_NAME = "scanner"
 SAFE_MODE_KEY = "scanner.safe_mode"
 STOP_JOIN_SECONDS = 2.0
+CALLS_IN_FLIGHT = 2
+"""Batch calls a pass keeps in flight: a call takes about as long as the limiter's spacing (50 ms at
+20/s), so one caller alone would leave the key idle half the time; the shared limiter keeps the pace."""
 UNIVERSE_ASK_INTERVAL = timedelta(seconds=2)
 """While it has no universe in a Track A phase, the scanner asks `universe` at most this often."""
 
@@ -77,6 +82,52 @@ class _PassFinished:
     duration_seconds: float
 
 
+class _Pass:
+    """One pass's batches, handed out to its callers; failures counted in a row across callers."""
+
+    def __init__(
+        self, batches: list[tuple[str, ...]], failures_in_a_row: int, abort_after: int,
+        stopping: threading.Event, log: Any,
+    ) -> None:
+        self._batches = batches
+        self._results: list[list[MultiQuote]] = [[] for _ in batches]
+        self._next = 0
+        self._lock = threading.Lock()
+        self._abort_after = abort_after
+        self._stopping = stopping
+        self._log = log
+        self.failures_in_a_row = failures_in_a_row
+        self.calls = self.failed = 0
+        self.aborted = False
+
+    def call_batches(self, client: KisRestClient) -> None:
+        with client:
+            while (index := self._take()) is not None:
+                try:
+                    rows = client.multi_quote_batch(self._batches[index])
+                except KisError as error:
+                    self._log.warning("scan batch {} failed: {}", index + 1, error)
+                    with self._lock:
+                        self.failed += 1
+                        self.failures_in_a_row += 1
+                        self.aborted = self.aborted or self.failures_in_a_row >= self._abort_after
+                    continue
+                with self._lock:
+                    self._results[index] = rows
+                    self.failures_in_a_row = 0
+
+    def rows(self) -> tuple[MultiQuote, ...]:
+        return tuple(row for batch in self._results for row in batch)
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self.aborted or self._stopping.is_set() or self._next >= len(self._batches):
+                return None
+            self._next += 1
+            self.calls += 1
+            return self._next - 1
+
+
 class ScannerActor(ObserverActor):
     def __init__(
         self,
@@ -86,14 +137,18 @@ class ScannerActor(ObserverActor):
         *,
         account: str | None = None,
         tick_seconds: float | None = None,
+        concurrency: int = CALLS_IN_FLIGHT,
     ) -> None:
         super().__init__(name, directory)
         self.context = context
         self.settings = context.settings.scan
         self._schedule = context.settings.schedule
         self._track_b_stop = self._schedule.track_b_stop
+        if account is None and not context.accounts:
+            raise ValueError("the scanner needs an account (settings.accounts is empty)")
         self.account = account or context.accounts[0].name
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
+        self.concurrency = max(1, concurrency)
         self._store = StateStore(context.paths.state_dir)
         self._symbols: tuple[str, ...] = ()
         self._market_caps: dict[str, float] = {}
@@ -192,31 +247,27 @@ class ScannerActor(ObserverActor):
         self._worker.start()
 
     def _run_pass(self, started_at: datetime, symbols: tuple[str, ...], failures_in_a_row: int) -> None:
-        """The worker thread: one full pass, batch by batch; the result goes back as a message."""
+        """The pass thread: `concurrency` callers share the batches; the result goes back as a message."""
         began = time.monotonic()
-        rows: list[MultiQuote] = []
-        calls = failed = 0
-        aborted = False
         size = self.settings.batch_size
-        with self.context.rest_client(self.account) as client:
-            for first in range(0, len(symbols), size):
-                if self._stopping.is_set():
-                    return
-                calls += 1
-                try:
-                    rows.extend(client.multi_quote_batch(symbols[first : first + size]))
-                except KisError as error:
-                    failed += 1
-                    failures_in_a_row += 1
-                    self.log.warning("scan batch {} failed: {}", calls, error)
-                    if failures_in_a_row >= self.settings.safe_mode_after_failures:
-                        aborted = True
-                        break
-                else:
-                    failures_in_a_row = 0
+        batches = [symbols[first : first + size] for first in range(0, len(symbols), size)]
+        abort_after = self.settings.safe_mode_after_failures
+        scan = _Pass(batches, failures_in_a_row, abort_after, self._stopping, self.log)
+        callers = [
+            threading.Thread(target=scan.call_batches, args=(self.context.rest_client(self.account),),
+                             name=f"{self.name}-call-{n}", daemon=True)
+            for n in range(min(self.concurrency, len(batches)))
+        ]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        if self._stopping.is_set():
+            return
         result = _PassFinished(
-            started_at=started_at, rows=tuple(rows), calls=calls, failed_calls=failed,
-            failures_in_a_row=failures_in_a_row, aborted=aborted, duration_seconds=time.monotonic() - began,
+            started_at=started_at, rows=scan.rows(), calls=scan.calls, failed_calls=scan.failed,
+            failures_in_a_row=scan.failures_in_a_row, aborted=scan.aborted,
+            duration_seconds=time.monotonic() - began,
         )
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(result)
