@@ -50,7 +50,9 @@ QUICK = Plan(throughput_window=2.0, max_rate=60_000, latency_window=3.0, per_sym
              gaps=8, core_runs=20, day_speed=1560.0, day_trade_rate=0.125)
 
 
-def run(plan: Plan, root: Path, groups: tuple[str, ...], say: Callable[[str], None]) -> tuple[list[Result], int]:
+def run(
+    plan: Plan, root: Path, groups: tuple[str, ...], say: Callable[[str], None]
+) -> tuple[list[Result], int]:
     """Every selected group; a group that raises is reported and counted, the others still run."""
     results: list[Result] = []
     crashes = 0
@@ -107,7 +109,8 @@ def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Calla
     finally:
         if line:
             line[0].stop()
-    attempt("scan", lambda: scan.universe_scan(server, root / "scan", per_symbol_sample=plan.per_symbol_sample))
+    attempt("scan", lambda: scan.universe_scan(server, root / "scan",
+                                               per_symbol_sample=plan.per_symbol_sample))
     attempt("reconnect", lambda: [reconnect.reconnects(server, root / "reconnect", drops=plan.drops)])
     attempt("gaps", lambda: decisions.gap_latencies(server, root / "gaps", gaps=plan.gaps))
 

@@ -70,7 +70,7 @@ def _interleave(lists: list[list[str]]) -> list[list[str]]:
 
 
 class FrameBlaster:
-    """The server. `start()` listens on loopback; `blast`/`stop_blast`/`status` may be called from any thread."""
+    """The server. `start()` listens on loopback; `blast` and `status` may be called from any thread."""
 
     def __init__(self, book: FrameBook, host: str = "127.0.0.1", port: int = 0) -> None:
         self._book = book

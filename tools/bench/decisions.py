@@ -40,7 +40,8 @@ from tools.bench.server import BENCH_DATE, BENCH_START, BLAST_TRADE_RATE, SEED
 from tools.kis_sim.frames import TradeFormatter
 from tools.kis_sim.market import Market
 
-GAP_SECONDS = 12.0  # busy symbols are flagged after 10 x their median interval (1 s: exchange times have whole seconds)
+# A busy symbol is flagged after 10 x its median interval, which is 1 s (exchange times have whole seconds).
+GAP_SECONDS = 12.0
 GAP_LIMIT = 1.0
 CONTEXT_SYNC_LIMIT = 2.0
 ALLOCATION_LIMIT = 0.005
@@ -135,9 +136,9 @@ def gap_latencies(server: BenchServer, root: Path, *, gaps: int) -> list[Result]
     return [
         Result(name="gap_detection_latency_p99", figure=percentile(detect, 99.0), unit="s",
                target=f"< {GAP_LIMIT:g}", baseline=hop, met=percentile(detect, 99.0) < GAP_LIMIT,
-               detail=f"p50 {percentile(detect, 50.0) * 1000:.2f} ms over {len(detect)} gaps; from the arrival "
-                      f"of the tick that ends a {GAP_SECONDS:g} s silence; baseline: one ask round trip to the "
-                      f"gap actor"),
+               detail=f"p50 {percentile(detect, 50.0) * 1000:.2f} ms over {len(detect)} gaps; from the "
+                      f"arrival of the tick that ends a {GAP_SECONDS:g} s silence; baseline: one ask round "
+                      f"trip to the gap actor"),
         Result(name="gap_recovery_latency_p99", figure=percentile(recover, 99.0), unit="s",
                target=f"< {GAP_LIMIT:g}", baseline=_minute_bars_call(context, symbols[0], gap_start),
                met=percentile(recover, 99.0) < GAP_LIMIT,
@@ -242,7 +243,8 @@ def allocation(*, runs: int) -> Result:
     floors.sort()
     p99 = percentile(timings, 99.0)
     return Result(
-        name="allocation_2500_candidates_p99", figure=p99 * 1000, unit="ms", target=f"< {ALLOCATION_LIMIT * 1000:g}",
+        name="allocation_2500_candidates_p99", figure=p99 * 1000, unit="ms",
+        target=f"< {ALLOCATION_LIMIT * 1000:g}",
         baseline=percentile(floors, 50.0) * 1000, met=p99 < ALLOCATION_LIMIT,
         detail=f"p50 {percentile(timings, 50.0) * 1000:.2f} ms over {runs} rebalances of a 3 x 41 pool; "
                f"baseline: sorting the 2,500 candidates by score (median, ms)",

@@ -168,7 +168,8 @@ class Sink(ObserverActor):
 
 def warm_up(server: BenchServer, root: Path) -> None:
     """One untimed pass so the simulator has every symbol's day computed."""
-    context = bench_context(root, SimulatedClock(WARM_UP_START, speed=1.0), rest_url=server.rest_url, ws_url=None)
+    clock = SimulatedClock(WARM_UP_START, speed=1.0)
+    context = bench_context(root, clock, rest_url=server.rest_url, ws_url=None)
     with context.rest_client(ACCOUNT) as client:
         client.multi_quotes(server.universe)
 

@@ -78,5 +78,6 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
         name="memory_growth_simulated_day", figure=growth, unit="MB", target=f"< {GROWTH_LIMIT_MB:g}",
         baseline=start_rss, met=growth < GROWTH_LIMIT_MB,
         detail=f"RSS {start_rss:.1f} -> {end_rss:.1f} MB over 09:00-15:30 at {speed:g}x ({day:.0f} s): "
-               f"{ticks:,} ticks recorded, {context.metrics.count('scans')} Track A scans; baseline: RSS at the start (MB)",
+               f"{ticks:,} ticks recorded, {context.metrics.count('scans')} Track A scans; "
+               f"baseline: RSS at the start (MB)",
     )

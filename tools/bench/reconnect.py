@@ -38,7 +38,7 @@ class _Watch:
 
 
 def watched_connection(watch: _Watch) -> type[WSConnectionActor]:
-    """WSConnectionActor that notes, after each message it handled, whether all registrations are confirmed."""
+    """WSConnectionActor noting, after each message it handled, whether all registrations are confirmed."""
 
     def on_receive(self: Any, message: Any) -> Any:
         result = WSConnectionActor.on_receive(self, message)

@@ -82,9 +82,11 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
     limit = floor * (1 + TOLERANCE)
     wall = scan.duration_seconds
     return [
-        Result(name="universe_scan_wall_time", figure=wall, unit="s", target=f"<= {limit:.2f} (floor {floor:.2f})",
+        Result(name="universe_scan_wall_time", figure=wall, unit="s",
+               target=f"<= {limit:.2f} (floor {floor:.2f})",
                baseline=per_symbol, met=wall <= limit and scan.failed_calls == 0,
-               detail=f"ScannerActor pass: {scan.calls} calls ({scan.failed_calls} failed), {len(scan.rows)} rows; "
+               detail=f"ScannerActor pass: {scan.calls} calls ({scan.failed_calls} failed), "
+                      f"{len(scan.rows)} rows; "
                       f"{wall / floor:.3f} x the floor; baseline: one call per symbol, {per_symbol_sample} "
                       f"timed and scaled to {UNIVERSE} (s)"),
         Result(name="universe_scan_calls", figure=float(scan.calls), unit="calls",

@@ -1,4 +1,4 @@
-"""The benchmarks' server side, in a child process: the KIS simulator (REST + WebSocket) and the frame blaster.
+"""The benchmarks' server side in a child process: the KIS simulator (REST + WebSocket) and the frame blaster.
 
 A real KIS server does not share the observer's CPU or interpreter lock, so neither should the servers
 here. The child prints one READY line (JSON: URLs and the blaster's symbols with their daily facts) and
@@ -37,7 +37,7 @@ BLAST_STRETCH_SECONDS = 60.0
 
 
 def _hhmm(text: str) -> time:
-    return datetime.strptime(text, "%H:%M").time()
+    return time.fromisoformat(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
 
-    config = SimConfig(seed=SEED, date=BENCH_DATE, start=args.start, speed=args.speed, n_symbols=args.n_symbols,
-                       trade_rate=args.trade_rate, feed_interval=0.01, pingpong_interval=10.0)
+    config = SimConfig(seed=SEED, date=BENCH_DATE, start=args.start, speed=args.speed,
+                       n_symbols=args.n_symbols, trade_rate=args.trade_rate, feed_interval=0.01,
+                       pingpong_interval=10.0)
     with KisSimulator(config) as sim:
         symbols = sorted(sim.market.listings, key=lambda code: -sim.market.listings[code].market_cap)
         blast_symbols = symbols[:BLAST_SYMBOLS]

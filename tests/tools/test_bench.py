@@ -1,0 +1,57 @@
+"""Smoke test of `python -m tools.bench`: every group runs end to end at a tiny size and reports well-formed,
+finite figures. No figure is compared with its target here (speed is measured by the benchmark, not tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tools.bench.__main__ import GROUPS, Plan, run
+from tools.bench.report import Result, table, write_json
+
+TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
+            core_runs=3, day_speed=4_680.0, day_trade_rate=0.05, parse_seconds=0.1)
+EXPECTED = {
+    "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
+    "tick_latency_p99_record_written_at_82_per_s", "tick_latency_p99_trigger_evaluated_at_82_per_s",
+    "tick_latency_p99_record_written_at_5000_per_s", "tick_latency_p99_trigger_evaluated_at_5000_per_s",
+    "tick_latency_p99_record_written_at_82_per_s_during_scan_ratio",
+    "tick_latency_p99_trigger_evaluated_at_82_per_s_during_scan_ratio",
+    "tick_latency_p99_record_written_at_5000_per_s_during_scan_ratio",
+    "tick_latency_p99_trigger_evaluated_at_5000_per_s_during_scan_ratio",
+    "universe_scan_wall_time", "universe_scan_calls", "reconnect_to_41_confirmed_p99",
+    "gap_detection_latency_p99", "gap_recovery_latency_p99", "allocation_2500_candidates_p99",
+    "context_sync_1000_symbols", "memory_growth_simulated_day",
+}
+
+
+@pytest.mark.timeout(180)
+def test_every_group_runs_and_reports_finite_figures(tmp_path: Path) -> None:
+    messages: list[str] = []
+    results, crashes = run(TINY, tmp_path, GROUPS, messages.append)
+
+    assert crashes == 0, "\n".join(messages)
+    assert {r.name for r in results} == EXPECTED
+    out = tmp_path / "bench.json"
+    write_json(out, results)
+    records = json.loads(out.read_text())
+    assert len(records) == len(EXPECTED)
+    for record in records:
+        assert {"name", "figure", "unit", "target", "baseline", "met"} <= record.keys()
+        assert isinstance(record["figure"], float) and math.isfinite(record["figure"]), record
+        assert isinstance(record["baseline"], float) and math.isfinite(record["baseline"]), record
+        assert isinstance(record["met"], bool)
+        assert record["unit"] and record["target"]
+    assert records[0]["name"] in table(results)
+
+
+def test_json_holds_no_nan_and_the_table_marks_misses(tmp_path: Path) -> None:
+    missed = Result(name="x", figure=math.nan, unit="s", target="< 1", baseline=2.0, met=False)
+    out = tmp_path / "one.json"
+    write_json(out, [missed])
+
+    assert json.loads(out.read_text())[0]["figure"] is None
+    assert "NO" in table([missed]).splitlines()[-1]
