@@ -3,8 +3,7 @@
 The simulator runs on a manual clock (speed 0) so that quotes and bars are fixed during a test and can be
 compared with the simulator's own market model. Every HTTP exchange is observed through a `requests`
 response hook on the client's real session. Where the simulator cannot produce a case (a malformed row,
-a Retry-After header, more than 100 daily bars, a second balance page), a small KIS-shaped server in this
-module does.
+a Retry-After header), a small KIS-shaped server in this module does.
 """
 
 from __future__ import annotations
@@ -62,6 +61,7 @@ class Exchange:
     path: str
     status: int
     tr_id: str
+    tr_cont: str
     body: str
     query: dict[str, str]
 
@@ -81,6 +81,7 @@ class Recorder:
                 path=urlsplit(response.url).path,
                 status=response.status_code,
                 tr_id=str(response.request.headers.get("tr_id", "")),
+                tr_cont=str(response.request.headers.get("tr_cont", "")),
                 body=response.text,
                 query={k: v[0] for k, v in parse_qs(urlsplit(response.url).query, True).items()},
             )
@@ -274,6 +275,24 @@ def test_daily_bars_match_the_history(kis_sim: KisSimulator, client: KisRestClie
         client.daily_bars("005930", date(2024, 3, 2), date(2024, 3, 1))
 
 
+def test_daily_bars_page_back_100_at_a_time(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
+) -> None:
+    history = kis_sim.market.history("005930")
+    today = kis_sim.market.trading_date
+    bars = client.daily_bars("005930", history[0].day, today)
+    expected = kis_sim.market.daily_bars("005930", history[0].day, today, at=kis_sim.clock.now())
+    assert len(bars) == len(history) + 1 > 100
+    assert [(b.day, b.open, b.high, b.low, b.close, b.volume, b.value) for b in bars] == [
+        (e.day, e.open, e.high, e.low, e.close, e.volume, e.value) for e in expected
+    ]
+    calls = recorder.calls(protocol.DAILY_BARS_PATH)
+    assert [call.query["FID_INPUT_DATE_2"] for call in calls] == [
+        today.strftime("%Y%m%d"), (expected[-100].day - timedelta(days=1)).strftime("%Y%m%d")
+    ]
+    assert all(call.query["FID_INPUT_DATE_1"] == history[0].day.strftime("%Y%m%d") for call in calls)
+
+
 # ---- account --------------------------------------------------------------------------------------------
 
 
@@ -306,6 +325,21 @@ def test_holdings_of_a_paper_account(kis_sim: KisSimulator, recorder: Recorder) 
         client.multi_quote_batch(["005930"])
     assert caught.value.msg_cd == "OPSQ0002"
     assert not caught.value.transient
+
+
+def test_holdings_follow_tr_cont_and_ctx_area_over_several_pages(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
+) -> None:
+    kis_sim.accounts.seed_holdings(SECRET_KEY, 110)
+    holdings = client.holdings()
+    account = kis_sim.accounts.known(SECRET_KEY)
+    assert account is not None and len(account.holdings) == 110
+    assert [(h.symbol, h.quantity) for h in holdings] == [(x.code, x.quantity) for x in account.holdings]
+    assert [h.avg_price for h in holdings] == pytest.approx([held.average_price for held in account.holdings])
+    calls = recorder.calls(protocol.BALANCE_PATH)
+    sent = [(call.tr_cont, call.query["CTX_AREA_NK100"]) for call in calls]
+    assert sent == [("", ""), ("N", "50"), ("N", "100")]
+    assert calls[1].query["CTX_AREA_FK100"] == calls[2].query["CTX_AREA_FK100"] != ""
 
 
 def test_balance_needs_an_account_number(kis_sim: KisSimulator, recorder: Recorder) -> None:
@@ -579,63 +613,6 @@ def test_token_too_soon_wait_comes_from_retry_after(stub_factory: StubFactory, r
         client.issue_token()
     assert caught.value.retry_after == 37.0
     assert "retry in 37 s" in str(caught.value)
-
-
-def daily_history(days: int) -> list[date]:
-    first = date(2023, 1, 2)
-    return [d for d in (first + timedelta(days=i) for i in range(days * 2)) if d.weekday() < 5][:days]
-
-
-def test_daily_bars_page_back_100_at_a_time(stub_factory: StubFactory, recorder: Recorder) -> None:
-    history = daily_history(250)
-
-    def answer(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> Any:
-        assert path == protocol.DAILY_BARS_PATH and headers["tr_id"] == protocol.TrId.DAILY_BARS
-        start = datetime.strptime(query["FID_INPUT_DATE_1"], "%Y%m%d").date()
-        end = datetime.strptime(query["FID_INPUT_DATE_2"], "%Y%m%d").date()
-        rows = [d for d in history if start <= d <= end][-100:]
-        newest_first = [
-            {"stck_bsop_date": d.strftime("%Y%m%d"), "stck_clpr": str(1000 + i), "stck_oprc": "1",
-             "stck_hgpr": "2", "stck_lwpr": "1", "acml_vol": "10", "acml_tr_pbmn": "100"}
-            for i, d in reversed(list(enumerate(rows)))
-        ]  # fmt: skip
-        return kis_json({"output1": {}, "output2": newest_first})
-
-    stub = stub_factory(answer)
-    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
-    bars = client.daily_bars("005930", history[0], history[-1])
-    assert [bar.day for bar in bars] == history
-    assert len(stub.requests) == 3
-    ends = [query["FID_INPUT_DATE_2"] for _, _, query, _ in stub.requests]
-    assert ends[0] == history[-1].strftime("%Y%m%d")
-    assert ends[1] == (history[150] - timedelta(days=1)).strftime("%Y%m%d")
-
-
-def test_balance_pages_follow_tr_cont_and_ctx_area(stub_factory: StubFactory, recorder: Recorder) -> None:
-    symbols = [f"{n:06d}" for n in range(1, 121)]
-
-    def answer(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> Any:
-        offset = int(query["CTX_AREA_NK100"] or 0)
-        page = symbols[offset : offset + 50]
-        more = offset + 50 < len(symbols)
-        body = {
-            "ctx_area_fk100": "FK".ljust(100),
-            "ctx_area_nk100": str(offset + 50).ljust(100) if more else "".ljust(100),
-            "output1": [
-                {"pdno": s, "prdt_name": f"N{s}", "hldg_qty": "3", "pchs_avg_pric": "1234.5000"} for s in page
-            ],
-            "output2": [{"dnca_tot_amt": "0"}],
-        }
-        return kis_json(body, tr_cont="M" if more else "D")
-
-    stub = stub_factory(answer)
-    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
-    holdings = client.holdings()
-    assert [h.symbol for h in holdings] == symbols
-    assert holdings[0].avg_price == 1234.5
-    sent = [(h["tr_cont"], q["CTX_AREA_FK100"], q["CTX_AREA_NK100"]) for _, _, q, h in stub.requests]
-    assert sent == [("", "", ""), ("N", "FK", "50"), ("N", "FK", "100")]
-    assert all(headers["tr_id"] == "TTTC8434R" for _, _, _, headers in stub.requests)
 
 
 def test_every_error_message_is_one_line() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import date, datetime, time, timedelta
 
@@ -9,7 +10,7 @@ import holidays
 import pytest
 
 from runtime.clock import KST
-from tools.kis_sim.listings import HISTORY_DAYS, price_limits, tick_size
+from tools.kis_sim.listings import HISTORY_DAYS, RECENT_DAYS, build_universe, price_limits, tick_size
 from tools.kis_sim.market import Market, Trade
 from tools.kis_sim.scenario import Scenario
 
@@ -77,6 +78,24 @@ def test_listing_statistics_agree_with_the_daily_history(full: Market) -> None:
         assert listing.atr_14 == round(sum(true_ranges) / 14)
         for bar in bars:
             assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high
+
+
+def test_history_is_one_walk_of_more_than_100_trading_days_built_the_same_in_any_order(full: Market) -> None:
+    assert HISTORY_DAYS > 100 + 25  # a second daily-bar page with room to spare
+    codes = list(full.listings)[::60]
+    fresh = build_universe(7, DAY, len(full.listings)).history
+    for code in reversed(codes):  # the older days are built on first read, here in another order
+        assert fresh[code] == full.history(code)
+    for code in codes:
+        bars = full.history(code)
+        assert len(bars) == HISTORY_DAYS
+        for previous, bar in itertools.pairwise(bars):
+            upper, lower = price_limits(previous.close)
+            assert lower <= bar.open <= upper and lower <= bar.close <= upper, (code, bar.day)
+            assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high
+            assert bar.volume > 0 or bar.day >= bars[-3].day  # only a halted symbol's last days stand still
+    assert len(fresh) == len(full.listings) and list(fresh) == list(full.listings)
+    assert RECENT_DAYS >= 20 + 15  # the 20-day averages and the 14-day ATR never reach the older days
 
 
 def test_same_seed_same_market_and_smaller_universes_are_prefixes(full: Market, small: Market) -> None:

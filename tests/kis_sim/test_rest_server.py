@@ -735,6 +735,69 @@ def test_balance_tr_id_must_match_the_account_kind_and_params_are_checked(sim: S
     assert_error(sim.get(protocol.BALANCE_PATH, real, missing), 200, "OPSQ2001", "2")
 
 
+def _balance_pages(sim: Sim, headers: dict[str, str]) -> list[requests.Response]:
+    """Every page of one balance inquiry, following tr_cont and ctx_area_nk100 like a KIS client."""
+    pages = [sim.get(protocol.BALANCE_PATH, headers, balance_params())]
+    while pages[-1].headers["tr_cont"] in ("M", "F"):
+        body = pages[-1].json()
+        follow = balance_params(
+            CTX_AREA_FK100=body["ctx_area_fk100"].strip(), CTX_AREA_NK100=body["ctx_area_nk100"].strip()
+        )
+        pages.append(sim.get(protocol.BALANCE_PATH, {**headers, "tr_cont": "N"}, follow))
+        assert len(pages) < 10
+    return pages
+
+
+@pytest.mark.parametrize(("paper", "count", "sizes"), [(False, 110, [50, 50, 10]), (True, 45, [20, 20, 5])])
+def test_balance_pages_seeded_holdings_50_real_or_20_paper_at_a_time(
+    sim: Sim, paper: bool, count: int, sizes: list[int]
+) -> None:
+    sim.accounts.register("pager", paper=paper)
+    sim.accounts.seed_holdings("pager", count)  # before the key's first use
+    headers = sim.headers("VTTC8434R" if paper else "TTTC8434R", key="pager", secret="p")
+    pages = _balance_pages(sim, headers)
+    assert [len(page.json()["output1"]) for page in pages] == sizes
+    assert [page.headers["tr_cont"] for page in pages] == ["M"] * (len(sizes) - 1) + ["D"]
+    rows = [row for page in pages for row in page.json()["output1"]]
+    account = sim.accounts.account("pager", "p")
+    assert [row["pdno"] for row in rows] == [held.code for held in account.holdings]
+    assert len({row["pdno"] for row in rows}) == count
+    summaries = [page.json()["output2"][0] for page in pages]
+    assert all(summary == summaries[0] for summary in summaries)  # totals of the whole account on every page
+    assert int(summaries[0]["pchs_amt_smtl_amt"]) == sum(int(row["pchs_amt"]) for row in rows)
+    assert all(page.json()["ctx_area_fk100"].startswith("12345678^01^") for page in pages)
+
+
+def test_seeded_holdings_are_deterministic_replace_an_open_accounts_and_are_bounded(
+    sim: Sim, market: Market
+) -> None:
+    usual = sim.accounts.account("key-1", "secret-1").holdings
+    sim.accounts.seed_holdings("key-1", 30)
+    seeded = sim.accounts.account("key-1", "secret-1").holdings
+    assert len(seeded) == 30 and len({h.code for h in seeded}) == 30 and seeded[: len(usual)] != usual
+    assert all(not market.listings[h.code].halted and h.quantity > 0 for h in seeded)
+    twin = Accounts(market, Faults(), SimulatedClock(OPEN_TIME, speed=0), seed=5)
+    twin.seed_holdings("key-1", 30)
+    assert twin.account("key-1", "secret-1").holdings == seeded
+    tradable = sum(not listing.halted for listing in market.listings.values())
+    with pytest.raises(ValueError, match=f"0..{tradable}"):
+        sim.accounts.seed_holdings("key-1", tradable + 1)
+    sim.accounts.seed_holdings("key-1", 0)
+    assert sim.accounts.account("key-1", "secret-1").holdings == ()
+
+
+def test_a_follow_up_page_needs_a_readable_continuation_key(sim: Sim) -> None:
+    sim.accounts.seed_holdings("key-1", 60)
+    headers = sim.headers("TTTC8434R")
+    garbled = balance_params(CTX_AREA_NK100="not-a-key")
+    body = assert_error(
+        sim.get(protocol.BALANCE_PATH, {**headers, "tr_cont": "N"}, garbled), 200, "OPSQ2001", "2"
+    )
+    assert "CTX_AREA_NK100" in body["msg1"]
+    first = sim.get(protocol.BALANCE_PATH, headers, garbled)  # without tr_cont "N" the key is not read
+    assert len(first.json()["output1"]) == 50 and first.headers["tr_cont"] == "M"
+
+
 # ---- master files and plumbing ---------------------------------------------------------------------------
 
 

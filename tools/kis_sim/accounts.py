@@ -76,15 +76,23 @@ FILL_SIDES = ("buy", "sell")
 class Account:
     """One app key's account. Fields holding secrets are excluded from repr."""
 
-    def __init__(self, app_key: str, app_secret: str, paper: bool, seed: int, market: Market) -> None:
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        paper: bool,
+        seed: int,
+        market: Market,
+        holdings: int | None = None,
+    ) -> None:
         self._app_key = app_key
         self._app_secret = app_secret
         self.paper = paper
-        digest = hashlib.sha256(f"{seed}:{app_key}".encode()).hexdigest()
+        digest = _key_digest(seed, app_key)
         self.account_number = f"{int(digest[:12], 16) % 10**8:08d}"
         self.product_code = "01"
         self.hts_id = f"sim{digest[12:20]}"
-        self.holdings = _seed_holdings(random.Random(f"holdings:{seed}:{digest}"), market)
+        self.holdings = _seed_holdings(seed, digest, market, holdings)
         self.deposit = 10_000_000 + int(digest[20:26], 16) % 90_000_000
         self.rate_per_second = PAPER_RATE_PER_SECOND if paper else REAL_RATE_PER_SECOND
         self._calls: deque[float] = deque()
@@ -132,6 +140,7 @@ class Accounts:
         self._accounts: dict[str, Account] = {}
         self._tokens: dict[str, _Token] = {}
         self._approvals: dict[str, tuple[str, datetime]] = {}
+        self._seeded: dict[str, int] = {}
 
     def register(self, app_key: str, *, paper: bool) -> None:
         """Declare `app_key` a paper (2 calls/s) or real (20 calls/s) key before its first use."""
@@ -150,7 +159,9 @@ class Accounts:
         with self._lock:
             account = self._accounts.get(app_key)
             if account is None:
-                account = Account(app_key, app_secret, app_key in self._paper_keys, self._seed, self._market)
+                paper = app_key in self._paper_keys
+                holdings = self._seeded.get(app_key)
+                account = Account(app_key, app_secret, paper, self._seed, self._market, holdings)
                 self._accounts[app_key] = account
             elif not account.secret_matches(app_secret):
                 raise WrongSecret("app secret does not match this app key")
@@ -159,6 +170,20 @@ class Accounts:
     def known(self, app_key: str) -> Account | None:
         with self._lock:
             return self._accounts.get(app_key)
+
+    def seed_holdings(self, app_key: str, count: int) -> None:
+        """Give `app_key`'s account `count` holdings instead of its usual 2 to 5, e.g. more than one balance
+        page (20 paper, 50 real). Deterministic from the seed and the key; works before the key's first use.
+        """
+        tradable = _tradable(self._market)
+        if not 0 <= count <= len(tradable):
+            raise ValueError(f"holdings to seed must be 0..{len(tradable)} (tradable symbols), got {count}")
+        with self._lock:
+            self._seeded[app_key] = count
+            account = self._accounts.get(app_key)
+            if account is not None:
+                digest = _key_digest(self._seed, app_key)
+                account.holdings = _seed_holdings(self._seed, digest, self._market, count)
 
     def apply_fill(self, app_key: str, symbol: str, side: str, qty: int, price: int) -> tuple[Holding, ...]:
         """Book an execution into the holdings of `app_key`'s account so the balance inquiry shows it.
@@ -289,9 +314,22 @@ def _new_token_value() -> str:
     return f"eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.{secrets.token_urlsafe(192)}.{secrets.token_urlsafe(64)}"
 
 
-def _seed_holdings(rng: random.Random, market: Market) -> tuple[Holding, ...]:
-    tradable = sorted(code for code, listing in market.listings.items() if not listing.halted)
-    count = min(len(tradable), rng.randint(2, 5))
+def _key_digest(seed: int, app_key: str) -> str:
+    return hashlib.sha256(f"{seed}:{app_key}".encode()).hexdigest()
+
+
+def _tradable(market: Market) -> list[str]:
+    return sorted(code for code, listing in market.listings.items() if not listing.halted)
+
+
+def _seed_holdings(seed: int, digest: str, market: Market, count: int | None) -> tuple[Holding, ...]:
+    """Opening holdings: 2 to 5 symbols, or exactly `count` (drawn from a random stream of their own)."""
+    tradable = _tradable(market)
+    if count is None:
+        rng = random.Random(f"holdings:{seed}:{digest}")
+        count = min(len(tradable), rng.randint(2, 5))
+    else:
+        rng = random.Random(f"holdings:{seed}:{digest}:{count}")
     holdings = []
     for code in rng.sample(tradable, count):
         listing = market.listings[code]

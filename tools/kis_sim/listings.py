@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from statistics import NormalDist
 
 import holidays
 
-HISTORY_DAYS = 60
+HISTORY_DAYS = 150
+"""Trading days of daily bars per symbol: over 100, so daily-bar paging (100 a call) gets a second page."""
+RECENT_DAYS = 60
+"""The newest days, walked back from the symbol's price and built with the universe; the older days extend
+that walk further back (so they never changed the previous close, the 20-day statistics or any trade of a
+seed) and are built when a symbol's history is first read."""
 SESSION_MINUTES = 390
 
 KOSPI, KOSDAQ = "KOSPI", "KOSDAQ"
@@ -50,10 +56,47 @@ class DailyBarState:
     value: int
 
 
+class DailyHistory(Mapping[str, tuple[DailyBarState, ...]]):
+    """Each symbol's `HISTORY_DAYS` daily bars, oldest first, by code.
+
+    The newest `RECENT_DAYS` come with the universe; the older ones are walked on a symbol's first read,
+    since most runs never page that far back and the walk is most of the universe's build time. The walk
+    is deterministic, so two threads reading a symbol at once build the same bars.
+    """
+
+    def __init__(self, seed: int, older_days: list[date]) -> None:
+        self._seed = seed
+        self._older_days = older_days
+        self._recent: dict[str, tuple[DailyBarState, ...]] = {}
+        self._walks: dict[str, tuple[int, float, int]] = {}  # code -> (close before, volatility, volume)
+        self._full: dict[str, tuple[DailyBarState, ...]] = {}
+
+    def add(
+        self, code: str, start: int, recent: list[DailyBarState], volatility: float, base_volume: int
+    ) -> None:
+        self._recent[code] = tuple(recent)
+        self._walks[code] = (start, volatility, base_volume)
+
+    def __getitem__(self, code: str) -> tuple[DailyBarState, ...]:
+        bars = self._full.get(code)
+        if bars is None:
+            start, volatility, base_volume = self._walks[code]
+            rng = random.Random(f"history-older:{self._seed}:{code}")
+            _, older = _daily_history(rng, self._older_days, start, volatility, base_volume, False)
+            bars = self._full[code] = (*_closing_at(older, start), *self._recent[code])
+        return bars
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._recent)
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+
 @dataclass(frozen=True, slots=True)
 class Universe:
     listings: dict[str, Listing]
-    history: dict[str, tuple[DailyBarState, ...]]
+    history: DailyHistory
 
 
 # Well-known symbols (code, name, market, rough price, rough listed shares) so the universe looks familiar.
@@ -161,7 +204,8 @@ def price_limits(prev_close: int) -> tuple[int, int]:
 
 def trading_days_before(day: date, count: int) -> list[date]:
     """The `count` KRX trading days before `day`, oldest first."""
-    calendar = holidays.financial_holidays("XKRX", years=range(day.year - 1, day.year + 1))
+    first_year = day.year - 1 - count // 200  # about 250 trading days a year; one year of slack
+    calendar = holidays.financial_holidays("XKRX", years=range(first_year, day.year + 1))
     found: list[date] = []
     current = day
     while len(found) < count:
@@ -178,7 +222,7 @@ def build_universe(seed: int, trading_date: date, n_symbols: int = 1200) -> Univ
     days = trading_days_before(trading_date, HISTORY_DAYS)
     specs = _symbol_specs(random.Random(f"universe:{seed}"), n_symbols)
     listings: dict[str, Listing] = {}
-    history: dict[str, tuple[DailyBarState, ...]] = {}
+    history = DailyHistory(seed, days[:-RECENT_DAYS])
     for code, name, market, price, shares in specs:
         rng = random.Random(f"symbol:{seed}:{code}")
         halted = rng.random() < 0.015 and code != "005930"
@@ -187,7 +231,7 @@ def build_universe(seed: int, trading_date: date, n_symbols: int = 1200) -> Univ
         turnover = math.exp(rng.gauss(math.log(0.004 if market == KOSPI else 0.012), 0.6))
         base_volume = max(1_000, int(shares * min(turnover, 0.08)))
         history_rng = random.Random(f"history:{seed}:{code}")
-        bars = _daily_history(history_rng, days, price, volatility, base_volume, halted)
+        start, bars = _daily_history(history_rng, days[-RECENT_DAYS:], price, volatility, base_volume, halted)
         prev_close = bars[-1].close
         listings[code] = Listing(
             code=code,
@@ -204,7 +248,7 @@ def build_universe(seed: int, trading_date: date, n_symbols: int = 1200) -> Univ
             daily_volatility=volatility,
             prev_volume=bars[-1].volume,
         )
-        history[code] = tuple(bars)
+        history.add(code, start, bars, volatility, base_volume)
     return Universe(listings=listings, history=history)
 
 
@@ -247,11 +291,14 @@ def _daily_history(
     volatility: float,
     base_volume: int,
     halted: bool,
-) -> list[DailyBarState]:
-    """A daily random walk that ends near `anchor_price`; halted symbols stop trading for the last 3 days."""
+) -> tuple[int, list[DailyBarState]]:
+    """A daily random walk that ends near `anchor_price`; halted symbols stop trading for the last 3 days.
+
+    Returns the close of the day before the first bar (where the walk starts) and the bars.
+    """
     draw = rng.getrandbits
     returns = [NORMALS[draw(NORMAL_BITS)] * volatility for _ in days]
-    prev_close = snap(anchor_price * math.exp(-sum(returns)))
+    start = prev_close = snap(anchor_price * math.exp(-sum(returns)))
     halt_from = len(days) - 3 if halted else len(days)
     gap, wick = volatility * 0.3, volatility * 0.5
     bars: list[DailyBarState] = []
@@ -269,7 +316,18 @@ def _daily_history(
         value = volume * (open_ + high + low + close) // 4
         bars.append(DailyBarState(day, open_, high, low, close, volume, value))
         prev_close = close
-    return bars
+    return start, bars
+
+
+def _closing_at(bars: list[DailyBarState], close: int) -> list[DailyBarState]:
+    """`bars` with the last one closing exactly at `close` (its range widened to hold it), so an older walk
+    joins the newer one that starts from `close`."""
+    if not bars:
+        return bars
+    last = bars[-1]
+    high, low = max(last.high, close), min(last.low, close)
+    value = last.volume * (last.open + high + low + close) // 4
+    return [*bars[:-1], DailyBarState(last.day, last.open, high, low, close, last.volume, value)]
 
 
 def _atr(bars: list[DailyBarState], period: int) -> int:

@@ -35,6 +35,8 @@ from tools.kis_sim.master_files import master_zip
 MASTER_PATHS = {"/master/kospi_code.mst.zip": KOSPI, "/master/kosdaq_code.mst.zip": KOSDAQ}
 VOLUME_RANK_ROWS = 30
 BALANCE_ROWS_REAL, BALANCE_ROWS_PAPER = 50, 20
+MORE, LAST, NEXT = "M", "D", "N"
+"""tr_cont: response "M" more pages follow / "D" last page; request "N" asks for the next page."""
 
 MSG_OK = "정상처리 되었습니다."
 MSG_RATE_LIMIT = "초당 거래건수를 초과하였습니다."
@@ -86,6 +88,16 @@ class Response:
 
 HTML_ERROR = Response(502, HTML_ERROR_PAGE, content_type="text/html")
 EMPTY_BODY = Response(200, b"")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One authorized `/uapi` request as an endpoint sees it; `tr_cont` is its request header ("N": next)."""
+
+    account: Account
+    tr_id: str
+    query: dict[str, str]
+    tr_cont: str
 
 
 class KisAnswer(Exception):
@@ -140,7 +152,7 @@ class RestApp:
         self.calls: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._master_cache: dict[str, bytes] = {}
-        self._routes: dict[str, tuple[frozenset[str], Callable[[Account, str, dict[str, str]], Response]]] = {
+        self._routes: dict[str, tuple[frozenset[str], Callable[[_Call], Response]]] = {
             protocol.INQUIRE_PRICE_PATH: (frozenset({TrId.INQUIRE_PRICE}), self._inquire_price),
             protocol.MULTI_PRICE_PATH: (frozenset({TrId.MULTI_PRICE}), self._multi_price),
             protocol.MINUTE_BARS_PATH: (frozenset({TrId.MINUTE_BARS}), self._minute_bars),
@@ -187,8 +199,8 @@ class RestApp:
                 raise gateway_error("EGW00101", status=405)
             query = {key.upper(): values[0].strip() for key, values in parse_qs(parts.query, True).items()}
             account, tr_id = self._authorize(headers, route[0])
-            response = route[1](account, tr_id, query)
-            return self._count(tr_id, response)
+            call = _Call(account, tr_id, query, (headers.get("tr_cont") or "").strip())
+            return self._count(tr_id, route[1](call))
         except KisAnswer as answer:
             with self._lock:
                 self.errors[str(answer)] += 1
@@ -339,7 +351,8 @@ class RestApp:
             raise business_error(NO_DATA_CODE, MSG_NO_DATA, rt_cd="7")
         return listing
 
-    def _inquire_price(self, account: Account, tr_id: str, query: dict[str, str]) -> Response:
+    def _inquire_price(self, call: _Call) -> Response:
+        query = call.query
         listing = self._listing(query)
         now = self.clock.now()
         quote = self.market.quote(listing.code, now)
@@ -391,7 +404,8 @@ class RestApp:
         }
         return _ok({"output": output})
 
-    def _multi_price(self, account: Account, tr_id: str, query: dict[str, str]) -> Response:
+    def _multi_price(self, call: _Call) -> Response:
+        query = call.query
         indexes = sorted(
             {int(match[1]) for key, value in query.items() if value and (match := _MULTI_CODE_KEY.match(key))}
         )
@@ -443,7 +457,8 @@ class RestApp:
             })
         return _ok({"output": rows})
 
-    def _minute_bars(self, account: Account, tr_id: str, query: dict[str, str]) -> Response:
+    def _minute_bars(self, call: _Call) -> Response:
+        query = call.query
         listing = self._listing(query)
         for name in ("FID_INPUT_HOUR_1", "FID_PW_DATA_INCU_YN", "FID_ETC_CLS_CODE"):
             if name not in query:
@@ -478,7 +493,8 @@ class RestApp:
         ]
         return _ok({"output1": output1, "output2": output2})
 
-    def _daily_bars(self, account: Account, tr_id: str, query: dict[str, str]) -> Response:
+    def _daily_bars(self, call: _Call) -> Response:
+        query = call.query
         listing = self._listing(query)
         for name in ("FID_INPUT_DATE_1", "FID_INPUT_DATE_2", "FID_PERIOD_DIV_CODE", "FID_ORG_ADJ_PRC"):
             if name not in query:
@@ -539,7 +555,8 @@ class RestApp:
         output2 = rows[::-1]
         return _ok({"output1": output1, "output2": output2})
 
-    def _volume_rank(self, account: Account, tr_id: str, query: dict[str, str]) -> Response:
+    def _volume_rank(self, call: _Call) -> Response:
+        query = call.query
         required = (
             "FID_COND_MRKT_DIV_CODE", "FID_COND_SCR_DIV_CODE", "FID_INPUT_ISCD", "FID_DIV_CLS_CODE",
             "FID_BLNG_CLS_CODE", "FID_TRGT_CLS_CODE", "FID_TRGT_EXLS_CLS_CODE", "FID_INPUT_PRICE_1",
@@ -605,7 +622,8 @@ class RestApp:
             })
         return _ok({"output": rows})
 
-    def _balance(self, account: Account, tr_id: str, query: dict[str, str]) -> Response:
+    def _balance(self, call: _Call) -> Response:
+        account, tr_id, query = call.account, call.tr_id, call.query
         required = (
             "CANO", "ACNT_PRDT_CD", "AFHR_FLPR_YN", "INQR_DVSN", "UNPR_DVSN", "FUND_STTL_ICLD_YN",
             "FNCG_AMT_AUTO_RDPT_YN", "PRCS_DVSN",
@@ -621,10 +639,13 @@ class RestApp:
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_AFHR_FLPR_YN")
         if query["PRCS_DVSN"] not in ("00", "01"):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_PRCS_DVSN")
+        held = account.holdings  # one snapshot: a fill between pages changes the next inquiry, not this one
+        limit = BALANCE_ROWS_PAPER if account.paper else BALANCE_ROWS_REAL
+        offset = _balance_offset(call.tr_cont, query.get("CTX_AREA_NK100", ""))
         now = self.clock.now()
         holdings = []
         total_purchase = total_value = 0
-        for holding in account.holdings:
+        for holding in held:
             quote = self.market.quote(holding.code, now)
             purchase = round(holding.average_price * holding.quantity)
             value = quote.price * holding.quantity
@@ -658,7 +679,6 @@ class RestApp:
                 "sbst_pric": str(quote.prev_close * 7 // 10),
                 "stck_loan_unpr": "0.0000",
             })
-        limit = BALANCE_ROWS_PAPER if account.paper else BALANCE_ROWS_REAL
         deposit = account.deposit
         summary = {
             "dnca_tot_amt": str(deposit),
@@ -686,13 +706,26 @@ class RestApp:
             "asst_icdc_amt": str(total_value - total_purchase),
             "asst_icdc_erng_rt": _rate(total_value - total_purchase, deposit + total_purchase, digits=8),
         }
+        following = offset + limit
+        more = following < len(holdings)
+        search = "^".join(query[name] for name in ("CANO", "ACNT_PRDT_CD", "AFHR_FLPR_YN", "INQR_DVSN"))
         body = {
-            "ctx_area_fk100": query.get("CTX_AREA_FK100", "").ljust(100),
-            "ctx_area_nk100": "".ljust(100),
-            "output1": holdings[:limit],
+            "ctx_area_fk100": f"{search}^".ljust(100),
+            "ctx_area_nk100": (str(following) if more else "").ljust(100),
+            "output1": holdings[offset:following],
             "output2": [summary],
         }
-        return _ok(body, tr_id=tr_id, tr_cont="D")
+        return _ok(body, tr_id=tr_id, tr_cont=MORE if more else LAST)
+
+
+def _balance_offset(tr_cont: str, nk100: str) -> int:
+    """The first row of the page asked for: 0, or on a follow-up call (tr_cont "N") the row that the
+    previous page's ctx_area_nk100 names."""
+    if tr_cont != NEXT:
+        return 0
+    if not (nk100.isascii() and nk100.isdigit()):
+        raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_CTX_AREA_NK100")
+    return int(nk100)
 
 
 # ---- formatting helpers --------------------------------------------------------------------------------
