@@ -51,6 +51,7 @@ from pykka.typing import proxy_method
 from actors.base import ObserverActor, ObserverActorProxy
 from actors.context import ObserverContext
 from actors.directory import Directory
+from config.accounts import Account
 from core.models import Candidate
 from core.overflow import OverflowMonitor, OverflowRecords
 from core.schedule import Phase, phase_at
@@ -64,6 +65,7 @@ from core.slots import (
     shrink_capacity,
 )
 from kis.models import Holding
+from kis.protocol import MAX_REGISTRATIONS_PER_KEY
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
 from messages.market import ExecutionsReceived, HoldingsLoaded
@@ -84,6 +86,12 @@ class _FetchHoldings:
     """Self-told after start: run the balance inquiry of the accounts still without holdings."""
 
 
+def tick_capacity(account: Account, max_slots: int) -> int:
+    """Slots for ticks: the execution-notice registration (with an HTS id) counts against the key's 41."""
+    notice_registrations = 1 if account.hts_id else 0
+    return min(account.max_slots, max_slots, MAX_REGISTRATIONS_PER_KEY - notice_registrations)
+
+
 class SlotManagerActor(ObserverActor):
     """See the module docstring for the message table."""
 
@@ -93,7 +101,7 @@ class SlotManagerActor(ObserverActor):
         settings = context.settings
         self._slot_settings = settings.slots
         self._providers = tuple(
-            ProviderAccount(account.name, min(account.max_slots, settings.slots.max_slots))
+            ProviderAccount(account.name, tick_capacity(account, settings.slots.max_slots))
             for account in context.accounts
         )
         self._store = StateStore(context.paths.state_dir)
@@ -119,9 +127,13 @@ class SlotManagerActor(ObserverActor):
         self._holdings_pending = {account.name for account in self.context.accounts}
         self._update_gauges()
         self.actor_ref.tell(_FetchHoldings())
-        self.log.info("slots ready: phase {}, {} accounts, {} symbols slotted, context synced today: {}",
-                      self._phase.value, len(self._providers), len(self._state.placement()),
-                      self._synced_on == now.date())
+        self.log.info(
+            "slots ready: phase {}, {} accounts, {} symbols slotted, context synced today: {}",
+            self._phase.value,
+            len(self._providers),
+            len(self._state.placement()),
+            self._synced_on == now.date(),
+        )
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -197,8 +209,12 @@ class SlotManagerActor(ObserverActor):
         self._holdings_pending.discard(account)
         held = {holding.symbol: holding.quantity for holding in holdings if holding.quantity > 0}
         self._held[account] = held
-        self.log.info("{}: {} held positions pinned{}", account, len(held),
-                      f" ({', '.join(sorted(held))})" if held else "")
+        self.log.info(
+            "{}: {} held positions pinned{}",
+            account,
+            len(held),
+            f" ({', '.join(sorted(held))})" if held else "",
+        )
         self._pins_changed()
 
     def _on_executions(self, account: str, notices: Iterable[ExecutionNotice]) -> None:
@@ -222,8 +238,9 @@ class SlotManagerActor(ObserverActor):
         for symbol in sorted(set(held) - before):
             self.log.info("{}: bought {}: pinned", account, symbol)
         for symbol in sorted(before - set(held)):
-            self.log.info("{}: sold all of {}: unpinned, its slot is free for the next candidate", account,
-                          symbol)
+            self.log.info(
+                "{}: sold all of {}: unpinned, its slot is free for the next candidate", account, symbol
+            )
         self._pins_changed()
 
     def _on_manual(self, symbol: str, active: bool) -> None:
@@ -244,11 +261,17 @@ class SlotManagerActor(ObserverActor):
             return
         held_now = len(self._state.account(message.account).slots)
         capacity = message.accepted_count if message.accepted_count > 0 else max(held_now - 1, 0)
-        self.log.warning("{} refused {} ({}): capacity now {} slots", message.account, message.symbol,
-                         message.msg_cd, capacity)
+        self.log.warning(
+            "{} refused {} ({}): capacity now {} slots",
+            message.account,
+            message.symbol,
+            message.msg_cd,
+            capacity,
+        )
         now = self.context.clock.now()
-        self._apply(shrink_capacity(self._state, message.account, capacity, now, (message.symbol,)), now,
-                    full=False)
+        self._apply(
+            shrink_capacity(self._state, message.account, capacity, now, (message.symbol,)), now, full=False
+        )
 
     def _on_connection(self, message: ConnectionChanged) -> None:
         account = message.account
@@ -258,11 +281,17 @@ class SlotManagerActor(ObserverActor):
         now = self.context.clock.now()
         limit = self.context.settings.websocket.suspend_track_b_after_seconds
         down = message.state is ConnectionState.SUSPENDED or (
-            message.state is ConnectionState.RECONNECTING and message.since_seconds >= limit)
+            message.state is ConnectionState.RECONNECTING and message.since_seconds >= limit
+        )
         if down and available:
             moved = len(self._state.account(account).slots)
-            self.log.warning("{} is {} for {:.0f} s: failover of its {} symbols", account,
-                             message.state.value, message.since_seconds, moved)
+            self.log.warning(
+                "{} is {} for {:.0f} s: failover of its {} symbols",
+                account,
+                message.state.value,
+                message.since_seconds,
+                moved,
+            )
             self._apply(release_account(self._state, account, now), now, full=False)
         elif message.state is ConnectionState.CONNECTED:
             if not available:
@@ -274,8 +303,9 @@ class SlotManagerActor(ObserverActor):
         for name in sorted(self._holdings_pending):
             account = self.context.account(name)
             if not account.account_no:
-                self.log.info("{}: no account number, so no balance inquiry: held positions are not pinned",
-                              name)
+                self.log.info(
+                    "{}: no account number, so no balance inquiry: held positions are not pinned", name
+                )
                 self._holdings_pending.discard(name)
                 continue
             try:
@@ -285,8 +315,11 @@ class SlotManagerActor(ObserverActor):
                 finally:
                     client.close()
             except Exception as error:  # a REST failure must not stop the slots: retried at the next phase
-                self.log.warning("{}: balance inquiry failed ({}); retried at the next phase change", name,
-                                 type(error).__name__)
+                self.log.warning(
+                    "{}: balance inquiry failed ({}); retried at the next phase change",
+                    name,
+                    type(error).__name__,
+                )
                 continue
             self._on_holdings(name, holdings)
 
@@ -294,8 +327,9 @@ class SlotManagerActor(ObserverActor):
 
     def _allocate(self) -> None:
         now = self.context.clock.now()
-        allocation = allocate_slots(self._state, self._candidates, self._pins(), now, self._slot_settings,
-                                    self._providers)
+        allocation = allocate_slots(
+            self._state, self._candidates, self._pins(), now, self._slot_settings, self._providers
+        )
         self._apply(allocation, now, full=True)
 
     def _apply(self, allocation: Allocation, now: datetime, *, full: bool) -> None:
@@ -338,9 +372,11 @@ class SlotManagerActor(ObserverActor):
             return
         self._monitor, crossed = self._monitor.observe(now, evaluated, min(overflowed, evaluated))
         for level in crossed:
-            self._alert(f"overflow_rate.{level:g}",
-                        f"overflow rate {self._monitor.rate:.1%} over the last hour is above {level:.0%}: "
-                        f"more candidates than WebSocket slots")
+            self._alert(
+                f"overflow_rate.{level:g}",
+                f"overflow rate {self._monitor.rate:.1%} over the last hour is above {level:.0%}: "
+                f"more candidates than WebSocket slots",
+            )
 
     def _publish(self, force: Iterable[str] = ()) -> None:
         """Tell each connection its target set when it differs from the last one it got (or is forced)."""
@@ -414,8 +450,11 @@ class SlotManagerActor(ObserverActor):
         except ValueError as error:
             self.log.warning("saved slot state ignored: {}", error)
             return
-        self.log.info("slot state restored: {} symbols slotted, {} in re-subscribe cooldown",
-                      len(self._state.placement()), len(self._state.released_at))
+        self.log.info(
+            "slot state restored: {} symbols slotted, {} in re-subscribe cooldown",
+            len(self._state.placement()),
+            len(self._state.released_at),
+        )
 
 
 def _held_from(data: Any) -> dict[str, dict[str, int]]:

@@ -291,10 +291,14 @@ class WSConnectionActor(ObserverActor):
         self._suspended = False
         self._publish_state(ConnectionState.CONNECTED)
         if was_suspended:
-            self._tell("notifier", SystemAlert(
-                at=self.context.clock.now(), key=f"ws_resumed.{self.account.name}",
-                text=f"{self.account.name}: WebSocket is back; Track B resumes",
-            ))
+            self._tell(
+                "notifier",
+                SystemAlert(
+                    at=self.context.clock.now(),
+                    key=f"ws_resumed.{self.account.name}",
+                    text=f"{self.account.name}: WebSocket is back; Track B resumes",
+                ),
+            )
         self._send(self.book.on_connected())
 
     def _close_session(self, intent: str) -> None:
@@ -355,10 +359,14 @@ class WSConnectionActor(ObserverActor):
         down = time.monotonic() - (self._down_since or time.monotonic())
         self.log.error("no session for {:.0f} s: Track B suspended for {}", down, self.account.name)
         self._publish_state(ConnectionState.SUSPENDED, since_seconds=down)
-        self._tell("notifier", SystemAlert(
-            at=self.context.clock.now(), key=f"ws_suspended.{self.account.name}",
-            text=f"{self.account.name}: WebSocket down for {down:.0f} s; Track B suspended, reconnecting",
-        ))
+        self._tell(
+            "notifier",
+            SystemAlert(
+                at=self.context.clock.now(),
+                key=f"ws_suspended.{self.account.name}",
+                text=f"{self.account.name}: WebSocket down for {down:.0f} s; Track B suspended, reconnecting",
+            ),
+        )
 
     def _after(self, seconds: float, message: object) -> None:
         ref = self.actor_ref
@@ -394,10 +402,14 @@ class WSConnectionActor(ObserverActor):
         """Runs on the session's receive thread: one tell per frame, no other work."""
         try:
             if isinstance(value, TradeFrame):
-                self.actor_ref.tell(TicksReceived(
-                    at=self.context.clock.now(), account=self.account.name, ticks=value.ticks,
-                    received_mono=time.monotonic(),
-                ))
+                self.actor_ref.tell(
+                    TicksReceived(
+                        at=self.context.clock.now(),
+                        account=self.account.name,
+                        ticks=value.ticks,
+                        received_mono=time.monotonic(),
+                    )
+                )
             elif not isinstance(value, PingPong):
                 self.actor_ref.tell(_SessionEvent(generation, value))
         except pykka.ActorDeadError:
@@ -411,9 +423,12 @@ class WSConnectionActor(ObserverActor):
         if isinstance(value, Ack):
             self._on_ack(value)
         elif isinstance(value, ExecutionNoticeFrame):
-            self._tell("slots", ExecutionsReceived(
-                at=self.context.clock.now(), account=self.account.name, notices=value.notices
-            ))
+            self._tell(
+                "slots",
+                ExecutionsReceived(
+                    at=self.context.clock.now(), account=self.account.name, notices=value.notices
+                ),
+            )
         elif isinstance(value, FrameError):
             self._frame_error(value)
 
@@ -428,15 +443,26 @@ class WSConnectionActor(ObserverActor):
         refusal = result.refusal
         if refusal is not None:
             registration = refusal.registration
-            self.log.warning("{} {} refused: {} {}", registration.tr_id, registration.tr_key,
-                             refusal.msg_cd, refusal.msg1)
+            self.log.warning(
+                "{} {} refused: {} {}", registration.tr_id, registration.tr_key, refusal.msg_cd, refusal.msg1
+            )
             if registration.tr_id == TrId.TRADE.value:
-                self._tell("slots", SubscriptionRefused(
-                    at=self.context.clock.now(), account=self.account.name, symbol=registration.tr_key,
-                    msg_cd=refusal.msg_cd, accepted_count=refusal.confirmed_count,
-                ))
+                self._tell(
+                    "slots",
+                    SubscriptionRefused(
+                        at=self.context.clock.now(),
+                        account=self.account.name,
+                        symbol=registration.tr_key,
+                        msg_cd=refusal.msg_cd,
+                        accepted_count=self._confirmed_trades(),
+                    ),
+                )
         self._send(result.commands)
         self._end_gaps()
+
+    def _confirmed_trades(self) -> int:
+        """Tick registrations live now: the notice registration shares the key's limit but is no slot."""
+        return sum(1 for registration in self.book.confirmed() if registration.tr_id == TrId.TRADE.value)
 
     def _frame_error(self, error: FrameError) -> None:
         self.context.metrics.inc("frame_errors")
@@ -477,10 +503,16 @@ class WSConnectionActor(ObserverActor):
         for (started_at, reason), symbols in ended.items():
             for symbol in symbols:
                 del self._gaps[symbol]
-            self._tell("gaps", ExpectedGapEnded(
-                at=now, account=self.account.name, symbols=tuple(symbols), started_at=started_at,
-                reason=reason,
-            ))
+            self._tell(
+                "gaps",
+                ExpectedGapEnded(
+                    at=now,
+                    account=self.account.name,
+                    symbols=tuple(symbols),
+                    started_at=started_at,
+                    reason=reason,
+                ),
+            )
         self._save()
 
     # --- state and peers -------------------------------------------------------------------------
@@ -496,7 +528,9 @@ class WSConnectionActor(ObserverActor):
         self.context.metrics.set(f"ws_state.{self.account.name}", state.value)
         if changed and tell:
             message = ConnectionChanged(
-                at=self.context.clock.now(), account=self.account.name, state=state,
+                at=self.context.clock.now(),
+                account=self.account.name,
+                state=state,
                 since_seconds=since_seconds,
             )
             self._tell("slots", message)

@@ -13,7 +13,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from kis.token_vault import TokenVault
 from loguru import logger
 
 from actors.context import ObserverContext
@@ -26,6 +25,7 @@ from app.summary import build_summary, write_summary
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
+from kis.token_vault import TokenVault
 from runtime.clock import Clock, SystemClock
 from runtime.logs import register_secret, setup_logging
 from runtime.metrics import Metrics
@@ -82,9 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, overrides=overrides)
         mode = choose_mode(settings, args.sim, args.live)
         if mode.simulated:
-            settings = load_settings(
-                args.config, overrides={**overrides, "accounts": sim_accounts(args.accounts)}
-            )
+            sim_overrides = {
+                "accounts": sim_accounts(args.accounts),
+                "tokens": {"cache_dir": str(Path(settings.data_dir) / "sim" / "tokens")},
+            }
+            settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
     except ConfigError as error:
         print(f"observer: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -141,12 +143,15 @@ def run(
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary."""
     metrics = Metrics()
     paths = DataPaths(Path(settings.data_dir))
+    vault = TokenVault(
+        settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
+    )
     context = ObserverContext(
         settings=settings,
         clock=clock,
         metrics=metrics,
         paths=paths,
-        vault=TokenVault(settings, clock, rest_url=rest_url),
+        vault=vault,
         rest_url=rest_url,
         ws_url=ws_url,
     )
@@ -171,13 +176,15 @@ def run(
         supervisor.start()
         status.start()
         _wait(stop_requested, supervisor, duration)
+        alive_before_stop = supervisor.directory.child_ids()
         escalated = supervisor.stopped.is_set()
         exit_code = supervisor.exit_code if escalated else supervisor.stop()
     finally:
         status.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    summary = build_summary(metrics, supervisor, [spec.id for spec in specs])
+    vault.close()
+    summary = build_summary(metrics, supervisor, [spec.id for spec in specs], alive_before_stop)
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)

@@ -23,10 +23,12 @@ COUNTERS = (
 )
 
 
-def build_summary(metrics: Metrics, supervisor: Supervisor, child_ids: Sequence[str]) -> dict[str, Any]:
+def build_summary(
+    metrics: Metrics, supervisor: Supervisor, child_ids: Sequence[str], alive: Sequence[str]
+) -> dict[str, Any]:
+    """`alive`: the children running just before the stop (after it, none are)."""
     snapshot = metrics.snapshot()
     restarts = supervisor.restart_counts()
-    alive = set(supervisor.directory.child_ids())
     summary: dict[str, Any] = {name: int(snapshot.get(name, 0)) for name in COUNTERS}
     summary["restarts"] = {child: int(restarts.get(child, 0)) for child in child_ids}
     summary["actors_alive"] = sum(1 for child in child_ids if child in alive)

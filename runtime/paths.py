@@ -1,4 +1,8 @@
-"""Where everything lands on disk (DESIGN.md section 5), all under one configurable root."""
+"""Where everything lands on disk (DESIGN.md section 5), all under one configurable root.
+
+The root (`--data-dir`, default `./data`) stands for the `data/` of the design's paths, so
+`data/observer/...` lands at `{root}/observer/...` and the universe at `{root}/config/universe/`.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ class DataPaths:
 
     @property
     def observer(self) -> Path:
-        return self.root / "data" / "observer"
+        return self.root / "observer"
 
     @property
     def universe_dir(self) -> Path:

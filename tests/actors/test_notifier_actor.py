@@ -223,7 +223,7 @@ def test_secrets_never_reach_the_log(tmp_path: Path, sink: ChatSink, log_lines: 
     assert "discord: alert refused (HTTP 401)" in text
     for secret in (BOT_TOKEN, sink.discord_url, "chat-sink-webhook-token", "SECRET-bot"):
         assert secret not in text
-    state = (tmp_path / "data/observer/state/alert_cooldowns.json").read_text()
+    state = (context.paths.state_dir / "alert_cooldowns.json").read_text()
     assert BOT_TOKEN not in state and "webhook" not in state
 
 
