@@ -15,21 +15,17 @@ from typing import Any
 
 from loguru import logger
 
-from actors.context import ObserverContext
 from actors.supervisor import Supervisor
-from actors.system import child_specs
 from app.cli import build_parser
 from app.demo import write_demo_scenario
 from app.status_view import StatusView
-from app.summary import build_summary, write_summary
+from app.summary import write_summary
+from app.system import ObserverSystem
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
-from kis.token_vault import TokenVault
 from runtime.clock import Clock, SystemClock
 from runtime.logs import register_secret, setup_logging
-from runtime.metrics import Metrics
-from runtime.paths import DataPaths
 from tools.kis_sim.server import KisSimulator, SimConfig
 
 EXIT_OK, EXIT_CONFIG = 0, 2
@@ -141,30 +137,15 @@ def run(
     chaos: bool = False,
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary."""
-    metrics = Metrics()
-    paths = DataPaths(Path(settings.data_dir))
-    vault = TokenVault(
-        settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
-    )
-    context = ObserverContext(
-        settings=settings,
-        clock=clock,
-        metrics=metrics,
-        paths=paths,
-        vault=vault,
-        rest_url=rest_url,
-        ws_url=ws_url,
-    )
-    specs = child_specs(context)
+    system = ObserverSystem(settings, clock, rest_url, ws_url)
     on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
-        [spec.id for spec in specs] + ["supervisor"],
+        [*system.child_ids, "supervisor"],
         settings.log_retention_days,
         console_level="WARNING" if on_terminal else settings.log_level,
     )
-    status = StatusView(metrics, clock)
-    supervisor = Supervisor(specs, clock=clock)
+    status = StatusView(system.metrics, clock)
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -173,18 +154,15 @@ def run(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        supervisor.start()
+        system.start()
         status.start()
-        _wait(stop_requested, supervisor, duration)
-        alive_before_stop = supervisor.directory.child_ids()
-        escalated = supervisor.stopped.is_set()
-        exit_code = supervisor.exit_code if escalated else supervisor.stop()
+        _wait(stop_requested, system.supervisor, duration)
+        exit_code = system.stop()
     finally:
         status.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    vault.close()
-    summary = build_summary(metrics, supervisor, [spec.id for spec in specs], alive_before_stop)
+    summary = system.summary()
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)

@@ -1,0 +1,64 @@
+"""The observer's running system: shared services, the supervised actor tree, start and stop.
+
+`run.py` drives it through `app.observer`; tests and `--chaos` drive it directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from actors.context import ObserverContext
+from actors.directory import Directory
+from actors.supervisor import Supervisor
+from actors.system import child_specs
+from app.summary import build_summary
+from config.settings import Settings
+from kis.token_vault import TokenVault
+from runtime.clock import Clock
+from runtime.metrics import Metrics
+from runtime.paths import DataPaths
+
+
+class ObserverSystem:
+    """Build with settings, a clock and the KIS endpoints (None: the real ones); `start()`, then `stop()`."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock, rest_url: str | None = None, ws_url: str | None = None
+    ) -> None:
+        self.metrics = Metrics()
+        self.vault = TokenVault(
+            settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
+        )
+        self.context = ObserverContext(
+            settings=settings,
+            clock=clock,
+            metrics=self.metrics,
+            paths=DataPaths(Path(settings.data_dir)),
+            vault=self.vault,
+            rest_url=rest_url,
+            ws_url=ws_url,
+        )
+        self.specs = child_specs(self.context)
+        self.child_ids = tuple(spec.id for spec in self.specs)
+        self.supervisor = Supervisor(self.specs, clock=clock)
+        self._alive_at_stop: tuple[str, ...] | None = None
+
+    @property
+    def directory(self) -> Directory:
+        return self.supervisor.directory
+
+    def start(self) -> ObserverSystem:
+        self.supervisor.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop the tree in reverse start order (unless the supervisor already gave up); the exit code."""
+        self._alive_at_stop = self.supervisor.directory.child_ids()
+        code = self.supervisor.exit_code if self.supervisor.stopped.is_set() else self.supervisor.stop()
+        self.vault.close()
+        return code
+
+    def summary(self) -> dict[str, Any]:
+        alive = self._alive_at_stop if self._alive_at_stop is not None else self.directory.child_ids()
+        return build_summary(self.metrics, self.supervisor, self.child_ids, alive)
