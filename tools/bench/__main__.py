@@ -46,7 +46,7 @@ class Plan:
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=10.0, per_symbol_sample=100, drops=20,
             gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0)
-QUICK = Plan(throughput_window=2.0, max_rate=60_000, latency_window=3.0, per_symbol_sample=30, drops=10,
+QUICK = Plan(throughput_window=2.0, max_rate=30_000, latency_window=3.0, per_symbol_sample=30, drops=10,
              gaps=8, core_runs=20, day_speed=1560.0, day_trade_rate=0.125)
 
 

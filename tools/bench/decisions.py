@@ -42,6 +42,7 @@ from tools.kis_sim.market import Market
 
 # A busy symbol is flagged after 10 x its median interval, which is 1 s (exchange times have whole seconds).
 GAP_SECONDS = 12.0
+BUSY_SECONDS = 8  # of the 10 s before the gap with a trade: the symbol's median interval is 1 s
 GAP_LIMIT = 1.0
 CONTEXT_SYNC_LIMIT = 2.0
 ALLOCATION_LIMIT = 0.005
@@ -96,7 +97,21 @@ def gap_latencies(server: BenchServer, root: Path, *, gaps: int) -> list[Result]
     clock = SimulatedClock(BENCH_START, speed=1.0)
     context = bench_context(root, clock, rest_url=server.rest_url, ws_url=None)
     market = Market(seed=SEED, trading_date=BENCH_DATE, n_symbols=1200, trade_rate=BLAST_TRADE_RATE)
-    symbols = [facts["symbol"] for facts in server.info["blast_symbols"]][: gaps + 1]
+    gap_start = BENCH_START - timedelta(minutes=20)
+    symbols = []
+    around: dict[str, tuple[list[TradeTick], TradeTick]] = {}
+    for facts in server.info["blast_symbols"]:
+        symbol = facts["symbol"]
+        before = _ticks(market, symbol, gap_start - timedelta(seconds=10), gap_start)
+        after = _ticks(market, symbol, gap_start + timedelta(seconds=GAP_SECONDS),
+                       gap_start + timedelta(seconds=GAP_SECONDS + 2))
+        if len({tick.exchange_time for tick in before}) >= BUSY_SECONDS and after:
+            symbols.append(symbol)
+            around[symbol] = (before, after[0])
+        if len(symbols) > gaps:
+            break
+    if len(symbols) < 2:
+        raise BenchError("too few busy symbols around the gap time in the market model")
     marks = _Marks()
     actors = Started(Directory(clock), [])
     detect: list[float] = []
@@ -107,17 +122,12 @@ def gap_latencies(server: BenchServer, root: Path, *, gaps: int) -> list[Result]
         actors.start("notifier", Sink)
         actors.start("gaps", _marking_gap_actor(marks), context)
         hop = _ping_round_trip(actors.directory)
-        gap_start = datetime.combine(BENCH_DATE, BENCH_START.time(), tzinfo=KST) - timedelta(minutes=20)
         for number, symbol in enumerate(symbols):
-            before = _ticks(market, symbol, gap_start - timedelta(seconds=10), gap_start)
-            after = _ticks(market, symbol, gap_start + timedelta(seconds=GAP_SECONDS), gap_start
-                           + timedelta(seconds=GAP_SECONDS + 2))
-            if len(before) < 10 or not after:
-                raise BenchError(f"{symbol}: too few simulated trades around the gap")
+            before, revealing = around[symbol]
             actors.directory.tell("gaps", TicksReceived(at=clock.now(), account=ACCOUNT, ticks=tuple(before),
                                                         received_mono=time.monotonic()))
             actors.directory.ask("gaps", Ping(at=clock.now()))
-            actors.directory.tell("gaps", TicksReceived(at=clock.now(), account=ACCOUNT, ticks=(after[0],),
+            actors.directory.tell("gaps", TicksReceived(at=clock.now(), account=ACCOUNT, ticks=(revealing,),
                                                         received_mono=time.monotonic()))
             wait_for(lambda s=symbol: s in marks.written, 30.0, f"the recovery of {symbol}'s gap")
             if number == 0:
