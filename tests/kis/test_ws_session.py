@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -16,7 +17,7 @@ from kis.protocol import AckCode
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
 from kis.ws_session import KisWebSocketError, KisWebSocketSession, SessionClosed
 from runtime.clock import KST
-from tools.kis_sim.server import KisSimulator
+from tools.kis_sim.server import KisSimulator, SimConfig
 
 APP_KEY, APP_SECRET = "APPKEY-WS-SESSION", "SECRET-WS-SESSION"
 SYMBOL = "005930"
@@ -208,6 +209,25 @@ def test_a_dropped_connection_is_reported_as_not_requested(
     inbox.wait(lambda: bool(inbox.closed), "the drop report")
     assert inbox.closed[0].requested is False
     assert not session.is_open
+
+
+def test_the_session_echoes_pingpong_so_a_strict_server_keeps_it_open(
+    kis_sim_config: SimConfig, inbox: Inbox
+) -> None:
+    strict = dataclasses.replace(
+        kis_sim_config, pingpong_interval=0.2, require_pong_echo=True, pong_timeout=0.5
+    )
+    with KisSimulator(strict) as sim:
+        approval = SecretStr(sim.accounts.issue_approval(APP_KEY, APP_SECRET))
+        session = KisWebSocketSession(sim.ws_url, approval, inbox.on_message, inbox.on_closed)
+        session.connect()
+        try:
+            session.subscribe("H0STCNT0", SYMBOL)
+            inbox.wait(lambda: inbox.count(PingPong) >= 8, "eight PINGPONGs (over three echo deadlines)")
+            assert session.is_open and not inbox.closed
+            assert sim.ws.session_count() == 1
+        finally:
+            session.close()
 
 
 def test_a_failing_callback_does_not_stop_the_receive_loop(

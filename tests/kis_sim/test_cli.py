@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"^READY rest=(http://127\.0\.0\.1:(\d+)) ws=(ws://127\.0\.0\.1:(\d+))$")
 FLAGS = (
     "--host", "--rest-port", "--ws-port", "--seed", "--date", "--start", "--speed", "--wall-clock",
-    "--scenario", "--sent-log", "--n-symbols", "--trade-rate", "--pingpong-interval", "--faults",
+    "--scenario", "--sent-log", "--n-symbols", "--trade-rate", "--pingpong-interval", "--require-pong",
+    "--pong-timeout", "--faults",
 )
 
 

@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="average trades per second per symbol, before intraday shape and scenario (default 2)")
     add("--pingpong-interval", type=_positive, default=10.0,
         help="real seconds between PINGPONG heartbeats (default 10)")
+    add("--require-pong", action="store_true",
+        help="close a WebSocket session that does not echo a PINGPONG within --pong-timeout seconds, "
+             "like real KIS (default off)")
+    add("--pong-timeout", type=_positive, default=100.0,
+        help="seconds a PINGPONG may stay unechoed with --require-pong (default 100)")
     add("--faults", default="", metavar="SPEC", help="faults to arm once serving (syntax below)")
     return parser
 
@@ -205,6 +210,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         host=args.host,
         rest_port=args.rest_port,
         ws_port=args.ws_port,
+        require_pong_echo=args.require_pong,
+        pong_timeout=args.pong_timeout,
     )
 
 

@@ -14,7 +14,7 @@ from tools.kis_sim.market import Market
 from tools.kis_sim.rest import RestServer
 from tools.kis_sim.scenario import Scenario
 from tools.kis_sim.sent_log import SentLog
-from tools.kis_sim.ws import Fill, WsServer
+from tools.kis_sim.ws import PONG_TIMEOUT, Fill, WsServer
 
 SIDES = FILL_SIDES
 
@@ -25,6 +25,8 @@ class SimConfig:
 
     `speed` is simulated seconds per real second (0: a manual clock moved only by `clock.advance`);
     `wall_clock` ignores date/start/speed and follows the real KST time. Intervals are real seconds.
+    `require_pong_echo` closes a WebSocket session that leaves a PINGPONG unechoed for `pong_timeout`
+    seconds, as real KIS does (off by default, so raw test clients need not echo).
     """
 
     seed: int = 1
@@ -42,6 +44,8 @@ class SimConfig:
     host: str = "127.0.0.1"
     rest_port: int = 0
     ws_port: int = 0
+    require_pong_echo: bool = False
+    pong_timeout: float = PONG_TIMEOUT
 
 
 class KisSimulator:
@@ -102,6 +106,8 @@ class KisSimulator:
             feed_interval=config.feed_interval,
             book_interval=config.book_interval,
             sent_log=self._sent_log,
+            require_pong_echo=config.require_pong_echo,
+            pong_timeout=config.pong_timeout,
         )
         try:
             self._rest.start()

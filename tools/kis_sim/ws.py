@@ -53,6 +53,8 @@ SUBSCRIBE, UNSUBSCRIBE = "1", "2"
 MIN_CATCH_UP = 60.0  # simulated seconds of trades one feed step may carry after a clock jump
 SLOW_CONSUMER_BYTES = 32 * 1024 * 1024  # unsent bytes after which a session is cut
 SHUTDOWN_GRACE = 1.0  # seconds a client has to answer the close frame at stop
+PONG_TIMEOUT = 100.0  # seconds real KIS reportedly waits for a PINGPONG echo before closing a session
+PONG_MISSING_CLOSE = (1008, "PINGPONG not echoed")  # close code and reason when the echo never came
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -106,6 +108,7 @@ class _Session:
     key_hash: str = ""
     subs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (tr_id, tr_key) -> (key, iv)
     closed: bool = False
+    pong_due_since: float | None = None  # monotonic time of the oldest PINGPONG not echoed yet
 
 
 def ack_text(tr_id: str, tr_key: str, code: AckCode, output: tuple[str, str] | None = None,
@@ -187,7 +190,11 @@ class WsServer:
         feed_interval: float = 0.05,
         book_interval: float = 1.0,
         sent_log: SentLog | None = None,
+        require_pong_echo: bool = False,
+        pong_timeout: float = PONG_TIMEOUT,
     ) -> None:
+        if pong_timeout <= 0:
+            raise ValueError(f"pong_timeout must be > 0 seconds, got {pong_timeout}")
         self._market = market
         self._accounts = accounts
         self._faults = faults
@@ -198,6 +205,9 @@ class WsServer:
         self._feed_interval = feed_interval
         self._book_interval = book_interval
         self._sent_log = sent_log
+        self._require_pong_echo = require_pong_echo
+        self._pong_timeout = pong_timeout
+        self._closing: dict[asyncio.Task[None], _Session] = {}  # close handshakes under way
         self._formatter = TradeFormatter(market.listings)
         self._sessions: set[_Session] = set()
         self._by_key: dict[str, _Session] = {}
@@ -283,7 +293,7 @@ class WsServer:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE)
             except TimeoutError:
-                for session in list(self._sessions):
+                for session in [*self._sessions, *self._closing.values()]:
                     self._drop(session)  # a client that does not answer the close frame
                 await self._server.wait_closed()
         asyncio.get_running_loop().stop()
@@ -340,6 +350,7 @@ class WsServer:
             request = json.loads(message)
             header = request["header"]
             if header.get("tr_id") == TrId.PINGPONG.value:
+                session.pong_due_since = None  # echoed: every PINGPONG so far is answered
                 return None
             approval_key = str(header.get("approval_key", ""))
             tr_type = str(header.get("tr_type", ""))
@@ -405,6 +416,14 @@ class WsServer:
         if session.app_key is not None and self._by_key.get(session.app_key) is session:
             del self._by_key[session.app_key]
 
+    def _close_unechoed(self, session: _Session) -> None:
+        """Close a session that left a PINGPONG unanswered too long (with a close frame, not a cut)."""
+        self._forget(session)
+        code, reason = PONG_MISSING_CLOSE
+        task = asyncio.get_running_loop().create_task(session.ws.close(code, reason))
+        self._closing[task] = session
+        task.add_done_callback(self._closing.pop)
+
     def _drop(self, session: _Session) -> None:
         """Cut the TCP connection without a close frame, the way a network failure looks to the client."""
         self._forget(session)
@@ -459,6 +478,13 @@ class WsServer:
                 every is not None and now - session.opened >= every
             ):
                 self._drop(session)
+            elif (
+                self._require_pong_echo
+                and session.pong_due_since is not None
+                and now - session.pong_due_since >= self._pong_timeout
+            ):
+                logger.info("kis_sim: closing a WebSocket session that did not echo PINGPONG in time")
+                self._close_unechoed(session)
             elif transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
                 logger.warning("kis_sim: dropping a WebSocket session whose client stopped reading")
                 self._drop(session)
@@ -518,6 +544,10 @@ class WsServer:
     def _send_pingpong(self, now: datetime) -> None:
         stamp = now.strftime("%Y%m%d%H%M%S")
         text = json.dumps({"header": {"tr_id": TrId.PINGPONG.value, "datetime": stamp}})
+        sent_at = time.monotonic()
+        for session in self._sessions:
+            if session.pong_due_since is None:
+                session.pong_due_since = sent_at
         broadcast([s.ws for s in self._sessions], text)
 
     async def _send_notice(self, app_key: str, fill: Fill) -> int:
