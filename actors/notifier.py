@@ -9,6 +9,9 @@
   `retry_backoff_seconds` steps, and respects the `retry_after` of a 429 (Telegram's
   `parameters.retry_after`, Discord's `retry_after` or the Retry-After header).
 - With no channel configured it runs log-only (one line says so at start).
+- Ledger: every alert that passes the cooldown is also one line of `DataPaths.alerts_ledger(day)`
+  (`at`, `key`, `cooldown_seconds`, `text`), written through at once, so a duplicate inside a cooldown
+  (after a crash, a restart) can be proven absent (`app.reconcile`).
 - The bot token and webhook URL are secrets: they are only ever put into request URLs, never logged
   (errors are reported by exception type and HTTP status only) and are registered for log redaction.
 
@@ -42,6 +45,7 @@ from actors.directory import Directory
 from config.settings import AlertSettings, NotifierSettings
 from core.alerts import AlertCooldown
 from messages.alerts import AlertRaised, SystemAlert
+from runtime.jsonl import JsonlWriter
 from runtime.logs import register_secret
 from runtime.metrics import Metrics
 from runtime.state_store import StateStore
@@ -314,6 +318,7 @@ class NotifierActor(ObserverActor):
         self._cooldown = AlertCooldown(context.settings.alerts.cooldown_seconds)
         self._dispatcher: AlertDispatcher | None = None
         self._log_only = True
+        self._ledger: JsonlWriter | None = None
 
     def on_start(self) -> None:
         self._cooldown = AlertCooldown(self.context.settings.alerts.cooldown_seconds, self._load_cooldowns())
@@ -331,9 +336,11 @@ class NotifierActor(ObserverActor):
 
     def on_stop(self) -> None:
         self._stop_dispatcher()
+        self._close_ledger()
 
     def on_failure(self, *_exc_info: object) -> None:
         self._stop_dispatcher()
+        self._close_ledger()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, AlertRaised):
@@ -351,10 +358,31 @@ class NotifierActor(ObserverActor):
             return
         self.log.info("ALERT {}", text)
         self._save_cooldowns(at)
+        self._write_ledger(key, text, at)
         if self._dispatcher is None:
             metrics.inc("alerts_sent")
         elif not self._dispatcher.submit(text):
             self.log.warning("alert queue full ({}); dropped: {}", QUEUE_LIMIT, text)
+
+    def _write_ledger(self, key: str, text: str, at: datetime) -> None:
+        path = self.context.paths.alerts_ledger(at.date())
+        try:
+            if self._ledger is None or self._ledger.path != path:
+                self._close_ledger()
+                self._ledger = JsonlWriter(path)
+            cooldown = self.context.settings.alerts.cooldown_seconds
+            self._ledger.write({"at": at, "key": key, "cooldown_seconds": cooldown, "text": text})
+            self._ledger.flush()
+        except (OSError, ValueError) as error:
+            self.log.error("could not write the alert ledger: {}", error)
+
+    def _close_ledger(self) -> None:
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            try:
+                ledger.close()
+            except OSError as error:
+                self.log.error("could not close the alert ledger: {}", error)
 
     def _stop_dispatcher(self) -> None:
         dispatcher, self._dispatcher = self._dispatcher, None

@@ -53,3 +53,7 @@ class DataPaths:
 
     def overflow_ledger(self, provider: str, day: date) -> Path:
         return self.observer / "system" / "overflow" / provider / f"{_day(day)}_overflow.jsonl"
+
+    def alerts_ledger(self, day: date) -> Path:
+        """Every alert that passed its cooldown (the notifier's ledger, for audits and the chaos day)."""
+        return self.observer / "system" / "alerts" / f"{_day(day)}_alerts.jsonl"
