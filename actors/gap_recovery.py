@@ -17,6 +17,7 @@ and a quiet symbol's gap is not stretched back to its last trade.
 | TicksReceived | detector per tick; an unexpected gap is handled by the policy |
 | ExpectedGapStarted | open gaps noted (for the suspension marker) |
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
+| TicksUnreadable | a gap per symbol from its last tick to the unreadable frame, handled by the policy |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
 | (worker results) | RecoveryRecorded / GapMarked to `recorder`; counters |
 
@@ -43,7 +44,7 @@ from core.gaps import Gap, GapDetector, RecoveryAction, recovery_action
 from core.recovery import RecoveryRecord, build_recovery_records, gap_marker
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksUnreadable
 from messages.market import TicksReceived
 from messages.recording import GapMarked, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState
@@ -129,6 +130,8 @@ class GapRecoveryActor(ObserverActor):
                 self._open[(message.account, symbol)] = (message.at, message.reason)
         elif isinstance(message, ExpectedGapEnded):
             self._close_expected(message)
+        elif isinstance(message, TicksUnreadable):
+            self._unreadable(message)
         elif isinstance(message, _Recovered):
             self._in_flight -= 1
             self._tell("recorder", RecoveryRecorded(
@@ -164,6 +167,16 @@ class GapRecoveryActor(ObserverActor):
             start = expected_gap_start(self._last_tick.get(symbol), min(dropped_at, message.started_at))
             end = max(message.at, start)
             for gap in self.detector.mark_expected((symbol,), start, end, message.reason):
+                self._handle(message.account, gap)
+
+    def _unreadable(self, message: TicksUnreadable) -> None:
+        """The lost frame's ticks came after each symbol's last tick received, so the gap starts there
+        (`IN_FLIGHT_SECONDS` before the frame when this incarnation has seen no tick of the symbol)."""
+        fallback = message.at - timedelta(seconds=IN_FLIGHT_SECONDS)
+        for symbol in message.symbols:
+            last = self._last_tick.get(symbol)
+            start = fallback if last is None or last > message.at else last
+            for gap in self.detector.mark_expected((symbol,), start, message.at, message.reason):
                 self._handle(message.account, gap)
 
     def _handle(self, account: str, gap: Gap) -> None:

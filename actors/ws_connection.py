@@ -22,7 +22,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
-| frame errors (internal) | counter `frame_errors`, one log line (at most one a second) |
+| frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksUnreadable to `gaps` |
 | session ended (internal) | ExpectedGapStarted to `gaps`, RECONNECTING to `slots`, reconnect after backoff |
 
 Sent: ExpectedGapEnded to `gaps` as each symbol is confirmed again (or leaves the target); ConnectionChanged
@@ -56,7 +56,7 @@ from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksUnreadable
 from messages.market import ExecutionsReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
@@ -71,6 +71,7 @@ from runtime.state_store import StateStore
 
 TICK_PEERS = ("recorder", "triggers", "gaps")
 TOKEN_REFRESH = "token_refresh"
+BAD_FRAME = "bad_frame"
 FRAME_ERROR_LOG_INTERVAL_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -466,6 +467,7 @@ class WSConnectionActor(ObserverActor):
 
     def _frame_error(self, error: FrameError) -> None:
         self.context.metrics.inc("frame_errors")
+        self._account_for_unreadable(error)
         now = time.monotonic()
         if now - self._frame_error_logged_at < FRAME_ERROR_LOG_INTERVAL_SECONDS:
             self._frame_errors_unlogged += 1
@@ -474,6 +476,18 @@ class WSConnectionActor(ObserverActor):
         more = f" (+{unlogged} more since the last line)" if unlogged else ""
         self._frame_error_logged_at, self._frame_errors_unlogged = now, 0
         self.log.warning("bad frame skipped: {} [{}]{}", error.reason, error.raw_excerpt, more)
+
+    def _account_for_unreadable(self, error: FrameError) -> None:
+        """A frame that may have carried trades is a gap: of the symbol it names when that one streams
+        here, else of every streaming symbol (which one lost ticks cannot be known)."""
+        if not error.may_carry_trades:
+            return
+        streaming = self._trade_symbols(self.book.confirmed())
+        symbols = (error.tr_key,) if error.tr_key in streaming else streaming
+        if symbols:
+            self._tell("gaps", TicksUnreadable(
+                at=self.context.clock.now(), account=self.account.name, symbols=symbols, reason=BAD_FRAME
+            ))
 
     # --- expected gaps ---------------------------------------------------------------------------
 

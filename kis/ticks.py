@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kis.protocol import AckCode
+from kis.protocol import AckCode, TrId
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +135,28 @@ class OtherFrame:
 
 @dataclass(frozen=True, slots=True)
 class FrameError:
-    """Why a frame could not be decoded, with a short excerpt that never carries an approval key."""
+    """Why a frame could not be decoded, with a short excerpt that never carries an approval key.
+
+    `tr_id` and `tr_key` are what a data frame's header and first field still say, when they read as
+    a TR id and a code ("" otherwise): a garbled trade frame usually still names its symbol, so the
+    ticks it carried can be accounted for as a gap of that symbol instead of all of them.
+    """
 
     reason: str
     raw_excerpt: str
+    tr_id: str = ""
+    tr_key: str = ""
 
+    @property
+    def may_carry_trades(self) -> bool:
+        """False only when the frame surely was no trade frame: a control message or another known TR."""
+        if self.raw_excerpt.startswith("{"):
+            return False
+        return self.tr_id not in _NON_TRADE_TRS
+
+
+_NON_TRADE_TRS = frozenset(
+    {TrId.ORDER_BOOK.value, TrId.MARKET_STATUS.value, TrId.NOTICE_REAL.value, TrId.NOTICE_PAPER.value}
+)
 
 Decoded = Ack | PingPong | TradeFrame | OrderBookFrame | ExecutionNoticeFrame | OtherFrame | FrameError

@@ -45,6 +45,7 @@ _NOTICE_WIDTH = len(H0STCNI0_FIELDS)
 # Older servers sent 23 notice columns; the typed ones all sit in the shared first 18.
 _NOTICE_MIN_WIDTH = H0STCNI0_INDEX["ACNT_NAME"] + 1
 _ACK_CODES = {code.value: code for code in AckCode}
+_CODE = re.compile(r"[0-9A-Za-z]{1,16}")
 _REDACTIONS = (
     (re.compile(r'("approval_key"\s*:\s*")[^"]*'), r"\1<redacted>"),
     (re.compile(r"(invalid approval\s*:\s*)[^\"]*", re.IGNORECASE), r"\1<redacted>"),
@@ -93,11 +94,21 @@ def decode(raw: str | bytes, keys: NoticeKeys | None = None) -> Decoded:
             return _decode_data(raw, keys)
         return FrameError("neither a JSON control message nor a data frame", excerpt(raw))
     except _Malformed as exc:
-        return FrameError(str(exc), excerpt(raw))
+        return FrameError(str(exc), excerpt(raw), *_hints(raw))
     except NoticeCryptoError as exc:
-        return FrameError(f"cannot decrypt execution notice: {exc}", excerpt(raw))
+        return FrameError(f"cannot decrypt execution notice: {exc}", excerpt(raw), *_hints(raw))
     except Exception as exc:  # the receive loop must never see an exception
-        return FrameError(f"undecodable frame ({type(exc).__name__}: {exc})", excerpt(raw))
+        return FrameError(f"undecodable frame ({type(exc).__name__}: {exc})", excerpt(raw), *_hints(raw))
+
+
+def _hints(raw: str | bytes | bytearray) -> tuple[str, str]:
+    """(tr_id, first field) of a data frame that failed to decode, each "" unless it looks like one."""
+    if not isinstance(raw, str) or raw[:1] == "{":
+        return "", ""
+    parts = raw.split("|", 3)
+    tr_id = parts[1] if len(parts) > 1 and _CODE.fullmatch(parts[1]) else ""
+    first = parts[3].split("^", 1)[0] if len(parts) == 4 else ""
+    return tr_id, first if _CODE.fullmatch(first) else ""
 
 
 def excerpt(raw: str | bytes | bytearray) -> str:

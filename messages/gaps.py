@@ -28,3 +28,12 @@ class ExpectedGapEnded(Message):
     symbols: tuple[str, ...]
     started_at: AwareDatetime
     reason: str
+
+
+class TicksUnreadable(Message):
+    """A frame of `account` that may have carried trades of `symbols` could not be read at `at`: each
+    symbol's ticks since its last one received are a gap (`reason` "bad_frame")."""
+
+    account: str
+    symbols: tuple[str, ...]
+    reason: str
