@@ -113,7 +113,7 @@ def gap_latencies(server: BenchServer, root: Path, *, gaps: int) -> list[Result]
     if len(symbols) < 2:
         raise BenchError("too few busy symbols around the gap time in the market model")
     marks = _Marks()
-    actors = Started(Directory(clock), [])
+    actors = Started(Directory(clock))
     detect: list[float] = []
     recover: list[float] = []
     outcomes: dict[str, int] = {}

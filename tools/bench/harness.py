@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -179,7 +179,7 @@ class Started:
     """Actors started for one benchmark, stopped in reverse order."""
 
     directory: Directory
-    refs: list[tuple[str, pykka.ActorRef[Any]]]
+    refs: list[tuple[str, pykka.ActorRef[Any]]] = field(default_factory=list)
 
     def start(self, name: str, actor_class: type[ObserverActor], *args: Any, **kwargs: Any) -> None:
         ref = actor_class.start(name, self.directory, *args, **kwargs)

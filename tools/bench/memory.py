@@ -46,7 +46,7 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
         clock = SimulatedClock(BENCH_START.replace(hour=9), speed=speed)
         context = bench_context(root, clock, rest_url=server.rest_url, ws_url=server.ws_url)
         facts = server.info["blast_symbols"]
-        actors = Started(Directory(clock), [])
+        actors = Started(Directory(clock))
         try:
             actors.start("recorder", RecorderActor, context)
             actors.start("notifier", NotifierActor, context)

@@ -96,7 +96,7 @@ class Pipeline:
         self.scans = 0
         facts = server.info["blast_symbols"]
         self.symbols = tuple(f["symbol"] for f in facts)
-        self.actors = Started(Directory(self.clock), [])
+        self.actors = Started(Directory(self.clock))
         try:
             self.actors.start("recorder", timed(RecorderActor, RECORD_WRITTEN, self.latency), self.context)
             self.actors.start("notifier", NotifierActor, self.context)

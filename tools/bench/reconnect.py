@@ -64,7 +64,7 @@ def reconnects(server: BenchServer, root: Path, *, drops: int) -> Result:
     samples: list[float] = []
     for _ in range(drops):
         watch = _Watch()
-        actors = Started(Directory(clock), [])
+        actors = Started(Directory(clock))
         try:
             for peer in ("notifier", "slots", "gaps", "recorder", "triggers"):
                 actors.start(peer, Sink)

@@ -31,14 +31,6 @@ class Result:
         return record
 
 
-@dataclass(frozen=True, slots=True)
-class Crash:
-    """A benchmark group that raised: reported, and the run exits non-zero."""
-
-    group: str
-    error: str
-
-
 def _finite_or_none(value: float) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
 

@@ -67,7 +67,7 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
         per_symbol = (time.monotonic() - started) / per_symbol_sample * UNIVERSE
     time.sleep(1.5)
     passes: list[ScanCompleted] = []
-    actors = Started(Directory(clock), [])
+    actors = Started(Directory(clock))
     try:
         for peer in PEERS:
             actors.start(peer, Sink)
