@@ -13,7 +13,7 @@ from tools.bench.__main__ import GROUPS, Plan, run
 from tools.bench.report import Result, table, write_json
 
 TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
-            core_runs=3, day_speed=4_680.0, day_trade_rate=0.05, parse_seconds=0.1)
+            core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1)
 EXPECTED = {
     "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
     "tick_latency_p99_record_written_at_82_per_s", "tick_latency_p99_trigger_evaluated_at_82_per_s",
