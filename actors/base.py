@@ -12,6 +12,10 @@ loudly if they change):
 Each incarnation therefore sends exactly one report when its thread ends: `ChildFailed` if any
 exception escaped (on_start, a told message, on_failure, on_stop), else `ChildExited`.
 
+A failed incarnation keeps its mail for the next one (see `actors.directory`): at the failure the
+Directory starts holding messages for it, and the told `Message`s still in its inbox are handed over
+instead of being dropped by pykka's teardown.
+
 Subclasses take `name` and `directory` and pass them on:
 
     class ScannerActor(ObserverActor):
@@ -28,6 +32,7 @@ Typed proxies, Mopidy style:
 
 from __future__ import annotations
 
+import queue
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -36,6 +41,7 @@ from loguru import logger
 from pykka.typing import ActorMemberMixin
 
 from actors.directory import Directory
+from messages.base import Message
 from messages.system import Crash, Ping
 from runtime.logs import actor_logger, bind_thread_to_actor
 
@@ -80,6 +86,33 @@ class ObserverActor(pykka.ThreadingActor):
     ) -> None:
         super()._handle_failure(exception_type, exception_value, traceback)
         self._failure = describe_exception(exception_value)
+        if self.directory is not None:
+            self.directory.hold(self.name, self.actor_urn)
+
+    def _actor_loop_teardown(self) -> None:
+        self._hand_over_mail()
+        super()._actor_loop_teardown()
+
+    def _hand_over_mail(self) -> None:
+        """After a failure: the told Messages still in the inbox go to the next incarnation; replies and
+        pykka's own messages stay for pykka's teardown (which fails their askers)."""
+        if self._failure is None or self.directory is None:
+            return
+        unhandled: list[Any] = []
+        others: list[Any] = []
+        while True:
+            try:
+                envelope = self.actor_inbox.get_nowait()
+            except queue.Empty:
+                break
+            if envelope.reply_to is None and isinstance(envelope.message, Message):
+                unhandled.append(envelope.message)
+            else:
+                others.append(envelope)
+        for envelope in others:
+            self.actor_inbox.put(envelope)
+        if unhandled:
+            self.directory.hand_over(self.name, self.actor_urn, unhandled)
 
     def _handle_receive(self, message: Any) -> Any:
         if isinstance(message, Ping):
@@ -91,6 +124,7 @@ class ObserverActor(pykka.ThreadingActor):
     def _report_end(self) -> None:
         if self.directory is None:
             return
+        self._hand_over_mail()  # a tell that raced the failure may have landed after the teardown
         if self._failure is not None:
             self.directory.report_failure(self.name, self.actor_urn, self._failure)
         else:

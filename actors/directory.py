@@ -1,15 +1,24 @@
 """How actors reach each other: by child id, always the current incarnation, never a stale ref.
 
 A restart creates a new actor with a new ref, so peers address children through the supervisor's
-`Directory`. A message for a child that is not running (crashed and waiting for its restart, stopped,
-never started) is a dead letter: counted and logged, never an exception for the sender.
+`Directory`. A message for a child that is not running (stopped, never started, not restarted) is a
+dead letter: counted and logged, never an exception for the sender.
+
+A child that crashed keeps its mail: from the moment it fails (`hold`), messages told to it are held,
+the messages it had not handled yet are put in front of them (`hand_over`), and the next incarnation
+gets them all, in order, before anything newer (`register`). So a crash of the recorder loses no tick
+and a crash of any actor loses no message it was told, only the one that crashed it. The supervisor
+`release`s the held mail as dead letters when it does not restart the child. At most `HOLD_LIMIT`
+messages are held per child; more are dead letters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 
 import pykka
@@ -19,6 +28,7 @@ from messages.system import ChildExited, ChildFailed
 from runtime.clock import Clock
 
 DEAD_LETTER_LOG_INTERVAL_SECONDS = 1.0
+HOLD_LIMIT = 100_000
 
 P = TypeVar("P")
 
@@ -35,6 +45,7 @@ class Directory:
         self._dead_letters: Counter[str] = Counter()
         self._dead_letters_logged_at: dict[str, float] = {}
         self._dead_letters_unlogged: Counter[str] = Counter()
+        self._held: dict[str, deque[Any]] = {}  # child id -> mail for its next incarnation
 
     # --- senders -------------------------------------------------------------------------------
 
@@ -49,7 +60,8 @@ class Directory:
             return tuple(child_id for child_id, ref in self._refs.items() if ref.is_alive())
 
     def tell(self, child_id: str, message: Any) -> bool:
-        """Deliver `message` to the child; False (and a dead letter) when it is not running."""
+        """Deliver `message` to the child (or hold it for the next incarnation of a crashed one); False
+        (and a dead letter) when it is not running."""
         ref = self._refs.get(child_id)
         if ref is not None:
             try:
@@ -58,8 +70,25 @@ class Directory:
                 pass
             else:
                 return True
+        if self._hold_letter(child_id, message):
+            return True
         self.dead_letter(child_id, message)
         return False
+
+    def _hold_letter(self, child_id: str, message: Any) -> bool:
+        with self._lock:
+            held = self._held.get(child_id)
+            if held is None:
+                return False
+            ref = self._refs.get(child_id)
+            if ref is not None and ref.is_alive():  # the next incarnation arrived meanwhile
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(message)
+                    return True
+            if len(held) >= HOLD_LIMIT:
+                return False
+            held.append(message)
+            return True
 
     def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
         """The child's reply; `default` (and a dead letter) when it is not running or dies first.
@@ -122,7 +151,11 @@ class Directory:
         self._supervisor = supervisor
 
     def register(self, child_id: str, ref: pykka.ActorRef[Any]) -> None:
+        """`ref` is the child now; it gets the mail held for it first."""
         with self._lock:
+            for message in self._held.pop(child_id, ()):
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(message)
             self._refs[child_id] = ref
             self._proxies.pop(child_id, None)
 
@@ -130,6 +163,34 @@ class Directory:
         with self._lock:
             self._refs.pop(child_id, None)
             self._proxies.pop(child_id, None)
+
+    def hold(self, child_id: str, actor_urn: str) -> None:
+        """The running incarnation `actor_urn` of the child failed: hold its mail from now on."""
+        with self._lock:
+            ref = self._refs.get(child_id)
+            if ref is not None and ref.actor_urn == actor_urn:
+                self._held.setdefault(child_id, deque())
+
+    def hand_over(self, child_id: str, actor_urn: str, unhandled: Iterable[Any]) -> int:
+        """Put the messages a failed incarnation did not handle in front of the held mail (they were
+        told before it); how many were kept."""
+        with self._lock:
+            held = self._held.get(child_id)
+            ref = self._refs.get(child_id)
+            if held is None or ref is None or ref.actor_urn != actor_urn:
+                return 0
+            kept = list(unhandled)[: max(0, HOLD_LIMIT - len(held))]
+            held.extendleft(reversed(kept))
+            return len(kept)
+
+    def release(self, child_id: str) -> None:
+        """The child is not coming back: its held mail becomes dead letters."""
+        with self._lock:
+            held = self._held.pop(child_id, None)
+        if held:
+            logger.warning("{} messages held for {!r} dropped: it is not restarted", len(held), child_id)
+            for message in held:
+                self.dead_letter(child_id, message)
 
     def report_failure(self, child_id: str, actor_urn: str, error: str) -> None:
         """Called by a child's thread as it ends after an exception."""

@@ -277,6 +277,7 @@ class SupervisorActor(ObserverActor):
         ended = f"failed ({why})" if failed else "exited normally"
         if not restart:
             logger.warning("child {} {}; {} child, not restarted", spec.id, ended, spec.restart.value)
+            self._children_directory.release(spec.id)
             return
         now = self._monotonic()
         self._restart_times.append(now)
@@ -338,6 +339,7 @@ class SupervisorActor(ObserverActor):
                 child.timer = None
             ref, child.ref = child.ref, None
             self._children_directory.unregister(child.spec.id)
+            self._children_directory.release(child.spec.id)
             if ref is None or not ref.is_alive():
                 continue
             try:
@@ -417,3 +419,8 @@ class Supervisor:
 
     def restart_counts(self) -> dict[str, int]:
         return self.status.restart_counts()
+
+    @property
+    def restart_limit(self) -> tuple[int, float]:
+        """(max_restarts, period_seconds): one restart more within the period stops everything."""
+        return self._actor_args["max_restarts"], self._actor_args["period_seconds"]
