@@ -17,9 +17,10 @@ and a quiet symbol's gap is not stretched back to its last trade.
 | TicksReceived | detector per tick; an unexpected gap is handled by the policy |
 | ExpectedGapStarted | open gaps noted (for the suspension marker) |
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
-| TicksUnreadable | a gap per symbol from its last tick to the unreadable frame, handled by the policy |
+| TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
 | (worker results) | RecoveryRecorded / GapMarked to `recorder`; counters |
+| stop / crash | GapMarked for every gap not yet back-filled (and, on a stop, every expected gap still open) |
 
 Metrics: `gaps_detected` (every closed gap), `gaps_recovered` (back-filled), `gaps_marked` (marker
 only, or the back-fill failed), gauge `gap_queue_depth`.
@@ -44,7 +45,7 @@ from core.gaps import Gap, GapDetector, RecoveryAction, recovery_action
 from core.recovery import RecoveryRecord, build_recovery_records, gap_marker
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksUnreadable
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import TicksReceived
 from messages.recording import GapMarked, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState
@@ -57,6 +58,7 @@ WORKER_STOP_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class _Recovered:
+    sequence: int
     account: str
     gap: Gap
     records: tuple[RecoveryRecord, ...]
@@ -64,6 +66,7 @@ class _Recovered:
 
 @dataclass(frozen=True, slots=True)
 class _NotRecovered:
+    sequence: int
     account: str
     gap: Gap
     detail: str
@@ -92,10 +95,11 @@ class GapRecoveryActor(ObserverActor):
         self.detector = GapDetector(context.settings.gaps)
         self._last_tick: dict[str, datetime] = {}
         self._open: dict[tuple[str, str], tuple[datetime, str]] = {}  # (account, symbol) -> (dropped, reason)
+        self._marked_open: set[tuple[str, str]] = set()  # open gaps already marked "still open" (suspension)
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._sequence = itertools.count()
         self._worker: threading.Thread | None = None
-        self._in_flight = 0  # gaps handed to the worker whose outcome has not come back yet
+        self._pending: dict[int, tuple[str, Gap]] = {}  # job sequence -> gap whose outcome is not back
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -104,21 +108,36 @@ class GapRecoveryActor(ObserverActor):
         self._worker.start()
 
     def on_stop(self) -> None:
-        self._stop_worker()
+        self._stop_worker("the observer stopped first", mark_open=True)
 
     def on_failure(self, *_exc: object) -> None:
-        self._stop_worker()
+        # Open expected gaps are closed by the next incarnation (the connection actor tells it the end).
+        self._stop_worker("the gap actor restarted first", mark_open=False)
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, why: str, *, mark_open: bool) -> None:
+        """Stop the worker and leave a marker for every gap it will not finish (queued or running) and,
+        on a stop, for every expected gap still open: they are gaps all the same."""
         worker = self._worker
-        if worker is None:
-            return
-        self._jobs.put(_Job(-1, -1, "", None))
-        worker.join(WORKER_STOP_SECONDS)
+        if worker is not None:
+            self._jobs.put(_Job(-1, -1, "", None))
+        pending, self._pending = list(self._pending.values()), {}
+        for account, gap in pending:
+            self._mark(account, gap, f"not back-filled: {why}")
+        if mark_open:
+            now = self.context.clock.now()
+            for (account, symbol), (dropped_at, reason) in self._open.items():
+                if (account, symbol) in self._marked_open:
+                    continue
+                start = expected_gap_start(self._last_tick.get(symbol), dropped_at)
+                gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
+                self._mark(account, gap, f"still open: {why}")
+            self._open.clear()
+        if worker is not None:
+            worker.join(WORKER_STOP_SECONDS)
 
     def idle(self) -> bool:
         """No back-fill queued or running (call through a proxy: `proxy.idle().get()`)."""
-        return self._in_flight == 0
+        return not self._pending
 
     # --- messages --------------------------------------------------------------------------------
 
@@ -130,16 +149,18 @@ class GapRecoveryActor(ObserverActor):
                 self._open[(message.account, symbol)] = (message.at, message.reason)
         elif isinstance(message, ExpectedGapEnded):
             self._close_expected(message)
-        elif isinstance(message, TicksUnreadable):
-            self._unreadable(message)
+        elif isinstance(message, TicksMissed):
+            self._missed(message)
         elif isinstance(message, _Recovered):
-            self._in_flight -= 1
+            if self._pending.pop(message.sequence, None) is None:
+                return None
             self._tell("recorder", RecoveryRecorded(
                 at=self.context.clock.now(), account=message.account, gap=message.gap, records=message.records
             ))
             self.context.metrics.inc("gaps_recovered")
         elif isinstance(message, _NotRecovered):
-            self._in_flight -= 1
+            if self._pending.pop(message.sequence, None) is None:
+                return None
             self._mark(message.account, message.gap, message.detail)
         elif isinstance(message, ConnectionChanged) and message.state is ConnectionState.SUSPENDED:
             self._mark_suspended(message)
@@ -164,14 +185,15 @@ class GapRecoveryActor(ObserverActor):
     def _close_expected(self, message: ExpectedGapEnded) -> None:
         for symbol in message.symbols:
             dropped_at, _ = self._open.pop((message.account, symbol), (message.started_at, message.reason))
+            self._marked_open.discard((message.account, symbol))
             start = expected_gap_start(self._last_tick.get(symbol), min(dropped_at, message.started_at))
             end = max(message.at, start)
             for gap in self.detector.mark_expected((symbol,), start, end, message.reason):
                 self._handle(message.account, gap)
 
-    def _unreadable(self, message: TicksUnreadable) -> None:
-        """The lost frame's ticks came after each symbol's last tick received, so the gap starts there
-        (`IN_FLIGHT_SECONDS` before the frame when this incarnation has seen no tick of the symbol)."""
+    def _missed(self, message: TicksMissed) -> None:
+        """The missed ticks came after each symbol's last tick received, so the gap starts there
+        (`IN_FLIGHT_SECONDS` before `at` when this incarnation has seen no tick of the symbol)."""
         fallback = message.at - timedelta(seconds=IN_FLIGHT_SECONDS)
         for symbol in message.symbols:
             last = self._last_tick.get(symbol)
@@ -192,8 +214,9 @@ class GapRecoveryActor(ObserverActor):
             self._mark(account, gap, f"recovery queue full ({QUEUE_LIMIT} gaps waiting)")
             return
         priority = 0 if action is RecoveryAction.IMMEDIATE else 1
-        self._jobs.put(_Job(priority, next(self._sequence), account, gap))
-        self._in_flight += 1
+        sequence = next(self._sequence)
+        self._jobs.put(_Job(priority, sequence, account, gap))
+        self._pending[sequence] = (account, gap)
         self.context.metrics.set("gap_queue_depth", self._jobs.qsize())
 
     def _mark(self, account: str, gap: Gap, detail: str) -> None:
@@ -211,6 +234,7 @@ class GapRecoveryActor(ObserverActor):
             gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
             marker = gap_marker(gap, "track B suspended: gap still open", at=now)
             self._tell("recorder", GapMarked(at=now, account=message.account, marker=marker))
+            self._marked_open.add((message.account, symbol))
         self._tell("notifier", SystemAlert(
             at=now, key=f"gaps_open.{message.account}",
             text=f"{message.account}: {len(opened)} symbols without ticks while Track B is suspended",
@@ -230,7 +254,7 @@ class GapRecoveryActor(ObserverActor):
                 job = self._jobs.get()
                 if job.gap is None:
                     return
-                outcome = self._recover(clients, job.account, job.gap)
+                outcome = self._recover(clients, job.sequence, job.account, job.gap)
                 self.context.metrics.set("gap_queue_depth", self._jobs.qsize())
                 try:
                     self.actor_ref.tell(outcome)
@@ -242,7 +266,7 @@ class GapRecoveryActor(ObserverActor):
                     client.close()
 
     def _recover(
-        self, clients: dict[str, KisRestClient], account: str, gap: Gap
+        self, clients: dict[str, KisRestClient], sequence: int, account: str, gap: Gap
     ) -> _Recovered | _NotRecovered:
         try:
             client = clients.get(account)
@@ -253,8 +277,8 @@ class GapRecoveryActor(ObserverActor):
                 gap.symbol, since=start.time().replace(second=0, microsecond=0), until=end.time()
             )
         except Exception as error:  # REST or credentials: the gap gets a marker, the worker goes on
-            return _NotRecovered(account, gap, f"minute bars failed: {describe_exception(error)}")
+            return _NotRecovered(sequence, account, gap, f"minute bars failed: {describe_exception(error)}")
         records = build_recovery_records(gap, bars, recovered_at=self.context.clock.now())
         if not records:
-            return _NotRecovered(account, gap, "no minute bars cover the gap")
-        return _Recovered(account, gap, records)
+            return _NotRecovered(sequence, account, gap, "no minute bars cover the gap")
+        return _Recovered(sequence, account, gap, records)

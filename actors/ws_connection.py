@@ -22,7 +22,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
-| frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksUnreadable to `gaps` |
+| frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksMissed to `gaps` |
 | session ended (internal) | ExpectedGapStarted to `gaps`, RECONNECTING to `slots`, reconnect after backoff |
 
 Sent: ExpectedGapEnded to `gaps` as each symbol is confirmed again (or leaves the target); ConnectionChanged
@@ -56,7 +56,7 @@ from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksUnreadable
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import ExecutionsReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
@@ -72,6 +72,7 @@ from runtime.state_store import StateStore
 TICK_PEERS = ("recorder", "triggers", "gaps")
 TOKEN_REFRESH = "token_refresh"
 BAD_FRAME = "bad_frame"
+OBSERVER_STOP = "observer_stop"
 FRAME_ERROR_LOG_INTERVAL_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -179,9 +180,25 @@ class WSConnectionActor(ObserverActor):
             # The next incarnation re-subscribes and closes these gaps (they are saved below).
             self._open_gap(confirmed, self.context.clock.now(), "actor_restart")
         if not crashed:
-            self._gaps.clear()  # a stop on purpose: the next start is a new day or a new process
+            self._end_at_stop(confirmed)
         self._save()
         self._publish_state(ConnectionState.STOPPED, tell=False)
+
+    def _end_at_stop(self, streaming: tuple[str, ...]) -> None:
+        """A stop on purpose: ticks in flight when the session closed are missed, and open gaps end now
+        (the gap actor, stopped next, marks what it cannot back-fill); the next start is a new process."""
+        now = self.context.clock.now()
+        account = self.account.name
+        if streaming:
+            self._tell("gaps", TicksMissed(at=now, account=account, symbols=streaming, reason=OBSERVER_STOP))
+        opened: dict[tuple[datetime, str], list[str]] = {}
+        for symbol, started in self._gaps.items():
+            opened.setdefault(started, []).append(symbol)
+        for (started_at, reason), symbols in opened.items():
+            self._tell("gaps", ExpectedGapEnded(
+                at=now, account=account, symbols=tuple(symbols), started_at=started_at, reason=reason
+            ))
+        self._gaps.clear()
 
     def status(self) -> ConnectionStatus:
         """Trade symbols by subscription state (call through a proxy: `proxy.status().get()`)."""
@@ -485,7 +502,7 @@ class WSConnectionActor(ObserverActor):
         streaming = self._trade_symbols(self.book.confirmed())
         symbols = (error.tr_key,) if error.tr_key in streaming else streaming
         if symbols:
-            self._tell("gaps", TicksUnreadable(
+            self._tell("gaps", TicksMissed(
                 at=self.context.clock.now(), account=self.account.name, symbols=symbols, reason=BAD_FRAME
             ))
 

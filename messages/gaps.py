@@ -30,9 +30,9 @@ class ExpectedGapEnded(Message):
     reason: str
 
 
-class TicksUnreadable(Message):
-    """A frame of `account` that may have carried trades of `symbols` could not be read at `at`: each
-    symbol's ticks since its last one received are a gap (`reason` "bad_frame")."""
+class TicksMissed(Message):
+    """`symbols` of `account` may have missed ticks between their last one received and `at`: a frame
+    that could not be read ("bad_frame"), or the stream closed by a stop ("observer_stop")."""
 
     account: str
     symbols: tuple[str, ...]
