@@ -6,6 +6,8 @@ import argparse
 from datetime import date, time
 from pathlib import Path
 
+from app.chaos import CHAOS_DEFAULT_DURATION
+
 
 def _hhmm(text: str) -> time:
     try:
@@ -49,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="JSON config file (see README, Configuration)")
     parser.add_argument("--data-dir", type=Path, help="root of everything written (default ./data)")
     parser.add_argument("--log-dir", type=Path, help="per-actor log files (default ./logs)")
-    parser.add_argument("--duration", type=_positive, help="stop gracefully after this many real seconds")
+    parser.add_argument(
+        "--duration",
+        type=_positive,
+        help=f"stop gracefully after this many real seconds (--chaos: {CHAOS_DEFAULT_DURATION:g} by default)",
+    )
     parser.add_argument("--summary-json", type=Path, help="write the run's counts here at exit")
     sim = parser.add_argument_group("simulator mode")
     sim.add_argument("--speed", type=_positive, default=10.0, help="simulated seconds per real second (10)")
@@ -59,5 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--symbols", type=int, default=400, help="listed symbols in the simulated market (400)")
     sim.add_argument("--accounts", type=int, default=1, help="simulated app keys in the provider pool (1)")
     sim.add_argument("--scenario", type=Path, help="scenario JSON for the simulator (default: a demo one)")
-    sim.add_argument("--chaos", action="store_true", help="inject faults and one crash per actor")
+    sim.add_argument(
+        "--chaos",
+        action="store_true",
+        help=(
+            "a chaos day: WebSocket drops, refused reconnects, rate-limit bursts, an expired token, bad "
+            "frames, a silent session and one crash per actor, then the sent ticks are reconciled with "
+            f"the recorded ones; runs {CHAOS_DEFAULT_DURATION:g} s unless --duration is given; "
+            "needs simulator mode"
+        ),
+    )
     return parser

@@ -16,19 +16,29 @@ from typing import Any
 from loguru import logger
 
 from actors.supervisor import Supervisor
+from app.chaos import (
+    CHAOS_DEFAULT_DURATION,
+    CHAOS_PINGPONG_INTERVAL_SECONDS,
+    CHAOS_SILENCE_TIMEOUT_SECONDS,
+    ChaosRunner,
+    chaos_plan,
+)
 from app.cli import build_parser
 from app.demo import write_demo_scenario
+from app.reconcile import reconcile_run
 from app.status_view import StatusView
-from app.summary import write_summary
+from app.summary import chaos_verdict, summary_lines, write_summary
 from app.system import ObserverSystem
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
 from runtime.clock import Clock, SystemClock
 from runtime.logs import register_secret, setup_logging
+from runtime.paths import DataPaths
+from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
-EXIT_OK, EXIT_CONFIG = 0, 2
+EXIT_OK, EXIT_CONFIG, EXIT_CHAOS_FAILED = 0, 2, 3
 
 
 @dataclass(frozen=True)
@@ -77,11 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, overrides=overrides)
         mode = choose_mode(settings, args.sim, args.live)
+        if args.chaos and not mode.simulated:
+            raise ConfigError("--chaos runs against the simulator only: use it with --sim")
         if mode.simulated:
-            sim_overrides = {
+            sim_overrides: dict[str, Any] = {
                 "accounts": sim_accounts(args.accounts),
                 "tokens": {"cache_dir": str(Path(settings.data_dir) / "sim" / "tokens")},
             }
+            if args.chaos:
+                sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
     except ConfigError as error:
         print(f"observer: {error}", file=sys.stderr)
@@ -99,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             clock, rest_url, ws_url = simulator.clock, simulator.rest_url, simulator.ws_url
             started = f"{clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x"
             print(f"observer: simulated {started}; {simulator.ready_line()}", flush=True)
-        return run(settings, clock, rest_url, ws_url, args.duration, args.summary_json, simulator, args.chaos)
+        duration = args.duration
+        if args.chaos and duration is None:
+            duration = CHAOS_DEFAULT_DURATION
+        return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos)
     return EXIT_OK
 
 
@@ -122,6 +139,7 @@ def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
         scenario=scenario,
         sent_log=data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl",
         n_symbols=args.symbols,
+        pingpong_interval=CHAOS_PINGPONG_INTERVAL_SECONDS if args.chaos else SimConfig.pingpong_interval,
     )
     return KisSimulator(config)
 
@@ -136,7 +154,17 @@ def run(
     simulator: KisSimulator | None = None,
     chaos: bool = False,
 ) -> int:
-    """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary."""
+    """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
+
+    With `simulator` the summary adds the reconciliation of its sent log with the recorded files
+    (`app.reconcile`); `chaos` runs `app.chaos` against the system and the simulator (which it needs), and
+    the exit code then also says whether the chaos day passed (`summary.chaos_verdict`).
+    """
+    if chaos and simulator is None:
+        print("observer: --chaos needs the simulator (simulator mode)", file=sys.stderr)
+        return EXIT_CONFIG
+    if chaos and duration is None:
+        duration = CHAOS_DEFAULT_DURATION
     system = ObserverSystem(settings, clock, rest_url, ws_url)
     on_terminal = sys.stdout.isatty()
     setup_logging(
@@ -153,20 +181,54 @@ def run(
         stop_requested.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runner: ChaosRunner | None = None
     try:
         system.start()
         status.start()
+        if chaos and simulator is not None and duration is not None:
+            max_restarts, period = system.supervisor.restart_limit
+            plan = chaos_plan(duration, system.child_ids, max_restarts=max_restarts, period_seconds=period)
+            runner = ChaosRunner(plan, system.directory, simulator.faults, clock).start()
         _wait(stop_requested, system.supervisor, duration)
+        if runner is not None:
+            runner.stop()
         exit_code = system.stop()
     finally:
+        if runner is not None:
+            runner.stop()
         status.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary = system.summary()
+    if simulator is not None:
+        summary.update(_reconciliation(settings, simulator))
+    if chaos:
+        summary["chaos_steps"] = len(runner.done()) if runner is not None else 0
+        failures = chaos_verdict(summary)
+        summary["chaos_passed"] = not failures
+        if failures and exit_code == EXIT_OK:
+            exit_code = EXIT_CHAOS_FAILED
+        for failure in failures:
+            logger.error("chaos day failed: {}", failure)
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)
+    for line in summary_lines(summary):
+        print(f"observer: {line}", flush=True)
     return exit_code
+
+
+def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, Any]:
+    """The simulator's sent log against the recorded files (the simulator is stopped first: its log is
+    complete only then)."""
+    simulator.stop()
+    sent_log = simulator.config.sent_log
+    if sent_log is None:
+        return {}
+    accounts = {
+        app_key_hash(account.app_key.get_secret_value()): account.name for account in settings.accounts
+    }
+    return reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts).figures()
 
 
 def _wait(stop_requested: threading.Event, supervisor: Supervisor, duration: float | None) -> None:

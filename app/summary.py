@@ -39,6 +39,48 @@ def build_summary(
     return summary
 
 
+RECONCILED = (
+    "sim_ticks_sent",
+    "ticks_recorded_matched",
+    "ticks_in_recovered_gaps",
+    "ticks_in_marked_gaps",
+    "ticks_lost",
+    "duplicate_alerts",
+)
+
+
+def chaos_verdict(summary: dict[str, Any]) -> list[str]:
+    """What keeps a chaos day from passing (empty: it passed): a lost tick, an actor down, a duplicate."""
+    failures = []
+    if summary.get("ticks_lost", 0):
+        sample = summary.get("ticks_lost_sample", [])[:3]
+        failures.append(f"{summary['ticks_lost']} ticks lost, e.g. {sample}")
+    if summary["actors_alive"] != summary["actors_total"]:
+        failures.append(f"actors down: {', '.join(summary['actors_down'])}")
+    if summary.get("duplicate_alerts", 0):
+        failures.append(f"{summary['duplicate_alerts']} alerts inside their cooldown")
+    if summary.get("exit_code") not in (0, None):
+        failures.append(f"the supervisor stopped with exit code {summary['exit_code']}")
+    return failures
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The last lines printed at exit: the reconciliation (in simulator mode), actors and restarts."""
+    lines = []
+    if "sim_ticks_sent" in summary:
+        lines.append(" ".join(f"{name}={summary[name]}" for name in RECONCILED))
+    restarted = {child: count for child, count in summary["restarts"].items() if count}
+    restarts = ", ".join(f"{child} {count}" for child, count in restarted.items()) or "none"
+    lines.append(
+        f"ticks_recorded={summary['ticks_recorded']} actors_alive={summary['actors_alive']}/"
+        f"{summary['actors_total']} restarts: {restarts}"
+    )
+    if "chaos_passed" in summary:
+        lines.append(f"chaos day {'passed' if summary['chaos_passed'] else 'FAILED'} "
+                     f"({summary['chaos_steps']} steps)")
+    return lines
+
+
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
