@@ -209,7 +209,7 @@ class _DayPath:
             count = round(expected + sqrt(expected) * normals[draw(bits)])
             if blocked or effects.halted or count <= 0:
                 rows.append(
-                    (0, last, last, last, last, 0, 0, cum_volume, cum_value, day_high, day_low, day_open)
+                    (last, last, last, last, 0, 0, cum_volume, cum_value, day_high, day_low, day_open, 0)
                 )
                 continue
             sigma = sigma_minute * effects.volatility * _SHAPE_ROOT[minute]
@@ -239,17 +239,19 @@ class _DayPath:
                 day_low = low
             last = close
             rows.append((
-                count, open_, high, low, close, volume, value,
-                cum_volume, cum_value, day_high, day_low, day_open,
+                open_, high, low, close, volume, value,
+                cum_volume, cum_value, day_high, day_low, day_open, count,
             ))
         self.level = level
         for column, values in zip(self._columns(), zip(*rows, strict=True), strict=True):
             column.extend(values)
 
     def _columns(self) -> tuple[list[int], ...]:
+        """Every per-minute column; `counts` comes last because readers check `len(counts)` without the lock,
+        so a minute is counted only once all its other columns are in place."""
         return (
-            self.counts, self.opens, self.highs, self.lows, self.closes, self.volumes, self.values,
-            self.cum_volumes, self.cum_values, self.day_highs, self.day_lows, self.day_opens,
+            self.opens, self.highs, self.lows, self.closes, self.volumes, self.values,
+            self.cum_volumes, self.cum_values, self.day_highs, self.day_lows, self.day_opens, self.counts,
         )
 
 
