@@ -131,6 +131,7 @@ def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
         start=args.start,
         min_close=settings.universe.min_close_price,
     )
+    chaos = {"pingpong_interval": CHAOS_PINGPONG_INTERVAL_SECONDS} if args.chaos else {}
     config = SimConfig(
         seed=args.seed,
         date=day,
@@ -139,7 +140,7 @@ def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
         scenario=scenario,
         sent_log=data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl",
         n_symbols=args.symbols,
-        pingpong_interval=CHAOS_PINGPONG_INTERVAL_SECONDS if args.chaos else SimConfig.pingpong_interval,
+        **chaos,
     )
     return KisSimulator(config)
 
