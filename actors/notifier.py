@@ -2,7 +2,8 @@
 
 - Cooldown: one alert per (symbol, signal) and per SystemAlert key every `AlertSettings.cooldown_seconds`
   (simulated time, the message's `at`), kept by `core.alerts.AlertCooldown` and saved to the StateStore
-  (`alert_cooldowns`) after every alert that passes, so a restart does not repeat alerts.
+  (`alert_cooldowns`) as soon as an alert passes, before it goes out, so a restart (even after SIGKILL)
+  does not repeat alerts.
 - Sending happens on a worker thread (`AlertDispatcher`), so a slow or failing chat server never blocks
   the actor: the actor only checks the cooldown, logs, and queues. The worker keeps its own rate limit
   (`rate_per_minute`, real time), retries `max_retries` times on 429/5xx/transport errors with the
@@ -356,9 +357,11 @@ class NotifierActor(ObserverActor):
             metrics.inc("alerts_suppressed")
             self.log.debug("alert suppressed (cooldown {}): {}", key, text)
             return
-        self.log.info("ALERT {}", text)
+        # Saved before it goes out: a process killed in between loses this alert rather than repeating it
+        # inside its cooldown after the restart.
         self._save_cooldowns(at)
         self._write_ledger(key, text, at)
+        self.log.info("ALERT {}", text)
         if self._dispatcher is None:
             metrics.inc("alerts_sent")
         elif not self._dispatcher.submit(text):
