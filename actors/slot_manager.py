@@ -26,7 +26,7 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | message | effect |
 |---|---|
 | CandidatesRanked | keep as the current candidates; allocate when Track B runs |
-| ContextSynced | Track B may start today; first allocation from the movers (+ current candidates) |
+| ContextSynced | Track B may start today; its first allocation takes the movers (+ current candidates) |
 | PhaseChanged | FULL_OPERATION: allocate; leaving it: empty targets for every account, slots cleared |
 | HoldingsLoaded | the account's held positions become pins |
 | ExecutionsReceived | buy fill: pin now; full sale: unpin |
@@ -109,6 +109,7 @@ class SlotManagerActor(ObserverActor):
         self._held: dict[str, dict[str, int]] = {}
         self._overrides: dict[str, bool] = {}
         self._candidates: tuple[Candidate, ...] = ()
+        self._movers: tuple[Candidate, ...] = ()
         self._synced_on: date | None = None
         self._phase = Phase.IDLE
         self._monitor = OverflowMonitor(settings.overflow)
@@ -176,7 +177,8 @@ class SlotManagerActor(ObserverActor):
 
     def _on_context_synced(self, message: ContextSynced) -> None:
         self._synced_on = self.context.clock.now().date()
-        self._candidates = (*message.movers, *self._candidates)
+        # Kept apart until Track B's first allocation: a ranking arriving before 09:30 must not drop them.
+        self._movers = message.movers
         self.log.info("context synced: {} opening movers", len(message.movers))
         self._save()
         if self._track_b_active():
@@ -189,7 +191,11 @@ class SlotManagerActor(ObserverActor):
             self._fetch_holdings()
         if self._track_b_active():
             if not was_active:
-                self.log.info("Track B starts: allocating {} candidates", len(self._candidates))
+                self.log.info(
+                    "Track B starts: allocating {} candidates and {} opening movers",
+                    len(self._candidates),
+                    len(self._movers),
+                )
             self._allocate()
         elif was_active or self._state.placement():
             self._stop_track_b()
@@ -200,6 +206,7 @@ class SlotManagerActor(ObserverActor):
         # Slots and cooldowns go; what was learnt about each account (capacity, health) stays.
         self._state = SlotState(tuple(replace(account, slots=()) for account in self._state.accounts))
         self._overflowing = {}
+        self._movers = ()
         self.context.metrics.inc("slot_changes", slotted)
         self._save()
         self._publish(force=self._account_names())
@@ -327,8 +334,10 @@ class SlotManagerActor(ObserverActor):
 
     def _allocate(self) -> None:
         now = self.context.clock.now()
+        candidates = (*self._movers, *self._candidates)
+        self._movers = ()  # the first allocation of Track B takes them; later rankings decide alone
         allocation = allocate_slots(
-            self._state, self._candidates, self._pins(), now, self._slot_settings, self._providers
+            self._state, candidates, self._pins(), now, self._slot_settings, self._providers
         )
         self._apply(allocation, now, full=True)
 

@@ -200,6 +200,29 @@ def test_track_b_waits_for_context_sync_and_stops_at_15(tmp_path: Path) -> None:
     assert harness.targets("ws.acct1")[-1] == ()
 
 
+def test_the_opening_movers_reach_the_first_allocation_though_a_ranking_arrives_before_9_30(
+    tmp_path: Path,
+) -> None:
+    """At 09:30 the scanner's ContextSynced, the triggers' CandidatesRanked and the scheduler's PhaseChanged
+    arrive in any order; a ranking between the sync and the phase change must not drop the movers."""
+    context = make_context(tmp_path)
+    context.clock.set(START.replace(minute=29, second=50))  # type: ignore[attr-defined]
+    harness = Harness(context)
+    movers = (cand("035720", 4.0), cand("051910", 3.0))
+    harness.tell(ContextSynced(at=harness.clock.now(), movers=movers))
+    harness.rank(cand("005930", 20.0))
+    assert harness.targets("ws.acct1") == [] and harness.targets("ws.acct2") == []
+
+    harness.clock.set(START.replace(minute=30))
+    harness.tell(PhaseChanged(at=harness.clock.now(), phase=Phase.FULL_OPERATION,
+                              previous=Phase.TRACK_A_ONLY))
+    slotted = set(harness.slots().snapshot().get(timeout=WAIT).placement())
+    assert slotted == {"005930", "035720", "051910"}
+
+    harness.rank(cand("005930", 20.0))  # later rankings no longer carry the movers; they keep their slots
+    assert set(harness.slots().snapshot().get(timeout=WAIT).placement()) == slotted
+
+
 def test_a_crash_keeps_slots_dwell_times_and_cooldowns(tmp_path: Path) -> None:
     harness = Harness(make_context(tmp_path, capacities=(2, 1)))
     harness.tell(ContextSynced(at=START, movers=()))
