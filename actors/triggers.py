@@ -19,9 +19,10 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
   a `ManualOverride` is forwarded to `slots`, which pins the symbol.
 
 State: the day's profiles (`trigger_universe`, written at UniverseReady) and the live triggers with the
-manual overrides (`triggers`, written on the rebalance cadence and at every override) go to the
-StateStore and are loaded in `on_start`, so a restart keeps its candidates. Without today's profiles on
-disk, `on_start` asks `universe` (`CurrentUniverse`) for the day's announcement.
+manual overrides (`triggers`, written on the rebalance cadence, after a scan with triggers and at every
+override) go to the StateStore and are loaded in `on_start`, so a restart keeps its candidates (a tick
+trigger younger than one rebalance interval may be lost; the ticks raise it again). Without today's
+profiles on disk, `on_start` asks `universe` (`CurrentUniverse`) for the day's announcement.
 
 | message | effect |
 |---|---|
@@ -263,7 +264,10 @@ class TriggerActor(ObserverActor):
                     self._raise_signals(hits)
         self.log.info("scan {} of {}: {} rows, {} triggers ({} new)", scan.scan_no, scan.account,
                       len(scan.rows), len(found), added)
-        self._send_if_material(self.context.clock.now())
+        now = self.context.clock.now()
+        if found:
+            self._save_book(now)  # a crash before the next rebalance must not lose a scan's triggers
+        self._send_if_material(now)
 
     def _on_universe(self, message: UniverseReady) -> None:
         now = self.context.clock.now()

@@ -243,6 +243,18 @@ def test_a_crash_keeps_the_live_triggers_and_profiles(tmp_path: Path) -> None:
     assert harness.received("notifier", AlertRaised)[-1].alert.name == "카카오"  # profiles came back too
 
 
+def test_a_crash_right_after_a_scan_keeps_its_triggers(tmp_path: Path) -> None:
+    """No rebalance between the scan and the crash: the scan's triggers were saved with it."""
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    harness.tell(scan(1, quote("005930", 700_000)))
+    assert harness.live() == [("005930", TriggerKind.VOLUME_SURGE)]
+
+    assert harness.directory.tell("triggers", Crash(at=START))
+    assert harness.supervisor.status.wait_until(lambda s: s.restarts("triggers") == 1, timeout=WAIT)
+    assert harness.live() == [("005930", TriggerKind.VOLUME_SURGE)]
+
+
 def test_hybrid_signals_alert_once_per_cooldown(tmp_path: Path) -> None:
     harness = Harness(make_context(tmp_path, signals=SignalSettings(enabled=True)))
     wide_atr = profile("000660", "SK하이닉스", atr=10_000)  # so the move is no volatility spike
