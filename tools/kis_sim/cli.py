@@ -7,11 +7,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time
+from datetime import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from runtime.arguments import clock_time, non_negative_number, positive_number, trading_date
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.scenario import ScenarioError
 
@@ -107,44 +108,10 @@ def parse_faults(spec: str) -> list[Callable[[Faults], None]]:
     return actions
 
 
-def _parse_date(text: str) -> date:
-    try:
-        return datetime.strptime(text, "%Y%m%d").date()  # noqa: DTZ007 - a calendar date, no time zone
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYYMMDD, got {text!r}") from None
-
-
-def _parse_start(text: str) -> time:
-    try:
-        return time.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HH:MM or HH:MM:SS, got {text!r}") from None
-
-
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
     return int(text)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def _whole(text: str) -> int:
@@ -170,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rest-port", type=_port, default=0, help="REST port; 0 picks a free one (default)")
     add("--ws-port", type=_port, default=0, help="WebSocket port; 0 picks a free one (default)")
     add("--seed", type=int, default=1, help="market model seed (default 1)")
-    add("--date", type=_parse_date, default=None, help="simulated trading date YYYYMMDD (default: today)")
-    add("--start", type=_parse_start, default=time(9, 0), help="simulated start HH:MM[:SS] (default 09:00)")
-    add("--speed", type=_non_negative, default=1.0,
+    add("--date", type=trading_date, default=None, help="simulated trading date YYYYMMDD (default: today)")
+    add("--start", type=clock_time, default=time(9, 0), help="simulated start HH:MM[:SS] (default 09:00)")
+    add("--speed", type=non_negative_number, default=1.0,
         help="simulated seconds per real second (default 1; 0 stops the clock)")
     add("--wall-clock", action="store_true",
         help="follow the real KST wall clock (ignores --date, --start, --speed)")
@@ -180,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sent-log", type=Path, default=None,
         help="append every trade record sent over the WebSocket to this JSONL file")
     add("--n-symbols", type=_whole, default=1200, help="listed symbols to simulate (default 1200)")
-    add("--trade-rate", type=_positive, default=2.0,
+    add("--trade-rate", type=positive_number, default=2.0,
         help="average trades per second per symbol, before intraday shape and scenario (default 2)")
-    add("--pingpong-interval", type=_positive, default=10.0,
+    add("--pingpong-interval", type=positive_number, default=10.0,
         help="real seconds between PINGPONG heartbeats (default 10)")
     add("--require-pong", action="store_true",
         help="close a WebSocket session that does not echo a PINGPONG within --pong-timeout seconds, "
              "like real KIS (default off)")
-    add("--pong-timeout", type=_positive, default=100.0,
+    add("--pong-timeout", type=positive_number, default=100.0,
         help="seconds a PINGPONG may stay unechoed with --require-pong (default 100)")
     add("--faults", default="", metavar="SPEC", help="faults to arm once serving (syntax below)")
     return parser
