@@ -10,7 +10,7 @@ candidates, and building them must stay inside the allocation's 5 ms budget.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -91,12 +91,51 @@ class OverflowRecord(NamedTuple):
         }
 
 
+class DeferredSources(Sequence[OverflowSource]):
+    """Sources whose count is known at once but which are listed only when first read.
+
+    The allocation knows how many candidates overflow for the shared reason without filtering them out of
+    the whole ranking; `listing` does that filtering when the ledger writer reads them, once.
+    """
+
+    __slots__ = ("_count", "_listing", "_sources")
+
+    def __init__(self, count: int, listing: Callable[[], Sequence[OverflowSource]]) -> None:
+        self._count = count
+        self._listing: Callable[[], Sequence[OverflowSource]] | None = listing
+        self._sources: tuple[OverflowSource, ...] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> OverflowSource: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[OverflowSource, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> OverflowSource | tuple[OverflowSource, ...]:
+        return self._listed()[index]
+
+    def __iter__(self) -> Iterator[OverflowSource]:
+        return iter(self._listed())
+
+    def _listed(self) -> tuple[OverflowSource, ...]:
+        if self._sources is None:
+            assert self._listing is not None
+            sources = tuple(self._listing())
+            if len(sources) != self._count:
+                raise RuntimeError(f"deferred overflow sources: counted {self._count}, listed {len(sources)}")
+            self._sources, self._listing = sources, None
+        return self._sources
+
+
 class OverflowRecords(Sequence[OverflowRecord]):
     """The overflow of one allocation: a few individual records, then a run sharing one reason.
 
     After the slots are settled, every remaining candidate overflows for the same reason; those records
     are built when read (by the ledger writer) instead of inside the allocation, which keeps allocating
-    2,500 candidates within its 5 ms budget. Reading gives the same records every time.
+    2,500 candidates within its 5 ms budget. Reading gives the same records every time. A `DeferredSources`
+    tail is kept as is (it is listed on first read); any other tail is copied.
     """
 
     __slots__ = ("_at", "_code", "_floor", "_head", "_reason", "_tail")
@@ -114,7 +153,7 @@ class OverflowRecords(Sequence[OverflowRecord]):
         if tail and at is None:
             raise ValueError("overflow records need the time of the allocation")
         self._head = tuple(head)
-        self._tail = tuple(tail)
+        self._tail = tail if isinstance(tail, DeferredSources) else tuple(tail)
         self._at = at
         self._code = code
         self._reason = reason
