@@ -56,26 +56,21 @@ def sign_of(price: int, prev_close: int, upper: int, lower: int) -> str:
     return SIGN_FLAT
 
 
-def _diff_sign(diff: int) -> str:
-    return SIGN_RISE if diff > 0 else SIGN_FALL if diff < 0 else SIGN_FLAT
-
-
-def _pct(num: float, den: float) -> str:
-    return f"{num * 100 / den:.2f}" if den else "0.00"
-
-
-def _avg(value: int, volume: int, price: int) -> str:
-    """Volume-weighted average price so far (WGHN_AVRG_STCK_PRC)."""
-    return f"{value / volume:.2f}" if volume else f"{price}.00"
-
-
 class _SymbolState:
-    """Running counts for one symbol (what a real feed accumulates over the day) and its constant columns."""
+    """Running counts for one symbol (what a real feed accumulates over the day) and its constant columns.
+
+    Columns that depend only on the price and on values that rarely move (the previous close, the day's
+    open, high and low) are kept as ready strings: prices repeat on the KRX grid, so most records reuse them.
+    """
 
     __slots__ = (
         "buy_count",
         "buy_volume",
         "day",
+        "day_open",
+        "day_tail",
+        "extremes",
+        "heads",
         "hhmmss",
         "high",
         "high_hour",
@@ -83,7 +78,10 @@ class _SymbolState:
         "low",
         "low_hour",
         "lower",
+        "marks",
         "minute_of_day",
+        "open_tail",
+        "prev_close",
         "prev_volume",
         "second",
         "sell_count",
@@ -100,15 +98,18 @@ class _SymbolState:
         self.sell_count = self.sell_volume // 100
         self.high = trade.high
         self.low = trade.low
-        self.upper, self.lower = price_limits(trade.prev_close)
         self.listed = facts.listed_shares if facts else 0
         self.prev_volume = facts.prev_volume if facts else 0
         t = trade.time
         self.day = f"{t.year:04d}{t.month:02d}{t.day:02d}"
+        self.day_tail = f"{self.day}^20^N^"
         self.second = -1
         self.hhmmss = ""
         self.minute_of_day = 0
         self.high_hour = self.low_hour = self.clock_columns(t)
+        self.heads: dict[int, str] = {}
+        self.marks: dict[int, str] = {}
+        self.rebase(trade.prev_close, trade.open)
 
     def clock_columns(self, t: datetime) -> str:
         """HHMMSS of `t`, recomputed only when the second changes (many trades share one)."""
@@ -119,6 +120,47 @@ class _SymbolState:
             self.minute_of_day = second // 60
         return self.hhmmss
 
+    def rebase(self, prev_close: int, day_open: int) -> None:
+        """Take a (new) previous close and day open: every string derived from them is rebuilt."""
+        self.prev_close, self.day_open = prev_close, day_open
+        self.upper, self.lower = price_limits(prev_close)
+        self.open_tail = f"0^^{day_open}"
+        self.heads.clear()
+        self.new_extremes()
+
+    def new_extremes(self) -> None:
+        """The day's high or low (or open) moved: the strings relative to them are stale."""
+        self.extremes = f"{self.day_open}^{self.high}^{self.low}^"
+        self.marks.clear()
+
+    def head(self, price: int) -> str:
+        """STCK_PRPR ^ PRDY_VRSS_SIGN ^ PRDY_VRSS ^ PRDY_CTRT ^ for `price`."""
+        prev_close = self.prev_close
+        diff = price - prev_close
+        if price >= self.upper:
+            sign = SIGN_UPPER_LIMIT
+        elif price <= self.lower:
+            sign = SIGN_LOWER_LIMIT
+        else:
+            sign = _diff_sign(diff)
+        rate = diff * 100 / prev_close if prev_close else 0
+        text = self.heads[price] = f"{price}^{sign}^{diff}^{rate:.2f}^"
+        return text
+
+    def mark(self, price: int) -> str:
+        """OPRC_HOUR .. LWPR_VRSS_PRPR ^: where `price` stands against the day's open, high and low."""
+        open_diff, high_diff, low_diff = price - self.day_open, price - self.high, price - self.low
+        text = self.marks[price] = (
+            f"090000^{_diff_sign(open_diff)}^{open_diff}^"
+            f"{self.high_hour}^{_diff_sign(high_diff)}^{high_diff}^"
+            f"{self.low_hour}^{_diff_sign(low_diff)}^{low_diff}^"
+        )
+        return text
+
+
+def _diff_sign(diff: int) -> str:
+    return SIGN_RISE if diff > 0 else SIGN_FALL if diff < 0 else SIGN_FLAT
+
 
 class TradeFormatter:
     """Turns market trades into H0STCNT0 records (46 `^`-separated columns)."""
@@ -128,49 +170,49 @@ class TradeFormatter:
         self._states: dict[str, _SymbolState] = {}
 
     def record(self, trade: TradeLike) -> str:
+        """One H0STCNT0 record. Hot: the per-trade columns are formatted inline, the price-dependent ones
+        come from the symbol's ready strings; a zero denominator reads "0.00", as on the real feed."""
         code = trade.code
         state = self._states.get(code)
         if state is None:
             state = self._states[code] = _SymbolState(trade, self._facts.get(code))
         hhmmss = state.clock_columns(trade.time)
-        volume = trade.volume
-        if trade.side == "1":
-            state.buy_count += 1
-            state.buy_volume += volume
+        volume, side = trade.volume, trade.side
+        if side == "1":
+            buy_count = state.buy_count = state.buy_count + 1
+            buy_volume = state.buy_volume = state.buy_volume + volume
+            sell_count, sell_volume = state.sell_count, state.sell_volume
         else:
-            state.sell_count += 1
-            state.sell_volume += volume
-        high, low = state.high, state.low
-        if trade.high > high:
-            state.high = high = trade.high
-            state.high_hour = hhmmss
-        if trade.low < low:
-            state.low = low = trade.low
-            state.low_hour = hhmmss
-        buy_volume, sell_volume = state.buy_volume, state.sell_volume
-        price, prev_close, cum_volume, day_open = trade.price, trade.prev_close, trade.cum_volume, trade.open
-        diff = price - prev_close
-        prev_volume = state.prev_volume
+            sell_count = state.sell_count = state.sell_count + 1
+            sell_volume = state.sell_volume = state.sell_volume + volume
+            buy_count, buy_volume = state.buy_count, state.buy_volume
+        price, cum_volume, cum_value, day_open = trade.price, trade.cum_volume, trade.cum_value, trade.open
+        if trade.prev_close != state.prev_close or day_open != state.day_open:
+            state.rebase(trade.prev_close, day_open)
+        if trade.high > state.high:
+            state.high, state.high_hour = trade.high, hhmmss
+            state.new_extremes()
+        if trade.low < state.low:
+            state.low, state.low_hour = trade.low, hhmmss
+            state.new_extremes()
+        head = state.heads.get(price) or state.head(price)
+        mark = state.marks.get(price) or state.mark(price)
+        prev_volume, listed = state.prev_volume, state.listed
         # Yesterday's volume up to this time of day, assuming an even spread over the 390-minute session.
         prev_same_hour = prev_volume * max(1, min(390, state.minute_of_day - 539)) // 390
         ask_q1 = 50 + (cum_volume * 7919) % 20_000
         bid_q1 = 50 + (cum_volume * 104_729) % 20_000
-        open_diff = price - day_open
-        high_diff = price - high
-        low_diff = price - low
+        both = buy_volume + sell_volume
         return (
-            f"{code}^{hhmmss}^{price}^{sign_of(price, prev_close, state.upper, state.lower)}^{diff}^"
-            f"{_pct(diff, prev_close)}^{_avg(trade.cum_value, cum_volume, price)}^{day_open}^{high}^{low}^"
-            f"{trade.ask1}^{trade.bid1}^{volume}^{cum_volume}^{trade.cum_value}^"
-            f"{state.sell_count}^{state.buy_count}^{state.buy_count - state.sell_count}^"
-            f"{_pct(buy_volume, sell_volume)}^{sell_volume}^{buy_volume}^"
-            f"{trade.side}^{_pct(buy_volume, buy_volume + sell_volume)}^{_pct(cum_volume, prev_volume)}^"
-            f"090000^{_diff_sign(open_diff)}^{open_diff}^"
-            f"{state.high_hour}^{_diff_sign(high_diff)}^{high_diff}^"
-            f"{state.low_hour}^{_diff_sign(low_diff)}^{low_diff}^"
-            f"{state.day}^20^N^{ask_q1}^{bid_q1}^{ask_q1 * 37}^{bid_q1 * 41}^"
-            f"{_pct(cum_volume, state.listed)}^{prev_same_hour}^{_pct(cum_volume, prev_same_hour)}^"
-            f"0^^{day_open}"
+            f"{code}^{hhmmss}^{head}{cum_value / cum_volume if cum_volume else price:.2f}^{state.extremes}"
+            f"{trade.ask1}^{trade.bid1}^{volume}^{cum_volume}^{cum_value}^"
+            f"{sell_count}^{buy_count}^{buy_count - sell_count}^"
+            f"{buy_volume * 100 / sell_volume if sell_volume else 0:.2f}^{sell_volume}^{buy_volume}^"
+            f"{side}^{buy_volume * 100 / both if both else 0:.2f}^"
+            f"{cum_volume * 100 / prev_volume if prev_volume else 0:.2f}^{mark}{state.day_tail}"
+            f"{ask_q1}^{bid_q1}^{ask_q1 * 37}^{bid_q1 * 41}^"
+            f"{cum_volume * 100 / listed if listed else 0:.2f}^{prev_same_hour}^"
+            f"{cum_volume * 100 / prev_same_hour if prev_same_hour else 0:.2f}^{state.open_tail}"
         )
 
     def book_record(self, code: str, ask1: int, bid1: int, cum_volume: int, at: datetime) -> str:

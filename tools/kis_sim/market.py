@@ -22,6 +22,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from itertools import accumulate, repeat, starmap
+from typing import NamedTuple
 
 from runtime.clock import KST
 from tools.kis_sim.listings import (
@@ -51,11 +53,14 @@ __all__ = [
 SESSION_OPEN = time(9, 0)
 SESSION_CLOSE = time(15, 30)
 _MINUTE_US = 60_000_000
+_MICROSECOND = timedelta(microseconds=1)
 _TICK_CACHE_SIZE = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
+class Trade(NamedTuple):
+    """One simulated trade and the day's running values right after it. A named tuple: the feed makes
+    thousands a second, and a tuple is several times cheaper to build than a frozen dataclass."""
+
     code: str
     time: datetime
     price: int
@@ -123,9 +128,13 @@ _SHAPE_ROOT = tuple(math.sqrt(value) for value in _SHAPE)
 
 
 class _Ticks:
-    """The ticks of one minute as parallel lists (cheap to build, cheap to slice with bisect)."""
+    """The ticks of one minute as parallel lists (cheap to build, cheap to slice with bisect).
 
-    __slots__ = ("cum_values", "cum_volumes", "offsets_us", "prices", "sides", "volumes")
+    `highs`/`lows` are the running high and low of the minute through each tick, so the day's high and low
+    at any tick are one lookup rather than a scan of the minute so far.
+    """
+
+    __slots__ = ("cum_values", "cum_volumes", "highs", "lows", "offsets_us", "prices", "sides", "volumes")
 
     def __init__(
         self,
@@ -135,6 +144,8 @@ class _Ticks:
         sides: list[str],
         cum_volumes: list[int],
         cum_values: list[int],
+        highs: list[int],
+        lows: list[int],
     ) -> None:
         self.offsets_us = offsets_us
         self.prices = prices
@@ -142,6 +153,8 @@ class _Ticks:
         self.sides = sides
         self.cum_volumes = cum_volumes
         self.cum_values = cum_values
+        self.highs = highs
+        self.lows = lows
 
 
 class _DayPath:
@@ -179,6 +192,8 @@ class _DayPath:
         self.day_highs: list[int] = []
         self.day_lows: list[int] = []
         self.day_opens: list[int] = []
+        # the ticks of the minute asked for last: the feed asks for the same minute twenty times a second
+        self.recent: tuple[int, _Ticks] | None = None
 
     def extend(self, last_minute: int) -> None:
         with self.lock:
@@ -352,11 +367,11 @@ class Market:
             ticks = self._minute_ticks(path, minute)
             upto = bisect.bisect_right(ticks.offsets_us, at_us - minute * _MINUTE_US)
             if upto:
-                prices = ticks.prices[:upto]
-                price = prices[-1]
-                day_open = day_open or prices[0]
-                high = max(high, *prices)
-                low = min(prices) if low == 0 else min(low, *prices)
+                last = upto - 1
+                price = ticks.prices[last]
+                day_open = day_open or ticks.prices[0]
+                high = max(high, ticks.highs[last])
+                low = ticks.lows[last] if low == 0 else min(low, ticks.lows[last])
                 volume += ticks.cum_volumes[upto - 1]
                 value += ticks.cum_values[upto - 1]
                 side = ticks.sides[upto - 1]
@@ -411,7 +426,7 @@ class Market:
     # ---- internals --------------------------------------------------------------------------------------
 
     def _session_us(self, moment: datetime) -> int:
-        return (moment - self.session_open) // timedelta(microseconds=1)
+        return (moment - self.session_open) // _MICROSECOND
 
     def _minute_of(self, moment: datetime) -> int | None:
         us = self._session_us(moment)
@@ -441,17 +456,21 @@ class Market:
         return path
 
     def _minute_ticks(self, path: _DayPath, minute: int) -> _Ticks:
+        recent = path.recent  # one read: another thread may replace it, never half-way
+        if recent is not None and recent[0] == minute:
+            return recent[1]
         key = (path.listing.code, minute)
         with self._ticks_lock:
             ticks = self._ticks.get(key)
             if ticks is not None:
                 self._ticks.move_to_end(key)
-                return ticks
-        ticks = _build_ticks(self.seed, self.trading_date, path, minute)
-        with self._ticks_lock:
-            self._ticks[key] = ticks
-            if len(self._ticks) > _TICK_CACHE_SIZE:
-                self._ticks.popitem(last=False)
+        if ticks is None:
+            ticks = _build_ticks(self.seed, self.trading_date, path, minute)
+            with self._ticks_lock:
+                self._ticks[key] = ticks
+                if len(self._ticks) > _TICK_CACHE_SIZE:
+                    self._ticks.popitem(last=False)
+        path.recent = (minute, ticks)
         return ticks
 
     def _trades_of(
@@ -463,27 +482,27 @@ class Market:
             cum_volume, cum_value = path.cum_volumes[minute - 1], path.cum_values[minute - 1]
         else:
             day_open = high = low = cum_volume = cum_value = 0
-        prices = ticks.prices
-        if lo:
-            day_open = day_open or prices[0]
-            high = max(high, *prices[:lo])
-            low = min(prices[:lo]) if low == 0 else min(low, *prices[:lo])
+        prices, sides, volumes = ticks.prices, ticks.sides, ticks.volumes
+        offsets, cum_volumes, cum_values = ticks.offsets_us, ticks.cum_volumes, ticks.cum_values
+        minute_highs, minute_lows = ticks.highs, ticks.lows
         day_open = day_open or prices[0]
+        code, prev_close = listing.code, listing.prev_close
         base = self.session_open + timedelta(minutes=minute)
+        microseconds = _MICROSECOND
         result = []
+        append = result.append
         for i in range(lo, hi):
             price = prices[i]
-            high = max(high, price)
-            low = price if low == 0 else min(low, price)
-            side = ticks.sides[i]
+            side = sides[i]
             ask1, bid1 = _book_top(price, side)
-            result.append(
-                Trade(
-                    listing.code, base + timedelta(microseconds=ticks.offsets_us[i]), price, ticks.volumes[i],
-                    cum_volume + ticks.cum_volumes[i], cum_value + ticks.cum_values[i], side,
-                    day_open, high, low, listing.prev_close, ask1, bid1,
-                )
-            )
+            minute_high, minute_low = minute_highs[i], minute_lows[i]
+            append(Trade(
+                code, base + offsets[i] * microseconds, price, volumes[i],
+                cum_volume + cum_volumes[i], cum_value + cum_values[i], side, day_open,
+                high if high > minute_high else minute_high,
+                minute_low if low == 0 or minute_low < low else low,
+                prev_close, ask1, bid1,
+            ))
         return result
 
     def _partial_bar(self, path: _DayPath, minute: int, at_us: int) -> MinuteBarState:
@@ -499,11 +518,11 @@ class Market:
         if ticks is None or upto == 0:
             code = path.listing.code
             return MinuteBarState(code, start, last, last, last, last, 0, 0, cum_volume, cum_value)
-        prices = ticks.prices[:upto]
-        volume, value = ticks.cum_volumes[upto - 1], ticks.cum_values[upto - 1]
+        last = upto - 1
+        volume, value = ticks.cum_volumes[last], ticks.cum_values[last]
         return MinuteBarState(
-            path.listing.code, start, prices[0], max(prices), min(prices), prices[-1], volume, value,
-            cum_volume + volume, cum_value + value,
+            path.listing.code, start, ticks.prices[0], ticks.highs[last], ticks.lows[last],
+            ticks.prices[last], volume, value, cum_volume + volume, cum_value + value,
         )
 
 
@@ -515,13 +534,18 @@ def _book_top(price: int, side: str) -> tuple[int, int]:
 
 
 def _build_ticks(seed: int, day: date, path: _DayPath, minute: int) -> _Ticks:
-    """The trades of one minute: a bridge open -> close through high and low, volumes summing to the bar's."""
+    """The trades of one minute: a bridge open -> close through high and low, volumes summing to the bar's.
+
+    Hot (every subscribed or quoted symbol, every minute). The generator's draws and the arithmetic on them
+    are those of the first version, in the same order, so a seed still gives exactly the same ticks.
+    """
     count = path.counts[minute]
     open_, high, low, close = path.opens[minute], path.highs[minute], path.lows[minute], path.closes[minute]
     volume, value = path.volumes[minute], path.values[minute]
     rng = random.Random(f"ticks:{seed}:{day.isoformat()}:{path.listing.code}:{minute}")
     draw = rng.random
-    offsets = sorted([int(draw() * _MINUTE_US) for _ in range(count)])
+    offsets = [int(u * _MINUTE_US) for u in starmap(draw, repeat((), count))]
+    offsets.sort()
     if count == 1:
         prices = [open_]
     elif count == 2:
@@ -531,24 +555,33 @@ def _build_ticks(seed: int, day: date, path: _DayPath, minute: int) -> _Ticks:
     else:
         prices = _bridge(rng, count, open_, high, low, close)
     log = math.log
-    weights = [0.05 - log(1.0 - draw()) for _ in range(count)]
+    weights = [0.05 - log(1.0 - u) for u in starmap(draw, repeat((), count))]
     scale = volume / sum(weights)
     volumes = [int(w * scale) or 1 for w in weights]
     _fix_sum(volumes, volume)
     previous = path.closes[minute - 1] if minute else path.listing.prev_close
-    sides = []
-    append = sides.append
+    sides: list[str] = []
+    highs: list[int] = []
+    lows: list[int] = []
+    side, running_high, running_low = sides.append, highs.append, lows.append
+    top = bottom = prices[0]
     for price in prices:
         if price > previous:
-            append("1")
+            side("1")
         elif price < previous:
-            append("5")
+            side("5")
         else:
-            append("1" if draw() < 0.5 else "5")
+            side("1" if draw() < 0.5 else "5")
         previous = price
-    cum_volumes = list(itertools.accumulate(volumes))
+        if price > top:
+            top = price
+        elif price < bottom:
+            bottom = price
+        running_high(top)
+        running_low(bottom)
+    cum_volumes = list(accumulate(volumes))
     cum_values = [value * c // volume for c in cum_volumes]
-    return _Ticks(offsets, prices, volumes, sides, cum_volumes, cum_values)
+    return _Ticks(offsets, prices, volumes, sides, cum_volumes, cum_values, highs, lows)
 
 
 def _bridge(rng: random.Random, count: int, open_: int, high: int, low: int, close: int) -> list[int]:
@@ -559,21 +592,25 @@ def _bridge(rng: random.Random, count: int, open_: int, high: int, low: int, clo
     draw, bits, normals = rng.getrandbits, NORMAL_BITS, NORMALS
     unit = tick_size(low)
     uniform_grid = tick_size(high) == unit
-    prices = [0] * count
+    prices: list[int] = []
     for (a, pa), (b, pb) in itertools.pairwise(anchors):
-        prices[a] = pa
+        prices.append(pa)
         step = (pb - pa) / (b - a)
-        for k in range(a + 1, b):
-            level = pa + step * (k - a) + normals[draw(bits)] * spread
-            if level >= high:
-                prices[k] = high
-            elif level <= low:
-                prices[k] = low
-            elif uniform_grid:
-                prices[k] = low + int((level - low) / unit + 0.5) * unit
-            else:
-                prices[k] = min(high, max(low, snap(level)))
-    prices[count - 1] = close
+        if uniform_grid:  # one price unit over the whole range: snap with integer steps
+            prices += [
+                high if (level := pa + step * k + normals[draw(bits)] * spread) >= high
+                else low if level <= low
+                else low + int((level - low) / unit + 0.5) * unit
+                for k in range(1, b - a)
+            ]
+        else:
+            prices += [
+                high if (level := pa + step * k + normals[draw(bits)] * spread) >= high
+                else low if level <= low
+                else min(high, max(low, snap(level)))
+                for k in range(1, b - a)
+            ]
+    prices.append(close)
     return prices
 
 
@@ -581,7 +618,7 @@ def _fix_sum(volumes: list[int], total: int) -> None:
     """Adjust `volumes` (each >= 1, sum(volumes) close to `total`) so they add up to `total` exactly."""
     diff = total - sum(volumes)
     if diff >= 0:
-        volumes[max(range(len(volumes)), key=volumes.__getitem__)] += diff
+        volumes[volumes.index(max(volumes))] += diff
         return
     for i in sorted(range(len(volumes)), key=volumes.__getitem__, reverse=True):
         take = min(-diff, volumes[i] - 1)
