@@ -34,7 +34,8 @@ import heapq
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import attrgetter
+from itertools import filterfalse
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -43,6 +44,10 @@ from pydantic import TypeAdapter, ValidationError
 from config.settings import SlotSettings
 from core.models import Candidate, TriggerKind
 from core.overflow import DeferredSources, OverflowReason, OverflowRecord, OverflowRecords, OverflowSource
+
+_SLOT_SYMBOL = itemgetter(0)  # Slot.symbol
+_SINCE_ZONE = attrgetter("since.tzinfo")
+_ZONE = attrgetter("tzinfo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,20 @@ class SlotState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "accounts", tuple(self.accounts))
         object.__setattr__(self, "released_at", MappingProxyType(dict(self.released_at)))
+        # Every allocation builds a state: check it in a few C-level passes, and walk it one slot at a
+        # time only to name the first problem.
+        accounts = self.accounts
+        slots = [slot for account in accounts for slot in account.slots]
+        if (len({account.name for account in accounts}) == len(accounts)
+                and all(len(account.slots) <= account.capacity for account in accounts)
+                and len(set(map(_SLOT_SYMBOL, slots))) == len(slots)
+                and None not in set(map(_SINCE_ZONE, slots))
+                and None not in set(map(_ZONE, self.released_at.values()))):
+            return
+        self._refuse()
+
+    def _refuse(self) -> None:
+        """Raise the one-line error for the first broken invariant."""
         names: set[str] = set()
         seen: dict[str, str] = {}
         for account in self.accounts:
@@ -360,8 +379,8 @@ class _Account:
         self.capacity = source.capacity
         self.available = source.available
         self.reported_capacity = source.reported_capacity
-        self.slots: dict[str, Slot] = {slot.symbol: slot for slot in source.slots}
-        self.old = source.symbols
+        self.slots: dict[str, Slot] = dict(zip(map(_SLOT_SYMBOL, source.slots), source.slots, strict=True))
+        self.old = tuple(self.slots)
 
     def frozen(self) -> AccountSlots:
         return AccountSlots(self.name, self.capacity, tuple(self.slots.values()), self.available,
@@ -377,8 +396,12 @@ class _Pool:
         self.now = now
         self.accounts = [_Account(account) for account in state.accounts]
         self.gone: list[_Account] = []
-        self.where: dict[str, _Account] = {s: a for a in self.accounts for s in a.slots}
-        self.released: dict[str, datetime] = dict(state.released_at)
+        self.where: dict[str, _Account] = {}
+        for account in self.accounts:
+            self.where.update(dict.fromkeys(account.slots, account))
+        released = state.released_at  # a read-only view of a dict: its copy() is a fast dict copy
+        self.released: dict[str, datetime] = (
+            released.copy() if isinstance(released, MappingProxyType) else dict(released))
         self.cursor = state.cursor
         self.changes: list[SlotChange] = []
         self.overflowed: list[tuple[OverflowSource, OverflowReason, str, str | None]] = []
@@ -578,8 +601,10 @@ class _Pool:
                     continue
                 if symbol in released:
                     cooling.add(symbol)
+                    ago = (now - released[symbol]).total_seconds()
                     overflowed.append((candidate, OverflowReason.COOLDOWN,
-                                       self._cooldown_reason(symbol, cooldown_text), None))
+                                       f"released {ago:.0f}s ago, re-subscribe cooldown {cooldown_text}s",
+                                       None))
                     continue
                 score = candidate.score
                 if free and (target := self.free_account()) is not None:
@@ -629,18 +654,15 @@ class _Pool:
         for symbol in sorted(released.keys() - skip - cooling):
             candidate = best.get(symbol)
             if candidate is not None:
+                ago = (now - released[symbol]).total_seconds()
                 overflowed.append((candidate, OverflowReason.COOLDOWN,
-                                   self._cooldown_reason(symbol, cooldown_text), None))
+                                   f"released {ago:.0f}s ago, re-subscribe cooldown {cooldown_text}s", None))
         skip |= released.keys()
         if blocker is not None:
             skip.add(blocker)
-        count = len(best) - sum(1 for symbol in skip if symbol in best)
+        count = len(best) - len(best.keys() & skip)  # walks the smaller set
         rest = DeferredSources(count, lambda: [c for c in ranked if c.symbol not in skip])
         self.blocked_rest = (rest, *blocked)
-
-    def _cooldown_reason(self, symbol: str, cooldown_text: str) -> str:
-        ago = (self.now - self.released[symbol]).total_seconds()
-        return f"released {ago:.0f}s ago, re-subscribe cooldown {cooldown_text}s"
 
     # --- result -------------------------------------------------------------------------------------
 
@@ -650,13 +672,11 @@ class _Pool:
         diffs: dict[str, SlotDiff] = {}
         for account in (*self.accounts, *self.gone):
             now_held = account.slots
-            before = set(account.old)
             diffs[account.name] = SlotDiff(
-                tuple(symbol for symbol in now_held if symbol not in before),
-                tuple(symbol for symbol in account.old if symbol not in now_held),
+                tuple(filterfalse(set(account.old).__contains__, now_held)),
+                tuple(filterfalse(now_held.__contains__, account.old)),
             )
-        scores = [slot.score for account in accounts for slot in account.slots]
-        floor = min(scores) if scores else None
+        floor = min((slot.score for account in accounts for slot in account.slots), default=None)
         now = self.now
         tail, code, reason = self.blocked_rest
         overflow = OverflowRecords(
