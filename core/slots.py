@@ -356,6 +356,14 @@ _SYMBOL = attrgetter("symbol")
 _new = tuple.__new__
 
 
+def _seconds_before(moment: datetime, seconds: float) -> datetime | None:
+    """`seconds` before `moment`; None when that is before any datetime (a dwell or cooldown of inf)."""
+    try:
+        return moment - timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 def _score_of(candidate: Candidate | None) -> float:
     return candidate.score if candidate is not None else 0.0
 
@@ -447,8 +455,9 @@ class _Pool:
 
     def forget_cooldowns_before(self, cooldown_seconds: float) -> None:
         """Aware datetimes compare without a `timestamp()` call each (free when they share a tzinfo)."""
-        horizon = self.now - timedelta(seconds=cooldown_seconds)
-        self.released = {symbol: moment for symbol, moment in self.released.items() if moment > horizon}
+        horizon = _seconds_before(self.now, cooldown_seconds)
+        if horizon is not None:
+            self.released = {symbol: moment for symbol, moment in self.released.items() if moment > horizon}
 
     def refresh(self, best: Mapping[str, Candidate], pinned: set[str]) -> None:
         for account in self.accounts:
@@ -586,11 +595,11 @@ class _Pool:
         if not available:
             blocked = (OverflowReason.NO_ACCOUNT, "no provider account available")
         else:
-            latest_since = now - timedelta(seconds=dwell)
+            latest_since = _seconds_before(now, dwell)
             heap = [
                 (slot.score, slot.since, slot.symbol)
                 for account in available for slot in account.slots.values()
-                if not slot.pinned and slot.since <= latest_since
+                if not slot.pinned and latest_since is not None and slot.since <= latest_since
             ]
             heapq.heapify(heap)
             free = sum(max(account.capacity - len(account.slots), 0) for account in available)
