@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import socket
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from time import monotonic, sleep
 from typing import Any
 
 import pytest
 import requests
+from loguru import logger
 
 from kis import protocol
 from runtime.clock import KST, SimulatedClock
@@ -460,6 +464,35 @@ def test_html_error_and_empty_body_faults_answer_the_next_uapi_calls_only(sim: S
     assert errors["html_error_page"] == 2 and errors["empty_body"] == 1
 
 
+def test_a_client_leaving_during_a_slow_answer_is_one_log_line_not_a_traceback(
+    market: Market, capfd: pytest.CaptureFixture[str]
+) -> None:
+    clock = SimulatedClock(OPEN_TIME, speed=0)
+    faults = Faults()
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}", level="INFO")
+    try:
+        with RestServer(market, Accounts(market, faults, clock), faults, clock) as server:
+            faults.slow_rest(0.3, 30.0)
+            for _ in range(3):  # a client that times out and gives up before the answer is written
+                with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+                    request = f"GET {protocol.INQUIRE_PRICE_PATH} HTTP/1.1\r\nHost: sim\r\n\r\n"
+                    client.sendall(request.encode())
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            deadline = monotonic() + 5
+            while len([line for line in lines if "client left" in line]) < 3 and monotonic() < deadline:
+                sleep(0.05)
+            faults.clear()
+            assert requests.get(f"{server.url}/master/kospi_code.mst.zip", timeout=5).status_code == 200
+    finally:
+        logger.remove(sink)
+    left = [line for line in lines if "client left" in line]
+    assert len(left) == 3
+    assert all(protocol.INQUIRE_PRICE_PATH in line and "\n" not in line.rstrip("\n") for line in left)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# ---- quotations ------------------------------------------------------------------------------------------
 # ---- quotations ------------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -865,13 +866,20 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(size) if size else b""
             headers = {key.lower(): value for key, value in self.headers.items()}
             response = self.server.app.handle(method, self.path, headers, body)
-        self.send_response(response.status)
-        self.send_header("content-type", response.content_type)
-        self.send_header("content-length", str(len(response.body)))
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(response.body)
+        try:
+            self.send_response(response.status)
+            self.send_header("content-type", response.content_type)
+            self.send_header("content-length", str(len(response.body)))
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(response.body)
+        except ConnectionError as exc:  # the client gave up waiting (e.g. its timeout during slow_rest)
+            self.close_connection = True
+            logger.info(
+                "KIS simulator REST: client left before the answer to {} {} ({})",
+                method, urlsplit(self.path).path, type(exc).__name__,
+            )
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: request lines may carry nothing secret, but they are noise at 20 calls a second."""
@@ -884,6 +892,16 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: RestApp) -> None:
         self.app = app
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """One log line instead of socketserver's traceback on stderr. Only transport failures get here (the
+        app answers its own errors), and a traceback's locals could show request headers with secrets."""
+        error = sys.exc_info()[1]
+        kind, host = type(error).__name__, client_address[0]
+        if isinstance(error, ConnectionError):
+            logger.info("KIS simulator REST: connection from {} lost ({})", host, kind)
+        else:
+            logger.error("KIS simulator REST: request from {} failed ({}: {})", host, kind, error)
 
 
 class RestServer:
