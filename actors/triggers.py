@@ -4,7 +4,12 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
 
 - UniverseReady gives each symbol's profile (name, market cap, previous close, 20-day average volume and
   turnover, 14-day ATR, 20-day MA); the tick detectors get their one-minute volume baselines from it.
-- ScanCompleted rows go through `evaluate_scan` (volume surge, volatility spike) into the `TriggerBook`.
+- ScanCompleted rows go through `evaluate_scan` (volume surge, volatility spike) into the `TriggerBook`,
+  `SCAN_ROWS_PER_STEP` rows per handler step: the actor tells itself to go on, so frames that arrived
+  meanwhile are evaluated first. Only ticks and clock ticks overtake a scan in progress (the rebalance
+  waits for its end); any other message, a `Ping` barrier or a proxy call finds the scans before it
+  evaluated. The ranking goes out once, after the last step. After a crash outside a scan step the scans
+  in progress go to the next incarnation again (their new triggers were not saved yet).
 - TicksReceived is the hot path: per frame, each trade goes to `TickDetector.on_tick` (trade velocity and
   the real-time profile) and, when `signals.enabled`, to the hybrid signals; no pydantic per tick, no I/O.
 - A trigger that is new (not a renewal) raises an `AlertRaised` to `notifier` (manual ones do not);
@@ -20,17 +25,19 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
 
 State: the day's profiles (`trigger_universe`, written at UniverseReady) and the live triggers with the
 manual overrides (`triggers`, written on the rebalance cadence, after a scan with triggers and at every
-override) go to the StateStore and are loaded in `on_start`, so a restart keeps its candidates (a tick
-trigger younger than one rebalance interval may be lost; the ticks raise it again). Without today's
-profiles on disk, `on_start` asks `universe` (`CurrentUniverse`) for the day's announcement.
+override, by a `runtime.state_saver.StateSaver` so the mailbox never waits for the disk's fsync; flushed
+when the actor ends) go to the StateStore and are loaded in `on_start`, so a restart keeps its
+candidates (a tick trigger younger than one rebalance interval may be lost; the ticks raise it again).
+Without today's profiles on disk, `on_start` asks `universe` (`CurrentUniverse`) for the day's
+announcement.
 
 | message | effect |
 |---|---|
 | UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept) |
-| ScanCompleted | scan triggers (+ signals on the rows); ranking sent if it changed materially |
+| ScanCompleted | scan triggers (+ signals on the rows), in steps; then ranking sent if changed materially |
 | TicksReceived | tick triggers (+ signals); ranking sent if a new trigger changed it materially |
 | ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
-| ClockTick | expire triggers; every rebalance interval: CandidatesRanked to `slots`, book saved |
+| ClockTick | (no scan in progress) expire triggers; every rebalance interval: CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
 | ContextSynced | not handled: the slot manager takes the opening movers |
 
@@ -39,6 +46,7 @@ Metrics: `triggers` (new triggers, manual included).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -68,7 +76,9 @@ from messages.alerts import AlertRaised
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import CandidatesRanked, ManualOverride
+from messages.system import Crash
 from messages.universe import CurrentUniverse
+from runtime.state_saver import StateSaver
 from runtime.state_store import StateStore
 from runtime.ticker import Ticker
 
@@ -78,6 +88,9 @@ MIN_TICK_SECONDS = 0.1
 MAX_TICK_SECONDS = 1.0
 TICKS_PER_REBALANCE = 4
 UNIVERSE_ASK_SECONDS = 2.0
+SAVER_CLOSE_SECONDS = 5.0
+SCAN_ROWS_PER_STEP = 50
+"""Scan rows evaluated per handler step (a few microseconds a row: a step stays well under a millisecond)."""
 
 
 def tick_interval_seconds(rebalance_seconds: float, speed: float) -> float:
@@ -107,6 +120,23 @@ class Profile:
                    profile.avg_turnover_20d, profile.atr_14d, profile.ma_20d)
 
 
+class _ScanStep:
+    """Told to itself: evaluate the next rows of the scans in progress."""
+
+
+@dataclass(slots=True)
+class _ScanInProgress:
+    scan: ScanCompleted
+    evaluated: int = 0
+    found: int = 0
+    added: int = 0
+
+
+_OVERTAKE_SCANS = (TicksReceived, ClockTick, _ScanStep, ScanCompleted, Crash)
+"""What is handled as it comes while a scan is being evaluated; anything else waits for the scan (an
+injected `Crash` stands for a failure at any moment, so it may land between two steps)."""
+
+
 class TriggerActor(ObserverActor):
     """See the module docstring for the message table."""
 
@@ -129,6 +159,7 @@ class TriggerActor(ObserverActor):
         capacities = [min(a.max_slots, settings.slots.max_slots) for a in context.accounts]
         self._pool_slots = sum(capacities) if capacities else settings.slots.max_slots
         self._store = StateStore(context.paths.state_dir)
+        self._saver: StateSaver | None = None
         self._day: date | None = None
         self._profiles: dict[str, Profile] = {}
         self._baselines: dict[str, Baseline] = {}
@@ -145,10 +176,14 @@ class TriggerActor(ObserverActor):
         self._book_changed = False
         self._warnings: tuple[str, ...] = ()
         self._ticker: Ticker | None = None
+        self._scans: deque[_ScanInProgress] = deque()
+        self._step_told = False
+        self._in_scan_step = False
 
     # --- life -----------------------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        self._saver = StateSaver(self._store, thread_name=f"{self.name}-saver", log=self.log)
         now = self.context.clock.now()
         self._load_universe(now.date())
         if not self._profiles:
@@ -164,18 +199,33 @@ class TriggerActor(ObserverActor):
     def on_stop(self) -> None:
         self._stop_ticker()
         self._save_book(self.context.clock.now())
+        self._close_saver()
 
     def on_failure(self, *_exc_info: object) -> None:
         self._stop_ticker()
+        self._hand_over_scans()
+        self._close_saver()
+
+    def _handle_receive(self, message: Any) -> Any:
+        """Every message but a frame, a clock tick or a scan's own step sees the scans before it done."""
+        if self._scans and not isinstance(message, _OVERTAKE_SCANS):
+            self._finish_scans()
+        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case TicksReceived():
                 self._on_ticks(message.ticks)
             case ClockTick():
-                self._on_clock_tick()
+                if not self._scans:
+                    self._on_clock_tick()
+            case _ScanStep():
+                self._step_told = False
+                self._scan_step()
             case ScanCompleted():
-                self._on_scan(message)
+                self._scans.append(_ScanInProgress(message))
+                if not self._step_told:
+                    self._scan_step()
             case UniverseReady():
                 self._on_universe(message)
             case ManualOverride():
@@ -245,29 +295,72 @@ class TriggerActor(ObserverActor):
         elif expired:
             self._send_if_material(now)
 
-    def _on_scan(self, scan: ScanCompleted) -> None:
+    def _scan_step(self) -> None:
+        """The next rows of the oldest scan in progress; told again while rows remain, ended at the last."""
+        if not self._scans:
+            return
+        progress = self._scans[0]
+        start = progress.evaluated
+        progress.evaluated = end = start + SCAN_ROWS_PER_STEP
+        self._in_scan_step = True
+        try:
+            self._evaluate_scan_rows(progress, start, end)
+        finally:
+            self._in_scan_step = False
+        if end >= len(progress.scan.rows):
+            self._scans.popleft()
+            self._end_scan(progress)
+        if self._scans:
+            self._step_told = True
+            self.actor_ref.tell(_ScanStep())
+
+    def _finish_scans(self) -> None:
+        while self._scans:
+            progress = self._scans.popleft()
+            self._evaluate_scan_rows(progress, progress.evaluated, len(progress.scan.rows))
+            self._end_scan(progress)
+
+    def _evaluate_scan_rows(self, progress: _ScanInProgress, start: int, end: int) -> None:
+        scan = progress.scan
         at = scan.at
+        quotes = scan.rows[start:end]
         profiles = self._profiles
+        baselines = self._baselines
         rows = []
-        for quote in scan.rows:
+        for quote in quotes:
+            if quote.symbol not in baselines:
+                continue  # evaluate_scan skips a symbol without a baseline
             profile = profiles.get(quote.symbol)
             rows.append(ScanRow(quote.symbol, float(quote.price), float(quote.open), float(quote.high),
                                 float(quote.low), float(quote.volume), float(quote.prev_close),
                                 profile.market_cap if profile else None, at))
-        found = evaluate_scan(rows, self._baselines, self._trigger_settings)
-        added = sum(self._add(trigger) for trigger in found)
+        found = evaluate_scan(rows, baselines, self._trigger_settings)
+        progress.found += len(found)
+        progress.added += sum(self._add(trigger) for trigger in found)
         if self._signal_settings.enabled:
-            for quote in scan.rows:
+            for quote in quotes:
                 inputs = self._signal_inputs(quote.symbol, float(quote.price), at, None, quote.value)
                 hits = evaluate_signals(inputs, self._signal_settings)
                 if hits:
                     self._raise_signals(hits)
+
+    def _end_scan(self, progress: _ScanInProgress) -> None:
+        scan = progress.scan
         self.log.info("scan {} of {}: {} rows, {} triggers ({} new)", scan.scan_no, scan.account,
-                      len(scan.rows), len(found), added)
+                      len(scan.rows), progress.found, progress.added)
         now = self.context.clock.now()
-        if found:
+        if progress.found:
             self._save_book(now)  # a crash before the next rebalance must not lose a scan's triggers
         self._send_if_material(now)
+
+    def _hand_over_scans(self) -> None:
+        """After a crash: the scans in progress go to the next incarnation whole (the triggers of their
+        first steps were not saved), unless a scan step crashed (it might crash the next one too)."""
+        scans, self._scans = self._scans, deque()
+        if self._in_scan_step or self.directory is None:
+            return
+        for progress in scans:
+            self.directory.tell(self.name, progress.scan)
 
     def _on_universe(self, message: UniverseReady) -> None:
         now = self.context.clock.now()
@@ -410,8 +503,18 @@ class TriggerActor(ObserverActor):
 
     def _save_book(self, now: datetime) -> None:
         live = [trigger.model_dump(mode="json") for trigger in self._book.live(now)]
-        self._save(BOOK_STATE, {"overrides": self._overrides, "live": live})
+        document = {"overrides": dict(self._overrides), "live": live}
+        if self._saver is None:
+            self._save(BOOK_STATE, document)
+        else:
+            self._saver.save(BOOK_STATE, document)
         self._book_changed = False
+
+    def _close_saver(self) -> None:
+        """The saves still queued reach the disk before this incarnation ends (the next one loads them)."""
+        saver, self._saver = self._saver, None
+        if saver is not None and not saver.close(SAVER_CLOSE_SECONDS):
+            self.log.error("state {} still being saved after {} s", BOOK_STATE, SAVER_CLOSE_SECONDS)
 
     def _load_book(self, now: datetime) -> None:
         document = self._store.load(BOOK_STATE)

@@ -15,7 +15,8 @@ import pykka
 import pytest
 
 from actors.directory import Directory
-from actors.recorder import RecorderActor, tick_line
+from actors.recorder import SCAN_ROWS_PER_STEP, RecorderActor, snapshot_fields, tick_line
+from actors.supervisor import ChildSpec, Supervisor
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
 from core.schedule import DayEvent
@@ -28,7 +29,7 @@ from messages.schedule import DayEventFired
 from messages.streaming import SetSubscriptions
 from messages.system import ChildFailed, Crash, Ping
 from runtime.clock import KST, SimulatedClock
-from runtime.jsonl import read_jsonl
+from runtime.jsonl import encode_record, read_jsonl
 from tests.actors.control_plane_support import Journal, RecordingActor, make_context, sim_account
 from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
 from tools.kis_sim.sent_log import app_key_hash
@@ -191,6 +192,62 @@ def test_every_kind_of_record_lands_in_its_file(tmp_path: Path) -> None:
     assert ledger == [{"symbol": "000660", "score": 1.5}]
     scans = read_jsonl(paths.swing_dir("acct1", "KRX", DAY.date()) / "snapshots.jsonl").records
     assert [(r["scan_no"], r["symbol"]) for r in scans] == [(3, "000660")]
+
+
+def test_snapshot_lines_are_the_rows_model_dump_as_json() -> None:
+    odd = _quote("005930").model_copy(update={
+        "name": '삼성 "전자"\\', "sign": "5", "change": -1200, "change_rate": -1.69, "volume": 12_345_678,
+        "value": 987_654_321_000})
+    for row in (_quote("000660"), odd, odd.model_copy(update={"name": "", "change_rate": 30.0})):
+        assert snapshot_fields(row) == encode_record(row.model_dump())[1:]
+
+
+def _long_scan(scan_no: int) -> ScanCompleted:
+    rows = tuple(_quote(f"{n:06d}") for n in range(3 * SCAN_ROWS_PER_STEP + 7))
+    return ScanCompleted(at=DAY, account="acct1", scan_no=scan_no, rows=rows, calls=11, duration_seconds=0.6)
+
+
+def _snapshots(paths_root: Path) -> list[tuple[int, str]]:
+    path = paths_root / "swing" / "acct1" / "KRX" / "20240304" / "snapshots.jsonl"
+    return [(r["scan_no"], r["symbol"]) for r in read_jsonl(path).records]
+
+
+def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) -> None:
+    """A scan is written a step at a time; a message of another kind finds it written whole."""
+    recorder = Recorder(tmp_path)
+    scan = _long_scan(4)
+    recorder.tell(scan)
+    backup_at = DAY.replace(hour=21, minute=0)
+    result = recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
+    with tarfile.open(result.archive, "r:gz") as tar:
+        packed = tar.extractfile("swing/acct1/KRX/20240304/snapshots.jsonl")
+        assert packed is not None
+        lines = [json.loads(line) for line in packed.read().splitlines()]
+    assert [(r["scan_no"], r["symbol"]) for r in lines] == [(4, row.symbol) for row in scan.rows]
+    assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1].model_dump()}
+
+
+def test_scans_in_a_row_and_a_crash_between_steps_lose_and_repeat_no_row(tmp_path: Path) -> None:
+    """Two long scans, then a crash while the first is half written: the next incarnation writes the
+    rest, every row once, and the second scan after the first."""
+    clock = SimulatedClock(DAY, speed=0)
+    context = make_context(tmp_path, clock, rest_url=None, accounts=(sim_account("acct1"),))
+    spec = ChildSpec(id="recorder", actor_class=RecorderActor, kwargs={"context": context})
+    supervisor = Supervisor([spec], clock=clock)
+    supervisor.start()
+    try:
+        first, second = _long_scan(1), _long_scan(2)
+        for message in (first, second, Crash(at=DAY)):
+            assert supervisor.directory.tell("recorder", message)
+        assert supervisor.status.wait_until(lambda s: s.restarts("recorder") == 1, timeout=WAIT)
+        supervisor.directory.ask("recorder", Ping(at=DAY), timeout=WAIT)
+    finally:
+        supervisor.stop()
+    expected = [(scan.scan_no, row.symbol) for scan in (first, second) for row in scan.rows]
+    assert sorted(_snapshots(context.paths.observer)) == sorted(expected)
+    written = _snapshots(context.paths.observer)
+    assert [entry for entry in written if entry[0] == 1] == expected[: len(first.rows)]
+    assert [entry for entry in written if entry[0] == 2] == expected[len(first.rows):]
 
 
 def test_daily_backup_packs_the_day_with_a_correct_manifest(tmp_path: Path) -> None:

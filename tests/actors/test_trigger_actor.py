@@ -18,7 +18,7 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.supervisor import ChildSpec, Supervisor
-from actors.triggers import TriggerActor
+from actors.triggers import SCAN_ROWS_PER_STEP, TriggerActor
 from config.accounts import Account
 from config.settings import ManualRule, Settings, SignalSettings, SlotSettings, TriggerSettings
 from core.models import TriggerKind
@@ -152,6 +152,15 @@ def trade(symbol: str, at: datetime, price: int = 70_500, volume: int = 10) -> T
                      70_000, price + 100, price, "1", 100.0, "0", ())
 
 
+def long_scan(number: int, first: MultiQuote, last: MultiQuote) -> ScanCompleted:
+    """`first`, then quiet rows of symbols outside the universe for more than two handler steps, `last`."""
+    quiet = tuple(quote(f"9{n:05d}", 1_000) for n in range(2 * SCAN_ROWS_PER_STEP + 7))
+    return scan(number, first, *quiet, last)
+
+
+LONG_SCAN = long_scan(1, quote("005930", 700_000), quote("000660", 700_000))
+
+
 def test_a_surge_in_a_scan_becomes_one_trigger_one_alert_and_a_ranking(tmp_path: Path) -> None:
     harness = Harness(make_context(tmp_path))
     harness.tell(UNIVERSE)
@@ -222,6 +231,46 @@ def test_manual_overrides_are_candidates_without_alerts(tmp_path: Path) -> None:
     harness.clock.advance(86_400)  # no TTL
     harness.clock_tick()
     assert harness.live() == [("035720", TriggerKind.MANUAL)]
+
+
+def test_trades_overtake_a_long_scan_in_progress(tmp_path: Path) -> None:
+    """A scan is evaluated a step at a time: a frame told after it is evaluated before its last rows."""
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    burst = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(120))  # 12 trades/s
+    assert harness.directory.tell("triggers", LONG_SCAN)
+    assert harness.directory.tell("triggers", TicksReceived(at=START, account="acct1", ticks=burst,
+                                                            received_mono=0.0))
+    harness.directory.ask("triggers", Ping(at=START), timeout=WAIT)
+
+    assert harness.alerts() == [("005930", "volume_surge"), ("035720", "trade_velocity"),
+                                ("000660", "volume_surge")]
+    assert harness.context.metrics.count("triggers") == 3
+
+
+def test_a_long_scan_is_ranked_once_after_its_last_row(tmp_path: Path) -> None:
+    """A clock tick and a proxy call told while a scan is in progress: the rebalance waits for the scan's
+    end, the query finds the whole scan evaluated, and one ranking goes out with both triggers."""
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    assert harness.directory.tell("triggers", LONG_SCAN)
+    assert harness.directory.tell("triggers", ClockTick(at=START))  # the first tick would rebalance at once
+    assert harness.live() == [("000660", TriggerKind.VOLUME_SURGE), ("005930", TriggerKind.VOLUME_SURGE)]
+    assert [sorted(ranking) for ranking in harness.rankings()] == [["000660", "005930"]]
+
+    harness.clock_tick()  # no scan in progress: the cadence resumes
+    assert len(harness.rankings()) == 2
+
+
+def test_a_crash_during_a_long_scan_evaluates_it_again(tmp_path: Path) -> None:
+    """The crash lands between two steps of the scan: the next incarnation gets the scan again."""
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    assert harness.directory.tell("triggers", LONG_SCAN)
+    assert harness.directory.tell("triggers", Crash(at=START))
+    assert harness.supervisor.status.wait_until(lambda s: s.restarts("triggers") == 1, timeout=WAIT)
+    assert harness.live() == [("000660", TriggerKind.VOLUME_SURGE), ("005930", TriggerKind.VOLUME_SURGE)]
+    assert ("000660", "volume_surge") in harness.alerts()
 
 
 def test_a_crash_keeps_the_live_triggers_and_profiles(tmp_path: Path) -> None:
