@@ -23,6 +23,7 @@ from kis.ticks import (
     OtherFrame,
     PingPong,
     TradeFrame,
+    TradeTick,
 )
 from kis.ws_codec import EXCERPT_CHARS, decode, subscribe_message, unsubscribe_message
 from runtime.clock import KST
@@ -84,6 +85,21 @@ def test_live_frame_decodes_to_one_typed_tick() -> None:
     assert (tick.side, tick.strength, tick.hour_class) == ("1", 93.01, "0")
     assert tick.fields == tuple(LIVE_RECORD.split("^"))
     assert len(tick.fields) == len(H0STCNT0_FIELDS)
+
+
+def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_last_and_out_of_its_repr() -> None:
+    frame = decode(LIVE_FRAME)
+    assert isinstance(frame, TradeFrame)
+    (tick,) = frame.ticks
+    assert TradeTick._fields[-1] == "fields" and len(TradeTick._fields) == 18
+    with pytest.raises(AttributeError):
+        tick.price = 1  # type: ignore[misc]
+    assert tick._replace(side="5").side == "5" and tick.side == "1"
+    rebuilt = TradeTick(*tick)
+    assert rebuilt == tick and hash(rebuilt) == hash(tick)
+    assert repr(tick).startswith("TradeTick(symbol='005930', exchange_time=")
+    assert "hour_class='0'" in repr(tick) and "fields" not in repr(tick) and "607878273600" in repr(tick)
+    assert {name: getattr(tick, name) for name in tick.__slots__} == tick._asdict()
 
 
 def test_live_frame_as_utf8_bytes_decodes_like_text() -> None:
