@@ -45,12 +45,6 @@ class TradeTick(NamedTuple):
         return f"TradeTick({', '.join(f'{name}={value!r}' for name, value in named)})"
 
 
-# The field names also under `__slots__`, the name the dataclass version listed them by: a test of the
-# recorder (tests/actors/test_recorder_actor.py) reads them from there. `_fields` is the tuple's own name;
-# once nothing reads `__slots__`, this line goes. It changes no layout: a tuple subclass has no slots.
-TradeTick.__slots__ = TradeTick._fields  # type: ignore[misc]
-
-
 @dataclass(frozen=True, slots=True)
 class OrderBook:
     """One H0STASP0 record. The frame has no date, so the time stays the raw KST `HHMMSS` string."""

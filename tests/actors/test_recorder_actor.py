@@ -105,7 +105,7 @@ def test_tick_lines_are_json_with_the_required_columns(tmp_path: Path) -> None:
 
 def test_odd_text_and_non_finite_numbers_still_give_valid_json() -> None:
     tick = ticks("005930", DAY, 1)[0]
-    odd = TradeTick(**{**{name: getattr(tick, name) for name in tick.__slots__}, "side": 'a"b\\',
+    odd = TradeTick(**{**{name: getattr(tick, name) for name in tick._fields}, "side": 'a"b\\',
                        "strength": float("nan"), "change_rate": float("inf")})
     record = json.loads(tick_line(odd, DAY.isoformat(), DAY.isoformat()))
     assert record["side"] == 'a"b\\' and record["strength"] is None and record["change_rate"] is None

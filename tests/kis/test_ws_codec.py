@@ -99,7 +99,7 @@ def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_last_and_out_of_
     assert rebuilt == tick and hash(rebuilt) == hash(tick)
     assert repr(tick).startswith("TradeTick(symbol='005930', exchange_time=")
     assert "hour_class='0'" in repr(tick) and "fields" not in repr(tick) and "607878273600" in repr(tick)
-    assert {name: getattr(tick, name) for name in tick.__slots__} == tick._asdict()
+    assert {name: getattr(tick, name) for name in tick._fields} == tick._asdict()
 
 
 def test_live_frame_as_utf8_bytes_decodes_like_text() -> None:
