@@ -24,9 +24,10 @@ Ticks are the hot path (thousands per second): each becomes one f-string, no mod
 
 A Track A scan (about 1,000 rows) is written `SCAN_ROWS_PER_STEP` rows per handler step: the actor tells
 itself to go on, so frames that arrived meanwhile are written first and a scan never holds the mailbox
-for long. Only ticks overtake a scan in progress: any other message, a `Ping` barrier or a proxy call
-finds the scans before it written, and a stop writes them out. After a crash outside a scan step the
-unwritten rows go to the next incarnation as a `ScanCompleted` of their own.
+for long. Only frames, flushes and an injected `Crash` overtake a scan in progress: any other message,
+a `Ping` barrier or a proxy call finds the scans before it written, and a stop writes them out. After
+a crash outside a scan step the unwritten rows go to the next incarnation as a `ScanCompleted` of
+their own.
 
 | message | effect |
 |---|---|
@@ -78,7 +79,7 @@ MAX_OPEN_FILES = 256
 ERROR_LOG_INTERVAL_SECONDS = 5.0
 MANIFEST_NAME = "manifest.json"
 SCAN_ROWS_PER_STEP = 50
-"""Snapshot rows written per handler step (about 3 us a row: a step stays well under a millisecond)."""
+"""Snapshot rows written per handler step (about 5 us a row: a step stays well under a millisecond)."""
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
 
