@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from app.summary import COUNTERS
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 
@@ -28,17 +29,7 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
         account = key.removeprefix("slots_in_use.")
         accounts.add_row(account, str(snapshot.get(f"ws_state.{account}", "-")), str(snapshot[key]))
     counts = Table(box=None, show_header=False)
-    for name in (
-        "ticks_recorded",
-        "scans",
-        "triggers",
-        "slot_changes",
-        "overflows",
-        "gaps_detected",
-        "gaps_recovered",
-        "gaps_marked",
-        "alerts_sent",
-    ):
+    for name in COUNTERS:
         counts.add_row(name, f"{int(snapshot.get(name, 0)):,}")
     recent = Table("recent triggers", "recent alerts", box=None, header_style="bold")
     triggers = list(snapshot.get("recent_triggers", []))

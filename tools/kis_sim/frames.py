@@ -14,27 +14,10 @@ from typing import Protocol
 
 from kis.protocol import SIGN_FALL, SIGN_FLAT, SIGN_LOWER_LIMIT, SIGN_RISE, SIGN_UPPER_LIMIT
 from tools.kis_sim.listings import price_limits, tick_size
+from tools.kis_sim.market import Trade
 
 MAX_RECORDS_PER_FRAME = 999
 BOOK_LEVELS = 10
-
-
-class TradeLike(Protocol):
-    """The fields of the market model's `Trade` that a record needs."""
-
-    code: str
-    time: datetime
-    price: int
-    volume: int
-    cum_volume: int
-    cum_value: int
-    side: str
-    open: int
-    high: int
-    low: int
-    prev_close: int
-    ask1: int
-    bid1: int
 
 
 class SymbolFacts(Protocol):
@@ -89,7 +72,7 @@ class _SymbolState:
         "upper",
     )
 
-    def __init__(self, trade: TradeLike, facts: SymbolFacts | None) -> None:
+    def __init__(self, trade: Trade, facts: SymbolFacts | None) -> None:
         # Split the volume traded before we first saw the symbol evenly, so ratios start plausible.
         before = trade.cum_volume - trade.volume
         self.buy_volume = before // 2
@@ -169,7 +152,7 @@ class TradeFormatter:
         self._facts = facts or {}
         self._states: dict[str, _SymbolState] = {}
 
-    def record(self, trade: TradeLike) -> str:
+    def record(self, trade: Trade) -> str:
         """One H0STCNT0 record. Hot: the per-trade columns are formatted inline, the price-dependent ones
         come from the symbol's ready strings; a zero denominator reads "0.00", as on the real feed."""
         code = trade.code
@@ -229,11 +212,29 @@ class TradeFormatter:
         ask_qty = [100 + (seed >> (3 * i)) % 30_000 for i in range(BOOK_LEVELS)]
         bid_qty = [100 + (seed >> (3 * i + 1)) % 30_000 for i in range(BOOK_LEVELS)]
         fields = (
-            code, f"{at.hour:02d}{at.minute:02d}{at.second:02d}", "0",
-            *map(str, asks), *map(str, bids), *map(str, ask_qty), *map(str, bid_qty),
-            str(sum(ask_qty)), str(sum(bid_qty)), "0", "0",
-            "0", "0", "0", "0", SIGN_FLAT, "0.00",
-            str(cum_volume), str(seed % 2_001 - 1_000), str(seed % 1_999 - 999), "0", "0", "0",
+            code,
+            f"{at.hour:02d}{at.minute:02d}{at.second:02d}",
+            "0",
+            *map(str, asks),
+            *map(str, bids),
+            *map(str, ask_qty),
+            *map(str, bid_qty),
+            str(sum(ask_qty)),
+            str(sum(bid_qty)),
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            SIGN_FLAT,
+            "0.00",
+            str(cum_volume),
+            str(seed % 2_001 - 1_000),
+            str(seed % 1_999 - 999),
+            "0",
+            "0",
+            "0",
         )
         return "^".join(fields)
 
@@ -242,7 +243,7 @@ def data_frames(tr_id: str, records: list[str]) -> list[str]:
     """`0|TR_ID|NNN|payload` frames, split so no frame carries more than 999 records."""
     frames = []
     for i in range(0, len(records), MAX_RECORDS_PER_FRAME):
-        chunk = records[i:i + MAX_RECORDS_PER_FRAME]
+        chunk = records[i : i + MAX_RECORDS_PER_FRAME]
         frames.append(f"0|{tr_id}|{len(chunk):03d}|{'^'.join(chunk)}")
     return frames
 

@@ -13,7 +13,7 @@ import json
 import threading
 from pathlib import Path
 
-from tools.kis_sim.frames import TradeLike
+from tools.kis_sim.market import Trade
 
 
 def app_key_hash(app_key: str) -> str:
@@ -36,7 +36,7 @@ class SentLog:
         self._thread.start()
 
     def add(
-        self, trades: list[TradeLike], key_hash: str, account: str | None = None, fault: str | None = None
+        self, trades: list[Trade], key_hash: str, account: str | None = None, fault: str | None = None
     ) -> None:
         """Record that `trades` went to the session of the app key hashed `key_hash` (see `app_key_hash`).
 

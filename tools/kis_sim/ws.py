@@ -38,10 +38,10 @@ from tools.kis_sim.frames import (
     MAX_RECORDS_PER_FRAME,
     SymbolFacts,
     TradeFormatter,
-    TradeLike,
     data_frames,
     encrypted_frame,
 )
+from tools.kis_sim.market import Trade
 from tools.kis_sim.sent_log import SentLog, app_key_hash
 
 ACCEPTED_PATHS = frozenset({WS_PATH, "/"})
@@ -63,7 +63,7 @@ class MarketFeed(Protocol):
 
     listings: Mapping[str, SymbolFacts]
 
-    def trades(self, code: str, start: datetime, end: datetime) -> Sequence[TradeLike]: ...
+    def trades(self, code: str, start: datetime, end: datetime) -> Sequence[Trade]: ...
 
     def quote(self, code: str, at: datetime) -> QuoteLike: ...
 
@@ -506,7 +506,7 @@ class WsServer:
                 first = i * MAX_RECORDS_PER_FRAME
                 self._send_data(subscribers, frame, trades[first:first + MAX_RECORDS_PER_FRAME])
 
-    def _send_data(self, subscribers: set[_Session], frame: str, trades: Sequence[TradeLike]) -> None:
+    def _send_data(self, subscribers: set[_Session], frame: str, trades: Sequence[Trade]) -> None:
         clean = []
         sent = 0
         faults = self._faults
