@@ -362,6 +362,7 @@ class NotifierActor(ObserverActor):
         self._save_cooldowns(at)
         self._write_ledger(key, text, at)
         self.log.info("ALERT {}", text)
+        metrics.push_recent("recent_alerts", f"{at:%H:%M:%S} {key}")
         if self._dispatcher is None:
             metrics.inc("alerts_sent")
         elif not self._dispatcher.submit(text):

@@ -396,6 +396,9 @@ class TriggerActor(ObserverActor):
         if self._book.renew_or_add(trigger) is not Renewal.ADDED:
             return False
         self.context.metrics.inc("triggers")
+        self.context.metrics.push_recent(
+            "recent_triggers", f"{trigger.detected_at:%H:%M:%S} {trigger.symbol} {trigger.kind.value}"
+        )
         profile = self._profiles.get(trigger.symbol)
         name = profile.name if profile else ""
         self.log.info("trigger {} {} {}: value {:.2f}, strength {:.2f}", trigger.kind.value, trigger.symbol,
