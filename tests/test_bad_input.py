@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ from runtime.clock import KST, Clock
 from runtime.jsonl import JsonlContents, read_jsonl
 from runtime.state_store import StateStore
 from runtime.universe_store import Fallback, UniverseFileError, UniverseStore
+from tests.stub_kis import Answer, StubKis
 from tools.kis_sim import listings
 from tools.kis_sim.master_files import master_text
 from tools.kis_sim.scenario import Scenario, ScenarioError
@@ -84,7 +83,6 @@ def ack(header: Any, body: Any) -> str:
 
 # ---- the environment a case acts in -----------------------------------------------------------------------
 
-Answer = tuple[int, str, bytes, dict[str, str]]
 """(HTTP status, content type, body, extra headers)"""
 
 GOOD_TOKEN: Answer = (
@@ -102,44 +100,11 @@ GOOD_TOKEN: Answer = (
 )
 
 
-class StubKis:
-    """A loopback HTTP server: the token path answers a good token, every other path answers `answer`
-    (or the token path answers `answer` too when `on_token`)."""
-
-    def __init__(self, answer: Answer, *, on_token: bool) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                path = self.path.split("?", 1)[0]
-                status, ctype, body, extra = (
-                    GOOD_TOKEN if path == protocol.TOKEN_PATH and not on_token else answer
-                )
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(body)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="stub-kis", daemon=True
-        )
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+def stub_kis(answer: Answer, *, on_token: bool) -> StubKis:
+    """The token path answers a good token, every other path answers `answer` (the token path too when
+    `on_token`)."""
+    return StubKis(lambda _method, path, _query, _headers: (
+        GOOD_TOKEN if path == protocol.TOKEN_PATH and not on_token else answer))
 
 
 class Env:
@@ -191,7 +156,7 @@ class Env:
         if isinstance(body, dict | list):
             body = json.dumps(body)
         raw = body.encode("utf-8") if isinstance(body, str) else body
-        stub = StubKis((status, content_type, raw, headers or {}), on_token=on_token)
+        stub = stub_kis((status, content_type, raw, headers or {}), on_token=on_token)
         self._stubs.append(stub)
         return self.client(stub.url)
 

@@ -13,12 +13,10 @@ import itertools
 import json
 import math
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +40,7 @@ from kis.errors import (
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
 from runtime.clock import KST
+from tests.stub_kis import Answer, StubHandler, StubKis
 from tools.kis_sim.server import KisSimulator, SimConfig
 
 FAST_RETRIES = RateLimitSettings(retry_backoff_seconds=(0.05, 0.1, 0.2, 0.4), max_retries=5)
@@ -515,55 +514,6 @@ def test_nothing_listening_is_a_transport_error(recorder: Recorder) -> None:
 
 
 # ---- a KIS-shaped server for what the simulator does not produce -----------------------------------------
-
-
-Answer = tuple[int, str, bytes, dict[str, str]]
-"""(HTTP status, content type, body, extra headers)"""
-StubHandler = Callable[[str, str, dict[str, str], dict[str, str]], Answer]
-"""(method, path, query, headers) -> Answer"""
-
-
-class StubKis:
-    """A loopback HTTP server answering every request through `handler`; keeps what it was sent."""
-
-    def __init__(self, handler: StubHandler) -> None:
-        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                size = int(headers.get("content-length") or 0)
-                if size:
-                    self.rfile.read(size)
-                stub.requests.append((self.command, parts.path, query, headers))
-                status, ctype, body, extra = handler(self.command, parts.path, query, headers)
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(body)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 class FixedTokenSource:
