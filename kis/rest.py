@@ -154,24 +154,24 @@ class KisRestClient:
 
     # --- auth -------------------------------------------------------------------------------------
 
-    def issue_token(self) -> AccessToken:
-        """POST /oauth2/tokenP. KIS allows one issuance a minute; a second raises `KisTokenTooSoon`."""
-        body = {
+    def _credentials_body(self, *, secret_field: str) -> dict[str, str]:
+        """tokenP names the secret `appsecret`, Approval names it `secretkey`."""
+        return {
             "grant_type": "client_credentials",
             "appkey": self._account.app_key.get_secret_value(),
-            "appsecret": self._account.app_secret.get_secret_value(),
+            secret_field: self._account.app_secret.get_secret_value(),
         }
+
+    def issue_token(self) -> AccessToken:
+        """POST /oauth2/tokenP. KIS allows one issuance a minute; a second raises `KisTokenTooSoon`."""
+        body = self._credentials_body(secret_field="appsecret")
         reply = self._call("POST", protocol.TOKEN_PATH, json_body=body, authorized=False)
         self._issued_at = time.monotonic()
         return self._access_token(reply.body)
 
     def issue_approval_key(self) -> ApprovalKey:
         """POST /oauth2/Approval (the WebSocket key; note the body field `secretkey`)."""
-        body = {
-            "grant_type": "client_credentials",
-            "appkey": self._account.app_key.get_secret_value(),
-            "secretkey": self._account.app_secret.get_secret_value(),
-        }
+        body = self._credentials_body(secret_field="secretkey")
         reply = self._call("POST", protocol.APPROVAL_PATH, json_body=body, authorized=False)
         key = reply.body.get("approval_key")
         if not isinstance(key, str) or not key:
