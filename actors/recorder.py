@@ -10,6 +10,9 @@ Files (provider = the account name, market from the day's universe, "KRX" when t
 | gap markers | `system/gaps/{account}/{YYYYMMDD}_gaps.jsonl` |
 | overflow ledger | `system/overflow/{account}/{YYYYMMDD}_overflow.jsonl` |
 
+The backup also packs the notifier's alerts ledger (`system/alerts/{YYYYMMDD}_alerts.jsonl`, written by
+the notifier, not here), so the archive holds the whole day.
+
 One tick file per symbol and day, because analysis loads one symbol at a time:
 `pandas.read_json(path, lines=True)` gives one row per tick with the columns `symbol, exchange_time,
 received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source`.
@@ -367,13 +370,14 @@ class RecorderActor(ObserverActor):
 
 
 def day_files(root: Path, day: date) -> Iterator[Path]:
-    """Every data file of `day` below the observer root (ticks, recovery, snapshots, markers, ledger)."""
+    """Every data file of `day` below the observer root (ticks, recovery, snapshots, markers, ledgers)."""
     stamp = f"{day:%Y%m%d}"
     for track in ("scalp", "swing"):
         for folder in root.glob(f"{track}/*/*/{stamp}"):
             yield from (path for path in folder.rglob("*") if path.is_file())
     for kind in ("gaps", "overflow"):
         yield from root.glob(f"system/{kind}/*/{stamp}_{kind}.jsonl")
+    yield from root.glob(f"system/alerts/{stamp}_alerts.jsonl")
 
 
 def manifest_entry(root: Path, path: Path) -> dict[str, Any]:

@@ -15,14 +15,17 @@ import pykka
 import pytest
 
 from actors.directory import Directory
+from actors.notifier import NotifierActor
 from actors.recorder import SCAN_ROWS_PER_STEP, RecorderActor, snapshot_fields, tick_line
 from actors.supervisor import ChildSpec, Supervisor
+from core.alerts import make_alert
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
 from core.schedule import DayEvent
 from kis.models import MinuteBar, MultiQuote
 from kis.ticks import TradeFrame, TradeTick
 from kis.ws_codec import decode
+from messages.alerts import AlertRaised, SystemAlert
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.schedule import DayEventFired
@@ -285,6 +288,33 @@ def test_daily_backup_packs_the_day_with_a_correct_manifest(tmp_path: Path) -> N
     recorder.frame("005930", 1, at=DAY.replace(hour=21, minute=1), first_cum=5000)
     recorder.ref.stop()
     assert len(read_jsonl(recorder.tick_file("005930")).records) == 4
+
+
+def test_the_backup_packs_the_days_alerts_ledger(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    notifier = NotifierActor.start("notifier", recorder.directory, recorder.context)
+    notifier.tell(AlertRaised(at=DAY, alert=make_alert("005930", "삼성전자", "volume_surge", 3.0, 3.4, DAY)))
+    notifier.tell(SystemAlert(at=DAY, key="overflow.0.05", text="overflow rate above 5 %"))
+    notifier.tell(SystemAlert(at=DAY - timedelta(days=1), key="ws.down", text="yesterday"))
+    notifier.ask(Ping(at=DAY), timeout=WAIT)
+    recorder.frame("005930", 1)
+    ledger = recorder.context.paths.alerts_ledger(DAY.date())
+    assert len(read_jsonl(ledger).records) == 2
+
+    backup_at = DAY.replace(hour=21, minute=0)
+    result = recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
+
+    ledger_name = ledger.relative_to(recorder.observer).as_posix()
+    assert ledger_name == "system/alerts/20240304_alerts.jsonl"
+    assert result.files == 2
+    with tarfile.open(result.archive, "r:gz") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        entries = {entry["path"]: entry for entry in manifest["files"]}
+        packed = tar.extractfile(ledger_name).read()
+    assert packed == ledger.read_bytes()
+    assert entries[ledger_name]["sha256"] == hashlib.sha256(packed).hexdigest()
+    assert entries[ledger_name]["size"] == len(packed)
+    assert "system/alerts/20240303_alerts.jsonl" not in entries
 
 
 def test_every_tick_the_simulator_sent_is_recorded(tmp_path: Path, kis_sim) -> None:
