@@ -492,6 +492,45 @@ def test_a_client_leaving_during_a_slow_answer_is_one_log_line_not_a_traceback(
     assert "Traceback" not in capfd.readouterr().err
 
 
+def test_an_internal_error_is_one_log_line_without_headers_or_body(
+    market: Market, capfd: pytest.CaptureFixture[str]
+) -> None:
+    secret = "secret-internal-error-7f3a"
+
+    def failing_sleep(_seconds: float) -> None:
+        raise RuntimeError(f"sleep broke while holding {secret}")
+
+    clock = SimulatedClock(OPEN_TIME, speed=0)
+    faults = Faults()
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}", level="DEBUG")
+    try:
+        accounts = Accounts(market, faults, clock)
+        with RestServer(market, accounts, faults, clock, sleep=failing_sleep) as server:
+            faults.slow_rest(0.1, 30.0)  # every answer first sleeps: the failing sleep is the internal error
+            headers = {"appkey": "key-1", "appsecret": secret, "authorization": f"Bearer {secret}",
+                       "tr_id": "FHKST01010100", "custtype": "P"}
+            params = {"FID_COND_MRKT_DIV_CODE": "J", "FID_INPUT_ISCD": "005930"}
+            quote = requests.get(f"{server.url}{protocol.INQUIRE_PRICE_PATH}", headers=headers, params=params,
+                                 timeout=5)
+            body = {"grant_type": "client_credentials", "appkey": "key-1", "appsecret": secret}
+            token = requests.post(f"{server.url}{protocol.TOKEN_PATH}", json=body, timeout=5)
+            _counts, errors = server.app.counts()
+    finally:
+        logger.remove(sink)
+    for answer in (quote, token):
+        assert answer.status_code == 500 and answer.json()["msg_cd"] == "EGW00002"
+        assert secret not in answer.text
+    assert errors["EGW00002"] == 2
+    failures = [line for line in lines if "internal error" in line]
+    assert [line.rstrip("\n") for line in failures] == [
+        f"KIS simulator REST: internal error RuntimeError on GET {protocol.INQUIRE_PRICE_PATH}",
+        f"KIS simulator REST: internal error RuntimeError on POST {protocol.TOKEN_PATH}",
+    ]
+    assert not any(secret in line for line in lines)
+    assert secret not in capfd.readouterr().err
+
+
 # ---- quotations ------------------------------------------------------------------------------------------
 # ---- quotations ------------------------------------------------------------------------------------------
 

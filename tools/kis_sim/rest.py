@@ -206,8 +206,10 @@ class RestApp:
             with self._lock:
                 self.errors[str(answer)] += 1
             return _json(answer.status, answer.payload)
-        except Exception:
-            logger.exception("KIS simulator REST: internal error on {} {}", method, path)
+        except Exception as error:
+            # One line, no traceback: a traceback's frames (and loguru's variable values) would show the
+            # request's headers and body, which carry app keys, secrets and tokens.
+            logger.error("KIS simulator REST: internal error {} on {} {}", type(error).__name__, method, path)
             with self._lock:
                 self.errors["EGW00002"] += 1
             return _json(500, {"rt_cd": "1", "msg_cd": "EGW00002", "msg1": GATEWAY_MESSAGES["EGW00002"]})
