@@ -21,10 +21,20 @@ from runtime.paths import DataPaths
 
 
 class ObserverSystem:
-    """Build with settings, a clock and the KIS endpoints (None: the real ones); `start()`, then `stop()`."""
+    """Build with settings, a clock and the KIS endpoints (None: the real ones); `start()`, then `stop()`.
+
+    `restart_limit` is the supervisor's `(max_restarts, period_seconds)` (see `Supervisor.restart_limit`);
+    None keeps the supervisor's defaults, which production uses. Tests that crash every actor raise it.
+    """
 
     def __init__(
-        self, settings: Settings, clock: Clock, rest_url: str | None = None, ws_url: str | None = None
+        self,
+        settings: Settings,
+        clock: Clock,
+        rest_url: str | None = None,
+        ws_url: str | None = None,
+        *,
+        restart_limit: tuple[int, float] | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.vault = TokenVault(
@@ -41,7 +51,13 @@ class ObserverSystem:
         )
         self.specs = child_specs(self.context)
         self.child_ids = tuple(spec.id for spec in self.specs)
-        self.supervisor = Supervisor(self.specs, clock=clock)
+        if restart_limit is None:
+            self.supervisor = Supervisor(self.specs, clock=clock)
+        else:
+            max_restarts, period_seconds = restart_limit
+            self.supervisor = Supervisor(
+                self.specs, clock=clock, max_restarts=max_restarts, period_seconds=period_seconds
+            )
         self._alive_at_stop: tuple[str, ...] | None = None
 
     @property

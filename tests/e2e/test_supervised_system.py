@@ -4,8 +4,7 @@ one restarted with its state while the system keeps recording; a crash loop stop
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pykka
 import pytest
 
 from actors.slot_manager import SlotManagerProxy
-from actors.supervisor import EXIT_ESCALATED, Supervisor
+from actors.supervisor import EXIT_ESCALATED
 from app.observer import sim_accounts
 from app.system import ObserverSystem
 from config.loader import load_settings
@@ -57,34 +56,34 @@ def settings(tmp_path: Path):
 
 
 @pytest.fixture
-def system(settings, kis_sim: KisSimulator) -> Iterator[ObserverSystem]:
-    built = ObserverSystem(settings, kis_sim.clock, kis_sim.rest_url, kis_sim.ws_url)
-    setup_logging(Path(settings.log_dir), [*built.child_ids, "supervisor"], 1, console_level="WARNING")
+def build_system(settings, kis_sim: KisSimulator) -> Iterator[Callable[..., ObserverSystem]]:
+    """`build_system(restart_limit=None)`: an ObserverSystem on the simulator, logging to the log dir;
+    stopped and cleaned up after the test."""
+    built: list[ObserverSystem] = []
+
+    def build(restart_limit: tuple[int, float] | None = None) -> ObserverSystem:
+        system = ObserverSystem(
+            settings, kis_sim.clock, kis_sim.rest_url, kis_sim.ws_url, restart_limit=restart_limit
+        )
+        setup_logging(Path(settings.log_dir), [*system.child_ids, "supervisor"], 1, console_level="WARNING")
+        built.append(system)
+        return system
+
     try:
-        yield built
+        yield build
     finally:
-        if not built.supervisor.stopped.is_set():
-            built.stop()
-        built.vault.close()
+        for system in built:
+            if not system.supervisor.stopped.is_set():
+                system.stop()
+            system.vault.close()
         pykka.ActorRegistry.stop_all()
         reset_logging()
 
 
-def production_restart_limit() -> tuple[int, float]:
-    """(max_restarts, period_seconds) of the supervisor `ObserverSystem` builds (the Supervisor defaults)."""
-    parameters = inspect.signature(Supervisor).parameters
-    return parameters["max_restarts"].default, parameters["period_seconds"].default
-
-
-def with_restart_room(system: ObserverSystem, max_restarts: int) -> ObserverSystem:
-    """One crash per actor is more restarts than the production limit (5 in 30 s) allows in a short test,
-    so this test's supervisor (same specs, same class) gets room for them; the crash-loop test keeps the
-    production limit."""
-    _, period = production_restart_limit()
-    system.supervisor = Supervisor(
-        system.specs, clock=system.context.clock, max_restarts=max_restarts, period_seconds=period
-    )
-    return system
+ROOM_FOR_ONE_CRASH_EACH = (50, 30.0)
+"""A restart limit (max_restarts, period_seconds) far above one crash per actor (10 of them): the
+production limit (5 in 30 s) would rightly stop a system whose actors all crash within seconds. The
+crash-loop test keeps the production limit."""
 
 
 def counter(system: ObserverSystem, name: str) -> int:
@@ -125,8 +124,9 @@ def log_lines(log_dir: Path, actor: str, text: str) -> int:
 
 
 @pytest.mark.timeout(90)
-def test_each_actor_crashed_in_turn_comes_back_with_its_state(system: ObserverSystem, settings) -> None:
-    with_restart_room(system, max_restarts=2 * len(system.child_ids)).start()
+def test_each_actor_crashed_in_turn_comes_back_with_its_state(build_system, settings) -> None:
+    system = build_system(restart_limit=ROOM_FOR_ONE_CRASH_EACH).start()
+    assert system.supervisor.restart_limit == ROOM_FOR_ONE_CRASH_EACH
     directory, clock = system.directory, system.context.clock
     log_dir = Path(settings.log_dir)
     assert wait_for(lambda: streaming(system), timeout=30), "Track B never started streaming"
@@ -213,9 +213,9 @@ def test_each_actor_crashed_in_turn_comes_back_with_its_state(system: ObserverSy
 
 
 @pytest.mark.timeout(60)
-def test_crash_loop_stops_everything_with_a_non_zero_exit(system: ObserverSystem, settings) -> None:
-    system.start()
-    max_restarts, _ = production_restart_limit()
+def test_crash_loop_stops_everything_with_a_non_zero_exit(build_system) -> None:
+    system = build_system().start()
+    max_restarts, _ = system.supervisor.restart_limit
     refs = {child: system.directory.ref(child) for child in system.child_ids}
     assert all(ref is not None and ref.is_alive() for ref in refs.values())
 
