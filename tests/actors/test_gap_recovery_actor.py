@@ -3,12 +3,10 @@ markers, and the end-to-end promise: every tick sent is recorded or inside a rec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pykka
-import pytest
 
 from actors.gap_recovery import IN_FLIGHT_SECONDS, expected_gap_start
 from config.settings import WebSocketSettings
@@ -19,12 +17,6 @@ from runtime.clock import KST
 from runtime.jsonl import read_jsonl
 from tests.actors.data_plane_support import FAST_WS, WAIT, DataPlane, wait_until
 from tools.kis_sim.sent_log import app_key_hash
-
-
-@pytest.fixture(autouse=True)
-def _stop_actors() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all()
 
 
 def gaps_plane(tmp_path: Path, kis_sim, websocket: WebSocketSettings = FAST_WS) -> DataPlane:

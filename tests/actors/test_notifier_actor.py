@@ -41,12 +41,6 @@ class NoCredentials:
         raise AssertionError("the notifier must not need KIS credentials")
 
 
-@pytest.fixture(autouse=True)
-def _stop_actors() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all()
-
-
 @pytest.fixture
 def sink() -> Iterator[ChatSink]:
     with ChatSink() as server:

@@ -7,12 +7,10 @@ import json
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pykka
-import pytest
 
 from actors.directory import Directory
 from actors.notifier import NotifierActor
@@ -44,12 +42,6 @@ LIVE_RECORD = (
     "71292^244009^2795345^2044512^0.16^5367918^180.61^0^^62700"
 )
 LIVE_FIELDS = LIVE_RECORD.split("^")
-
-
-@pytest.fixture(autouse=True)
-def _stop_actors() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all()
 
 
 def ticks(symbol: str, at: datetime, count: int, first_cum: int = 1000) -> tuple[TradeTick, ...]:

@@ -3,7 +3,6 @@ simulator), catch-up after pauses, restarts, the ticker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from functools import partial
 
@@ -49,12 +48,6 @@ TRADING_DAY = [
     ("event", DayEvent.TOKEN_CHECK, time(23, 0)),
 ]
 """What a KRX trading day must announce, in order (the seed's operation schedule)."""
-
-
-@pytest.fixture(autouse=True)
-def stop_actors() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all(timeout=5)
 
 
 def kst(day: date, hour: int, minute: int = 0) -> datetime:

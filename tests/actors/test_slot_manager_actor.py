@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pykka
 import pytest
 from loguru import logger
 from pydantic import SecretStr
@@ -137,12 +136,12 @@ def ten_candidates() -> tuple[Candidate, ...]:
 
 
 @pytest.fixture(autouse=True)
-def _stop_actors() -> Iterator[None]:
+def _stop_harnesses() -> Iterator[None]:
+    """Each harness's supervisor stops its tree in order (the conftest's `_stop_actors` sweeps up after)."""
     yield
     for harness in Harness.started:
         harness.supervisor.stop()
     Harness.started.clear()
-    pykka.ActorRegistry.stop_all()
 
 
 def test_more_candidates_than_slots_the_strongest_get_them(tmp_path: Path) -> None:

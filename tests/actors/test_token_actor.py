@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterator
 
-import pykka
 import pytest
 
 from actors.directory import Directory
@@ -18,23 +17,14 @@ from messages.alerts import SystemAlert
 from messages.schedule import ClockTick, DayEventFired
 from messages.streaming import CredentialsRenewed
 from messages.system import Ping
-from tests.actors.control_plane_support import make_context, sim_account, start_recorders
-from tools.kis_sim.server import KisSimulator, SimConfig
-
-MONDAY = dt.date(2024, 3, 4)
+from tests.actors.control_plane_support import make_context, start_recorders
+from tools.kis_sim.server import SimConfig
 
 
 @pytest.fixture
-def sim() -> Iterator[KisSimulator]:
-    config = SimConfig(seed=5, date=MONDAY, start=dt.time(8, 20), speed=0, n_symbols=40)
-    with KisSimulator(config) as simulator:
-        yield simulator
-    pykka.ActorRegistry.stop_all(timeout=5)
-
-
-@pytest.fixture
-def accounts():
-    return (sim_account("acct1"), sim_account("acct2"))
+def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
+    """The suite's simulator on a manual clock at 08:20 on its Monday, before the 08:30 token refresh."""
+    return dataclasses.replace(kis_sim_config, seed=5, start=dt.time(8, 20), speed=0, n_symbols=40)
 
 
 def start_tokens(tmp_path, sim, accounts, settings: Settings | None = None):
@@ -56,19 +46,19 @@ def vault_of(context) -> TokenVault:
     return context.vault
 
 
-def test_start_gives_every_account_a_token_and_approval_key_cached_on_disk(tmp_path, sim, accounts):
-    context, directory, journals = start_tokens(tmp_path, sim, accounts)
+def test_start_gives_every_account_a_token_and_approval_key_cached_on_disk(tmp_path, kis_sim, accounts):
+    context, directory, journals = start_tokens(tmp_path, kis_sim, accounts)
     vault = vault_of(context)
     for account in accounts:
         assert vault.issued_count(account.name) == 1
         assert vault.cache_path(account.name).exists()
-        assert sim.accounts.app_key_for_approval(vault.approval_key(account.name).get_secret_value()) == (
+        assert kis_sim.accounts.app_key_for_approval(vault.approval_key(account.name).get_secret_value()) == (
             account.app_key.get_secret_value()
         )
     assert journals["notifier"].received() == []
 
     directory.ref("tokens").stop()
-    restarted, directory, _ = start_tokens(tmp_path, sim, accounts)
+    restarted, directory, _ = start_tokens(tmp_path, kis_sim, accounts)
     for account in accounts:
         assert vault_of(restarted).issued_count(account.name) == 0
         assert (
@@ -77,15 +67,17 @@ def test_start_gives_every_account_a_token_and_approval_key_cached_on_disk(tmp_p
         )
 
 
-def test_pre_market_refresh_via_the_scheduler_renews_and_restarts_each_connection(tmp_path, sim, accounts):
-    context, directory, journals = start_tokens(tmp_path, sim, accounts)
+def test_pre_market_refresh_via_the_scheduler_renews_and_restarts_each_connection(
+    tmp_path, kis_sim, accounts
+):
+    context, directory, journals = start_tokens(tmp_path, kis_sim, accounts)
     vault = vault_of(context)
     before = {a.name: vault.approval_key(a.name).get_secret_value() for a in accounts}
     directory.register("scheduler", SchedulerActor.start("scheduler", directory, context))
 
-    sim.clock.advance(15 * 60)  # 08:35: past the 08:30 TOKEN_REFRESH
-    directory.ask("scheduler", ClockTick(at=sim.clock.now()))
-    settle(directory, sim, "tokens", "ws.acct1", "ws.acct2")
+    kis_sim.clock.advance(15 * 60)  # 08:35: past the 08:30 TOKEN_REFRESH
+    directory.ask("scheduler", ClockTick(at=kis_sim.clock.now()))
+    settle(directory, kis_sim, "tokens", "ws.acct1", "ws.acct2")
 
     for account in accounts:
         renewed = journals[f"ws.{account.name}"].received(CredentialsRenewed)
@@ -93,21 +85,21 @@ def test_pre_market_refresh_via_the_scheduler_renews_and_restarts_each_connectio
         assert vault.issued_count(account.name) == 2
         after = vault.approval_key(account.name).get_secret_value()
         assert after != before[account.name]
-        assert sim.accounts.app_key_for_approval(after) == account.app_key.get_secret_value()
+        assert kis_sim.accounts.app_key_for_approval(after) == account.app_key.get_secret_value()
     assert context.metrics.count("token_renewals") == 2
 
 
-def test_token_check_renews_only_tokens_of_23_hours(tmp_path, sim, accounts):
-    context, directory, journals = start_tokens(tmp_path, sim, accounts)
+def test_token_check_renews_only_tokens_of_23_hours(tmp_path, kis_sim, accounts):
+    context, directory, journals = start_tokens(tmp_path, kis_sim, accounts)
     vault = vault_of(context)
     first = vault.access_token("acct1").token.get_secret_value()
 
-    sim.clock.advance(22 * 3600)
-    directory.ask("tokens", DayEventFired(at=sim.clock.now(), event=DayEvent.TOKEN_CHECK))
+    kis_sim.clock.advance(22 * 3600)
+    directory.ask("tokens", DayEventFired(at=kis_sim.clock.now(), event=DayEvent.TOKEN_CHECK))
     assert [vault.issued_count(a.name) for a in accounts] == [1, 1]
 
-    sim.clock.advance(3600 + 1)
-    renewed = directory.ask("tokens", ClockTick(at=sim.clock.now()))
+    kis_sim.clock.advance(3600 + 1)
+    renewed = directory.ask("tokens", ClockTick(at=kis_sim.clock.now()))
 
     assert renewed == ("acct1", "acct2")
     assert [vault.issued_count(a.name) for a in accounts] == [2, 2]
@@ -117,16 +109,16 @@ def test_token_check_renews_only_tokens_of_23_hours(tmp_path, sim, accounts):
     assert context.metrics.snapshot()["token_age_hours.acct1"] == 0.0
 
 
-def test_a_failed_refresh_is_alerted_and_the_old_token_kept(tmp_path, sim, accounts):
+def test_a_failed_refresh_is_alerted_and_the_old_token_kept(tmp_path, kis_sim, accounts):
     settings = Settings(rate_limit=RateLimitSettings(max_retries=0))
-    context, directory, journals = start_tokens(tmp_path, sim, accounts, settings)
+    context, directory, journals = start_tokens(tmp_path, kis_sim, accounts, settings)
     vault = vault_of(context)
     held = vault.access_token("acct1").token.get_secret_value()
-    sim.clock.advance(15 * 60)
-    sim.faults.rate_limit_burst(30)
+    kis_sim.clock.advance(15 * 60)
+    kis_sim.faults.rate_limit_burst(30)
 
-    renewed = directory.ask("tokens", DayEventFired(at=sim.clock.now(), event=DayEvent.TOKEN_REFRESH))
-    settle(directory, sim, "notifier")
+    renewed = directory.ask("tokens", DayEventFired(at=kis_sim.clock.now(), event=DayEvent.TOKEN_REFRESH))
+    settle(directory, kis_sim, "notifier")
 
     assert renewed == ()
     alerts = journals["notifier"].received(SystemAlert)

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pykka
 import pytest
 from pydantic import SecretStr
 
@@ -116,12 +115,12 @@ class Harness:
 
 
 @pytest.fixture(autouse=True)
-def _stop_actors() -> Iterator[None]:
+def _stop_harnesses() -> Iterator[None]:
+    """Each harness's supervisor stops its tree in order (the conftest's `_stop_actors` sweeps up after)."""
     yield
     for harness in Harness.started:
         harness.supervisor.stop()
     Harness.started.clear()
-    pykka.ActorRegistry.stop_all()
 
 
 def profile(symbol: str, name: str, *, market_cap: int = 10**12, avg_volume: float = 1_000_000,

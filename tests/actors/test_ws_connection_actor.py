@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pykka
 import pytest
 
 from core.schedule import Phase
@@ -25,12 +22,6 @@ from tests.actors.control_plane_support import sim_account
 from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
 
 PEERS = ("recorder", "triggers", "gaps", "slots", "notifier")
-
-
-@pytest.fixture(autouse=True)
-def _stop_actors() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all()
 
 
 @pytest.fixture
