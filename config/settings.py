@@ -30,7 +30,6 @@ class Section(BaseModel):
 
 
 class UniverseSettings(Section):
-    generation_time: str = "05:00"
     min_close_price: PositiveInt = 4000
     exclude_suspended: bool = True
     exclude_managed: bool = False
