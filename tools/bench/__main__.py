@@ -41,11 +41,12 @@ class Plan:
     core_runs: int
     day_speed: float
     day_trade_rate: float
+    allocation_runs: int = 200
     parse_seconds: float = 1.0
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=10.0, per_symbol_sample=100, drops=20,
-            gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0)
+            gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0, allocation_runs=1000)
 QUICK = Plan(throughput_window=2.0, max_rate=30_000, latency_window=3.0, per_symbol_sample=30, drops=10,
              gaps=8, core_runs=20, day_speed=1560.0, day_trade_rate=0.125)
 
@@ -77,7 +78,7 @@ def run(
     try:
         if server is not None:
             _run_with_server(plan, root, server, attempt)
-        attempt("core", lambda: [decisions.allocation(runs=plan.core_runs),
+        attempt("core", lambda: [decisions.allocation(runs=plan.allocation_runs),
                                  decisions.context_sync(runs=max(3, plan.core_runs // 10))])
     finally:
         if server is not None:

@@ -46,6 +46,7 @@ BUSY_SECONDS = 8  # of the 10 s before the gap with a trade: the symbol's median
 GAP_LIMIT = 1.0
 CONTEXT_SYNC_LIMIT = 2.0
 ALLOCATION_LIMIT = 0.005
+ALLOCATION_WARM_UP = 10
 
 
 class _Marks:
@@ -222,6 +223,9 @@ def context_sync(*, runs: int) -> Result:
 
 
 def allocation(*, runs: int) -> Result:
+    """p99 wall time of one rebalance, after `ALLOCATION_WARM_UP` untimed ones (first calls pay for caches
+    and the CPU leaving its idle state). CPU time of the same runs is reported beside it: on a shared VM the
+    wall p99 also counts the moments the thread was not running at all."""
     settings = SlotSettings()
     accounts = [ProviderAccount(f"acct{i}", 41) for i in range(1, 4)]
     rng = random.Random(5)
@@ -237,25 +241,32 @@ def allocation(*, runs: int) -> Result:
     state = allocate_slots(SlotState.initial(accounts, settings), candidates(now), (), now, settings,
                            accounts).state
     inputs = []
-    for _ in range(runs):
+    for _ in range(ALLOCATION_WARM_UP + runs):
         now += timedelta(seconds=settings.min_dwell_seconds)
         inputs.append((now, candidates(now)))
-    timings, floors = [], []
-    for at, ranked in inputs:
-        started = time.perf_counter()
+    timings, cpu_timings, floors = [], [], []
+    for number, (at, ranked) in enumerate(inputs):
+        cpu_started, started = time.thread_time(), time.perf_counter()
         allocation = allocate_slots(state, ranked, (), at, settings, accounts)
-        timings.append(time.perf_counter() - started)
+        elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
         state = allocation.state
         started = time.perf_counter()
         sorted(ranked, key=lambda c: c.score, reverse=True)
-        floors.append(time.perf_counter() - started)
+        if number >= ALLOCATION_WARM_UP:
+            timings.append(elapsed)
+            cpu_timings.append(cpu)
+            floors.append(time.perf_counter() - started)
     timings.sort()
+    cpu_timings.sort()
     floors.sort()
     p99 = percentile(timings, 99.0)
+    wall_ms = f"p50 {percentile(timings, 50.0) * 1000:.2f} ms, max {timings[-1] * 1000:.2f} ms"
+    cpu_p50, cpu_p99 = percentile(cpu_timings, 50.0) * 1000, percentile(cpu_timings, 99.0) * 1000
+    cpu_ms = f"p50 {cpu_p50:.2f} ms, p99 {cpu_p99:.2f} ms"
     return Result(
         name="allocation_2500_candidates_p99", figure=p99 * 1000, unit="ms",
         target=f"< {ALLOCATION_LIMIT * 1000:g}",
         baseline=percentile(floors, 50.0) * 1000, met=p99 < ALLOCATION_LIMIT,
-        detail=f"p50 {percentile(timings, 50.0) * 1000:.2f} ms over {runs} rebalances of a 3 x 41 pool; "
-               f"baseline: sorting the 2,500 candidates by score (median, ms)",
+        detail=f"wall {wall_ms} over {runs} rebalances of a 3 x 41 pool ({ALLOCATION_WARM_UP} untimed "
+               f"first); CPU time {cpu_ms}; baseline: sorting the 2,500 candidates by score (median, ms)",
     )
