@@ -97,15 +97,20 @@ def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Calla
             line.append(pipeline.Pipeline(root / "pipeline", server))
         return line[0]
 
-    try:
-        attempt("pipeline", lambda: [
+    def throughputs() -> list[Result]:
+        """Both framings; the bare receive loop is measured first, while no actor is subscribed."""
+        ceiling = pipeline.receive_ceiling(server, seconds=plan.throughput_window, rate=plan.max_rate)
+        return [
             pipeline.throughput(tick_path(), window=plan.throughput_window, max_rate=plan.max_rate,
                                 parse_rates=pipeline.parse_baseline(tick_path(), seconds=plan.parse_seconds)),
             pipeline.throughput(tick_path(), window=plan.throughput_window, max_rate=plan.max_rate,
                                 parse_rates=pipeline.parse_baseline(tick_path(), seconds=plan.parse_seconds,
-                                                                  frame_records=1),
+                                                                  frame_records=1) | {"receive": ceiling},
                                 frame_records=1),
-        ])
+        ]
+
+    try:
+        attempt("pipeline", throughputs)
         attempt("latency", lambda: pipeline.latency_results(tick_path(), plan.latency_window))
     finally:
         if line:

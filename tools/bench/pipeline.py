@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from actors.directory import Directory
 from actors.gap_recovery import GapRecoveryActor
 from actors.notifier import NotifierActor
@@ -29,7 +31,10 @@ from actors.triggers import TriggerActor
 from actors.ws_connection import WSConnectionActor
 from config.settings import ScanSettings, Settings
 from kis.fields import H0STCNT0_FIELDS
+from kis.protocol import TrId
+from kis.ticks import Decoded, TradeFrame
 from kis.ws_codec import decode
+from kis.ws_session import KisWebSocketSession
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
 from runtime.latency import LatencyRecorder, LatencySummary
@@ -97,6 +102,7 @@ class Pipeline:
         facts = server.info["blast_symbols"]
         self.symbols = tuple(f["symbol"] for f in facts)
         self.actors = Started(Directory(self.clock))
+        self._sent_before = int(server.command(cmd="status")["records"])
         try:
             self.actors.start("recorder", timed(RecorderActor, RECORD_WRITTEN, self.latency), self.context)
             self.actors.start("notifier", NotifierActor, self.context)
@@ -122,7 +128,8 @@ class Pipeline:
         return min(self.latency.records(stage) for stage in STAGES)
 
     def sent(self) -> int:
-        return int(self.server.command(cmd="status")["records"])
+        """Records the blaster sent since this pipeline subscribed (it counts from its own start)."""
+        return int(self.server.command(cmd="status")["records"]) - self._sent_before
 
     def blast(self, rate: float, frame_records: int | None = None) -> int:
         """Offer `rate` records/s in frames of `frame_records` (default: as the simulator's feed frames)."""
@@ -199,6 +206,10 @@ def throughput(pipeline: Pipeline, *, window: float, max_rate: float, parse_rate
     name = "tick_pipeline_throughput" + (f"_{frame_records}_record_frames" if frame_records else "")
     framing = (f"{frame_records} record(s) per frame" if frame_records
                else f"frames as the simulator's feed cuts them ({FEED_STEP_SECONDS:g} s of one symbol)")
+    ceiling = ""
+    if "receive" in parse_rates:
+        ceiling = (f" the session's receive loop alone (websocket-client + decode, no actors) took in "
+                   f"{parse_rates['receive']:,.0f} frames/s of {max_rate:,.0f} offered;")
     tried = "; ".join(
         f"{s.rate:,.0f}/s x{s.records_per_frame}/frame: sent {s.sent_rate:,.0f}/s, processed "
         f"{s.processed_rate:,.0f}/s, backlog {s.backlog_growth:+,d} -> {'ok' if s.sustained else 'no'}"
@@ -208,8 +219,38 @@ def throughput(pipeline: Pipeline, *, window: float, max_rate: float, parse_rate
         name=name, figure=figure, unit="records/s",
         target=f">= {TARGET_THROUGHPUT:,.0f}", baseline=parse_rates["naive"], met=figure >= TARGET_THROUGHPUT,
         detail=f"{framing}{capped}; baseline: naive parse only (split + zip dicts) of the same frames, one "
-               f"thread; kis.ws_codec.decode alone {parse_rates['codec']:,.0f} records/s; steps: {tried}",
+               f"thread; kis.ws_codec.decode alone {parse_rates['codec']:,.0f} records/s;{ceiling} "
+               f"steps: {tried}",
     )
+
+
+def receive_ceiling(server: BenchServer, *, seconds: float, rate: float) -> float:
+    """Frames/s that `KisWebSocketSession`'s receive loop alone takes in (websocket-client + decode, a
+    counter for a callback, no actor) while the blaster offers `rate` one-record frames/s: the ceiling of
+    any tick path built on it. Measured before the pipeline's actors subscribe (the blaster feeds every
+    subscribed session)."""
+    frames = [0]
+
+    def count(value: Decoded) -> None:
+        if isinstance(value, TradeFrame):
+            frames[0] += 1
+
+    session = KisWebSocketSession(server.blaster_url, SecretStr("bench-receive-ceiling"), count,
+                                  name="bench-receive")
+    session.connect()
+    try:
+        session.subscribe(TrId.TRADE.value, server.info["blast_symbols"][0]["symbol"])
+        wait_for(lambda: server.command(cmd="status")["sessions"] >= 1, 20.0, "the ceiling's subscription")
+        server.command(cmd="blast", rate=rate, records_per_frame=1)
+        time.sleep(0.5)
+        counted, started = frames[0], time.monotonic()
+        time.sleep(seconds)
+        received = (frames[0] - counted) / (time.monotonic() - started)
+    finally:
+        server.command(cmd="blast", rate=0)
+        session.close()
+    wait_for(lambda: server.command(cmd="status")["sessions"] == 0, 20.0, "the ceiling's session to end")
+    return received
 
 
 def parse_baseline(pipeline: Pipeline, seconds: float, frame_records: int | None = None) -> dict[str, float]:
