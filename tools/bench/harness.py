@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import subprocess
 import sys
 import threading
@@ -78,6 +80,10 @@ class BenchServer:
         """The simulator's 1,000 largest symbols, largest first."""
         return [facts["symbol"] for facts in self.info["universe"]]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far; NaN where /proc cannot tell."""
+        return process_cpu_seconds(self._process.pid)
+
     def command(self, **command: Any) -> dict[str, Any]:
         with self._lock:
             stdin = self._process.stdin
@@ -115,6 +121,15 @@ class BenchServer:
         if not result or not result[0]:
             raise BenchError("bench server did not answer (it may have crashed; see its stderr above)")
         return result[0]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads), from /proc; NaN where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
 
 
 def bench_account() -> Account:
