@@ -462,8 +462,8 @@ class WsServer:
                     next_pingpong = loop.time() + self._pingpong_interval
                     if not silent:
                         self._send_pingpong(now)
-            except Exception:
-                logger.exception("kis_sim WebSocket feed step failed; the feed goes on")
+            except Exception as exc:  # one line, no traceback: a session's repr would show its app key
+                logger.error("kis_sim WebSocket feed step failed ({}); the feed goes on", type(exc).__name__)
 
     def _apply_drops(self) -> None:
         """Drop sessions a fault asks to drop, and those whose client stopped reading (the buffer grows)."""
