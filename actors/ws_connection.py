@@ -1,8 +1,10 @@
 """WSConnectionActor (id `ws.<account>`): one KIS WebSocket per app key, kept alive and re-subscribed.
 
-The receive thread of `kis.ws_session.KisWebSocketSession` decodes every message and hands this actor one
-message per frame (a trade frame becomes the `TicksReceived` that is forwarded as it is). The actor owns a
-`core.subscriptions.SubscriptionBook`: the target set from the slot manager, replayed on every new session.
+The receive thread of `kis.ws_session.KisWebSocketSession` decodes every message; its `FrameRelay` hands
+this actor the trades of the frames one socket read brought as one `TicksReceived` (a lone frame: its own),
+which the actor forwards as it is, and any other message on its own, after the trades before it.
+The actor owns a `core.subscriptions.SubscriptionBook`: the target set from the slot manager, replayed on
+every new session.
 
 Reconnects happen here, not through the supervisor (a crash per failed connect would exhaust the restart
 intensity): after a drop the next attempt waits `Backoff(reconnect_backoff_seconds, backoff_jitter)`,
@@ -17,7 +19,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | message | effect |
 |---|---|
 | SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff |
-| TicksReceived (from the receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
+| TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
@@ -41,7 +43,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import pykka
@@ -53,7 +54,7 @@ from core.gaps import RECONNECT
 from core.schedule import Phase, phase_at
 from core.subscriptions import Action, Registration, SubscriptionBook, SubState, is_session_refusal
 from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
-from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame
+from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
@@ -67,6 +68,7 @@ from messages.streaming import (
     SubscriptionRefused,
 )
 from runtime.backoff import Backoff
+from runtime.clock import Clock
 from runtime.state_store import StateStore
 
 TICK_PEERS = ("recorder", "triggers", "gaps")
@@ -74,6 +76,9 @@ TOKEN_REFRESH = "token_refresh"
 BAD_FRAME = "bad_frame"
 OBSERVER_STOP = "observer_stop"
 FRAME_ERROR_LOG_INTERVAL_SECONDS = 1.0
+MAX_TICKS_PER_MESSAGE = 256
+"""Trades of one burst told in one TicksReceived (a frame is never split), so a socket that never drains
+still hands on."""
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
@@ -91,7 +96,7 @@ class ConnectionStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class _SessionEvent:
+class SessionEvent:
     """A decoded control message or non-trade frame from the receive thread of session `generation`."""
 
     generation: int
@@ -99,7 +104,7 @@ class _SessionEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class _SessionEnded:
+class SessionEnded:
     generation: int
     closed: SessionClosed
     at: datetime
@@ -113,6 +118,51 @@ class _ConnectDue:
 @dataclass(frozen=True, slots=True)
 class _SuspendDue:
     outage: int
+
+
+class FrameRelay:
+    """What runs on one session's receive thread: no work but wrapping and telling. The trades of the
+    frames a socket read brought (up to `on_drained`) are told as one `TicksReceived`, stamped when the
+    first of them was decoded (a new one once `MAX_TICKS_PER_MESSAGE` are held); any other message is
+    told after the trades before it, so the actor sees everything in arrival order."""
+
+    def __init__(self, actor: pykka.ActorRef[Any], account: str, clock: Clock, generation: int) -> None:
+        self._actor = actor
+        self._account = account
+        self._clock = clock
+        self._generation = generation
+        self._ticks: list[TradeTick] = []
+        self._frames = 0
+        self._at: datetime | None = None
+        self._mono = 0.0
+
+    def on_message(self, value: Decoded) -> None:
+        if isinstance(value, TradeFrame):
+            if self._at is None:
+                self._at, self._mono = self._clock.now(), time.monotonic()
+            self._ticks.extend(value.ticks)
+            self._frames += 1
+            if len(self._ticks) >= MAX_TICKS_PER_MESSAGE:
+                self.on_drained()
+        elif not isinstance(value, PingPong):
+            self.on_drained()
+            self._tell(SessionEvent(self._generation, value))
+
+    def on_drained(self) -> None:
+        at = self._at
+        if at is None:
+            return
+        self._tell(TicksReceived(at=at, account=self._account, ticks=tuple(self._ticks),
+                                 received_mono=self._mono, frames=self._frames))
+        self._ticks, self._frames, self._at = [], 0, None
+
+    def on_closed(self, closed: SessionClosed) -> None:
+        self.on_drained()
+        self._tell(SessionEnded(self._generation, closed, self._clock.now()))
+
+    def _tell(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._actor.tell(message)
 
 
 class WSConnectionActor(ObserverActor):
@@ -217,16 +267,16 @@ class WSConnectionActor(ObserverActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TicksReceived):
-            tell = self.directory.tell if self.directory is not None else None
-            if tell is not None:
+            if self.directory is not None:
+                tell = self.directory.tell
                 for peer in TICK_PEERS:
                     tell(peer, message)
-            self.context.metrics.inc("frames")
-        elif isinstance(message, _SessionEvent):
+            self.context.metrics.inc("frames", message.frames)
+        elif isinstance(message, SessionEvent):
             self.context.metrics.inc("frames")
             if message.generation == self._generation:
                 self._on_session_event(message.value)
-        elif isinstance(message, _SessionEnded):
+        elif isinstance(message, SessionEnded):
             if message.generation == self._generation:
                 self._on_session_ended(message)
         elif isinstance(message, _ConnectDue):
@@ -285,11 +335,13 @@ class WSConnectionActor(ObserverActor):
         generation = self._generation
         try:
             approval_key = self.context.vault.approval_key(self.account.name)
+            receiving = FrameRelay(self.actor_ref, self.account.name, self.context.clock, generation)
             session = KisWebSocketSession(
                 self.url,
                 approval_key,
-                on_message=partial(self._from_receive_thread, generation),
-                on_closed=partial(self._closed_from_receive_thread, generation),
+                on_message=receiving.on_message,
+                on_closed=receiving.on_closed,
+                on_drained=receiving.on_drained,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 idle_timeout=self.settings.silence_timeout_seconds,
                 name=f"{self.name}-receive",
@@ -336,7 +388,7 @@ class WSConnectionActor(ObserverActor):
         self._restart_reason = reason
         self._close_session("restart")
 
-    def _on_session_ended(self, message: _SessionEnded) -> None:
+    def _on_session_ended(self, message: SessionEnded) -> None:
         intent, self._close_intent = self._close_intent, None
         lived = time.monotonic() - self._session_opened
         self._session = None
@@ -413,29 +465,6 @@ class WSConnectionActor(ObserverActor):
             except ConnectionError as error:
                 self.log.warning("{}; the session's end will trigger a reconnect", error)
                 return
-
-    # --- the receive thread's side ---------------------------------------------------------------
-
-    def _from_receive_thread(self, generation: int, value: Decoded) -> None:
-        """Runs on the session's receive thread: one tell per frame, no other work."""
-        try:
-            if isinstance(value, TradeFrame):
-                self.actor_ref.tell(
-                    TicksReceived(
-                        at=self.context.clock.now(),
-                        account=self.account.name,
-                        ticks=value.ticks,
-                        received_mono=time.monotonic(),
-                    )
-                )
-            elif not isinstance(value, PingPong):
-                self.actor_ref.tell(_SessionEvent(generation, value))
-        except pykka.ActorDeadError:
-            pass
-
-    def _closed_from_receive_thread(self, generation: int, closed: SessionClosed) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_SessionEnded(generation, closed, self.context.clock.now()))
 
     def _on_session_event(self, value: Decoded) -> None:
         if isinstance(value, Ack):

@@ -12,6 +12,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import websocket
 from loguru import logger
@@ -34,12 +35,40 @@ class SessionClosed:
     requested: bool
 
 
+READ_AHEAD_BYTES = 65_536
+
+
+class _ReadAheadWebSocket(websocket.WebSocket):
+    """websocket-client reads each frame with two or three exact-size `recv` calls, and every call gives
+    up the interpreter lock and then waits to get it back from the actor threads. This one reads what
+    the socket holds (up to `READ_AHEAD_BYTES`) in one call and serves the frame parser from that."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ahead = b""
+        self._offset = 0
+
+    @property
+    def buffered(self) -> bool:
+        """Bytes already read and not yet parsed: more frames (or the rest of one) are waiting."""
+        return self._offset < len(self._ahead)
+
+    def _recv(self, bufsize: int) -> bytes:
+        if self._offset >= len(self._ahead):
+            self._ahead = super()._recv(READ_AHEAD_BYTES)
+            self._offset = 0
+        start = self._offset
+        self._offset = start + bufsize
+        return self._ahead[start : self._offset]
+
+
 class KisWebSocketSession:
     """Connect with `connect()`, then `subscribe`/`unsubscribe` from any thread; `close()` from any thread.
 
     `on_message` gets one decoded value per received message (FrameError values included) on the receive
-    thread; `on_closed` gets one SessionClosed when the loop ends. A callback that raises is logged and the
-    loop goes on.
+    thread; `on_drained`, when given, is called after the last message of what the socket held (a burst
+    ends: a caller may hand the burst on in one piece); `on_closed` gets one SessionClosed when the loop
+    ends. A callback that raises is logged and the loop goes on.
     """
 
     def __init__(
@@ -48,6 +77,7 @@ class KisWebSocketSession:
         approval_key: SecretStr,
         on_message: Callable[[Decoded], None],
         on_closed: Callable[[SessionClosed], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
         *,
         connect_timeout: float = 5.0,
         idle_timeout: float | None = None,
@@ -57,10 +87,11 @@ class KisWebSocketSession:
         self._approval_key = approval_key
         self._on_message = on_message
         self._on_closed = on_closed
+        self._on_drained = on_drained
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._name = name
-        self._ws: websocket.WebSocket | None = None
+        self._ws: _ReadAheadWebSocket | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._ended = threading.Event()
@@ -75,7 +106,8 @@ class KisWebSocketSession:
             raise KisWebSocketError("this session was already connected once; make a new one")
         try:
             ws = websocket.create_connection(
-                self.url, timeout=self._connect_timeout, skip_utf8_validation=True, enable_multithread=True
+                self.url, timeout=self._connect_timeout, class_=_ReadAheadWebSocket,
+                skip_utf8_validation=True, enable_multithread=True,
             )
         except (OSError, websocket.WebSocketException) as exc:
             raise KisWebSocketError(f"cannot open {self.url}: {type(exc).__name__}: {exc}") from None
@@ -131,6 +163,8 @@ class KisWebSocketSession:
                     reason = "closed on request" if self._closing.is_set() else _close_reason(data)
                     break
                 self._handle(data)
+                if not ws.buffered:
+                    self._report_drained()
         finally:
             self._cut(ws)
             ws.shutdown()
@@ -155,6 +189,14 @@ class KisWebSocketSession:
         """The key/iv of the encrypted frame's TR, from that TR's subscribe ack."""
         parts = data.split(b"|", 2)
         return self._notice_keys.get(parts[1].decode("ascii", "replace")) if len(parts) == 3 else None
+
+    def _report_drained(self) -> None:
+        if self._on_drained is None:
+            return
+        try:
+            self._on_drained()
+        except Exception:
+            logger.exception("{}: on_drained callback failed; the receive loop goes on", self._name)
 
     def _report_closed(self, closed: SessionClosed) -> None:
         if self._on_closed is None:

@@ -45,9 +45,11 @@ class ScanCompleted(Message):
 
 
 class TicksReceived(Message):
-    """The trade records of one H0STCNT0 frame. `received_mono` (time.monotonic) measures latency.
+    """The trade records that arrived together: one H0STCNT0 frame, or the `frames` frames read from the
+    socket in one read (a burst), in arrival order. `at` and `received_mono` (time.monotonic, for latency)
+    are stamped when the first of them was decoded.
 
-    Sent once per frame on the hot path, so the tick tuple is not validated record by record.
+    Sent once per burst on the hot path, so the tick tuple is not validated record by record.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -55,6 +57,7 @@ class TicksReceived(Message):
     account: str
     ticks: SkipValidation[tuple[TradeTick, ...]]
     received_mono: float
+    frames: int = 1
 
 
 class ExecutionsReceived(Message):

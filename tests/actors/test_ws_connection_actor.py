@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
+from actors.directory import Directory
+from actors.ws_connection import MAX_TICKS_PER_MESSAGE, FrameRelay, SessionEnded, SessionEvent
 from core.schedule import Phase
 from kis.protocol import AckCode
+from kis.ticks import Ack, PingPong, TradeFrame, TradeTick
+from kis.ws_session import SessionClosed
 from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
 from messages.market import ExecutionsReceived, TicksReceived
@@ -18,10 +24,12 @@ from messages.streaming import (
     SubscriptionRefused,
 )
 from messages.system import ChildFailed, Crash
-from tests.actors.control_plane_support import sim_account
+from runtime.clock import KST, SimulatedClock
+from tests.actors.control_plane_support import Journal, RecordingActor, sim_account
 from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
 
 PEERS = ("recorder", "triggers", "gaps", "slots", "notifier")
+START = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
 
 
 @pytest.fixture
@@ -50,9 +58,88 @@ def test_targets_are_confirmed_and_ticks_reach_the_three_peers(plane: DataPlane)
     frames = plane.received("recorder", TicksReceived)
     assert {tick.symbol for frame in frames for tick in frame.ticks} <= set(symbols)
     assert all(frame.account == "acct1" and frame.ticks for frame in frames)
-    assert plane.metrics.count("frames") >= len(frames)
+    assert plane.metrics.count("frames") >= sum(frame.frames for frame in frames) >= len(frames)
     assert plane.metrics.snapshot()["ws_state.acct1"] == "connected"
     assert ConnectionState.CONNECTED in states(plane)
+
+
+def trade(second: int, count: int = 1) -> TradeFrame:
+    return TradeFrame("H0STCNT0", tuple(tick_at(second) for _ in range(count)))
+
+
+def tick_at(second: int) -> TradeTick:
+    return TradeTick("005930", START.replace(second=second), 70_500, 500, "2", 0.7, 10, 1_000, 70_500_000,
+                     70_000, 71_000, 70_000, 70_600, 70_500, "1", 100.0, "0", ())
+
+
+def seconds(message: TicksReceived) -> list[int]:
+    return [tick.exchange_time.second for tick in message.ticks]
+
+
+@pytest.fixture
+def relayed() -> tuple[FrameRelay, Journal]:
+    """A relay of session generation 7 telling a recording actor (the connection actor's place)."""
+    journal = Journal()
+    actor = RecordingActor.start("ws.acct1", Directory(SimulatedClock(START, speed=0)), journal)
+    return FrameRelay(actor, "acct1", SimulatedClock(START, speed=0), 7), journal
+
+
+def test_the_relay_tells_what_one_read_brought_as_one_message(relayed) -> None:
+    relay, journal = relayed
+    for second in range(3):
+        relay.on_message(trade(second))
+    relay.on_drained()
+    relay.on_message(trade(3))
+    relay.on_drained()
+    relay.on_drained()  # nothing held: nothing told
+    assert wait_until(lambda: len(journal.received()) == 2, WAIT)
+    burst, alone = journal.received()
+    assert isinstance(burst, TicksReceived) and isinstance(alone, TicksReceived)
+    assert (seconds(burst), burst.frames) == ([0, 1, 2], 3)
+    assert (seconds(alone), alone.frames) == ([3], 1)
+    assert burst.account == alone.account == "acct1" and burst.received_mono <= alone.received_mono
+
+
+def test_the_relay_keeps_arrival_order_around_other_messages_and_the_end(relayed) -> None:
+    relay, journal = relayed
+    ack = Ack("H0STCNT0", "005930", "0", "OPSP0000", "SUBSCRIBE SUCCESS", AckCode.SUBSCRIBE_SUCCESS, False,
+              None)
+    relay.on_message(trade(0))
+    relay.on_message(PingPong("ping"))  # answered by the session itself; never told
+    relay.on_message(ack)
+    relay.on_message(trade(1))
+    relay.on_closed(SessionClosed("connection ended", requested=False))
+    assert wait_until(lambda: len(journal.received()) == 4, WAIT)
+    first, event, second, ended = journal.received()
+    assert isinstance(first, TicksReceived) and seconds(first) == [0]
+    assert isinstance(event, SessionEvent) and event.value == ack and event.generation == 7
+    assert isinstance(second, TicksReceived) and seconds(second) == [1]
+    assert isinstance(ended, SessionEnded) and ended.generation == 7
+
+
+def test_a_long_burst_is_told_in_pieces_and_a_frame_is_never_split(relayed) -> None:
+    relay, journal = relayed
+    big = MAX_TICKS_PER_MESSAGE - 1
+    relay.on_message(trade(0, big))
+    relay.on_message(trade(1, 3))  # crosses the cap: told with the frame whole
+    relay.on_message(trade(2))
+    relay.on_drained()
+    assert wait_until(lambda: len(journal.received()) == 2, WAIT)
+    first, rest = journal.received()
+    assert (len(first.ticks), first.frames) == (big + 3, 2)
+    assert (seconds(rest), rest.frames) == ([2], 1)
+
+
+def test_a_burst_reaches_every_peer_whole_and_counts_its_frames(plane: DataPlane) -> None:
+    name = plane.start_ws()
+    burst = TicksReceived(at=START, account="acct1", ticks=tuple(tick_at(n) for n in range(5)),
+                          received_mono=1.0, frames=5)
+    plane.tell(name, burst)
+    plane.barrier(name)
+    for peer in ("recorder", "triggers", "gaps"):
+        plane.barrier(peer)
+        assert plane.received(peer, TicksReceived) == [burst]
+    assert plane.metrics.count("frames") == 5
 
 
 def test_target_changes_unsubscribe_and_subscribe_the_difference(plane: DataPlane) -> None:

@@ -344,3 +344,46 @@ def test_subscribe_sends_the_documented_registration(recording_server: Recording
         "header": {"approval_key": "approval-1", "custtype": "P", "tr_type": "1", "content-type": "utf-8"},
         "body": {"input": {"tr_id": "H0STCNT0", "tr_key": SYMBOL}},
     }
+
+
+def live_frame(second: int) -> str:
+    """KIS_API_FACTS.md's verbatim H0STCNT0 frame, its trade time set to 11:26:`second`."""
+    fields = LIVE_FRAME.split("^")
+    fields[1] = f"1126{second:02d}"
+    return "^".join(fields)
+
+
+LIVE_FRAME = (
+    "0|H0STCNT0|001|005930^112616^62700^2^400^0.64^62700.41^62700^63000^62300^62700^62600^125^9694968"
+    "^607878273600^25807^15918^-9889^93.01^4614191^4291558^1^0.45^63.03^090013^3^0^090646^5^-300^100741^2"
+    "^400^20230324^20^N^71292^244009^2795345^2044512^0.16^5367918^180.61^0^^62700"
+)
+BURST = [live_frame(second) for second in range(40)]
+
+
+@pytest.mark.parametrize("recording_server", [lambda c: [c.send(frame) for frame in BURST]], indirect=True)
+def test_drained_follows_the_last_message_of_what_the_socket_held(
+    recording_server: RecordingServer, inbox: Inbox
+) -> None:
+    events: list[str] = []
+
+    def on_message(value: Decoded) -> None:
+        events.append("message")
+        inbox.on_message(value)
+
+    def on_drained() -> None:
+        events.append("drained")
+        inbox.on_message(PingPong("drained"))  # wakes the waiting test; not a message of the session
+
+    session = KisWebSocketSession(recording_server.url, SecretStr("k"), on_message, inbox.on_closed,
+                                  on_drained=on_drained)
+    session.connect()
+    try:
+        inbox.wait(lambda: inbox.count(TradeFrame) == len(BURST) and events[-1] == "drained", "a drain")
+    finally:
+        session.close()
+
+    assert events.count("message") == len(BURST)
+    assert events[0] == "message" and "drained drained" not in " ".join(events)
+    seconds = [tick.exchange_time.second for tick in inbox.ticks(SYMBOL)]
+    assert seconds == list(range(40))
