@@ -10,7 +10,7 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
   waits for its end); any other message, a `Ping` barrier or a proxy call finds the scans before it
   evaluated. The ranking goes out once, after the last step. After a crash outside a scan step the scans
   in progress go to the next incarnation again (their new triggers were not saved yet).
-- TicksReceived is the hot path: per frame, each trade goes to `TickDetector.on_tick` (trade velocity and
+- TicksReceived is the hot path: per message, each trade goes to `TickDetector.on_tick` (trade velocity and
   the real-time profile) and, when `signals.enabled`, to the hybrid signals; no pydantic per tick, no I/O.
 - A trigger that is new (not a renewal) raises an `AlertRaised` to `notifier` (manual ones do not);
   signals raise one too, pre-filtered here by a local cooldown so a held condition does not send one

@@ -1,4 +1,4 @@
-"""Market data between actors: the universe, Track A scans, Track B frames (one message per frame)."""
+"""Market data between actors: the universe, Track A scans, Track B trades (one message per socket read)."""
 
 from __future__ import annotations
 

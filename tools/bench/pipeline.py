@@ -1,8 +1,8 @@
 """Tick pipeline: throughput and latency through the real actors, socket to trigger evaluation.
 
 The path is the production one: the blaster's frames arrive on `WSConnectionActor`'s session (receive
-thread: `kis.ws_codec.decode`, one `TicksReceived` per frame stamped `received_mono`), the actor fans each
-frame out to `recorder` (`RecorderActor`: one JSONL line per tick), `triggers` (`TriggerActor`:
+thread: `kis.ws_codec.decode`, one `TicksReceived` per socket read stamped `received_mono`), the actor fans
+each out to `recorder` (`RecorderActor`: one JSONL line per tick), `triggers` (`TriggerActor`:
 `TickDetector` per tick) and `gaps` (`GapRecoveryActor`: `GapDetector` per tick). `notifier` is the real
 log-only NotifierActor; `slots` is a sink (the slot manager would change the subscriptions mid-run).
 
