@@ -67,8 +67,9 @@ class KisWebSocketSession:
 
     `on_message` gets one decoded value per received message (FrameError values included) on the receive
     thread; `on_drained`, when given, is called after the last message of what the socket held (a burst
-    ends: a caller may hand the burst on in one piece); `on_closed` gets one SessionClosed when the loop
-    ends. A callback that raises is logged and the loop goes on.
+    ends: a caller may hand the burst on in one piece; the bytes of a frame still arriving count as held,
+    so the burst ends with that frame); `on_closed` gets one SessionClosed when the loop ends. A callback
+    that raises is logged and the loop goes on.
     """
 
     def __init__(
