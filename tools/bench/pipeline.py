@@ -360,11 +360,12 @@ def latency_results(pipeline: Pipeline, window: float) -> list[Result]:
         idle[rate] = measured = measure_latency(pipeline, rate, window)
         for stage in (RECORD_WRITTEN, TRIGGER_EVALUATED):
             s = measured.summaries[stage]
+            framing = records_per_frame(rate, len(pipeline.symbols))
             results.append(Result(
                 name=f"tick_latency_p99_{stage}_at_{rate:.0f}_per_s", figure=s.p99 * 1000, unit="ms",
                 target=f"<= {limit:g}", baseline=s.p50 * 1000, met=s.p99 * 1000 <= limit,
                 detail=f"p50 {s.p50 * 1000:.2f} ms (baseline column), max {s.max * 1000:.2f} ms, "
-                       f"{s.count} frames of {records_per_frame(rate, len(pipeline.symbols))} record(s)",
+                       f"{s.count} messages (socket reads) of frames of {framing} record(s)",
             ))
     warm_up(pipeline.server, pipeline.root / "warm")
     calls_per_second = pipeline.context.settings.rate_limit.real_per_second
@@ -374,6 +375,8 @@ def latency_results(pipeline: Pipeline, window: float) -> list[Result]:
         burst = extra / calls_per_second if math.isfinite(extra) and extra > 0 else 0.0
         control = measure_latency(pipeline, rate, window,
                                   neighbour=(burst, 1 / calls_per_second) if burst else None)
+        control_kind = (f"a neighbour process burning that CPU in {calls_per_second:g} bursts/s" if burst
+                        else "no neighbour (the scan cost no measurable CPU): a second idle window")
         for stage in (RECORD_WRITTEN, TRIGGER_EVALUATED):
             quiet_p99, scanning = idle[rate].summaries[stage].p99, busy.summaries[stage]
             busy_p99, control_p99 = scanning.p99, control.summaries[stage].p99
@@ -384,9 +387,9 @@ def latency_results(pipeline: Pipeline, window: float) -> list[Result]:
                 baseline=control_p99 / quiet_p99 if quiet_p99 > 0 else math.nan,
                 met=ratio <= SCAN_RATIO_LIMIT,
                 detail=f"p99 {busy_p99 * 1000:.2f} ms while scanning vs {quiet_p99 * 1000:.2f} ms idle "
-                       f"(p50 {scanning.p50 * 1000:.2f} ms, {scanning.count} frames, "
+                       f"(p50 {scanning.p50 * 1000:.2f} ms, {scanning.count} messages, "
                        f"{pipeline.scans} scanner passes so far); the scan cost the machine {extra:.1%} of a "
-                       f"core; baseline: the ratio with no scan and a neighbour process burning that CPU in "
-                       f"{calls_per_second:g} bursts/s (p99 {control_p99 * 1000:.2f} ms)",
+                       f"core; baseline: the ratio with no scan and {control_kind} "
+                       f"(p99 {control_p99 * 1000:.2f} ms)",
             ))
     return results
