@@ -361,14 +361,7 @@ class WSConnectionActor(ObserverActor):
         self._suspended = False
         self._publish_state(ConnectionState.CONNECTED)
         if was_suspended:
-            self._tell(
-                "notifier",
-                SystemAlert(
-                    at=self.context.clock.now(),
-                    key=f"ws_resumed.{self.account.name}",
-                    text=f"{self.account.name}: WebSocket is back; Track B resumes",
-                ),
-            )
+            self._alert("ws_resumed", "WebSocket is back; Track B resumes")
         self._send(self.book.on_connected())
 
     def _close_session(self, intent: str) -> None:
@@ -429,14 +422,7 @@ class WSConnectionActor(ObserverActor):
         down = time.monotonic() - (self._down_since or time.monotonic())
         self.log.error("no session for {:.0f} s: Track B suspended for {}", down, self.account.name)
         self._publish_state(ConnectionState.SUSPENDED, since_seconds=down)
-        self._tell(
-            "notifier",
-            SystemAlert(
-                at=self.context.clock.now(),
-                key=f"ws_suspended.{self.account.name}",
-                text=f"{self.account.name}: WebSocket down for {down:.0f} s; Track B suspended, reconnecting",
-            ),
-        )
+        self._alert("ws_suspended", f"WebSocket down for {down:.0f} s; Track B suspended, reconnecting")
 
     def _after(self, seconds: float, message: object) -> None:
         ref = self.actor_ref
@@ -595,6 +581,12 @@ class WSConnectionActor(ObserverActor):
             )
             self._tell("slots", message)
             self._tell("gaps", message)
+
+    def _alert(self, kind: str, text: str) -> None:
+        """One SystemAlert to the notifier, keyed by kind and account (its cooldown key)."""
+        name = self.account.name
+        alert = SystemAlert(at=self.context.clock.now(), key=f"{kind}.{name}", text=f"{name}: {text}")
+        self._tell("notifier", alert)
 
     def _tell(self, peer: str, message: object) -> None:
         if self.directory is not None:
