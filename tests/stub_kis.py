@@ -9,15 +9,15 @@ from urllib.parse import parse_qs, urlsplit
 
 Answer = tuple[int, str, bytes, dict[str, str]]
 """(HTTP status, content type, body, extra headers)"""
-StubHandler = Callable[[str, str, dict[str, str], dict[str, str]], Answer]
-"""(method, path, query, headers) -> Answer"""
+StubHandler = Callable[[str, str, dict[str, str], dict[str, str], str], Answer]
+"""(method, path, query, headers, body) -> Answer"""
 
 
 class StubKis:
     """A loopback HTTP server answering every request through `handler`; keeps what it was sent."""
 
     def __init__(self, handler: StubHandler) -> None:
-        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+        self.requests: list[tuple[str, str, dict[str, str], dict[str, str], str]] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,11 +27,9 @@ class StubKis:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                size = int(headers.get("content-length") or 0)
-                if size:
-                    self.rfile.read(size)
-                stub.requests.append((self.command, parts.path, query, headers))
-                status, ctype, body, extra = handler(self.command, parts.path, query, headers)
+                sent = self.rfile.read(int(headers.get("content-length") or 0)).decode("utf-8", "replace")
+                stub.requests.append((self.command, parts.path, query, headers, sent))
+                status, ctype, body, extra = handler(self.command, parts.path, query, headers, sent)
                 self.send_response(status)
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(body)))
@@ -46,7 +44,7 @@ class StubKis:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 

@@ -103,7 +103,7 @@ GOOD_TOKEN: Answer = (
 def stub_kis(answer: Answer, *, on_token: bool) -> StubKis:
     """The token path answers a good token, every other path answers `answer` (the token path too when
     `on_token`)."""
-    return StubKis(lambda _method, path, _query, _headers: (
+    return StubKis(lambda _method, path, _query, _headers, _body: (
         GOOD_TOKEN if path == protocol.TOKEN_PATH and not on_token else answer))
 
 

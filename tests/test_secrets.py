@@ -24,7 +24,6 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +50,7 @@ from tests.secrets_check import (
     assert_no_secrets_in_tree,
     find_secrets_in_tree,
 )
+from tests.stub_kis import Answer, StubKis
 from tools.kis_sim.server import KisSimulator, SimConfig
 
 WAIT = 10.0
@@ -122,48 +122,22 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 STUB_TOKEN = "stub-issued-access-token-" + uuid.uuid4().hex
 
 
-class EchoingKis:
+def echoing_kis(status: int, html: bool) -> StubKis:
     """Issues `STUB_TOKEN`; every other answer is an error whose text repeats the request's credentials."""
 
-    def __init__(self, status: int, html: bool) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answer(_method: str, path: str, _query: dict[str, str], headers: dict[str, str], body: str) -> Answer:
+        echo = " ".join([body, headers.get("appkey", ""), headers.get("appsecret", ""),
+                         headers.get("authorization", "")])
+        if path.startswith(protocol.TOKEN_PATH) and "appsecret" in body and status == 200:
+            issued = {"access_token": STUB_TOKEN, "access_token_token_expired": "2099-01-01 00:00:00"}
+            return 200, "application/json", json.dumps(issued).encode(), {}
+        if html:
+            return status, "text/html", f"<html><body>{echo}</body></html>".encode(), {}
+        refusal = {"rt_cd": "1", "msg_cd": "EGW00205", "msg1": f"bad credentials {echo}",
+                   "error_description": echo}
+        return status, "application/json", json.dumps(refusal).encode(), {}
 
-            def _answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
-                echo = " ".join(
-                    [body, self.headers.get("appkey", ""), self.headers.get("appsecret", ""),
-                     self.headers.get("authorization", "")]
-                )  # fmt: skip
-                if self.path.startswith(protocol.TOKEN_PATH) and "appsecret" in body and status == 200:
-                    answer = {"access_token": STUB_TOKEN, "access_token_token_expired": "2099-01-01 00:00:00"}
-                    payload, ctype, code = json.dumps(answer).encode(), "application/json", 200
-                elif html:
-                    payload, ctype, code = f"<html><body>{echo}</body></html>".encode(), "text/html", status
-                else:
-                    answer = {"rt_cd": "1", "msg_cd": "EGW00205", "msg1": f"bad credentials {echo}",
-                              "error_description": echo}  # fmt: skip
-                    payload, ctype, code = json.dumps(answer).encode(), "application/json", status
-                self.send_response(code)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    return StubKis(answer)
 
 
 # ---- the REST client ---------------------------------------------------------------------------------------
@@ -219,7 +193,7 @@ def test_rest_client_keeps_credentials_out_of_errors_reprs_and_logs(
     )  # fmt: skip
     failing(dead.issue_token)
     for status, html in ((500, False), (403, False), (502, True), (200, False)):
-        echo = EchoingKis(status, html)
+        echo = echoing_kis(status, html)
         try:
             echoed = KisRestClient(
                 account, base_url=echo.url, rate_limits=RateLimitSettings(max_retries=0),
