@@ -42,12 +42,14 @@ class Plan:
     day_speed: float
     day_trade_rate: float
     allocation_runs: int = 200
+    latency_rounds: int = 1
     parse_seconds: float = 1.0
 
 
-FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=10.0, per_symbol_sample=100, drops=20,
-            gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0, allocation_runs=1000)
-QUICK = Plan(throughput_window=2.0, max_rate=30_000, latency_window=3.0, per_symbol_sample=30, drops=10,
+FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
+            gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0, allocation_runs=1000,
+            latency_rounds=3)
+QUICK = Plan(throughput_window=1.5, max_rate=30_000, latency_window=3.0, per_symbol_sample=30, drops=10,
              gaps=8, core_runs=20, day_speed=1560.0, day_trade_rate=0.125)
 
 
@@ -111,7 +113,8 @@ def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Calla
 
     try:
         attempt("pipeline", throughputs)
-        attempt("latency", lambda: pipeline.latency_results(tick_path(), plan.latency_window))
+        attempt("latency", lambda: pipeline.latency_results(tick_path(), plan.latency_window,
+                                                                          plan.latency_rounds))
     finally:
         if line:
             line[0].stop()
