@@ -203,6 +203,7 @@ class TriggerActor(ObserverActor):
 
     def on_failure(self, *_exc_info: object) -> None:
         self._stop_ticker()
+        self._save_evaluated_steps()
         self._hand_over_scans()
         self._close_saver()
 
@@ -353,9 +354,20 @@ class TriggerActor(ObserverActor):
             self._save_book(now)  # a crash before the next rebalance must not lose a scan's triggers
         self._send_if_material(now)
 
+    def _save_evaluated_steps(self) -> None:
+        """After a crash in the middle of scans: the triggers their steps so far added are saved, so the next
+        incarnation, evaluating those rows again, renews them instead of counting and alerting them again."""
+        if not (self._scans and self._book_changed):
+            return
+        try:
+            self._save_book(self.context.clock.now())
+        except (OSError, TypeError, ValueError) as error:
+            self.log.error("trigger book not saved after a crash ({}: {})", type(error).__name__, error)
+
     def _hand_over_scans(self) -> None:
-        """After a crash: the scans in progress go to the next incarnation whole (the triggers of their
-        first steps were not saved), unless a scan step crashed (it might crash the next one too)."""
+        """After a crash: the scans in progress go to the next incarnation whole (their rows are evaluated
+        again; what the first steps found was saved), unless a scan step crashed (it might crash the next one
+        too)."""
         scans, self._scans = self._scans, deque()
         if self._in_scan_step or self.directory is None:
             return
