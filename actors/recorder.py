@@ -229,7 +229,7 @@ class RecorderActor(ObserverActor):
         if not _SAFE_NAME.fullmatch(symbol):
             self.log.warning("tick with an unusable symbol {!r} not recorded", symbol[:40])
             return None
-        path = self.paths.scalp_dir(account, self.market_of(symbol), day) / f"ticks_{symbol}.jsonl"
+        path = self.paths.tick_file(account, self.market_of(symbol), day, symbol)
         return self._writer((account, day, symbol), lambda _key: path)
 
     # --- other records ---------------------------------------------------------------------------

@@ -26,13 +26,15 @@ from config.settings import GapSettings, RecoverySettings
 
 UNEXPECTED = "unexpected_gap"
 RECONNECT = "websocket_reconnect"
+RESTART = "observer_restart"
 
 
 class Gap(BaseModel):
     """A stretch of time in which `symbol` has (or may have) missed ticks.
 
-    `expected` is True for gaps we caused and announced (reconnect, token refresh), False for silences
-    the detector found. `reason` follows the seed: "websocket_reconnect", "token_refresh", "unexpected_gap".
+    `expected` is True for gaps we caused and announced (reconnect, token refresh, the observer's own
+    restart), False for silences the detector found. `reason` follows the seed: "websocket_reconnect",
+    "token_refresh", "unexpected_gap"; and "observer_restart" for the time the observer was not running.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

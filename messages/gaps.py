@@ -1,4 +1,5 @@
-"""Expected gaps: what a connection actor tells the gap recovery actor around an outage it knows about.
+"""Expected gaps: what a connection actor tells the gap recovery actor around an outage it knows about,
+and what the system tells it at a start about the time the observer was not running.
 
 Unexpected gaps need no message: the gap actor finds them in the TicksReceived stream itself.
 """
@@ -28,6 +29,15 @@ class ExpectedGapEnded(Message):
     symbols: tuple[str, ...]
     started_at: AwareDatetime
     reason: str
+
+
+class DowntimeFound(Message):
+    """The observer started at `at` on a day it had already streamed: each symbol of `last_streamed`
+    (symbol, exchange time of its last streamed tick on disk) missed its ticks from then until it streams
+    again."""
+
+    account: str
+    last_streamed: tuple[tuple[str, AwareDatetime], ...]
 
 
 class TicksMissed(Message):

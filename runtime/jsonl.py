@@ -26,6 +26,7 @@ from loguru import logger
 
 FLUSH_BYTES = 64 * 1024
 WARNINGS_PER_FILE = 5
+TAIL_BYTES = 16 * 1024
 
 
 def _to_json(value: Any) -> Any:
@@ -196,6 +197,31 @@ class JsonlReader:
 class JsonlContents:
     records: list[dict[str, Any]]
     skipped: int
+
+
+def tail_records(path: Path | str, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
+    """The JSON objects among the complete lines of the last `max_bytes` of a file, in file order: what a
+    restart needs of a long file without reading it all. Torn, invalid and partly read lines are left
+    out silently; a missing or unreadable file gives []."""
+    try:
+        with Path(path).open("rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            start = max(0, size - max_bytes)
+            file.seek(start)
+            data = file.read(size - start)
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    complete = lines[:-1] if start == 0 else lines[1:-1]  # the first may be cut, the last has no newline
+    records = []
+    for raw in complete:
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def read_jsonl(path: Path | str) -> JsonlContents:

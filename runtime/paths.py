@@ -45,6 +45,14 @@ class DataPaths:
         """Track B ticks and gap recovery records."""
         return self.observer / "scalp" / provider / market / _day(day)
 
+    def tick_file(self, provider: str, market: str, day: date, symbol: str) -> Path:
+        """One symbol's Track B ticks of a day (streamed, and recovered rows appended)."""
+        return self.scalp_dir(provider, market, day) / f"ticks_{symbol}.jsonl"
+
+    def tick_files(self, provider: str, day: date) -> list[Path]:
+        """Every tick file of `provider` and `day`, whatever its market."""
+        return sorted((self.observer / "scalp" / provider).glob(f"*/{_day(day)}/ticks_*.jsonl"))
+
     def recovery_file(self, provider: str, market: str, at: datetime, symbol: str) -> Path:
         return self.scalp_dir(provider, market, at.date()) / f"recovery_{at:%H%M%S}_{symbol}.jsonl"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,14 @@ from app.observer import sim_accounts
 from app.system import ObserverSystem
 from config.loader import load_settings
 from core.alerts import make_alert
+from core.gaps import RESTART
 from core.models import TriggerKind
 from messages.alerts import AlertRaised
 from messages.schedule import ClockTick
 from messages.streaming import ConnectionState
 from messages.system import Crash, Ping
 from messages.universe import CurrentUniverse
+from runtime.jsonl import JsonlWriter, read_jsonl
 from runtime.logs import reset_logging, setup_logging
 from runtime.paths import DataPaths
 from tests.e2e.support import ends_in_complete_lines, tick_files, wait_for
@@ -252,3 +255,24 @@ def _slot_view(state: Any) -> dict[str, tuple[str, str]]:
         for account in state.accounts
         for slot in account.slots
     }
+
+
+@pytest.mark.timeout(60)
+def test_a_start_marks_the_downtime_of_what_was_streamed_earlier_today(build_system, settings) -> None:
+    """A tick file of today from before this start: the symbol (not in the universe, so never streamed now)
+    gets a gap from its last tick to the start, marked at the stop."""
+    paths = DataPaths(Path(settings.data_dir))
+    system = build_system()
+    started = system.context.clock.now()
+    last = started - timedelta(minutes=5)
+    with JsonlWriter(paths.tick_file(ACCOUNT, "KRX", started.date(), "999999")) as writer:
+        writer.write({"symbol": "999999", "exchange_time": last, "source": "ws"})
+    system.start()
+    assert system.directory.ask("gaps", Ping(at=started), timeout=WAIT) == "gaps"
+    assert system.stop() == 0
+
+    (marker,) = [row for row in read_jsonl(paths.gap_markers(ACCOUNT, started.date())).records
+                 if row["reason"] == RESTART]
+    assert marker["symbol"] == "999999" and datetime.fromisoformat(marker["start_time"]) == last
+    assert started <= datetime.fromisoformat(marker["end_time"]) <= system.context.clock.now()
+    assert marker["detail"] == "no tick since the start: the observer stopped first"

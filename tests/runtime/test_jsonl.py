@@ -10,7 +10,7 @@ import pytest
 from loguru import logger
 
 from runtime.clock import KST
-from runtime.jsonl import JsonlReader, JsonlWriter, encode_record, read_jsonl
+from runtime.jsonl import JsonlReader, JsonlWriter, encode_record, read_jsonl, tail_records
 from runtime.state_store import StateStore
 
 
@@ -210,3 +210,19 @@ def test_sigkill_mid_write_leaves_complete_lines_and_a_loadable_state(tmp_path: 
     assert after.records[-1] == {"n": "after restart"}
     assert len(after.records) == len(numbers) + 1
     assert after.skipped == before.skipped
+
+
+def test_tail_records_reads_only_the_complete_lines_of_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.jsonl"
+    with JsonlWriter(path) as writer:
+        for n in range(1_000):
+            writer.write({"n": n, "pad": "x" * 20})
+    with path.open("a", encoding="utf-8") as file:
+        file.write('{"n": 1000, "pad": "to')  # torn by a power cut
+    tail = tail_records(path, max_bytes=400)
+    numbers = [record["n"] for record in tail]
+    assert numbers == list(range(numbers[0], 1_000)) and 5 <= len(numbers) < 15  # the cut first line left out
+    default = [record["n"] for record in tail_records(path)]
+    assert default == list(range(1_000 - len(default), 1_000)) and len(default) > len(numbers)
+    assert len(tail_records(path, max_bytes=10**9)) == 1_000
+    assert tail_records(tmp_path / "missing.jsonl") == []
