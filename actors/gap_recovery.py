@@ -18,13 +18,9 @@ and a quiet symbol's gap is not stretched back to its last trade.
 | ExpectedGapStarted | open gaps noted (for the suspension marker) |
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
 | TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy |
-| DowntimeFound | per symbol, a gap from its last streamed tick on disk to its first tick now (policy) |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
 | (worker results) | RecoveryRecorded / GapMarked to `recorder`; counters |
-| stop / crash | GapMarked for every gap not yet back-filled or still open (see below) |
-
-Still open at a stop or a crash: every downtime gap, marked up to the start that found it; on a stop (not a
-crash: the connection actor tells the next incarnation the end) every expected gap, marked up to now.
+| stop / crash | GapMarked for every gap not yet back-filled (and, on a stop, every expected gap still open) |
 
 Metrics: `gaps_detected` (every closed gap), `gaps_recovered` (back-filled), `gaps_marked` (marker
 only, or the back-fill failed), gauge `gap_queue_depth`.
@@ -45,11 +41,11 @@ import pykka
 from actors.base import ObserverActor, describe_exception
 from actors.context import ObserverContext
 from actors.directory import Directory
-from core.gaps import RESTART, Gap, GapDetector, RecoveryAction, recovery_action
+from core.gaps import Gap, GapDetector, RecoveryAction, recovery_action
 from core.recovery import RecoveryRecord, build_recovery_records, gap_marker
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
-from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, TicksMissed
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import TicksReceived
 from messages.recording import GapMarked, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState
@@ -100,7 +96,6 @@ class GapRecoveryActor(ObserverActor):
         self._last_tick: dict[str, datetime] = {}
         self._open: dict[tuple[str, str], tuple[datetime, str]] = {}  # (account, symbol) -> (dropped, reason)
         self._marked_open: set[tuple[str, str]] = set()  # open gaps already marked "still open" (suspension)
-        self._downtime: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # -> (last streamed, start)
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._sequence = itertools.count()
         self._worker: threading.Thread | None = None
@@ -128,10 +123,6 @@ class GapRecoveryActor(ObserverActor):
         pending, self._pending = list(self._pending.values()), {}
         for account, gap in pending:
             self._mark(account, gap, f"not back-filled: {why}")
-        downtime, self._downtime = self._downtime, {}
-        for (account, symbol), (last, started) in downtime.items():
-            gap = Gap(symbol=symbol, start=last, end=started, expected=True, reason=RESTART)
-            self._mark(account, gap, f"no tick since the start: {why}")
         if mark_open:
             now = self.context.clock.now()
             for (account, symbol), (dropped_at, reason) in self._open.items():
@@ -160,11 +151,6 @@ class GapRecoveryActor(ObserverActor):
             self._close_expected(message)
         elif isinstance(message, TicksMissed):
             self._missed(message)
-        elif isinstance(message, DowntimeFound):
-            for symbol, last in message.last_streamed:
-                self._downtime[(message.account, symbol)] = (last, message.at)
-            self.log.info("{}: {} symbols streamed earlier today; each one's gap runs from its last tick on "
-                          "disk to its next one", message.account, len(message.last_streamed))
         elif isinstance(message, _Recovered):
             if self._pending.pop(message.sequence, None) is None:
                 return None
@@ -186,11 +172,8 @@ class GapRecoveryActor(ObserverActor):
         give a zero median and flag every ordinary one-second step)."""
         observe = self.detector.observe
         last_tick = self._last_tick
-        downtime = self._downtime
         for tick in message.ticks:
             symbol, at = tick.symbol, tick.exchange_time
-            if downtime:
-                self._end_downtime(message.account, symbol, at)
             previous = last_tick.get(symbol)
             if previous is not None and at <= previous:
                 continue
@@ -198,13 +181,6 @@ class GapRecoveryActor(ObserverActor):
             gap = observe(symbol, at)
             if gap is not None:
                 self._handle(message.account, gap)
-
-    def _end_downtime(self, account: str, symbol: str, at: datetime) -> None:
-        """The first tick of a symbol since the start ends its downtime gap (unless it is no later than the
-        last tick on disk: a replayed day, or a tick that arrived before the stop after all)."""
-        entry = self._downtime.pop((account, symbol), None)
-        if entry is not None and at > entry[0]:
-            self._handle(account, Gap(symbol=symbol, start=entry[0], end=at, expected=True, reason=RESTART))
 
     def _close_expected(self, message: ExpectedGapEnded) -> None:
         for symbol in message.symbols:

@@ -22,6 +22,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
+| DowntimeFound (own account, at a start) | a gap per target symbol from its last tick on disk |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
 | frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksMissed to `gaps` |
@@ -50,14 +51,14 @@ import pykka
 from actors.base import ObserverActor, describe_exception
 from actors.context import ObserverContext
 from actors.directory import Directory
-from core.gaps import RECONNECT
+from core.gaps import RECONNECT, RESTART
 from core.schedule import Phase, phase_at
 from core.subscriptions import Action, Registration, SubscriptionBook, SubState, is_session_refusal
 from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
+from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import ExecutionsReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
@@ -294,7 +295,20 @@ class WSConnectionActor(ObserverActor):
         elif isinstance(message, PhaseChanged):
             self._phase = message.phase
             self._apply_wanted()
+        elif isinstance(message, DowntimeFound) and message.account == self.account.name:
+            self._open_downtime(message)
         return None
+
+    def _open_downtime(self, message: DowntimeFound) -> None:
+        """The observer was not running: each symbol of the restored target that streamed earlier today
+        has a gap from its last tick on disk, which ends as any expected gap (confirmed again, refused or
+        no longer wanted). Symbols that had left the target before the stop missed nothing."""
+        target = set(self._trade_target)
+        starts = {symbol: last for symbol, last in message.last_streamed if symbol in target}
+        self._open_gaps(starts, RESTART)
+        self.log.info("{} of {} target symbols streamed earlier today: gaps from their last ticks on disk",
+                      len(starts), len(target))
+        self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:
         if message.account != self.account.name:
@@ -524,12 +538,19 @@ class WSConnectionActor(ObserverActor):
     # --- expected gaps ---------------------------------------------------------------------------
 
     def _open_gap(self, symbols: tuple[str, ...], at: datetime, reason: str) -> None:
-        fresh = tuple(symbol for symbol in symbols if symbol not in self._gaps)
-        for symbol in fresh:
-            self._gaps[symbol] = (at, reason)
+        self._open_gaps(dict.fromkeys(symbols, at), reason)
+
+    def _open_gaps(self, starts: dict[str, datetime], reason: str) -> None:
+        """A gap per symbol from its own start, unless the symbol's gap is open already."""
+        fresh: dict[datetime, list[str]] = {}
+        for symbol, at in starts.items():
+            if symbol not in self._gaps:
+                self._gaps[symbol] = (at, reason)
+                fresh.setdefault(at, []).append(symbol)
+        for at, symbols in fresh.items():
+            self._tell("gaps", ExpectedGapStarted(at=at, account=self.account.name, symbols=tuple(symbols),
+                                                  reason=reason))
         if fresh:
-            account = self.account.name
-            self._tell("gaps", ExpectedGapStarted(at=at, account=account, symbols=fresh, reason=reason))
             self._save()
 
     def _end_gaps(self) -> None:

@@ -1,9 +1,10 @@
 """Downtime found at a start: each symbol streamed earlier in the day missed its ticks from its last one.
 
 A stop, a crash of the process or a SIGKILL leaves the tick files as the record of what arrived. At the
-next start the gap actor is told, per account, each symbol's last streamed tick on disk, and turns the time
-until the symbol streams again into a gap, back-filled or marked like any other. Only the tail of each
-file is read, so a start after a busy morning stays fast.
+next start each connection actor is told its account's symbols and their last streamed tick on disk; for
+the symbols of its restored target it opens an expected gap from there, which ends when the symbol is
+confirmed again and is then back-filled or marked like any other. Only the tail of each file is read, so a
+start after a busy morning stays fast.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.supervisor import Supervisor
-from actors.system import child_specs
+from actors.system import child_specs, ws_actor_id
 from app.downtime import downtime_found
 from app.summary import build_summary
 from config.settings import Settings
@@ -66,13 +66,13 @@ class ObserverSystem:
         return self.supervisor.directory
 
     def start(self) -> ObserverSystem:
-        """Start the tree; then tell the gap actor what the tick files say was streamed before this start
-        (read first, so no tick recorded by this run counts as streamed before it)."""
+        """Start the tree; then tell each connection actor what the tick files say was streamed before this
+        start (read first, so no tick recorded by this run counts as streamed before it)."""
         accounts = tuple(account.name for account in self.context.accounts)
         downtime = downtime_found(self.context.paths, accounts, self.context.clock.now())
         self.supervisor.start()
         for message in downtime:
-            self.directory.tell("gaps", message)
+            self.directory.tell(ws_actor_id(message.account), message)
         return self
 
     def stop(self) -> int:

@@ -10,11 +10,8 @@ import pykka
 
 from actors.gap_recovery import IN_FLIGHT_SECONDS, expected_gap_start
 from config.settings import WebSocketSettings
-from core.gaps import RESTART
-from kis.ticks import TradeTick
 from messages.alerts import SystemAlert
-from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted
-from messages.market import TicksReceived
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
 from runtime.jsonl import read_jsonl
@@ -238,50 +235,3 @@ def test_a_silence_is_detected_from_tick_timing_and_back_filled(tmp_path: Path, 
     durations = {record["meta"]["original_gap"]["duration_seconds"] for record in unexpected}
     assert all(duration >= 20 for duration in durations)  # 3 s of silence at 10x simulated speed
 
-
-def trade(symbol: str, at: datetime) -> TradeTick:
-    return TradeTick(symbol, at, 70_500, 500, "2", 0.7, 10, 1_000, 70_500_000, 70_000, 71_000, 70_000,
-                     70_600, 70_500, "1", 100.0, "0", ())
-
-
-def test_downtime_runs_from_the_last_tick_on_disk_to_the_first_tick_since(tmp_path: Path, kis_sim) -> None:
-    """A symbol that streams again gets its downtime back-filled; one that never does is marked at the stop,
-    up to the start that found it."""
-    plane = gaps_plane(tmp_path, kis_sim)
-    streaming, quiet = plane.symbols(2)
-    now = kis_sim.clock.now()
-    last = now - timedelta(seconds=20)
-    last_streamed = ((quiet, last), (streaming, last))
-    plane.tell("gaps", DowntimeFound(at=now, account="acct1", last_streamed=last_streamed))
-    first = now + timedelta(seconds=1)
-    plane.tell("gaps", TicksReceived(at=first, account="acct1", ticks=(trade(streaming, first),),
-                                     received_mono=0.0))
-    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
-    plane.barrier("recorder")
-    pykka.ActorRegistry.stop_all()
-
-    (recovery_file,) = scalp_files(plane, f"recovery_*_{streaming}.jsonl")
-    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
-    assert gap["reason"] == RESTART
-    assert datetime.fromisoformat(gap["start"]) == last and datetime.fromisoformat(gap["end"]) == first
-    (marker,) = markers(plane)
-    assert marker["symbol"] == quiet and marker["reason"] == RESTART
-    assert datetime.fromisoformat(marker["start_time"]) == last
-    assert datetime.fromisoformat(marker["end_time"]) == now
-    assert marker["detail"] == "no tick since the start: the observer stopped first"
-    assert plane.metrics.count("gaps_detected") == 1
-
-
-def test_a_tick_no_later_than_the_last_on_disk_ends_the_downtime_without_a_gap(
-    tmp_path: Path, kis_sim
-) -> None:
-    """A simulated day replayed from an earlier time: its ticks are older than the files' last ones."""
-    plane = gaps_plane(tmp_path, kis_sim)
-    (symbol,) = plane.symbols(1)
-    now = kis_sim.clock.now()
-    plane.tell("gaps", DowntimeFound(at=now, account="acct1", last_streamed=((symbol, now),)))
-    plane.tell("gaps", TicksReceived(at=now, account="acct1", ticks=(trade(symbol, now),), received_mono=0.0))
-    plane.barrier("gaps")
-    pykka.ActorRegistry.stop_all()
-    assert plane.metrics.count("gaps_detected") == 0 and plane.metrics.count("gaps_marked") == 0
-    assert markers(plane) == []

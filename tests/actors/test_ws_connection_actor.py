@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from actors.directory import Directory
 from actors.ws_connection import MAX_TICKS_PER_MESSAGE, FrameRelay, SessionEnded, SessionEvent
+from core.gaps import RESTART
 from core.schedule import Phase
 from kis.protocol import AckCode
 from kis.ticks import Ack, PingPong, TradeFrame, TradeTick
 from kis.ws_session import SessionClosed
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted
 from messages.market import ExecutionsReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
@@ -325,3 +326,34 @@ def test_a_notice_only_session_follows_the_phase(tmp_path, kis_sim) -> None:
     plane.tell("ws.acct1", PhaseChanged(at=now, phase=Phase.WARMUP, previous=Phase.IDLE))
     assert wait_until(lambda: plane.status().notice_confirmed, WAIT)
     assert plane.metrics.count("reconnects") == 0
+
+
+def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: DataPlane) -> None:
+    """What the tick files say was streamed before this start: the restored target's symbols get a gap
+    from their own last tick, ended when confirmed again; a symbol outside the target missed nothing."""
+    name = plane.start_ws()
+    symbols = plane.symbols(3)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    ref = plane.directory.ref(name)
+    assert ref is not None
+    ref.stop()
+    plane.directory.unregister(name)
+
+    plane.start_ws()  # a new process: the target comes back from the state store
+    now = plane.sim.clock.now()
+    last = {symbols[0]: now - timedelta(seconds=30), symbols[1]: now - timedelta(seconds=12),
+            "999999": now - timedelta(seconds=5)}
+    plane.tell(name, DowntimeFound(at=now, account="acct1", last_streamed=tuple(sorted(last.items()))))
+    plane.wait_confirmed(symbols)
+
+    def restart_ends() -> dict[str, datetime]:
+        return {symbol: m.started_at for m in plane.received("gaps", ExpectedGapEnded) if m.reason == RESTART
+                for symbol in m.symbols}
+
+    assert wait_until(lambda: len(restart_ends()) == 2, WAIT)
+    assert restart_ends() == {symbols[0]: last[symbols[0]], symbols[1]: last[symbols[1]]}
+    started = {symbol: m.at for m in plane.received("gaps", ExpectedGapStarted) if m.reason == RESTART
+               for symbol in m.symbols}
+    assert started == restart_ends()
+    assert plane.status().open_gaps == ()

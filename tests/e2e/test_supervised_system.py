@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pykka
 import pytest
 
+from actors.gap_recovery import IN_FLIGHT_SECONDS
 from actors.slot_manager import SlotManagerProxy
 from actors.supervisor import EXIT_ESCALATED
 from app.observer import sim_accounts
@@ -28,6 +29,7 @@ from messages.universe import CurrentUniverse
 from runtime.jsonl import JsonlWriter, read_jsonl
 from runtime.logs import reset_logging, setup_logging
 from runtime.paths import DataPaths
+from runtime.state_store import StateStore
 from tests.e2e.support import ends_in_complete_lines, tick_files, wait_for
 from tools.kis_sim.server import KisSimulator
 
@@ -257,22 +259,29 @@ def _slot_view(state: Any) -> dict[str, tuple[str, str]]:
     }
 
 
+
+def restart_markers(paths: DataPaths, day: date) -> list[dict[str, Any]]:
+    return [row for row in read_jsonl(paths.gap_markers(ACCOUNT, day)).records if row["reason"] == RESTART]
+
+
 @pytest.mark.timeout(60)
-def test_a_start_marks_the_downtime_of_what_was_streamed_earlier_today(build_system, settings) -> None:
-    """A tick file of today from before this start: the symbol (not in the universe, so never streamed now)
-    gets a gap from its last tick to the start, marked at the stop."""
+def test_a_start_opens_the_downtime_of_what_was_streaming_before_it(build_system, settings, kis_sim) -> None:
+    """The saved target and a tick file of today from five minutes before this start: the symbol's gap runs
+    from its last tick on disk until it streams again, too long to back-fill, so it is marked."""
     paths = DataPaths(Path(settings.data_dir))
     system = build_system()
     started = system.context.clock.now()
+    symbol = sorted(kis_sim.market.listings)[0]
     last = started - timedelta(minutes=5)
-    with JsonlWriter(paths.tick_file(ACCOUNT, "KRX", started.date(), "999999")) as writer:
-        writer.write({"symbol": "999999", "exchange_time": last, "source": "ws"})
+    saved = {"day": started.date().isoformat(), "symbols": [symbol], "gaps": {}}
+    StateStore(paths.state_dir).save(f"subscriptions.{ACCOUNT}", saved)
+    with JsonlWriter(paths.tick_file(ACCOUNT, "KRX", started.date(), symbol)) as writer:
+        writer.write({"symbol": symbol, "exchange_time": last, "source": "ws"})
     system.start()
-    assert system.directory.ask("gaps", Ping(at=started), timeout=WAIT) == "gaps"
+    assert wait_for(lambda: bool(restart_markers(paths, started.date())), timeout=WAIT)
     assert system.stop() == 0
 
-    (marker,) = [row for row in read_jsonl(paths.gap_markers(ACCOUNT, started.date())).records
-                 if row["reason"] == RESTART]
-    assert marker["symbol"] == "999999" and datetime.fromisoformat(marker["start_time"]) == last
+    (marker,) = restart_markers(paths, started.date())
+    assert marker["symbol"] == symbol and marker["expected"] is True
+    assert last - timedelta(seconds=IN_FLIGHT_SECONDS) <= datetime.fromisoformat(marker["start_time"]) <= last
     assert started <= datetime.fromisoformat(marker["end_time"]) <= system.context.clock.now()
-    assert marker["detail"] == "no tick since the start: the observer stopped first"
