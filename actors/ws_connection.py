@@ -181,6 +181,7 @@ class WSConnectionActor(ObserverActor):
         self._store: StateStore | None = None
         self._state_name = f"subscriptions.{self.account.name}"
         self._trade_target: tuple[str, ...] = ()
+        self._restored_target: frozenset[str] = frozenset()  # until the start's DowntimeFound
         self._notice: Registration | None = None
         if self.account.hts_id:
             tr_id = TrId.NOTICE_PAPER if self.account.paper else TrId.NOTICE_REAL
@@ -300,14 +301,15 @@ class WSConnectionActor(ObserverActor):
         return None
 
     def _open_downtime(self, message: DowntimeFound) -> None:
-        """The observer was not running: each symbol of the restored target that streamed earlier today
-        has a gap from its last tick on disk, which ends as any expected gap (confirmed again, refused or
-        no longer wanted). Symbols that had left the target before the stop missed nothing."""
-        target = set(self._trade_target)
-        starts = {symbol: last for symbol, last in message.last_streamed if symbol in target}
+        """The observer was not running: each symbol of the target restored at the start (what was wanted
+        at the stop, whatever the slot manager has told since) that streamed earlier today has a gap from
+        its last tick on disk, which ends as any expected gap (confirmed again, refused or no longer
+        wanted). Symbols that had left the target before the stop missed nothing."""
+        restored, self._restored_target = self._restored_target, frozenset()
+        starts = {symbol: last for symbol, last in message.last_streamed if symbol in restored}
         self._open_gaps(starts, RESTART)
-        self.log.info("{} of {} target symbols streamed earlier today: gaps from their last ticks on disk",
-                      len(starts), len(target))
+        self.log.info("{} of {} restored target symbols streamed earlier today: gaps from their last ticks "
+                      "on disk", len(starts), len(restored))
         self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:
@@ -642,5 +644,6 @@ class WSConnectionActor(ObserverActor):
             self.log.warning("saved subscriptions unreadable, starting empty: {}", error)
             return
         self._trade_target = symbols
+        self._restored_target = frozenset(symbols)
         self._gaps = gaps
         self.log.info("restored {} target symbols ({} in an open gap)", len(symbols), len(gaps))

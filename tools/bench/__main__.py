@@ -85,7 +85,7 @@ def run(
     finally:
         if server is not None:
             server.close()
-    attempt("memory", lambda: [memory.simulated_day(root / "day", speed=plan.day_speed,
+    attempt("memory", lambda: [memory.simulated_day_in_child(root / "day", speed=plan.day_speed,
                                                     trade_rate=plan.day_trade_rate)])
     return results, crashes
 

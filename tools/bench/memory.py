@@ -1,4 +1,8 @@
-"""Memory over a simulated trading day: RSS of this process at the start and after 09:00-15:30 at high speed.
+"""Memory over a simulated trading day: RSS of the observer's actors at the start and after 09:00-15:30 at
+high speed, measured in a process of its own so the start figure is the actors' and not what the benchmarks
+before it left behind:
+
+    python -m tools.bench.memory --root DIR --speed 195 --trade-rate 1    (prints the Result as one JSON line)
 
 The simulator's clock runs the session at `speed` x; a `WSConnectionActor` streams 41 symbols from its
 feed into the real recorder, trigger and gap actors, and the real ScannerActor scans the 1,000-symbol
@@ -10,6 +14,10 @@ streamed (files opened, windows filled), so the growth is what a day adds.
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,13 +30,24 @@ from actors.triggers import TriggerActor
 from actors.ws_connection import WSConnectionActor
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
-from tools.bench.harness import ACCOUNT, BenchServer, Sink, Started, bench_context, universe_message, wait_for
+from runtime.logs import reset_logging, setup_logging
+from tools.bench.harness import (
+    ACCOUNT,
+    BenchError,
+    BenchServer,
+    Sink,
+    Started,
+    bench_context,
+    universe_message,
+    wait_for,
+)
 from tools.bench.report import Result
 from tools.bench.server import BENCH_START
 
 SESSION_SECONDS = 6.5 * 3600
 GROWTH_LIMIT_MB = 20.0
 WARMUP_SHARE = 0.03
+LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "universe", "gaps", f"ws.{ACCOUNT}", "scanner")
 
 
 def rss_mb() -> float:
@@ -37,6 +56,17 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def simulated_day_in_child(root: Path, *, speed: float, trade_rate: float) -> Result:
+    """`simulated_day` in a fresh interpreter (`python -m tools.bench.memory`)."""
+    command = [sys.executable, "-m", "tools.bench.memory", "--root", str(root), "--speed", str(speed),
+               "--trade-rate", str(trade_rate)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise BenchError(f"the memory benchmark's process ended with {done.returncode} (its stderr is above)")
+    return Result.from_json(json.loads(lines[-1]))
 
 
 def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
@@ -79,5 +109,25 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
         baseline=start_rss, met=growth < GROWTH_LIMIT_MB,
         detail=f"RSS {start_rss:.1f} -> {end_rss:.1f} MB over 09:00-15:30 at {speed:g}x ({day:.0f} s): "
                f"{ticks:,} ticks recorded, {context.metrics.count('scans')} Track A scans; "
-               f"baseline: RSS at the start (MB)",
+               f"baseline: RSS at the start (MB), in a process of its own",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.memory", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True, help="folder for the day's data and state")
+    parser.add_argument("--speed", type=float, required=True, help="simulated seconds per second")
+    parser.add_argument("--trade-rate", type=float, required=True, help="sim trades/s per symbol")
+    args = parser.parse_args(argv)
+    setup_logging(args.root / "logs", LOGGED_ACTORS, retention_days=1, console_level="ERROR")
+    try:
+        result = simulated_day(args.root, speed=args.speed, trade_rate=args.trade_rate)
+    finally:
+        reset_logging()
+    print(json.dumps(result.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

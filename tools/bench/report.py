@@ -30,6 +30,13 @@ class Result:
         record["baseline"] = _finite_or_none(self.baseline)
         return record
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Result:
+        """The inverse of `to_json` (None back to NaN)."""
+        numbers = {key: math.nan if record[key] is None else float(record[key])
+                   for key in ("figure", "baseline")}
+        return cls(**(record | numbers))
+
 
 def _finite_or_none(value: float) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
