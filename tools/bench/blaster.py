@@ -113,6 +113,11 @@ class FrameBlaster:
         frames = self._book.frames(records_per_frame)
         self._call(self._start_blast(rate, frames, records_per_frame))
 
+    def disconnect(self) -> None:
+        """Abort every client connection at once, whatever is still buffered for it (a close handshake
+        behind megabytes of unsent frames can take many seconds)."""
+        self._call(self._abort_all())
+
     def status(self) -> dict[str, int]:
         return {"records": self.records_sent, "frames": self.frames_sent, "max_buffer": self.max_buffer,
                 "sessions": len(self._subscribed)}
@@ -135,6 +140,10 @@ class FrameBlaster:
         self._server = await serve(self._handle, self._host, self._port, compression=None,
                                    ping_interval=None, max_size=64 * 1024)
         self._port = self._server.sockets[0].getsockname()[1]
+
+    async def _abort_all(self) -> None:
+        for ws in list(self._sessions):
+            ws.transport.abort()
 
     async def _shutdown(self) -> None:
         await self._start_blast(0.0, [], 1)

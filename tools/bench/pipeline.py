@@ -267,6 +267,7 @@ def receive_ceiling(server: BenchServer, *, seconds: float, rate: float) -> floa
         received = (frames[0] - counted) / (time.monotonic() - started)
     finally:
         server.command(cmd="blast", rate=0)
+        server.command(cmd="disconnect")  # before the close: its handshake would wait behind the backlog
         session.close()
     wait_for(lambda: server.command(cmd="status")["sessions"] == 0, 20.0, "the ceiling's session to end")
     return received

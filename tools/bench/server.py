@@ -7,6 +7,7 @@ then answers one JSON line per command read from stdin:
     {"cmd": "blast", "rate": 20000, "records_per_frame": 24}   -> {"ok": true}
     {"cmd": "status"}                                            -> {"records": ..., "frames": ..., ...}
     {"cmd": "drop"}                                              -> {"ok": true}  (drop every sim session)
+    {"cmd": "disconnect"}                                        -> {"ok": true}  (abort blaster sessions)
     {"cmd": "quit"}                                              -> {"ok": true}, then exit
 
     python -m tools.bench.server [--start 10:00] [--speed 1] [--trade-rate 2] [--n-symbols 1200]
@@ -89,6 +90,9 @@ def _serve(command: dict[str, Any], sim: KisSimulator, blaster: FrameBlaster) ->
         _reply(blaster.status())
     elif name == "drop":
         sim.faults.drop_sessions()
+        _reply({"ok": True})
+    elif name == "disconnect":
+        blaster.disconnect()
         _reply({"ok": True})
     elif name == "quit":
         _reply({"ok": True})
