@@ -22,7 +22,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
-| DowntimeFound (own account, at a start) | a gap per target symbol from its last tick on disk |
+| DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
 | frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksMissed to `gaps` |

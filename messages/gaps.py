@@ -1,5 +1,5 @@
 """Expected gaps: what a connection actor tells the gap recovery actor around an outage it knows about,
-and what the system tells it at a start about the time the observer was not running.
+and what the system tells a connection actor at a start about the time the observer was not running.
 
 Unexpected gaps need no message: the gap actor finds them in the TicksReceived stream itself.
 """
