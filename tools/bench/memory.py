@@ -31,6 +31,7 @@ from actors.ws_connection import WSConnectionActor
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
 from runtime.logs import reset_logging, setup_logging
+from runtime.malloc_arenas import limit_malloc_arenas
 from tools.bench.harness import (
     ACCOUNT,
     BenchError,
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, required=True, help="simulated seconds per second")
     parser.add_argument("--trade-rate", type=float, required=True, help="sim trades/s per symbol")
     args = parser.parse_args(argv)
+    limit_malloc_arenas()  # as `run.py` does
     setup_logging(args.root / "logs", LOGGED_ACTORS, retention_days=1, console_level="ERROR")
     try:
         result = simulated_day(args.root, speed=args.speed, trade_rate=args.trade_rate)
