@@ -4,7 +4,7 @@ Each thread that allocates while another holds the main arena gets an arena of i
 core, and memory freed into one arena is not handed to another, so after a day of bursts (a backlog in a
 mailbox, a scan's thousand rows) the resident size stays at the sum of every arena's high-water mark. The
 actors allocate under the interpreter lock anyway, so two arenas cost no speed; the memory benchmark's
-growth over a simulated day fell from 11-28 MB to 8-12 MB with them (README, Benchmarks).
+growth over a simulated day fell from 11-28 MB to 5-14 MB with them (README, Benchmarks).
 """
 
 from __future__ import annotations
