@@ -68,6 +68,17 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join([line(header), rule, *(line(row) for row in rows)])
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor has given to other guests while this VM's cores wanted it, summed over the
+    cores, since boot (/proc/stat "steal"); NaN where there is no such figure. Sampled around a run, it says
+    whether the host was busy enough to make the run's figures unlike a quiet machine's."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
 def machine() -> dict[str, str]:
     """The facts a figure needs next to it: cores, CPU model, Python."""
     model = "unknown"
