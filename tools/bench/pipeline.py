@@ -377,7 +377,7 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
             neighbour = (bursts[-1], 1 / calls_per_second) if bursts[-1] else None
             control.append(measure_latency(pipeline, rate, window, neighbour=neighbour))
         framing = records_per_frame(rate, len(pipeline.symbols))
-        extra_share = statistics.median(bursts) * calls_per_second
+        extra_share = _median(bursts) * calls_per_second
         control_kind = (
             f"a neighbour process burning that CPU in {calls_per_second:g} bursts/s" if extra_share
             else "no neighbour (the scan cost no measurable CPU): another idle window"
