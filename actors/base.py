@@ -84,10 +84,10 @@ class ObserverActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self.directory is not None:  # before pykka marks the ref dead: no tell falls between the two
+            self.directory.hold(self.name, self.actor_urn)
         super()._handle_failure(exception_type, exception_value, traceback)
         self._failure = describe_exception(exception_value)
-        if self.directory is not None:
-            self.directory.hold(self.name, self.actor_urn)
 
     def _actor_loop_teardown(self) -> None:
         self._hand_over_mail()

@@ -8,9 +8,11 @@ gap at a time, with the account's REST client, whose per-key rate limiter is sha
 the actor thread never waits for REST. Results come back to the actor as messages, which hands them to
 the recorder (RecoveryRecorded, or GapMarked for what could not be recovered).
 
-An expected gap starts at the symbol's last tick received before the drop, or `IN_FLIGHT_SECONDS`
-before the drop when that tick is older: ticks in flight when the socket broke are inside the gap,
-and a quiet symbol's gap is not stretched back to its last trade.
+An expected gap starts at the symbol's last tick received before the drop (as the gap actor has seen
+them when the drop is told), or `IN_FLIGHT_SECONDS` before the drop when that tick is older: ticks in
+flight when the socket broke are inside the gap, and a quiet symbol's gap is not stretched back to its
+last trade. A feed that lagged the clock (the account's newest exchange time is behind the drop) moves
+that floor back with it, by `FEED_LAG_LIMIT_SECONDS` at most: its ticks in flight are older.
 
 | message | effect |
 |---|---|
@@ -52,6 +54,7 @@ from messages.streaming import ConnectionChanged, ConnectionState
 from runtime.clock import KST
 
 IN_FLIGHT_SECONDS = 2.0
+FEED_LAG_LIMIT_SECONDS = 30.0
 QUEUE_LIMIT = 500
 WORKER_STOP_SECONDS = 5.0
 
@@ -80,9 +83,15 @@ class _Job:
     gap: Gap | None = field(compare=False)  # None: stop the worker
 
 
-def expected_gap_start(last_tick: datetime | None, dropped_at: datetime) -> datetime:
-    """The start of a symbol's expected gap (see the module docstring)."""
-    earliest = dropped_at - timedelta(seconds=IN_FLIGHT_SECONDS)
+def expected_gap_start(
+    last_tick: datetime | None, dropped_at: datetime, feed_head: datetime | None = None
+) -> datetime:
+    """The start of a symbol's expected gap (see the module docstring); `feed_head` is the newest exchange
+    time of the account's feed when the drop was told."""
+    reference = dropped_at
+    if feed_head is not None:
+        reference = max(min(feed_head, dropped_at), dropped_at - timedelta(seconds=FEED_LAG_LIMIT_SECONDS))
+    earliest = reference - timedelta(seconds=IN_FLIGHT_SECONDS)
     if last_tick is None or last_tick < earliest:
         return earliest
     return min(last_tick, dropped_at)
@@ -94,7 +103,8 @@ class GapRecoveryActor(ObserverActor):
         self.context = context
         self.detector = GapDetector(context.settings.gaps)
         self._last_tick: dict[str, datetime] = {}
-        self._open: dict[tuple[str, str], tuple[datetime, str]] = {}  # (account, symbol) -> (dropped, reason)
+        self._feed_head: dict[str, datetime] = {}  # account -> newest exchange time of its feed
+        self._open: dict[tuple[str, str], tuple[datetime, str]] = {}  # (account, symbol) -> (start, reason)
         self._marked_open: set[tuple[str, str]] = set()  # open gaps already marked "still open" (suspension)
         self._jobs: queue.PriorityQueue[_Job] = queue.PriorityQueue()
         self._sequence = itertools.count()
@@ -125,10 +135,9 @@ class GapRecoveryActor(ObserverActor):
             self._mark(account, gap, f"not back-filled: {why}")
         if mark_open:
             now = self.context.clock.now()
-            for (account, symbol), (dropped_at, reason) in self._open.items():
+            for (account, symbol), (start, reason) in self._open.items():
                 if (account, symbol) in self._marked_open:
                     continue
-                start = expected_gap_start(self._last_tick.get(symbol), dropped_at)
                 gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
                 self._mark(account, gap, f"still open: {why}")
             self._open.clear()
@@ -145,8 +154,7 @@ class GapRecoveryActor(ObserverActor):
         if isinstance(message, TicksReceived):
             self._observe(message)
         elif isinstance(message, ExpectedGapStarted):
-            for symbol in message.symbols:
-                self._open[(message.account, symbol)] = (message.at, message.reason)
+            self._open_expected(message)
         elif isinstance(message, ExpectedGapEnded):
             self._close_expected(message)
         elif isinstance(message, TicksMissed):
@@ -181,12 +189,29 @@ class GapRecoveryActor(ObserverActor):
             gap = observe(symbol, at)
             if gap is not None:
                 self._handle(message.account, gap)
+        if message.ticks:
+            newest = message.ticks[-1].exchange_time
+            head = self._feed_head.get(message.account)
+            if head is None or newest > head:
+                self._feed_head[message.account] = newest
+
+    def _open_expected(self, message: ExpectedGapStarted) -> None:
+        """The start is fixed now: ticks seen later may come from after the reconnect."""
+        head = self._feed_head.get(message.account)
+        for symbol in message.symbols:
+            if (message.account, symbol) not in self._open:
+                start = expected_gap_start(self._last_tick.get(symbol), message.at, head)
+                self._open[(message.account, symbol)] = (start, message.reason)
 
     def _close_expected(self, message: ExpectedGapEnded) -> None:
         for symbol in message.symbols:
-            dropped_at, _ = self._open.pop((message.account, symbol), (message.started_at, message.reason))
+            opened = self._open.pop((message.account, symbol), None)
             self._marked_open.discard((message.account, symbol))
-            start = expected_gap_start(self._last_tick.get(symbol), min(dropped_at, message.started_at))
+            if opened is None:  # opened before this incarnation started
+                start = expected_gap_start(self._last_tick.get(symbol), message.started_at,
+                                           self._feed_head.get(message.account))
+            else:
+                start = min(opened[0], message.started_at)
             end = max(message.at, start)
             for gap in self.detector.mark_expected((symbol,), start, end, message.reason):
                 self._handle(message.account, gap)
@@ -229,8 +254,7 @@ class GapRecoveryActor(ObserverActor):
         now = self.context.clock.now()
         opened = [(symbol, at, reason) for (account, symbol), (at, reason) in self._open.items()
                   if account == message.account]
-        for symbol, dropped_at, reason in opened:
-            start = expected_gap_start(self._last_tick.get(symbol), dropped_at)
+        for symbol, start, reason in opened:
             gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
             marker = gap_marker(gap, "track B suspended: gap still open", at=now)
             self._tell("recorder", GapMarked(at=now, account=message.account, marker=marker))

@@ -39,9 +39,11 @@ the 41 registrations of the key, so with an HTS id 40 remain for ticks; a 41st i
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,10 +127,22 @@ class FrameRelay:
     """What runs on one session's receive thread: no work but wrapping and telling. The trades of the
     frames a socket read brought (up to `on_drained`) are told as one `TicksReceived`, stamped when the
     first of them was decoded (a new one once `MAX_TICKS_PER_MESSAGE` are held); any other message is
-    told after the trades before it, so the actor sees everything in arrival order."""
+    told after the trades before it, so the actor sees everything in arrival order.
 
-    def __init__(self, actor: pykka.ActorRef[Any], account: str, clock: Clock, generation: int) -> None:
+    Trades go through `tell_ticks` (the Directory, by child id): if the actor crashes while its session
+    still delivers, the Directory holds them for the next incarnation instead of dropping them at a dead
+    ref. Session events stay with this incarnation's ref: they only mean something to it."""
+
+    def __init__(
+        self,
+        actor: pykka.ActorRef[Any],
+        account: str,
+        clock: Clock,
+        generation: int,
+        tell_ticks: Callable[[TicksReceived], object] | None = None,
+    ) -> None:
         self._actor = actor
+        self._tell_ticks = tell_ticks or self._tell
         self._account = account
         self._clock = clock
         self._generation = generation
@@ -153,8 +167,8 @@ class FrameRelay:
         at = self._at
         if at is None:
             return
-        self._tell(TicksReceived(at=at, account=self._account, ticks=tuple(self._ticks),
-                                 received_mono=self._mono, frames=self._frames))
+        self._tell_ticks(TicksReceived(at=at, account=self._account, ticks=tuple(self._ticks),
+                                       received_mono=self._mono, frames=self._frames))
         self._ticks, self._frames, self._at = [], 0, None
 
     def on_closed(self, closed: SessionClosed) -> None:
@@ -351,7 +365,10 @@ class WSConnectionActor(ObserverActor):
         generation = self._generation
         try:
             approval_key = self.context.vault.approval_key(self.account.name)
-            receiving = FrameRelay(self.actor_ref, self.account.name, self.context.clock, generation)
+            tell_ticks = functools.partial(self.directory.tell, self.name) if self.directory else None
+            receiving = FrameRelay(
+                self.actor_ref, self.account.name, self.context.clock, generation, tell_ticks
+            )
             session = KisWebSocketSession(
                 self.url,
                 approval_key,

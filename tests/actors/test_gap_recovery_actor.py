@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pykka
 
-from actors.gap_recovery import IN_FLIGHT_SECONDS, expected_gap_start
+from actors.gap_recovery import FEED_LAG_LIMIT_SECONDS, IN_FLIGHT_SECONDS, expected_gap_start
 from config.settings import WebSocketSettings
+from kis.ticks import TradeTick
 from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.market import TicksReceived
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
 from runtime.jsonl import read_jsonl
@@ -52,6 +54,55 @@ def test_expected_gap_start_covers_ticks_in_flight_but_not_a_quiet_past() -> Non
     )
     assert expected_gap_start(None, dropped) == dropped - timedelta(seconds=IN_FLIGHT_SECONDS)
     assert expected_gap_start(dropped + timedelta(seconds=3), dropped) == dropped
+
+
+def test_a_lagging_feed_moves_the_floor_back_with_it_but_not_without_limit() -> None:
+    dropped = datetime(2024, 3, 4, 10, 0, 30, tzinfo=KST)
+    lag = timedelta(seconds=4.5)
+    last = dropped - timedelta(seconds=5)  # in flight behind it: ticks of dropped - 4.5 s
+    assert expected_gap_start(last, dropped, feed_head=dropped - lag) == last
+    assert expected_gap_start(None, dropped, feed_head=dropped - lag) == dropped - lag - timedelta(
+        seconds=IN_FLIGHT_SECONDS
+    )
+    stale_head = dropped - timedelta(minutes=10)  # a feed quiet for minutes, not a lagging one
+    assert expected_gap_start(None, dropped, feed_head=stale_head) == dropped - timedelta(
+        seconds=FEED_LAG_LIMIT_SECONDS + IN_FLIGHT_SECONDS
+    )
+    assert expected_gap_start(None, dropped, feed_head=dropped + lag) == dropped - timedelta(
+        seconds=IN_FLIGHT_SECONDS
+    )
+
+
+def trades_at(symbol: str, *moments: datetime) -> TicksReceived:
+    ticks = tuple(
+        TradeTick(symbol, moment, 70_500, 500, "2", 0.7, 10, 1_000 + n, 70_500_000, 70_000, 71_000, 70_000,
+                  70_600, 70_500, "1", 100.0, "0", ())
+        for n, moment in enumerate(moments)
+    )
+    return TicksReceived(at=moments[-1], account="acct1", ticks=ticks, received_mono=0.0, frames=len(ticks))
+
+
+def test_an_expected_gap_starts_where_the_feed_was_at_the_drop_not_where_it_is_at_the_end(
+    tmp_path: Path, kis_sim
+) -> None:
+    """A feed 5 s behind the clock at the drop; ticks after the reconnect reach the gap actor before the
+    gap's end: the gap still starts at the last tick before the drop."""
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbol = plane.symbols(1)[0]
+    dropped = kis_sim.clock.now().replace(microsecond=0) - timedelta(seconds=20)
+    last_before = dropped - timedelta(seconds=5)
+    plane.tell("gaps", trades_at(symbol, last_before - timedelta(seconds=1), last_before))
+    plane.tell("gaps", ExpectedGapStarted(at=dropped, account="acct1", symbols=(symbol,),
+                                          reason="websocket_reconnect"))
+    plane.tell("gaps", trades_at(symbol, dropped + timedelta(seconds=3)))
+    plane.tell("gaps", ExpectedGapEnded(at=dropped + timedelta(seconds=4), account="acct1", symbols=(symbol,),
+                                        started_at=dropped, reason="websocket_reconnect"))
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
+    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+    assert datetime.fromisoformat(gap["start"]) == last_before
 
 
 def test_a_short_gap_is_back_filled_from_minute_bars(tmp_path: Path, kis_sim) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 import pytest
@@ -129,6 +130,29 @@ def test_a_long_burst_is_told_in_pieces_and_a_frame_is_never_split(relayed) -> N
     first, rest = journal.received()
     assert (len(first.ticks), first.frames) == (big + 3, 2)
     assert (seconds(rest), rest.frames) == ([2], 1)
+
+
+def test_trades_a_session_delivers_after_its_actor_crashed_reach_the_next_incarnation() -> None:
+    """The session outlives its actor's failure by a moment (on_failure closes it): the trades it still
+    relays are held by the Directory for the restarted actor; its session events are not."""
+    clock = SimulatedClock(START, speed=0)
+    directory = Directory(clock)
+    first, second = Journal(), Journal()
+    crashed = RecordingActor.start("ws.acct1", directory, first)
+    directory.register("ws.acct1", crashed)
+    relay = FrameRelay(crashed, "acct1", clock, 7, functools.partial(directory.tell, "ws.acct1"))
+    relay.on_message(trade(0))
+    relay.on_drained()
+    crashed.tell(Crash(at=START, reason="test"))
+    assert wait_until(lambda: not crashed.is_alive(), WAIT)
+    relay.on_message(trade(1))
+    relay.on_closed(SessionClosed("closed by the failing actor", requested=True))
+    directory.register("ws.acct1", RecordingActor.start("ws.acct1", directory, second))
+    assert wait_until(lambda: len(second.received()) == 1, WAIT)
+    assert [seconds(message) for message in first.received(TicksReceived)] == [[0]]
+    (held,) = second.received()
+    assert isinstance(held, TicksReceived) and seconds(held) == [1]
+    assert directory.dead_letter_count == 0
 
 
 def test_a_burst_reaches_every_peer_whole_and_counts_its_frames(plane: DataPlane) -> None:
