@@ -73,8 +73,10 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
             actors.start(peer, Sink)
         actors.start("recorder", ScanJournal, passes)
         actors.start("scanner", ScannerActor, context)
+        cpu_before = time.process_time()
         actors.directory.tell("scanner", universe_message(clock, server.info["universe"]))
         wait_for(lambda: bool(passes), 60.0, "the scanner's pass", pause=0.01)
+        cpu_per_call = (time.process_time() - cpu_before) / max(passes[0].calls, 1)
     finally:
         actors.stop()
     scan = passes[0]
@@ -86,7 +88,7 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
                target=f"<= {limit:.2f} (floor {floor:.2f})",
                baseline=per_symbol, met=wall <= limit and scan.failed_calls == 0,
                detail=f"ScannerActor pass: {scan.calls} calls ({scan.failed_calls} failed), "
-                      f"{len(scan.rows)} rows; "
+                      f"{len(scan.rows)} rows, {cpu_per_call * 1000:.2f} ms of this process's CPU per call; "
                       f"{wall / floor:.3f} x the floor; baseline: one call per symbol, {per_symbol_sample} "
                       f"timed and scaled to {UNIVERSE} (s)"),
         Result(name="universe_scan_calls", figure=float(scan.calls), unit="calls",
