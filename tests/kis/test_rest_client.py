@@ -554,6 +554,31 @@ def test_malformed_row_is_unparseable_with_the_field_named(
         client.quote("005930")
 
 
+def test_the_proxy_of_the_environment_is_used_and_no_proxy_is_honoured(
+    stub_factory: StubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read once when the client is made (not on every call), but read: a trader behind a proxy needs it."""
+    proxy = stub_factory(lambda *_: kis_json({"output": {"stck_prpr": "12300"}}))
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    gateway = "http://kis-gateway.invalid:9443"
+
+    def client() -> KisRestClient:
+        return KisRestClient(make_account(), base_url=gateway, tokens=FixedTokenSource(),
+                             rate_limits=FAST_RETRIES, limiters=RateLimiterRegistry())
+
+    with client() as proxied:
+        assert proxied.quote("005930").price == 12300
+    (method, path, query, headers, _body) = proxy.requests[0]
+    assert (method, path, headers["host"]) == ("GET", protocol.INQUIRE_PRICE_PATH, "kis-gateway.invalid:9443")
+    assert query["FID_INPUT_ISCD"] == "005930"
+    monkeypatch.setenv("NO_PROXY", "kis-gateway.invalid")
+    with client() as direct, pytest.raises(KisTransportError, match="connection failed"):
+        direct.quote("005930")
+    assert len(proxy.requests) == 1
+
+
 def test_token_too_soon_wait_comes_from_retry_after(stub_factory: StubFactory, recorder: Recorder) -> None:
     too_soon = "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)"
     body = json.dumps({"error_description": too_soon, "error_code": "EGW00133"})
