@@ -14,10 +14,11 @@ retries) abort the pass (a call already waiting for its slot still goes) and wid
 
 Context sync: the passes from 09:00 on are kept (symbol, close, volume) until the day is synced. In
 FULL_OPERATION, once no pass is running (a pass due at 09:30 runs first), `core.context_sync` ranks the
-opening movers and `ContextSynced` goes to triggers and slots. A scanner that starts after 09:30 (late
-start, restart) scans at once and syncs from that; if no pass succeeds within `SYNC_GRACE` of its
-waiting, it syncs from what it has (possibly nothing), so Track B never waits forever. The synced day
-is saved, so a restart does not sync twice.
+opening movers and `ContextSynced` goes to triggers, which passes it on to slots once it has ranked every
+pass before it: Track B's first allocation then weighs the movers against that ranking. A scanner that
+starts after 09:30 (late start, restart) scans at once and syncs from that; if no pass succeeds within
+`SYNC_GRACE` of its waiting, it syncs from what it has (possibly nothing), so Track B never waits forever.
+The synced day is saved, so a restart does not sync twice.
 
 | message | effect |
 |---|---|
@@ -329,9 +330,7 @@ class ScannerActor(ObserverActor):
             candidate.model_copy(update={"market_cap": self._market_caps.get(candidate.symbol, 0.0)})
             for candidate in synced.candidates
         )
-        message = ContextSynced(at=now, movers=movers)
-        for peer in ("triggers", "slots"):
-            self.directory.tell(peer, message)
+        self.directory.tell("triggers", ContextSynced(at=now, movers=movers))  # which passes it to slots
         self._synced_day = now.date()
         self._opening = []
         self._save_state()

@@ -26,7 +26,8 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | message | effect |
 |---|---|
 | CandidatesRanked | keep as the current candidates; allocate when Track B runs |
-| ContextSynced | Track B may start today; its first allocation takes the movers (+ current candidates) |
+| ContextSynced | (passed on by triggers after its ranking) Track B may start today; its first allocation |
+|  | takes the movers (+ current candidates) |
 | PhaseChanged | FULL_OPERATION: allocate; leaving it: empty targets for every account, slots cleared |
 | HoldingsLoaded | the account's held positions become pins |
 | ExecutionsReceived | buy fill: pin now; full sale: unpin |

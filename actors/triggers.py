@@ -39,7 +39,7 @@ announcement.
 | ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
 | ClockTick | (no scan in progress) expire triggers; every rebalance interval: CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
-| ContextSynced | not handled: the slot manager takes the opening movers |
+| ContextSynced | (after the scans before it) ranking sent at once, then the ContextSynced passed to `slots` |
 
 Metrics: `triggers` (new triggers, manual included).
 """
@@ -75,7 +75,7 @@ from kis.ticks import TradeTick
 from messages.alerts import AlertRaised
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
-from messages.selection import CandidatesRanked, ManualOverride
+from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
 from messages.system import Crash
 from messages.universe import CurrentUniverse
 from runtime.state_saver import StateSaver
@@ -233,6 +233,10 @@ class TriggerActor(ObserverActor):
                 self._on_manual(message)
             case PhaseChanged():
                 self._rebalance_now(self.context.clock.now())
+            case ContextSynced():
+                # Track B's first allocation must see the scans the sync was made from: rank, then pass on.
+                self._rebalance_now(self.context.clock.now())
+                self.directory.tell("slots", message)
         return None
 
     # --- queries (proxy calls: status view, tests) -------------------------------------------------------

@@ -159,15 +159,15 @@ def test_context_sync_at_0930_through_the_scheduler_from_the_opening_scans(tmp_p
         run.clock.set(at(9, minute))
         run.directory.ask("scheduler", ClockTick(at=run.clock.now()))
         run.move_to(at(9, minute), expect_scans=count)
-    assert run.journals["slots"].received(ContextSynced) == []
+    assert run.journals["triggers"].received(ContextSynced) == []
 
     run.clock.set(at(9, 30))
     run.directory.ask("scheduler", ClockTick(at=run.clock.now()))  # PhaseChanged(FULL_OPERATION)
-    assert wait_until(lambda: run.journals["slots"].received(ContextSynced) != [])
+    assert wait_until(lambda: run.journals["triggers"].received(ContextSynced) != [])
     run.move_to(at(9, 30))
 
-    synced = run.journals["slots"].received(ContextSynced)
-    assert len(synced) == 1 and run.journals["triggers"].received(ContextSynced) == synced
+    synced = run.journals["triggers"].received(ContextSynced)
+    assert len(synced) == 1 and run.journals["slots"].received(ContextSynced) == []  # triggers passes it on
     scans = run.scans()
     assert len(scans) == 4  # the pass due at 09:30 ran before the sync
     snapshots = [
@@ -182,31 +182,31 @@ def test_context_sync_at_0930_through_the_scheduler_from_the_opening_scans(tmp_p
     assert all(m.market_cap == caps[m.symbol] for m in movers)
 
     run.move_to(at(9, 40), expect_scans=5)
-    assert len(run.journals["slots"].received(ContextSynced)) == 1
+    assert len(run.journals["triggers"].received(ContextSynced)) == 1
 
 
 def test_a_late_start_syncs_from_a_fresh_scan_and_a_restart_does_not_sync_again(tmp_path, kis_sim):
     run = Scanning(tmp_path, kis_sim, start=at(10, 15))
-    assert wait_until(lambda: run.journals["slots"].received(ContextSynced) != [])
+    assert wait_until(lambda: run.journals["triggers"].received(ContextSynced) != [])
     assert len(run.scans()) == 1
-    assert run.journals["slots"].received(ContextSynced)[0].movers
+    assert run.journals["triggers"].received(ContextSynced)[0].movers
 
     run.directory.ref("scanner").stop()
     run.start_scanner()
     run.move_to(at(10, 16), expect_scans=2)
-    assert len(run.journals["slots"].received(ContextSynced)) == 1
+    assert len(run.journals["triggers"].received(ContextSynced)) == 1
 
 
 def test_without_any_successful_pass_track_b_is_released_after_the_grace(tmp_path, kis_sim):
     run = Scanning(tmp_path, kis_sim, retries=0, start=at(9, 40))
     kis_sim.faults.rate_limit_burst(60)
     run.move_to(at(9, 40, 1), expect_scans=1)
-    assert run.journals["slots"].received(ContextSynced) == []
+    assert run.journals["triggers"].received(ContextSynced) == []
     run.move_to(at(9, 44), expect_scans=2)  # safe mode: one call, failed, pass aborted
-    assert run.journals["slots"].received(ContextSynced) == []
+    assert run.journals["triggers"].received(ContextSynced) == []
 
     run.move_to(at(9, 45, 2))
-    synced = run.journals["slots"].received(ContextSynced)
+    synced = run.journals["triggers"].received(ContextSynced)
     assert len(synced) == 1 and synced[0].movers == ()
 
 

@@ -27,7 +27,7 @@ from kis.ticks import TradeTick
 from messages.alerts import AlertRaised
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick
-from messages.selection import CandidatesRanked, ManualOverride
+from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
 from messages.system import Crash, Ping
 from messages.universe import CurrentUniverse
 from runtime.clock import KST, SimulatedClock
@@ -259,6 +259,23 @@ def test_a_long_scan_is_ranked_once_after_its_last_row(tmp_path: Path) -> None:
 
     harness.clock_tick()  # no scan in progress: the cadence resumes
     assert len(harness.rankings()) == 2
+
+
+def test_the_context_sync_reaches_slots_after_the_ranking_of_the_scans_before_it(tmp_path: Path) -> None:
+    """The scanner tells its sync right after the pass it was made from, while that pass is still being
+    evaluated: slots must get the pass's ranking first, or Track B's first allocation gives the free slots
+    to the opening movers alone."""
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    synced = ContextSynced(at=START, movers=())
+    assert harness.directory.tell("triggers", LONG_SCAN)
+    assert harness.directory.tell("triggers", synced)
+    harness.directory.ask("triggers", Ping(at=START), timeout=WAIT)
+    told = [m for m in harness.directory.ask("slots", "messages", timeout=WAIT)
+            if isinstance(m, CandidatesRanked | ContextSynced)]
+    assert [type(m) for m in told][-2:] == [CandidatesRanked, ContextSynced] and told[-1] == synced
+    assert sorted(c.symbol for c in told[-2].candidates) == ["000660", "005930"]
+    assert len(harness.received("slots", ContextSynced)) == 1
 
 
 def test_a_crash_during_a_long_scan_evaluates_it_again(tmp_path: Path) -> None:

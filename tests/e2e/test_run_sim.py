@@ -38,10 +38,9 @@ DAY = date(2024, 3, 4)
 SYMBOLS = 200
 SPEED = 10.0
 START = "09:27"
-"""Three minutes before Track B: the universe build (about 90 simulated seconds, 9 s of REST calls at
-10x) and the first scan are over by 09:30 even on a slow host. Were Track B to start first, the opening
-movers would take the free slots before the scan's triggers came in, and the weak surges among them (within
-the 1.2x replacement threshold of the strong ones) would keep theirs."""
+"""Three minutes before Track B: the universe build (about 90 simulated seconds, 9 s of REST calls at 10x)
+and the first scan are over by 09:30 even on a slow host, as on a normal day. (A later start is handled too:
+the trigger actor passes the context sync to the slot manager only after ranking the scan it came from.)"""
 ACCOUNT = "sim1"
 SURGES = 60
 """More than the 40 tick slots of one key (41 less the execution-notice registration)."""
