@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
@@ -32,7 +33,14 @@ from messages.streaming import ConnectionState
 from messages.system import Ping
 from runtime.clock import KST, SystemClock
 from runtime.jsonl import read_jsonl
-from tests.actors.control_plane_support import Journal, make_context, sim_account, start_recorders, wait_until
+from tests.actors.control_plane_support import (
+    Journal,
+    RecordingActor,
+    make_context,
+    sim_account,
+    start_recorders,
+    wait_until,
+)
 from tools.kis_sim.server import KisSimulator, SimConfig
 
 MONDAY = date(2024, 3, 4)
@@ -43,8 +51,19 @@ WS = f"ws.{ACCOUNT}"
 FREEZE_IGNORE = ["websocket"]
 """websocket-client bounds its close handshake by `time.time()`: under a frozen clock that wait never ends.
 (`real_asyncio` likewise keeps the simulator's event loop timers, and so its feed, on real time.)"""
-PEERS = ("recorder", "notifier", "triggers", "gaps")
-"""Recording stand-ins for the actors Track B only talks to (the triggers journal shows the context sync)."""
+PEERS = ("recorder", "notifier", "gaps")
+"""Recording stand-ins for the actors Track B only talks to."""
+
+
+class TriggersStandIn(RecordingActor):
+    """Records like the other stand-ins (its journal shows the scans and the context sync) and does the
+    trigger actor's part in the sync: passing it on to `slots` (with no ranking: no candidates here)."""
+
+    def on_receive(self, message: Any) -> Any:
+        super().on_receive(message)
+        if isinstance(message, ContextSynced) and self.directory is not None:
+            self.directory.tell("slots", message)
+        return None
 
 
 STEP = timedelta(minutes=10)
@@ -120,6 +139,8 @@ def start_plane(tmp_path: Path, clock: SystemClock, sim: KisSimulator) -> Plane:
     context = dataclasses.replace(context, ws_url=sim.ws_url)
     directory = Directory(clock)
     journals = start_recorders(directory, *PEERS)
+    journals["triggers"] = Journal()
+    directory.register("triggers", TriggersStandIn.start("triggers", directory, journals["triggers"]))
     actors = {
         "tokens": TokenActor,
         "universe": UniverseActor,
