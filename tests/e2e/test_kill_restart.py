@@ -112,10 +112,12 @@ def test_sigkill_then_a_new_start_resumes_from_the_state_store(tmp_path: Path) -
     assert summary["actors_alive"] == summary["actors_total"]
 
     # Subscriptions: the connection actor restored the killed run's target and streamed it at once,
-    # before Track B could have started by itself (09:30, after the context sync).
+    # before Track B could have started by itself (09:30, after the context sync). In this replay of the
+    # same morning the slot manager answers the session's CONNECTED with Track B's empty target until 09:30,
+    # so the restored target streams only until then: on a busy host, a second or less.
     restored = logged_number(logs / "ws.sim1.log", r"restored (\d+) target symbols")
     assert restored == len(subscribed)
-    early = [row for symbol in subscribed[:10]
+    early = [row for symbol in subscribed
              for path in paths.observer.glob(f"scalp/sim1/*/*/ticks_{symbol}.jsonl")
              for row in read_jsonl(path).records
              if row["source"] == "ws" and datetime.fromisoformat(row["exchange_time"]) < TRACK_B_START]
