@@ -211,7 +211,7 @@ class GapRecoveryActor(ObserverActor):
                 start = expected_gap_start(self._last_tick.get(symbol), message.started_at,
                                            self._feed_head.get(message.account))
             else:
-                start = min(opened[0], message.started_at)
+                start = opened[0]
             end = max(message.at, start)
             for gap in self.detector.mark_expected((symbol,), start, end, message.reason):
                 self._handle(message.account, gap)
