@@ -6,7 +6,10 @@ TRACK_A_CLOSING a pass starts when the last one began `ScanSettings.interval_sec
 time), the first one at once. A pass runs on a worker thread, one `multi_quote_batch` of up to 30 symbols
 per call through the account's `KisRestClient` (the per-key limiter is shared with gap recovery), with
 `CALLS_IN_FLIGHT` calls in flight, so the mailbox stays free; a stop sets an event the callers check
-between calls, so it ends within one call.
+between calls, so it ends within one call. With `ScanSettings.worker_process` (the default) the calls
+are made and parsed in a `FetchWorker` child process at the lowest CPU priority, started with the actor
+(again by a pass after it failed) and ended with it, so a pass takes neither the interpreter lock nor a
+core from the tick path; the limiter, the token and the retries stay here.
 
 Safe mode (issue 6 item 4): `safe_mode_after_failures` failed calls in a row (after the client's own
 retries) abort the pass (a call already waiting for its slot still goes) and widen the interval to
@@ -47,6 +50,7 @@ from actors.scheduler import tick_interval_seconds
 from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
 from core.schedule import Phase, phase_at
 from kis.errors import KisError
+from kis.fetch_worker import FetchWorker
 from kis.models import MultiQuote
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
@@ -162,6 +166,9 @@ class ScannerActor(ObserverActor):
         self._failures_in_a_row = 0
         self._safe_mode = False
         self._worker: threading.Thread | None = None
+        self._fetcher: FetchWorker | None = None
+        if self.settings.worker_process:
+            self._fetcher = FetchWorker(self.concurrency, name=f"{name}-fetch")
         self._stopping = threading.Event()
         self._ticker: Ticker | None = None
         self._universe_asked_at: datetime | None = None
@@ -169,6 +176,8 @@ class ScannerActor(ObserverActor):
     # --- life -----------------------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.start()  # it imports in the background: ready long before a pass
         self._load_state()
         self._ask_universe()
         tick = lambda: ClockTick(at=self.context.clock.now())  # noqa: E731
@@ -201,6 +210,8 @@ class ScannerActor(ObserverActor):
             self._ticker.stop()
         if self._worker is not None:
             self._worker.join(STOP_JOIN_SECONDS)
+        if self._fetcher is not None:
+            self._fetcher.close()
 
     # --- deciding -------------------------------------------------------------------------------------
 
@@ -250,12 +261,15 @@ class ScannerActor(ObserverActor):
     def _run_pass(self, started_at: datetime, symbols: tuple[str, ...], failures_in_a_row: int) -> None:
         """The pass thread: `concurrency` callers share the batches; the result goes back as a message."""
         began = time.monotonic()
+        if self._fetcher is not None:
+            self._fetcher.start()
         size = self.settings.batch_size
         batches = [symbols[first : first + size] for first in range(0, len(symbols), size)]
         abort_after = self.settings.safe_mode_after_failures
         scan = _Pass(batches, failures_in_a_row, abort_after, self._stopping, self.log)
         callers = [
-            threading.Thread(target=scan.call_batches, args=(self.context.rest_client(self.account),),
+            threading.Thread(target=scan.call_batches,
+                             args=(self.context.rest_client(self.account, worker=self._fetcher),),
                              name=f"{self.name}-call-{n}", daemon=True)
             for n in range(min(self.concurrency, len(batches)))
         ]

@@ -48,6 +48,8 @@ class ScanSettings(Section):
     batch_size: int = Field(default=30, ge=1, le=30)
     safe_mode_interval_seconds: PositiveFloat = 1200.0
     safe_mode_after_failures: PositiveInt = 3
+    worker_process: bool = True
+    """Make the batch calls in a child process at the lowest CPU priority (see `kis.fetch_worker`)."""
 
 
 class RateLimitSettings(Section):

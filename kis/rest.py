@@ -3,7 +3,9 @@
 Every call passes the per-key rate limiter, maps failures to the typed errors of `kis.errors`, retries
 rate-limit and transient failures with the backoff of `RateLimitSettings`, and on a rejected token
 (EGW00123/EGW00121) asks its `TokenSource` for a fresh one and repeats the call once. Plain code, no
-threads of its own: actors call it from their own threads; the limiter is what they share.
+threads of its own: actors call it from their own threads; the limiter is what they share. Given a
+`FetchWorker`, the calls that have a row parser (`ROW_PARSERS`: the Track A batch) are made and parsed in
+the worker's child process; everything else about them stays here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from kis.errors import (
     decode_body,
     error_from_payload,
 )
+from kis.fetch_worker import Failed, FetchRequest, FetchWorker, Parsed, Raw
 from kis.models import AccessToken, ApprovalKey, DailyBar, Holding, MinuteBar, MultiQuote, Quote
 from kis.protocol import TrId
 from kis.ratelimit import PROCESS_LIMITERS, RateLimiterRegistry, rate_for
@@ -92,10 +95,12 @@ class IssuingTokenSource:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A successful KIS answer: the decoded body and the `tr_cont` response header (paging)."""
+    """A successful KIS answer: the decoded body and the `tr_cont` response header (paging); `rows` when a
+    fetch worker parsed them already (then `body` is empty)."""
 
     body: dict[str, Any]
     tr_cont: str
+    rows: list[Any] | None = None
 
 
 class KisRestClient:
@@ -113,6 +118,7 @@ class KisRestClient:
         session: requests.Session | None = None,
         timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        worker: FetchWorker | None = None,
     ) -> None:
         self._account = account
         default_url = protocol.PAPER_REST_URL if account.paper else protocol.REAL_REST_URL
@@ -124,6 +130,7 @@ class KisRestClient:
         self._session = session or _session_for(self._base_url)
         self._timeout = timeout
         self._sleep = sleep
+        self._worker = worker
         self._tokens: TokenSource = tokens or IssuingTokenSource(self, self._clock)
         self._issued_at: float | None = None
 
@@ -219,9 +226,9 @@ class KisRestClient:
             f"FID_COND_MRKT_DIV_CODE_{n}={MARKET_KRX}&FID_INPUT_ISCD_{n}={_checked_symbol(symbol)}"
             for n, symbol in enumerate(symbols, start=1)
         )
-        path = protocol.MULTI_PRICE_PATH
-        reply = self._call("GET", path, tr_id=TrId.MULTI_PRICE, params=query)
-        return [_multi_quote(_Row(row, path)) for row in _output_rows(reply.body, "output", path)]
+        reply = self._call("GET", protocol.MULTI_PRICE_PATH, tr_id=TrId.MULTI_PRICE, params=query,
+                           parser=MULTI_QUOTES)
+        return reply.rows if reply.rows is not None else multi_quote_rows(reply.body)
 
     def multi_quotes(self, symbols: Sequence[str]) -> list[MultiQuote]:
         """intstock-multprice for any number of symbols, in chunks of 30 (ceil(n/30) calls)."""
@@ -377,13 +384,14 @@ class KisRestClient:
         json_body: Mapping[str, str] | None = None,
         tr_cont: str = "",
         authorized: bool = True,
+        parser: str | None = None,
     ) -> Reply:
         token = self._tokens.current() if authorized else None
         refreshed = False
         retries = 0
         while True:
             try:
-                return self._send(method, path, tr_id, params, json_body, tr_cont, token)
+                return self._send(method, path, tr_id, params, json_body, tr_cont, token, parser)
             except KisTokenExpired:
                 if token is None or refreshed:
                     raise
@@ -408,6 +416,7 @@ class KisRestClient:
         json_body: Mapping[str, str] | None,
         tr_cont: str,
         token: SecretStr | None,
+        parser: str | None = None,
     ) -> Reply:
         headers = {"content-type": "application/json; charset=utf-8"}
         if token is not None:
@@ -420,37 +429,42 @@ class KisRestClient:
                 "custtype": "P",
             }
         self._limiter.acquire()
-        try:
-            response = self._session.request(
-                method,
-                self._base_url + path,
-                params=params,
-                json=json_body,
-                headers=headers,
-                timeout=self._timeout,
-            )
-        except requests.RequestException as exc:
-            raise KisTransportError(f"{method} {path}: {_describe(exc)}", path=path) from None
-        status = response.status_code
-        payload = decode_body(status, response.content, response.headers.get("content-type", ""), path=path)
+        url = self._base_url + path
+        answer = None
+        if parser is not None and self._worker is not None and json_body is None:
+            answer = self._worker.fetch(FetchRequest(method, url, params, headers, self._timeout, parser))
+            if answer is None:
+                self._limiter.acquire()  # the worker may have sent it: the call made here is another
+        if isinstance(answer, Parsed):
+            return Reply(body={}, tr_cont=answer.tr_cont, rows=answer.rows)
+        if isinstance(answer, Failed):
+            raise KisTransportError(f"{method} {path}: {answer.description}", path=path)
+        if answer is None:
+            try:
+                response = self._session.request(
+                    method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
+                )
+            except requests.RequestException as exc:
+                raise KisTransportError(f"{method} {path}: {_describe(exc)}", path=path) from None
+            answer = _raw(response)
+        payload = decode_body(answer.status, answer.content, answer.content_type, path=path)
         error = error_from_payload(
-            status,
+            answer.status,
             payload,
             path=path,
             secrets=self._secrets(token),
-            retry_after=self._retry_after(response),
+            retry_after=self._retry_after(answer.retry_after),
         )
         if error is not None:
             raise error
-        return Reply(body=payload, tr_cont=response.headers.get("tr_cont", "").strip())
+        return Reply(body=payload, tr_cont=answer.tr_cont)
 
     def _secrets(self, token: SecretStr | None) -> list[str]:
         held = [self._account.app_key, self._account.app_secret, *([token] if token else [])]
         return [secret.get_secret_value() for secret in held]
 
-    def _retry_after(self, response: requests.Response) -> float | None:
+    def _retry_after(self, header: str) -> float | None:
         """Seconds until the next token issuance: the Retry-After header, else this client's own record."""
-        header = response.headers.get("retry-after", "").strip()
         try:
             seconds = float(header)
         except ValueError:
@@ -544,6 +558,44 @@ class _Row:
         if not math.isfinite(number):
             raise self.bad(key, f"is not a finite number: {text[:20]!r}")
         return number
+
+
+def _raw(response: requests.Response) -> Raw:
+    headers = response.headers
+    return Raw(response.status_code, response.content, headers.get("content-type", ""),
+               headers.get("tr_cont", "").strip(), headers.get("retry-after", "").strip())
+
+
+def multi_quote_rows(body: Mapping[str, Any]) -> list[MultiQuote]:
+    """The rows of an intstock-multprice answer."""
+    path = protocol.MULTI_PRICE_PATH
+    return [_multi_quote(_Row(row, path)) for row in _output_rows(body, "output", path)]
+
+
+MULTI_QUOTES = "multi_quotes"
+ROW_PARSERS: dict[str, Callable[[Mapping[str, Any]], list[Any]]] = {MULTI_QUOTES: multi_quote_rows}
+"""What a `FetchWorker` may parse in its child, by the name a `FetchRequest` gives."""
+
+
+def answer_request(request: FetchRequest, sessions: dict[str, requests.Session]) -> Parsed | Raw | Failed:
+    """A fetch worker's side of one call: make it, and parse its rows when it succeeded. Any answer that is
+    not a clean success goes back raw, so the client raises exactly what it raises for its own calls."""
+    session = sessions.get(request.url)
+    if session is None:
+        session = sessions[request.url] = _session_for(request.url)
+    try:
+        response = session.request(request.method, request.url, params=request.params,
+                                   headers=request.headers, timeout=request.timeout)
+    except requests.RequestException as exc:
+        return Failed(_describe(exc))
+    raw = _raw(response)
+    try:
+        payload = decode_body(raw.status, raw.content, raw.content_type, path=request.url)
+        if error_from_payload(raw.status, payload, path=request.url) is not None:
+            return raw
+        return Parsed(ROW_PARSERS[request.parser](payload), raw.tr_cont)
+    except (KisError, KeyError):
+        return raw
 
 
 def _session_for(base_url: str) -> requests.Session:

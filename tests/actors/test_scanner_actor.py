@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
+import os
 import threading
+from pathlib import Path
 
 import pykka
 import pytest
@@ -221,3 +224,37 @@ def test_stop_interrupts_a_pass_between_calls(tmp_path, kis_sim):
 
     assert not [t.name for t in threading.enumerate() if t.name.startswith("scanner-")]
     assert run.scans() == []
+
+
+def fetch_workers() -> list[int]:
+    """Child processes of this one running `kis.fetch_worker`."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"kis.fetch_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+    return found
+
+
+def test_the_calls_go_through_a_fetch_worker_that_ends_with_the_scanner(tmp_path, kis_sim):
+    before = fetch_workers()
+    run = Scanning(tmp_path, kis_sim)
+    calls_before = multi_price_calls(kis_sim)
+    scan = run.move_to(at(9, 0, 1), expect_scans=1)[0]
+    workers = [pid for pid in fetch_workers() if pid not in before]
+    assert len(workers) == 1
+    assert (scan.failed_calls, multi_price_calls(kis_sim) - calls_before) == (0, scan.calls)
+
+    run.directory.ref("scanner").stop(timeout=5)
+
+    assert workers[0] not in fetch_workers()
+
+
+def test_without_the_worker_process_the_calls_are_made_in_process(tmp_path, kis_sim):
+    before = fetch_workers()
+    run = Scanning(tmp_path, kis_sim, scan=ScanSettings(interval_seconds=60, worker_process=False))
+    scan = run.move_to(at(9, 0, 1), expect_scans=1)[0]
+
+    assert scan.failed_calls == 0 and len(scan.rows) == len(run.universe.profiles)
+    assert fetch_workers() == before

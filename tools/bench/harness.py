@@ -49,19 +49,18 @@ class BenchError(RuntimeError):
 
 
 class BenchServer:
-    """`python -m tools.bench.server` as a child process, driven by JSON lines over its stdin/stdout."""
+    """The simulator and the frame blaster, each a `python -m tools.bench.server` child process (the
+    simulator at the lowest CPU priority when `idle_sim`); `info` merges their READY lines, and each
+    command goes to the part that knows it."""
 
-    def __init__(self, *args: str) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tools.bench.server", *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        self._lock = threading.Lock()
-        line = self._read_line(READY_TIMEOUT)
-        if not line.startswith("READY "):
-            self.close()
-            raise BenchError(f"bench server did not start: {line.strip()[:200]!r}")
-        self.info: dict[str, Any] = json.loads(line[len("READY "):])
+    def __init__(self, *args: str, idle_sim: bool = False) -> None:
+        self._sim = ServerPart("--part", "sim", *args, *(["--idle"] if idle_sim else []))
+        try:
+            self._blaster = ServerPart("--part", "blaster", *args)
+        except BaseException:
+            self._sim.close()
+            raise
+        self.info: dict[str, Any] = self._sim.info | self._blaster.info
 
     @property
     def rest_url(self) -> str:
@@ -81,7 +80,40 @@ class BenchServer:
         return [facts["symbol"] for facts in self.info["universe"]]
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server process has used so far; NaN where /proc cannot tell."""
+        """CPU time (user + system) both parts have used so far; NaN where /proc cannot tell."""
+        return self._sim.cpu_seconds() + self._blaster.cpu_seconds()
+
+    def command(self, **command: Any) -> dict[str, Any]:
+        part = self._sim if command.get("cmd") == "drop" else self._blaster
+        return part.command(**command)
+
+    def close(self) -> None:
+        self._blaster.close()
+        self._sim.close()
+
+    def __enter__(self) -> BenchServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class ServerPart:
+    """One part as a child process, driven by JSON lines over its stdin/stdout."""
+
+    def __init__(self, *args: str) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tools.bench.server", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self._lock = threading.Lock()
+        line = self._read_line(READY_TIMEOUT)
+        if not line.startswith("READY "):
+            self.close()
+            raise BenchError(f"bench server did not start: {line.strip()[:200]!r}")
+        self.info: dict[str, Any] = json.loads(line[len("READY "):])
+
+    def cpu_seconds(self) -> float:
         return process_cpu_seconds(self._process.pid)
 
     def command(self, **command: Any) -> dict[str, Any]:
@@ -105,12 +137,6 @@ class BenchServer:
                 self._process.kill()
                 self._process.wait(5.0)
 
-    def __enter__(self) -> BenchServer:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
     def _read_line(self, timeout: float) -> str:
         stdout = self._process.stdout
         assert stdout is not None
@@ -130,6 +156,20 @@ def process_cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return math.nan
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of process `pid` and of every process below it (a fetch worker, the bench servers)."""
+    total = process_cpu_seconds(pid)
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return total
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            for child in (task / "children").read_text().split():
+                total += process_tree_cpu_seconds(int(child))
+    return total
 
 
 def bench_account() -> Account:
