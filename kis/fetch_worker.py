@@ -113,6 +113,7 @@ class FetchWorker:
                 [sys.executable, "-m", "kis.fetch_worker", *map(str, fds)], pass_fds=fds,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": paths},
             )
+            lower_priority(process.pid)  # from its first instruction on; the child sets it again itself
             for _, child in pairs:
                 child.close()
             self._process = process
@@ -191,13 +192,14 @@ def serve(channels: list[Connection]) -> None:
         thread.join()
 
 
-def lower_priority() -> None:
-    """SCHED_IDLE for this thread and those it starts; nice 19 where the policy does not exist."""
+def lower_priority(pid: int = 0) -> None:
+    """SCHED_IDLE for process `pid`'s main thread (0: the calling thread) and the threads it starts later;
+    nice 19 where the policy does not exist."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         with contextlib.suppress(AttributeError, OSError):
-            os.nice(19)
+            os.setpriority(os.PRIO_PROCESS, pid, 19)
 
 
 def _serve_channel(channel: Connection) -> None:

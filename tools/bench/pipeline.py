@@ -173,9 +173,13 @@ class Pipeline:
         return Step(rate, k, sent_rate, processed_rate, growth, sustained)
 
     def start_scanner(self) -> None:
-        """The real ScannerActor, passing over the 1,000-symbol universe back to back; its ScanCompleted
-        go to the recorder and the trigger actor as in production."""
+        """The real ScannerActor, still without a universe (its fetch worker starts meanwhile, as when the
+        observer starts long before 09:00)."""
         self.actors.start("scanner", ScannerActor, self.context)
+
+    def scan(self) -> None:
+        """Passes over the 1,000-symbol universe back to back from now on; their ScanCompleted go to the
+        recorder and the trigger actor as in production."""
         self.actors.directory.tell("scanner", self._scan_universe)
 
     def cpu_seconds(self) -> float:
@@ -320,13 +324,15 @@ def measure_latency(
     with full Track A scans back to back over the same window when `scanning`, or with a neighbour process
     burning (burst, period) seconds of CPU when `neighbour`."""
     pipeline.blast(rate)
+    if scanning:
+        pipeline.start_scanner()
     time.sleep(0.5)
     burner = _neighbour(*neighbour) if neighbour is not None else None
     try:
         pipeline.latency.reset()
         cpu_before, started = pipeline.cpu_seconds(), time.monotonic()
         if scanning:
-            pipeline.start_scanner()
+            pipeline.scan()
         try:
             time.sleep(window)
             summaries = {stage: pipeline.latency.summary(stage) for stage in STAGES}
