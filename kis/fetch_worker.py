@@ -211,7 +211,10 @@ def _serve_channel(channel: Connection) -> None:
             request = channel.recv()
         except (EOFError, OSError):
             return
-        answer = answer_request(request, sessions)
+        try:
+            answer = answer_request(request, sessions)
+        except Exception as error:  # the thread must answer, or its caller waits out the timeout
+            answer = Failed(f"fetch worker error ({type(error).__name__})")
         try:
             channel.send(answer)
         except (OSError, ValueError):

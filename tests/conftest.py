@@ -1,11 +1,22 @@
-"""Suite-wide settings: pykka reads time.monotonic for future timeouts, so freezegun must leave it alone."""
+"""Suite-wide settings and shared fixtures. pykka reads time.monotonic for future timeouts, so freezegun must
+leave it alone."""
 
 import datetime as _dt
 
 import freezegun
 import pytest
+from loguru import logger
 
 freezegun.configure(extend_ignore_list=["pykka"])
+
+
+@pytest.fixture
+def warnings():
+    """The messages of every warning (and worse) logged during the test, in order."""
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
+    yield lines
+    logger.remove(sink)
 
 
 # ---- KIS simulator -------------------------------------------------------------------------------------

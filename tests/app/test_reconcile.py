@@ -1,12 +1,8 @@
 """app.reconcile on small hand-made run folders: the recorder's and notifier's file layout, real formats."""
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-
-import pytest
-from loguru import logger
 
 from app.reconcile import GapCover, SentRecord, classify, duplicate_alerts, reconcile_run
 from core.gaps import Gap
@@ -23,14 +19,6 @@ ACCOUNTS = {KEY: "sim1"}
 def at(hhmmss: str, micro: int = 0) -> datetime:
     hour, minute, second = (int(part) for part in hhmmss.split(":"))
     return datetime(2026, 11, 20, hour, minute, second, micro, tzinfo=KST)
-
-
-@pytest.fixture
-def warnings() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
-    yield lines
-    logger.remove(sink)
 
 
 class Run:

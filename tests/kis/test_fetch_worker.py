@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-from loguru import logger
 from pydantic import SecretStr
 
 from config.accounts import Account
@@ -44,14 +43,6 @@ def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
 def worker() -> Iterator[FetchWorker]:
     with FetchWorker(2, name="test-fetch") as started:
         yield started
-
-
-@pytest.fixture
-def warnings() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
-    yield lines
-    logger.remove(sink)
 
 
 class Seen:

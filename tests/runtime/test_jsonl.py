@@ -2,24 +2,14 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from loguru import logger
 
 from runtime.clock import KST
 from runtime.jsonl import JsonlReader, JsonlWriter, encode_record, read_jsonl, tail_records
 from runtime.state_store import StateStore
-
-
-@pytest.fixture
-def warnings() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
-    yield lines
-    logger.remove(sink)
 
 
 def test_records_round_trip_as_compact_lines(tmp_path: Path) -> None:
