@@ -15,20 +15,25 @@ answer for the parent to read exactly as it reads its own calls (so an error is 
 else `Failed` for a transport failure.
 
 A call the worker cannot answer (the child died, or gave no answer within the request's timeout plus
-`ANSWER_GRACE_SECONDS`: starved on a saturated machine) returns None and the client makes it itself;
-the child is ended and started again on the next `start()`.
+`ANSWER_GRACE_SECONDS`) returns None and the client makes it itself; the child is ended, and `start()`
+starts a new one only `REST_AFTER_FAILURE_SECONDS` later. A machine whose cores are both saturated by
+other work leaves a `SCHED_IDLE` child almost no CPU: the calls then run in the main process, and the
+worker costs one late call every ten minutes (a pass of 34 calls took 22 s instead of 3 s with two CPU
+burners on two cores, before it fell back).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,6 +42,7 @@ from loguru import logger
 
 ANSWER_GRACE_SECONDS = 5.0
 """Beyond the request's own timeout (the child's start included, about half a second)."""
+REST_AFTER_FAILURE_SECONDS = 600.0
 STOP_JOIN_SECONDS = 2.0
 
 
@@ -82,11 +88,14 @@ Answer = Parsed | Raw | Failed
 class FetchWorker:
     """The parent side: `channels` calls in flight at most, one pipe each to a thread of the child."""
 
-    def __init__(self, channels: int = 2, *, name: str = "observer-fetch") -> None:
+    def __init__(self, channels: int = 2, *, name: str = "observer-fetch",
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if channels < 1:
             raise ValueError(f"a fetch worker needs at least one channel, got {channels}")
         self._channels = channels
         self._name = name
+        self._monotonic = monotonic
+        self._resting_until = -math.inf
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._free: queue.Queue[Connection] = queue.Queue()
@@ -98,12 +107,15 @@ class FetchWorker:
         return process.pid if process is not None and process.poll() is None else None
 
     def start(self) -> None:
-        """Start the child unless it runs (a no-op then); it imports for about half a second meanwhile.
+        """Start the child unless it runs, or rests after a failure (a no-op then); it imports for about
+        half a second meanwhile.
 
         `python -m kis.fetch_worker FD...`, not multiprocessing's spawn, which would import the parent's
         main module (the whole observer) again in the child."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
+                return
+            if self._monotonic() < self._resting_until:
                 return
             self._end_child()
             pairs = [multiprocessing.Pipe() for _ in range(self._channels)]
@@ -147,9 +159,10 @@ class FetchWorker:
             current = generation == self._generation  # not closed or restarted meanwhile
             if current:
                 self._end_child()
+                self._resting_until = self._monotonic() + REST_AFTER_FAILURE_SECONDS
         if current:
-            logger.warning("{}: {}; the call is made in process, the worker restarts on the next pass",
-                           self._name, reason)
+            logger.warning("{}: {}; calls are made in process, the worker starts again in {:.0f} s at the "
+                           "earliest", self._name, reason, REST_AFTER_FAILURE_SECONDS)
         return None
 
     def close(self) -> None:

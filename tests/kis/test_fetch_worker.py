@@ -23,7 +23,7 @@ from config.accounts import Account
 from config.settings import RateLimitSettings
 from kis import protocol
 from kis.errors import KisRateLimited, KisTransportError
-from kis.fetch_worker import FetchWorker
+from kis.fetch_worker import REST_AFTER_FAILURE_SECONDS, FetchWorker
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
 from tools.kis_sim.server import KisSimulator, SimConfig
@@ -136,9 +136,12 @@ class FixedToken:
         return rejected
 
 
-def test_a_dead_worker_leaves_the_call_to_the_client_and_starts_again(
-    kis_sim: KisSimulator, worker: FetchWorker, warnings: list[str]
+def test_a_dead_worker_leaves_the_calls_to_the_client_and_starts_again_after_its_rest(
+    kis_sim: KisSimulator, warnings: list[str]
 ) -> None:
+    now = [1000.0]
+    worker = FetchWorker(2, name="test-fetch", monotonic=lambda: now[0])
+    worker.start()
     seen = Seen()
     client = client_for(kis_sim.rest_url, seen, worker=worker, clock=kis_sim.clock)
     codes = symbols_of(kis_sim, 30)
@@ -150,14 +153,24 @@ def test_a_dead_worker_leaves_the_call_to_the_client_and_starts_again(
     while worker.pid is not None and time.monotonic() < deadline:
         time.sleep(0.01)
 
-    assert client.multi_quote_batch(codes) == first
-    assert seen.paths.count(protocol.MULTI_PRICE_PATH) == 1  # made in process this time
-    assert any("test-fetch" in line and "in process" in line for line in warnings)
+    try:
+        assert client.multi_quote_batch(codes) == first
+        assert seen.paths.count(protocol.MULTI_PRICE_PATH) == 1  # made in process this time
+        assert any("test-fetch" in line and "in process" in line for line in warnings)
 
-    worker.start()
-    assert worker.pid not in (None, pid)
-    assert client.multi_quote_batch(codes) == first
-    assert seen.paths.count(protocol.MULTI_PRICE_PATH) == 1  # the new child made it
+        now[0] += REST_AFTER_FAILURE_SECONDS - 1
+        worker.start()
+        assert worker.pid is None  # still resting: a starved machine is not asked again at once
+        assert client.multi_quote_batch(codes) == first
+        assert seen.paths.count(protocol.MULTI_PRICE_PATH) == 2
+
+        now[0] += 1
+        worker.start()
+        assert worker.pid not in (None, pid)
+        assert client.multi_quote_batch(codes) == first
+        assert seen.paths.count(protocol.MULTI_PRICE_PATH) == 2  # the new child made it
+    finally:
+        worker.close()
 
 
 def test_close_ends_the_child(kis_sim: KisSimulator) -> None:
