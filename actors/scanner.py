@@ -8,8 +8,8 @@ per call through the account's `KisRestClient` (the per-key limiter is shared wi
 `CALLS_IN_FLIGHT` calls in flight, so the mailbox stays free; a stop sets an event the callers check
 between calls, so it ends within one call. With `ScanSettings.worker_process` (the default) the calls
 are made and parsed in a `FetchWorker` child process at the lowest CPU priority, started with the actor
-(again by a pass after it failed) and ended with it, so a pass takes neither the interpreter lock nor a
-core from the tick path; the limiter, the token and the retries stay here.
+(again by a pass, ten minutes after a failure) and ended with it, so a pass takes neither the interpreter
+lock nor a core from the tick path; the limiter, the token and the retries stay here.
 
 Safe mode (issue 6 item 4): `safe_mode_after_failures` failed calls in a row (after the client's own
 retries) abort the pass (a call already waiting for its slot still goes) and widen the interval to
