@@ -1,4 +1,4 @@
-"""What the benchmark groups share: the server child process, a real actor context, timed actor stages.
+"""What the benchmark groups share: the server child processes, a real actor context, timed actor stages.
 
 Timing without touching the actors: `timed(ActorClass, stage, latency)` subclasses a real actor so that,
 after its own `on_receive` has handled a `TicksReceived`, the frame's arrival-to-here latency is observed
