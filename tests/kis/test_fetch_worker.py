@@ -174,7 +174,8 @@ def test_a_dead_worker_leaves_the_calls_to_the_client_and_starts_again_after_its
 
 
 def test_close_ends_the_child(kis_sim: KisSimulator) -> None:
-    worker = FetchWorker(1).__enter__()
+    worker = FetchWorker(1)
+    worker.start()
     client_for(kis_sim.rest_url, Seen(), worker=worker, clock=kis_sim.clock).multi_quote_batch(
         symbols_of(kis_sim, 2))
     pid = worker.pid
