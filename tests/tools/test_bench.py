@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from tools.bench.__main__ import GROUPS, Plan, run
+from tools.bench.harness import BenchError, ServerPart
 from tools.bench.report import Result, table, write_json
 
 TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
@@ -55,3 +57,24 @@ def test_json_holds_no_nan_and_the_table_marks_misses(tmp_path: Path) -> None:
 
     assert json.loads(out.read_text())[0]["figure"] is None
     assert "NO" in table([missed]).splitlines()[-1]
+
+
+def test_a_server_part_that_exits_before_it_is_ready_is_named_with_its_status() -> None:
+    with pytest.raises(BenchError, match=r"\(--part nowhere\) exited with status 2 before it was ready"):
+        ServerPart("--part", "nowhere")
+
+
+def test_a_server_part_still_starting_when_the_wait_ends_is_ended_and_the_error_says_so() -> None:
+    running = set(_children())
+    with pytest.raises(BenchError, match=r"\(--part sim --idle\) was not ready within 0.05 s: it starts at "
+                                         r"the lowest CPU priority \(--idle\)") as raised:
+        ServerPart("--part", "sim", "--idle", ready_timeout=0.05)
+
+    assert "are the cores busy with other work?" in str(raised.value)
+    assert set(_children()) <= running, "the part that was still starting was left running"
+
+
+def _children() -> list[int]:
+    """Processes this test process started that still exist (reaped ones are gone from /proc)."""
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    return [int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()]

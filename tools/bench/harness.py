@@ -101,17 +101,35 @@ class BenchServer:
 class ServerPart:
     """One part as a child process, driven by JSON lines over its stdin/stdout."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, ready_timeout: float = READY_TIMEOUT) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tools.bench.server", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         self._lock = threading.Lock()
-        line = self._read_line(READY_TIMEOUT)
+        try:
+            line = self._read_line(ready_timeout)
+        except BenchError:
+            reason = self._start_failure(args, ready_timeout)
+            self._process.kill()  # it reads no command before it is ready
+            self._process.wait(5.0)
+            raise BenchError(reason) from None
         if not line.startswith("READY "):
             self.close()
             raise BenchError(f"bench server did not start: {line.strip()[:200]!r}")
         self.info: dict[str, Any] = json.loads(line[len("READY "):])
+
+    def _start_failure(self, args: tuple[str, ...], waited: float) -> str:
+        """Why no READY line came: the child ended (its stderr is above), or it is still starting."""
+        part = " ".join(args)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(1.0)  # an end of its output may come just before its exit status
+        code = self._process.returncode
+        if code is not None:
+            return f"bench server ({part}) exited with status {code} before it was ready (stderr above)"
+        idle = " at the lowest CPU priority (--idle)" if "--idle" in args else ""
+        return (f"bench server ({part}) was not ready within {waited:g} s: it starts{idle} in "
+                f"a few seconds on a quiet machine; are the cores busy with other work?")
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self._process.pid)
