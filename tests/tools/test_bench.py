@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,9 @@ def test_every_group_runs_and_reports_finite_figures(tmp_path: Path) -> None:
         assert isinstance(record["met"], bool)
         assert record["unit"] and record["target"]
     assert records[0]["name"] in table(results)
+    ratios = [r for r in results if r.name.endswith("_ratio")]
+    floors = [re.search(r"floor: .* ratio (\d+\.\d+) ", r.detail) for r in ratios]
+    assert len(floors) == 4 and all(floors), "each scan ratio names its out-of-process floor"
 
 
 def test_json_holds_no_nan_and_the_table_marks_misses(tmp_path: Path) -> None:

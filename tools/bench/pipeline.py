@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,8 @@ from runtime.latency import LatencyRecorder, LatencySummary
 from tools.bench.blaster import FrameBook
 from tools.bench.harness import (
     ACCOUNT,
+    READY_TIMEOUT,
+    BenchError,
     BenchServer,
     Sink,
     Started,
@@ -117,7 +120,7 @@ class Pipeline:
         self.symbols = tuple(f["symbol"] for f in facts)
         self.actors = Started(Directory(self.clock))
         self._sent_before = int(server.command(cmd="status")["records"])
-        self._scan_universe = universe_message(self.clock, server.info["universe"])  # outside any window
+        self.scan_universe = universe_message(self.clock, server.info["universe"])  # outside any window
         try:
             self.actors.start("recorder", timed(RecorderActor, RECORD_WRITTEN, self.latency), self.context)
             self.actors.start("notifier", NotifierActor, self.context)
@@ -180,7 +183,7 @@ class Pipeline:
     def scan(self) -> None:
         """Passes over the 1,000-symbol universe back to back from now on; their ScanCompleted go to the
         recorder and the trigger actor as in production."""
-        self.actors.directory.tell("scanner", self._scan_universe)
+        self.actors.directory.tell("scanner", self.scan_universe)
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by this process and every process it started: the bench servers, the
@@ -318,16 +321,19 @@ class Window:
 
 def measure_latency(
     pipeline: Pipeline, rate: float, window: float, *, scanning: bool = False,
-    neighbour: tuple[float, float] | None = None,
+    neighbour: tuple[float, float] | None = None, elsewhere: bool = False,
 ) -> Window:
     """Latency summaries per stage for frames that arrived while `rate` was offered for `window` seconds,
-    with full Track A scans back to back over the same window when `scanning`, or with a neighbour process
-    burning (burst, period) seconds of CPU when `neighbour`."""
+    with full Track A scans back to back over the same window when `scanning`, with a neighbour process
+    burning (burst, period) seconds of CPU when `neighbour`, or with the same scans made by another process
+    at the lowest priority when `elsewhere`."""
     pipeline.blast(rate)
     if scanning:
         pipeline.start_scanner()
     time.sleep(0.5)
     burner = _neighbour(*neighbour) if neighbour is not None else None
+    if elsewhere:
+        burner = _scan_elsewhere(pipeline)
     try:
         pipeline.latency.reset()
         cpu_before, started = pipeline.cpu_seconds(), time.monotonic()
@@ -348,6 +354,23 @@ def measure_latency(
     return Window(summaries, cpu_share)
 
 
+def _scan_elsewhere(pipeline: Pipeline) -> subprocess.Popen[bytes]:
+    """`tools.bench.scan_elsewhere` over the pipeline's scan universe, started and ready."""
+    symbols = [profile.symbol for profile in pipeline.scan_universe.profiles]
+    scanner = subprocess.Popen(
+        [sys.executable, "-m", "tools.bench.scan_elsewhere", pipeline.server.rest_url,
+         str(pipeline.root / "elsewhere"), str(SCAN_INTERVAL_SECONDS), *symbols],
+        stdout=subprocess.PIPE,
+    )
+    assert scanner.stdout is not None
+    ready, _, _ = select.select([scanner.stdout], [], [], READY_TIMEOUT)
+    if not ready or scanner.stdout.readline() != b"READY\n":
+        scanner.kill()
+        scanner.wait()
+        raise BenchError(f"the out-of-process scanner was not ready within {READY_TIMEOUT:.0f} s")
+    return scanner
+
+
 def _neighbour(burst: float, period: float) -> subprocess.Popen[bytes]:
     """A process that burns `burst` seconds of CPU every `period` seconds, started and settled."""
     burner = subprocess.Popen([sys.executable, "-c", NEIGHBOUR_SCRIPT, str(burst), str(period)])
@@ -358,15 +381,19 @@ def _neighbour(burst: float, period: float) -> subprocess.Popen[bytes]:
 def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[Result]:
     """p99 at the nominal and the high rate, and its ratio while Track A scans run.
 
-    Each rate gets `rounds` rounds of three windows back to back: idle, scanning, control. A figure is the
-    median of its rounds, so one burst of noise from the host (a window's p99 at 7-10 ms with nothing of
+    Each rate gets `rounds` rounds of four windows back to back: idle, scanning, control, floor. A figure is
+    the median of its rounds, so one burst of noise from the host (a window's p99 at 7-10 ms with nothing of
     ours running has been seen) moves no figure, and the conditions share the machine's drift.
 
     The ratio's baseline is the control: the same ratio with no scan, while a neighbour process burns the
     extra CPU the scan cost the machine (this process and the bench server, which answers the scan's calls
     on the same cores), in one burst per scan call. A figure near its baseline means the scan slows the
     tick path no more than any CPU neighbour would on this machine. When the scan cost no measurable CPU,
-    the control is another idle window (the run-to-run noise)."""
+    the control is another idle window (the run-to-run noise).
+
+    The floor, in the detail: the same passes made by `tools.bench.scan_elsewhere`, another process at the
+    lowest priority, with nothing of them in ours. Its ratio is what the machine's cores cost the tick path
+    with a scan's calls on them; the scanning ratio beyond it is our process's own share."""
     warm_up(pipeline.server, pipeline.root / "warm")
     calls_per_second = pipeline.context.settings.rate_limit.real_per_second
     absolute: list[Result] = []
@@ -375,6 +402,7 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
         idle: list[Window] = []
         busy: list[Window] = []
         control: list[Window] = []
+        outside: list[Window] = []
         bursts: list[float] = []
         for _ in range(rounds):
             idle.append(measure_latency(pipeline, rate, window))
@@ -383,6 +411,7 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
             bursts.append(extra / calls_per_second if math.isfinite(extra) and extra > 0 else 0.0)
             neighbour = (bursts[-1], 1 / calls_per_second) if bursts[-1] else None
             control.append(measure_latency(pipeline, rate, window, neighbour=neighbour))
+            outside.append(measure_latency(pipeline, rate, window, elsewhere=True))
         framing = records_per_frame(rate, len(pipeline.symbols))
         extra_share = _median(bursts) * calls_per_second
         control_kind = (
@@ -398,6 +427,7 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
                        f"{quiet.count} messages (socket reads) of frames of {framing} record(s); {quiet}",
             ))
             scanning, neighboured = _Rounds(busy, stage), _Rounds(control, stage)
+            floor = _Rounds(outside, stage)
             ratio = scanning.p99 / quiet.p99 if quiet.p99 > 0 else math.nan
             ratios.append(Result(
                 name=f"tick_latency_p99_{stage}_at_{rate:.0f}_per_s_during_scan_ratio", figure=ratio,
@@ -408,7 +438,10 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
                        f"(p50 {scanning.p50 * 1000:.2f} ms, {scanning.count} messages, "
                        f"{pipeline.scans} scanner passes so far; scanning {scanning}); the scan cost the "
                        f"machine {extra_share:.1%} of a core; baseline: the ratio with no scan and "
-                       f"{control_kind} (p99 {neighboured.p99 * 1000:.2f} ms; {neighboured})",
+                       f"{control_kind} (p99 {neighboured.p99 * 1000:.2f} ms; {neighboured}); floor: the "
+                       f"same passes made by another process at the lowest priority (none of it in ours), "
+                       f"ratio {floor.p99 / quiet.p99 if quiet.p99 > 0 else math.nan:.2f} (p99 "
+                       f"{floor.p99 * 1000:.2f} ms; {floor})",
             ))
     return absolute + ratios
 
