@@ -80,5 +80,10 @@ def test_a_server_part_still_starting_when_the_wait_ends_is_ended_and_the_error_
 
 def _children() -> list[int]:
     """Processes this test process started that still exist (reaped ones are gone from /proc)."""
-    tasks = Path(f"/proc/{os.getpid()}/task")
-    return [int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+    pids: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue  # the thread ended between the listing and the read
+    return pids
