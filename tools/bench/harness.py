@@ -113,6 +113,7 @@ class ServerPart:
             reason = self._start_failure(args, ready_timeout)
             self._process.kill()  # it reads no command before it is ready
             self._process.wait(5.0)
+            self._close_pipes()
             raise BenchError(reason) from None
         if not line.startswith("READY "):
             self.close()
@@ -154,6 +155,13 @@ class ServerPart:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(5.0)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def _read_line(self, timeout: float) -> str:
         stdout = self._process.stdout

@@ -350,6 +350,8 @@ def measure_latency(
         if burner is not None:
             burner.kill()
             burner.wait()
+            if burner.stdout is not None:
+                burner.stdout.close()
     pipeline.quiet()
     return Window(summaries, cpu_share)
 
@@ -365,9 +367,13 @@ def _scan_elsewhere(pipeline: Pipeline) -> subprocess.Popen[bytes]:
     assert scanner.stdout is not None
     ready, _, _ = select.select([scanner.stdout], [], [], READY_TIMEOUT)
     if not ready or scanner.stdout.readline() != b"READY\n":
+        exited = scanner.poll()
         scanner.kill()
         scanner.wait()
-        raise BenchError(f"the out-of-process scanner was not ready within {READY_TIMEOUT:.0f} s")
+        scanner.stdout.close()
+        raise BenchError(f"the out-of-process scanner exited with status {exited} (stderr above)"
+                         if exited is not None else
+                         f"the out-of-process scanner was not ready within {READY_TIMEOUT:.0f} s")
     return scanner
 
 
