@@ -13,7 +13,6 @@ from pydantic import SecretStr
 
 from config.accounts import Account
 from config.settings import Settings
-from kis.fetch_worker import FetchWorker
 from kis.rest import KisRestClient, TokenSource
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -50,14 +49,12 @@ class ObserverContext:
                 return account
         raise KeyError(f"no account named {name!r}")
 
-    def rest_client(self, account: str, *, worker: FetchWorker | None = None) -> KisRestClient:
-        """A new client for `account`; the per-key rate limiter and the token source are shared. With a
-        `worker`, the calls it can take are made in its child process."""
+    def rest_client(self, account: str) -> KisRestClient:
+        """A new client for `account`; the per-key rate limiter and the token source are shared."""
         return KisRestClient(
             self.account(account),
             base_url=self.rest_url,
             tokens=self.vault.token_source(account),
             clock=self.clock,
             rate_limits=self.settings.rate_limit,
-            worker=worker,
         )

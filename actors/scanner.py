@@ -6,10 +6,13 @@ TRACK_A_CLOSING a pass starts when the last one began `ScanSettings.interval_sec
 time), the first one at once. A pass runs on a worker thread, one `multi_quote_batch` of up to 30 symbols
 per call through the account's `KisRestClient` (the per-key limiter is shared with gap recovery), with
 `CALLS_IN_FLIGHT` calls in flight, so the mailbox stays free; a stop sets an event the callers check
-between calls, so it ends within one call. With `ScanSettings.worker_process` (the default) the calls
-are made and parsed in a `FetchWorker` child process at the lowest CPU priority, started with the actor
-(again by a pass, ten minutes after a failure) and ended with it, so a pass takes neither the interpreter
-lock nor a core from the tick path; the limiter, the token and the retries stay here.
+between calls, so it ends within one call. With `ScanSettings.worker_process` (the default) the pass is
+made and parsed in a `FetchWorker` child process at the lowest CPU priority, started with the actor (again
+by a pass, ten minutes after a failure) and ended with it, so a pass takes neither the interpreter lock
+nor a core from the tick path: the pass thread here only grants each call a slot of the key's rate limiter
+and reads the rows. The first call that is not a clean success ends the worker's part: that batch and the
+ones not made yet are made here, through the client and its token refresh, retries and error mapping, as
+without a worker (so safe mode counts the same failures).
 
 Safe mode (issue 6 item 4): `safe_mode_after_failures` failed calls in a row (after the client's own
 retries) abort the pass (a call already waiting for its slot still goes) and widen the interval to
@@ -50,7 +53,7 @@ from actors.scheduler import tick_interval_seconds
 from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
 from core.schedule import Phase, phase_at
 from kis.errors import KisError
-from kis.fetch_worker import FetchWorker
+from kis.fetch_worker import Answer, FetchWorker, Parsed
 from kis.models import MultiQuote
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
@@ -88,7 +91,8 @@ class _PassFinished:
 
 
 class _Pass:
-    """One pass's batches, handed out to its callers; failures counted in a row across callers."""
+    """One pass's batches, made by a fetch worker's child or handed out to callers here; failures counted
+    in a row across callers."""
 
     def __init__(
         self, batches: list[tuple[str, ...]], failures_in_a_row: int, abort_after: int,
@@ -96,14 +100,48 @@ class _Pass:
     ) -> None:
         self._batches = batches
         self._results: list[list[MultiQuote]] = [[] for _ in batches]
-        self._next = 0
+        self._pending = list(range(len(batches)))
         self._lock = threading.Lock()
         self._abort_after = abort_after
         self._stopping = stopping
         self._log = log
+        self._worker_failed = False
         self.failures_in_a_row = failures_in_a_row
         self.calls = self.failed = 0
         self.aborted = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def through_worker(self, worker: FetchWorker, client: KisRestClient) -> None:
+        """The batches the worker's child makes cleanly are done; the rest stay pending for the callers."""
+        try:
+            requests = client.multi_quote_requests(self._batches)
+        except KisError as error:  # no token: the callers here meet the same error, and count it
+            self._log.warning("scan pass not handed to the fetch worker: {}", error)
+            return
+        done: set[int] = set()
+
+        def permit() -> bool:
+            if self._stopping.is_set() or self._worker_failed:
+                return False
+            client.pace()
+            return True
+
+        def on_answer(index: int, answer: Answer) -> None:
+            if isinstance(answer, Parsed):  # one that is not is made again here, like a client's retry
+                self.calls += 1
+                self._results[index] = answer.rows
+                self.failures_in_a_row = 0
+                done.add(index)
+            elif not self._worker_failed:
+                self._worker_failed = True
+                self._log.info("scan batch {} in the fetch worker: {}; the rest of the pass is made here",
+                               index + 1, answer.description)
+
+        worker.fetch_plan(requests, permit, on_answer)
+        self._pending = [index for index in self._pending if index not in done]
 
     def call_batches(self, client: KisRestClient) -> None:
         with client:
@@ -126,11 +164,10 @@ class _Pass:
 
     def _take(self) -> int | None:
         with self._lock:
-            if self.aborted or self._stopping.is_set() or self._next >= len(self._batches):
+            if self.aborted or self._stopping.is_set() or not self._pending:
                 return None
-            self._next += 1
             self.calls += 1
-            return self._next - 1
+            return self._pending.pop(0)
 
 
 class ScannerActor(ObserverActor):
@@ -261,17 +298,18 @@ class ScannerActor(ObserverActor):
     def _run_pass(self, started_at: datetime, symbols: tuple[str, ...], failures_in_a_row: int) -> None:
         """The pass thread: `concurrency` callers share the batches; the result goes back as a message."""
         began = time.monotonic()
-        if self._fetcher is not None:
-            self._fetcher.start()
         size = self.settings.batch_size
         batches = [symbols[first : first + size] for first in range(0, len(symbols), size)]
         abort_after = self.settings.safe_mode_after_failures
         scan = _Pass(batches, failures_in_a_row, abort_after, self._stopping, self.log)
+        if self._fetcher is not None:
+            self._fetcher.start()
+            with self.context.rest_client(self.account) as client:
+                scan.through_worker(self._fetcher, client)
         callers = [
-            threading.Thread(target=scan.call_batches,
-                             args=(self.context.rest_client(self.account, worker=self._fetcher),),
+            threading.Thread(target=scan.call_batches, args=(self.context.rest_client(self.account),),
                              name=f"{self.name}-call-{n}", daemon=True)
-            for n in range(min(self.concurrency, len(batches)))
+            for n in range(min(self.concurrency, scan.pending))
         ]
         for caller in callers:
             caller.start()

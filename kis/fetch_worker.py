@@ -1,25 +1,30 @@
-"""FetchWorker: REST calls made and their rows parsed in a child process at the lowest CPU priority.
+"""FetchWorker: a Track A pass's REST calls made and their rows parsed in a child process at the lowest CPU
+priority.
 
-Why: a Track A pass makes about 34 calls, each 3-4 ms of CPU in requests, JSON and row parsing. Made in the
-observer's process, that CPU holds the interpreter lock that every hop of the tick path needs, and on a
+Why: a pass makes about 34 calls, each a few milliseconds of CPU in requests, JSON and row parsing. Made in
+the observer's process, that CPU holds the interpreter lock that every hop of the tick path needs, and on a
 two-core VM it takes a core at the same priority as the tick path: frames arriving during a pass waited
 several times longer (DESIGN.md section 8 wants the tick p99 during a scan within 20 % of idle). A child
 process has its own interpreter lock, and at `SCHED_IDLE` (nice 19 where Linux's policy is missing) it
-gives its core to any other thread at once.
+gives its core to any other thread at once. Sending the child one call at a time still left about half a
+millisecond per call here (a pickled request out, a pickled answer in, a poll, the client's own work), so
+the child takes the whole pass as one `FetchPlan` and the parent only grants permits and reads the rows.
 
-The child is a transport and a parser, nothing more: the rate limiter, the token, retries and the error
-mapping stay with the client in the parent. A request is a `FetchRequest` (the headers carry the key,
-secret and token over a pipe to our own child; neither side logs them). The answer is `Parsed` rows when
-the call succeeded (HTTP 200, a JSON object without a KIS error, every row readable), else the `Raw`
-answer for the parent to read exactly as it reads its own calls (so an error is raised the same way),
-else `Failed` for a transport failure.
+Protocol over one pipe, per plan: the parent sends the `FetchPlan`; the child's callers (`in_flight` threads)
+each ask for a permit (`b"?"`) before a call, and the parent answers `b"+"` once its rate limiter gives a
+slot, or `b"-"` to end the plan (a stop, or an answer it did not like); each call's `(index, answer)` comes
+back pickled as it is made; `b"."` ends the plan. The rate limiter, the token, retries and the error mapping
+stay with the client in the parent: the child's answer is `Parsed` rows for a clean success (HTTP 200, a
+JSON object without a KIS error, every row readable) and `Failed` for anything else, described by its HTTP
+status and KIS code only (the request carries the key, secret and token over a pipe to our own child;
+neither side logs them).
 
-A call the worker cannot answer (the child died, or gave no answer within the request's timeout plus
-`ANSWER_GRACE_SECONDS`) returns None and the client makes it itself; the child is ended, and `start()`
-starts a new one only `REST_AFTER_FAILURE_SECONDS` later. A machine whose cores are both saturated by
-other work leaves a `SCHED_IDLE` child almost no CPU: the calls then run in the main process, and the
-worker costs one late call every ten minutes (a pass of 34 calls took 22 s instead of 3 s with two CPU
-burners on two cores, before it fell back).
+A plan the worker cannot finish (the child died, or was silent for a request's timeout plus
+`ANSWER_GRACE_SECONDS`) ends early; the caller makes the calls it has no answer for itself. The child is
+ended, and `start()` starts a new one only `REST_AFTER_FAILURE_SECONDS` later: a machine whose cores are both
+saturated by other work leaves a `SCHED_IDLE` child almost no CPU (a pass of 34 calls took 22 s instead of
+3 s with two CPU burners on two cores), and the calls then run in the main process, the worker costing one
+late call every ten minutes.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ import contextlib
 import math
 import multiprocessing
 import os
-import queue
+import pickle
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -44,6 +50,7 @@ ANSWER_GRACE_SECONDS = 5.0
 """Beyond the request's own timeout (the child's start included, about half a second)."""
 REST_AFTER_FAILURE_SECONDS = 600.0
 STOP_JOIN_SECONDS = 2.0
+ASK, GRANT, REFUSE, DONE = b"?", b"+", b"-", b"."
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,46 +66,41 @@ class FetchRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchPlan:
+    requests: tuple[FetchRequest, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Parsed:
     rows: list[Any]
     tr_cont: str
 
 
 @dataclass(frozen=True, slots=True)
-class Raw:
-    """The answer as it came, for the parent to read: anything but a clean success."""
-
-    status: int
-    content: bytes
-    content_type: str
-    tr_cont: str
-    retry_after: str
-
-
-@dataclass(frozen=True, slots=True)
 class Failed:
-    """No answer: the transport failed (timeout, refused connection), described without the request."""
+    """Not a clean success: an error answer or a transport failure, described without the request."""
 
     description: str
 
 
-Answer = Parsed | Raw | Failed
+Answer = Parsed | Failed
 
 
 class FetchWorker:
-    """The parent side: `channels` calls in flight at most, one pipe each to a thread of the child."""
+    """The parent side: one child, one plan at a time, `in_flight` of its calls at once."""
 
-    def __init__(self, channels: int = 2, *, name: str = "observer-fetch",
+    def __init__(self, in_flight: int = 2, *, name: str = "observer-fetch",
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        if channels < 1:
-            raise ValueError(f"a fetch worker needs at least one channel, got {channels}")
-        self._channels = channels
+        if in_flight < 1:
+            raise ValueError(f"a fetch worker needs at least one call in flight, got {in_flight}")
+        self._in_flight = in_flight
         self._name = name
         self._monotonic = monotonic
         self._resting_until = -math.inf
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
-        self._free: queue.Queue[Connection] = queue.Queue()
+        self._channel: Connection | None = None
+        self._busy = False  # a plan is reading the channel: only that plan may close it
         self._generation = 0
 
     @property
@@ -110,51 +112,67 @@ class FetchWorker:
         """Start the child unless it runs, or rests after a failure (a no-op then); it imports for about
         half a second meanwhile.
 
-        `python -m kis.fetch_worker FD...`, not multiprocessing's spawn, which would import the parent's
-        main module (the whole observer) again in the child."""
+        `python -m kis.fetch_worker FD IN_FLIGHT`, not multiprocessing's spawn, which would import the
+        parent's main module (the whole observer) again in the child."""
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 return
             if self._monotonic() < self._resting_until:
                 return
             self._end_child()
-            pairs = [multiprocessing.Pipe() for _ in range(self._channels)]
-            fds = [child.fileno() for _, child in pairs]
+            parent, child = multiprocessing.Pipe()
             paths = os.pathsep.join(path for path in sys.path if path)
             process = subprocess.Popen(
-                [sys.executable, "-m", "kis.fetch_worker", *map(str, fds)], pass_fds=fds,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": paths},
+                [sys.executable, "-m", "kis.fetch_worker", str(child.fileno()), str(self._in_flight)],
+                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": paths},
             )
             lower_priority(process.pid)  # from its first instruction on; the child sets it again itself
-            for _, child in pairs:
-                child.close()
-            self._process = process
+            child.close()
+            self._process, self._channel = process, parent
             self._generation += 1
-            self._free = queue.Queue()
-            for parent, _ in pairs:
-                self._free.put(parent)
 
-    def fetch(self, request: FetchRequest) -> Answer | None:
-        """The child's answer, or None when it gave none (the caller makes the call itself)."""
+    def fetch_plan(self, requests: Sequence[FetchRequest], permit: Callable[[], bool],
+                   on_answer: Callable[[int, Answer], None]) -> bool:
+        """Have the child make `requests`, each after `permit()` returned True (False ends the plan: no
+        call is started after it). `on_answer(index, answer)` is called here as each answer comes.
+
+        True when the child ended the plan; False when it gave no end (no child, or it died or fell
+        silent): the requests without an answer were not made, or their answers are lost."""
         with self._lock:
-            if self._process is None:
-                return None
-            free, generation = self._free, self._generation
-        wait = request.timeout + ANSWER_GRACE_SECONDS
+            channel, generation = self._channel, self._generation
+            if channel is None or not requests:
+                return not requests
+            self._busy = True
+        wait = max(request.timeout for request in requests) + ANSWER_GRACE_SECONDS
         try:
-            channel = free.get(timeout=wait)
-        except queue.Empty:
-            return None  # more callers than channels, and none came free: the caller goes alone
-        try:
-            channel.send(request)
-            if channel.poll(wait):
-                answer: Answer = channel.recv()
-                free.put(channel)
-                return answer
+            channel.send(FetchPlan(tuple(requests)))
+            while channel.poll(wait):
+                message = channel.recv_bytes()
+                if message == ASK:
+                    channel.send_bytes(GRANT if permit() else REFUSE)
+                elif message == DONE:
+                    return True
+                else:
+                    on_answer(*pickle.loads(message))
             reason = "no answer in time"
-        except (OSError, EOFError, ValueError) as error:
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             reason = type(error).__name__
-        channel.close()
+        finally:
+            with self._lock:
+                self._busy = False
+                ended = channel is not self._channel
+            if ended:
+                channel.close()
+        self._failed(generation, reason)
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._end_child()
+
+    def _failed(self, generation: int, reason: str) -> None:
         with self._lock:
             current = generation == self._generation  # not closed or restarted meanwhile
             if current:
@@ -163,21 +181,17 @@ class FetchWorker:
         if current:
             logger.warning("{}: {}; calls are made in process, the worker starts again in {:.0f} s at the "
                            "earliest", self._name, reason, REST_AFTER_FAILURE_SECONDS)
-        return None
-
-    def close(self) -> None:
-        with self._lock:
-            self._generation += 1
-            self._end_child()
 
     def _end_child(self) -> None:
-        """Close every pipe (the child's threads end at EOF), then make sure the child is gone."""
+        """Close the pipe (the child ends at EOF; a plan reading it is woken by a shutdown and closes it
+        itself), then make sure the child is gone."""
         process, self._process = self._process, None
-        while True:
-            try:
-                self._free.get_nowait().close()
-            except queue.Empty:
-                break
+        channel, self._channel = self._channel, None
+        if channel is not None and self._busy:
+            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(channel.fileno())) as end:
+                end.shutdown(socket.SHUT_RDWR)
+        elif channel is not None:
+            channel.close()
         if process is None:
             return
         try:
@@ -194,17 +208,6 @@ class FetchWorker:
         self.close()
 
 
-def serve(channels: list[Connection]) -> None:
-    """The child: lowest CPU priority, then one thread per channel until its pipe closes."""
-    logger.remove()  # nothing the child does is logged: its requests carry secrets
-    lower_priority()
-    threads = [threading.Thread(target=_serve_channel, args=(channel,), daemon=True) for channel in channels]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
 def lower_priority(pid: int = 0) -> None:
     """SCHED_IDLE for process `pid`'s main thread (0: the calling thread) and the threads it starts later;
     nice 19 where the policy does not exist."""
@@ -215,24 +218,64 @@ def lower_priority(pid: int = 0) -> None:
             os.setpriority(os.PRIO_PROCESS, pid, 19)
 
 
-def _serve_channel(channel: Connection) -> None:
-    from kis.rest import answer_request  # the child's import: kis.rest uses this module's types
-
-    sessions: dict[str, Any] = {}
+def serve(channel: Connection, in_flight: int) -> None:
+    """The child: lowest CPU priority, then one plan after another until the pipe closes."""
+    logger.remove()  # nothing the child does is logged: its requests carry secrets
+    lower_priority()
+    sessions: list[dict[str, Any]] = [{} for _ in range(in_flight)]
     while True:
         try:
-            request = channel.recv()
+            plan = channel.recv()
         except (EOFError, OSError):
             return
-        try:
-            answer = answer_request(request, sessions)
-        except Exception as error:  # the thread must answer, or its caller waits out the timeout
-            answer = Failed(f"fetch worker error ({type(error).__name__})")
-        try:
-            channel.send(answer)
-        except (OSError, ValueError):
+        if not _run_plan(channel, plan, sessions):
             return
+
+
+def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any]]) -> bool:
+    """The plan's calls on one thread per session; False when the pipe broke."""
+    from kis.rest import answer_request  # the child's import: kis.rest uses this module's types
+
+    asking, sending = threading.Lock(), threading.Lock()
+    pending = iter(range(len(plan.requests)))
+    state = {"refused": False, "broken": False}
+
+    def send(message: bytes) -> None:
+        with sending:
+            channel.send_bytes(message)
+
+    def caller(own: dict[str, Any]) -> None:
+        try:
+            while True:
+                with asking:  # one permit asked at a time: the answer to it is read by the one who asked
+                    index = None if state["refused"] or state["broken"] else next(pending, None)
+                    if index is None:
+                        return
+                    send(ASK)
+                    if channel.recv_bytes() != GRANT:
+                        state["refused"] = True
+                        return
+                try:
+                    answer: Answer = answer_request(plan.requests[index], own)
+                except Exception as error:  # the parent must get an answer for a granted call
+                    answer = Failed(f"fetch worker error ({type(error).__name__})")
+                send(pickle.dumps((index, answer), protocol=pickle.HIGHEST_PROTOCOL))
+        except (EOFError, OSError, ValueError):
+            state["broken"] = True
+
+    callers = [threading.Thread(target=caller, args=(own,), daemon=True) for own in sessions]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    if state["broken"]:
+        return False
+    try:
+        send(DONE)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 if __name__ == "__main__":
-    serve([Connection(int(fd)) for fd in sys.argv[1:]])
+    serve(Connection(int(sys.argv[1])), int(sys.argv[2]))

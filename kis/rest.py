@@ -3,9 +3,9 @@
 Every call passes the per-key rate limiter, maps failures to the typed errors of `kis.errors`, retries
 rate-limit and transient failures with the backoff of `RateLimitSettings`, and on a rejected token
 (EGW00123/EGW00121) asks its `TokenSource` for a fresh one and repeats the call once. Plain code, no
-threads of its own: actors call it from their own threads; the limiter is what they share. Given a
-`FetchWorker`, the calls that have a row parser (`ROW_PARSERS`: the Track A batch) are made and parsed in
-the worker's child process; everything else about them stays here.
+threads of its own: actors call it from their own threads; the limiter is what they share. For a
+`FetchWorker`, it builds the Track A batch calls as requests (`multi_quote_requests`) and paces them
+(`pace`); the worker's child makes and parses them (`answer_request`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from kis.errors import (
     decode_body,
     error_from_payload,
 )
-from kis.fetch_worker import Failed, FetchRequest, FetchWorker, Parsed, Raw
+from kis.fetch_worker import Failed, FetchRequest, Parsed
 from kis.models import AccessToken, ApprovalKey, DailyBar, Holding, MinuteBar, MultiQuote, Quote
 from kis.protocol import TrId
 from kis.ratelimit import PROCESS_LIMITERS, RateLimiterRegistry, rate_for
@@ -95,12 +95,10 @@ class IssuingTokenSource:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A successful KIS answer: the decoded body and the `tr_cont` response header (paging); `rows` when a
-    fetch worker parsed them already (then `body` is empty)."""
+    """A successful KIS answer: the decoded body and the `tr_cont` response header (paging)."""
 
     body: dict[str, Any]
     tr_cont: str
-    rows: list[Any] | None = None
 
 
 class KisRestClient:
@@ -118,7 +116,6 @@ class KisRestClient:
         session: requests.Session | None = None,
         timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
-        worker: FetchWorker | None = None,
     ) -> None:
         self._account = account
         default_url = protocol.PAPER_REST_URL if account.paper else protocol.REAL_REST_URL
@@ -130,7 +127,6 @@ class KisRestClient:
         self._session = session or _session_for(self._base_url)
         self._timeout = timeout
         self._sleep = sleep
-        self._worker = worker
         self._tokens: TokenSource = tokens or IssuingTokenSource(self, self._clock)
         self._issued_at: float | None = None
 
@@ -219,16 +215,21 @@ class KisRestClient:
 
     def multi_quote_batch(self, symbols: Sequence[str]) -> list[MultiQuote]:
         """intstock-multprice for 1 to 30 symbols: one call, rows in KIS's order."""
-        if not 1 <= len(symbols) <= protocol.MULTI_PRICE_MAX_SYMBOLS:
-            limit = protocol.MULTI_PRICE_MAX_SYMBOLS
-            raise ValueError(f"a batch holds 1 to {limit} symbols, got {len(symbols)}")
-        query = "&".join(  # checked codes need no escaping: built here, not by urlencode, once per call
-            f"FID_COND_MRKT_DIV_CODE_{n}={MARKET_KRX}&FID_INPUT_ISCD_{n}={_checked_symbol(symbol)}"
-            for n, symbol in enumerate(symbols, start=1)
-        )
-        reply = self._call("GET", protocol.MULTI_PRICE_PATH, tr_id=TrId.MULTI_PRICE, params=query,
-                           parser=MULTI_QUOTES)
-        return reply.rows if reply.rows is not None else multi_quote_rows(reply.body)
+        reply = self._call("GET", protocol.MULTI_PRICE_PATH, tr_id=TrId.MULTI_PRICE,
+                           params=_multi_quote_query(symbols))
+        return multi_quote_rows(reply.body)
+
+    def multi_quote_requests(self, batches: Sequence[Sequence[str]]) -> list[FetchRequest]:
+        """The intstock-multprice calls of `batches` as requests for a `FetchWorker`'s child, with this
+        client's current token; each is to be sent after a `pace()`. The token may be issued here."""
+        headers = self._headers(TrId.MULTI_PRICE, "", self._tokens.current())
+        url = self._base_url + protocol.MULTI_PRICE_PATH
+        return [FetchRequest("GET", url, _multi_quote_query(batch), headers, self._timeout, MULTI_QUOTES)
+                for batch in batches]
+
+    def pace(self) -> None:
+        """Wait for a slot of this key's rate limiter, for a call made elsewhere (a fetch worker's child)."""
+        self._limiter.acquire()
 
     def multi_quotes(self, symbols: Sequence[str]) -> list[MultiQuote]:
         """intstock-multprice for any number of symbols, in chunks of 30 (ceil(n/30) calls)."""
@@ -384,14 +385,13 @@ class KisRestClient:
         json_body: Mapping[str, str] | None = None,
         tr_cont: str = "",
         authorized: bool = True,
-        parser: str | None = None,
     ) -> Reply:
         token = self._tokens.current() if authorized else None
         refreshed = False
         retries = 0
         while True:
             try:
-                return self._send(method, path, tr_id, params, json_body, tr_cont, token, parser)
+                return self._send(method, path, tr_id, params, json_body, tr_cont, token)
             except KisTokenExpired:
                 if token is None or refreshed:
                     raise
@@ -416,8 +416,30 @@ class KisRestClient:
         json_body: Mapping[str, str] | None,
         tr_cont: str,
         token: SecretStr | None,
-        parser: str | None = None,
     ) -> Reply:
+        headers = self._headers(tr_id, tr_cont, token)
+        self._limiter.acquire()
+        try:
+            response = self._session.request(
+                method, self._base_url + path, params=params, json=json_body, headers=headers,
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise KisTransportError(f"{method} {path}: {_describe(exc)}", path=path) from None
+        status, answered = response.status_code, response.headers
+        payload = decode_body(status, response.content, answered.get("content-type", ""), path=path)
+        error = error_from_payload(
+            status,
+            payload,
+            path=path,
+            secrets=self._secrets(token),
+            retry_after=self._retry_after(answered.get("retry-after", "").strip()),
+        )
+        if error is not None:
+            raise error
+        return Reply(body=payload, tr_cont=answered.get("tr_cont", "").strip())
+
+    def _headers(self, tr_id: str, tr_cont: str, token: SecretStr | None) -> dict[str, str]:
         headers = {"content-type": "application/json; charset=utf-8"}
         if token is not None:
             headers |= {
@@ -428,36 +450,7 @@ class KisRestClient:
                 "tr_cont": tr_cont,
                 "custtype": "P",
             }
-        self._limiter.acquire()
-        url = self._base_url + path
-        answer = None
-        if parser is not None and self._worker is not None and json_body is None:
-            answer = self._worker.fetch(FetchRequest(method, url, params, headers, self._timeout, parser))
-            if answer is None:
-                self._limiter.acquire()  # the worker may have sent it: the call made here is another
-        if isinstance(answer, Parsed):
-            return Reply(body={}, tr_cont=answer.tr_cont, rows=answer.rows)
-        if isinstance(answer, Failed):
-            raise KisTransportError(f"{method} {path}: {answer.description}", path=path)
-        if answer is None:
-            try:
-                response = self._session.request(
-                    method, url, params=params, json=json_body, headers=headers, timeout=self._timeout
-                )
-            except requests.RequestException as exc:
-                raise KisTransportError(f"{method} {path}: {_describe(exc)}", path=path) from None
-            answer = _raw(response)
-        payload = decode_body(answer.status, answer.content, answer.content_type, path=path)
-        error = error_from_payload(
-            answer.status,
-            payload,
-            path=path,
-            secrets=self._secrets(token),
-            retry_after=self._retry_after(answer.retry_after),
-        )
-        if error is not None:
-            raise error
-        return Reply(body=payload, tr_cont=answer.tr_cont)
+        return headers
 
     def _secrets(self, token: SecretStr | None) -> list[str]:
         held = [self._account.app_key, self._account.app_secret, *([token] if token else [])]
@@ -560,12 +553,6 @@ class _Row:
         return number
 
 
-def _raw(response: requests.Response) -> Raw:
-    headers = response.headers
-    return Raw(response.status_code, response.content, headers.get("content-type", ""),
-               headers.get("tr_cont", "").strip(), headers.get("retry-after", "").strip())
-
-
 def multi_quote_rows(body: Mapping[str, Any]) -> list[MultiQuote]:
     """The rows of an intstock-multprice answer."""
     path = protocol.MULTI_PRICE_PATH
@@ -577,9 +564,10 @@ ROW_PARSERS: dict[str, Callable[[Mapping[str, Any]], list[Any]]] = {MULTI_QUOTES
 """What a `FetchWorker` may parse in its child, by the name a `FetchRequest` gives."""
 
 
-def answer_request(request: FetchRequest, sessions: dict[str, requests.Session]) -> Parsed | Raw | Failed:
-    """A fetch worker's side of one call: make it, and parse its rows when it succeeded. Any answer that is
-    not a clean success goes back raw, so the client raises exactly what it raises for its own calls."""
+def answer_request(request: FetchRequest, sessions: dict[str, requests.Session]) -> Parsed | Failed:
+    """A fetch worker's side of one call: make it, and parse its rows when it succeeded. Anything else is
+    `Failed`, named by its HTTP status and KIS code (never the KIS message): the caller makes the call
+    again through its client, which raises what it raises for its own calls."""
     session = sessions.get(request.url)
     if session is None:
         session = sessions[request.url] = _session_for(request.url)
@@ -588,14 +576,16 @@ def answer_request(request: FetchRequest, sessions: dict[str, requests.Session])
                                    headers=request.headers, timeout=request.timeout)
     except requests.RequestException as exc:
         return Failed(_describe(exc))
-    raw = _raw(response)
+    status = response.status_code
     try:
-        payload = decode_body(raw.status, raw.content, raw.content_type, path=request.url)
-        if error_from_payload(raw.status, payload, path=request.url) is not None:
-            return raw
-        return Parsed(ROW_PARSERS[request.parser](payload), raw.tr_cont)
-    except (KisError, KeyError):
-        return raw
+        payload = decode_body(status, response.content, response.headers.get("content-type", ""),
+                              path=request.url)
+        error = error_from_payload(status, payload, path=request.url)
+        if error is not None:
+            return Failed(f"HTTP {status} {error.msg_cd}".rstrip())
+        return Parsed(ROW_PARSERS[request.parser](payload), response.headers.get("tr_cont", "").strip())
+    except KisError as error:
+        return Failed(f"HTTP {status} {type(error).__name__}")
 
 
 def _session_for(base_url: str) -> requests.Session:
@@ -606,6 +596,16 @@ def _session_for(base_url: str) -> requests.Session:
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.trust_env = False
     return session
+
+
+def _multi_quote_query(symbols: Sequence[str]) -> str:
+    if not 1 <= len(symbols) <= protocol.MULTI_PRICE_MAX_SYMBOLS:
+        limit = protocol.MULTI_PRICE_MAX_SYMBOLS
+        raise ValueError(f"a batch holds 1 to {limit} symbols, got {len(symbols)}")
+    return "&".join(  # checked codes need no escaping: built here, not by urlencode, once per call
+        f"FID_COND_MRKT_DIV_CODE_{n}={MARKET_KRX}&FID_INPUT_ISCD_{n}={_checked_symbol(symbol)}"
+        for n, symbol in enumerate(symbols, start=1)
+    )
 
 
 def _checked_symbol(symbol: str) -> str:
