@@ -118,7 +118,7 @@ class _Pass:
         """The batches the worker's child makes cleanly are done; the rest stay pending for the callers."""
         try:
             requests = client.multi_quote_requests(self._batches)
-        except KisError as error:  # no token: the callers here meet the same error, and count it
+        except (KisError, ValueError) as error:  # no token, or a bad symbol: the callers here meet it too
             self._log.warning("scan pass not handed to the fetch worker: {}", error)
             return
         done: set[int] = set()
