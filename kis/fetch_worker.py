@@ -222,20 +222,21 @@ def serve(channel: Connection, in_flight: int) -> None:
     """The child: lowest CPU priority, then one plan after another until the pipe closes."""
     logger.remove()  # nothing the child does is logged: its requests carry secrets
     lower_priority()
+    from kis.rest import answer_request  # before the first plan: importing it takes a few hundred ms
+
     sessions: list[dict[str, Any]] = [{} for _ in range(in_flight)]
     while True:
         try:
             plan = channel.recv()
         except (EOFError, OSError):
             return
-        if not _run_plan(channel, plan, sessions):
+        if not _run_plan(channel, plan, sessions, answer_request):
             return
 
 
-def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any]]) -> bool:
+def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any]],
+              answer_request: Callable[[FetchRequest, dict[str, Any]], Answer]) -> bool:
     """The plan's calls on one thread per session; False when the pipe broke."""
-    from kis.rest import answer_request  # the child's import: kis.rest uses this module's types
-
     asking, sending = threading.Lock(), threading.Lock()
     pending = iter(range(len(plan.requests)))
     state = {"refused": False, "broken": False}
