@@ -138,21 +138,23 @@ def test_no_call_is_made_without_a_permit_and_a_refusal_ends_the_plan(
     assert again.run(worker, requests_[:2]) and len(again.answers) == 2
 
 
-def test_permits_pace_the_calls(kis_sim: KisSimulator, worker: FetchWorker) -> None:
-    """The parent's permit decides when a call starts: 0.1 s a permit, 5 calls, so at least 0.4 s."""
+def test_each_call_waits_for_its_own_permit(kis_sim: KisSimulator) -> None:
+    """One call in flight: at every ask, the calls made so far are exactly the permits granted before it."""
     client = client_for(kis_sim.rest_url, Seen(), clock=kis_sim.clock)
-    requests_ = client.multi_quote_requests(batches_of(kis_sim, 5, size=1))
+    requests_ = client.multi_quote_requests(batches_of(kis_sim, 4, size=1))
+    before = multi_price_calls(kis_sim)
     plan = Plan()
-    granted: list[float] = []
+    seen_at_ask: list[tuple[int, int]] = []
 
-    def slow_permit() -> bool:
-        time.sleep(0.1)
-        granted.append(time.monotonic())
+    def watching_permit() -> bool:
+        seen_at_ask.append((len(plan.answers), multi_price_calls(kis_sim) - before))
         return plan.permit()
 
-    assert worker.fetch_plan(requests_, slow_permit, plan.answers.__setitem__)
+    with FetchWorker(1, name="test-fetch") as worker:
+        assert worker.fetch_plan(requests_, watching_permit, plan.answers.__setitem__)
 
-    assert len(plan.answers) == 5 and granted[-1] - granted[0] >= 0.4 - 0.01
+    assert seen_at_ask == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert len(plan.answers) == 4 and multi_price_calls(kis_sim) - before == 4
 
 
 def test_the_worker_runs_at_the_lowest_cpu_priority(worker: FetchWorker) -> None:
