@@ -2,6 +2,7 @@
 leave it alone."""
 
 import datetime as _dt
+from collections.abc import Iterator
 
 import freezegun
 import pytest
@@ -10,13 +11,23 @@ from loguru import logger
 freezegun.configure(extend_ignore_list=["pykka"])
 
 
-@pytest.fixture
-def warnings():
-    """The messages of every warning (and worse) logged during the test, in order."""
+def _logged(level: str) -> Iterator[list[str]]:
     lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level=level)
     yield lines
     logger.remove(sink)
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[str]]:
+    """The messages of every warning (and worse) logged during the test, in order."""
+    yield from _logged("WARNING")
+
+
+@pytest.fixture
+def errors() -> Iterator[list[str]]:
+    """The messages of every error (and worse) logged during the test, in order."""
+    yield from _logged("ERROR")
 
 
 # ---- KIS simulator -------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from typing import Any
 
 import pykka
 import pytest
-from loguru import logger
 from pykka.typing import proxy_method
 
 from actors.base import ObserverActor, ObserverActorProxy
@@ -137,14 +136,6 @@ def clock() -> SimulatedClock:
 @pytest.fixture
 def journal() -> Journal:
     return Journal()
-
-
-@pytest.fixture
-def errors() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(message.record["message"]), level="ERROR")
-    yield lines
-    logger.remove(sink)
 
 
 def test_children_start_in_order_and_stop_in_reverse(clock: SimulatedClock, journal: Journal) -> None:

@@ -3,7 +3,6 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from loguru import logger
 
 from config.settings import UniverseSettings
 from core.universe import UniverseEntry, UniverseSnapshot, build_universe
@@ -20,14 +19,6 @@ def snapshot(day: date, codes=("005930", "000660"), cap_base: int = 100) -> Univ
     ]
     at = datetime.combine(day, datetime.min.time(), tzinfo=KST) + timedelta(hours=5)
     return build_universe(rows, day, SETTINGS, at).snapshots[0]
-
-
-@pytest.fixture
-def errors():
-    lines: list[str] = []
-    handler = logger.add(lambda m: lines.append(m.record["message"]), level="ERROR")
-    yield lines
-    logger.remove(handler)
 
 
 def test_save_writes_the_seed_path_and_round_trips(tmp_path):
