@@ -9,10 +9,11 @@ per call through the account's `KisRestClient` (the per-key limiter is shared wi
 between calls, so it ends within one call. With `ScanSettings.worker_process` (the default) the pass is
 made and parsed in a `FetchWorker` child process at the lowest CPU priority, started with the actor (again
 by a pass, ten minutes after a failure) and ended with it, so a pass takes neither the interpreter lock
-nor a core from the tick path: the pass thread here only grants each call a slot of the key's rate limiter
-and reads the rows. The first call that is not a clean success ends the worker's part: that batch and the
-ones not made yet are made here, through the client and its token refresh, retries and error mapping, as
-without a worker (so safe mode counts the same failures).
+nor a core from the tick path: the pass thread here only reserves the calls' slots of the key's rate
+limiter (a few at a time, so a stop ends the pass within those) and reads the rows. The first call that is
+not a clean success ends the worker's part: that batch and the ones not made yet are made here, through the
+client and its token refresh, retries and error mapping, as without a worker (so safe mode counts the same
+failures).
 
 Safe mode (issue 6 item 4): `safe_mode_after_failures` failed calls in a row (after the client's own
 retries) abort the pass (a call already waiting for its slot still goes) and widen the interval to
@@ -105,7 +106,6 @@ class _Pass:
         self._abort_after = abort_after
         self._stopping = stopping
         self._log = log
-        self._worker_failed = False
         self.failures_in_a_row = failures_in_a_row
         self.calls = self.failed = 0
         self.aborted = False
@@ -122,25 +122,24 @@ class _Pass:
             self._log.warning("scan pass not handed to the fetch worker: {}", error)
             return
         done: set[int] = set()
+        reported = False
 
-        def permit() -> bool:
-            if self._stopping.is_set() or self._worker_failed:
-                return False
-            client.pace()
-            return True
+        def reserve(count: int) -> tuple[float, ...]:
+            return () if self._stopping.is_set() else client.reserve_slots(count)
 
         def on_answer(index: int, answer: Answer) -> None:
+            nonlocal reported
             if isinstance(answer, Parsed):  # one that is not is made again here, like a client's retry
                 self.calls += 1
                 self._results[index] = answer.rows
                 self.failures_in_a_row = 0
                 done.add(index)
-            elif not self._worker_failed:
-                self._worker_failed = True
+            elif not reported:
+                reported = True
                 self._log.info("scan batch {} in the fetch worker: {}; the rest of the pass is made here",
                                index + 1, answer.description)
 
-        worker.fetch_plan(requests, permit, on_answer)
+        worker.fetch_plan(requests, reserve, on_answer)
         self._pending = [index for index in self._pending if index not in done]
 
     def call_batches(self, client: KisRestClient) -> None:

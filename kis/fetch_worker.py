@@ -7,17 +7,21 @@ two-core VM it takes a core at the same priority as the tick path: frames arrivi
 several times longer (DESIGN.md section 8 wants the tick p99 during a scan within 20 % of idle). A child
 process has its own interpreter lock, and at `SCHED_IDLE` (nice 19 where Linux's policy is missing) it
 gives its core to any other thread at once. Sending the child one call at a time still left about half a
-millisecond per call here (a pickled request out, a pickled answer in, a poll, the client's own work), so
-the child takes the whole pass as one `FetchPlan` and the parent only grants permits and reads the rows.
+millisecond per call here (a pickled request out, a pickled answer in, a poll, the client's own work), and
+even a permit asked per call cost a wake-up, a poll and a pickled answer each, so the child takes the whole
+pass as one `FetchPlan` and the parent wakes only once per `SLOTS_PER_ASK` calls.
 
-Protocol over one pipe, per plan: the parent sends the `FetchPlan`; the child's callers (`in_flight` threads)
-each ask for a permit (`b"?"`) before a call, and the parent answers `b"+"` once its rate limiter gives a
-slot, or `b"-"` to end the plan (a stop, or an answer it did not like); each call's `(index, answer)` comes
-back pickled as it is made; `b"."` ends the plan. The rate limiter, the token, retries and the error mapping
-stay with the client in the parent: the child's answer is `Parsed` rows for a clean success (HTTP 200, a
-JSON object without a KIS error, every row readable) and `Failed` for anything else, described by its HTTP
-status and KIS code only (the request carries the key, secret and token over a pipe to our own child;
-neither side logs them).
+Protocol over one pipe, per plan: the parent sends the `FetchPlan`; the child sends a `Report` whenever it
+needs slots (`wants` > 0), carrying the answers made since the last one, and the parent answers with that
+many rate-limiter slots (`time.monotonic()` times, one clock for every process on the machine), or none to
+end the plan (a stop); a `Report` wanting nothing ends the plan. The child starts each call at or after its
+slot and only when one of its `in_flight` sessions is free, so a slot passes unused rather than two calls
+bunching up; the first answer that is not `Parsed` ends its calls. Gap recovery shares the key's limiter
+with the scan, so it waits at most `SLOTS_PER_ASK` slots more than it would between calls made here. The
+rate limiter, the token, retries and the error mapping stay with the client in the parent: the child's
+answer is `Parsed` rows for a clean success (HTTP 200, a JSON object without a KIS error, every row
+readable) and `Failed` for anything else, described by its HTTP status and KIS code only (the request
+carries the key, secret and token over a pipe to our own child; neither side logs them).
 
 A plan the worker cannot finish (the child died, or was silent for a request's timeout plus
 `ANSWER_GRACE_SECONDS`) ends early; the caller makes the calls it has no answer for itself. The child is
@@ -34,11 +38,13 @@ import math
 import multiprocessing
 import os
 import pickle
+import queue
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -50,7 +56,9 @@ ANSWER_GRACE_SECONDS = 5.0
 """Beyond the request's own timeout (the child's start included, about half a second)."""
 REST_AFTER_FAILURE_SECONDS = 600.0
 STOP_JOIN_SECONDS = 2.0
-ASK, GRANT, REFUSE, DONE = b"?", b"+", b"-", b"."
+SLOTS_PER_ASK = 5
+"""Limiter slots the child asks for at once: fewer wake-ups of the parent against a later turn for gap
+recovery (5 slots at 20/s: a quarter of a second)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,15 @@ class Failed:
 
 
 Answer = Parsed | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Child to parent: the answers made since the last report, and how many slots it wants next (none:
+    the plan is over)."""
+
+    answers: tuple[tuple[int, Answer], ...]
+    wants: int
 
 
 class FetchWorker:
@@ -132,10 +149,11 @@ class FetchWorker:
             self._process, self._channel = process, parent
             self._generation += 1
 
-    def fetch_plan(self, requests: Sequence[FetchRequest], permit: Callable[[], bool],
+    def fetch_plan(self, requests: Sequence[FetchRequest], reserve: Callable[[int], Sequence[float]],
                    on_answer: Callable[[int, Answer], None]) -> bool:
-        """Have the child make `requests`, each after `permit()` returned True (False ends the plan: no
-        call is started after it). `on_answer(index, answer)` is called here as each answer comes.
+        """Have the child make `requests`, each at or after a slot from `reserve(count)` (the `monotonic`
+        times of the next `count` slots; none ends the plan: no call starts after it). `on_answer(index,
+        answer)` is called here for each answer, in batches as the child reports.
 
         True when the child ended the plan; False when it gave no end (no child, or it died or fell
         silent): the requests without an answer were not made, or their answers are lost."""
@@ -148,13 +166,13 @@ class FetchWorker:
         try:
             channel.send(FetchPlan(tuple(requests)))
             while channel.poll(wait):
-                message = channel.recv_bytes()
-                if message == ASK:
-                    channel.send_bytes(GRANT if permit() else REFUSE)
-                elif message == DONE:
+                report: Report = pickle.loads(channel.recv_bytes())
+                for index, answer in report.answers:
+                    on_answer(index, answer)
+                if not report.wants:
                     return True
-                else:
-                    on_answer(*pickle.loads(message))
+                slots = tuple(reserve(report.wants))
+                channel.send_bytes(pickle.dumps(slots, protocol=pickle.HIGHEST_PROTOCOL))
             reason = "no answer in time"
         except (OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             reason = type(error).__name__
@@ -236,47 +254,56 @@ def serve(channel: Connection, in_flight: int) -> None:
 
 def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any]],
               answer_request: Callable[[FetchRequest, dict[str, Any]], Answer]) -> bool:
-    """The plan's calls on one thread per session; False when the pipe broke."""
-    asking, sending = threading.Lock(), threading.Lock()
-    pending = iter(range(len(plan.requests)))
-    state = {"refused": False, "broken": False}
+    """The plan's calls, each on a thread of its own with a free session, at or after its slot; False when
+    the pipe broke."""
+    made: list[tuple[int, Answer]] = []  # since the last report
+    made_lock = threading.Lock()
+    free: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    for own in sessions:
+        free.put(own)
+    failed = threading.Event()
 
-    def send(message: bytes) -> None:
-        with sending:
-            channel.send_bytes(message)
-
-    def caller(own: dict[str, Any]) -> None:
+    def call(index: int, own: dict[str, Any]) -> None:
         try:
-            while True:
-                with asking:  # one permit asked at a time: the answer to it is read by the one who asked
-                    index = None if state["refused"] or state["broken"] else next(pending, None)
-                    if index is None:
-                        return
-                    send(ASK)
-                    if channel.recv_bytes() != GRANT:
-                        state["refused"] = True
-                        return
-                try:
-                    answer: Answer = answer_request(plan.requests[index], own)
-                except Exception as error:  # the parent must get an answer for a granted call
-                    answer = Failed(f"fetch worker error ({type(error).__name__})")
-                send(pickle.dumps((index, answer), protocol=pickle.HIGHEST_PROTOCOL))
-        except (EOFError, OSError, ValueError):
-            state["broken"] = True
+            answer: Answer = answer_request(plan.requests[index], own)
+        except Exception as error:  # the parent must get an answer for a call it gave a slot
+            answer = Failed(f"fetch worker error ({type(error).__name__})")
+        if not isinstance(answer, Parsed):
+            failed.set()
+        with made_lock:
+            made.append((index, answer))
+        free.put(own)
 
-    callers = [threading.Thread(target=caller, args=(own,), daemon=True) for own in sessions]
-    for thread in callers:
-        thread.start()
-    for thread in callers:
-        thread.join()
-    if state["broken"]:
-        return False
+    def report(wants: int) -> tuple[float, ...]:
+        with made_lock:
+            answers = tuple(made)
+            made.clear()
+        channel.send_bytes(pickle.dumps(Report(answers, wants), protocol=pickle.HIGHEST_PROTOCOL))
+        return pickle.loads(channel.recv_bytes()) if wants else ()
+
+    calls: list[threading.Thread] = []
+    slots: deque[float] = deque()
     try:
-        send(DONE)
-    except (OSError, ValueError):
+        for index in range(len(plan.requests)):
+            own = free.get()
+            if not slots:
+                slots.extend(report(min(SLOTS_PER_ASK, len(plan.requests) - index)))
+            if failed.is_set() or not slots:
+                break
+            time.sleep(max(0.0, slots.popleft() - time.monotonic()))
+            if failed.is_set():
+                break
+            calls.append(threading.Thread(target=call, args=(index, own), daemon=True))
+            calls[-1].start()
+        for thread in calls:
+            thread.join()
+        report(0)
+    except (EOFError, OSError, ValueError, pickle.UnpicklingError):
         return False
     return True
 
 
-if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
+if __name__ == "__main__":  # run from the module by its import name, so what it pickles names this module
+    from kis.fetch_worker import serve as serve_imported
+
+    serve_imported(Connection(int(sys.argv[1])), int(sys.argv[2]))

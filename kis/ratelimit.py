@@ -81,8 +81,7 @@ class RateLimiter:
         """
         with self._lock:
             now = self._monotonic()
-            earliest = now - (self._burst - 1) * self._interval
-            slot = max(self._next_free, earliest)
+            slot = self._first_free(now)
             wait = slot - now
             if timeout is not None and wait > timeout:
                 raise RateLimitTimeout(f"no request slot within {timeout:.3f} s (next in {wait:.3f} s)")
@@ -90,6 +89,19 @@ class RateLimiter:
         if wait > 0:
             self._sleep(wait)
         return max(wait, 0.0)
+
+    def reserve(self, count: int) -> tuple[float, ...]:
+        """The next `count` slots, taken now without waiting: the `monotonic` times from which each of
+        `count` calls made elsewhere may go (a child process sleeps until them: CLOCK_MONOTONIC is one
+        clock for the whole machine)."""
+        with self._lock:
+            first = self._first_free(self._monotonic())
+            slots = tuple(first + n * self._interval for n in range(count))
+            self._next_free = first + count * self._interval
+        return slots
+
+    def _first_free(self, now: float) -> float:
+        return max(self._next_free, now - (self._burst - 1) * self._interval)
 
 
 class RateLimiterRegistry:

@@ -4,8 +4,8 @@ Every call passes the per-key rate limiter, maps failures to the typed errors of
 rate-limit and transient failures with the backoff of `RateLimitSettings`, and on a rejected token
 (EGW00123/EGW00121) asks its `TokenSource` for a fresh one and repeats the call once. Plain code, no
 threads of its own: actors call it from their own threads; the limiter is what they share. For a
-`FetchWorker`, it builds the Track A batch calls as requests (`multi_quote_requests`) and paces them
-(`pace`); the worker's child makes and parses them (`answer_request`).
+`FetchWorker`, it builds the Track A batch calls as requests (`multi_quote_requests`) and reserves their
+limiter slots (`reserve_slots`); the worker's child makes and parses them (`answer_request`).
 """
 
 from __future__ import annotations
@@ -221,15 +221,17 @@ class KisRestClient:
 
     def multi_quote_requests(self, batches: Sequence[Sequence[str]]) -> list[FetchRequest]:
         """The intstock-multprice calls of `batches` as requests for a `FetchWorker`'s child, with this
-        client's current token; each is to be sent after a `pace()`. The token may be issued here."""
+        client's current token; each is to be sent in a slot from `reserve_slots`. The token may be issued
+        here."""
         headers = self._headers(TrId.MULTI_PRICE, "", self._tokens.current())
         url = self._base_url + protocol.MULTI_PRICE_PATH
         return [FetchRequest("GET", url, _multi_quote_query(batch), headers, self._timeout, MULTI_QUOTES)
                 for batch in batches]
 
-    def pace(self) -> None:
-        """Wait for a slot of this key's rate limiter, for a call made elsewhere (a fetch worker's child)."""
-        self._limiter.acquire()
+    def reserve_slots(self, count: int) -> tuple[float, ...]:
+        """The next `count` slots of this key's rate limiter, for calls made elsewhere (a fetch worker's
+        child): `time.monotonic()` times, taken now, waited for by the caller elsewhere."""
+        return self._limiter.reserve(count)
 
     def multi_quotes(self, symbols: Sequence[str]) -> list[MultiQuote]:
         """intstock-multprice for any number of symbols, in chunks of 30 (ceil(n/30) calls)."""

@@ -1,4 +1,4 @@
-"""FetchWorker: a pass's Track A batches made and parsed in a child process, each after a permit.
+"""FetchWorker: a pass's Track A batches made and parsed in a child process, each in a slot from the parent.
 
 Real child processes, real loopback sockets to the KIS simulator. The client's own `requests` session is
 observed through a response hook, so a call the child made is one this session never saw.
@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from config.accounts import Account
 from config.settings import RateLimitSettings
 from kis import protocol
-from kis.fetch_worker import REST_AFTER_FAILURE_SECONDS, Answer, Failed, FetchWorker, Parsed
+from kis.fetch_worker import REST_AFTER_FAILURE_SECONDS, SLOTS_PER_ASK, Answer, Failed, FetchWorker, Parsed
 from kis.protocol import TrId
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
@@ -57,19 +57,27 @@ class Seen:
 
 
 class Plan:
-    """One `fetch_plan`: the permits asked and granted (all of them, or the first `grant`), the answers."""
+    """One `fetch_plan`: the slots asked for and given (as many as asked, or `grant` in all; each at
+    `time.monotonic()` + the next of `delays`, or now), the answers."""
 
-    def __init__(self, grant: int | None = None) -> None:
+    def __init__(self, grant: int | None = None, delays: tuple[float, ...] = ()) -> None:
         self.grant = grant
-        self.asked = 0
+        self.delays = list(delays)
+        self.asks: list[int] = []
+        self.slots: list[float] = []
         self.answers: dict[int, Answer] = {}
 
-    def permit(self) -> bool:
-        self.asked += 1
-        return self.grant is None or self.asked <= self.grant
+    def reserve(self, count: int) -> tuple[float, ...]:
+        self.asks.append(count)
+        if self.grant is not None:
+            count = max(0, min(count, self.grant - len(self.slots)))
+        now = time.monotonic()
+        given = tuple(now + (self.delays.pop(0) if self.delays else 0.0) for _ in range(count))
+        self.slots.extend(given)
+        return given
 
     def run(self, worker: FetchWorker, requests_: list[Any]) -> bool:
-        return worker.fetch_plan(requests_, self.permit, self.answers.__setitem__)
+        return worker.fetch_plan(requests_, self.reserve, self.answers.__setitem__)
 
 
 class FixedToken:
@@ -109,7 +117,7 @@ def test_the_rows_the_worker_makes_equal_the_rows_made_in_process(
 
     assert plan.run(worker, client.multi_quote_requests(batches))
 
-    assert sorted(plan.answers) == [0, 1, 2] and plan.asked == 3
+    assert sorted(plan.answers) == [0, 1, 2] and plan.asks == [3]  # one ask for the whole plan
     for index, batch in enumerate(batches):
         answer = plan.answers[index]
         assert isinstance(answer, Parsed)
@@ -120,11 +128,11 @@ def test_the_rows_the_worker_makes_equal_the_rows_made_in_process(
     assert alone.paths.count(protocol.MULTI_PRICE_PATH) == 3
 
 
-def test_no_call_is_made_without_a_permit_and_a_refusal_ends_the_plan(
+def test_no_call_is_made_without_a_slot_and_none_given_ends_the_plan(
     kis_sim: KisSimulator, worker: FetchWorker
 ) -> None:
     client = client_for(kis_sim.rest_url, Seen(), clock=kis_sim.clock)
-    requests_ = client.multi_quote_requests(batches_of(kis_sim, 6, size=2))
+    requests_ = client.multi_quote_requests(batches_of(kis_sim, 8, size=2))
     before = multi_price_calls(kis_sim)
     plan = Plan(grant=2)
 
@@ -132,29 +140,40 @@ def test_no_call_is_made_without_a_permit_and_a_refusal_ends_the_plan(
 
     assert len(plan.answers) == 2 and all(isinstance(a, Parsed) for a in plan.answers.values())
     assert multi_price_calls(kis_sim) - before == 2
-    assert plan.asked <= 2 + 2  # after the refusal, at most the other caller's ask was pending
+    assert plan.asks == [SLOTS_PER_ASK, min(SLOTS_PER_ASK, 8 - 2)]  # two given; asked again after those
 
     again = Plan()  # the child takes the next plan as if nothing happened
     assert again.run(worker, requests_[:2]) and len(again.answers) == 2
 
 
-def test_each_call_waits_for_its_own_permit(kis_sim: KisSimulator) -> None:
-    """One call in flight: at every ask, the calls made so far are exactly the permits granted before it."""
+def test_each_call_starts_in_its_slot_not_before(kis_sim: KisSimulator, worker: FetchWorker) -> None:
+    """Slots 0.4 s apart: at no moment has the child made more calls than the slots already begun."""
     client = client_for(kis_sim.rest_url, Seen(), clock=kis_sim.clock)
-    requests_ = client.multi_quote_requests(batches_of(kis_sim, 4, size=1))
+    requests_ = client.multi_quote_requests(batches_of(kis_sim, 3, size=1))
     before = multi_price_calls(kis_sim)
-    plan = Plan()
-    seen_at_ask: list[tuple[int, int]] = []
+    plan = Plan(delays=(0.4, 0.8, 1.2))
+    samples: list[tuple[float, int]] = []
+    running = threading.Event()
+    running.set()
 
-    def watching_permit() -> bool:
-        seen_at_ask.append((len(plan.answers), multi_price_calls(kis_sim) - before))
-        return plan.permit()
+    def watch() -> None:
+        while running.is_set():
+            samples.append((time.monotonic(), multi_price_calls(kis_sim) - before))
+            time.sleep(0.01)
 
-    with FetchWorker(1, name="test-fetch") as worker:
-        assert worker.fetch_plan(requests_, watching_permit, plan.answers.__setitem__)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert plan.run(worker, requests_)
+    finally:
+        running.clear()
+        watcher.join()
 
-    assert seen_at_ask == [(0, 0), (1, 1), (2, 2), (3, 3)]
-    assert len(plan.answers) == 4 and multi_price_calls(kis_sim) - before == 4
+    assert len(plan.answers) == 3 and len(plan.slots) == 3
+    for moment, made in samples:
+        assert made <= sum(slot <= moment for slot in plan.slots)
+    assert multi_price_calls(kis_sim) - before == 3
+    assert [made for _moment, made in samples].count(0) > 0.3 / 0.01 * 0.5  # none in the first 0.4 s
 
 
 def test_the_worker_runs_at_the_lowest_cpu_priority(worker: FetchWorker) -> None:
@@ -169,16 +188,17 @@ def test_an_error_answer_is_failed_with_its_status_and_code_and_no_secret(
     kis_sim: KisSimulator, worker: FetchWorker
 ) -> None:
     client = client_for(kis_sim.rest_url, Seen(), clock=kis_sim.clock)
-    requests_ = client.multi_quote_requests(batches_of(kis_sim, 1))  # the token first
+    requests_ = client.multi_quote_requests(batches_of(kis_sim, 4, size=1))  # the token first
     kis_sim.faults.rate_limit_burst(5)
     plan = Plan()
 
     assert plan.run(worker, requests_)
 
-    answer = plan.answers[0]
-    assert isinstance(answer, Failed)
-    assert "EGW00201" in answer.description and answer.description.startswith("HTTP ")
-    assert KEY not in answer.description and SECRET not in answer.description
+    assert 1 <= len(plan.answers) <= 2  # the first failure ends the calls (the other may be in flight)
+    for answer in plan.answers.values():
+        assert isinstance(answer, Failed)
+        assert "EGW00201" in answer.description and answer.description.startswith("HTTP ")
+        assert KEY not in answer.description and SECRET not in answer.description
 
 
 def test_nothing_listening_is_a_failed_answer_naming_no_secret(worker: FetchWorker) -> None:
@@ -210,14 +230,13 @@ def test_a_dead_worker_ends_the_plan_and_starts_again_only_after_its_rest(
     assert pid is not None
     plan = Plan()
 
-    def kill_after_the_first() -> bool:
-        if plan.asked == 1:
-            os.kill(pid, signal.SIGKILL)
-        return plan.permit()
+    def kill_at_the_ask(count: int) -> tuple[float, ...]:
+        os.kill(pid, signal.SIGKILL)
+        return plan.reserve(count)
 
     try:
-        assert not worker.fetch_plan(requests_, kill_after_the_first, plan.answers.__setitem__)
-        assert len(plan.answers) <= 1  # whatever came before the kill, and nothing after it
+        assert not worker.fetch_plan(requests_, kill_at_the_ask, plan.answers.__setitem__)
+        assert plan.answers == {}
         assert worker.pid is None
         assert any("test-fetch" in line and "in process" in line for line in warnings)
         assert not Plan().run(worker, requests_)  # no child: nothing made
@@ -244,13 +263,12 @@ def test_close_during_a_plan_ends_it_without_a_warning(kis_sim: KisSimulator, wa
     plan = Plan()
     closer = threading.Thread(target=worker.close)
 
-    def close_at_the_second() -> bool:
-        if plan.asked == 1:
-            closer.start()
-            time.sleep(0.2)
-        return plan.permit()
+    def close_at_the_ask(count: int) -> tuple[float, ...]:
+        closer.start()
+        time.sleep(0.2)
+        return plan.reserve(count)
 
-    assert not worker.fetch_plan(requests_, close_at_the_second, plan.answers.__setitem__)
+    assert not worker.fetch_plan(requests_, close_at_the_ask, plan.answers.__setitem__)
     closer.join(10)
 
     assert worker.pid is None and not warnings
