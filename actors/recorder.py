@@ -410,7 +410,7 @@ def tick_line(tick: TradeTick, exchange_time: str, received_at: str) -> str:
 
 def snapshot_fields(row: MultiQuote) -> str:
     """A scan row's fields as the rest of a JSON object (`"symbol":...}`), in `MultiQuote` field order:
-    the same text as the row's `model_dump()` through `runtime.jsonl`, at a fraction of the cost."""
+    the same text as the row's `_asdict()` through `runtime.jsonl`, at a fraction of the cost."""
     return (
         f'"symbol":{_text(row.symbol)},"name":{_text(row.name)},"price":{row.price},"change":{row.change},'
         f'"sign":{_text(row.sign)},"change_rate":{_number(row.change_rate)},"volume":{row.volume},'

@@ -36,9 +36,11 @@ class UniverseReady(Message):
 class ScanCompleted(Message):
     """One full Track A pass over the universe by one account's REST client."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
     account: str
     scan_no: int
-    rows: tuple[MultiQuote, ...]
+    rows: SkipValidation[tuple[MultiQuote, ...]]  # checked when parsed: a pass has about 1,000
     calls: int
     failed_calls: int = 0
     duration_seconds: float
