@@ -84,6 +84,7 @@ class _PassFinished:
 
     started_at: datetime
     rows: tuple[MultiQuote, ...]
+    lines: tuple[str, ...]
     calls: int
     failed_calls: int
     failures_in_a_row: int
@@ -101,6 +102,7 @@ class _Pass:
     ) -> None:
         self._batches = batches
         self._results: list[list[MultiQuote]] = [[] for _ in batches]
+        self._lines: list[tuple[str, ...]] = [() for _ in batches]
         self._pending = list(range(len(batches)))
         self._lock = threading.Lock()
         self._abort_after = abort_after
@@ -131,7 +133,7 @@ class _Pass:
             nonlocal reported
             if isinstance(answer, Parsed):  # one that is not is made again here, like a client's retry
                 self.calls += 1
-                self._results[index] = answer.rows
+                self._results[index], self._lines[index] = answer.rows, answer.lines
                 self.failures_in_a_row = 0
                 done.add(index)
             elif not reported:
@@ -154,12 +156,16 @@ class _Pass:
                         self.failures_in_a_row += 1
                         self.aborted = self.aborted or self.failures_in_a_row >= self._abort_after
                     continue
+                lines = tuple(row.json_fields() for row in rows)
                 with self._lock:
-                    self._results[index] = rows
+                    self._results[index], self._lines[index] = rows, lines
                     self.failures_in_a_row = 0
 
     def rows(self) -> tuple[MultiQuote, ...]:
         return tuple(row for batch in self._results for row in batch)
+
+    def lines(self) -> tuple[str, ...]:
+        return tuple(line for batch in self._lines for line in batch)
 
     def _take(self) -> int | None:
         with self._lock:
@@ -317,8 +323,8 @@ class ScannerActor(ObserverActor):
         if self._stopping.is_set():
             return
         result = _PassFinished(
-            started_at=started_at, rows=scan.rows(), calls=scan.calls, failed_calls=scan.failed,
-            failures_in_a_row=scan.failures_in_a_row, aborted=scan.aborted,
+            started_at=started_at, rows=scan.rows(), lines=scan.lines(), calls=scan.calls,
+            failed_calls=scan.failed, failures_in_a_row=scan.failures_in_a_row, aborted=scan.aborted,
             duration_seconds=time.monotonic() - began,
         )
         with contextlib.suppress(pykka.ActorDeadError):
@@ -330,7 +336,8 @@ class ScannerActor(ObserverActor):
         self._scan_no += 1
         scan = ScanCompleted(
             at=self.context.clock.now(), account=self.account, scan_no=self._scan_no, rows=result.rows,
-            calls=result.calls, failed_calls=result.failed_calls, duration_seconds=result.duration_seconds,
+            lines=result.lines, calls=result.calls, failed_calls=result.failed_calls,
+            duration_seconds=result.duration_seconds,
         )
         for peer in ("triggers", "recorder"):
             self.directory.tell(peer, scan)

@@ -80,7 +80,11 @@ class FetchPlan:
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
+    """A clean success: the rows, and each row's `json_fields()` (the text the observer records), rendered
+    here in the child: rendered in the observer, it would hold the interpreter lock the tick path needs."""
+
     rows: list[Any]
+    lines: tuple[str, ...]
     tr_cont: str
 
 

@@ -563,7 +563,8 @@ def multi_quote_rows(body: Mapping[str, Any]) -> list[MultiQuote]:
 
 MULTI_QUOTES = "multi_quotes"
 ROW_PARSERS: dict[str, Callable[[Mapping[str, Any]], list[Any]]] = {MULTI_QUOTES: multi_quote_rows}
-"""What a `FetchWorker` may parse in its child, by the name a `FetchRequest` gives."""
+"""What a `FetchWorker` may parse in its child, by the name a `FetchRequest` gives (rows that render
+themselves with `json_fields()`)."""
 
 
 def answer_request(request: FetchRequest, sessions: dict[str, requests.Session]) -> Parsed | Failed:
@@ -585,7 +586,9 @@ def answer_request(request: FetchRequest, sessions: dict[str, requests.Session])
         error = error_from_payload(status, payload, path=request.url)
         if error is not None:
             return Failed(f"HTTP {status} {error.msg_cd}".rstrip())
-        return Parsed(ROW_PARSERS[request.parser](payload), response.headers.get("tr_cont", "").strip())
+        rows = ROW_PARSERS[request.parser](payload)
+        lines = tuple(row.json_fields() for row in rows)
+        return Parsed(rows, lines, response.headers.get("tr_cont", "").strip())
     except KisError as error:
         return Failed(f"HTTP {status} {type(error).__name__}")
 

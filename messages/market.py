@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from pydantic import ConfigDict, SkipValidation
+from pydantic import ConfigDict, SkipValidation, model_validator
 
 from kis.models import Holding, MultiQuote
 from kis.ticks import ExecutionNotice, TradeTick
@@ -41,9 +42,25 @@ class ScanCompleted(Message):
     account: str
     scan_no: int
     rows: SkipValidation[tuple[MultiQuote, ...]]  # checked when parsed: a pass has about 1,000
+    lines: SkipValidation[tuple[str, ...]] = ()
+    """Each row's `json_fields()`, rendered where it was read (the fetch worker's child), so the recorder
+    only writes them; rendered here from `rows` when not given."""
     calls: int
     failed_calls: int = 0
     duration_seconds: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _render_lines(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("lines"):
+            return {**data, "lines": tuple(row.json_fields() for row in data.get("rows", ()))}
+        return data
+
+    @model_validator(mode="after")
+    def _one_line_a_row(self) -> ScanCompleted:
+        if len(self.lines) != len(self.rows):
+            raise ValueError(f"a scan of {len(self.rows)} rows with {len(self.lines)} rendered lines")
+        return self
 
 
 class TicksReceived(Message):

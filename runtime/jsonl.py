@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,16 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_t
 def encode_record(record: Mapping[str, Any]) -> str:
     """One record as one compact JSON line without the newline (datetimes as ISO 8601 text)."""
     return _encode(record)
+
+
+def json_number(value: float) -> str:
+    """A float as JSON text, as `encode_record` writes it (null where JSON has no number)."""
+    return repr(value) if math.isfinite(value) else "null"
+
+
+def json_text(value: str) -> str:
+    """A string as JSON text, as `encode_record` writes it; plain words skip the encoder."""
+    return f'"{value}"' if value.isalnum() or not value else json.dumps(value, ensure_ascii=False)
 
 
 class JsonlWriter:

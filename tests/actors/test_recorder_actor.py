@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pykka
+import pytest
 
 from actors.directory import Directory
 from actors.notifier import NotifierActor
-from actors.recorder import SCAN_ROWS_PER_STEP, RecorderActor, snapshot_fields, tick_line
+from actors.recorder import SCAN_ROWS_PER_STEP, RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
 from core.alerts import make_alert
 from core.gaps import Gap
@@ -193,7 +194,27 @@ def test_snapshot_lines_are_the_rows_fields_as_json() -> None:
     odd = _quote("005930")._replace(name='삼성 "전자"\\', sign="5", change=-1200, change_rate=-1.69,
                                     volume=12_345_678, value=987_654_321_000)
     for row in (_quote("000660"), odd, odd._replace(name="", change_rate=30.0)):
-        assert snapshot_fields(row) == encode_record(row._asdict())[1:]
+        assert row.json_fields() == encode_record(row._asdict())[1:]
+        assert ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(row,), calls=1,
+                             duration_seconds=0.1).lines == (row.json_fields(),)  # rendered when not given
+
+
+def test_the_recorder_writes_the_lines_rendered_where_the_rows_were_read(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    row = _quote("000660")
+    rendered = row._replace(price=12_345).json_fields()  # stands for text the fetch worker's child made
+    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=2, rows=(row,), lines=(rendered,), calls=1,
+                                duration_seconds=0.1))
+    recorder.barrier()
+    recorder.ref.stop()
+    path = recorder.context.paths.swing_dir("acct1", "KRX", DAY.date()) / "snapshots.jsonl"
+    assert [record["price"] for record in read_jsonl(path).records] == [12_345]
+
+
+def test_a_scan_needs_one_line_a_row() -> None:
+    with pytest.raises(ValueError, match="a scan of 2 rows with 1 rendered lines"):
+        ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("000660"), _quote("005930")),
+                      lines=(_quote("000660").json_fields(),), calls=1, duration_seconds=0.1)
 
 
 def _long_scan(scan_no: int) -> ScanCompleted:
