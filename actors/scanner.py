@@ -20,7 +20,8 @@ retries) abort the pass (a call already waiting for its slot still goes) and wid
 `safe_mode_interval_seconds`, alerted once; the first pass without a failed call ends it (announced).
 
 Context sync: the passes from 09:00 on are kept (symbol, close, volume) until the day is synced. In
-FULL_OPERATION, once no pass is running (a pass due at 09:30 runs first), `core.context_sync` ranks the
+FULL_OPERATION, once no pass is running (a pass due at 09:30 runs first, and the sync comes before the pass
+after it, even one already due: passes back to back must not starve it), `core.context_sync` ranks the
 opening movers and `ContextSynced` goes to triggers, which passes it on to slots once it has ranked every
 pass before it: Track B's first allocation then weighs the movers against that ranking. A scanner that
 starts after 09:30 (late start, restart) scans at once and syncs from that; if no pass succeeds within
@@ -265,12 +266,16 @@ class ScannerActor(ObserverActor):
             return
         if not self._symbols:
             self._ask_universe(throttled=True)
+        if phase == Phase.FULL_OPERATION and self._synced_day != now.date():
+            first_look = self._sync_waiting_since is None
+            self._sync_waiting_since = self._sync_waiting_since or now
+            pass_first = first_look and bool(self._symbols) and self._scan_due(now)  # sync from that pass
+            if self._worker is None and not pass_first and (
+                self._opening or now >= self._sync_waiting_since + SYNC_GRACE
+            ):
+                self._sync(now)
         if self._worker is None and self._symbols and self._scan_due(now):
             self._start_pass(now)
-        if phase == Phase.FULL_OPERATION and self._synced_day != now.date():
-            self._sync_waiting_since = self._sync_waiting_since or now
-            if self._worker is None and (self._opening or now >= self._sync_waiting_since + SYNC_GRACE):
-                self._sync(now)
 
     def _scan_due(self, now: datetime) -> bool:
         if self._last_start is None:

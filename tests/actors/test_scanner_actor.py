@@ -201,6 +201,17 @@ def test_a_late_start_syncs_from_a_fresh_scan_and_a_restart_does_not_sync_again(
     assert len(run.journals["triggers"].received(ContextSynced)) == 1
 
 
+def test_a_pass_already_due_when_the_last_one_ends_waits_for_the_sync(tmp_path, kis_sim):
+    """Passes back to back (each due before the last ends) must not starve the context sync."""
+    kis_sim.faults.slow_rest(0.3, 60)
+    run = Scanning(tmp_path, kis_sim, start=at(10, 15))  # a late start: a pass at once
+    run.clock.set(at(10, 16))  # the next pass is due before this one ends
+    assert wait_until(lambda: len(run.scans()) >= 2, timeout=30)
+
+    told = run.journals["triggers"].received((ScanCompleted, ContextSynced))
+    assert [type(message) for message in told[:3]] == [ScanCompleted, ContextSynced, ScanCompleted]
+
+
 def test_without_any_successful_pass_track_b_is_released_after_the_grace(tmp_path, kis_sim):
     run = Scanning(tmp_path, kis_sim, retries=0, start=at(9, 40))
     kis_sim.faults.rate_limit_burst(60)
