@@ -8,20 +8,23 @@ several times longer (DESIGN.md section 8 wants the tick p99 during a scan withi
 process has its own interpreter lock, and at `SCHED_IDLE` (nice 19 where Linux's policy is missing) it
 gives its core to any other thread at once. Sending the child one call at a time still left about half a
 millisecond per call here (a pickled request out, a pickled answer in, a poll, the client's own work), and
-even a permit asked per call cost a wake-up, a poll and a pickled answer each, so the child takes the whole
-pass as one `FetchPlan` and the parent wakes only once per `SLOTS_PER_ASK` calls.
+a permit asked per call added a wake-up and a reply each, so the child takes the whole pass as one
+`FetchPlan` and asks for limiter slots `SLOTS_PER_ASK` at a time.
 
-Protocol over one pipe, per plan: the parent sends the `FetchPlan`; the child sends a `Report` whenever it
-needs slots (`wants` > 0), carrying the answers made since the last one, and the parent answers with that
-many rate-limiter slots (`time.monotonic()` times, one clock for every process on the machine), or none to
-end the plan (a stop); a `Report` wanting nothing ends the plan. The child starts each call at or after its
-slot and only when one of its `in_flight` sessions is free, so a slot passes unused rather than two calls
-bunching up; the first answer that is not `Parsed` ends its calls. Gap recovery shares the key's limiter
-with the scan, so it waits at most `SLOTS_PER_ASK` slots more than it would between calls made here. The
-rate limiter, the token, retries and the error mapping stay with the client in the parent: the child's
-answer is `Parsed` rows for a clean success (HTTP 200, a JSON object without a KIS error, every row
-readable) and `Failed` for anything else, described by its HTTP status and KIS code only (the request
-carries the key, secret and token over a pipe to our own child; neither side logs them).
+Protocol over one pipe, per plan: the parent sends the `FetchPlan`; the child asks for slots (`b"?"` and
+a count) and the parent answers with that many rate-limiter slots (pickled `time.monotonic()` times, one
+clock for every process on the machine), or none to end the plan (a stop); each call's `(index, answer)`
+comes back pickled as soon as it is made; `b"."` ends the plan. Answers are not gathered into fewer
+messages: reading one is a tenth of a millisecond of this process's interpreter lock, and the tick path
+waits out such a hold whole (five answers read at once held it half a millisecond, four times a pass).
+The child starts each call at or after its slot and only when one of its `in_flight` sessions is free, so
+a slot passes unused rather than two calls bunching up; the first answer that is not `Parsed` ends its
+calls. Gap recovery shares the key's limiter with the scan, so it waits at most `SLOTS_PER_ASK` slots more
+than it would between calls made here. The rate limiter, the token, retries and the error mapping stay
+with the client in the parent: the child's answer is `Parsed` rows for a clean success (HTTP 200, a JSON
+object without a KIS error, every row readable) and `Failed` for anything else, described by its HTTP
+status and KIS code only (the request carries the key, secret and token over a pipe to our own child;
+neither side logs them).
 
 A plan the worker cannot finish (the child died, or was silent for a request's timeout plus
 `ANSWER_GRACE_SECONDS`) ends early; the caller makes the calls it has no answer for itself. The child is
@@ -39,6 +42,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import select
 import socket
 import subprocess
 import sys
@@ -56,6 +60,7 @@ ANSWER_GRACE_SECONDS = 5.0
 """Beyond the request's own timeout (the child's start included, about half a second)."""
 REST_AFTER_FAILURE_SECONDS = 600.0
 STOP_JOIN_SECONDS = 2.0
+ASK, DONE = b"?", b"."
 SLOTS_PER_ASK = 5
 """Limiter slots the child asks for at once: fewer wake-ups of the parent against a later turn for gap
 recovery (5 slots at 20/s: a quarter of a second)."""
@@ -96,15 +101,6 @@ class Failed:
 
 
 Answer = Parsed | Failed
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Child to parent: the answers made since the last report, and how many slots it wants next (none:
-    the plan is over)."""
-
-    answers: tuple[tuple[int, Answer], ...]
-    wants: int
 
 
 class FetchWorker:
@@ -157,7 +153,7 @@ class FetchWorker:
                    on_answer: Callable[[int, Answer], None]) -> bool:
         """Have the child make `requests`, each at or after a slot from `reserve(count)` (the `monotonic`
         times of the next `count` slots; none ends the plan: no call starts after it). `on_answer(index,
-        answer)` is called here for each answer, in batches as the child reports.
+        answer)` is called here for each answer as it comes.
 
         True when the child ended the plan; False when it gave no end (no child, or it died or fell
         silent): the requests without an answer were not made, or their answers are lost."""
@@ -166,17 +162,20 @@ class FetchWorker:
             if channel is None or not requests:
                 return not requests
             self._busy = True
-        wait = max(request.timeout for request in requests) + ANSWER_GRACE_SECONDS
+        wait_ms = (max(request.timeout for request in requests) + ANSWER_GRACE_SECONDS) * 1000
+        readable = select.poll()  # once: `Connection.poll` builds a selector on every call (90 us each)
+        readable.register(channel.fileno(), select.POLLIN)
         try:
             channel.send(FetchPlan(tuple(requests)))
-            while channel.poll(wait):
-                report: Report = pickle.loads(channel.recv_bytes())
-                for index, answer in report.answers:
-                    on_answer(index, answer)
-                if not report.wants:
+            while readable.poll(wait_ms):
+                message = channel.recv_bytes()
+                if message.startswith(ASK):
+                    slots = tuple(reserve(int(message[len(ASK):])))
+                    channel.send_bytes(pickle.dumps(slots, protocol=pickle.HIGHEST_PROTOCOL))
+                elif message == DONE:
                     return True
-                slots = tuple(reserve(report.wants))
-                channel.send_bytes(pickle.dumps(slots, protocol=pickle.HIGHEST_PROTOCOL))
+                else:
+                    on_answer(*pickle.loads(message))
             reason = "no answer in time"
         except (OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             reason = type(error).__name__
@@ -260,12 +259,15 @@ def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any
               answer_request: Callable[[FetchRequest, dict[str, Any]], Answer]) -> bool:
     """The plan's calls, each on a thread of its own with a free session, at or after its slot; False when
     the pipe broke."""
-    made: list[tuple[int, Answer]] = []  # since the last report
-    made_lock = threading.Lock()
+    sending = threading.Lock()
     free: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     for own in sessions:
         free.put(own)
     failed = threading.Event()
+
+    def send(message: bytes) -> None:
+        with sending:
+            channel.send_bytes(message)
 
     def call(index: int, own: dict[str, Any]) -> None:
         try:
@@ -274,16 +276,9 @@ def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any
             answer = Failed(f"fetch worker error ({type(error).__name__})")
         if not isinstance(answer, Parsed):
             failed.set()
-        with made_lock:
-            made.append((index, answer))
+        with contextlib.suppress(OSError, ValueError):  # a broken pipe: the pacer meets it too
+            send(pickle.dumps((index, answer), protocol=pickle.HIGHEST_PROTOCOL))
         free.put(own)
-
-    def report(wants: int) -> tuple[float, ...]:
-        with made_lock:
-            answers = tuple(made)
-            made.clear()
-        channel.send_bytes(pickle.dumps(Report(answers, wants), protocol=pickle.HIGHEST_PROTOCOL))
-        return pickle.loads(channel.recv_bytes()) if wants else ()
 
     calls: list[threading.Thread] = []
     slots: deque[float] = deque()
@@ -291,7 +286,8 @@ def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any
         for index in range(len(plan.requests)):
             own = free.get()
             if not slots:
-                slots.extend(report(min(SLOTS_PER_ASK, len(plan.requests) - index)))
+                send(ASK + str(min(SLOTS_PER_ASK, len(plan.requests) - index)).encode())
+                slots.extend(pickle.loads(channel.recv_bytes()))
             if failed.is_set() or not slots:
                 break
             time.sleep(max(0.0, slots.popleft() - time.monotonic()))
@@ -301,7 +297,7 @@ def _run_plan(channel: Connection, plan: FetchPlan, sessions: list[dict[str, Any
             calls[-1].start()
         for thread in calls:
             thread.join()
-        report(0)
+        send(DONE)
     except (EOFError, OSError, ValueError, pickle.UnpicklingError):
         return False
     return True
