@@ -65,7 +65,7 @@ class JsonlWriter:
         self._fsync = fsync
         self._flush_bytes = flush_bytes
         self._lines: list[str] = []
-        self._buffered_chars = 0
+        self._buffered_chars = self._buffered_lines = 0
         self._unwritten = b""
         self.lines_written = 0
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -96,13 +96,29 @@ class JsonlWriter:
         self._lines.append(line)
         self._lines.append("\n")
         self._buffered_chars += len(line) + 1
+        self._buffered_lines += 1
         self.lines_written += 1
+        if self._buffered_chars >= self._flush_bytes:
+            self.flush()
+
+    def write_block(self, text: str, lines: int) -> None:
+        """Buffer `lines` lines already joined by newlines (no newline after the last): a batch of JSON text
+        the caller made whole, so that one written line by line does not cost a call per line."""
+        if self._fd is None:
+            raise ValueError(f"{self.path}: write after close")
+        if text.count("\n") != lines - 1:
+            raise ValueError(f"{self.path}: a block of {lines} lines must hold {lines - 1} newlines")
+        self._lines.append(text)
+        self._lines.append("\n")
+        self._buffered_chars += len(text) + 1
+        self._buffered_lines += lines
+        self.lines_written += lines
         if self._buffered_chars >= self._flush_bytes:
             self.flush()
 
     @property
     def buffered_lines(self) -> int:
-        return len(self._lines) // 2
+        return self._buffered_lines
 
     def flush(self) -> None:
         """Hand every buffered line to the OS (and to the disk when `fsync` was asked for)."""
@@ -111,7 +127,7 @@ class JsonlWriter:
         if self._lines:
             self._unwritten += "".join(self._lines).encode("utf-8")
             self._lines.clear()
-            self._buffered_chars = 0
+            self._buffered_chars = self._buffered_lines = 0
         while self._unwritten:
             # A partial write keeps the rest in `_unwritten`, so a retry continues the same line.
             written = os.write(self._fd, self._unwritten)

@@ -15,7 +15,7 @@ import pytest
 
 from actors.directory import Directory
 from actors.notifier import NotifierActor
-from actors.recorder import SCAN_ROWS_PER_STEP, RecorderActor, tick_line
+from actors.recorder import RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
 from core.alerts import make_alert
 from core.gaps import Gap
@@ -211,6 +211,24 @@ def test_the_recorder_writes_the_lines_rendered_where_the_rows_were_read(tmp_pat
     assert [record["price"] for record in read_jsonl(path).records] == [12_345]
 
 
+def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    markets = {"005930": "KOSPI", "035720": "KOSDAQ", "000660": "KOSPI"}
+    profiles = tuple(SymbolProfile(at=DAY, symbol=symbol, name="n", market=market, market_cap=1, prev_close=1)
+                     for symbol, market in markets.items())
+    recorder.tell(UniverseReady(at=DAY, day=DAY.date(), profiles=profiles))
+    rows = tuple(_quote(symbol) for symbol in (*markets, "123456"))
+    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=5, rows=rows, calls=1, duration_seconds=0.1))
+    recorder.barrier()
+    recorder.ref.stop()
+    swing = recorder.context.paths.swing_dir
+    written = {market: read_jsonl(swing("acct1", market, DAY.date()) / "snapshots.jsonl").records
+               for market in ("KOSPI", "KOSDAQ", "KRX")}
+    assert {market: [r["symbol"] for r in records] for market, records in written.items()} == {
+        "KOSPI": ["005930", "000660"], "KOSDAQ": ["035720"], "KRX": ["123456"]}
+    assert written["KOSPI"][1] == {"scan_no": 5, "scanned_at": DAY.isoformat(), **rows[2]._asdict()}
+
+
 def test_a_scan_needs_one_line_a_row() -> None:
     with pytest.raises(ValueError, match="a scan of 2 rows with 1 rendered lines"):
         ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("000660"), _quote("005930")),
@@ -218,7 +236,7 @@ def test_a_scan_needs_one_line_a_row() -> None:
 
 
 def _long_scan(scan_no: int) -> ScanCompleted:
-    rows = tuple(_quote(f"{n:06d}") for n in range(3 * SCAN_ROWS_PER_STEP + 7))
+    rows = tuple(_quote(f"{n:06d}") for n in range(1_000))
     return ScanCompleted(at=DAY, account="acct1", scan_no=scan_no, rows=rows, calls=11, duration_seconds=0.6)
 
 
@@ -228,7 +246,6 @@ def _snapshots(paths_root: Path) -> list[tuple[int, str]]:
 
 
 def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) -> None:
-    """A scan is written a step at a time; a message of another kind finds it written whole."""
     recorder = Recorder(tmp_path)
     scan = _long_scan(4)
     recorder.tell(scan)
@@ -242,9 +259,8 @@ def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) 
     assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1]._asdict()}
 
 
-def test_scans_in_a_row_and_a_crash_between_steps_lose_and_repeat_no_row(tmp_path: Path) -> None:
-    """Two long scans, then a crash while the first is half written: the next incarnation writes the
-    rest, every row once, and the second scan after the first."""
+def test_scans_in_a_row_then_a_crash_lose_and_repeat_no_row(tmp_path: Path) -> None:
+    """Two scans of a full universe, then a crash: every row once, the second scan after the first."""
     clock = SimulatedClock(DAY, speed=0)
     context = make_context(tmp_path, clock, rest_url=None, accounts=(sim_account("acct1"),))
     spec = ChildSpec(id="recorder", actor_class=RecorderActor, kwargs={"context": context})

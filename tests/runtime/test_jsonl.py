@@ -52,6 +52,17 @@ def test_a_full_buffer_flushes_whole_lines_by_itself(tmp_path: Path) -> None:
     assert [r["n"] for r in read_jsonl(path).records] == list(range(20))
 
 
+def test_a_block_of_joined_lines_counts_as_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write({"n": 0})
+        writer.write_block('{"n":1}\n{"n":2}\n{"n":3}', 3)
+        assert writer.buffered_lines == 4 and writer.lines_written == 4
+        with pytest.raises(ValueError, match="a block of 2 lines must hold 1 newlines"):
+            writer.write_block('{"n":4}{"n":5}', 2)
+    assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]
+
+
 def test_appending_after_a_torn_tail_keeps_new_records_intact(tmp_path: Path, warnings: list[str]) -> None:
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"n":1}\n{"n":2,"pri')
