@@ -196,17 +196,17 @@ class RecorderActor(ObserverActor):
 
     def _record_scan(self, message: ScanCompleted) -> None:
         """Each market's rows as one block: the rendered lines joined behind the scan's head."""
-        by_market: dict[str, list[str]] = {}
+        by_market: dict[str, list[bytes]] = {}
         markets = self._markets
         for row, line in zip(message.rows, message.lines, strict=True):
             by_market.setdefault(markets.get(row.symbol, DEFAULT_MARKET), []).append(line)
         day = message.at.date()
         account = message.account
-        head = f'{{"scan_no":{message.scan_no},"scanned_at":"{message.at.isoformat()}",'
+        head = f'{{"scan_no":{message.scan_no},"scanned_at":"{message.at.isoformat()}",'.encode()
         for market, lines in by_market.items():
             path = self.paths.swing_dir(account, market, day) / "snapshots.jsonl"
             writer = self._writer(("swing", account, market, day), lambda _key, path=path: path)
-            writer.write_block(head + ("\n" + head).join(lines), len(lines))
+            writer.write_block(head + (b"\n" + head).join(lines), len(lines))
 
     def _record_recovery(self, message: RecoveryRecorded) -> None:
         gap = message.gap

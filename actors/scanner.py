@@ -85,7 +85,7 @@ class _PassFinished:
 
     started_at: datetime
     rows: tuple[MultiQuote, ...]
-    lines: tuple[str, ...]
+    lines: tuple[bytes, ...]
     calls: int
     failed_calls: int
     failures_in_a_row: int
@@ -103,7 +103,7 @@ class _Pass:
     ) -> None:
         self._batches = batches
         self._results: list[list[MultiQuote]] = [[] for _ in batches]
-        self._lines: list[tuple[str, ...]] = [() for _ in batches]
+        self._lines: list[tuple[bytes, ...]] = [() for _ in batches]
         self._pending = list(range(len(batches)))
         self._lock = threading.Lock()
         self._abort_after = abort_after
@@ -157,7 +157,7 @@ class _Pass:
                         self.failures_in_a_row += 1
                         self.aborted = self.aborted or self.failures_in_a_row >= self._abort_after
                     continue
-                lines = tuple(row.json_fields() for row in rows)
+                lines = tuple(row.json_fields().encode() for row in rows)
                 with self._lock:
                     self._results[index], self._lines[index] = rows, lines
                     self.failures_in_a_row = 0
@@ -165,7 +165,7 @@ class _Pass:
     def rows(self) -> tuple[MultiQuote, ...]:
         return tuple(row for batch in self._results for row in batch)
 
-    def lines(self) -> tuple[str, ...]:
+    def lines(self) -> tuple[bytes, ...]:
         return tuple(line for batch in self._lines for line in batch)
 
     def _take(self) -> int | None:

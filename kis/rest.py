@@ -587,7 +587,7 @@ def answer_request(request: FetchRequest, sessions: dict[str, requests.Session])
         if error is not None:
             return Failed(f"HTTP {status} {error.msg_cd}".rstrip())
         rows = ROW_PARSERS[request.parser](payload)
-        lines = tuple(row.json_fields() for row in rows)
+        lines = tuple(row.json_fields().encode() for row in rows)
         return Parsed(rows, lines, response.headers.get("tr_cont", "").strip())
     except KisError as error:
         return Failed(f"HTTP {status} {type(error).__name__}")

@@ -42,9 +42,9 @@ class ScanCompleted(Message):
     account: str
     scan_no: int
     rows: SkipValidation[tuple[MultiQuote, ...]]  # checked when parsed: a pass has about 1,000
-    lines: SkipValidation[tuple[str, ...]] = ()
-    """Each row's `json_fields()`, rendered where it was read (the fetch worker's child), so the recorder
-    only writes them; rendered here from `rows` when not given."""
+    lines: SkipValidation[tuple[bytes, ...]] = ()
+    """Each row's `json_fields()` in UTF-8, rendered where it was read (the fetch worker's child), so the
+    recorder only writes them; rendered here from `rows` when not given."""
     calls: int
     failed_calls: int = 0
     duration_seconds: float
@@ -53,7 +53,7 @@ class ScanCompleted(Message):
     @classmethod
     def _render_lines(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("lines"):
-            return {**data, "lines": tuple(row.json_fields() for row in data.get("rows", ()))}
+            return {**data, "lines": tuple(row.json_fields().encode() for row in data.get("rows", ()))}
         return data
 
     @model_validator(mode="after")

@@ -196,13 +196,13 @@ def test_snapshot_lines_are_the_rows_fields_as_json() -> None:
     for row in (_quote("000660"), odd, odd._replace(name="", change_rate=30.0)):
         assert row.json_fields() == encode_record(row._asdict())[1:]
         assert ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(row,), calls=1,
-                             duration_seconds=0.1).lines == (row.json_fields(),)  # rendered when not given
+                             duration_seconds=0.1).lines == (row.json_fields().encode(),)  # when not given
 
 
 def test_the_recorder_writes_the_lines_rendered_where_the_rows_were_read(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
     row = _quote("000660")
-    rendered = row._replace(price=12_345).json_fields()  # stands for text the fetch worker's child made
+    rendered = row._replace(price=12_345).json_fields().encode()  # as the fetch worker's child made it
     recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=2, rows=(row,), lines=(rendered,), calls=1,
                                 duration_seconds=0.1))
     recorder.barrier()
@@ -232,7 +232,7 @@ def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Pa
 def test_a_scan_needs_one_line_a_row() -> None:
     with pytest.raises(ValueError, match="a scan of 2 rows with 1 rendered lines"):
         ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("000660"), _quote("005930")),
-                      lines=(_quote("000660").json_fields(),), calls=1, duration_seconds=0.1)
+                      lines=(_quote("000660").json_fields().encode(),), calls=1, duration_seconds=0.1)
 
 
 def _long_scan(scan_no: int) -> ScanCompleted:

@@ -122,7 +122,7 @@ def test_the_rows_the_worker_makes_equal_the_rows_made_in_process(
         answer = plan.answers[index]
         assert isinstance(answer, Parsed)
         assert answer.rows == in_process.multi_quote_batch(batch)
-        assert answer.lines == tuple(row.json_fields() for row in answer.rows)
+        assert answer.lines == tuple(row.json_fields().encode() for row in answer.rows)
         assert [row.symbol for row in answer.rows] == batch
     assert protocol.MULTI_PRICE_PATH not in through.paths  # the child made them, not this session
     assert protocol.TOKEN_PATH in through.paths  # the token stays the parent's business
