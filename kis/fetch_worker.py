@@ -15,8 +15,8 @@ Protocol over one pipe, per plan: the parent sends the `FetchPlan`; the child as
 a count) and the parent answers with that many rate-limiter slots (pickled `time.monotonic()` times, one
 clock for every process on the machine), or none to end the plan (a stop); each call's `(index, answer)`
 comes back pickled as soon as it is made; `b"."` ends the plan. Answers are not gathered into fewer
-messages: reading one is a tenth of a millisecond of this process's interpreter lock, and the tick path
-waits out such a hold whole (five answers read at once held it half a millisecond, four times a pass).
+messages: reading one holds this process's interpreter lock 0.1-0.2 ms, and the tick path waits out such
+a hold whole (five answers read at once held it half a millisecond, seven times a pass).
 The child starts each call at or after its slot and only when one of its `in_flight` sessions is free, so
 a slot passes unused rather than two calls bunching up; the first answer that is not `Parsed` ends its
 calls. Gap recovery shares the key's limiter with the scan, so it waits at most `SLOTS_PER_ASK` slots more
