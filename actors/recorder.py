@@ -26,7 +26,7 @@ passes 64 KiB), so a crash loses at most the last second; a torn last line is sk
 Ticks are the hot path (thousands per second): each becomes one f-string, no model, no json.dumps.
 
 A Track A scan (about 1,000 rows) arrives with each row's line rendered (`MultiQuote.json_fields`, made
-in the fetch worker's child), so writing it is one join per market behind the scan's head: about half a
+in the fetch worker's child), so writing it is one join per market behind the scan's head: about a
 millisecond for the whole pass, where writing it row by row took ten and, in steps between frames,
 still slowed the ticks queued behind each step (p99 at 5,000 records/s 1.8x idle, against 1.3x joined).
 
