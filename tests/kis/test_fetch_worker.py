@@ -174,7 +174,7 @@ def test_each_call_starts_in_its_slot_not_before(kis_sim: KisSimulator, worker: 
     for moment, made in samples:
         assert made <= sum(slot <= moment for slot in plan.slots)
     assert multi_price_calls(kis_sim) - before == 3
-    assert [made for _moment, made in samples].count(0) > 0.3 / 0.01 * 0.5  # none in the first 0.4 s
+    assert any(moment < min(plan.slots) for moment, _made in samples)  # the check above saw the first wait
 
 
 def test_the_worker_runs_at_the_lowest_cpu_priority(worker: FetchWorker) -> None:
