@@ -129,7 +129,7 @@ class JsonlWriter:
         if self._lines:
             self._unwritten += "".join(self._lines).encode("utf-8")
             self._lines.clear()
-            self._buffered_chars = self._buffered_lines = 0
+        self._buffered_chars = self._buffered_lines = 0
         while self._unwritten:
             # A partial write keeps the rest in `_unwritten`, so a retry continues the same line.
             written = os.write(self._fd, self._unwritten)

@@ -63,6 +63,18 @@ def test_a_block_of_joined_lines_counts_as_its_lines(tmp_path: Path) -> None:
     assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]
 
 
+def test_a_flushed_block_leaves_nothing_counted_as_buffered(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    with JsonlWriter(path, flush_bytes=20) as writer:
+        writer.write_block(b'{"n":1,"pad":"xxxxxx"}\n{"n":2,"pad":"xxxxxx"}', 2)
+        assert path.read_bytes().count(b"\n") == 2
+        assert writer.buffered_lines == 0
+        writer.write({"n": 3})
+        assert writer.buffered_lines == 1
+        assert path.read_bytes().count(b"\n") == 2  # a short line after the block waits for its flush
+    assert [r["n"] for r in read_jsonl(path).records] == [1, 2, 3]
+
+
 def test_appending_after_a_torn_tail_keeps_new_records_intact(tmp_path: Path, warnings: list[str]) -> None:
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"n":1}\n{"n":2,"pri')
