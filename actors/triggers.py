@@ -24,7 +24,7 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
   a `ManualOverride` is forwarded to `slots`, which pins the symbol.
 
 State: the day's profiles (`trigger_universe`, written at UniverseReady) and the live triggers with the
-manual overrides (`triggers`, written on the rebalance cadence, after a scan with triggers and at every
+manual overrides (`triggers`, written on the rebalance cadence, after a scan with new triggers and at every
 override, by a `runtime.state_saver.StateSaver` so the mailbox never waits for the disk's fsync; flushed
 when the actor ends) go to the StateStore and are loaded in `on_start`, so a restart keeps its
 candidates (a tick trigger younger than one rebalance interval may be lost; the ticks raise it again).
@@ -59,7 +59,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.alerts import AlertCooldown, alert_for_signal, alert_for_trigger
 from core.models import Candidate, Trigger, TriggerKind
-from core.scoring import rank_candidates
+from core.scoring import Scored, ranking_of, score_symbols
 from core.signals import ReturnWindow, SignalHit, SignalInputs, evaluate_signals
 from core.triggers import (
     Baseline,
@@ -356,8 +356,10 @@ class TriggerActor(ObserverActor):
         self.log.info("scan {} of {}: {} rows, {} triggers ({} new)", scan.scan_no, scan.account,
                       len(scan.rows), progress.found, progress.added)
         now = self.context.clock.now()
-        if progress.found:
-            self._save_book(now)  # a crash before the next rebalance must not lose a scan's triggers
+        if progress.added:
+            # A crash before the next rebalance must not lose a scan's new triggers; its renewals only
+            # extend expiries, saved at that rebalance (a scan renews them again after a crash).
+            self._save_book(now)
         self._send_if_material(now)
 
     def _save_evaluated_steps(self) -> None:
@@ -435,8 +437,11 @@ class TriggerActor(ObserverActor):
             self.log.info("signal {} {}: {:.4g}", hit.signal.value, hit.symbol, hit.value)
             self.directory.tell("notifier", AlertRaised(at=self.context.clock.now(), alert=alert))
 
-    def _ranking(self, now: datetime) -> tuple[Candidate, ...]:
-        ranking = rank_candidates(self._book.live(now), self._market_caps, now, self._trigger_settings)
+    def _scored(self, now: datetime) -> list[Scored]:
+        return score_symbols(self._book, self._market_caps, now, self._trigger_settings)
+
+    def _ranking(self, now: datetime, scored: list[Scored] | None = None) -> tuple[Candidate, ...]:
+        ranking = ranking_of(self._scored(now) if scored is None else scored)
         if ranking.warnings != self._warnings:
             self._warnings = ranking.warnings
             for warning in ranking.warnings:
@@ -444,11 +449,12 @@ class TriggerActor(ObserverActor):
         return ranking.candidates
 
     def _send_if_material(self, now: datetime) -> None:
-        """Send now if the symbols that would get the pool's slots differ from the last ranking sent."""
-        candidates = self._ranking(now)
-        top = frozenset(c.symbol for c in candidates[: self._pool_slots])
+        """Send now if the symbols that would get the pool's slots differ from the last ranking sent (the
+        candidates are built only then: this runs whenever a tick adds a trigger)."""
+        scored = self._scored(now)
+        top = frozenset(entry.symbol for entry in scored[: self._pool_slots])
         if top != (self._sent_top or frozenset()):
-            self._send(candidates, top, now)
+            self._send(self._ranking(now, scored), top, now)
 
     def _rebalance_now(self, now: datetime) -> None:
         self._book.expire(now)

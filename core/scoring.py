@@ -10,7 +10,7 @@ seed's "trigger fairness"), then code ascending.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -48,12 +48,47 @@ def score(trigger: Trigger, market_cap: float | None, settings: TriggerSettings)
     return weight(trigger.kind, settings) * (1.0 + trigger.strength) + cap_term
 
 
-def _strongest(triggers: list[Trigger], settings: TriggerSettings) -> Trigger:
-    """The seed's choice: highest strength; ties by weight, kind name, then the earliest detection."""
-    return max(
-        triggers,
-        key=lambda t: (t.strength, weight(t.kind, settings), t.kind.value, -t.detected_at.timestamp()),
-    )
+def _stronger(trigger: Trigger, held: Trigger, weights: Mapping[TriggerKind, float]) -> bool:
+    """The seed's choice between two triggers of a symbol: higher strength; ties by weight, kind name (a
+    `StrEnum` compares as its value), then the earlier detection."""
+    new = (trigger.strength, weights[trigger.kind], trigger.kind)
+    old = (held.strength, weights[held.kind], held.kind)
+    return new > old or (new == old and trigger.detected_at < held.detected_at)
+
+
+class Scored(NamedTuple):
+    """A symbol's place in the ranking before it becomes a `Candidate` (a model costs more to build than
+    all the rest of the ranking: only a ranking that is sent needs them)."""
+
+    score: float
+    market_cap: float
+    symbol: str
+    trigger: Trigger
+
+
+def score_symbols(
+    triggers: Iterable[Trigger],
+    market_caps: Mapping[str, float | None],
+    now: datetime,
+    settings: TriggerSettings,
+) -> list[Scored]:
+    """Each symbol with a trigger alive at `now`, scored from its strongest trigger; best first.
+
+    Runs on the tick path whenever a trigger is added, over every live trigger: one pass keeps each
+    symbol's strongest, and the weights are looked up once."""
+    weights = {kind: weight(kind, settings) for kind in TriggerKind}
+    strongest: dict[str, Trigger] = {}
+    for trigger in triggers:
+        if trigger.alive_at(now):
+            held = strongest.get(trigger.symbol)
+            if held is None or _stronger(trigger, held, weights):
+                strongest[trigger.symbol] = trigger
+    scored: list[Scored] = []
+    for symbol, best in strongest.items():
+        market_cap = market_caps.get(symbol)
+        scored.append(Scored(score(best, market_cap, settings), usable_market_cap(market_cap), symbol, best))
+    scored.sort(key=lambda entry: (-entry.score, -entry.market_cap, entry.symbol))
+    return scored
 
 
 def rank_candidates(
@@ -63,32 +98,20 @@ def rank_candidates(
     settings: TriggerSettings,
 ) -> Ranking:
     """One candidate per symbol with a trigger alive at `now`, from its strongest trigger; best first."""
-    by_symbol: dict[str, list[Trigger]] = {}
-    for trigger in triggers:
-        if trigger.alive_at(now):
-            by_symbol.setdefault(trigger.symbol, []).append(trigger)
-    candidates: list[Candidate] = []
-    missing: list[str] = []
-    for symbol, held in by_symbol.items():
-        best = _strongest(held, settings)
-        raw_cap = market_caps.get(symbol)
-        cap = usable_market_cap(raw_cap)
-        if cap == 0.0:
-            missing.append(symbol)
-        candidates.append(
-            Candidate(
-                symbol=symbol,
-                score=score(best, cap, settings),
-                market_cap=cap,
-                trigger=best.kind,
-                strength=best.strength,
-                detected_at=best.detected_at,
-            )
-        )
-    candidates.sort(key=lambda c: (-c.score, -c.market_cap, c.symbol))
+    return ranking_of(score_symbols(triggers, market_caps, now, settings))
+
+
+def ranking_of(scored: Sequence[Scored]) -> Ranking:
+    """The candidates of a `score_symbols` result, with a warning naming those without a market cap."""
+    candidates = tuple(
+        Candidate(symbol=entry.symbol, score=entry.score, market_cap=entry.market_cap,
+                  trigger=entry.trigger.kind, strength=entry.trigger.strength,
+                  detected_at=entry.trigger.detected_at)
+        for entry in scored
+    )
+    missing = sorted(entry.symbol for entry in scored if entry.market_cap == 0.0)
     warnings: tuple[str, ...] = ()
     if missing:
-        missing.sort()
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         warnings = (f"market cap missing for {len(missing)} candidates (scored as 0): {shown}",)
-    return Ranking(candidates=tuple(candidates), warnings=warnings)
+    return Ranking(candidates=candidates, warnings=warnings)

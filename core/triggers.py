@@ -20,7 +20,7 @@ Strength (0..1), as in the seed: volume surge ratio / severe (5x), trade velocit
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
@@ -448,6 +448,10 @@ class TriggerBook:
 
     def __len__(self) -> int:
         return len(self._live)
+
+    def __iter__(self) -> Iterator[Trigger]:
+        """Every held trigger, expired ones too, in no set order (the ranking filters and orders them)."""
+        return iter(self._live.values())
 
     def renew_or_add(self, trigger: Trigger) -> Renewal:
         """Add `trigger`, or renew the live one of the same symbol and kind.

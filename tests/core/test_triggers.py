@@ -344,6 +344,8 @@ def test_book_live_and_expired_partition(events):
     now = NOON + timedelta(seconds=400)
     live = book.live(now)
     total = len(book)
+    held = sorted(book, key=lambda t: (t.symbol, t.kind))  # iteration holds the expired ones too
+    assert len(held) == total and tuple(t for t in held if t.alive_at(now)) == live
     expired = book.expire(now)
     assert len(live) + len(expired) == total
     assert all(t.alive_at(now) for t in live) and not any(t.alive_at(now) for t in expired)
