@@ -13,7 +13,7 @@ import pytest
 
 from tools.bench.__main__ import GROUPS, Plan, run
 from tools.bench.harness import BenchError, ServerPart
-from tools.bench.report import Result, table, write_json
+from tools.bench.report import Result, host_jitter, table, write_json
 
 TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
             core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1)
@@ -61,6 +61,11 @@ def test_json_holds_no_nan_and_the_table_marks_misses(tmp_path: Path) -> None:
 
     assert json.loads(out.read_text())[0]["figure"] is None
     assert "NO" in table([missed]).splitlines()[-1]
+
+
+def test_host_jitter_is_a_p99_over_median_ratio() -> None:
+    jitter = host_jitter(0.2)
+    assert math.isfinite(jitter) and jitter >= 1.0
 
 
 def test_a_server_part_that_exits_before_it_is_ready_is_named_with_its_status() -> None:

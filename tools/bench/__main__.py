@@ -23,7 +23,7 @@ from runtime.logs import reset_logging, setup_logging
 from runtime.malloc_arenas import limit_malloc_arenas
 from tools.bench import decisions, memory, pipeline, reconnect, scan
 from tools.bench.harness import BenchServer
-from tools.bench.report import Result, machine, steal_seconds, table, write_json
+from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
 
 GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory")
 LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.bench")
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     say(f"[bench] {'quick' if args.quick else 'full'} run on {facts['nproc']} cores, {facts['cpu']}, "
         f"Python {facts['python']}")
+    jitter_before = host_jitter()
     started, stolen = time.monotonic(), steal_seconds()
     with tempfile.TemporaryDirectory(prefix="observer-bench-") as scratch:
         root = Path(scratch)
@@ -149,13 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             reset_logging()
     elapsed, stolen = time.monotonic() - started, steal_seconds() - stolen
+    jitter_after = host_jitter()
     print(table(results))
     met = sum(r.met for r in results)
     share = stolen / (elapsed * int(facts["nproc"]))
     print(f"\n{met}/{len(results)} targets met in {elapsed:.0f} s; "
           f"{facts['nproc']} cores, {facts['cpu']}, Python {facts['python']}; "
           f"the host stole {stolen:.1f} s of CPU ({share:.1%} of the cores' time; above a few % the "
-          f"figures are not a quiet machine's)")
+          f"figures are not a quiet machine's); host jitter (p99 / median of a fixed 0.1 ms job) "
+          f"{jitter_before:.2f}x before the run and {jitter_after:.2f}x after it (well above 1.1x, latency "
+          f"p99s are the host's as much as ours)")
     if args.json is not None:
         write_json(args.json, results)
     if crashes:
