@@ -33,6 +33,7 @@ from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
 from runtime.clock import Clock, SystemClock
+from runtime.gc_freeze import freeze_startup_objects
 from runtime.logs import register_secret, setup_logging
 from runtime.malloc_arenas import limit_malloc_arenas
 from runtime.paths import DataPaths
@@ -187,6 +188,8 @@ def run(
     runner: ChaosRunner | None = None
     try:
         system.start()
+        logger.info("{} startup objects frozen out of the garbage collector's full passes",
+                    freeze_startup_objects())
         status.start()
         if chaos and simulator is not None and duration is not None:
             max_restarts, period = system.supervisor.restart_limit

@@ -31,6 +31,7 @@ from actors.triggers import TriggerActor
 from actors.ws_connection import WSConnectionActor
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
+from runtime.gc_freeze import freeze_startup_objects
 from runtime.logs import reset_logging, setup_logging
 from runtime.malloc_arenas import limit_malloc_arenas
 from tools.bench.harness import (
@@ -105,6 +106,7 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
                 at=clock.now(), account=ACCOUNT, symbols=tuple(f["symbol"] for f in facts)))
             actors.start("scanner", ScannerActor, context)
             actors.directory.tell("scanner", universe_message(clock, server.info["universe"]))
+            freeze_startup_objects()  # as `app.observer.run` does once the system has started
             day = SESSION_SECONDS / speed
             time.sleep(max(0.0, began + day * WARMUP_SHARE - time.monotonic()))
             start_rss = rss_mb()

@@ -42,6 +42,7 @@ from kis.ws_codec import decode
 from kis.ws_session import KisWebSocketSession
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
+from runtime.gc_freeze import freeze_startup_objects
 from runtime.latency import LatencyRecorder, LatencySummary
 from tools.bench.blaster import FrameBook
 from tools.bench.harness import (
@@ -137,6 +138,7 @@ class Pipeline:
                                                              symbols=self.symbols))
             wait_for(lambda: server.command(cmd="status")["sessions"] >= 1, 20.0, "the blaster subscription")
             time.sleep(0.3)  # the remaining acks
+            freeze_startup_objects()  # as `app.observer.run` does once the system has started
         except BaseException:
             self.actors.stop()
             raise
