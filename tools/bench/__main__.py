@@ -49,7 +49,7 @@ class Plan:
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
             gaps=20, core_runs=100, day_speed=195.0, day_trade_rate=1.0, allocation_runs=1000,
-            latency_rounds=3)
+            latency_rounds=5)
 QUICK = Plan(throughput_window=1.5, max_rate=20_000, latency_window=2.5, per_symbol_sample=30, drops=8,
              gaps=8, core_runs=20, day_speed=2340.0, day_trade_rate=0.125, allocation_runs=100,
              parse_seconds=0.5)
