@@ -59,7 +59,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.alerts import AlertCooldown, alert_for_signal, alert_for_trigger
 from core.models import Candidate, Trigger, TriggerKind
-from core.scoring import Scored, ranking_of, score_symbols
+from core.scoring import Scored, rank_candidates, ranking_of, score_symbols
 from core.signals import ReturnWindow, SignalHit, SignalInputs, evaluate_signals
 from core.triggers import (
     Baseline,
@@ -437,11 +437,12 @@ class TriggerActor(ObserverActor):
             self.log.info("signal {} {}: {:.4g}", hit.signal.value, hit.symbol, hit.value)
             self.directory.tell("notifier", AlertRaised(at=self.context.clock.now(), alert=alert))
 
-    def _scored(self, now: datetime) -> list[Scored]:
-        return score_symbols(self._book, self._market_caps, now, self._trigger_settings)
-
     def _ranking(self, now: datetime, scored: list[Scored] | None = None) -> tuple[Candidate, ...]:
-        ranking = ranking_of(self._scored(now) if scored is None else scored)
+        """The candidates, from `scored` when the book was just scored at `now`."""
+        if scored is None:
+            ranking = rank_candidates(self._book, self._market_caps, now, self._trigger_settings)
+        else:
+            ranking = ranking_of(scored)
         if ranking.warnings != self._warnings:
             self._warnings = ranking.warnings
             for warning in ranking.warnings:
@@ -451,7 +452,7 @@ class TriggerActor(ObserverActor):
     def _send_if_material(self, now: datetime) -> None:
         """Send now if the symbols that would get the pool's slots differ from the last ranking sent (the
         candidates are built only then: this runs whenever a tick adds a trigger)."""
-        scored = self._scored(now)
+        scored = score_symbols(self._book, self._market_caps, now, self._trigger_settings)
         top = frozenset(entry.symbol for entry in scored[: self._pool_slots])
         if top != (self._sent_top or frozenset()):
             self._send(self._ranking(now, scored), top, now)
