@@ -222,6 +222,21 @@ def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
     assert recorder.exchanges == []
 
 
+def test_a_batch_built_from_the_cache_is_the_same_query_and_bad_codes_are_refused_every_time(
+    client: KisRestClient, recorder: Recorder
+) -> None:
+    batches = [("005930", "000660"), ("035420",)]
+    first = client.multi_quote_requests(batches)
+    again = client.multi_quote_requests([list(batch) for batch in batches])  # lists, as a caller may pass
+    assert [request.params for request in again] == [request.params for request in first]
+    assert first[0].params == ("FID_COND_MRKT_DIV_CODE_1=J&FID_INPUT_ISCD_1=005930&"
+                               "FID_COND_MRKT_DIV_CODE_2=J&FID_INPUT_ISCD_2=000660")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="not a KRX short code"):
+            client.multi_quote_requests([("005930", "5930")])
+    assert [exchange.path for exchange in recorder.exchanges] == ["/oauth2/tokenP"]  # the token only
+
+
 def test_1000_symbols_are_scanned_in_ceil_1000_over_30_calls(tmp_path: Any) -> None:
     config = SimConfig(seed=7, date=date(2024, 3, 4), start=clock_time(9, 1), speed=0.0, n_symbols=1000)
     recorder = Recorder()
