@@ -21,6 +21,15 @@ from pydantic import SecretStr
 from kis.protocol import WS_PATH
 from kis.ticks import Ack, Decoded, NoticeKeys, PingPong
 from kis.ws_codec import decode, subscribe_message, unsubscribe_message
+from kis.ws_frames import (
+    OPCODE_CLOSE,
+    OPCODE_CONTINUATION,
+    OPCODE_PING,
+    OPCODE_PONG,
+    Frame,
+    FrameProtocolError,
+    cut_frame,
+)
 
 
 class KisWebSocketError(ConnectionError):
@@ -39,27 +48,61 @@ READ_AHEAD_BYTES = 65_536
 
 
 class _ReadAheadWebSocket(websocket.WebSocket):
-    """websocket-client reads each frame with two or three exact-size `recv` calls, and every call gives
-    up the interpreter lock and then waits to get it back from the actor threads. This one reads what
-    the socket holds (up to `READ_AHEAD_BYTES`) in one call and serves the frame parser from that."""
+    """websocket-client's connection, read our way: what the socket holds (up to `READ_AHEAD_BYTES`) in one
+    `recv`, cut into frames by `kis.ws_frames`. websocket-client reads each frame with two or three
+    exact-size calls, and every call gives up the interpreter lock and then waits to get it back from the
+    actor threads; its frame objects cost more again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ahead = b""
         self._offset = 0
+        self._fragments: list[bytes] = []
+        self._fragmented_opcode: int | None = None
 
     @property
     def buffered(self) -> bool:
         """Bytes already read and not yet parsed: more frames (or the rest of one) are waiting."""
         return self._offset < len(self._ahead)
 
-    def _recv(self, bufsize: int) -> bytes:
-        if self._offset >= len(self._ahead):
-            self._ahead = super()._recv(READ_AHEAD_BYTES)
-            self._offset = 0
-        start = self._offset
-        self._offset = start + bufsize
-        return self._ahead[start : self._offset]
+    def receive_message(self) -> tuple[int, bytes]:
+        """The next text or binary message (its fragments joined), or a close frame, answered with ours.
+        Pings are answered with a pong and pongs dropped here. Raises `websocket.WebSocketException`s as
+        websocket-client's own reader does: a timeout, a closed connection, a protocol error."""
+        while True:
+            opcode, fin, payload = self._next_frame()
+            if opcode == OPCODE_PING:
+                self.pong(payload)
+            elif opcode == OPCODE_CLOSE:
+                with contextlib.suppress(OSError, websocket.WebSocketException):
+                    self.send_close()
+                return opcode, payload
+            elif opcode == OPCODE_CONTINUATION:
+                if self._fragmented_opcode is None:
+                    raise websocket.WebSocketProtocolException("continuation frame without a message")
+                self._fragments.append(payload)
+                if fin:
+                    opcode, self._fragmented_opcode = self._fragmented_opcode, None
+                    data, self._fragments = b"".join(self._fragments), []
+                    return opcode, data
+            elif opcode != OPCODE_PONG:
+                if self._fragmented_opcode is not None:
+                    raise websocket.WebSocketProtocolException("new message inside a fragmented one")
+                if fin:
+                    return opcode, payload
+                self._fragmented_opcode, self._fragments = opcode, [payload]
+
+    def _next_frame(self) -> Frame:
+        while True:
+            try:
+                cut = cut_frame(self._ahead, self._offset)
+            except FrameProtocolError as error:
+                raise websocket.WebSocketProtocolException(str(error)) from None
+            if cut is not None:
+                frame, self._offset = cut
+                return frame
+            received = self._recv(READ_AHEAD_BYTES)  # raises when the connection ends or times out
+            self._ahead, self._offset = self._ahead[self._offset :] + received, 0
 
 
 class KisWebSocketSession:
@@ -153,14 +196,14 @@ class KisWebSocketSession:
         try:
             while True:
                 try:
-                    opcode, data = ws.recv_data()
+                    opcode, data = ws.receive_message()
                 except websocket.WebSocketTimeoutException:
                     reason = f"no message for {self._idle_timeout} s"
                     break
                 except (OSError, websocket.WebSocketException) as exc:
                     reason = "connection closed" if self._closing.is_set() else f"{type(exc).__name__}: {exc}"
                     break
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                if opcode == OPCODE_CLOSE:
                     reason = "closed on request" if self._closing.is_set() else _close_reason(data)
                     break
                 self._handle(data)

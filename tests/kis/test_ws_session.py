@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import socket
 import threading
@@ -387,3 +389,71 @@ def test_drained_follows_the_last_message_of_what_the_socket_held(
     assert events[0] == "message" and "drained drained" not in " ".join(events)
     seconds = [tick.exchange_time.second for tick in inbox.ticks(SYMBOL)]
     assert seconds == list(range(40))
+
+
+PONGS: list[bool] = []
+
+
+def send_fragmented_then_ping(connection: ServerConnection) -> None:
+    """One message in three fragments, a protocol ping (its pong awaited), two more messages, the last over
+    64 KiB."""
+    connection.send(iter([BURST[0][:10], BURST[0][10:50], BURST[0][50:]]))
+    PONGS.append(connection.ping(b"are you there").wait(WAIT))
+    connection.send(f"0|H0STCNT0|{len(BURST):03d}|" + "^".join(frame.split("|")[3] for frame in BURST))
+    connection.send("0|H0STCNT0|300|" + "^".join(LIVE_FRAME.split("|")[3] for _ in range(300)))
+
+
+@pytest.mark.parametrize("recording_server", [send_fragmented_then_ping], indirect=True)
+def test_fragments_are_joined_pings_answered_and_large_frames_read_whole(
+    recording_server: RecordingServer, inbox: Inbox
+) -> None:
+    PONGS.clear()
+    session = KisWebSocketSession(recording_server.url, SecretStr("k"), inbox.on_message, inbox.on_closed)
+    session.connect()
+    try:
+        inbox.wait(lambda: inbox.count(TradeFrame) == 3, "three trade messages")
+    finally:
+        session.close()
+
+    frames = [v for v in inbox.values if isinstance(v, TradeFrame)]
+    assert [len(frame.ticks) for frame in frames] == [1, len(BURST), 300]
+    assert len(LIVE_FRAME) * 300 > 65_536  # the last one took the 64-bit length form
+    assert PONGS == [True]
+    assert [tick.exchange_time.second for tick in frames[1].ticks] == list(range(40))
+    assert not any(isinstance(v, FrameError) for v in inbox.values)
+    assert not inbox.closed or inbox.closed[0].requested
+
+
+def test_a_frame_a_client_must_refuse_ends_the_session_with_a_one_line_reason(inbox: Inbox) -> None:
+    """A raw server: a correct handshake, then a text frame with a reserved bit set."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_one() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key:"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            connection.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            connection.sendall(bytes([0x80 | 0x40 | 0x1, 2]) + b"{}")
+            connection.recv(4096)  # until the client goes
+
+    server = threading.Thread(target=serve_one, daemon=True)
+    server.start()
+    session = KisWebSocketSession(f"ws://127.0.0.1:{listener.getsockname()[1]}", SecretStr("k"),
+                                  inbox.on_message, inbox.on_closed)
+    try:
+        session.connect()
+        inbox.wait(lambda: bool(inbox.closed), "the session's end")
+    finally:
+        session.close()
+        listener.close()
+        server.join(WAIT)
+
+    assert inbox.values == []
+    assert inbox.closed == [SessionClosed(
+        "WebSocketProtocolException: reserved bits set (0x40): no extension was negotiated", requested=False)]
