@@ -237,7 +237,7 @@ def throughput(pipeline: Pipeline, *, window: float, max_rate: float, parse_rate
                else f"frames as the simulator's feed cuts them ({FEED_STEP_SECONDS:g} s of one symbol)")
     ceiling = ""
     if "receive" in parse_rates:
-        ceiling = (f" the session's receive loop alone (websocket-client + decode, no actors) took in "
+        ceiling = (f" the session's receive loop alone (socket, framing and decode, no actors) took in "
                    f"{parse_rates['receive']:,.0f} frames/s of {max_rate:,.0f} offered;")
     tried = "; ".join(
         f"{s.rate:,.0f}/s x{s.records_per_frame}/frame: sent {s.sent_rate:,.0f}/s, processed "
@@ -254,7 +254,7 @@ def throughput(pipeline: Pipeline, *, window: float, max_rate: float, parse_rate
 
 
 def receive_ceiling(server: BenchServer, *, seconds: float, rate: float) -> float:
-    """Frames/s that `KisWebSocketSession`'s receive loop alone takes in (websocket-client + decode, a
+    """Frames/s that `KisWebSocketSession`'s receive loop alone takes in (socket, framing and decode, a
     counter for a callback, no actor) while the blaster offers `rate` one-record frames/s: the ceiling of
     any tick path built on it. Measured before the pipeline's actors subscribe (the blaster feeds every
     subscribed session)."""
