@@ -377,6 +377,8 @@ class TickDetector:
         self._renew = renew_interval
         self._baselines: dict[str, float] = dict(minute_baselines or {})
         self._meters: dict[str, _SymbolMeters] = {}
+        self._last_at: datetime | None = None
+        self._last_t = 0.0
 
     def set_minute_baseline(self, symbol: str, avg_volume_per_minute: float) -> None:
         self._baselines[symbol] = avg_volume_per_minute
@@ -398,7 +400,9 @@ class TickDetector:
         if meters is None:
             meters = _SymbolMeters(self._velocity.window_seconds, self._realtime.window_seconds)
             self._meters[symbol] = meters
-        t = at.timestamp()
+        if at is not self._last_at:  # the codec hands a second's ticks one datetime; timestamp() costs ~1 us
+            self._last_at, self._last_t = at, at.timestamp()
+        t = self._last_t
         fired: list[Trigger] = []
         velocity = self._velocity
         if velocity.enabled:

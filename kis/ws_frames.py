@@ -18,6 +18,7 @@ OPCODE_PING = 0x9
 OPCODE_PONG = 0xA
 _KNOWN = frozenset({OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG})
 MAX_CONTROL_PAYLOAD = 125
+_new_tuple = tuple.__new__  # a named tuple built in C, without its Python-level `__new__`
 
 
 class FrameProtocolError(ValueError):
@@ -62,7 +63,7 @@ def cut_frame(buffer: bytes, offset: int) -> tuple[Frame, int] | None:
     end = head + length
     if end > len(buffer):
         return None
-    return Frame(opcode, fin, buffer[head:end]), end
+    return _new_tuple(Frame, (opcode, fin, buffer[head:end])), end
 
 
 def _refusal(first: int, second: int, opcode: int) -> str:

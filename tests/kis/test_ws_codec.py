@@ -106,6 +106,19 @@ def test_live_frame_as_utf8_bytes_decodes_like_text() -> None:
     assert decode(LIVE_FRAME.encode()) == decode(LIVE_FRAME)
 
 
+@pytest.mark.parametrize(
+    "one",
+    [LIVE_RECORD, record(CNTG_VOL=""), record(STCK_CNTG_HOUR="93000"), LIVE_RECORD + "^appended^columns"],
+    ids=["live", "blank volume", "five-digit time", "wider record"],
+)
+def test_one_record_fast_path_decodes_as_the_general_path(one: str) -> None:
+    fast = decode("0|H0STCNT0|001|" + one)  # the fixed header of the fast path
+    general = decode("0|H0STCNT0|1|" + one)  # the same record through the general checks
+    assert isinstance(fast, TradeFrame)
+    assert fast == general
+    assert type(fast.ticks[0]) is TradeTick
+
+
 def test_several_records_in_one_frame_keep_their_order_and_values() -> None:
     raw = trade_frame(
         record(MKSC_SHRN_ISCD="005930", STCK_CNTG_HOUR="090000", STCK_PRPR="62800", CNTG_VOL="7"),
