@@ -107,6 +107,11 @@ class MultiQuote(NamedTuple):
     ask: int
     bid: int
 
+    def __reduce__(self) -> tuple[object, tuple[type[MultiQuote], tuple[object, ...]]]:
+        """Unpickled by `tuple.__new__` in C, not through the class's Python-level `__new__`: a pass
+        unpickles about 1,000 rows while the tick path waits for the interpreter lock."""
+        return tuple.__new__, (MultiQuote, tuple(self))
+
     def json_fields(self) -> str:
         """The row's fields as the rest of a JSON object (`"symbol":...}`), in field order: the same text as
         `runtime.jsonl.encode_record(row._asdict())` without its "{", at a fraction of the cost. A scan's

@@ -12,6 +12,8 @@ import dataclasses
 import itertools
 import json
 import math
+import pickle
+import pickletools
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from kis.errors import (
     KisTransportError,
     KisUnparseableResponse,
 )
+from kis.models import MultiQuote
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
 from runtime.clock import KST
@@ -208,6 +211,19 @@ def test_multi_quote_batch_rows_match_the_market(kis_sim: KisSimulator, client: 
         assert (row.ask, row.bid) == (expected.ask1, expected.bid1)
         assert row.prev_close == listing.prev_close
         assert row.name == listing.name
+
+
+def test_multi_quote_rows_survive_the_fetch_workers_pipe_built_in_c(
+    kis_sim: KisSimulator, client: KisRestClient
+) -> None:
+    rows = client.multi_quote_batch(sorted(kis_sim.market.listings)[:30])
+    wire = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)  # what the child sends
+    back = pickle.loads(wire)
+    assert back == rows and all(type(row) is MultiQuote for row in back)
+    assert back[0].name == rows[0].name and back[0]._asdict() == rows[0]._asdict()
+    opcodes = [op.name for op, _arg, _pos in pickletools.genops(wire)]
+    assert "NEWOBJ" not in opcodes  # no row goes through the named tuple's Python-level __new__
+    assert wire.count(b"__new__") == 1  # tuple.__new__, named once for all 30 rows
 
 
 def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
