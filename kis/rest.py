@@ -606,8 +606,15 @@ def _session_for(base_url: str) -> requests.Session:
     return session
 
 
-@functools.lru_cache(maxsize=256)
 def _multi_quote_query(symbols: tuple[str, ...]) -> str:
+    try:
+        return _cached_multi_quote_query(symbols)
+    except TypeError:  # an unhashable item (a list, say) is no code: the uncached checks say so
+        return _cached_multi_quote_query.__wrapped__(symbols)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_multi_quote_query(symbols: tuple[str, ...]) -> str:
     """Cached: a scan asks for the same 34 batches every pass, and building them took 1.5 ms of the pass
     thread's interpreter lock at each pass's start."""
     if not 1 <= len(symbols) <= protocol.MULTI_PRICE_MAX_SYMBOLS:

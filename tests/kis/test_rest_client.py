@@ -250,6 +250,8 @@ def test_a_batch_built_from_the_cache_is_the_same_query_and_bad_codes_are_refuse
     for _ in range(2):
         with pytest.raises(ValueError, match="not a KRX short code"):
             client.multi_quote_requests([("005930", "5930")])
+        with pytest.raises(ValueError, match=r"not a KRX short code .*: \['005930'\]"):
+            client.multi_quote_requests([("000660", ["005930"])])  # unhashable: no key for the cache
     assert [exchange.path for exchange in recorder.exchanges] == ["/oauth2/tokenP"]  # the token only
 
 
