@@ -6,8 +6,9 @@ the reader skips it with a warning). Encoding uses the standard library's C enco
 separators: about 7 us to encode a 10-field tick record and 11 us with the write, so one core records
 about 90k records/s, over four times the 20k/s target; that is why orjson is not a dependency.
 
-A writer belongs to one owner (an actor): it is not thread-safe. The owner calls `flush()` at least
-once a second (a ticker) and `close()` on stop; a full buffer flushes by itself.
+A writer belongs to one owner (an actor): it is not thread-safe. The owner flushes it so that no line
+waits longer than it allows (`buffered_since` says since when a line has waited) and calls `close()` on
+stop; a full buffer flushes by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from time import monotonic
 from types import TracebackType
 from typing import Any, Self
 
@@ -68,6 +70,9 @@ class JsonlWriter:
         self._buffered_chars = self._buffered_lines = 0
         self._unwritten = b""
         self.lines_written = 0
+        self.buffered_since = math.inf
+        """`monotonic()` when the oldest line not yet handed to the OS was written; infinity when none
+        waits (a plain attribute: the recorder reads it for every tick)."""
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._end_torn_tail()
 
@@ -93,6 +98,8 @@ class JsonlWriter:
             raise ValueError(f"{self.path}: write after close")
         if "\n" in line:
             raise ValueError(f"{self.path}: a JSONL record must not contain a newline")
+        if self.buffered_since == math.inf:
+            self.buffered_since = monotonic()
         self._lines.append(line)
         self._lines.append("\n")
         self._buffered_chars += len(line) + 1
@@ -111,6 +118,8 @@ class JsonlWriter:
         if self._lines:  # text lines buffered before it go first
             self._unwritten += "".join(self._lines).encode("utf-8")
             self._lines.clear()
+        if self.buffered_since == math.inf:
+            self.buffered_since = monotonic()
         self._unwritten += block + b"\n"
         self._buffered_chars += len(block) + 1
         self._buffered_lines += lines
@@ -131,9 +140,11 @@ class JsonlWriter:
             self._lines.clear()
         self._buffered_chars = self._buffered_lines = 0
         while self._unwritten:
-            # A partial write keeps the rest in `_unwritten`, so a retry continues the same line.
+            # A partial write keeps the rest in `_unwritten`, so a retry continues the same line; a failed
+            # one leaves `buffered_since` as it was, so the owner tries again when it next looks.
             written = os.write(self._fd, self._unwritten)
             self._unwritten = self._unwritten[written:]
+        self.buffered_since = math.inf
         if self._fsync:
             os.fsync(self._fd)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pykka
 import pytest
 
+from actors import recorder as recorder_module
 from actors.directory import Directory
 from actors.notifier import NotifierActor
 from actors.recorder import RecorderActor, tick_line
@@ -113,6 +114,24 @@ def test_lines_reach_the_disk_within_about_a_second_without_a_stop(tmp_path: Pat
     recorder.barrier()
     path = recorder.tick_file("000660")
     assert wait_until(lambda: path.exists() and len(read_jsonl(path).records) == 5, 3.0)
+
+
+def test_a_tick_flushes_its_own_file_once_its_oldest_line_is_old_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recorder_module, "FLUSH_CHECK_SECONDS", 60.0)  # the ticker does not look meanwhile
+    monkeypatch.setattr(recorder_module, "TICK_FLUSH_AGE_SECONDS", 0.2)
+    recorder = Recorder(tmp_path)
+    recorder.frame("005930", 1)
+    recorder.frame("000660", 1)
+    recorder.barrier()
+    time.sleep(0.3)
+    recorder.frame("005930", 1, first_cum=2000)
+    recorder.barrier()
+    assert [r["cum_volume"] for r in read_jsonl(recorder.tick_file("005930")).records] == [1000, 2000]
+    assert read_jsonl(recorder.tick_file("000660")).records == []  # no tick of its own came: it waits
+    recorder.ref.stop()
+    assert len(read_jsonl(recorder.tick_file("000660")).records) == 1
 
 
 def test_a_crash_keeps_every_line_received_before_it(tmp_path: Path) -> None:

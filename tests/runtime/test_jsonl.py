@@ -1,4 +1,5 @@
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 
 from runtime.clock import KST
 from runtime.jsonl import JsonlReader, JsonlWriter, encode_record, read_jsonl, tail_records
@@ -37,6 +39,37 @@ def test_lines_reach_the_file_on_flush_not_before(tmp_path: Path) -> None:
     assert path.read_bytes() == b'{"n":1}\n'
     writer.close()
     assert writer.closed
+
+
+def test_buffered_since_is_when_the_oldest_waiting_line_was_written(tmp_path: Path) -> None:
+    with freeze_time("2024-03-04 01:00:00") as frozen, JsonlWriter(tmp_path / "a.jsonl") as writer:
+        assert writer.buffered_since == math.inf
+        writer.write({"n": 1})
+        first = writer.buffered_since
+        frozen.tick(0.3)
+        writer.write_block(b'{"n":2}', 1)
+        assert writer.buffered_since == first
+        writer.flush()
+        assert writer.buffered_since == math.inf
+        frozen.tick(0.3)
+        writer.write_block(b'{"n":3}', 1)
+        assert writer.buffered_since == first + 0.6
+
+
+def test_a_failed_flush_keeps_its_lines_waiting_since_they_were_written(tmp_path: Path) -> None:
+    full = Path("/dev/full")  # every write fails with ENOSPC: a real full disk
+    with freeze_time("2024-03-04 01:00:00") as frozen:
+        writer = JsonlWriter(full)
+        writer.write({"n": 1})
+        since = writer.buffered_since
+        frozen.tick(1.0)
+        with pytest.raises(OSError, match="No space left"):
+            writer.flush()
+        assert writer.buffered_since == since
+        writer.write({"n": 2})
+        assert writer.buffered_since == since
+        with pytest.raises(OSError):
+            writer.close()
 
 
 def test_a_full_buffer_flushes_whole_lines_by_itself(tmp_path: Path) -> None:
