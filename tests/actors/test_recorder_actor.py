@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pykka
 import pytest
@@ -276,6 +277,34 @@ def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) 
         lines = [json.loads(line) for line in packed.read().splitlines()]
     assert [(r["scan_no"], r["symbol"]) for r in lines] == [(4, row.symbol) for row in scan.rows]
     assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1]._asdict()}
+
+
+class _HandlingOrder(RecorderActor):
+    """The real recorder, noting the type of each message it has handled."""
+
+    handled: ClassVar[list[str]] = []
+
+    def on_receive(self, message: object) -> object:
+        result = super().on_receive(message)
+        self.handled.append(type(message).__name__)
+        return result
+
+
+def test_a_tick_that_comes_while_a_scan_is_written_waits_for_one_chunk_not_the_whole_scan(
+    tmp_path: Path,
+) -> None:
+    clock = SimulatedClock(DAY, speed=0)
+    context = make_context(tmp_path, clock, rest_url=None, accounts=(sim_account("acct1"),))
+    _HandlingOrder.handled = []
+    ref = _HandlingOrder.start("recorder", Directory(clock), context)
+    scan = _long_scan(3)
+    ref.tell(scan)
+    ref.tell(TicksReceived(at=DAY, account="acct1", ticks=ticks("005930", DAY, 1), received_mono=0.0))
+    chunks = -(-len(scan.rows) // recorder_module.SCAN_CHUNK_LINES)
+    assert wait_until(lambda: len(_HandlingOrder.handled) == chunks + 1, WAIT)
+    ref.stop()
+    assert _HandlingOrder.handled == ["ScanCompleted", "TicksReceived"] + ["_ScanChunkDue"] * (chunks - 1)
+    assert _snapshots(context.paths.observer) == [(3, row.symbol) for row in scan.rows]
 
 
 def test_scans_in_a_row_then_a_crash_lose_and_repeat_no_row(tmp_path: Path) -> None:
