@@ -30,10 +30,10 @@ meanwhile waited out the whole of it.
 Ticks are the hot path (thousands per second): each becomes one f-string, no model, no json.dumps.
 
 A Track A scan (about 1,000 rows) arrives with each row's line rendered (`MultiQuote.json_fields`, made
-in the fetch worker's child), so writing it is a join behind the scan's head and one write per
-`SCAN_CHUNK_LINES` rows: about a millisecond for the whole pass, where rendering and writing it row by row
-took ten. Each chunk after the first is written on its own turn of the mailbox, behind the ticks that
-arrived meanwhile: the whole pass in one handler held them 1-3.5 ms (wall time in situ at 5,000 records/s).
+in the fetch worker's child), so writing `SCAN_CHUNK_LINES` rows of it is a join per market behind the
+scan's head: about a millisecond for the whole pass, where rendering and writing it row by row
+took ten. Each chunk is written on a turn of the mailbox of its own, behind the ticks that arrived
+meanwhile: the whole pass in one handler held them 1-3.5 ms (wall time in situ at 5,000 records/s).
 
 | message | effect |
 |---|---|
@@ -67,6 +67,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.recovery import RecoveryRecord
 from core.schedule import DayEvent
+from kis.models import MultiQuote
 from kis.ticks import TradeTick
 from messages.market import ScanCompleted, TicksReceived, UniverseReady
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
@@ -82,8 +83,8 @@ FLUSH_CHECK_SECONDS = 0.25
 TICK_FLUSH_AGE_SECONDS = 0.5
 """Younger than the ticker's limit (`FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS`), so the files that ticks
 keep coming for are flushed by their ticks, not all together by the ticker."""
-SCAN_CHUNK_LINES = 200
-"""About 80 KB of snapshot lines: one write of 0.1-0.3 ms."""
+SCAN_CHUNK_LINES = 100
+"""Rows of a scan written in one turn of the mailbox: about 40 KB of snapshot lines."""
 MAX_OPEN_FILES = 256
 ERROR_LOG_INTERVAL_SECONDS = 5.0
 MANIFEST_NAME = "manifest.json"
@@ -100,10 +101,11 @@ class _ScanChunkDue:
 
 @dataclass(frozen=True, slots=True)
 class _ScanChunk:
-    key: tuple[str, str, str, date]
-    path: Path
+    account: str
+    day: date
     head: bytes
-    lines: list[bytes]
+    rows: tuple[MultiQuote, ...]
+    lines: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,23 +231,17 @@ class RecorderActor(ObserverActor):
     # --- other records ---------------------------------------------------------------------------
 
     def _record_scan(self, message: ScanCompleted) -> None:
-        """Each market's rendered lines behind the scan's head, queued in chunks; the first written now."""
-        by_market: dict[str, list[bytes]] = {}
-        markets = self._markets
-        for row, line in zip(message.rows, message.lines, strict=True):
-            by_market.setdefault(markets.get(row.symbol, DEFAULT_MARKET), []).append(line)
-        day = message.at.date()
-        account = message.account
+        """The pass queued in chunks of rows, each written on a turn of the mailbox of its own."""
         head = f'{{"scan_no":{message.scan_no},"scanned_at":"{message.at.isoformat()}",'.encode()
+        day = message.at.date()
         writing = bool(self._scan_chunks)  # an earlier scan's chunks go first; their turn is already asked
-        for market, lines in by_market.items():
-            path = self.paths.swing_dir(account, market, day) / "snapshots.jsonl"
-            self._scan_chunks.extend(
-                _ScanChunk(("swing", account, market, day), path, head, lines[first:first + SCAN_CHUNK_LINES])
-                for first in range(0, len(lines), SCAN_CHUNK_LINES)
-            )
+        self._scan_chunks.extend(
+            _ScanChunk(message.account, day, head, message.rows[first:first + SCAN_CHUNK_LINES],
+                       message.lines[first:first + SCAN_CHUNK_LINES])
+            for first in range(0, len(message.rows), SCAN_CHUNK_LINES)
+        )
         if not writing:
-            self._next_scan_chunk()
+            self.actor_ref.tell(_ScanChunkDue())
 
     def _next_scan_chunk(self) -> None:
         try:
@@ -255,10 +251,19 @@ class RecorderActor(ObserverActor):
                 self.actor_ref.tell(_ScanChunkDue())
 
     def _write_scan_chunk(self) -> None:
-        if self._scan_chunks:
-            chunk = self._scan_chunks.popleft()
-            writer = self._writer(chunk.key, lambda _key: chunk.path)
-            writer.write_block(chunk.head + (b"\n" + chunk.head).join(chunk.lines), len(chunk.lines))
+        """The oldest chunk's lines behind the scan's head, one block per market."""
+        if not self._scan_chunks:
+            return
+        chunk = self._scan_chunks.popleft()
+        by_market: dict[str, list[bytes]] = {}
+        markets = self._markets
+        for row, line in zip(chunk.rows, chunk.lines, strict=True):
+            by_market.setdefault(markets.get(row.symbol, DEFAULT_MARKET), []).append(line)
+        head = chunk.head
+        for market, lines in by_market.items():
+            path = self.paths.swing_dir(chunk.account, market, chunk.day) / "snapshots.jsonl"
+            writer = self._writer(("swing", chunk.account, market, chunk.day), lambda _key, path=path: path)
+            writer.write_block(head + (b"\n" + head).join(lines), len(lines))
 
     def _record_recovery(self, message: RecoveryRecorded) -> None:
         gap = message.gap

@@ -249,6 +249,25 @@ def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Pa
     assert written["KOSPI"][1] == {"scan_no": 5, "scanned_at": DAY.isoformat(), **rows[2]._asdict()}
 
 
+def test_a_long_scan_over_two_markets_keeps_each_markets_rows_in_order(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    symbols = [f"{n:06d}" for n in range(450)]  # three chunks, each holding rows of both markets
+    profiles = tuple(SymbolProfile(at=DAY, symbol=symbol, name="n", market=("KOSPI", "KOSDAQ")[n % 2],
+                                   market_cap=1, prev_close=1) for n, symbol in enumerate(symbols))
+    recorder.tell(UniverseReady(at=DAY, day=DAY.date(), profiles=profiles))
+    rows = tuple(map(_quote, symbols))
+    for scan_no in (1, 2):
+        recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=scan_no, rows=rows, calls=15,
+                                    duration_seconds=0.5))
+    recorder.barrier()
+    recorder.ref.stop()
+    swing = recorder.context.paths.swing_dir
+    for parity, market in enumerate(("KOSPI", "KOSDAQ")):
+        records = read_jsonl(swing("acct1", market, DAY.date()) / "snapshots.jsonl").records
+        assert [(r["scan_no"], r["symbol"]) for r in records] == [
+            (scan_no, symbol) for scan_no in (1, 2) for symbol in symbols[parity::2]]
+
+
 def test_a_scan_needs_one_line_a_row() -> None:
     with pytest.raises(ValueError, match="a scan of 2 rows with 1 rendered lines"):
         ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("000660"), _quote("005930")),
@@ -290,7 +309,7 @@ class _HandlingOrder(RecorderActor):
         return result
 
 
-def test_a_tick_that_comes_while_a_scan_is_written_waits_for_one_chunk_not_the_whole_scan(
+def test_a_tick_that_comes_with_a_scan_waits_for_no_chunk_of_it(
     tmp_path: Path,
 ) -> None:
     clock = SimulatedClock(DAY, speed=0)
@@ -301,9 +320,9 @@ def test_a_tick_that_comes_while_a_scan_is_written_waits_for_one_chunk_not_the_w
     ref.tell(scan)
     ref.tell(TicksReceived(at=DAY, account="acct1", ticks=ticks("005930", DAY, 1), received_mono=0.0))
     chunks = -(-len(scan.rows) // recorder_module.SCAN_CHUNK_LINES)
-    assert wait_until(lambda: len(_HandlingOrder.handled) == chunks + 1, WAIT)
+    assert wait_until(lambda: len(_HandlingOrder.handled) == chunks + 2, WAIT)
     ref.stop()
-    assert _HandlingOrder.handled == ["ScanCompleted", "TicksReceived"] + ["_ScanChunkDue"] * (chunks - 1)
+    assert _HandlingOrder.handled == ["ScanCompleted", "TicksReceived"] + ["_ScanChunkDue"] * chunks
     assert _snapshots(context.paths.observer) == [(3, row.symbol) for row in scan.rows]
 
 
