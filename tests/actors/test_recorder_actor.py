@@ -309,9 +309,7 @@ class _HandlingOrder(RecorderActor):
         return result
 
 
-def test_a_tick_that_comes_with_a_scan_waits_for_no_chunk_of_it(
-    tmp_path: Path,
-) -> None:
+def test_a_tick_that_comes_with_a_scan_waits_for_no_chunk_of_it(tmp_path: Path) -> None:
     clock = SimulatedClock(DAY, speed=0)
     context = make_context(tmp_path, clock, rest_url=None, accounts=(sim_account("acct1"),))
     _HandlingOrder.handled = []
