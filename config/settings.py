@@ -156,6 +156,9 @@ class WebSocketSettings(Section):
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
     silence_timeout_seconds: PositiveFloat = 30.0
     suspend_track_b_after_seconds: PositiveFloat = 60.0
+    tick_path_priority: int = Field(default=1, ge=0, le=99)
+    """`SCHED_FIFO` priority of the tick path's threads: each connection's receive thread and actor, the
+    recorder, the trigger and the gap actors (see `runtime.realtime`). 0: normal scheduling."""
 
 
 class GapSettings(Section):

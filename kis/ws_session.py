@@ -30,6 +30,7 @@ from kis.ws_frames import (
     FrameProtocolError,
     cut_frame,
 )
+from runtime.realtime import enter_realtime
 
 
 class KisWebSocketError(ConnectionError):
@@ -109,10 +110,11 @@ class KisWebSocketSession:
     """Connect with `connect()`, then `subscribe`/`unsubscribe` from any thread; `close()` from any thread.
 
     `on_message` gets one decoded value per received message (FrameError values included) on the receive
-    thread; `on_drained`, when given, is called after the last message of what the socket held (a burst
-    ends: a caller may hand the burst on in one piece; the bytes of a frame still arriving count as held,
-    so the burst ends with that frame); `on_closed` gets one SessionClosed when the loop ends. A callback
-    that raises is logged and the loop goes on.
+    thread (at `SCHED_FIFO` `realtime_priority` when it is above 0: `runtime.realtime`); `on_drained`, when
+    given, is called after the last message of what the socket held (a burst ends: a caller may hand the
+    burst on in one piece; the bytes of a frame still arriving count as held, so the burst ends with that
+    frame); `on_closed` gets one SessionClosed when the loop ends. A callback that raises is logged and the
+    loop goes on.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class KisWebSocketSession:
         connect_timeout: float = 5.0,
         idle_timeout: float | None = None,
         name: str = "kis-ws",
+        realtime_priority: int = 0,
     ) -> None:
         self.url = ws_url.rstrip("/") + WS_PATH
         self._approval_key = approval_key
@@ -135,6 +138,7 @@ class KisWebSocketSession:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._name = name
+        self._realtime_priority = realtime_priority
         self._ws: _ReadAheadWebSocket | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
@@ -192,6 +196,7 @@ class KisWebSocketSession:
     def _receive_loop(self) -> None:
         ws = self._ws
         assert ws is not None
+        enter_realtime(self._realtime_priority)
         reason = "connection ended"
         try:
             while True:
