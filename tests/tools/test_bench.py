@@ -32,7 +32,7 @@ EXPECTED = {
 
 
 @pytest.mark.timeout(180)
-def test_every_group_runs_and_reports_finite_figures(tmp_path: Path) -> None:
+def test_every_group_runs_and_reports_finite_figures(tmp_path: Path, realtime_permitted: bool) -> None:
     messages: list[str] = []
     results, crashes = run(TINY, tmp_path, GROUPS, messages.append)
 
@@ -52,6 +52,9 @@ def test_every_group_runs_and_reports_finite_figures(tmp_path: Path) -> None:
     ratios = [r for r in results if r.name.endswith("_ratio")]
     floors = [re.search(r"floor: .* ratio (\d+\.\d+) ", r.detail) for r in ratios]
     assert len(floors) == 4 and all(floors), "each scan ratio names its out-of-process floor"
+    latency = [r for r in results if r.name.startswith("tick_latency_")]
+    scheduled = "the tick path's 5 threads at SCHED_FIFO 1" if realtime_permitted else "0 of the tick path's"
+    assert len(latency) == 8 and all(f"; {scheduled}" in r.detail for r in latency), latency[0].detail
 
 
 def test_json_holds_no_nan_and_the_table_marks_misses(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import select
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
 from runtime.gc_freeze import freeze_startup_objects
 from runtime.latency import LatencyRecorder, LatencySummary
+from runtime.realtime import is_realtime
 from tools.bench.blaster import FrameBook
 from tools.bench.harness import (
     ACCOUNT,
@@ -120,6 +122,8 @@ class Pipeline:
         facts = server.info["blast_symbols"]
         self.symbols = tuple(f["symbol"] for f in facts)
         self.actors = Started(Directory(self.clock))
+        ws = f"ws.{ACCOUNT}"
+        self.tick_path_threads = frozenset({ws, f"{ws}-receive", "recorder", "triggers", "gaps"})
         self._sent_before = int(server.command(cmd="status")["records"])
         self.scan_universe = universe_message(self.clock, server.info["universe"])  # outside any window
         try:
@@ -129,12 +133,12 @@ class Pipeline:
             self.actors.start("slots", Sink)
             self.actors.start("universe", Sink)
             self.actors.start("gaps", timed(GapRecoveryActor, GAPS_CHECKED, self.latency), self.context)
-            self.actors.start(f"ws.{ACCOUNT}", WSConnectionActor, self.context, ACCOUNT)
+            self.actors.start(ws, WSConnectionActor, self.context, ACCOUNT)
             universe = universe_message(self.clock, facts)
             directory = self.actors.directory
             directory.tell("recorder", universe)
             directory.tell("triggers", universe)
-            directory.tell(f"ws.{ACCOUNT}", SetSubscriptions(at=self.clock.now(), account=ACCOUNT,
+            directory.tell(ws, SetSubscriptions(at=self.clock.now(), account=ACCOUNT,
                                                              symbols=self.symbols))
             wait_for(lambda: server.command(cmd="status")["sessions"] >= 1, 20.0, "the blaster subscription")
             time.sleep(0.3)  # the remaining acks
@@ -142,6 +146,16 @@ class Pipeline:
         except BaseException:
             self.actors.stop()
             raise
+
+    def scheduling(self) -> str:
+        """How the tick path's threads are scheduled (`runtime.realtime`): the latency figures hang on it."""
+        threads = [t for t in threading.enumerate() if t.name in self.tick_path_threads and t.native_id]
+        realtime = sum(is_realtime(t.native_id or 0) for t in threads)
+        priority = self.context.settings.websocket.tick_path_priority
+        if priority and realtime == len(self.tick_path_threads):
+            return f"the tick path's {realtime} threads at SCHED_FIFO {priority}"
+        return (f"{realtime} of the tick path's {len(self.tick_path_threads)} threads at SCHED_FIFO "
+                f"(websocket.tick_path_priority {priority}; the rest at normal priority)")
 
     def processed(self) -> int:
         """Records every stage has handled (the slowest stage's count)."""
@@ -426,13 +440,15 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
             f"a neighbour process burning that CPU in {calls_per_second:g} bursts/s" if extra_share
             else "no neighbour (the scan cost no measurable CPU): another idle window"
         )
+        scheduling = pipeline.scheduling()
         for stage in (RECORD_WRITTEN, TRIGGER_EVALUATED):
             quiet = _Rounds(idle, stage)
             absolute.append(Result(
                 name=f"tick_latency_p99_{stage}_at_{rate:.0f}_per_s", figure=quiet.p99 * 1000, unit="ms",
                 target=f"<= {limit:g}", baseline=quiet.p50 * 1000, met=quiet.p99 * 1000 <= limit,
                 detail=f"p50 {quiet.p50 * 1000:.2f} ms (baseline column), max {quiet.max * 1000:.2f} ms, "
-                       f"{quiet.count} messages (socket reads) of frames of {framing} record(s); {quiet}",
+                       f"{quiet.count} messages (socket reads) of frames of {framing} record(s); {quiet}; "
+                       f"{scheduling}",
             ))
             scanning, neighboured = _Rounds(busy, stage), _Rounds(control, stage)
             floor = _Rounds(outside, stage)
@@ -449,7 +465,7 @@ def latency_results(pipeline: Pipeline, window: float, rounds: int = 1) -> list[
                        f"{control_kind} (p99 {neighboured.p99 * 1000:.2f} ms; {neighboured}); floor: the "
                        f"same passes made by another process at the lowest priority (none of it in ours), "
                        f"ratio {floor.p99 / quiet.p99 if quiet.p99 > 0 else math.nan:.2f} (p99 "
-                       f"{floor.p99 * 1000:.2f} ms; {floor})",
+                       f"{floor.p99 * 1000:.2f} ms; {floor}); {scheduling}",
             ))
     return absolute + ratios
 
