@@ -4,8 +4,8 @@ A woken thread of normal priority whose core is running another task waits until
 task go: the end of its slice, checked at the next scheduler tick (every 4 ms at HZ=250). Every hand-off
 on the tick path (socket to receive thread, to the connection actor, to the recorder, triggers and gap
 actors) is such a wake-up, so on a small VM a Track A scan's bursts of CPU on the other core (the fetch
-worker parsing a batch, at `SCHED_IDLE` though it is) stretched the tick p99 2-5x, for a do-nothing
-two-hop consumer as much as for the actors. A `SCHED_FIFO` thread preempts any normal task at once.
+worker parsing a batch, at `SCHED_IDLE` though it is) stretched the actors' tick p99 1.3-2.6x, and a
+do-nothing two-hop consumer's 3-5x. A `SCHED_FIFO` thread preempts any normal or idle task at once.
 
 Threads started by a real-time thread run at normal priority (`SCHED_RESET_ON_FORK`): the timers and
 workers the tick actors start must not inherit it. Unprivileged processes may use it up to their
