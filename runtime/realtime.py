@@ -20,8 +20,6 @@ import os
 
 from loguru import logger
 
-MAX_PRIORITY = 99
-
 
 def enter_realtime(priority: int) -> bool:
     """Put the calling thread at `SCHED_FIFO` `priority` (0: leave it as it is); whether it now is."""
