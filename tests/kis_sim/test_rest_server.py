@@ -455,7 +455,7 @@ def test_html_error_and_empty_body_faults_answer_the_next_uapi_calls_only(sim: S
     assert sim.session.get(f"{sim.url}/master/kospi_code.mst.zip", timeout=10).status_code == 200
     answers = [sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()) for _ in range(4)]
     assert [(a.status_code, a.headers["content-type"]) for a in answers[:3]] == [
-        (502, "text/html"), (502, "text/html"), (200, "application/json; charset=utf-8"),
+        (502, "text/html"), (502, "text/html"), (200, "application/json; charset=UTF-8"),
     ]  # fmt: skip
     assert b"<title>502 Bad Gateway</title>" in answers[0].content
     assert answers[2].content == b"" and answers[2].headers["content-length"] == "0"
@@ -797,8 +797,11 @@ def test_balance_tr_id_must_match_the_account_kind_and_params_are_checked(sim: S
     assert_error(
         sim.get(protocol.BALANCE_PATH, {**real, "tr_id": "VTTC8434R"}, balance_params()), 200, "OPSQ0002"
     )
+    by_loan_date = sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="01")).json()
+    by_symbol = sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="02")).json()
+    assert (by_symbol["rt_cd"], by_symbol["output1"]) == ("0", by_loan_date["output1"])  # no loans: same rows
     body = assert_error(
-        sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="02")), 200, "OPSQ2001", "2"
+        sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="03")), 200, "OPSQ2001", "2"
     )
     assert "INQR_DVSN" in body["msg1"]
     assert_error(sim.get(protocol.BALANCE_PATH, real, balance_params(CANO="12-45")), 200, "OPSQ2000", "2")
