@@ -857,7 +857,8 @@ class RestApp:
         bars = _aggregate(days, period)
         foreign_rate = _rate(fundamentals(listing).foreign_shares, listing.listed_shares)
         rows = []
-        for before, bar in zip(bars[-DAILY_PRICE_ROWS - 1 : -1], bars[-DAILY_PRICE_ROWS:], strict=True):
+        # each bar with the one before it (the oldest bar of the history with itself)
+        for before, bar in list(zip([*bars[:1], *bars[:-1]], bars, strict=True))[-DAILY_PRICE_ROWS:]:
             change = bar.close - before.close
             rows.append({
                 "stck_bsop_date": bar.day.strftime("%Y%m%d"),
