@@ -28,7 +28,7 @@ from kis.ticks import (
 from kis.ws_codec import EXCERPT_CHARS, decode, subscribe_message, unsubscribe_message
 from runtime.clock import KST
 
-# KIS_API_FACTS.md, "Verbatim samples": a live H0STCNT0 frame from 2023-03-24.
+# docs/kis_api_facts.md, section 6, "Verbatim samples": a live H0STCNT0 frame from 2023-03-24.
 LIVE_FRAME = (
     "0|H0STCNT0|001|005930^112616^62700^2^400^0.64^62700.41^62700^63000^62300^62700^62600^125^9694968"
     "^607878273600^25807^15918^-9889^93.01^4614191^4291558^1^0.45^63.03^090013^3^0^090646^5^-300^100741^2"
