@@ -849,6 +849,14 @@ def test_volume_rank_sorts_by_volume_and_applies_filters(sim: Sim) -> None:
     assert volumes == everything[:30]
     kosdaq = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="1001")).json()["output"]
     assert kosdaq and all(sim.market.listings[row["mksc_shrn_iscd"]].market == "KOSDAQ" for row in kosdaq)
+    kospi200 = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="2001")).json()[
+        "output"
+    ]
+    assert kospi200 and all(sim.market.listings[row["mksc_shrn_iscd"]].market == "KOSPI" for row in kospi200)
+    elw = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_COND_MRKT_DIV_CODE="W")).json()
+    assert (elw["rt_cd"], elw["output"]) == ("0", [])
+    not_a_sector = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="KOSPI"))
+    assert_error(not_a_sector, 200, "OPSQ2001", "2")
     cheap = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_PRICE_2="4000")).json()[
         "output"
     ]

@@ -43,6 +43,8 @@ DAILY_PRICE_ROWS = 30
 """inquire-daily-price answers the latest 30 days, weeks or months."""
 MARKET_CODES = frozenset({"J", "NX", "UN"})
 """FID_COND_MRKT_DIV_CODE: KRX, Nextrade, unified; NX and UN are answered from the one simulated market."""
+ELW_MARKET_CODE = "W"
+"""volume-rank also ranks ELWs (FID_COND_MRKT_DIV_CODE W); the simulated market lists none."""
 STOCK_PRODUCT_TYPE = "300"
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 MASTER_PATHS = {"/master/kospi_code.mst.zip": KOSPI, "/master/kosdaq_code.mst.zip": KOSDAQ}
@@ -655,13 +657,17 @@ class RestApp:
         for name in required:
             if name not in query:
                 raise missing_field(name)
-        if query["FID_COND_MRKT_DIV_CODE"] not in MARKET_CODES:
+        if query["FID_COND_MRKT_DIV_CODE"] not in (*MARKET_CODES, ELW_MARKET_CODE):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_MRKT_DIV_CODE")
         if query["FID_COND_SCR_DIV_CODE"] != "20171":
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_SCR_DIV_CODE")
-        markets = {"0000": (KOSPI, KOSDAQ), "0001": (KOSPI,), "1001": (KOSDAQ,)}.get(query["FID_INPUT_ISCD"])
-        if markets is None:
+        sector = query["FID_INPUT_ISCD"]
+        if not (len(sector) == 4 and sector.isdigit()):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_ISCD")
+        # 0000 everything; otherwise a KRX index (업종) code: 1xxx are KOSDAQ indexes, the others KOSPI ones
+        markets = (KOSPI, KOSDAQ) if sector == "0000" else (KOSDAQ,) if sector[0] == "1" else (KOSPI,)
+        if query["FID_COND_MRKT_DIV_CODE"] == ELW_MARKET_CODE:
+            markets = ()  # no ELWs are listed here
         kind = query["FID_DIV_CLS_CODE"] or "0"
         ranking = query["FID_BLNG_CLS_CODE"] or "0"
         if kind not in ("0", "1", "2") or ranking not in ("0", "1", "2", "3", "4"):
