@@ -112,7 +112,7 @@ class _Session:
     key_hash: str = ""
     subs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (tr_id, tr_key) -> (key, iv)
     closed: bool = False
-    pong_due_since: float | None = None  # monotonic time of the oldest PINGPONG not echoed yet
+    pong_due_since: float | None = None  # monotonic time of the oldest PINGPONG not answered yet
 
     def answered_pingpong(self) -> None:
         """A PINGPONG came back (echoed text frame or pong control frame): every one so far is answered."""
