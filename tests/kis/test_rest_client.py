@@ -626,3 +626,37 @@ def test_token_too_soon_wait_comes_from_retry_after(stub_factory: StubFactory, r
 def test_every_error_message_is_one_line() -> None:
     for error_type in (KisError, KisTransportError, KisUnparseableResponse, KisApiError):
         assert "\n" not in str(error_type("first line\nsecond line"))
+
+
+def _holding_row(code: str) -> dict[str, str]:
+    return {
+        "pdno": code, "prdt_name": code, "hldg_qty": "1", "ord_psbl_qty": "1", "pchs_avg_pric": "100.0",
+        "pchs_amt": "100", "prpr": "110", "evlu_amt": "110", "evlu_pfls_amt": "10", "evlu_pfls_rt": "10.00",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("header", ["tr_cont", "TR_CONT", "Tr_Cont"])
+def test_paging_reads_tr_cont_in_any_header_case(
+    stub_factory: StubFactory, recorder: Recorder, header: str
+) -> None:
+    """KIS sends `tr_cont` lower case; HTTP header names are case-insensitive, and so is the client."""
+
+    def answer(_method: str, _path: str, query: dict[str, str], headers: dict[str, str], _: str) -> Answer:
+        if headers.get("tr_cont") == "N" and query["CTX_AREA_NK100"] == "1":
+            return kis_json({"output1": [_holding_row("000660")], "output2": [{}]}, **{header: "D"})
+        page = {"output1": [_holding_row("005930")], "output2": [{}], "ctx_area_nk100": "1"}
+        return kis_json(page, **{header: "M", "gt_uid": "0" * 32, "tr_id": "TTTC8434R"})
+
+    stub = stub_factory(answer)
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    assert [holding.symbol for holding in client.holdings()] == ["005930", "000660"]
+
+
+def test_answers_with_extra_fields_and_headers_are_read(
+    stub_factory: StubFactory, recorder: Recorder
+) -> None:
+    """Fields and headers KIS adds later (or the simulator never sent) are ignored, not fatal."""
+    output = {"stck_prpr": "71000", "some_future_field": "x", "aspr_unit": "100"}
+    stub = stub_factory(lambda *_: kis_json({"output": output, "output3": []}, X_New_Header="1"))
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    assert client.quote("005930").price == 71000
