@@ -18,7 +18,8 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 
 | message | effect |
 |---|---|
-| SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff |
+| SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff; |
+|  | passed on to `gaps` (after the ticks before it), which stops timing the symbols that left |
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
@@ -336,6 +337,7 @@ class WSConnectionActor(ObserverActor):
             self._save()
         self._send(self.book.set_target(self._registrations()))
         self._end_gaps()
+        self._tell("gaps", message)
         self._apply_wanted()
 
     def _registrations(self) -> list[Registration]:
