@@ -39,6 +39,7 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | SubscriptionRefused | `shrink_capacity` to the accepted count; the refused symbol overflows |
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
+| CurrentTargets (ask) | the account's target set (asked by a connection that lost its saved one) |
 
 Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger lines), gauges
 `slots_in_use.<account>`.
@@ -78,7 +79,13 @@ from messages.market import ExecutionsReceived, HoldingsLoaded
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
-from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from messages.streaming import (
+    ConnectionChanged,
+    ConnectionState,
+    CurrentTargets,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
 from runtime.state_store import StateStore
 
 STATE_NAME = "slots"
@@ -169,6 +176,8 @@ class SlotManagerActor(ObserverActor):
                 self._on_connection(message)
             case _FetchHoldings():
                 self._fetch_holdings()
+            case CurrentTargets():
+                return self.targets().get(message.account, ())
         return None
 
     # --- queries (proxy calls: status view, tests) -------------------------------------------------------
