@@ -90,6 +90,7 @@ from runtime.state_store import StateStore
 
 STATE_NAME = "slots"
 SCANNER_ASK_SECONDS = 5.0
+_NO_ANSWER = object()
 SIDE_SELL = "01"
 SIDE_BUY = "02"
 """SELN_BYOV_CLS of an H0STCNI0 execution notice."""
@@ -212,16 +213,18 @@ class SlotManagerActor(ObserverActor):
 
     def _ask_sync_day(self) -> None:
         """While today's sync is unknown (a start in FULL_OPERATION without it in the saved state), ask the
-        scanner; asked again at the next ranking if the scanner did not answer in time. The allocation
+        scanner; asked again at the next ranking while it is not running or does not answer. The allocation
         waits for that ranking: slots restored empty must not empty the connections' targets before it."""
-        if not self._sync_unknown:
+        if not self._sync_unknown or self.directory.ref("scanner") is None:
             return
         try:
             synced = self.directory.ask("scanner", ContextSyncDay(at=self.context.clock.now()),
-                                        timeout=SCANNER_ASK_SECONDS)
+                                        timeout=SCANNER_ASK_SECONDS, default=_NO_ANSWER)
         except pykka.Timeout:
-            self.log.warning("scanner did not say within {:.0f} s whether the context is synced today; "
-                             "asked again at the next ranking", SCANNER_ASK_SECONDS)
+            synced = _NO_ANSWER
+        if synced is _NO_ANSWER:
+            self.log.warning("scanner did not say whether the context is synced today; asked again at the "
+                             "next ranking")
             return
         self._sync_unknown = False
         today = self.context.clock.now().date()

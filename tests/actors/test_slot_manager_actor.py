@@ -424,3 +424,17 @@ def test_a_second_context_sync_of_the_day_brings_no_movers(tmp_path: Path) -> No
     harness.tell(ContextSynced(at=harness.clock.now(), movers=(cand("051910", 90.0),)))
     harness.rank(cand("005930", 20.0), cand("000660", 19.0))
     assert set(harness.slots().snapshot().get(timeout=WAIT).placement()) == {"005930", "000660"}
+
+
+def test_a_scanner_not_running_at_the_start_is_asked_at_the_next_ranking(tmp_path: Path) -> None:
+    """Both restarted at once: the slot manager keeps asking at each ranking until the scanner answers."""
+    harness = Harness(make_context(tmp_path))
+    harness.rank(cand("005930", 20.0))
+    assert harness.targets("ws.acct1") == []
+
+    scanner = SyncedScanner.start("scanner", harness.directory, START.date())
+    harness.directory.register("scanner", scanner)
+    harness.rank(cand("005930", 20.0))
+    assert "005930" in harness.targets("ws.acct1")[-1]
+    assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 1
+    scanner.stop()
