@@ -21,6 +21,8 @@ that floor back with it, by `FEED_LAG_LIMIT_SECONDS` at most: its ticks in fligh
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
 | TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
+| SetSubscriptions (passed on by the connection) | symbols that left or joined the account's target: |
+|  | their tracking ends (no silence measured across a time not subscribed) |
 | (worker results) | RecoveryRecorded / GapMarked to `recorder`; counters |
 | stop / crash | GapMarked for every gap not yet back-filled (and, on a stop, every expected gap still open) |
 
@@ -50,7 +52,7 @@ from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import TicksReceived
 from messages.recording import GapMarked, RecoveryRecorded
-from messages.streaming import ConnectionChanged, ConnectionState
+from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
 
 IN_FLIGHT_SECONDS = 2.0
@@ -110,6 +112,7 @@ class GapRecoveryActor(ObserverActor):
         self._sequence = itertools.count()
         self._worker: threading.Thread | None = None
         self._pending: dict[int, tuple[str, Gap]] = {}  # job sequence -> gap whose outcome is not back
+        self._targets: dict[str, tuple[str, ...]] = {}  # account -> its connection's last target set
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -172,6 +175,8 @@ class GapRecoveryActor(ObserverActor):
             self._mark(message.account, message.gap, message.detail)
         elif isinstance(message, ConnectionChanged) and message.state is ConnectionState.SUSPENDED:
             self._mark_suspended(message)
+        elif isinstance(message, SetSubscriptions):
+            self._retarget(message)
         return None
 
     def _observe(self, message: TicksReceived) -> None:
@@ -225,6 +230,16 @@ class GapRecoveryActor(ObserverActor):
             start = fallback if last is None or last > message.at else last
             for gap in self.detector.mark_expected((symbol,), start, message.at, message.reason):
                 self._handle(message.account, gap)
+
+    def _retarget(self, message: SetSubscriptions) -> None:
+        """The first target seen of an account (this incarnation's detector is fresh) only sets where the
+        changes start from."""
+        previous = self._targets.get(message.account)
+        self._targets[message.account] = message.symbols
+        if previous is None:
+            return
+        for symbol in self.detector.retarget(previous, message.symbols):
+            self._last_tick.pop(symbol, None)
 
     def _handle(self, account: str, gap: Gap) -> None:
         self.context.metrics.inc("gaps_detected")

@@ -31,6 +31,7 @@ The synced day is saved, so a restart does not sync twice.
 | message | effect |
 |---|---|
 | UniverseReady | the symbols to scan (also asked of `universe` with `CurrentUniverse` while it has none) |
+| ContextSyncDay (ask) | the day of the last context sync, or None |
 | ClockTick, PhaseChanged | start a pass when due; context sync when due |
 | internal pass result | ScanCompleted to triggers and recorder; safe mode bookkeeping; sync if waiting |
 
@@ -61,7 +62,7 @@ from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
-from messages.selection import ContextSynced
+from messages.selection import ContextSyncDay, ContextSynced
 from messages.universe import CurrentUniverse
 from runtime.state_store import StateStore
 from runtime.ticker import Ticker
@@ -237,6 +238,8 @@ class ScannerActor(ObserverActor):
         self._shut_down()
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ContextSyncDay):
+            return self._synced_day
         if isinstance(message, UniverseReady):
             self._set_universe(message)
             self._evaluate()

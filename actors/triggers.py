@@ -33,7 +33,8 @@ announcement.
 
 | message | effect |
 |---|---|
-| UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept) |
+| UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept); the same |
+|  | day again (baselines completed) keeps the book and the tick windows |
 | ScanCompleted | scan triggers (+ signals on the rows), in steps; then ranking sent if changed materially |
 | TicksReceived | tick triggers (+ signals); ranking sent if a new trigger changed it materially |
 | ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
@@ -384,7 +385,9 @@ class TriggerActor(ObserverActor):
 
     def _on_universe(self, message: UniverseReady) -> None:
         now = self.context.clock.now()
-        self._set_profiles({p.symbol: Profile.of(p) for p in message.profiles})
+        # The same day again (baselines completed later): the tick windows of the day go on.
+        profiles = {p.symbol: Profile.of(p) for p in message.profiles}
+        self._set_profiles(profiles, same_day=self._day == message.day)
         if self._day is not None and self._day != message.day:
             self._book = TriggerBook()
             self._returns.clear()
@@ -474,12 +477,17 @@ class TriggerActor(ObserverActor):
         symbols.update((symbol, None) for symbol, active in self._overrides.items() if active)
         return [symbol for symbol in symbols if self._overrides.get(symbol, True)]
 
-    def _set_profiles(self, profiles: dict[str, Profile]) -> None:
+    def _set_profiles(self, profiles: dict[str, Profile], *, same_day: bool = False) -> None:
+        """New profiles; `same_day` keeps the tick detector's windows, with the new minute baselines."""
         self._profiles = profiles
         self._baselines = {s: Baseline(p.avg_volume_20d, p.atr_14d) for s, p in profiles.items()}
         self._market_caps = {s: p.market_cap for s, p in profiles.items()}
         minute = {s: minute_baseline(p.avg_volume_20d) for s, p in profiles.items() if p.avg_volume_20d > 0}
-        self._detector = TickDetector(self._trigger_settings, minute)
+        if not same_day:
+            self._detector = TickDetector(self._trigger_settings, minute)
+            return
+        for symbol, baseline in minute.items():
+            self._detector.set_minute_baseline(symbol, baseline)
 
     def _ask_universe(self) -> None:
         """A (re)start after today's announcement: the universe actor answers with it (None while building;

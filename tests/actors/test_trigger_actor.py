@@ -382,3 +382,23 @@ def test_a_fresh_start_asks_the_universe_for_the_profiles(tmp_path: Path) -> Non
         assert [(a.alert.symbol, a.alert.name) for a in alerts] == [("035720", "카카오")]
     finally:
         supervisor.stop()
+
+
+def test_the_same_days_universe_again_completes_baselines_and_keeps_the_tick_windows(tmp_path: Path) -> None:
+    """The universe actor announces the day again once missed baselines are fetched: a scan now finds the
+    surge of the completed symbol, and a burst of trades spanning the announcement still counts whole."""
+    harness = Harness(make_context(tmp_path))
+    lacking = profile("005930", "삼성전자", avg_volume=0, atr=0, ma=0, avg_turnover=0)
+    harness.tell(UniverseReady(at=START, day=START.date(), profiles=(lacking, *UNIVERSE.profiles[1:])))
+    harness.tell(scan(1, quote("005930", 700_000)))
+    assert harness.live() == []
+
+    first = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(60))  # 12 trades/s
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=first, received_mono=0.0))
+    harness.tell(UNIVERSE.model_copy(update={"at": START + timedelta(seconds=5)}))
+    second = tuple(trade("035720", START + timedelta(seconds=5 + i // 12)) for i in range(60))
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=second, received_mono=0.0))
+    assert harness.alerts() == [("035720", "trade_velocity")]
+
+    harness.tell(scan(2, quote("005930", 700_000)))
+    assert ("005930", TriggerKind.VOLUME_SURGE) in harness.live()
