@@ -90,7 +90,7 @@ def test_a_block_of_joined_lines_counts_as_its_lines(tmp_path: Path) -> None:
     with JsonlWriter(path) as writer:
         writer.write({"n": 0})
         writer.write_block(b'{"n":1}\n{"n":2}\n{"n":3}', 3)
-        assert writer.buffered_lines == 4 and writer.lines_written == 4
+        assert writer.buffered_lines == 4 and writer.lines_accepted == 4
         with pytest.raises(ValueError, match="a block of 2 lines must hold 1 newlines"):
             writer.write_block(b'{"n":4}{"n":5}', 2)
     assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]
