@@ -426,6 +426,7 @@ class SlotManagerActor(ObserverActor):
     def _update_gauges(self) -> None:
         for account in self._state.accounts:
             self.context.metrics.set(f"slots_in_use.{account.name}", len(account.slots))
+            self.context.metrics.set(f"slots_capacity.{account.name}", account.capacity)
 
     # --- persistence ------------------------------------------------------------------------------------
 
