@@ -427,7 +427,10 @@ class RecorderActor(ObserverActor):
                 # The oldest file with nothing waiting: closing one whose lines cannot be written loses them.
                 oldest = next((k for k, w in self._writers.items() if w.buffered_lines == 0),
                               next(iter(self._writers)))
-                self._close_writer(self._writers.pop(oldest))
+                evicted = self._writers.pop(oldest)
+                lost, failure = self._close_writer(evicted)
+                if failure is not None:
+                    self._log_write_error(str(evicted.path), failure, f"; {lost:,} lines lost", always=True)
             writer = self._writers[key] = JsonlWriter(path_for(key))
         return writer
 
@@ -487,15 +490,17 @@ class RecorderActor(ObserverActor):
     def _alert(self, key: str, text: str) -> None:
         self.directory.tell("notifier", SystemAlert(at=self.context.clock.now(), key=key, text=text))
 
-    def _close_writer(self, writer: JsonlWriter) -> None:
-        """Close one file; lines the disk still refuses are lost, and the log says how many."""
+    def _close_writer(self, writer: JsonlWriter) -> tuple[int, OSError | None]:
+        """Close one file: the lines the disk still refuses are lost; how many, and why."""
         waiting = writer.buffered_lines
+        failure = None
         try:
             writer.close()
         except OSError as error:
-            self._log_write_error(str(writer.path), error, f"; {waiting:,} lines lost", always=True)
+            failure = error
         self._count_ticks(writer)
         self._tick_counts.pop(writer, None)
+        return (waiting if failure is not None else 0), failure
 
     def _close_all(self) -> None:
         """Every queued scan chunk written, then every file closed (at a stop, a crash and the backup)."""
@@ -505,8 +510,13 @@ class RecorderActor(ObserverActor):
             except (OSError, ValueError) as error:
                 self._log_write_error("a scan's snapshot lines", error)
         writers, self._writers = list(self._writers.values()), {}
+        lost, files, failure = 0, 0, None
         for writer in writers:
-            self._close_writer(writer)
+            lines, error = self._close_writer(writer)
+            if error is not None:
+                lost, files, failure = lost + lines, files + 1, failure or error
+        if failure is not None:
+            self._log_write_error(f"{files} files", failure, f"; {lost:,} lines lost", always=True)
         self._buffered = 0
 
     # --- backup ----------------------------------------------------------------------------------
