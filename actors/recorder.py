@@ -173,6 +173,9 @@ class RecorderActor(ObserverActor):
 
     def on_start(self) -> None:
         self._load_markets(self.context.clock.now().date())
+        self.log.info("writing under {} ({} symbols' markets known; up to {} MiB kept in memory while the "
+                      "disk refuses writes)", self.paths.observer, len(self._markets),
+                      self._buffer_limit // (1024 * 1024))
         self._ticker = Ticker(self.actor_ref, _FlushDue, FLUSH_CHECK_SECONDS, name=f"{self.name}-flush")
         self._ticker.start()
 
