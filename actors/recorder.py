@@ -76,7 +76,7 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from core.gaps import Gap
-from core.recovery import RecoveryRecord, gap_marker
+from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
 from kis.models import MultiQuote
 from kis.ticks import TradeTick
@@ -303,7 +303,7 @@ class RecorderActor(ObserverActor):
         total = sum(stretch.count for stretch in dropped.values())
         self.log.warning("{:,} dropped ticks of {} symbols marked as gaps", total, len(dropped))
 
-    def _write_marker(self, account: str, day: date, marker: Any) -> None:
+    def _write_marker(self, account: str, day: date, marker: GapMarker) -> None:
         self._writer(("gaps", account, day), self._gaps_path).write(marker.to_json_dict())
 
     def _count_ticks(self, writer: JsonlWriter) -> None:
