@@ -54,6 +54,7 @@ from messages.market import TicksReceived
 from messages.recording import GapMarked, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
+from runtime.logs import clock_time
 
 IN_FLIGHT_SECONDS = 2.0
 FEED_LAG_LIMIT_SECONDS = 30.0
@@ -244,8 +245,8 @@ class GapRecoveryActor(ObserverActor):
     def _handle(self, account: str, gap: Gap) -> None:
         self.context.metrics.inc("gaps_detected")
         action = recovery_action(gap, self.context.settings.recovery)
-        self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, gap.start.time(),
-                      gap.end.time(), gap.duration_seconds, action.value)
+        self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, clock_time(gap.start),
+                      clock_time(gap.end), gap.duration_seconds, action.value)
         if action is RecoveryAction.MARKER_ONLY:
             limit = self.context.settings.recovery.queued_up_to_seconds
             self._mark(account, gap, f"longer than {limit:g} s: not back-filled")

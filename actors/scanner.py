@@ -400,6 +400,10 @@ class ScannerActor(ObserverActor):
         self._synced_day = now.date()
         self._opening = []
         self._save_state()
+        metrics = self.context.metrics
+        metrics.set("context_synced_at", now)
+        metrics.set("context_snapshots", synced.snapshot_count)
+        metrics.set("context_movers", len(movers))
         self.log.info(
             "context synced from {} snapshots: {} movers, top {}", synced.snapshot_count, len(movers),
             ", ".join(m.symbol for m in movers[:5]) or "none",

@@ -192,6 +192,7 @@ class UniverseActor(ObserverActor):
             metrics.set("universe_symbols", len(ready.profiles))
             metrics.set("universe_day", ready.day.isoformat())
             metrics.set("universe_fallback", ready.fallback)
+            metrics.set("universe_built_at", self.context.clock.now())
             for peer in RECIPIENTS:
                 self.directory.tell(peer, ready)
             self.log.info(

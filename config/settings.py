@@ -161,6 +161,12 @@ class WebSocketSettings(Section):
     recorder, the trigger and the gap actors (see `runtime.realtime`). 0: normal scheduling."""
 
 
+class RecorderSettings(Section):
+    max_buffered_mb: PositiveInt = 128
+    """Lines the recorder may hold in memory while the disk refuses writes (MiB, about 100 s of ticks at
+    5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
+
+
 class GapSettings(Section):
     expected_interval_ms: PositiveInt = 500
     tolerance_ms: int = Field(default=200, ge=0)
@@ -254,6 +260,7 @@ class Settings(Section):
     alerts: AlertSettings = AlertSettings()
     websocket: WebSocketSettings = WebSocketSettings()
     gaps: GapSettings = GapSettings()
+    recorder: RecorderSettings = RecorderSettings()
     recovery: RecoverySettings = RecoverySettings()
     tokens: TokenSettings = TokenSettings()
     schedule: ScheduleSettings = ScheduleSettings()

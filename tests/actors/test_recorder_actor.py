@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
+import subprocess
 import tarfile
 import time
 from collections import Counter
@@ -19,6 +23,7 @@ from actors.directory import Directory
 from actors.notifier import NotifierActor
 from actors.recorder import RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
+from config.settings import RecorderSettings, Settings
 from core.alerts import make_alert
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
@@ -64,9 +69,10 @@ def ticks(symbol: str, at: datetime, count: int, first_cum: int = 1000) -> tuple
 class Recorder:
     """A started RecorderActor on a manual simulated clock, without the simulator."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, settings: Settings | None = None) -> None:
         self.clock = SimulatedClock(DAY, speed=0)
-        self.context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),))
+        self.context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),),
+                                    settings=settings)
         self.directory = Directory(self.clock)
         self.ref = RecorderActor.start("recorder", self.directory, self.context)
         self.directory.register("recorder", self.ref)
@@ -449,3 +455,139 @@ def test_every_tick_the_simulator_sent_is_recorded(tmp_path: Path, kis_sim) -> N
     )
     assert sum(recorded.values()) == plane.metrics.count("ticks_recorded") >= 100
     assert recorded == sent
+
+
+# --- a disk that refuses writes ------------------------------------------------------------------------
+
+ONE_MIB = Settings(recorder=RecorderSettings(max_buffered_mb=1))
+FRAME = 999  # ticks per frame (the codec's count has three digits); about 270 KB of tick lines
+
+
+def _frames(recorder: Recorder, symbol: str, count: int) -> list[datetime]:
+    """`count` frames of `FRAME` ticks, one a second, each frame after the last; every tick's time."""
+    times = []
+    for n in range(count):
+        at = DAY + timedelta(seconds=FRAME * n)
+        recorder.frame(symbol, FRAME, at=at, first_cum=1000 + 10 * FRAME * n)
+        times += [at + timedelta(seconds=i) for i in range(FRAME)]
+    return times
+
+
+def _alert_keys(journal: Journal) -> list[str]:
+    return [alert.key for alert in journal.received(SystemAlert)]
+
+
+def _markers(recorder: Recorder) -> list[dict[str, object]]:
+    return read_jsonl(recorder.context.paths.gap_markers("acct1", DAY.date())).records
+
+
+def _covered(markers: list[dict[str, object]], symbol: str, moment: datetime) -> bool:
+    """As the reconciliation reads a marker: the whole seconds from its start's to its end's."""
+    return any(
+        marker["symbol"] == symbol
+        and datetime.fromisoformat(str(marker["start_time"])).replace(microsecond=0)
+        <= moment.replace(microsecond=0)
+        <= datetime.fromisoformat(str(marker["end_time"])).replace(microsecond=0)
+        for marker in markers
+    )
+
+
+def test_dev_full_alerts_once_counts_only_lines_on_disk_and_marks_the_dropped_ticks(tmp_path: Path) -> None:
+    """/dev/full as the target of one tick file: every write to it fails with ENOSPC, as on a full disk."""
+    recorder = Recorder(tmp_path, ONE_MIB)
+    journal = Journal()
+    recorder.directory.register("notifier", RecordingActor.start("notifier", recorder.directory, journal))
+    full = recorder.tick_file("005930")
+    full.parent.mkdir(parents=True)
+    full.symlink_to("/dev/full")
+    recorder.frame("000660", 3)
+    times = _frames(recorder, "005930", 6)
+    recorder.barrier()
+    metrics = recorder.context.metrics
+    assert wait_until(lambda: metrics.snapshot().get("recorder_write_failing_since") is not None, WAIT)
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 3, WAIT)  # 000660's; none of 005930's
+    dropped = metrics.count("ticks_dropped")
+    assert 0 < dropped < len(times)  # about 1 MiB of lines is kept in memory, the rest is dropped
+    assert 0 < int(metrics.snapshot()["recorder_buffered_bytes"]) <= 1024 * 1024 + 64 * 1024
+    time.sleep(1.0)  # several flush passes fail meanwhile
+    assert _alert_keys(journal) == ["recorder.write_failed"]
+    recorder.ref.stop()
+    assert metrics.count("ticks_recorded") == 3
+    markers = _markers(recorder)
+    assert [(m["symbol"], m["reason"]) for m in markers] == [("005930", "recorder_buffer_full")]
+    assert f"{dropped} ticks dropped" in str(markers[0]["detail"])
+    assert all(_covered(markers, "005930", moment) for moment in times[-dropped:])
+    assert not _covered(markers, "005930", times[-dropped - 1])
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                                capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _fill(filesystem: Path) -> Path:
+    """A file that takes every free byte of `filesystem`."""
+    filler = filesystem / "filler"
+    with filler.open("wb", buffering=0) as file:
+        block = b"\0" * 65536
+        with contextlib.suppress(OSError):
+            while True:
+                file.write(block)
+        with contextlib.suppress(OSError):
+            while True:
+                file.write(b"\0")
+    return filler
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> object:
+    """A 4 MiB tmpfs at tmp_path/data (where the test context keeps its data); root only."""
+    data = tmp_path / "data"
+    if os.geteuid() != 0 or not _mount_tmpfs(data, "4m"):
+        pytest.skip("mounting a tmpfs needs root (the /dev/full test covers the failure without it)")
+    yield data
+    pykka.ActorRegistry.stop_all(timeout=5)
+    subprocess.run(["umount", "-l", str(data)], check=False, timeout=10)
+
+
+def test_a_full_filesystem_then_room_again_alerts_twice_and_loses_no_tick_unmarked(
+    tmp_path: Path, tiny_filesystem: Path,
+) -> None:
+    recorder = Recorder(tmp_path, ONE_MIB)
+    journal = Journal()
+    recorder.directory.register("notifier", RecordingActor.start("notifier", recorder.directory, journal))
+    recorder.frame("005930", 2)  # the files exist before the disk fills up
+    recorder.tell(GapMarked(at=DAY, account="acct1", marker=gap_marker(
+        Gap(symbol="000660", start=DAY, end=DAY, expected=False, reason="unexpected_gap"), "test", at=DAY)))
+    metrics = recorder.context.metrics
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 2, WAIT)
+    filler = _fill(tiny_filesystem)
+    with pytest.raises(OSError) as refused:
+        (tiny_filesystem / "probe").write_bytes(b"x" * 8192)
+    assert refused.value.errno == errno.ENOSPC
+    times = _frames(recorder, "005930", 6)
+    recorder.barrier()
+    assert wait_until(lambda: _alert_keys(journal) == ["recorder.write_failed"], WAIT)
+    recorder.barrier()
+    on_disk_lines = recorder.tick_file("005930").read_bytes().count(b"\n")  # what fitted in the last page
+    assert metrics.count("ticks_recorded") == on_disk_lines < 100
+    assert metrics.count("ticks_dropped") > 0
+    filler.unlink()
+    assert wait_until(lambda: _alert_keys(journal) == ["recorder.write_failed", "recorder.write_recovered"],
+                      WAIT)
+    assert metrics.snapshot()["recorder_write_failing_since"] is None
+    dropped = metrics.count("ticks_dropped")
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 2 + len(times) - dropped, WAIT)
+    assert wait_until(lambda: len(_markers(recorder)) == 2, WAIT)  # written once ticks are kept again
+    recorder.frame("005930", 1, at=times[-1] + timedelta(seconds=1), first_cum=10**7)
+    recorder.ref.stop()
+    rows = read_jsonl(recorder.tick_file("005930")).records
+    assert len(rows) == metrics.count("ticks_recorded") == 3 + len(times) - dropped
+    on_disk = {datetime.fromisoformat(row["exchange_time"]) for row in rows}
+    markers = _markers(recorder)
+    assert all(moment in on_disk or _covered(markers, "005930", moment) for moment in times)

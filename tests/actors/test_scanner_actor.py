@@ -182,6 +182,9 @@ def test_context_sync_at_0930_through_the_scheduler_from_the_opening_scans(tmp_p
     movers = synced[0].movers
     assert [m.symbol for m in movers] == [c.symbol for c in expected.candidates]
     assert 0 < len(movers) <= 41
+    shown = run.context.metrics.snapshot()  # for the status view
+    assert (shown["context_synced_at"], shown["context_snapshots"], shown["context_movers"]) == (
+        synced[0].at, len(scans), len(movers))
     caps = {p.symbol: p.market_cap for p in run.universe.profiles}
     assert all(m.market_cap == caps[m.symbol] for m in movers)
 

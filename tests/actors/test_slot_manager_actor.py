@@ -192,6 +192,7 @@ def test_more_candidates_than_slots_the_strongest_get_them(tmp_path: Path) -> No
     assert metrics.count("slot_changes") == 6
     assert metrics.count("overflows") == 4
     assert metrics.snapshot()["slots_in_use.acct1"] == 3
+    assert metrics.snapshot()["slots_capacity.acct1"] == 3  # the status view shows "3 / 3"
 
     harness.rank(*ranked)  # the same ranking again: nothing to send, nothing new to record
     assert len(harness.targets("ws.acct1")) == 1

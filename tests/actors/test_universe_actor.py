@@ -97,6 +97,7 @@ def test_built_at_start_from_the_master_files_with_baselines_and_told_to_every_p
     assert profile.avg_volume_20d > 0 and profile.atr_14d > 0
     assert context.metrics.count("baselines_fetched") == len(ready.profiles)
     assert context.metrics.snapshot()["universe_symbols"] == len(ready.profiles)
+    assert context.metrics.snapshot()["universe_built_at"] == context.clock.now()
 
 
 def test_snapshot_files_are_in_the_seed_format(tmp_path, sim, accounts):

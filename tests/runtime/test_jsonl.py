@@ -90,7 +90,7 @@ def test_a_block_of_joined_lines_counts_as_its_lines(tmp_path: Path) -> None:
     with JsonlWriter(path) as writer:
         writer.write({"n": 0})
         writer.write_block(b'{"n":1}\n{"n":2}\n{"n":3}', 3)
-        assert writer.buffered_lines == 4 and writer.lines_written == 4
+        assert writer.buffered_lines == 4 and writer.lines_accepted == 4
         with pytest.raises(ValueError, match="a block of 2 lines must hold 1 newlines"):
             writer.write_block(b'{"n":4}{"n":5}', 2)
     assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]
@@ -272,3 +272,31 @@ def test_tail_records_reads_only_the_complete_lines_of_the_end(tmp_path: Path) -
     assert default == list(range(1_000 - len(default), 1_000)) and len(default) > len(numbers)
     assert len(tail_records(path, max_bytes=10**9)) == 1_000
     assert tail_records(tmp_path / "missing.jsonl") == []
+
+
+def test_a_writer_on_a_full_disk_keeps_taking_lines_and_says_how_much_waits() -> None:
+    writer = JsonlWriter(Path("/dev/full"), flush_bytes=100)  # every write fails with ENOSPC
+    for number in range(50):
+        writer.write({"n": number, "pad": "x" * 10})  # past flush_bytes: its own flush fails, quietly
+    assert writer.failing
+    assert (writer.buffered_lines, writer.lines_accepted, writer.lines_flushed) == (50, 50, 0)
+    assert writer.buffered_bytes == sum(len(encode_record({"n": n, "pad": "x" * 10})) + 1 for n in range(50))
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    assert writer.buffered_lines == 50
+    with pytest.raises(OSError):
+        writer.close()
+
+
+def test_lines_flushed_counts_lines_on_disk_not_the_newline_that_ends_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"n":0}\n{"n":')
+    writer = JsonlWriter(path, flush_bytes=1 << 20)
+    writer.write({"n": 1})
+    writer.write_block(b'{"n":2}\n{"n":3}', 2)
+    assert (writer.lines_flushed, writer.buffered_lines) == (0, 3)
+    writer.flush()
+    assert (writer.lines_flushed, writer.buffered_lines, writer.buffered_bytes) == (3, 0, 0)
+    assert not writer.failing
+    writer.close()
+    assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]
