@@ -120,7 +120,7 @@ class RecorderActor(ObserverActor):
     """The one writer of data files. Not thread-safe by design: only its own thread touches the writers."""
 
     def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.paths = context.paths
         self._markets: dict[str, str] = {}

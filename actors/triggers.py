@@ -150,7 +150,7 @@ class TriggerActor(ObserverActor):
         *,
         tick_seconds: float | None = None,
     ) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         settings = context.settings
         self._trigger_settings = settings.triggers
