@@ -108,25 +108,6 @@ class JsonlWriter:
         if self._buffered_chars >= self._flush_bytes:
             self.flush()
 
-    def write_block(self, block: bytes, lines: int) -> None:
-        """Buffer `lines` lines of UTF-8 JSON text already joined by newlines (no newline after the last): a
-        batch the caller made whole, so that it costs neither a call nor an encoding per line here."""
-        if self._fd is None:
-            raise ValueError(f"{self.path}: write after close")
-        if block.count(b"\n") != lines - 1:
-            raise ValueError(f"{self.path}: a block of {lines} lines must hold {lines - 1} newlines")
-        if self._lines:  # text lines buffered before it go first
-            self._unwritten += "".join(self._lines).encode("utf-8")
-            self._lines.clear()
-        if self.buffered_since == math.inf:
-            self.buffered_since = monotonic()
-        self._unwritten += block + b"\n"
-        self._buffered_chars += len(block) + 1
-        self._buffered_lines += lines
-        self.lines_written += lines
-        if self._buffered_chars >= self._flush_bytes:
-            self.flush()
-
     @property
     def buffered_lines(self) -> int:
         return self._buffered_lines
