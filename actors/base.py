@@ -44,7 +44,6 @@ from actors.directory import Directory
 from messages.base import Message
 from messages.system import Crash, Ping
 from runtime.logs import actor_logger, bind_thread_to_actor
-from runtime.realtime import enter_realtime
 
 
 class InjectedCrash(RuntimeError):
@@ -55,22 +54,16 @@ class ObserverActor(pykka.ThreadingActor):
     """A supervised pykka actor. Its thread is named after it and everything logged on it (pykka's crash
     tracebacks included, see `runtime.logs`) carries `actor=name`; `self.log` does so from any thread.
 
-    `realtime_priority` > 0 puts the actor's thread at `SCHED_FIFO` before `on_start` (`runtime.realtime`):
-    the tick path's actors take it from `websocket.tick_path_priority`.
-
     Daemon thread: a child that ignores a stop is abandoned by the supervisor and must not keep the
     process alive.
     """
 
     use_daemon_thread: ClassVar[bool] = True
 
-    def __init__(
-        self, name: str, directory: Directory | None = None, *, realtime_priority: int = 0
-    ) -> None:
+    def __init__(self, name: str, directory: Directory | None = None) -> None:
         super().__init__()
         self.name = name
         self.directory = directory
-        self.realtime_priority = realtime_priority
         self.log = actor_logger(name)
         self._failure: str | None = None
 
@@ -79,7 +72,6 @@ class ObserverActor(pykka.ThreadingActor):
 
     def _actor_loop(self) -> None:
         bind_thread_to_actor(self.name)
-        enter_realtime(self.realtime_priority)
         with logger.contextualize(actor=self.name):
             try:
                 super()._actor_loop()
