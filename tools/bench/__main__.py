@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.logs import reset_logging, setup_logging
-from runtime.malloc_arenas import limit_malloc_arenas
 from tools.bench import decisions, memory, pipeline, reconnect, scan
 from tools.bench.harness import BenchServer
 from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
@@ -134,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
                         help=f"run only these groups ({', '.join(GROUPS)})")
     args = parser.parse_args(argv)
-    limit_malloc_arenas()  # as `run.py` does
     plan = QUICK if args.quick else FULL
     facts = machine()
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731

@@ -185,7 +185,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def process_tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of process `pid` and of every process below it (a fetch worker, the bench servers)."""
+    """CPU seconds of process `pid` and of every process below it (the bench servers)."""
     total = process_cpu_seconds(pid)
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())

@@ -21,7 +21,9 @@ JSON line per command read from stdin:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import date, datetime, time
@@ -29,7 +31,6 @@ from typing import Any
 
 from loguru import logger
 
-from kis.fetch_worker import lower_priority
 from runtime.clock import KST
 from tools.bench.blaster import FrameBlaster, FrameBook
 from tools.kis_sim.market import Market
@@ -42,6 +43,15 @@ BLAST_SYMBOLS = 41
 UNIVERSE = 1000
 BLAST_TRADE_RATE = 20.0  # trades/s per symbol in the pre-built frames
 BLAST_STRETCH_SECONDS = 60.0
+
+
+def lower_priority() -> None:
+    """This process at `SCHED_IDLE` (nice 19 where Linux's policy is missing), as a server on other cores."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, 19)
 
 
 def _hhmm(text: str) -> time:
