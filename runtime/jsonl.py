@@ -2,9 +2,8 @@
 
 The writer buffers whole lines in memory and hands them to the OS in one `os.write` per flush, so a
 process killed at any moment leaves complete lines behind (a power cut may still tear the last one;
-the reader skips it with a warning). Encoding uses the standard library's C encoder with compact
-separators: about 7 us to encode a 10-field tick record and 11 us with the write, so one core records
-about 90k records/s, over four times the 20k/s target; that is why orjson is not a dependency.
+the reader skips it with a warning). Encoding uses the standard library's encoder with compact
+separators, fast enough for the tick rates of DESIGN.md section 8 without another dependency.
 
 A writer belongs to one owner (an actor): it is not thread-safe. The owner flushes it so that no line
 waits longer than it allows (`buffered_since` says since when a line has waited) and calls `close()` on
