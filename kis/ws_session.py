@@ -137,7 +137,7 @@ class KisWebSocketSession:
                     reason = "closed on request" if self._closing.is_set() else _close_reason(data)
                     break
                 self._handle(data)
-                if not _bytes_waiting(ws):
+                if self._on_drained is not None and not _bytes_waiting(ws):
                     self._report_drained()
         finally:
             self._cut(ws)
