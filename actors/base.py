@@ -1,8 +1,8 @@
 """The base of every Observer actor: named, logged under its name, and reporting its end to the supervisor.
 
-pykka leaves three gaps that supervision needs filled, so this class hooks pykka's actor loop (the
-private `_actor_loop`, `_handle_failure` and `_handle_receive`, stable across pykka 4; the tests fail
-loudly if they change):
+pykka has no public hook for three things supervision needs, so this class hooks pykka's actor loop (the
+private `_actor_loop`, `_actor_loop_teardown`, `_handle_failure` and `_handle_receive`, stable across
+pykka 4; the tests fail loudly if they change):
 
 - an exception in `on_start` stops the actor without calling `on_failure`;
 - a subclass may override `on_failure`/`on_stop`/`on_receive` without calling `super()`;
