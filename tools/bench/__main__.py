@@ -77,7 +77,7 @@ def run(
         say(f"[bench] {group} done in {time.monotonic() - started:.1f} s")
 
     server_needed = set(groups) - {"core", "memory"}  # memory runs its own server (another clock)
-    server = BenchServer(idle_sim=True) if server_needed else None
+    server = BenchServer() if server_needed else None
     try:
         if server is not None:
             _run_with_server(plan, root, server, attempt)
