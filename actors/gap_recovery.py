@@ -102,7 +102,7 @@ def expected_gap_start(
 
 class GapRecoveryActor(ObserverActor):
     def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.detector = GapDetector(context.settings.gaps)
         self._last_tick: dict[str, datetime] = {}

@@ -29,12 +29,6 @@ the ticker held the recorder 2-3 ms a second at 5,000 records/s (41 files), and 
 meanwhile waited out the whole of it.
 Ticks are the hot path (thousands per second): each becomes one f-string, no model, no json.dumps.
 
-A Track A scan (about 1,000 rows) arrives with each row's line rendered (`MultiQuote.json_fields`, made
-in the fetch worker's child), so writing `SCAN_CHUNK_LINES` rows of it is a join per market behind the
-scan's head: about a millisecond for the whole pass, where rendering and writing it row by row
-took ten. Each chunk is written on a turn of the mailbox of its own, behind the ticks that arrived
-meanwhile: the whole pass in one handler held them 1-3.5 ms (wall time in situ at 5,000 records/s).
-
 A disk that refuses writes (full, read-only, gone): every line stays in memory and is retried by the
 ticker; the first failure sends the SystemAlert `recorder.write_failed`, the first flush pass that writes
 everything again sends `recorder.write_recovered`. The memory is bounded by `recorder.max_buffered_mb`:
@@ -78,7 +72,6 @@ from actors.directory import Directory
 from core.gaps import Gap
 from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
-from kis.models import MultiQuote
 from kis.ticks import TradeTick
 from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, TicksReceived, UniverseReady
@@ -95,8 +88,6 @@ FLUSH_CHECK_SECONDS = 0.25
 TICK_FLUSH_AGE_SECONDS = 0.5
 """Younger than the ticker's limit (`FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS`), so the files that ticks
 keep coming for are flushed by their ticks, not all together by the ticker."""
-SCAN_CHUNK_LINES = 100
-"""Rows of a scan written in one turn of the mailbox: about 40 KB of snapshot lines."""
 MAX_OPEN_FILES = 256
 ERROR_LOG_INTERVAL_SECONDS = 5.0
 MANIFEST_NAME = "manifest.json"
@@ -108,19 +99,6 @@ _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
 class _FlushDue:
     """Ticker message: hand the lines that would otherwise wait too long to the OS."""
-
-
-class _ScanChunkDue:
-    """Internal: write the oldest queued chunk of a scan's snapshot lines."""
-
-
-@dataclass(frozen=True, slots=True)
-class _ScanChunk:
-    account: str
-    day: date
-    head: bytes
-    rows: tuple[MultiQuote, ...]
-    lines: tuple[bytes, ...]
 
 
 @dataclass(slots=True)
@@ -153,13 +131,12 @@ class RecorderActor(ObserverActor):
     """The one writer of data files. Not thread-safe by design: only its own thread touches the writers."""
 
     def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.paths = context.paths
         self._markets: dict[str, str] = {}
         self._writers: dict[Any, JsonlWriter] = {}
         self._time_text: dict[datetime, str] = {}
-        self._scan_chunks: deque[_ScanChunk] = deque()
         self._ticker: Ticker | None = None
         self._errors_logged_at = 0.0
         self._buffer_limit = context.settings.recorder.max_buffered_mb * 1024 * 1024
@@ -201,8 +178,6 @@ class RecorderActor(ObserverActor):
                 self._flush_pass(time.monotonic() - (FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS))
             elif isinstance(message, ScanCompleted):
                 self._record_scan(message)
-            elif isinstance(message, _ScanChunkDue):
-                self._next_scan_chunk()
             elif isinstance(message, OverflowRecorded):
                 writer = self._writer(("overflow", message.account, message.at.date()), self._overflow_path)
                 for line in message.lines:
@@ -351,39 +326,13 @@ class RecorderActor(ObserverActor):
     # --- other records ---------------------------------------------------------------------------
 
     def _record_scan(self, message: ScanCompleted) -> None:
-        """The pass queued in chunks of rows, each written on a turn of the mailbox of its own."""
-        head = f'{{"scan_no":{message.scan_no},"scanned_at":"{message.at.isoformat()}",'.encode()
+        """One line per row in the snapshot file of the row's market."""
+        head = {"scan_no": message.scan_no, "scanned_at": message.at}
         day = message.at.date()
-        writing = bool(self._scan_chunks)  # an earlier scan's chunks go first; their turn is already asked
-        self._scan_chunks.extend(
-            _ScanChunk(message.account, day, head, message.rows[first:first + SCAN_CHUNK_LINES],
-                       message.lines[first:first + SCAN_CHUNK_LINES])
-            for first in range(0, len(message.rows), SCAN_CHUNK_LINES)
-        )
-        if not writing:
-            self.actor_ref.tell(_ScanChunkDue())
-
-    def _next_scan_chunk(self) -> None:
-        try:
-            self._write_scan_chunk()
-        finally:
-            if self._scan_chunks:
-                self.actor_ref.tell(_ScanChunkDue())
-
-    def _write_scan_chunk(self) -> None:
-        """The oldest chunk's lines behind the scan's head, one block per market."""
-        if not self._scan_chunks:
-            return
-        chunk = self._scan_chunks.popleft()
-        by_market: dict[str, list[bytes]] = {}
-        markets = self._markets
-        for row, line in zip(chunk.rows, chunk.lines, strict=True):
-            by_market.setdefault(markets.get(row.symbol, DEFAULT_MARKET), []).append(line)
-        head = chunk.head
-        for market, lines in by_market.items():
-            path = self.paths.swing_dir(chunk.account, market, chunk.day) / "snapshots.jsonl"
-            writer = self._writer(("swing", chunk.account, market, chunk.day), lambda _key, path=path: path)
-            writer.write_block(head + (b"\n" + head).join(lines), len(lines))
+        for row in message.rows:
+            key = ("swing", message.account, self.market_of(row.symbol), day)
+            writer = self._writer(key, self._swing_path)
+            writer.write(head | row.model_dump())
 
     def _record_recovery(self, message: RecoveryRecorded) -> None:
         gap = message.gap
@@ -414,6 +363,9 @@ class RecorderActor(ObserverActor):
             with contextlib.suppress(UniverseFileError):
                 snapshot = store.load(day, market)
                 self._markets.update({symbol.code: snapshot.market for symbol in snapshot.symbols})
+
+    def _swing_path(self, key: tuple[str, str, str, date]) -> Path:
+        return self.paths.swing_dir(key[1], key[2], key[3]) / "snapshots.jsonl"
 
     def _overflow_path(self, key: tuple[str, str, date]) -> Path:
         return self.paths.overflow_ledger(key[1], key[2])
@@ -506,12 +458,7 @@ class RecorderActor(ObserverActor):
         return (waiting if failure is not None else 0), failure
 
     def _close_all(self) -> None:
-        """Every queued scan chunk written, then every file closed (at a stop, a crash and the backup)."""
-        while self._scan_chunks:
-            try:
-                self._write_scan_chunk()
-            except (OSError, ValueError) as error:
-                self._log_write_error("a scan's snapshot lines", error)
+        """Every file closed (at a stop, a crash and the backup)."""
         writers, self._writers = list(self._writers.values()), {}
         lost, files, failure = 0, 0, None
         for writer in writers:

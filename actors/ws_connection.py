@@ -185,7 +185,7 @@ class FrameRelay:
 
 class WSConnectionActor(ObserverActor):
     def __init__(self, name: str, directory: Directory, context: ObserverContext, account: str) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.account = context.account(account)
         self.settings = context.settings.websocket
@@ -382,7 +382,6 @@ class WSConnectionActor(ObserverActor):
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 idle_timeout=self.settings.silence_timeout_seconds,
                 name=f"{self.name}-receive",
-                realtime_priority=self.settings.tick_path_priority,
             )
             session.connect()
         except Exception as error:  # the vault or the socket: both mean "try again later"

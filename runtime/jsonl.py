@@ -2,9 +2,8 @@
 
 The writer buffers whole lines in memory and hands them to the OS in one `os.write` per flush, so a
 process killed at any moment leaves complete lines behind (a power cut may still tear the last one;
-the reader skips it with a warning). Encoding uses the standard library's C encoder with compact
-separators: about 7 us to encode a 10-field tick record and 11 us with the write, so one core records
-about 90k records/s, over four times the 20k/s target; that is why orjson is not a dependency.
+the reader skips it with a warning). Encoding uses the standard library's encoder with compact
+separators, fast enough for the tick rates of DESIGN.md section 8 without another dependency.
 
 A writer belongs to one owner (an actor): it is not thread-safe. The owner flushes it so that no line
 waits longer than it allows (`buffered_since` says since when a line has waited) and calls `close()` on
@@ -79,7 +78,7 @@ class JsonlWriter:
         self._unwritten = bytearray()  # encoded, not yet handed to the OS
         self._torn_tail_newline = False
         self.lines_accepted = 0
-        """Lines given to `write`, `write_line` and `write_block` since the file was opened."""
+        """Lines given to `write` and `write_line` since the file was opened."""
         self.lines_flushed = 0
         """Complete lines handed to the OS since the file was opened."""
         self.failing = False
@@ -121,23 +120,6 @@ class JsonlWriter:
         self._buffered_lines += 1
         self.lines_accepted += 1
         if self._buffered_chars >= self._flush_bytes and not self.failing:
-            self._flush_by_itself()
-
-    def write_block(self, block: bytes, lines: int) -> None:
-        """Buffer `lines` lines of UTF-8 JSON text already joined by newlines (no newline after the last): a
-        batch the caller made whole, so that it costs neither a call nor an encoding per line here."""
-        if self._fd is None:
-            raise ValueError(f"{self.path}: write after close")
-        if block.count(b"\n") != lines - 1:
-            raise ValueError(f"{self.path}: a block of {lines} lines must hold {lines - 1} newlines")
-        self._encode_lines()  # text lines buffered before it go first
-        if self.buffered_since == math.inf:
-            self.buffered_since = monotonic()
-        self._unwritten += block
-        self._unwritten += b"\n"
-        self._buffered_lines += lines
-        self.lines_accepted += lines
-        if len(self._unwritten) >= self._flush_bytes and not self.failing:
             self._flush_by_itself()
 
     @property

@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
 
 import pykka
 import pytest
@@ -38,7 +37,7 @@ from messages.schedule import DayEventFired
 from messages.streaming import SetSubscriptions
 from messages.system import ChildFailed, Crash, Ping
 from runtime.clock import KST, SimulatedClock
-from runtime.jsonl import encode_record, read_jsonl
+from runtime.jsonl import read_jsonl
 from tests.actors.control_plane_support import Journal, RecordingActor, make_context, sim_account
 from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
 from tools.kis_sim.sent_log import app_key_hash
@@ -216,25 +215,16 @@ def test_every_kind_of_record_lands_in_its_file(tmp_path: Path) -> None:
     assert [(r["scan_no"], r["symbol"]) for r in scans] == [(3, "000660")]
 
 
-def test_snapshot_lines_are_the_rows_fields_as_json() -> None:
-    odd = _quote("005930")._replace(name='삼성 "전자"\\', sign="5", change=-1200, change_rate=-1.69,
-                                    volume=12_345_678, value=987_654_321_000)
-    for row in (_quote("000660"), odd, odd._replace(name="", change_rate=30.0)):
-        assert row.json_fields() == encode_record(row._asdict())[1:]
-        assert ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(row,), calls=1,
-                             duration_seconds=0.1).lines == (row.json_fields().encode(),)  # when not given
-
-
-def test_the_recorder_writes_the_lines_rendered_where_the_rows_were_read(tmp_path: Path) -> None:
+def test_a_snapshot_line_is_the_scans_head_and_the_rows_fields(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
-    row = _quote("000660")
-    rendered = row._replace(price=12_345).json_fields().encode()  # as the fetch worker's child made it
-    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=2, rows=(row,), lines=(rendered,), calls=1,
+    odd = _quote("005930").model_copy(update={"name": '삼성 "전자"\\', "sign": "5", "change": -1200,
+                                              "change_rate": -1.69, "value": 987_654_321_000})
+    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=2, rows=(odd,), calls=1,
                                 duration_seconds=0.1))
     recorder.barrier()
     recorder.ref.stop()
     path = recorder.context.paths.swing_dir("acct1", "KRX", DAY.date()) / "snapshots.jsonl"
-    assert [record["price"] for record in read_jsonl(path).records] == [12_345]
+    assert read_jsonl(path).records == [{"scan_no": 2, "scanned_at": DAY.isoformat(), **odd.model_dump()}]
 
 
 def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Path) -> None:
@@ -252,12 +242,12 @@ def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Pa
                for market in ("KOSPI", "KOSDAQ", "KRX")}
     assert {market: [r["symbol"] for r in records] for market, records in written.items()} == {
         "KOSPI": ["005930", "000660"], "KOSDAQ": ["035720"], "KRX": ["123456"]}
-    assert written["KOSPI"][1] == {"scan_no": 5, "scanned_at": DAY.isoformat(), **rows[2]._asdict()}
+    assert written["KOSPI"][1] == {"scan_no": 5, "scanned_at": DAY.isoformat(), **rows[2].model_dump()}
 
 
 def test_a_long_scan_over_two_markets_keeps_each_markets_rows_in_order(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
-    symbols = [f"{n:06d}" for n in range(450)]  # three chunks, each holding rows of both markets
+    symbols = [f"{n:06d}" for n in range(450)]
     profiles = tuple(SymbolProfile(at=DAY, symbol=symbol, name="n", market=("KOSPI", "KOSDAQ")[n % 2],
                                    market_cap=1, prev_close=1) for n, symbol in enumerate(symbols))
     recorder.tell(UniverseReady(at=DAY, day=DAY.date(), profiles=profiles))
@@ -272,12 +262,6 @@ def test_a_long_scan_over_two_markets_keeps_each_markets_rows_in_order(tmp_path:
         records = read_jsonl(swing("acct1", market, DAY.date()) / "snapshots.jsonl").records
         assert [(r["scan_no"], r["symbol"]) for r in records] == [
             (scan_no, symbol) for scan_no in (1, 2) for symbol in symbols[parity::2]]
-
-
-def test_a_scan_needs_one_line_a_row() -> None:
-    with pytest.raises(ValueError, match="a scan of 2 rows with 1 rendered lines"):
-        ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("000660"), _quote("005930")),
-                      lines=(_quote("000660").json_fields().encode(),), calls=1, duration_seconds=0.1)
 
 
 def _long_scan(scan_no: int) -> ScanCompleted:
@@ -301,33 +285,7 @@ def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) 
         assert packed is not None
         lines = [json.loads(line) for line in packed.read().splitlines()]
     assert [(r["scan_no"], r["symbol"]) for r in lines] == [(4, row.symbol) for row in scan.rows]
-    assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1]._asdict()}
-
-
-class _HandlingOrder(RecorderActor):
-    """The real recorder, noting the type of each message it has handled."""
-
-    handled: ClassVar[list[str]] = []
-
-    def on_receive(self, message: object) -> object:
-        result = super().on_receive(message)
-        self.handled.append(type(message).__name__)
-        return result
-
-
-def test_a_tick_that_comes_with_a_scan_waits_for_no_chunk_of_it(tmp_path: Path) -> None:
-    clock = SimulatedClock(DAY, speed=0)
-    context = make_context(tmp_path, clock, rest_url=None, accounts=(sim_account("acct1"),))
-    _HandlingOrder.handled = []
-    ref = _HandlingOrder.start("recorder", Directory(clock), context)
-    scan = _long_scan(3)
-    ref.tell(scan)
-    ref.tell(TicksReceived(at=DAY, account="acct1", ticks=ticks("005930", DAY, 1), received_mono=0.0))
-    chunks = -(-len(scan.rows) // recorder_module.SCAN_CHUNK_LINES)
-    assert wait_until(lambda: len(_HandlingOrder.handled) == chunks + 2, WAIT)
-    ref.stop()
-    assert _HandlingOrder.handled == ["ScanCompleted", "TicksReceived"] + ["_ScanChunkDue"] * chunks
-    assert _snapshots(context.paths.observer) == [(3, row.symbol) for row in scan.rows]
+    assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1].model_dump()}
 
 
 def test_scans_in_a_row_then_a_crash_lose_and_repeat_no_row(tmp_path: Path) -> None:
