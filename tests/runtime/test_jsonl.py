@@ -269,8 +269,8 @@ def test_lines_flushed_counts_lines_on_disk_not_the_newline_that_ends_a_torn_tai
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"n":0}\n{"n":')
     writer = JsonlWriter(path, flush_bytes=1 << 20)
-    writer.write({"n": 1})
-    writer.write_block(b'{"n":2}\n{"n":3}', 2)
+    for n in (1, 2, 3):
+        writer.write({"n": n})
     assert (writer.lines_flushed, writer.buffered_lines) == (0, 3)
     writer.flush()
     assert (writer.lines_flushed, writer.buffered_lines, writer.buffered_bytes) == (3, 0, 0)
