@@ -209,6 +209,7 @@ class RecorderActor(ObserverActor):
                 stale.append(writer)
         if written:
             self.context.metrics.inc("ticks_recorded", written)
+        self.context.quotes.record(account, message.ticks)
         for writer in stale:
             writer.flush()
 

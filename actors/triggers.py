@@ -36,7 +36,9 @@ announcement.
 | UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept) |
 | ScanCompleted | scan triggers (+ signals on the rows), in steps; then ranking sent if changed materially |
 | TicksReceived | tick triggers (+ signals); ranking sent if a new trigger changed it materially |
-| ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
+| ManualOverride | manual trigger added / removed, override saved, forwarded to `slots`; replies what it did |
+| ManualTrigger | (asked) a manual trigger with a TTL; replies what it did |
+| PicksLoaded | (asked) the day's picks replace the previous ones (manual triggers until 15:30); replies |
 | ClockTick | (no scan in progress) expire triggers; every rebalance interval: CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
 | ContextSynced | (after the scans before it) ranking sent at once, then the ContextSynced passed to `slots` |
@@ -73,6 +75,7 @@ from core.triggers import (
 )
 from kis.ticks import TradeTick
 from messages.alerts import AlertRaised
+from messages.control import ManualTrigger, PicksLoaded
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
@@ -173,6 +176,7 @@ class TriggerActor(ObserverActor):
         self._last_timestamp = 0.0
         self._signal_cooldown = AlertCooldown(settings.alerts.cooldown_seconds)
         self._overrides: dict[str, bool] = {}
+        self._picks: tuple[str, ...] = ()
         self._last_rebalance: datetime | None = None
         self._sent_top: frozenset[str] | None = None
         self._book_changed = False
@@ -232,7 +236,11 @@ class TriggerActor(ObserverActor):
             case UniverseReady():
                 self._on_universe(message)
             case ManualOverride():
-                self._on_manual(message)
+                return self._on_manual(message)
+            case ManualTrigger():
+                return self._on_manual_trigger(message)
+            case PicksLoaded():
+                return self._on_picks(message)
             case PhaseChanged():
                 self._rebalance_now(self.context.clock.now())
             case ContextSynced():
@@ -396,7 +404,7 @@ class TriggerActor(ObserverActor):
         self.log.info("universe of {}: {} profiles{}", message.day, len(self._profiles),
                       " (fallback snapshot)" if message.fallback else "")
 
-    def _on_manual(self, message: ManualOverride) -> None:
+    def _on_manual(self, message: ManualOverride) -> str:
         now = self.context.clock.now()
         self._overrides[message.symbol] = message.active
         if message.active:
@@ -407,6 +415,40 @@ class TriggerActor(ObserverActor):
         self.directory.tell("slots", message)
         self._save_book(now)
         self._send_if_material(now)
+        if message.active:
+            return f"{message.symbol} pinned: it holds a slot while Track B runs and is never evicted"
+        return f"{message.symbol} unpinned: it keeps its slot only on its other triggers"
+
+    def _on_manual_trigger(self, message: ManualTrigger) -> str:
+        """A manual trigger with a TTL: it competes for a slot by score and expires (a pin stays a pin)."""
+        now = self.context.clock.now()
+        expires = now + timedelta(seconds=message.ttl_seconds)
+        trigger = manual_trigger(message.symbol, now, self._trigger_settings.manual)
+        self._add(trigger.model_copy(update={"expires_at": expires}))
+        self.log.info("manual trigger on {} until {:%H:%M:%S}", message.symbol, expires)
+        self._save_book(now)
+        self._send_if_material(now)
+        return f"manual trigger on {message.symbol} until {expires:%H:%M:%S} KST"
+
+    def _on_picks(self, message: PicksLoaded) -> str:
+        """The day's picks replace the previous ones: manual triggers (strength = score) until the close."""
+        now = self.context.clock.now()
+        pinned = set(self._manual_symbols())
+        dropped = [symbol for symbol in self._picks if symbol not in pinned]
+        for symbol in dropped:
+            if self._book.remove(symbol, TriggerKind.MANUAL) is not None:
+                self._book_changed = True
+        close = datetime.combine(now.date(), self.context.settings.schedule.track_a_stop, tzinfo=now.tzinfo)
+        expires = close if close > now else now + timedelta(days=1)
+        for pick in message.picks:
+            trigger = manual_trigger(pick.symbol, now, self._trigger_settings.manual, strength=pick.score)
+            self._add(trigger.model_copy(update={"expires_at": expires}))
+        self._picks = tuple(pick.symbol for pick in message.picks)
+        self.log.info("day's picks: {} loaded, {} previous picks dropped", len(self._picks), len(dropped))
+        self._save_book(now)
+        self._rebalance_now(now)
+        return (f"{len(self._picks)} picks loaded until {expires:%H:%M} KST; "
+                f"{len(dropped)} previous picks dropped")
 
     # --- triggers, alerts, ranking ----------------------------------------------------------------------
 
@@ -531,7 +573,7 @@ class TriggerActor(ObserverActor):
 
     def _save_book(self, now: datetime) -> None:
         live = [trigger.model_dump(mode="json") for trigger in self._book.live(now)]
-        document = {"overrides": dict(self._overrides), "live": live}
+        document = {"overrides": dict(self._overrides), "live": live, "picks": list(self._picks)}
         if self._saver is None:
             self._save(BOOK_STATE, document)
         else:
@@ -551,6 +593,9 @@ class TriggerActor(ObserverActor):
         overrides = document.get("overrides")
         if isinstance(overrides, dict):
             self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
+        picks = document.get("picks")
+        if isinstance(picks, list):
+            self._picks = tuple(str(symbol) for symbol in picks)
         live = document.get("live")
         for data in live if isinstance(live, list) else ():
             try:

@@ -23,6 +23,7 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
         ("Observer ", "bold"),
         f"{now}  phase {snapshot.get('phase', '-')}  ",
         f"ticks/s {ticks_per_second:,.0f}  last scan {snapshot.get('last_scan_at', '-')}",
+        f"  dashboard {snapshot['dashboard_url']}" if snapshot.get("dashboard_url") else "",
     )
     accounts = Table("account", "connection", "slots in use", box=None, header_style="bold")
     for key in sorted(k for k in snapshot if k.startswith("slots_in_use.")):
