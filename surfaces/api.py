@@ -96,7 +96,7 @@ class InProcessSurface:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    # --- the read side -----------------------------------------------------------------------------------
+    # --- the read side ----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         now = self._clock.now()
@@ -135,41 +135,47 @@ class InProcessSurface:
             for slot in account.slots:
                 price, ticks = board.get(slot.symbol, (None, 0))
                 profile = names.get(slot.symbol)
-                rows.append({
-                    "symbol": slot.symbol,
-                    "name": profile[0] if profile else "",
-                    "venue": profile[1] if profile else "",
-                    "score": round(slot.score, 3),
-                    "trigger": slot.trigger.value if slot.trigger else None,
-                    "pinned": slot.pinned or slot.symbol in pinned,
-                    "since": slot.since.isoformat(),
-                    "ticks": ticks,
-                    "ticks_per_second": round(self._rates.get(slot.symbol, 0.0), 2),
-                    "last_price": price,
-                    "sparkline": list(self._prices.get(slot.symbol, ())),
-                })
-            accounts.append({
-                "account": account.name,
-                "capacity": account.capacity,
-                "available": account.available,
-                "slots": rows,
-            })
+                rows.append(
+                    {
+                        "symbol": slot.symbol,
+                        "name": profile[0] if profile else "",
+                        "venue": profile[1] if profile else "",
+                        "score": round(slot.score, 3),
+                        "trigger": slot.trigger.value if slot.trigger else None,
+                        "pinned": slot.pinned or slot.symbol in pinned,
+                        "since": slot.since.isoformat(),
+                        "ticks": ticks,
+                        "ticks_per_second": round(self._rates.get(slot.symbol, 0.0), 2),
+                        "last_price": price,
+                        "sparkline": list(self._prices.get(slot.symbol, ())),
+                    }
+                )
+            accounts.append(
+                {
+                    "account": account.name,
+                    "capacity": account.capacity,
+                    "available": account.available,
+                    "slots": rows,
+                }
+            )
         return {"accounts": accounts, "pinned": sorted(pinned)}
 
     def candidates(self) -> dict[str, Any]:
         ranked = self._ask_proxy("triggers", "candidates", default=()) or ()
         names = self._names()
-        return {"candidates": [
-            {
-                "symbol": c.symbol,
-                "name": names.get(c.symbol, ("", ""))[0],
-                "score": round(c.score, 3),
-                "trigger": c.trigger.value,
-                "strength": round(c.strength, 3),
-                "detected_at": c.detected_at.isoformat(),
-            }
-            for c in ranked
-        ]}
+        return {
+            "candidates": [
+                {
+                    "symbol": c.symbol,
+                    "name": names.get(c.symbol, ("", ""))[0],
+                    "score": round(c.score, 3),
+                    "trigger": c.trigger.value,
+                    "strength": round(c.strength, 3),
+                    "detected_at": c.detected_at.isoformat(),
+                }
+                for c in ranked
+            ]
+        }
 
     def overflow(self) -> dict[str, Any]:
         now = self._clock.now()
@@ -179,8 +185,10 @@ class InProcessSurface:
         for account in self._context.accounts:
             ledger += _tail(self._context.paths.overflow_ledger(account.name, now.date()))
         return {
-            "now": [{"symbol": s, "name": names.get(s, ("", ""))[0], "reason": r}
-                    for s, r in sorted(current.items())],
+            "now": [
+                {"symbol": s, "name": names.get(s, ("", ""))[0], "reason": r}
+                for s, r in sorted(current.items())
+            ],
             "ledger": ledger[-RECENT_LINES:],
             "total": self._metrics.count("overflows"),
         }
@@ -292,7 +300,7 @@ class InProcessSurface:
             "phase": phase_at(self._clock.now(), self._settings.schedule).value,
         }
 
-    # --- the command side ----------------------------------------------------------------------------------
+    # --- the command side -------------------------------------------------------------------------------
 
     def command(self, name: str, body: Any, who: str) -> dict[str, Any]:
         """Check, send to the control actor and wait for its answer; audited whether done or refused."""
@@ -305,15 +313,15 @@ class InProcessSurface:
                     raise CommandError(409, "the universe is not loaded yet: try again in a moment")
                 missing = [symbol for symbol in command.symbols if symbol not in names]
                 if missing:
-                    raise CommandError(
-                        422, f"{missing[0]} is not in today's universe ({len(names)} symbols)")
+                    raise CommandError(422, f"{missing[0]} is not in today's universe ({len(names)} symbols)")
             if self._directory.ref(command.actor) is None:
                 raise CommandError(503, f"the {command.actor} actor is not running: nothing was changed")
             try:
                 done = self._directory.ask(command.actor, command.message, timeout=ASK_SECONDS)
             except pykka.Timeout as error:
                 raise CommandError(
-                    504, f"the {command.actor} actor did not answer within {ASK_SECONDS:g} s") from error
+                    504, f"the {command.actor} actor did not answer within {ASK_SECONDS:g} s"
+                ) from error
         except CommandError as error:
             self._audit.append(who, name, body, ok=False, answer=error.sentence, at=now)
             raise
@@ -322,7 +330,7 @@ class InProcessSurface:
         logger.info("control: {} by {}: {}", name, who, answer)
         return {"ok": True, "command": name, "done": answer, "at": now.isoformat()}
 
-    # --- the live stream -------------------------------------------------------------------------------------
+    # --- the live stream --------------------------------------------------------------------------------
 
     def stream_state(self) -> tuple[int, str]:
         """(version, JSON of the latest update); the version grows once a second."""
@@ -378,7 +386,7 @@ class InProcessSurface:
                 history.append(price)
         self._rates = rates
 
-    # --- helpers ---------------------------------------------------------------------------------------------
+    # --- helpers ----------------------------------------------------------------------------------------
 
     def _accounts(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
         capacity = self._settings.slots.max_slots
@@ -408,15 +416,15 @@ class InProcessSurface:
         """The day's universe: symbol -> (name, market), asked of `universe` once per day."""
         today = self._clock.now().date()
         universe = self._universe
-        if universe is None or universe.day != today:
-            if self._directory.ref("universe") is not None:
-                try:
-                    answer = self._directory.ask("universe", CurrentUniverse(at=self._clock.now()),
-                                                 timeout=ASK_SECONDS)
-                except pykka.Timeout:
-                    answer = None
-                if isinstance(answer, UniverseReady):
-                    universe = self._universe = answer
+        if (universe is None or universe.day != today) and self._directory.ref("universe") is not None:
+            try:
+                answer = self._directory.ask(
+                    "universe", CurrentUniverse(at=self._clock.now()), timeout=ASK_SECONDS
+                )
+            except pykka.Timeout:
+                answer = None
+            if isinstance(answer, UniverseReady):
+                universe = self._universe = answer
         if universe is None:
             return {}
         return {p.symbol: (p.name, p.market) for p in universe.profiles}
@@ -464,4 +472,3 @@ def _rss_bytes() -> int:
             return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-

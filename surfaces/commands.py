@@ -49,8 +49,9 @@ def parse_command(name: str, body: Any, now: datetime) -> Command:
         case "pin" | "unpin":
             symbol = _symbol(body)
             _only(body, {"symbol"})
-            return Command(name, "triggers", ManualOverride(at=now, symbol=symbol, active=name == "pin"),
-                           (symbol,))
+            return Command(
+                name, "triggers", ManualOverride(at=now, symbol=symbol, active=name == "pin"), (symbol,)
+            )
         case "trigger":
             symbol = _symbol(body)
             _only(body, {"symbol", "ttl_seconds"})
@@ -59,7 +60,8 @@ def parse_command(name: str, body: Any, now: datetime) -> Command:
                 raise CommandError(400, "ttl_seconds must be a number of seconds")
             if not 0 < ttl <= MAX_TRIGGER_TTL_SECONDS:
                 raise CommandError(
-                    400, f"ttl_seconds {ttl:g} is out of range: it must be in (0, {MAX_TRIGGER_TTL_SECONDS:g}]"
+                    400,
+                    f"ttl_seconds {ttl:g} is out of range: it must be in (0, {MAX_TRIGGER_TTL_SECONDS:g}]",
                 )
             return Command(name, "triggers", ManualTrigger(at=now, symbol=symbol, ttl_seconds=ttl), (symbol,))
         case "picks":

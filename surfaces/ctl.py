@@ -29,7 +29,9 @@ TIMEOUT_SECONDS = 15.0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run.py ctl", description="Read and steer a running observer.")
-    parser.add_argument("--url", default=f"http://{DEFAULT_BIND}", help=f"the observer (http://{DEFAULT_BIND})")
+    parser.add_argument(
+        "--url", default=f"http://{DEFAULT_BIND}", help=f"the observer (http://{DEFAULT_BIND})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in READS:
         commands.add_parser(name, help=f"print /api/{name}")
@@ -41,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     picks = commands.add_parser("picks", help="load the day's picks: SYMBOL or SYMBOL:SCORE ...")
     picks.add_argument("picks", nargs="+")
     commands.add_parser("scan", help="force a Track A pass")
-    commands.add_parser("trackb", help="pause or resume Track B").add_argument("action",
-                                                                              choices=("pause", "resume"))
+    commands.add_parser("trackb", help="pause or resume Track B").add_argument(
+        "action", choices=("pause", "resume")
+    )
     return parser
 
 
@@ -85,7 +88,9 @@ def main(argv: Sequence[str]) -> int:
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
+    request = urllib.request.Request(
+        url, data=data, headers=headers, method="GET" if data is None else "POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             answer = json.loads(response.read() or b"{}")

@@ -31,7 +31,9 @@ class HttpSurface:
         self._metrics = system.metrics
         audit = AuditLog(system.context.paths.observer / "system" / "audit.jsonl")
         self.surface = InProcessSurface(system, audit)
-        self._server: HttpServer | None = HttpServer(build_app(self.surface, options.access), options.host, options.port)
+        self._server: HttpServer | None = HttpServer(
+            build_app(self.surface, options.access), options.host, options.port
+        )
         self.url = ""
 
     def start(self) -> HttpSurface:

@@ -43,7 +43,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'"
+    ),
 }
 
 
@@ -112,8 +115,10 @@ def _error(status: int, sentence: str) -> JSONResponse:
     return _json({"ok": False, "error": sentence}, status)
 
 
-def build_app(surface: ObserverSurface, access: Access, *, allowed_origins: tuple[str, ...] = ()) -> Starlette:
-    """The ASGI app over `surface`. `allowed_origins`: extra origins (besides the server's own) for control."""
+def build_app(
+    surface: ObserverSurface, access: Access, *, allowed_origins: tuple[str, ...] = ()
+) -> Starlette:
+    """The ASGI app over `surface`; `allowed_origins`: origins besides the server's own that may control."""
 
     def guarded(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -211,8 +216,15 @@ class HttpServer:
     """uvicorn serving `app` in a daemon thread; `start()` returns once it listens (with the real port)."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
         self._server = uvicorn.Server(config)
         self._host = host
         self._port = port

@@ -23,8 +23,11 @@ WEBHOOK = "https://discord.example.invalid/api/webhooks/1234/surfaceFAKEwebhookS
 
 
 def observer_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("OBSERVER_", "KIS_", "TELEGRAM_", "DISCORD_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OBSERVER_", "KIS_", "TELEGRAM_", "DISCORD_"))
+    }
     env.update(KIS_APP_KEY=FAKE_APP_KEY, KIS_APP_SECRET=FAKE_APP_SECRET, PYTHONUNBUFFERED="1", **extra)
     return env
 
@@ -43,19 +46,46 @@ class RunningObserver:
         return self.process.wait(timeout=timeout)
 
 
-def start_observer(tmp_path: Path, *, start: str = "09:29", duration: float = 600.0, speed: float = 10.0,
-                   env: dict[str, str] | None = None, http: str = "127.0.0.1:0") -> RunningObserver:
+def start_observer(
+    tmp_path: Path,
+    *,
+    start: str = "09:29",
+    duration: float = 600.0,
+    speed: float = 10.0,
+    env: dict[str, str] | None = None,
+    http: str = "127.0.0.1:0",
+) -> RunningObserver:
     """Start a simulated run and wait for its `DASHBOARD <url>` line."""
     output = tmp_path / "observer.out"
     data_dir = tmp_path / "data"
     summary = tmp_path / "summary.json"
-    command = [sys.executable, str(REPO / "run.py"), "--sim", "--symbols", "200", "--date", DAY,
-               "--start", start, "--speed", f"{speed:g}", "--duration", f"{duration:g}",
-               "--data-dir", str(data_dir), "--log-dir", str(tmp_path / "logs"),
-               "--summary-json", str(summary), "--http", http]
+    command = [
+        sys.executable,
+        str(REPO / "run.py"),
+        "--sim",
+        "--symbols",
+        "200",
+        "--date",
+        DAY,
+        "--start",
+        start,
+        "--speed",
+        f"{speed:g}",
+        "--duration",
+        f"{duration:g}",
+        "--data-dir",
+        str(data_dir),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--summary-json",
+        str(summary),
+        "--http",
+        http,
+    ]
     with output.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=REPO, env=env or observer_env(), stdout=sink,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env or observer_env(), stdout=sink, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         for line in output.read_text(errors="replace").splitlines():
@@ -68,8 +98,16 @@ def start_observer(tmp_path: Path, *, start: str = "09:29", duration: float = 60
     raise AssertionError(f"no DASHBOARD line:\n{output.read_text(errors='replace')[-3000:]}")
 
 
-def call(url: str, path: str, *, body: Any = None, token: str | None = None, raw: bytes | None = None,
-         headers: dict[str, str] | None = None, method: str | None = None) -> tuple[int, Any, dict[str, str]]:
+def call(
+    url: str,
+    path: str,
+    *,
+    body: Any = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str | None = None,
+) -> tuple[int, Any, dict[str, str]]:
     """(status, JSON answer or text, headers) of one request."""
     sent = dict(headers or {})
     data = raw
@@ -78,8 +116,12 @@ def call(url: str, path: str, *, body: Any = None, token: str | None = None, raw
         sent.setdefault("Content-Type", "application/json")
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url.rstrip("/") + path, data=data, headers=sent,
-                                     method=method or ("POST" if data is not None else "GET"))
+    request = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=data,
+        headers=sent,
+        method=method or ("POST" if data is not None else "GET"),
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             status, text, answered = response.status, response.read(), dict(response.headers)

@@ -18,7 +18,10 @@ NOW = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
 def test_each_command_becomes_its_message() -> None:
     pin = parse_command("pin", {"symbol": " 005930 "}, NOW)
     assert (pin.actor, pin.message, pin.symbols) == (
-        "triggers", ManualOverride(at=NOW, symbol="005930", active=True), ("005930",))
+        "triggers",
+        ManualOverride(at=NOW, symbol="005930", active=True),
+        ("005930",),
+    )
     assert parse_command("unpin", {"symbol": "0088m0"}, NOW).message.active is False
     trigger = parse_command("trigger", {"symbol": "000660", "ttl_seconds": 90}, NOW).message
     assert trigger == ManualTrigger(at=NOW, symbol="000660", ttl_seconds=90)

@@ -11,14 +11,22 @@ import pytest
 from tests.surfaces.support import REPO, call, start_observer, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SHOTS = REPO / "docs" / "img"
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extras)")
 if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (apt-get install chromium; .ci/run does it)",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian chromium is not installed (apt-get install chromium; .ci/run does it)",
+        allow_module_level=True,
+    )
 
 
 def test_the_dashboard_fills_updates_and_pins(tmp_path: Path) -> None:
@@ -34,21 +42,28 @@ def test_the_dashboard_fills_updates_and_pins(tmp_path: Path) -> None:
             wait_until(lambda: page.text_content("#phase") != "-", 30, "the first update")
             page.wait_for_selector("#slots-body tr", timeout=90_000)
             version = int(page.get_attribute("body", "data-version") or "0")
-            wait_until(lambda: int(page.get_attribute("body", "data-version") or 0) > version + 2, 30,
-                       "three more updates without a reload")
+            wait_until(
+                lambda: int(page.get_attribute("body", "data-version") or 0) > version + 2,
+                30,
+                "three more updates without a reload",
+            )
             assert page.locator("#live").text_content() == "live"
 
             # A candidate outside the slots when there is one (the pin brings it in), else an unpinned slot.
             rows = page.locator("#slots-body tr").all()
             slotted = {row.get_attribute("data-symbol") for row in rows}
-            unpinned = [row.get_attribute("data-symbol") for row in rows if not row.get_attribute("data-pinned")]
+            unpinned = [
+                row.get_attribute("data-symbol") for row in rows if not row.get_attribute("data-pinned")
+            ]
             candidates = call(observer.url, "/api/candidates")[1]["candidates"]
             symbol = next((c["symbol"] for c in candidates if c["symbol"] not in slotted), unpinned[0])
             page.fill("#control-symbol", symbol)
             page.click("#pin-button")
             page.wait_for_selector("#control-result.ok", timeout=30_000)
             assert f"{symbol} pinned" in (page.text_content("#control-result") or "")
-            page.wait_for_selector(f'#slots-body tr[data-symbol="{symbol}"][data-pinned="true"]', timeout=60_000)
+            page.wait_for_selector(
+                f'#slots-body tr[data-symbol="{symbol}"][data-pinned="true"]', timeout=60_000
+            )
 
             page.fill("#control-symbol", "999999")
             page.click("#pin-button")
@@ -56,8 +71,11 @@ def test_the_dashboard_fills_updates_and_pins(tmp_path: Path) -> None:
             assert "not in today's universe" in (page.text_content("#control-result") or "")
             assert call(observer.url, "/api/slots")[1]["pinned"].count("999999") == 0
 
-            wait_until(lambda: int(page.get_attribute("#tick-chart", "data-points") or 0) >= 2, 60,
-                       "two points on the tick-rate chart")
+            wait_until(
+                lambda: int(page.get_attribute("#tick-chart", "data-points") or 0) >= 2,
+                60,
+                "two points on the tick-rate chart",
+            )
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / "dashboard-1280.png"), full_page=True)
             page.set_viewport_size({"width": 390, "height": 844})

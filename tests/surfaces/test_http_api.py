@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.test_monitoring_files import referenced_metrics
 from tests.surfaces.support import (
     FAKE_APP_KEY,
     FAKE_APP_SECRET,
@@ -27,8 +28,16 @@ from tests.surfaces.support import (
 
 TOKEN = "surface-test-token-0123456789abcdef"
 TOKEN_NAME = "ops-desk"
-READS = ["/api/status", "/api/slots", "/api/candidates", "/api/overflow", "/api/alerts", "/api/gaps",
-         "/api/health", "/metrics"]
+READS = [
+    "/api/status",
+    "/api/slots",
+    "/api/candidates",
+    "/api/overflow",
+    "/api/alerts",
+    "/api/gaps",
+    "/api/health",
+    "/metrics",
+]
 CONTROLS = ["pin", "unpin", "trigger", "picks", "scan", "trackb"]
 SECRETS = (FAKE_APP_KEY, FAKE_APP_SECRET, TOKEN, "surfaceFAKEwebhookSECRET", "SIM-SECRET", "SIM-APPKEY")
 
@@ -36,8 +45,9 @@ SECRETS = (FAKE_APP_KEY, FAKE_APP_SECRET, TOKEN, "surfaceFAKEwebhookSECRET", "SI
 @pytest.fixture(scope="module")
 def observer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp = tmp_path_factory.mktemp("surface")
-    env = observer_env(OBSERVER_HTTP_TOKEN=TOKEN, OBSERVER_HTTP_TOKEN_NAME=TOKEN_NAME,
-                       DISCORD_WEBHOOK_URL=WEBHOOK)
+    env = observer_env(
+        OBSERVER_HTTP_TOKEN=TOKEN, OBSERVER_HTTP_TOKEN_NAME=TOKEN_NAME, DISCORD_WEBHOOK_URL=WEBHOOK
+    )
     running = start_observer(tmp, env=env)
     try:
         yield running
@@ -52,6 +62,7 @@ def slotted(observer: RunningObserver) -> list[str]:
 
 def universe_symbol(observer: RunningObserver, avoid: set[str]) -> str:
     """A symbol of today's universe that is not slotted (from the candidates or the overflow ledger)."""
+
     def find() -> str | None:
         _, candidates, _ = call(observer.url, "/api/candidates", token=TOKEN)
         for row in candidates["candidates"]:
@@ -64,8 +75,15 @@ def universe_symbol(observer: RunningObserver, avoid: set[str]) -> str:
 
 def ctl(observer: RunningObserver, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
     env = observer_env(**({"OBSERVER_HTTP_TOKEN": token} if token else {}))
-    return subprocess.run([sys.executable, str(REPO / "run.py"), "ctl", "--url", observer.url, *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "ctl", "--url", observer.url, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def audit_lines(observer: RunningObserver) -> list[dict[str, Any]]:
@@ -76,14 +94,16 @@ def audit_lines(observer: RunningObserver) -> list[dict[str, Any]]:
 
 
 def test_every_way_in_needs_the_token(observer: RunningObserver) -> None:
-    for path in READS + ["/api/events"]:
+    for path in [*READS, "/api/events"]:
         for token in (None, "wrong-token", TOKEN[:-1]):
             status, answer, _ = call(observer.url, path, token=token)
             assert status == 401, (path, token, status)
             assert "token" in answer["error"]
     for command in CONTROLS:
         for token in (None, "wrong-token"):
-            status, _, _ = call(observer.url, f"/api/control/{command}", body={"symbol": "005930"}, token=token)
+            status, _, _ = call(
+                observer.url, f"/api/control/{command}", body={"symbol": "005930"}, token=token
+            )
             assert status == 401, (command, token)
     # Basic auth or a token in the query string is no way in either.
     status, _, _ = call(observer.url, "/api/status", headers={"Authorization": f"Basic {TOKEN}"})
@@ -106,16 +126,28 @@ def test_probes_and_the_page_need_no_token(observer: RunningObserver) -> None:
 
 
 def test_the_api_answers_with_the_run(observer: RunningObserver) -> None:
-    status = wait_until(lambda: (s := call(observer.url, "/api/status", token=TOKEN)[1])["phase"]
-                        == "full_operation" and s, 60, "FULL_OPERATION")
+    status = wait_until(
+        lambda: (s := call(observer.url, "/api/status", token=TOKEN)[1])["phase"] == "full_operation" and s,
+        60,
+        "FULL_OPERATION",
+    )
     assert status["trading_day"] is True
     assert status["accounts"][0]["account"] == "sim1" and status["accounts"][0]["capacity"] == 40
     assert status["dashboard"] == observer.url
     wait_until(lambda: slotted(observer), 60, "slots filled")
     _, slots, _ = call(observer.url, "/api/slots", token=TOKEN)
     row = slots["accounts"][0]["slots"][0]
-    assert set(row) >= {"symbol", "name", "venue", "score", "trigger", "since", "ticks_per_second",
-                        "last_price", "sparkline"}
+    assert set(row) >= {
+        "symbol",
+        "name",
+        "venue",
+        "score",
+        "trigger",
+        "since",
+        "ticks_per_second",
+        "last_price",
+        "sparkline",
+    }
     _, health, _ = call(observer.url, "/api/health", token=TOKEN)
     assert health["alive"] is True and {a["id"] for a in health["actors"]} >= {"slots", "triggers", "ws.sim1"}
     _, gaps, _ = call(observer.url, "/api/gaps", token=TOKEN)
@@ -129,7 +161,9 @@ def test_the_api_answers_with_the_run(observer: RunningObserver) -> None:
 def test_the_event_stream_sends_updates(observer: RunningObserver) -> None:
     import urllib.request
 
-    request = urllib.request.Request(observer.url + "api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(
+        observer.url + "api/events", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     updates = []
     with urllib.request.urlopen(request, timeout=30) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
@@ -139,7 +173,9 @@ def test_the_event_stream_sends_updates(observer: RunningObserver) -> None:
                 updates.append(json.loads(line[6:]))
                 if len(updates) == 2:
                     break
-    assert {"status", "slots", "candidates", "overflow", "alerts", "gaps", "health", "charts"} <= set(updates[0])
+    assert {"status", "slots", "candidates", "overflow", "alerts", "gaps", "health", "charts"} <= set(
+        updates[0]
+    )
     assert updates[1]["status"]["now"] > updates[0]["status"]["now"]
 
 
@@ -153,8 +189,9 @@ def test_pin_unpin_and_a_manual_trigger_through_the_api(observer: RunningObserve
     status, answer, _ = call(observer.url, "/api/control/unpin", body={"symbol": symbol.lower()}, token=TOKEN)
     assert status == 200 and "unpinned" in answer["done"]
     assert symbol not in call(observer.url, "/api/slots", token=TOKEN)[1]["pinned"]
-    status, answer, _ = call(observer.url, "/api/control/trigger", body={"symbol": symbol, "ttl_seconds": 300},
-                             token=TOKEN)
+    status, answer, _ = call(
+        observer.url, "/api/control/trigger", body={"symbol": symbol, "ttl_seconds": 300}, token=TOKEN
+    )
     assert status == 200 and f"manual trigger on {symbol}" in answer["done"]
     ranked = call(observer.url, "/api/candidates", token=TOKEN)[1]["candidates"]
     assert any(c["symbol"] == symbol for c in ranked)  # its strongest trigger names the candidate
@@ -185,8 +222,13 @@ def test_bad_requests_are_one_sentence_and_change_nothing(observer: RunningObser
         status, answer, _ = call(observer.url, f"/api/control/{command}", body=body, token=TOKEN)
         assert status == expected, (command, body, answer)
         assert words in answer["error"] and "\n" not in answer["error"]
-    status, answer, _ = call(observer.url, "/api/control/pin", raw=b'{"symbol": ', token=TOKEN,
-                             headers={"Content-Type": "application/json"})
+    status, answer, _ = call(
+        observer.url,
+        "/api/control/pin",
+        raw=b'{"symbol": ',
+        token=TOKEN,
+        headers={"Content-Type": "application/json"},
+    )
     assert status == 400 and answer["error"] == "the request body is not valid JSON"
     assert call(observer.url, "/api/slots", token=TOKEN)[1]["pinned"] == before
     refused = audit_lines(observer)[audited:]
@@ -195,7 +237,9 @@ def test_bad_requests_are_one_sentence_and_change_nothing(observer: RunningObser
 
 def test_control_refuses_cross_site_forms(observer: RunningObserver) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    status, answer, _ = call(observer.url, "/api/control/pin", raw=b"symbol=005930", token=TOKEN, headers=form)
+    status, answer, _ = call(
+        observer.url, "/api/control/pin", raw=b"symbol=005930", token=TOKEN, headers=form
+    )
     assert status == 415 and "JSON" in answer["error"]
     evil = {"Origin": "https://evil.example", "Content-Type": "application/json"}
     status, answer, _ = call(observer.url, "/api/control/scan", raw=b"{}", token=TOKEN, headers=evil)
@@ -247,22 +291,40 @@ def test_no_secret_in_any_answer(observer: RunningObserver) -> None:
 
 def test_zz_metrics_agree_with_the_summary(observer: RunningObserver, tmp_path: Path) -> None:
     """Last in the module: it stops the run and compares the final scrape with the summary JSON."""
+
     def metric(text: str, name: str) -> float:
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")
+        )
 
     _, text, headers = call(observer.url, "/metrics", token=TOKEN)
     assert headers["content-type"].startswith("text/plain")
-    for name in ("observer_slots_in_use", "observer_slots_capacity", "observer_ticks_total", "observer_gaps_total",
-                 "observer_gap_rate", "observer_recoveries_total", "observer_rest_calls_total",
-                 "observer_rest_rate_limited_total", "observer_token_expiry_seconds", "observer_overflows_total",
-                 "observer_alerts_total", "observer_restarts_total", "observer_process_resident_memory_bytes",
-                 "observer_process_cpu_seconds_total", "observer_data_dir_free_bytes",
-                 "observer_spine_connected"):
+    for name in (
+        "observer_slots_in_use",
+        "observer_slots_capacity",
+        "observer_ticks_total",
+        "observer_gaps_total",
+        "observer_gap_rate",
+        "observer_recoveries_total",
+        "observer_rest_calls_total",
+        "observer_rest_rate_limited_total",
+        "observer_token_expiry_seconds",
+        "observer_overflows_total",
+        "observer_alerts_total",
+        "observer_restarts_total",
+        "observer_process_resident_memory_bytes",
+        "observer_process_cpu_seconds_total",
+        "observer_data_dir_free_bytes",
+        "observer_spine_connected",
+    ):
         assert f"\n{name}" in text, name
     assert metric(text, "observer_slots_capacity") == 40
     assert metric(text, "observer_rest_calls_total") > 0
     assert 0 < metric(text, "observer_token_expiry_seconds") <= 24 * 3600
+    for name in referenced_metrics():
+        assert f"\n{name}" in text, f"deploy/ names {name}, which /metrics does not export"
     scraped_ticks = metric(text, "observer_ticks_recorded_total")
     scraped_scans = metric(text, "observer_scans_total")
     assert observer.stop() == 0
@@ -270,5 +332,6 @@ def test_zz_metrics_agree_with_the_summary(observer: RunningObserver, tmp_path: 
     assert 0 < scraped_ticks <= summary["ticks_recorded"]
     assert scraped_scans <= summary["scans"]
     assert metric(text, "observer_restarts_total") == sum(summary["restarts"].values())
-    assert metric(text, "observer_gaps_total") <= (summary["gaps_detected"] + summary["gaps_recovered"]
-                                                    + summary["gaps_marked"])
+    assert metric(text, "observer_gaps_total") <= (
+        summary["gaps_detected"] + summary["gaps_recovered"] + summary["gaps_marked"]
+    )

@@ -17,8 +17,9 @@ from tests.surfaces.support import REPO, call, observer_env, start_observer, wai
 @pytest.mark.parametrize("bind", ["0.0.0.0:0", "192.0.2.10:8600", "[::]:8600", "example.org:8600"])
 def test_a_public_address_without_a_token_is_one_line_and_exit_2(tmp_path: Path, bind: str) -> None:
     command = [sys.executable, str(REPO / "run.py"), "--sim", "--http", bind, "--data-dir", str(tmp_path)]
-    done = subprocess.run(command, cwd=REPO, env=observer_env(), capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=REPO, env=observer_env(), capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "OBSERVER_HTTP_TOKEN" in lines[0] and "not loopback" in lines[0]
