@@ -7,7 +7,7 @@ surface can hand it back to whoever sent the command. `ManualOverride` (pin / un
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from messages.base import Message
 
@@ -32,9 +32,11 @@ class Pick(BaseModel):
 
 
 class PicksLoaded(Message):
-    """The day's picks: they replace the previous picks tier at once (manual triggers until 15:30)."""
+    """The day's picks: they replace the previous picks tier (manual triggers until 15:30) at `apply_at`,
+    or at once when it is None or past."""
 
     picks: tuple[Pick, ...]
+    apply_at: AwareDatetime | None = None
 
 
 class ScanNow(Message):

@@ -306,7 +306,7 @@ class InProcessSurface:
         """Check, send to the control actor and wait for its answer; audited whether done or refused."""
         now = self._clock.now()
         try:
-            command = parse_command(name, body, now)
+            command = parse_command(name, body, now, self._settings.triggers.manual.picks_time)
             if command.symbols:
                 names = self._names()
                 if not names:

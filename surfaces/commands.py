@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
+from core.calendar import is_trading_day, next_trading_day
 from messages.base import Message
 from messages.control import MAX_TRIGGER_TTL_SECONDS, ManualTrigger, Pick, PicksLoaded, ScanNow, TrackBPaused
 from messages.selection import ManualOverride
@@ -39,8 +40,12 @@ class Command:
     symbols: tuple[str, ...] = ()
 
 
-def parse_command(name: str, body: Any, now: datetime) -> Command:
-    """The command `name` with its JSON `body`, or CommandError(400/404) saying what is wrong."""
+def parse_command(name: str, body: Any, now: datetime, picks_time: time = time(7, 20)) -> Command:
+    """The command `name` with its JSON `body`, or CommandError(400/404) saying what is wrong.
+
+    Picks load at once (`"when": "now"`, the default) or at the next `picks_time` of a trading day
+    (`"when": "scheduled"`).
+    """
     if name not in COMMANDS:
         raise CommandError(404, f"unknown command {name!r}: use one of {', '.join(COMMANDS)}")
     if not isinstance(body, dict):
@@ -65,9 +70,14 @@ def parse_command(name: str, body: Any, now: datetime) -> Command:
                 )
             return Command(name, "triggers", ManualTrigger(at=now, symbol=symbol, ttl_seconds=ttl), (symbol,))
         case "picks":
-            _only(body, {"picks"})
+            _only(body, {"picks", "when"})
             picks = _picks(body.get("picks"))
-            return Command(name, "triggers", PicksLoaded(at=now, picks=picks), tuple(p.symbol for p in picks))
+            when = body.get("when", "now")
+            if when not in ("now", "scheduled"):
+                raise CommandError(400, 'when must be "now" or "scheduled" (the configured picks time)')
+            apply_at = _next_picks_time(now, picks_time) if when == "scheduled" else None
+            message = PicksLoaded(at=now, picks=picks, apply_at=apply_at)
+            return Command(name, "triggers", message, tuple(p.symbol for p in picks))
         case "scan":
             _only(body, set())
             return Command(name, "scanner", ScanNow(at=now))
@@ -77,6 +87,14 @@ def parse_command(name: str, body: Any, now: datetime) -> Command:
             if not isinstance(paused, bool):
                 raise CommandError(400, "paused must be true (pause Track B) or false (resume it)")
             return Command(name, "slots", TrackBPaused(at=now, paused=paused))
+
+
+def _next_picks_time(now: datetime, picks_time: time) -> datetime:
+    """The next `picks_time` of a trading day after `now`."""
+    day = now.date()
+    if not is_trading_day(day) or now >= datetime.combine(day, picks_time, tzinfo=now.tzinfo):
+        day = next_trading_day(day)
+    return datetime.combine(day, picks_time, tzinfo=now.tzinfo)
 
 
 def _symbol(body: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ bad one."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 
 import pytest
 
@@ -60,3 +60,16 @@ def test_a_bad_request_is_one_sentence(name: str, body: object, status: int, wor
         parse_command(name, body, NOW)
     assert refused.value.status == status
     assert words in refused.value.sentence and "\n" not in refused.value.sentence
+
+
+def test_scheduled_picks_wait_for_the_next_picks_time_of_a_trading_day() -> None:
+    def apply_at(now: datetime) -> datetime | None:
+        body = {"picks": ["005930"], "when": "scheduled"}
+        return parse_command("picks", body, now, time(7, 20)).message.apply_at
+
+    assert apply_at(NOW.replace(hour=6)) == NOW.replace(hour=7, minute=20)
+    assert apply_at(NOW) == datetime(2024, 3, 5, 7, 20, tzinfo=KST)
+    assert apply_at(datetime(2024, 3, 9, 12, 0, tzinfo=KST)) == datetime(2024, 3, 11, 7, 20, tzinfo=KST)
+    assert parse_command("picks", {"picks": ["005930"]}, NOW).message.apply_at is None
+    with pytest.raises(CommandError, match="scheduled"):
+        parse_command("picks", {"picks": ["005930"], "when": "tomorrow"}, NOW)
