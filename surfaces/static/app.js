@@ -190,6 +190,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("unpin-button").addEventListener("click", () => control("unpin", symbolBody()));
   $("trigger-button").addEventListener("click", () =>
     control("trigger", Object.assign(symbolBody(), { ttl_seconds: Number($("control-ttl").value) })));
+  $("picks-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const picks = $("picks").value.split(/[\s,]+/).filter(Boolean).map((text) => {
+      const [symbol, score] = text.split(":");
+      return score === undefined ? symbol : { symbol: symbol, score: Number(score) };
+    });
+    control("picks", { picks: picks, when: $("picks-scheduled").checked ? "scheduled" : "now" });
+  });
   $("scan-button").addEventListener("click", () => control("scan", {}));
   $("pause-button").addEventListener("click", () => control("trackb", { paused: true }));
   $("resume-button").addEventListener("click", () => control("trackb", { paused: false }));

@@ -28,3 +28,14 @@ def test_the_screen_shows_accounts_counts_and_recent_items():
     assert "acct1" in screen and "connected" in screen and "40" in screen
     assert "12,345" in screen
     assert "09:31:02 005930 volume_surge" in screen and "09:31:02 005930:volume_surge" in screen
+
+
+def test_the_screen_names_the_dashboard_when_there_is_one():
+    metrics = Metrics()
+    console = Console(record=True, width=160)
+    console.print(render(metrics.snapshot(), "2026-09-14 09:31:05 KST", 0.0))
+    assert "dashboard" not in console.export_text()
+    metrics.set("dashboard_url", "http://127.0.0.1:8600/")
+    console = Console(record=True, width=160)
+    console.print(render(metrics.snapshot(), "2026-09-14 09:31:05 KST", 0.0))
+    assert "dashboard http://127.0.0.1:8600/" in console.export_text()

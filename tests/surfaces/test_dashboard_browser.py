@@ -71,6 +71,11 @@ def test_the_dashboard_fills_updates_and_pins(tmp_path: Path) -> None:
             assert "not in today's universe" in (page.text_content("#control-result") or "")
             assert call(observer.url, "/api/slots")[1]["pinned"].count("999999") == 0
 
+            page.fill("#picks", f"{symbol} {sorted(slotted)[0]}:0.5")
+            page.click("#picks-button")
+            page.wait_for_selector("#control-result.ok", timeout=30_000)
+            assert "2 picks loaded" in (page.text_content("#control-result") or "")
+
             wait_until(
                 lambda: int(page.get_attribute("#tick-chart", "data-points") or 0) >= 2,
                 60,
