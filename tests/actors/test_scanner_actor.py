@@ -21,6 +21,7 @@ from config.settings import RateLimitSettings, ScanSettings, Settings
 from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
 from kis.protocol import TrId
 from messages.alerts import SystemAlert
+from messages.control import ScanNow
 from messages.market import ScanCompleted, SymbolProfile, UniverseReady
 from messages.schedule import ClockTick
 from messages.selection import ContextSynced
@@ -324,3 +325,15 @@ def test_without_the_worker_process_the_calls_are_made_in_process(tmp_path, kis_
 
     assert scan.failed_calls == 0 and len(scan.rows) == len(run.universe.profiles)
     assert fetch_workers() == before
+
+
+def test_a_pass_forced_by_hand_runs_at_once_but_never_beside_another(tmp_path, kis_sim):
+    run = Scanning(tmp_path, kis_sim)
+    run.move_to(at(9, 0), expect_scans=1)
+    run.move_to(at(9, 0, 20))  # the interval (60 s) is not over: no pass due
+    answer = run.directory.ask("scanner", ScanNow(at=run.clock.now()))
+    assert answer == f"Track A pass started over {len(run.universe.profiles)} symbols"
+    assert run.directory.ask("scanner", ScanNow(at=run.clock.now())) == (
+        "a Track A pass is already running: nothing started")
+    assert wait_until(lambda: len(run.scans()) == 2)
+    assert [scan.scan_no for scan in run.scans()] == [1, 2]
