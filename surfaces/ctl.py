@@ -3,7 +3,7 @@
     python run.py ctl status
     python run.py ctl pin 005930 [--url http://127.0.0.1:8600]
     python run.py ctl trigger 005930 --ttl 600
-    python run.py ctl picks 005930 000660:0.8
+    python run.py ctl picks 005930 000660:0.8 [--scheduled]
     python run.py ctl scan | trackb pause | trackb resume
 
 The token comes from `OBSERVER_HTTP_TOKEN` (never a flag, so it stays out of the process list). Exit 0 when
@@ -28,24 +28,29 @@ TIMEOUT_SECONDS = 15.0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """`--url` goes before or after the command (`ctl --url U pin 005930` or `ctl pin 005930 --url U`)."""
     parser = argparse.ArgumentParser(prog="run.py ctl", description="Read and steer a running observer.")
-    parser.add_argument(
-        "--url", default=f"http://{DEFAULT_BIND}", help=f"the observer (http://{DEFAULT_BIND})"
-    )
+    url_help = f"the observer (http://{DEFAULT_BIND})"
+    parser.add_argument("--url", default=f"http://{DEFAULT_BIND}", help=url_help)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help=url_help)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, parents=[common])
+
     for name in READS:
-        commands.add_parser(name, help=f"print /api/{name}")
+        command(name, f"print /api/{name}")
     for name in ("pin", "unpin"):
-        commands.add_parser(name, help=f"{name} a symbol").add_argument("symbol")
-    trigger = commands.add_parser("trigger", help="a manual trigger with a TTL")
+        command(name, f"{name} a symbol").add_argument("symbol")
+    trigger = command("trigger", "a manual trigger with a TTL")
     trigger.add_argument("symbol")
     trigger.add_argument("--ttl", type=float, default=600.0, help="seconds (600)")
-    picks = commands.add_parser("picks", help="load the day's picks: SYMBOL or SYMBOL:SCORE ...")
+    picks = command("picks", "load the day's picks: SYMBOL or SYMBOL:SCORE ...")
     picks.add_argument("picks", nargs="+")
-    commands.add_parser("scan", help="force a Track A pass")
-    commands.add_parser("trackb", help="pause or resume Track B").add_argument(
-        "action", choices=("pause", "resume")
-    )
+    picks.add_argument("--scheduled", action="store_true", help="at the configured picks time (07:20)")
+    command("scan", "force a Track A pass")
+    command("trackb", "pause or resume Track B").add_argument("action", choices=("pause", "resume"))
     return parser
 
 
@@ -59,7 +64,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
         case "trigger":
             return "/api/control/trigger", {"symbol": args.symbol, "ttl_seconds": args.ttl}
         case "picks":
-            return "/api/control/picks", {"picks": [_pick(text) for text in args.picks]}
+            picks = [_pick(text) for text in args.picks]
+            return "/api/control/picks", {"picks": picks, "when": "scheduled" if args.scheduled else "now"}
         case "scan":
             return "/api/control/scan", {}
         case _:

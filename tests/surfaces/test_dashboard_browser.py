@@ -71,7 +71,8 @@ def test_the_dashboard_fills_updates_and_pins(tmp_path: Path) -> None:
             assert "not in today's universe" in (page.text_content("#control-result") or "")
             assert call(observer.url, "/api/slots")[1]["pinned"].count("999999") == 0
 
-            page.fill("#picks", f"{symbol} {sorted(slotted)[0]}:0.5")
+            other = next(candidate for candidate in sorted(slotted) if candidate != symbol)
+            page.fill("#picks", f"{symbol} {other}:0.5")
             page.click("#picks-button")
             page.wait_for_selector("#control-result.ok", timeout=30_000)
             assert "2 picks loaded" in (page.text_content("#control-result") or "")
