@@ -238,6 +238,7 @@ class RecorderActor(ObserverActor):
             if writer.buffered_since <= due and not writer.failing:
                 stale.append(writer)
         self._buffered = buffered
+        self.context.quotes.record(account, message.ticks)
         for writer in stale:
             try:
                 writer.flush()

@@ -26,6 +26,7 @@ The synced day is saved, so a restart does not sync twice.
 | UniverseReady | the symbols to scan (also asked of `universe` with `CurrentUniverse` while it has none) |
 | ContextSyncDay (ask) | the day of the last context sync, or None |
 | ClockTick, PhaseChanged | start a pass when due; context sync when due |
+| ScanNow | (asked) start a pass now unless one runs; replies what it did |
 | internal pass result | ScanCompleted to triggers and recorder; safe mode bookkeeping; sync if waiting |
 
 Metrics: `scans`, gauges `last_scan_at`, `scanner_safe_mode`.
@@ -52,6 +53,7 @@ from kis.errors import KisError
 from kis.models import MultiQuote
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
+from messages.control import ScanNow
 from messages.market import ScanCompleted, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import ContextSyncDay, ContextSynced
@@ -196,7 +198,23 @@ class ScannerActor(ObserverActor):
         elif isinstance(message, _PassFinished):
             self._finish_pass(message)
             self._evaluate()
+        elif isinstance(message, ScanNow):
+            return self._scan_now()
         return None
+
+    def _scan_now(self) -> str:
+        """A pass forced by hand (the control surface), in any phase, unless one is running."""
+        if self._worker is not None:
+            return "a Track A pass is already running: nothing started"
+        if not self._symbols:
+            self._ask_universe()
+            return "no universe yet: nothing to scan"
+        now = self.context.clock.now()
+        self._roll_day(now.date())
+        self._start_pass(now)
+        self.log.info("Track A pass forced by hand: {} symbols", len(self._symbols))
+        return f"Track A pass started over {len(self._symbols)} symbols"
+
 
     def _shut_down(self) -> None:
         self._stopping.set()

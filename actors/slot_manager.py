@@ -36,6 +36,7 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | HoldingsLoaded | the account's held positions become pins |
 | ExecutionsReceived | buy fill: pin now; full sale: unpin |
 | ManualOverride | pin / unpin a symbol |
+| TrackBPaused | (asked) pause: empty target sets until resumed (saved, so a restart keeps it); replies |
 | SubscriptionRefused | `shrink_capacity` to the accepted count; the refused symbol overflows |
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
@@ -75,6 +76,7 @@ from kis.models import Holding
 from kis.protocol import MAX_REGISTRATIONS_PER_KEY
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
+from messages.control import TrackBPaused
 from messages.market import ExecutionsReceived, HoldingsLoaded
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
@@ -132,6 +134,7 @@ class SlotManagerActor(ObserverActor):
         self._overflowing: dict[str, str] = {}
         self._holdings_pending: set[str] = set()
         self._sync_unknown = False
+        self._paused = False
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -171,6 +174,8 @@ class SlotManagerActor(ObserverActor):
                 self._on_executions(message.account, message.notices)
             case ManualOverride():
                 self._on_manual(message.symbol, message.active)
+            case TrackBPaused():
+                return self._on_pause(message.paused)
             case SubscriptionRefused():
                 self._on_refused(message)
             case ConnectionChanged():
@@ -193,6 +198,13 @@ class SlotManagerActor(ObserverActor):
 
     def pinned(self) -> frozenset[str]:
         return frozenset(self._pins()) | frozenset(self._slot_settings.watchlist)
+
+    def overflowing(self) -> dict[str, str]:
+        """Symbols left out of the slots now, with the overflow reason code."""
+        return dict(self._overflowing)
+
+    def paused(self) -> bool:
+        return self._paused
 
     # --- handlers ---------------------------------------------------------------------------------------
 
@@ -305,6 +317,23 @@ class SlotManagerActor(ObserverActor):
         self._overrides[symbol] = active
         self.log.info("manual override: {} {}", symbol, "pinned" if active else "released")
         self._pins_changed()
+
+    def _on_pause(self, paused: bool) -> str:
+        if paused == self._paused:
+            return f"Track B was already {'paused' if paused else 'running'}: nothing changed"
+        was_active = self._track_b_active()
+        self._paused = paused
+        self.log.warning("Track B {} by hand", "paused" if paused else "resumed")
+        if paused and was_active:
+            self._stop_track_b()
+        else:
+            self._save()
+            if self._track_b_active():
+                self._allocate()
+        if paused:
+            return "Track B paused: every account's target set is empty until it is resumed"
+        waiting = "" if self._track_b_active() else " (it runs in FULL_OPERATION after the context sync)"
+        return f"Track B resumed{waiting}"
 
     def _pins_changed(self) -> None:
         self._save()
@@ -458,6 +487,7 @@ class SlotManagerActor(ObserverActor):
     def _track_b_active(self) -> bool:
         return (
             self._phase is Phase.FULL_OPERATION
+            and not self._paused
             and self._synced_on is not None
             and self._synced_on == self.context.clock.now().date()
         )
@@ -485,6 +515,7 @@ class SlotManagerActor(ObserverActor):
             "held": self._held,
             "overrides": self._overrides,
             "synced_on": self._synced_on.isoformat() if self._synced_on else None,
+            "paused": self._paused,
         }
         try:
             self._store.save(STATE_NAME, document)
@@ -499,6 +530,7 @@ class SlotManagerActor(ObserverActor):
         overrides = document.get("overrides")
         if isinstance(overrides, dict):
             self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
+        self._paused = document.get("paused") is True
         if document.get("day") != today.isoformat():
             self.log.info("saved slot state is from {}; the day starts with empty slots", document.get("day"))
             return
@@ -536,3 +568,5 @@ class SlotManagerProxy(ObserverActorProxy):
     snapshot = proxy_method(SlotManagerActor.snapshot)
     targets = proxy_method(SlotManagerActor.targets)
     pinned = proxy_method(SlotManagerActor.pinned)
+    overflowing = proxy_method(SlotManagerActor.overflowing)
+    paused = proxy_method(SlotManagerActor.paused)

@@ -33,8 +33,12 @@ announcement.
 |  | day again (baselines completed) keeps the book and the tick windows |
 | ScanCompleted | scan triggers (+ signals on the rows); then ranking sent if changed materially |
 | TicksReceived | tick triggers (+ signals); ranking sent if a new trigger changed it materially |
-| ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
-| ClockTick | expire triggers; every rebalance interval: CandidatesRanked, book saved |
+| ManualOverride | manual trigger added / removed, override saved, forwarded to `slots`; replies what it did |
+| ManualTrigger | (asked) a manual trigger with a TTL; replies what it did |
+| PicksLoaded | (asked) the day's picks replace the previous ones (manual triggers until 15:30) at once, or |
+|  | at its `apply_at` (`triggers.manual.picks_time`, 07:20), kept and saved until then; replies |
+| ClockTick | scheduled picks when due; expire triggers; every rebalance interval: |
+|  | CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
 | ContextSynced | ranking sent at once, then the ContextSynced passed to `slots` |
 
@@ -69,6 +73,7 @@ from core.triggers import (
 )
 from kis.ticks import TradeTick
 from messages.alerts import AlertRaised
+from messages.control import ManualTrigger, Pick, PicksLoaded
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
@@ -147,6 +152,8 @@ class TriggerActor(ObserverActor):
         self._last_timestamp = 0.0
         self._signal_cooldown = AlertCooldown(settings.alerts.cooldown_seconds)
         self._overrides: dict[str, bool] = {}
+        self._picks: tuple[str, ...] = ()
+        self._pending_picks: PicksLoaded | None = None
         self._last_rebalance: datetime | None = None
         self._sent_top: frozenset[str] | None = None
         self._book_changed = False
@@ -189,7 +196,11 @@ class TriggerActor(ObserverActor):
             case UniverseReady():
                 self._on_universe(message)
             case ManualOverride():
-                self._on_manual(message)
+                return self._on_manual(message)
+            case ManualTrigger():
+                return self._on_manual_trigger(message)
+            case PicksLoaded():
+                return self._on_picks(message)
             case PhaseChanged():
                 self._rebalance_now(self.context.clock.now())
             case ContextSynced():
@@ -249,6 +260,9 @@ class TriggerActor(ObserverActor):
 
     def _on_clock_tick(self) -> None:
         now = self.context.clock.now()
+        pending = self._pending_picks
+        if pending is not None and pending.apply_at is not None and now >= pending.apply_at:
+            self._load_picks(pending.picks, now)
         expired = self._book.expire(now)
         if expired:
             self._book_changed = True
@@ -302,7 +316,7 @@ class TriggerActor(ObserverActor):
         self.log.info("universe of {}: {} profiles{}", message.day, len(self._profiles),
                       " (fallback snapshot)" if message.fallback else "")
 
-    def _on_manual(self, message: ManualOverride) -> None:
+    def _on_manual(self, message: ManualOverride) -> str:
         now = self.context.clock.now()
         self._overrides[message.symbol] = message.active
         if message.active:
@@ -313,6 +327,51 @@ class TriggerActor(ObserverActor):
         self.directory.tell("slots", message)
         self._save_book(now)
         self._send_if_material(now)
+        if message.active:
+            return f"{message.symbol} pinned: it holds a slot while Track B runs and is never evicted"
+        return f"{message.symbol} unpinned: it keeps its slot only on its other triggers"
+
+    def _on_manual_trigger(self, message: ManualTrigger) -> str:
+        """A manual trigger with a TTL: it competes for a slot by score and expires (a pin stays a pin)."""
+        now = self.context.clock.now()
+        expires = now + timedelta(seconds=message.ttl_seconds)
+        trigger = manual_trigger(message.symbol, now, self._trigger_settings.manual)
+        self._add(trigger.model_copy(update={"expires_at": expires}))
+        self.log.info("manual trigger on {} until {:%H:%M:%S}", message.symbol, expires)
+        self._save_book(now)
+        self._send_if_material(now)
+        return f"manual trigger on {message.symbol} until {expires:%H:%M:%S} KST"
+
+    def _on_picks(self, message: PicksLoaded) -> str:
+        """The day's picks replace the previous ones now, or at `apply_at` (kept, and saved, until then)."""
+        now = self.context.clock.now()
+        if message.apply_at is not None and message.apply_at > now:
+            self._pending_picks = message
+            self._save_book(now)
+            self.log.info("{} picks will load at {:%Y-%m-%d %H:%M}", len(message.picks), message.apply_at)
+            return (f"{len(message.picks)} picks will replace the current picks at "
+                    f"{message.apply_at:%Y-%m-%d %H:%M} KST")
+        return self._load_picks(message.picks, now)
+
+    def _load_picks(self, picks: tuple[Pick, ...], now: datetime) -> str:
+        """Manual triggers (strength = score) until the close; the previous picks go unless pinned."""
+        self._pending_picks = None
+        pinned = set(self._manual_symbols())
+        dropped = [symbol for symbol in self._picks if symbol not in pinned]
+        for symbol in dropped:
+            if self._book.remove(symbol, TriggerKind.MANUAL) is not None:
+                self._book_changed = True
+        close = datetime.combine(now.date(), self.context.settings.schedule.track_a_stop, tzinfo=now.tzinfo)
+        expires = close if close > now else now + timedelta(days=1)
+        for pick in picks:
+            trigger = manual_trigger(pick.symbol, now, self._trigger_settings.manual, strength=pick.score)
+            self._add(trigger.model_copy(update={"expires_at": expires}))
+        self._picks = tuple(pick.symbol for pick in picks)
+        self.log.info("day's picks: {} loaded, {} previous picks dropped", len(self._picks), len(dropped))
+        self._save_book(now)
+        self._rebalance_now(now)
+        return (f"{len(self._picks)} picks loaded until {expires:%H:%M} KST; "
+                f"{len(dropped)} previous picks dropped")
 
     # --- triggers, alerts, ranking ----------------------------------------------------------------------
 
@@ -442,7 +501,9 @@ class TriggerActor(ObserverActor):
 
     def _save_book(self, now: datetime) -> None:
         live = [trigger.model_dump(mode="json") for trigger in self._book.live(now)]
-        document = {"overrides": dict(self._overrides), "live": live}
+        pending = self._pending_picks.model_dump(mode="json") if self._pending_picks else None
+        document = {"overrides": dict(self._overrides), "live": live, "picks": list(self._picks),
+                    "pending_picks": pending}
         if self._saver is None:
             self._save(BOOK_STATE, document)
         else:
@@ -462,6 +523,15 @@ class TriggerActor(ObserverActor):
         overrides = document.get("overrides")
         if isinstance(overrides, dict):
             self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
+        picks = document.get("picks")
+        if isinstance(picks, list):
+            self._picks = tuple(str(symbol) for symbol in picks)
+        pending = document.get("pending_picks")
+        if pending is not None:
+            try:
+                self._pending_picks = PicksLoaded.model_validate(pending)
+            except ValidationError:
+                self.log.warning("state {}: the scheduled picks are invalid; dropped", BOOK_STATE)
         live = document.get("live")
         for data in live if isinstance(live, list) else ():
             try:

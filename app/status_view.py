@@ -73,6 +73,7 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
         ("Observer ", "bold"),
         f"{now}  phase {snapshot.get('phase', '-')}  ",
         f"ticks/s {ticks_per_second:,.0f}  last scan {clock_time(snapshot.get('last_scan_at'))}",
+        f"  dashboard {snapshot['dashboard_url']}" if snapshot.get("dashboard_url") else "",
     )
     day = Text(f"{universe_text(snapshot)}  |  {context_text(snapshot)}")
     failing = snapshot.get("recorder_write_failing_since") is not None

@@ -92,6 +92,8 @@ class ManualRule(TriggerRule):
     ttl_seconds: PositiveFloat | None = None
     weight: PositiveFloat = 5.0
     symbols: tuple[str, ...] = ()
+    picks_time: time = time(7, 20)
+    """KST time at which day's picks loaded with `"when": "scheduled"` replace the previous ones."""
 
 
 class RealtimeDetectorRule(Section):

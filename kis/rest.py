@@ -27,6 +27,7 @@ from config.settings import RateLimitSettings
 from kis import protocol
 from kis.errors import (
     KisError,
+    KisRateLimited,
     KisTokenExpired,
     KisTransportError,
     KisUnparseableResponse,
@@ -383,6 +384,8 @@ class KisRestClient:
                 logger.warning("{}: token rejected; asking for a fresh one and retrying once", path)
                 token = self._tokens.refresh(token)
             except KisError as exc:
+                if isinstance(exc, KisRateLimited):
+                    self._limiter.note_rate_limited()
                 idempotent = method == "GET" or not isinstance(exc, KisTransportError)
                 if not (exc.transient and idempotent) or retries >= self._settings.max_retries:
                     raise

@@ -17,6 +17,7 @@ from config.settings import RateLimitSettings, ScanSettings, Settings
 from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
 from kis.protocol import TrId
 from messages.alerts import SystemAlert
+from messages.control import ScanNow
 from messages.market import ScanCompleted, SymbolProfile, UniverseReady
 from messages.schedule import ClockTick
 from messages.selection import ContextSynced
@@ -249,3 +250,13 @@ def test_an_expired_token_is_renewed_and_the_pass_is_whole(tmp_path, kis_sim):
     assert (scan.calls, scan.failed_calls, len(scan.rows)) == (math.ceil(n / 30), 0, n)
     assert multi_price_calls(kis_sim) - calls_before == math.ceil(n / 30)
     assert sorted(row.symbol for row in scan.rows) == sorted(p.symbol for p in run.universe.profiles)
+def test_a_pass_forced_by_hand_runs_at_once_but_never_beside_another(tmp_path, kis_sim):
+    run = Scanning(tmp_path, kis_sim)
+    run.move_to(at(9, 0), expect_scans=1)
+    run.move_to(at(9, 0, 20))  # the interval (60 s) is not over: no pass due
+    answer = run.directory.ask("scanner", ScanNow(at=run.clock.now()))
+    assert answer == f"Track A pass started over {len(run.universe.profiles)} symbols"
+    assert run.directory.ask("scanner", ScanNow(at=run.clock.now())) == (
+        "a Track A pass is already running: nothing started")
+    assert wait_until(lambda: len(run.scans()) == 2)
+    assert [scan.scan_no for scan in run.scans()] == [1, 2]

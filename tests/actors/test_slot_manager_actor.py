@@ -26,6 +26,7 @@ from kis.models import Holding
 from kis.rest import KisRestClient, TokenSource
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
+from messages.control import TrackBPaused
 from messages.market import ExecutionsReceived, HoldingsLoaded
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
@@ -439,3 +440,27 @@ def test_a_scanner_not_running_at_the_start_is_asked_at_the_next_ranking(tmp_pat
     assert "005930" in harness.targets("ws.acct1")[-1]
     assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 1
     scanner.stop()
+
+
+def test_track_b_paused_by_hand_stays_empty_until_resumed_even_across_a_restart(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(cand("005930", 20.0), cand("000660", 19.0))
+    assert set(harness.targets("ws.acct1")[-1]) | set(harness.targets("ws.acct2")[-1]) == {"005930", "000660"}
+
+    answer = harness.directory.ask("slots", TrackBPaused(at=START, paused=True), timeout=WAIT)
+    assert answer == "Track B paused: every account's target set is empty until it is resumed"
+    assert harness.targets("ws.acct1")[-1] == () and harness.targets("ws.acct2")[-1] == ()
+    assert harness.slots().paused().get(timeout=WAIT) is True
+    again = harness.directory.ask("slots", TrackBPaused(at=START, paused=True), timeout=WAIT)
+    assert again == "Track B was already paused: nothing changed"
+
+    assert harness.directory.tell("slots", Crash(at=START))
+    assert harness.supervisor.status.wait_until(lambda s: s.restarts("slots") == 1, timeout=WAIT)
+    harness.rank(cand("005930", 20.0), cand("000660", 19.0))
+    assert harness.slots().snapshot().get(timeout=WAIT).placement() == {}
+
+    answer = harness.directory.ask("slots", TrackBPaused(at=START, paused=False), timeout=WAIT)
+    assert answer == "Track B resumed"
+    slotted = set(harness.targets("ws.acct1")[-1]) | set(harness.targets("ws.acct2")[-1])
+    assert slotted == {"005930", "000660"}

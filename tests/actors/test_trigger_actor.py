@@ -25,6 +25,7 @@ from kis.models import MultiQuote
 from kis.rest import TokenSource
 from kis.ticks import TradeTick
 from messages.alerts import AlertRaised
+from messages.control import ManualTrigger, Pick, PicksLoaded
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick
 from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
@@ -373,3 +374,41 @@ def test_the_same_days_universe_again_completes_baselines_and_keeps_the_tick_win
 
     harness.tell(scan(2, quote("005930", 700_000)))
     assert ("005930", TriggerKind.VOLUME_SURGE) in harness.live()
+
+
+def test_a_manual_trigger_lives_its_ttl_and_the_days_picks_replace_the_previous_ones(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    answer = harness.directory.ask("triggers", ManualTrigger(at=START, symbol="005930", ttl_seconds=60),
+                                   timeout=WAIT)
+    assert answer == "manual trigger on 005930 until 10:01:00 KST"
+    assert harness.live() == [("005930", TriggerKind.MANUAL)]
+    assert harness.alerts() == []
+    harness.clock.advance(61)
+    harness.clock_tick()
+    assert harness.live() == []
+
+    first = PicksLoaded(at=START, picks=(Pick(symbol="000660"), Pick(symbol="035720", score=0.5)))
+    answer = harness.directory.ask("triggers", first, timeout=WAIT)
+    assert answer == "2 picks loaded until 15:30 KST; 0 previous picks dropped"
+    assert harness.live() == [("000660", TriggerKind.MANUAL), ("035720", TriggerKind.MANUAL)]
+    harness.tell(ManualOverride(at=START, symbol="035720"))  # pinned by hand: it outlives its pick
+    second = PicksLoaded(at=START, picks=(Pick(symbol="051910"),))
+    answer = harness.directory.ask("triggers", second, timeout=WAIT)
+    assert answer == "1 picks loaded until 15:30 KST; 1 previous picks dropped"
+    assert harness.live() == [("035720", TriggerKind.MANUAL), ("051910", TriggerKind.MANUAL)]
+    assert "051910" in harness.rankings()[-1]
+
+
+def test_scheduled_picks_wait_for_their_time_even_across_a_restart(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path))
+    due = START + timedelta(minutes=5)
+    scheduled = PicksLoaded(at=START, picks=(Pick(symbol="000660"),), apply_at=due)
+    answer = harness.directory.ask("triggers", scheduled, timeout=WAIT)
+    assert answer == "1 picks will replace the current picks at 2024-03-04 10:05 KST"
+    harness.clock_tick()
+    assert harness.live() == []
+    harness.tell(Crash(at=START, reason="test"))
+    harness.supervisor.status.wait_until(lambda status: status.restarts("triggers") == 1, WAIT)
+    harness.clock.advance(300)
+    harness.clock_tick()
+    assert harness.live() == [("000660", TriggerKind.MANUAL)]

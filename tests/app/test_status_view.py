@@ -90,3 +90,14 @@ def test_the_disk_line_says_what_waits_since_when_writes_fail_and_what_was_dropp
                 "1,234 ticks dropped (marked as gaps)")
     assert expected in screen_of(metrics)
     assert expected in status_line(metrics.snapshot(), "now", 0.0)
+
+
+def test_the_screen_names_the_dashboard_when_there_is_one():
+    metrics = Metrics()
+    console = Console(record=True, width=160)
+    console.print(render(metrics.snapshot(), "2026-09-14 09:31:05 KST", 0.0))
+    assert "dashboard" not in console.export_text()
+    metrics.set("dashboard_url", "http://127.0.0.1:8600/")
+    console = Console(record=True, width=160)
+    console.print(render(metrics.snapshot(), "2026-09-14 09:31:05 KST", 0.0))
+    assert "dashboard http://127.0.0.1:8600/" in console.export_text()

@@ -147,3 +147,15 @@ def test_rate_comes_from_settings_by_account_kind() -> None:
     assert rate_for(settings, paper=False) == 15.0
     assert rate_for(settings, paper=True) == 1.5
     assert rate_for(RateLimitSettings(), paper=True) == 2.0
+
+
+def test_the_registry_counts_each_keys_calls_and_rate_limit_answers() -> None:
+    registry = RateLimiterRegistry()
+    assert registry.calls_of(SecretStr("key-A")) == (0, 0)
+    shared = registry.limiter_for(SecretStr("key-A"), 1000.0)  # a millisecond apart
+    shared.acquire()
+    shared.acquire()
+    shared.reserve(3)
+    shared.note_rate_limited()
+    assert registry.calls_of(SecretStr("key-A")) == (5, 1)
+    assert registry.calls_of(SecretStr("key-B")) == (0, 0)

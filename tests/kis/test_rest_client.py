@@ -390,13 +390,18 @@ def test_rate_limit_outlasting_the_retries_is_raised(
     kis_sim: KisSimulator, recorder: Recorder
 ) -> None:
     settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=2)
-    client = make_client(kis_sim.rest_url, recorder, settings=settings, clock=kis_sim.clock)
+    limiters = RateLimiterRegistry()
+    account = make_account()
+    client = KisRestClient(account, base_url=kis_sim.rest_url, clock=kis_sim.clock, rate_limits=settings,
+                           limiters=limiters, session=recorder.session)
     client.tokens.current()
     kis_sim.faults.rate_limit_burst(30)
     with pytest.raises(KisRateLimited) as caught:
         client.quote("005930")
     kis_sim.faults.clear()
     assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 3
+    calls, rate_limited = limiters.calls_of(account.app_key)
+    assert rate_limited == 3 and calls >= 3  # the metrics' REST calls and rate-limit answers of the key
     assert caught.value.msg_cd == "EGW00201"
     assert_no_secret(str(caught.value))
 
