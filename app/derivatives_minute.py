@@ -16,7 +16,7 @@ from typing import Any
 from core.candles import kst_minute
 from core.derivatives import futures_pair, option_months
 from core.option_matrix import DEFAULT_DEPTH, BoardRow, option_matrix
-from kis.models import OptionQuote
+from kis.models import FuopBar, OptionQuote
 from kis.rest import KisRestClient
 from runtime.clock import Clock
 from store.tables import KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE
@@ -42,11 +42,7 @@ def derivatives_minute(client: KisRestClient, clock: Clock, *, depth: int = DEFA
     for contract in (front, following):
         chart = client.fuop_minute_bars(contract.futures_code, since=minute, until=minute)
         index = index or chart.index
-        futures_rows += [
-            {"timestamp": bar.time, "symbol": bar.code, "open": bar.open, "high": bar.high, "low": bar.low,
-             "close": bar.close, "volume": bar.volume}
-            for bar in chart.bars
-        ]
+        futures_rows += [futures_row(bar) for bar in chart.bars]
     month = option_months(minute.date())[0]
     board = client.option_board(month.option_month)
     chain = [_chain_row(minute, month.option_month, "C", quote) for quote in board.calls]
@@ -63,6 +59,12 @@ def derivatives_minute(client: KisRestClient, clock: Clock, *, depth: int = DEFA
         minute,
         {KOSPI200_FUTURES_TABLE: futures_rows, CHAIN_TABLE: chain, KOSPI200_MATRIX_TABLE: matrix_rows},
     )
+
+
+def futures_row(bar: FuopBar) -> dict[str, Any]:
+    """A `futures_{sym3}` row of a futures bar."""
+    return {"timestamp": bar.time, "symbol": bar.code, "open": bar.open, "high": bar.high, "low": bar.low,
+            "close": bar.close, "volume": bar.volume}
 
 
 def _board_row(quote: OptionQuote) -> BoardRow:

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.candles import Candle, CandleSource, Difference, kst_minute, reconcile
 from core.dolpha1 import Bar, Params, signals
+from kis.models import MinuteBar
 from kis.rest import KisRestClient
 from runtime.clock import Clock
 
@@ -43,12 +44,7 @@ def stock_minute(
     last = kst_minute(clock.now()) - timedelta(minutes=1)
     first = kst_minute(since) if since is not None else last
     bars = client.minute_bars(symbol, since=first.time(), until=last.time())
-    kis = {
-        bar.time: Candle(symbol, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume,
-                         CandleSource.KIS)
-        for bar in bars
-        if first <= bar.time <= last
-    }
+    kis = {bar.time: kis_candle(bar) for bar in bars if first <= bar.time <= last}
     ticks = {c.minute: c for c in built if c.symbol == symbol and first <= c.minute <= last}
     rows: list[dict[str, Any]] = []
     differences: dict[datetime, tuple[Difference, ...]] = {}
@@ -56,15 +52,23 @@ def stock_minute(
         kept = reconcile(ticks.get(minute), kis.get(minute))
         if kept is None:
             continue
-        candle = kept.candle
-        rows.append({
-            "timestamp": minute, "symbol": symbol, "timeframe": TIMEFRAME, "open": int(candle.open),
-            "high": int(candle.high), "low": int(candle.low), "close": int(candle.close),
-            "volume": candle.volume, "source": str(candle.source),
-        })
+        rows.append(stocks_1m_row(kept.candle))
         if kept.differences:
             differences[minute] = kept.differences
     return StockMinutes(rows, differences)
+
+
+def stocks_1m_row(candle: Candle) -> dict[str, Any]:
+    """A `stocks_1m` row of a candle (prices in whole won)."""
+    return {
+        "timestamp": candle.minute, "symbol": candle.symbol, "timeframe": TIMEFRAME, "open": int(candle.open),
+        "high": int(candle.high), "low": int(candle.low), "close": int(candle.close), "volume": candle.volume,
+        "source": str(candle.source),
+    }
+
+
+def kis_candle(bar: MinuteBar) -> Candle:
+    return Candle(bar.symbol, bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume, CandleSource.KIS)
 
 
 def signal_rows(symbol: str, candles: Sequence[Candle], params: Params = Params()) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ created on first use like the KOSPI200 one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -30,6 +30,7 @@ from store.tables import (
     OPTION_MATRIX,
     TABLES,
     TICKS,
+    from_kst_wall_time,
     futures_table,
     kst_wall_time,
     matrix_table,
@@ -234,6 +235,20 @@ def upsert(conn: psycopg.Connection[Any], table: str, rows: Iterable[Mapping[str
             f" WHERE ({mine}) IS DISTINCT FROM ({theirs})"
         )
         return cursor.rowcount
+
+
+def stored_minutes(conn: psycopg.Connection[Any], table: str, symbol: str, day: date) -> list[datetime]:
+    """The aware KST minutes `symbol` has rows for in an earlier-pipeline table on `day`, in order."""
+    schema, _key = _layout(table)  # the name goes into SQL: only a pipeline table's
+    if "symbol" not in schema.names:
+        raise ValueError(f"{table} has no symbol column")
+    start = datetime.combine(day, datetime.min.time())
+    rows = conn.execute(
+        f"SELECT DISTINCT timestamp FROM {table} WHERE symbol = %s AND timestamp >= %s AND timestamp < %s"
+        " ORDER BY timestamp",
+        (symbol, start, start + timedelta(days=1)),
+    ).fetchall()
+    return [from_kst_wall_time(row[0]) for row in rows]
 
 
 def _layout(table: str) -> tuple[pa.Schema, tuple[str, ...]]:

@@ -190,6 +190,13 @@ def kst_wall_time(moment: datetime | str) -> datetime:
     return moment.astimezone(KST).replace(tzinfo=None)
 
 
+def from_kst_wall_time(wall: datetime) -> datetime:
+    """A wall timestamp read back from those tables as the aware KST time it stands for (the inverse)."""
+    if wall.tzinfo is not None:
+        raise ValueError(f"{wall.isoformat()} already has a zone; the pipeline's tables hold wall times")
+    return wall.replace(tzinfo=KST)
+
+
 def to_table(schema: pa.Schema, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """The rows as a table of `schema`: times from ISO 8601 text with their offset, numbers as typed.
 
