@@ -21,6 +21,7 @@ from core.calendar import is_trading_day
 YEAR_CYCLE = "6789012345ABCDEFGHJKLMNPQRSTVW"
 CYCLE_START = 1996
 QUARTER_MONTHS = (3, 6, 9, 12)
+ALL_MONTHS = tuple(range(1, 13))
 KOSPI200 = "01"
 _THURSDAY = 3
 
@@ -73,17 +74,22 @@ def last_trading_day(year: int, month: int) -> date:
     return day
 
 
-def _contracts_after(day: date, months: tuple[int, ...], count: int) -> list[Contract]:
-    """The first `count` contracts of `months` whose last trading day is after `day` (the roll rule)."""
+def listed_contracts(day: date, months: tuple[int, ...], count: int) -> list[Contract]:
+    """The first `count` contracts of `months` still trading on `day` (one expiring that day included)."""
     found: list[Contract] = []
     year, month = day.year, day.month
     while len(found) < count:
         if month in months:
             last = last_trading_day(year, month)
-            if last > day:
+            if last >= day:
                 found.append(Contract(year, month, last))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return found
+
+
+def _contracts_after(day: date, months: tuple[int, ...], count: int) -> list[Contract]:
+    """The first `count` contracts of `months` whose last trading day is after `day` (the roll rule)."""
+    return [c for c in listed_contracts(day, months, count + 1) if c.last_trading_day > day][:count]
 
 
 def futures_pair(day: date) -> tuple[Contract, Contract]:
@@ -94,7 +100,7 @@ def futures_pair(day: date) -> tuple[Contract, Contract]:
 
 def option_months(day: date, count: int = 2) -> list[Contract]:
     """The nearest `count` monthly KOSPI200 option expiries followed on `day` (rolled on expiry day)."""
-    return _contracts_after(day, tuple(range(1, 13)), count)
+    return _contracts_after(day, ALL_MONTHS, count)
 
 
 def is_expiry_day(day: date) -> bool:

@@ -7,11 +7,13 @@ from datetime import date
 import pytest
 
 from core.derivatives import (
+    QUARTER_MONTHS,
     Contract,
     Kind,
     futures_pair,
     is_expiry_day,
     last_trading_day,
+    listed_contracts,
     option_months,
     second_thursday,
     year_letter,
@@ -65,3 +67,9 @@ def test_option_months_roll_on_expiry_day() -> None:
     assert [c.option_month for c in option_months(date(2026, 12, 10))] == ["202701", "202702"]
     assert is_expiry_day(date(2026, 12, 10)) and not is_expiry_day(date(2026, 12, 11))
     assert is_expiry_day(date(2025, 10, 2))
+
+
+def test_listed_contracts_include_the_one_expiring_today() -> None:
+    listed = listed_contracts(date(2026, 12, 10), QUARTER_MONTHS, 3)
+    assert [c.futures_code for c in listed] == ["101612", "101703", "101706"]
+    assert [c.futures_code for c in listed_contracts(date(2026, 12, 11), QUARTER_MONTHS, 1)] == ["101703"]

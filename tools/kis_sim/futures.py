@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from core.derivatives import QUARTER_MONTHS, Contract, Kind, last_trading_day
+from core.derivatives import ALL_MONTHS, QUARTER_MONTHS, Contract, Kind, listed_contracts
 from kis import protocol
 from runtime.clock import KST
 from tools.kis_sim.listings import KOSPI, SESSION_MINUTES
@@ -177,8 +177,9 @@ class Derivatives:
         self.day: date = market.trading_date
         self.index = Kospi200(market, prev_level)
         self.open = datetime.combine(self.day, DERIV_OPEN, tzinfo=KST)
-        futures = _contracts_from(self.day, QUARTER_MONTHS, 3)
-        months = _contracts_from(self.day, tuple(range(1, 13)), 3)
+        futures = listed_contracts(self.day, QUARTER_MONTHS, 3)
+        months = listed_contracts(self.day, ALL_MONTHS, 3)
+        self._futures_order = [contract.futures_code for contract in futures]
         atm = round(prev_level / STRIKE_STEP) * STRIKE_STEP
         self.strikes = [atm + STRIKE_STEP * k for k in range(-STRIKES_EACH_SIDE, STRIKES_EACH_SIDE + 1)]
         self.listed = {c.futures_code: Listed(c.futures_code, Kind.FUTURES, c) for c in futures}
@@ -270,8 +271,7 @@ class Derivatives:
     def _volume_scale(self, listed: Listed) -> float:
         """Contracts a minute: the front futures most, the next far less, options by nearness to the money."""
         if listed.kind is Kind.FUTURES:
-            fronts = sorted(code for code, item in self.listed.items() if item.kind is Kind.FUTURES)
-            return 600.0 / (10 ** fronts.index(listed.code))
+            return 600.0 / (10 ** self._futures_order.index(listed.code))
         distance = abs(math.log(listed.strike / self.index.prev_level))
         return 400.0 * math.exp(-distance * 25)
 
@@ -439,19 +439,6 @@ class Derivatives:
             "antc_cntg_vrss_sign": "3",
             "antc_cntg_prdy_ctrt": "0.00",
         }
-
-
-def _contracts_from(day: date, months: tuple[int, ...], count: int) -> list[Contract]:
-    """The first `count` contracts of `months` still trading on `day` (an expiring one included)."""
-    found: list[Contract] = []
-    year, month = day.year, day.month
-    while len(found) < count:
-        if month in months:
-            last = last_trading_day(year, month)
-            if last >= day:
-                found.append(Contract(year, month, last))
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return found
 
 
 def _until(day_text: str, hour_text: str, today: date) -> datetime | None:
