@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from kis import protocol
 from runtime.clock import KST, SimulatedClock
 from tools.kis_sim.accounts import Accounts
 from tools.kis_sim.faults import Faults
-from tools.kis_sim.futures import DIVIDEND_YIELD, RATE, Derivatives, smile
+from tools.kis_sim.futures import DIVIDEND_YIELD, PREV_LEVEL, RATE, Derivatives, smile
 from tools.kis_sim.market import Market
 from tools.kis_sim.rest import RestServer
 
@@ -200,3 +200,15 @@ def test_an_expiring_contract_stops_at_1520_on_its_last_day(market: Market) -> N
 def test_the_same_minute_answers_the_same(market: Market) -> None:
     first, second = Derivatives(market), Derivatives(market)
     assert first.bars(first.listed["101603"], AT) == second.bars(second.listed["101603"], AT)
+
+
+def test_the_index_is_the_cap_weighted_move_of_the_largest_kospi_listings(market: Market) -> None:
+    derivatives = Derivatives(market)
+    members = sorted((item for item in market.listings.values() if item.market == "KOSPI"),
+                     key=lambda item: (-item.market_cap, item.code))[:200]
+    total = sum(item.market_cap for item in members)
+    closes = {item.code: market.minute_bars(item.code, AT, time(9, 59))[-1].close for item in members}
+    moves = (item.market_cap / total * closes[item.code] / item.prev_close for item in members)
+    expected = PREV_LEVEL * sum(moves)
+    assert derivatives.index_at(AT) == pytest.approx(expected, abs=0.006)  # the close of 09:59
+    assert derivatives.index_at(datetime(2026, 3, 10, 8, 50, tzinfo=KST)) == PREV_LEVEL
