@@ -6,7 +6,7 @@ credentials its predecessor used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydantic import SecretStr
@@ -17,6 +17,7 @@ from kis.rest import KisRestClient, TokenSource
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
+from runtime.quotes import QuoteBoard
 
 
 class CredentialVault(Protocol):
@@ -38,6 +39,7 @@ class ObserverContext:
     vault: CredentialVault
     rest_url: str | None = None
     ws_url: str | None = None
+    quotes: QuoteBoard = field(default_factory=QuoteBoard)
 
     @property
     def accounts(self) -> tuple[Account, ...]:

@@ -20,7 +20,11 @@ hybrid watchlist (`slots.watchlist`, applied by `allocate_slots`).
 
 State (slots with dwell times, re-subscribe cooldowns, held positions, overrides, the day's context
 sync) is saved to the StateStore (`slots`) after every change and loaded in `on_start`, so a restart
-keeps them. The balance inquiry runs in this actor's thread right after start (a self-told message), is
+keeps them. A start in FULL_OPERATION without today's sync in that state (the file lost or unreadable)
+asks the scanner whether it has synced today (`ContextSyncDay`): the ContextSynced it waits for may have
+passed, and the scanner does not sync twice a day. A ContextSynced on a day already synced (a scanner that
+lost its own state syncs again) starts Track B if needed but brings no movers: Track B's first allocation
+is over. The balance inquiry runs in this actor's thread right after start (a self-told message), is
 retried at the next phase change if it failed, and is skipped for accounts without an account number.
 
 | message | effect |
@@ -32,9 +36,11 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | HoldingsLoaded | the account's held positions become pins |
 | ExecutionsReceived | buy fill: pin now; full sale: unpin |
 | ManualOverride | pin / unpin a symbol |
+| TrackBPaused | (asked) pause: empty target sets until resumed (saved, so a restart keeps it); replies |
 | SubscriptionRefused | `shrink_capacity` to the accepted count; the refused symbol overflows |
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
+| CurrentTargets (ask) | the account's target set (asked by a connection that lost its saved one) |
 
 Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger lines), gauges
 `slots_in_use.<account>`.
@@ -47,6 +53,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
+import pykka
 from pykka.typing import proxy_method
 
 from actors.base import ObserverActor, ObserverActorProxy
@@ -69,14 +76,23 @@ from kis.models import Holding
 from kis.protocol import MAX_REGISTRATIONS_PER_KEY
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
+from messages.control import TrackBPaused
 from messages.market import ExecutionsReceived, HoldingsLoaded
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
-from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
-from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
+from messages.streaming import (
+    ConnectionChanged,
+    ConnectionState,
+    CurrentTargets,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
 from runtime.state_store import StateStore
 
 STATE_NAME = "slots"
+SCANNER_ASK_SECONDS = 5.0
+_NO_ANSWER = object()
 SIDE_SELL = "01"
 SIDE_BUY = "02"
 """SELN_BYOV_CLS of an H0STCNI0 execution notice."""
@@ -117,6 +133,8 @@ class SlotManagerActor(ObserverActor):
         self._sent: dict[str, tuple[str, ...]] = {}
         self._overflowing: dict[str, str] = {}
         self._holdings_pending: set[str] = set()
+        self._sync_unknown = False
+        self._paused = False
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -124,6 +142,8 @@ class SlotManagerActor(ObserverActor):
         now = self.context.clock.now()
         self._phase = phase_at(now, self.context.settings.schedule)
         self._load(now.date())
+        self._sync_unknown = self._phase is Phase.FULL_OPERATION and self._synced_on != now.date()
+        self._ask_sync_day()
         if not self._providers:
             self.log.warning("no accounts configured: Track B has no WebSocket slots")
         self._holdings_pending = {account.name for account in self.context.accounts}
@@ -141,6 +161,7 @@ class SlotManagerActor(ObserverActor):
         match message:
             case CandidatesRanked():
                 self._candidates = message.candidates
+                self._ask_sync_day()
                 if self._track_b_active():
                     self._allocate()
             case ContextSynced():
@@ -153,12 +174,16 @@ class SlotManagerActor(ObserverActor):
                 self._on_executions(message.account, message.notices)
             case ManualOverride():
                 self._on_manual(message.symbol, message.active)
+            case TrackBPaused():
+                return self._on_pause(message.paused)
             case SubscriptionRefused():
                 self._on_refused(message)
             case ConnectionChanged():
                 self._on_connection(message)
             case _FetchHoldings():
                 self._fetch_holdings()
+            case CurrentTargets():
+                return self.targets().get(message.account, ())
         return None
 
     # --- queries (proxy calls: status view, tests) -------------------------------------------------------
@@ -174,16 +199,51 @@ class SlotManagerActor(ObserverActor):
     def pinned(self) -> frozenset[str]:
         return frozenset(self._pins()) | frozenset(self._slot_settings.watchlist)
 
+    def overflowing(self) -> dict[str, str]:
+        """Symbols left out of the slots now, with the overflow reason code."""
+        return dict(self._overflowing)
+
+    def paused(self) -> bool:
+        return self._paused
+
     # --- handlers ---------------------------------------------------------------------------------------
 
     def _on_context_synced(self, message: ContextSynced) -> None:
-        self._synced_on = self.context.clock.now().date()
-        # Kept apart until Track B's first allocation: a ranking arriving before 09:30 must not drop them.
-        self._movers = message.movers
-        self.log.info("context synced: {} opening movers", len(message.movers))
-        self._save()
+        today = self.context.clock.now().date()
+        self._sync_unknown = False
+        if self._synced_on == today:
+            self.log.info("context synced again today: its {} movers are ignored (Track B started with the "
+                          "first sync)", len(message.movers))
+        else:
+            self._synced_on = today
+            # Kept apart until Track B's first allocation: a ranking arriving before 09:30 must not drop them.
+            self._movers = message.movers
+            self.log.info("context synced: {} opening movers", len(message.movers))
+            self._save()
         if self._track_b_active():
             self._allocate()
+
+    def _ask_sync_day(self) -> None:
+        """While today's sync is unknown (a start in FULL_OPERATION without it in the saved state), ask the
+        scanner; asked again at the next ranking while it is not running or does not answer. The allocation
+        waits for that ranking: slots restored empty must not empty the connections' targets before it."""
+        if not self._sync_unknown or self.directory.ref("scanner") is None:
+            return
+        try:
+            synced = self.directory.ask("scanner", ContextSyncDay(at=self.context.clock.now()),
+                                        timeout=SCANNER_ASK_SECONDS, default=_NO_ANSWER)
+        except pykka.Timeout:
+            synced = _NO_ANSWER
+        if synced is _NO_ANSWER:
+            self.log.warning("scanner did not say whether the context is synced today; asked again at the "
+                             "next ranking")
+            return
+        self._sync_unknown = False
+        today = self.context.clock.now().date()
+        if synced == today and self._synced_on != today:
+            self._synced_on = today
+            self.log.info("the scanner synced the context today already: Track B runs from the next ranking")
+            self._save()
 
     def _on_phase(self, phase: Phase) -> None:
         was_active = self._track_b_active()
@@ -257,6 +317,23 @@ class SlotManagerActor(ObserverActor):
         self._overrides[symbol] = active
         self.log.info("manual override: {} {}", symbol, "pinned" if active else "released")
         self._pins_changed()
+
+    def _on_pause(self, paused: bool) -> str:
+        if paused == self._paused:
+            return f"Track B was already {'paused' if paused else 'running'}: nothing changed"
+        was_active = self._track_b_active()
+        self._paused = paused
+        self.log.warning("Track B {} by hand", "paused" if paused else "resumed")
+        if paused and was_active:
+            self._stop_track_b()
+        else:
+            self._save()
+            if self._track_b_active():
+                self._allocate()
+        if paused:
+            return "Track B paused: every account's target set is empty until it is resumed"
+        waiting = "" if self._track_b_active() else " (it runs in FULL_OPERATION after the context sync)"
+        return f"Track B resumed{waiting}"
 
     def _pins_changed(self) -> None:
         self._save()
@@ -410,6 +487,7 @@ class SlotManagerActor(ObserverActor):
     def _track_b_active(self) -> bool:
         return (
             self._phase is Phase.FULL_OPERATION
+            and not self._paused
             and self._synced_on is not None
             and self._synced_on == self.context.clock.now().date()
         )
@@ -426,6 +504,7 @@ class SlotManagerActor(ObserverActor):
     def _update_gauges(self) -> None:
         for account in self._state.accounts:
             self.context.metrics.set(f"slots_in_use.{account.name}", len(account.slots))
+            self.context.metrics.set(f"slots_capacity.{account.name}", account.capacity)
 
     # --- persistence ------------------------------------------------------------------------------------
 
@@ -436,6 +515,7 @@ class SlotManagerActor(ObserverActor):
             "held": self._held,
             "overrides": self._overrides,
             "synced_on": self._synced_on.isoformat() if self._synced_on else None,
+            "paused": self._paused,
         }
         try:
             self._store.save(STATE_NAME, document)
@@ -450,6 +530,7 @@ class SlotManagerActor(ObserverActor):
         overrides = document.get("overrides")
         if isinstance(overrides, dict):
             self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
+        self._paused = document.get("paused") is True
         if document.get("day") != today.isoformat():
             self.log.info("saved slot state is from {}; the day starts with empty slots", document.get("day"))
             return
@@ -487,3 +568,5 @@ class SlotManagerProxy(ObserverActorProxy):
     snapshot = proxy_method(SlotManagerActor.snapshot)
     targets = proxy_method(SlotManagerActor.targets)
     pinned = proxy_method(SlotManagerActor.pinned)
+    overflowing = proxy_method(SlotManagerActor.overflowing)
+    paused = proxy_method(SlotManagerActor.paused)

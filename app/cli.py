@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run.py",
         description=(
             "Observer: a real-time KRX market observer on the KIS Open API. Without KIS credentials in the "
-            "environment it runs the whole system against the embedded KIS simulator."
+            "environment it runs the whole system against the embedded KIS simulator. "
+            "`run.py ctl --help`: steer a running observer through its HTTP API."
         ),
     )
     mode = parser.add_mutually_exclusive_group()
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"stop gracefully after this many real seconds (--chaos: {CHAOS_DEFAULT_DURATION:g} by default)",
     )
     parser.add_argument("--summary-json", type=Path, help="write the run's counts here at exit")
+    parser.add_argument("--http", default="127.0.0.1:8600", metavar="HOST:PORT",
+                        help="dashboard, API and /metrics (127.0.0.1:8600; port 0: a free one; 'off': none)")
     sim = parser.add_argument_group("simulator mode")
     sim.add_argument(
         "--speed", type=positive_number, default=10.0, help="simulated seconds per real second (10)"

@@ -33,10 +33,11 @@ from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
 from runtime.clock import Clock, SystemClock
-from runtime.gc_freeze import freeze_startup_objects
 from runtime.logs import register_secret, setup_logging
-from runtime.malloc_arenas import limit_malloc_arenas
 from runtime.paths import DataPaths
+from surfaces import ctl
+from surfaces.launch import HttpOptions, HttpSurface, http_options
+from surfaces.server import BindRefused
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
@@ -80,8 +81,10 @@ def sim_accounts(count: int) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ctl"]:
+        return ctl.main(argv[1:])
     args = build_parser().parse_args(argv)
-    limit_malloc_arenas()
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
@@ -92,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mode = choose_mode(settings, args.sim, args.live)
         if args.chaos and not mode.simulated:
             raise ConfigError("--chaos runs against the simulator only: use it with --sim")
+        http = None if args.http == "off" else http_options(args.http)
         if mode.simulated:
             sim_overrides: dict[str, Any] = {
                 "accounts": sim_accounts(args.accounts),
@@ -100,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.chaos:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
-    except ConfigError as error:
+    except (ConfigError, BindRefused) as error:
         print(f"observer: {error}", file=sys.stderr)
         return EXIT_CONFIG
     for account in settings.accounts:
@@ -119,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration = args.duration
         if args.chaos and duration is None:
             duration = CHAOS_DEFAULT_DURATION
-        return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos)
+        return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos,
+                   http=http)
     return EXIT_OK
 
 
@@ -157,6 +162,7 @@ def run(
     summary_path: Path | None,
     simulator: KisSimulator | None = None,
     chaos: bool = False,
+    http: HttpOptions | None = None,
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
 
@@ -186,10 +192,11 @@ def run(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     runner: ChaosRunner | None = None
+    surface = HttpSurface(system, http) if http is not None else None
     try:
+        if surface is not None:
+            surface.start()
         system.start()
-        logger.info("{} startup objects frozen out of the garbage collector's full passes",
-                    freeze_startup_objects())
         status.start()
         if chaos and simulator is not None and duration is not None:
             max_restarts, period = system.supervisor.restart_limit
@@ -203,6 +210,8 @@ def run(
         if runner is not None:
             runner.stop()
         status.stop()
+        if surface is not None:
+            surface.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary = system.summary()

@@ -37,6 +37,8 @@ from config.settings import Settings
 ENV_PREFIX = "OBSERVER_"
 ENV_NESTING = "__"
 CONFIG_FILE_ENV = "OBSERVER_CONFIG"
+HTTP_ENV = frozenset({"OBSERVER_HTTP_TOKEN", "OBSERVER_HTTP_TOKEN_NAME"})
+"""Read by the HTTP surface (`surfaces.server`), not settings: the token never enters the Settings object."""
 ACCOUNTS_FILE_ENV = "KIS_ACCOUNTS_FILE"
 NOTIFIER_ENV = {
     "TELEGRAM_BOT_TOKEN": "telegram_bot_token",
@@ -105,7 +107,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[Key, str]]:
         sources[key] = source
 
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV or env[name] == "":
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV or name in HTTP_ENV or env[name] == "":
             continue
         key = tuple(name[len(ENV_PREFIX) :].lower().split(ENV_NESTING))
         source = f"environment variable {name}"

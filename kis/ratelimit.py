@@ -61,6 +61,10 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_free = monotonic()
+        self.granted = 0
+        """Request slots handed out (each one a REST call, made here or by a fetch worker)."""
+        self.rate_limited = 0
+        """Rate-limit answers (EGW00201) the callers reported with `note_rate_limited`."""
 
     @property
     def rate(self) -> float:
@@ -86,19 +90,14 @@ class RateLimiter:
             if timeout is not None and wait > timeout:
                 raise RateLimitTimeout(f"no request slot within {timeout:.3f} s (next in {wait:.3f} s)")
             self._next_free = slot + self._interval
+            self.granted += 1
         if wait > 0:
             self._sleep(wait)
         return max(wait, 0.0)
 
-    def reserve(self, count: int) -> tuple[float, ...]:
-        """The next `count` slots, taken now without waiting: the `monotonic` times from which each of
-        `count` calls made elsewhere may go (a child process sleeps until them: CLOCK_MONOTONIC is one
-        clock for the whole machine)."""
+    def note_rate_limited(self) -> None:
         with self._lock:
-            first = self._first_free(self._monotonic())
-            slots = tuple(first + n * self._interval for n in range(count))
-            self._next_free = first + count * self._interval
-        return slots
+            self.rate_limited += 1
 
     def _first_free(self, now: float) -> float:
         return max(self._next_free, now - (self._burst - 1) * self._interval)
@@ -121,6 +120,13 @@ class RateLimiterRegistry:
             else:
                 limiter.slow_down_to(rate)
             return limiter
+
+    def calls_of(self, app_key: SecretStr) -> tuple[int, int]:
+        """(REST calls, rate-limit answers) of `app_key` so far; (0, 0) before its first client."""
+        digest = hashlib.sha256(app_key.get_secret_value().encode()).hexdigest()
+        with self._lock:
+            limiter = self._limiters.get(digest)
+        return (0, 0) if limiter is None else (limiter.granted, limiter.rate_limited)
 
     def __len__(self) -> int:
         with self._lock:

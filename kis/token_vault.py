@@ -174,6 +174,13 @@ class TokenVault:
             issued_at = self._loaded(name).token_issued_at
         return None if issued_at is None else self.clock.now() - issued_at
 
+    def token_expires_at(self, account: str) -> datetime | None:
+        """When the held token expires (None when there is none)."""
+        name = self._known(account)
+        with self._locks[name]:
+            token = self._loaded(name).token
+        return None if token is None else token.expires_at
+
     def approval_age(self, account: str) -> timedelta | None:
         name = self._known(account)
         with self._locks[name]:

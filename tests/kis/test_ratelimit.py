@@ -56,23 +56,6 @@ def test_the_guard_stretches_every_window_of_rate_plus_one_sends() -> None:
     assert paced.rate == pytest.approx(20.0)
 
 
-def test_reserved_slots_are_spaced_like_acquired_ones_and_taken_without_waiting() -> None:
-    fake = FakeTime()
-    paced = limiter(20.0, fake)
-    assert paced.acquire() == 0.0
-
-    assert paced.reserve(3) == pytest.approx((1000.05, 1000.10, 1000.15))
-    assert fake.sleeps == [] and fake.now == 1000.0  # the caller elsewhere waits, not this one
-    assert paced.acquire() == pytest.approx(0.2)  # the next caller here comes after the reserved slots
-
-
-def test_reserving_nothing_takes_no_slot() -> None:
-    fake = FakeTime()
-    paced = limiter(20.0, fake)
-    assert paced.reserve(0) == ()
-    assert paced.acquire() == 0.0
-
-
 def test_idle_time_is_not_banked_beyond_the_burst() -> None:
     fake = FakeTime()
     paced = limiter(2.0, fake, burst=3)
@@ -164,3 +147,15 @@ def test_rate_comes_from_settings_by_account_kind() -> None:
     assert rate_for(settings, paper=False) == 15.0
     assert rate_for(settings, paper=True) == 1.5
     assert rate_for(RateLimitSettings(), paper=True) == 2.0
+
+
+def test_the_registry_counts_each_keys_calls_and_rate_limit_answers() -> None:
+    registry = RateLimiterRegistry()
+    assert registry.calls_of(SecretStr("key-A")) == (0, 0)
+    shared = registry.limiter_for(SecretStr("key-A"), 1000.0)  # a millisecond apart
+    shared.acquire()
+    shared.acquire()
+    shared.reserve(3)
+    shared.note_rate_limited()
+    assert registry.calls_of(SecretStr("key-A")) == (5, 1)
+    assert registry.calls_of(SecretStr("key-B")) == (0, 0)

@@ -12,8 +12,6 @@ import dataclasses
 import itertools
 import json
 import math
-import pickle
-import pickletools
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +37,6 @@ from kis.errors import (
     KisTransportError,
     KisUnparseableResponse,
 )
-from kis.models import MultiQuote
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
 from runtime.clock import KST
@@ -213,19 +210,6 @@ def test_multi_quote_batch_rows_match_the_market(kis_sim: KisSimulator, client: 
         assert row.name == listing.name
 
 
-def test_multi_quote_rows_survive_the_fetch_workers_pipe_built_in_c(
-    kis_sim: KisSimulator, client: KisRestClient
-) -> None:
-    rows = client.multi_quote_batch(sorted(kis_sim.market.listings)[:30])
-    wire = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)  # what the child sends
-    back = pickle.loads(wire)
-    assert back == rows and all(type(row) is MultiQuote for row in back)
-    assert back[0].name == rows[0].name and back[0]._asdict() == rows[0]._asdict()
-    opcodes = [op.name for op, _arg, _pos in pickletools.genops(wire)]
-    assert "NEWOBJ" not in opcodes  # no row goes through the named tuple's Python-level __new__
-    assert wire.count(b"__new__") == 1  # tuple.__new__, named once for all 30 rows
-
-
 def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
     client: KisRestClient, recorder: Recorder
 ) -> None:
@@ -238,21 +222,14 @@ def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
     assert recorder.exchanges == []
 
 
-def test_a_batch_built_from_the_cache_is_the_same_query_and_bad_codes_are_refused_every_time(
-    client: KisRestClient, recorder: Recorder
+def test_a_batch_asks_for_each_symbol_in_order(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
 ) -> None:
-    batches = [("005930", "000660"), ("035420",)]
-    first = client.multi_quote_requests(batches)
-    again = client.multi_quote_requests([list(batch) for batch in batches])  # lists, as a caller may pass
-    assert [request.params for request in again] == [request.params for request in first]
-    assert first[0].params == ("FID_COND_MRKT_DIV_CODE_1=J&FID_INPUT_ISCD_1=005930&"
-                               "FID_COND_MRKT_DIV_CODE_2=J&FID_INPUT_ISCD_2=000660")
-    for _ in range(2):
-        with pytest.raises(ValueError, match="not a KRX short code"):
-            client.multi_quote_requests([("005930", "5930")])
-        with pytest.raises(ValueError, match=r"not a KRX short code .*: \['005930'\]"):
-            client.multi_quote_requests([("000660", ["005930"])])  # unhashable: no key for the cache
-    assert [exchange.path for exchange in recorder.exchanges] == ["/oauth2/tokenP"]  # the token only
+    first, second = sorted(kis_sim.market.listings)[:2]
+    client.multi_quote_batch([first, second])
+    (call,) = recorder.calls(protocol.MULTI_PRICE_PATH)
+    assert call.query == {"FID_COND_MRKT_DIV_CODE_1": "J", "FID_INPUT_ISCD_1": first,
+                          "FID_COND_MRKT_DIV_CODE_2": "J", "FID_INPUT_ISCD_2": second}
 
 
 def test_1000_symbols_are_scanned_in_ceil_1000_over_30_calls(tmp_path: Any) -> None:
@@ -413,13 +390,18 @@ def test_rate_limit_outlasting_the_retries_is_raised(
     kis_sim: KisSimulator, recorder: Recorder
 ) -> None:
     settings = RateLimitSettings(retry_backoff_seconds=(0.01,), max_retries=2)
-    client = make_client(kis_sim.rest_url, recorder, settings=settings, clock=kis_sim.clock)
+    limiters = RateLimiterRegistry()
+    account = make_account()
+    client = KisRestClient(account, base_url=kis_sim.rest_url, clock=kis_sim.clock, rate_limits=settings,
+                           limiters=limiters, session=recorder.session)
     client.tokens.current()
     kis_sim.faults.rate_limit_burst(30)
     with pytest.raises(KisRateLimited) as caught:
         client.quote("005930")
     kis_sim.faults.clear()
     assert len(recorder.calls(protocol.INQUIRE_PRICE_PATH)) == 3
+    calls, rate_limited = limiters.calls_of(account.app_key)
+    assert rate_limited == 3 and calls >= 3  # the metrics' REST calls and rate-limit answers of the key
     assert caught.value.msg_cd == "EGW00201"
     assert_no_secret(str(caught.value))
 

@@ -1,0 +1,37 @@
+"""The last trade price and tick counts per symbol and per account, for the dashboard and the metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+
+from kis.ticks import TradeTick
+
+
+class QuoteBoard:
+    """Thread-safe: the recorder writes it once per tick message, the HTTP surface reads it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_price: dict[str, int] = {}
+        self._ticks: Counter[str] = Counter()
+        self._account_ticks: Counter[str] = Counter()
+
+    def record(self, account: str, ticks: Iterable[TradeTick]) -> None:
+        with self._lock:
+            count = 0
+            for tick in ticks:
+                self._last_price[tick.symbol] = tick.price
+                self._ticks[tick.symbol] += 1
+                count += 1
+            self._account_ticks[account] += count
+
+    def symbols(self) -> dict[str, tuple[int, int]]:
+        """symbol -> (last price, ticks so far)."""
+        with self._lock:
+            return {symbol: (price, self._ticks[symbol]) for symbol, price in self._last_price.items()}
+
+    def account_ticks(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._account_ticks)
