@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.candles import kst_minute
+from core.candles import FUTURES_CLOSE, FUTURES_OPEN, in_session, kst_minute
 from core.derivatives import futures_pair, option_months
 from core.option_matrix import DEFAULT_DEPTH, BoardRow, option_matrix
 from kis.models import FuopBar, OptionQuote
@@ -34,8 +34,11 @@ class MinuteRows:
 
 
 def derivatives_minute(client: KisRestClient, clock: Clock, *, depth: int = DEFAULT_DEPTH) -> MinuteRows:
-    """Fetch and shape the minute that closed last before `clock.now()`: three futures/board calls."""
+    """Fetch and shape the minute that closed last before `clock.now()`: three futures/board calls. Outside
+    the derivatives session (08:45-15:45) there is no such minute: no call, no rows."""
     minute = kst_minute(clock.now()) - timedelta(minutes=1)
+    if not in_session(minute, FUTURES_OPEN, FUTURES_CLOSE):
+        return MinuteRows(minute, {KOSPI200_FUTURES_TABLE: [], CHAIN_TABLE: [], KOSPI200_MATRIX_TABLE: []})
     front, following = futures_pair(minute.date())
     futures_rows: list[dict[str, Any]] = []
     index = 0.0

@@ -128,6 +128,12 @@ def session_minutes(day: date, open_: time, close: time) -> list[datetime]:
     return [start + timedelta(minutes=n) for n in range(count)]
 
 
+def in_session(minute: datetime, open_: time, close: time) -> bool:
+    """Whether the minute labelled `minute` is one of a session's candles (from `open_`, before `close`)."""
+    local = kst_minute(minute).time()
+    return open_ <= local < close
+
+
 def expected_candles(open_: time, close: time) -> int:
     """How many one-minute candles a full session from `open_` to `close` has (390 for 09:00-15:30)."""
     return (close.hour * 60 + close.minute) - (open_.hour * 60 + open_.minute)

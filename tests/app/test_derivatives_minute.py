@@ -20,6 +20,7 @@ from kis.rest import KisRestClient
 from runtime.clock import KST
 from store.postgres import migrate, upsert
 from store.tables import DOLPHA1_SIGNAL, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE, TABLES, to_table
+from tests.kis.test_rest_client import Recorder
 from tests.pg_server import postgres_server
 from tools.kis_sim.futures import Derivatives
 from tools.kis_sim.server import KisSimulator, SimConfig
@@ -64,6 +65,20 @@ def test_one_minute_of_futures_board_and_matrix(kis_sim: KisSimulator, client: K
         assert row["c_otm10"] == by_side_strike[("C", atm + 25.0)][field]
         assert row["p_itm2"] == by_side_strike[("P", atm + 5.0)][field]
         assert row["p_otm1"] == by_side_strike[("P", atm - 2.5)][field]
+
+
+def test_outside_the_session_there_is_no_minute_and_no_call(kis_sim: KisSimulator) -> None:
+    recorder = Recorder()
+    account = Account(app_key=SecretStr("PSjobKey"), app_secret=SecretStr("job-secret"))
+    outside = (datetime(2024, 3, 4, 8, 45, 30, tzinfo=KST), datetime(2024, 3, 4, 15, 46, 5, tzinfo=KST))
+    with KisRestClient(account, base_url=kis_sim.rest_url, clock=kis_sim.clock,
+                       limiters=RateLimiterRegistry(), session=recorder.session) as client:
+        for moment in outside:
+            kis_sim.clock.set(moment)
+            rows = derivatives_minute(client, kis_sim.clock)
+            assert all(batch == [] for batch in rows.tables.values())
+    recorder.session.close()
+    assert recorder.exchanges == []
 
 
 def test_the_rows_go_to_postgres_and_parquet_and_a_replay_writes_nothing(

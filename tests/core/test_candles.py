@@ -19,6 +19,7 @@ from core.candles import (
     Trade,
     candles_from_trades,
     expected_candles,
+    in_session,
     kst_minute,
     minute_ranges,
     missing_minutes,
@@ -91,6 +92,13 @@ def test_expected_candles_of_the_sessions() -> None:
     futures = session_minutes(DAY, FUTURES_OPEN, FUTURES_CLOSE)
     assert futures[0] == at(8, 45) and futures[-1] == at(15, 44)
     assert expected_candles(time(10, 0), STOCK_CLOSE) == 330  # the year's first day opens an hour late
+
+
+def test_in_session_counts_from_the_open_to_before_the_close() -> None:
+    stock, futures = (STOCK_OPEN, STOCK_CLOSE), (FUTURES_OPEN, FUTURES_CLOSE)
+    assert in_session(at(9, 0), *stock) and in_session(at(15, 29, 59), *stock)
+    assert not in_session(at(15, 30), *stock) and not in_session(at(8, 59), *stock)
+    assert in_session(at(8, 45), *futures) and not in_session(at(15, 45), *futures)
 
 
 def test_missing_minutes_and_their_ranges() -> None:
