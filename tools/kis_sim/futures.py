@@ -236,8 +236,9 @@ class Derivatives:
         previous = self.open - timedelta(days=1)
         return self.fair_price(listed, self.index.prev_level, previous.replace(hour=15, minute=45))
 
-    def _step(self, price: float) -> float:
-        return FUTURES_PRICE_STEP if price >= 10 else 0.01
+    @staticmethod
+    def _step(listed: Listed, price: float) -> float:
+        return FUTURES_PRICE_STEP if listed.kind is Kind.FUTURES else option_tick(price)
 
     def bars(self, listed: Listed, at: datetime) -> list[Bar]:
         """The contract's completed one-minute bars of the day as of `at`, oldest first."""
@@ -257,7 +258,7 @@ class Derivatives:
             start = self.open + minute * MINUTE
             rng = random.Random(f"fuop:{self.market.seed}:{self.day.isoformat()}:{listed.code}:{minute}")
             fair = self.fair_price(listed, self._index_at_close_of(minute), start + MINUTE)
-            step = self._step(fair)
+            step = self._step(listed, fair)
             noise = round_to(rng.gauss(0.0, 0.6) * step, step) if listed.kind is Kind.FUTURES else 0.0
             close = max(step, round(fair + noise, 2))
             open_ = previous
@@ -294,8 +295,7 @@ class Derivatives:
         if query["FID_HOUR_CLS_CODE"] != "60":
             raise _invalid("HOUR_CLS_CODE")
         listed = self.listed.get(query["FID_INPUT_ISCD"])
-        wanted = Kind.FUTURES if market_code == MARKET_FUTURES else None
-        if listed is None or (wanted is Kind.FUTURES) != (listed.kind is Kind.FUTURES):
+        if listed is None or (market_code == MARKET_FUTURES) != (listed.kind is Kind.FUTURES):
             raise QueryError(*NO_DATA)
         day_text, hour_text = query["FID_INPUT_DATE_1"], query["FID_INPUT_HOUR_1"]
         until = _until(day_text, hour_text, self.day)
@@ -346,7 +346,7 @@ class Derivatives:
             "futs_prdy_oprc": f"{prev:.2f}",
             "futs_prdy_hgpr": f"{prev:.2f}",
             "futs_prdy_lwpr": f"{prev:.2f}",
-            "futs_askp": f"{price + self._step(price):.2f}",
+            "futs_askp": f"{price + self._step(listed, price):.2f}",
             "futs_bidp": f"{price:.2f}",
             "basis": f"{price - spot:.2f}",
             "kospi200_nmix": f"{spot:.2f}",
