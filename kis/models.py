@@ -135,3 +135,55 @@ class MasterRecord(KisModel):
     preferred: bool
     listed_shares: int
     market_cap: int
+
+
+class FuopBar(KisModel):
+    """One minute of a KOSPI200 futures or option contract (inquire-time-fuopchartprice output2); prices in
+    index points, `time` the bar's KST start as KIS reports it."""
+
+    code: str
+    time: AwareDatetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+
+
+class FuopChart(KisModel):
+    """A futures or option contract's state (output1) and its one-minute bars, oldest first. `index` is the
+    KOSPI200 level KIS reports beside it (kospi200_nmix), the options' underlying."""
+
+    code: str
+    name: str
+    price: float
+    prev_close: float
+    index: float
+    volume: int
+    open_interest: int
+    bars: tuple[FuopBar, ...]
+
+
+class OptionQuote(KisModel):
+    """One strike of one side of display-board-callput. `iv` in percent (hts_ints_vltl) as KIS prints it."""
+
+    code: str
+    strike: float
+    price: float
+    theoretical: float
+    iv: float
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+    open_interest: int
+    volume: int
+    moneyness: str
+
+
+class OptionBoard(KisModel):
+    """The call/put board of one option month (YYYYMM): calls and puts as KIS lists them."""
+
+    month: str
+    calls: tuple[OptionQuote, ...]
+    puts: tuple[OptionQuote, ...]

@@ -21,10 +21,17 @@ MINUTE_BARS_PATH = f"{QUOTATIONS}/inquire-time-itemchartprice"
 DAILY_BARS_PATH = f"{QUOTATIONS}/inquire-daily-itemchartprice"
 VOLUME_RANK_PATH = f"{QUOTATIONS}/volume-rank"
 BALANCE_PATH = "/uapi/domestic-stock/v1/trading/inquire-balance"
+FUTUREOPTION_QUOTATIONS = "/uapi/domestic-futureoption/v1/quotations"
+FUOP_MINUTE_BARS_PATH = f"{FUTUREOPTION_QUOTATIONS}/inquire-time-fuopchartprice"
+OPTION_BOARD_PATH = f"{FUTUREOPTION_QUOTATIONS}/display-board-callput"
 
 MULTI_PRICE_MAX_SYMBOLS = 30
 MINUTE_BARS_PER_CALL = 30
 DAILY_BARS_PER_CALL = 100
+FUOP_MINUTE_BARS_PER_CALL = 102
+"""inquire-time-fuopchartprice answers at most 102 bars a call (KIS's documentation)."""
+OPTION_BOARD_MAX_ROWS = 100
+"""display-board-callput answers at most 100 calls (output1) and 100 puts (output2)."""
 MAX_REGISTRATIONS_PER_KEY = 41
 
 
@@ -34,6 +41,8 @@ class TrId(StrEnum):
     MINUTE_BARS = "FHKST03010200"
     DAILY_BARS = "FHKST03010100"
     VOLUME_RANK = "FHPST01710000"
+    FUOP_MINUTE_BARS = "FHKIF03020200"
+    OPTION_BOARD = "FHPIF05030100"
     BALANCE_REAL = "TTTC8434R"
     BALANCE_PAPER = "VTTC8434R"
     HOLIDAY = "CTCA0903R"

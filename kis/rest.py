@@ -34,7 +34,19 @@ from kis.errors import (
     decode_body,
     error_from_payload,
 )
-from kis.models import AccessToken, ApprovalKey, DailyBar, Holding, MinuteBar, MultiQuote, Quote
+from kis.models import (
+    AccessToken,
+    ApprovalKey,
+    DailyBar,
+    FuopBar,
+    FuopChart,
+    Holding,
+    MinuteBar,
+    MultiQuote,
+    OptionBoard,
+    OptionQuote,
+    Quote,
+)
 from kis.protocol import TrId
 from kis.ratelimit import PROCESS_LIMITERS, RateLimiterRegistry, rate_for
 from runtime.clock import KST, Clock, SystemClock
@@ -47,6 +59,12 @@ NEXT_PAGE = "N"
 MARKET_CAP_UNIT = 100_000_000
 """inquire-price `hts_avls` is in 억원 (100 million KRW)."""
 _SYMBOL = re.compile(r"^[0-9A-Z]{6}$")
+_FUOP_CODE = re.compile(r"^[1-3][0-9A-Z]{5}([0-9]{3})?$")
+"""A KIS futures (101W09) or option (201W09340) short code."""
+_OPTION_MONTH = re.compile(r"^20[0-9]{2}(0[1-9]|1[0-2])$")
+MARKET_INDEX_FUTURES, MARKET_INDEX_OPTIONS = "F", "O"
+OPTION_BOARD_SCREEN = "20503"
+"""FID_COND_SCR_DIV_CODE of display-board-callput: KIS's HTS screen [0503]."""
 _KIS_TIME = "%Y-%m-%d %H:%M:%S"
 
 
@@ -306,6 +324,89 @@ class KisRestClient:
                 break
             cursor = previous
         return sorted((bar for bar in bars.values() if start <= bar.day <= end), key=lambda bar: bar.day)
+
+    def fuop_minute_bars(
+        self,
+        code: str,
+        *,
+        until: datetime | None = None,
+        since: datetime | None = None,
+        max_pages: int = 10,
+    ) -> FuopChart:
+        """inquire-time-fuopchartprice: a KOSPI200 futures or option contract's one-minute bars from `since`
+        to `until` (inclusive, default: now), oldest first, with the contract's state from the newest page.
+
+        KIS answers at most 102 bars per call, newest first, ending at FID_INPUT_DATE_1/FID_INPUT_HOUR_1; the
+        client pages back one minute before the oldest bar until `since`, a short page, or no progress.
+        """
+        if not isinstance(code, str) or not _FUOP_CODE.match(code):
+            raise ValueError(f"not a KIS futures or option code (e.g. 101W09, 201W09340): {code!r}")
+        path = protocol.FUOP_MINUTE_BARS_PATH
+        market = MARKET_INDEX_FUTURES if code.startswith("1") else MARKET_INDEX_OPTIONS
+        end = (until or self._clock.now()).astimezone(KST).replace(microsecond=0)
+        cursor = end
+        bars: dict[datetime, FuopBar] = {}
+        summary: dict[str, Any] = {}
+        for _ in range(max_pages):
+            params = {
+                "FID_COND_MRKT_DIV_CODE": market,
+                "FID_INPUT_ISCD": code,
+                "FID_HOUR_CLS_CODE": "60",
+                "FID_PW_DATA_INCU_YN": "Y",
+                "FID_FAKE_TICK_INCU_YN": "N",
+                "FID_INPUT_DATE_1": cursor.strftime("%Y%m%d"),
+                "FID_INPUT_HOUR_1": cursor.strftime("%H%M%S"),
+            }
+            reply = self._call("GET", path, tr_id=TrId.FUOP_MINUTE_BARS, params=params)
+            summary = summary or _output_object(reply.body, "output1", path)
+            page = [_fuop_bar(code, _Row(row, path)) for row in _output_rows(reply.body, "output2", path)]
+            page = [bar for bar in page if bar is not None]
+            for bar in page:
+                bars.setdefault(bar.time, bar)
+            if len(page) < protocol.FUOP_MINUTE_BARS_PER_CALL:
+                break
+            oldest = min(bar.time for bar in page)
+            if since is not None and oldest <= since:
+                break
+            previous = oldest - timedelta(minutes=1)
+            if previous >= cursor:
+                break
+            cursor = previous
+        chosen = sorted(
+            (bar for bar in bars.values() if bar.time <= end and (since is None or bar.time >= since)),
+            key=lambda bar: bar.time,
+        )
+        row = _Row(summary, path)
+        return FuopChart(
+            code=code,
+            name=row.text("hts_kor_isnm"),
+            price=row.number("futs_prpr"),
+            prev_close=row.number("futs_prdy_clpr"),
+            index=row.number("kospi200_nmix"),
+            volume=row.integer("acml_vol"),
+            open_interest=row.integer("hts_otst_stpl_qty"),
+            bars=tuple(chosen),
+        )
+
+    def option_board(self, month: str) -> OptionBoard:
+        """display-board-callput (real accounts only): the calls and puts of one KOSPI200 option month
+        (YYYYMM), every listed strike KIS answers (at most 100 a side). KIS asks for at most one call a
+        second; the caller paces it (the minute job makes one a minute)."""
+        if not isinstance(month, str) or not _OPTION_MONTH.match(month):
+            raise ValueError(f"not an option month YYYYMM: {month!r}")
+        path = protocol.OPTION_BOARD_PATH
+        params = {
+            "FID_COND_MRKT_DIV_CODE": MARKET_INDEX_OPTIONS,
+            "FID_COND_SCR_DIV_CODE": OPTION_BOARD_SCREEN,
+            "FID_MRKT_CLS_CODE": "CO",
+            "FID_MTRT_CNT": month,
+            "FID_MRKT_CLS_CODE1": "PO",
+            "FID_COND_MRKT_CLS_CODE": "",
+        }
+        reply = self._call("GET", path, tr_id=TrId.OPTION_BOARD, params=params)
+        calls = tuple(_option_quote(_Row(row, path)) for row in _output_rows(reply.body, "output1", path))
+        puts = tuple(_option_quote(_Row(row, path)) for row in _output_rows(reply.body, "output2", path))
+        return OptionBoard(month=month, calls=calls, puts=puts)
 
     # --- account ----------------------------------------------------------------------------------
 
@@ -619,8 +720,8 @@ def _kis_date(row: _Row, key: str) -> date | None:
         raise row.bad(key, f"is not a YYYYMMDD date: {text[:20]!r}") from None
 
 
-def _minute_bar(symbol: str, row: _Row) -> MinuteBar | None:
-    """A bar, or None for KIS's blank filler rows."""
+def _bar_time(row: _Row) -> datetime | None:
+    """A bar's KST time from stck_bsop_date and stck_cntg_hour, or None for KIS's blank filler rows."""
     day = _kis_date(row, "stck_bsop_date")
     hour = row.text("stck_cntg_hour")
     if day is None or not hour:
@@ -632,15 +733,56 @@ def _minute_bar(symbol: str, row: _Row) -> MinuteBar | None:
         moment = clock_time(int(digits[:2]), int(digits[2:4]), int(digits[4:]))
     except ValueError:
         raise row.bad("stck_cntg_hour", f"is not a HHMMSS time: {hour[:20]!r}") from None
+    return datetime.combine(day, moment, tzinfo=KST)
+
+
+def _minute_bar(symbol: str, row: _Row) -> MinuteBar | None:
+    """A bar, or None for KIS's blank filler rows."""
+    moment = _bar_time(row)
+    if moment is None:
+        return None
     return MinuteBar(
         symbol=symbol,
-        time=datetime.combine(day, moment, tzinfo=KST),
+        time=moment,
         open=row.integer("stck_oprc"),
         high=row.integer("stck_hgpr"),
         low=row.integer("stck_lwpr"),
         close=row.integer("stck_prpr", required=True),
         volume=row.integer("cntg_vol"),
         value=row.integer("acml_tr_pbmn"),
+    )
+
+
+def _fuop_bar(code: str, row: _Row) -> FuopBar | None:
+    """A futures or option bar, or None for KIS's blank filler rows."""
+    moment = _bar_time(row)
+    if moment is None:
+        return None
+    return FuopBar(
+        code=code,
+        time=moment,
+        open=row.number("futs_oprc"),
+        high=row.number("futs_hgpr"),
+        low=row.number("futs_lwpr"),
+        close=row.number("futs_prpr"),
+        volume=row.integer("cntg_vol"),
+    )
+
+
+def _option_quote(row: _Row) -> OptionQuote:
+    return OptionQuote(
+        code=row.text("optn_shrn_iscd", required=True),
+        strike=row.number("acpr"),
+        price=row.number("optn_prpr"),
+        theoretical=row.number("hts_thpr"),
+        iv=row.number("hts_ints_vltl"),
+        delta=row.number("delta_val"),
+        gamma=row.number("gama"),
+        vega=row.number("vega"),
+        theta=row.number("theta"),
+        open_interest=row.integer("hts_otst_stpl_qty"),
+        volume=row.integer("acml_vol"),
+        moneyness=row.text("atm_cls_name"),
     )
 
 

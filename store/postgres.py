@@ -5,17 +5,36 @@ Migrations are numbered SQL scripts applied in order inside one transaction each
 NOTHING`, keyed on what identifies a trade (symbol, venue, time, source and the day's cumulative volume,
 which grows with every trade); `system_status` is the earlier pipeline's table of one row per component. When
 the TimescaleDB extension is available, `ticks` becomes a hypertable on its exchange time.
+
+The earlier pipeline's tables (migration 2) are written by `upsert`, keyed as `store.tables.KEYS` says: a row
+already there with the same values is left alone, a row whose values changed (a tick-built candle replaced
+by KIS's bar) is updated, so a replay writes nothing twice. Their timestamps are KST wall time without a zone
+(`store.tables.kst_wall_time`). Another underlying's `futures_{sym3}` or `option_matrices_{underlying}` is
+created on first use like the KOSPI200 one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 
-from store.tables import TICKS
+from store.tables import (
+    FUTURES,
+    KEYS,
+    KOSPI200_FUTURES_TABLE,
+    KOSPI200_MATRIX_TABLE,
+    OPTION_MATRIX,
+    TABLES,
+    TICKS,
+    from_kst_wall_time,
+    futures_table,
+    kst_wall_time,
+    matrix_table,
+)
 
 MIGRATIONS: Sequence[str] = (
     """
@@ -53,6 +72,85 @@ MIGRATIONS: Sequence[str] = (
         last_data_time timestamptz,
         updated_at timestamptz NOT NULL
     );
+    """,
+    """
+    CREATE TABLE stocks_1m (
+        timestamp timestamp NOT NULL,
+        symbol text NOT NULL,
+        timeframe text NOT NULL,
+        open bigint,
+        high bigint,
+        low bigint,
+        close bigint,
+        volume bigint,
+        source text,
+        PRIMARY KEY (timestamp, symbol, timeframe)
+    );
+    CREATE INDEX stocks_1m_symbol_time ON stocks_1m (symbol, timestamp);
+    CREATE TABLE futures_101 (
+        timestamp timestamp NOT NULL,
+        symbol text NOT NULL,
+        open double precision,
+        high double precision,
+        low double precision,
+        close double precision,
+        volume bigint,
+        PRIMARY KEY (timestamp, symbol)
+    );
+    CREATE TABLE option_chain_raw (
+        timestamp timestamp NOT NULL,
+        underlying text,
+        month text,
+        code text NOT NULL,
+        side text,
+        strike double precision,
+        price double precision,
+        theoretical double precision,
+        iv double precision,
+        delta double precision,
+        gamma double precision,
+        vega double precision,
+        theta double precision,
+        open_interest bigint,
+        volume bigint,
+        PRIMARY KEY (timestamp, code)
+    );
+    CREATE TABLE option_matrices_kospi200 (
+        timestamp timestamp NOT NULL,
+        underlying_symbol text NOT NULL,
+        metric_type text NOT NULL,
+        underlying_price double precision,
+        atm_strike double precision,
+        c_itm10 double precision, c_itm9 double precision, c_itm8 double precision, c_itm7 double precision,
+        c_itm6 double precision, c_itm5 double precision, c_itm4 double precision, c_itm3 double precision,
+        c_itm2 double precision, c_itm1 double precision, c_atm double precision, c_otm1 double precision,
+        c_otm2 double precision, c_otm3 double precision, c_otm4 double precision, c_otm5 double precision,
+        c_otm6 double precision, c_otm7 double precision, c_otm8 double precision, c_otm9 double precision,
+        c_otm10 double precision,
+        p_itm10 double precision, p_itm9 double precision, p_itm8 double precision, p_itm7 double precision,
+        p_itm6 double precision, p_itm5 double precision, p_itm4 double precision, p_itm3 double precision,
+        p_itm2 double precision, p_itm1 double precision, p_atm double precision, p_otm1 double precision,
+        p_otm2 double precision, p_otm3 double precision, p_otm4 double precision, p_otm5 double precision,
+        p_otm6 double precision, p_otm7 double precision, p_otm8 double precision, p_otm9 double precision,
+        p_otm10 double precision,
+        PRIMARY KEY (timestamp, underlying_symbol, metric_type)
+    );
+    CREATE TABLE dolpha1_signal (
+        timestamp timestamp NOT NULL,
+        symbol text NOT NULL,
+        close double precision,
+        vwap double precision,
+        atr double precision,
+        monitor_upper double precision,
+        monitor_lower double precision,
+        trade_upper double precision,
+        trade_lower double precision,
+        level text,
+        side text,
+        changed boolean,
+        PRIMARY KEY (timestamp, symbol)
+    );
+    CREATE INDEX dolpha1_signal_symbol_time ON dolpha1_signal (symbol, timestamp);
     """,
 )
 """Migration N is `MIGRATIONS[N - 1]`; append, never edit one that has shipped."""
@@ -106,6 +204,80 @@ def _tick_value(row: Mapping[str, Any], column: str) -> Any:
         return ""
     if column in ("price", "open", "high", "low", "close") and isinstance(value, float):
         return int(value)
+    return value
+
+
+def upsert(conn: psycopg.Connection[Any], table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert or update rows of an earlier-pipeline table (`stocks_1m`, `futures_{sym3}`,
+    `option_chain_raw`, `option_matrices_{underlying}`, `dolpha1_signal`); how many rows were new or changed.
+    Within one batch the last row of a key wins."""
+    schema, key = _layout(table)
+    columns = schema.names
+    latest: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        values = [_pipeline_value(row, field.name, field.type) for field in schema]
+        latest[tuple(values[columns.index(name)] for name in key)] = values
+    with conn.transaction():
+        if table not in TABLES:
+            template = KOSPI200_FUTURES_TABLE if schema is FUTURES else KOSPI200_MATRIX_TABLE
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (LIKE {template} INCLUDING ALL)")
+        conn.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
+        with conn.cursor().copy(f"COPY incoming ({', '.join(columns)}) FROM STDIN") as copy:
+            for values in latest.values():
+                copy.write_row(values)
+        rest = [name for name in columns if name not in key]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in rest)
+        mine = ", ".join(f"{table}.{name}" for name in rest)
+        theirs = ", ".join(f"excluded.{name}" for name in rest)
+        cursor = conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM incoming"
+            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+            f" WHERE ({mine}) IS DISTINCT FROM ({theirs})"
+        )
+        return cursor.rowcount
+
+
+def stored_minutes(conn: psycopg.Connection[Any], table: str, symbol: str, day: date) -> list[datetime]:
+    """The aware KST minutes `symbol` has rows for in an earlier-pipeline table on `day`, in order."""
+    schema, _key = _layout(table)  # the name goes into SQL: only a pipeline table's
+    if "symbol" not in schema.names:
+        raise ValueError(f"{table} has no symbol column")
+    start = datetime.combine(day, datetime.min.time())
+    rows = conn.execute(
+        f"SELECT DISTINCT timestamp FROM {table} WHERE symbol = %s AND timestamp >= %s AND timestamp < %s"
+        " ORDER BY timestamp",
+        (symbol, start, start + timedelta(days=1)),
+    ).fetchall()
+    return [from_kst_wall_time(row[0]) for row in rows]
+
+
+def _layout(table: str) -> tuple[pa.Schema, tuple[str, ...]]:
+    """The schema and key of an earlier-pipeline table, dynamic names included (checked: they go into SQL)."""
+    if table in KEYS:
+        return TABLES[table], KEYS[table]
+    futures, matrices = "futures_", "option_matrices_"
+    try:
+        if table.startswith(futures) and len(table) == len(futures) + 3 and futures_table(table[8:]) == table:
+            return FUTURES, KEYS[KOSPI200_FUTURES_TABLE]
+        if table.startswith(matrices) and matrix_table(table[len(matrices) :]) == table:
+            return OPTION_MATRIX, KEYS[KOSPI200_MATRIX_TABLE]
+    except ValueError:
+        pass
+    raise ValueError(f"{table!r} is not a table of the earlier pipeline")
+
+
+def _pipeline_value(row: Mapping[str, Any], column: str, kind: pa.DataType) -> Any:
+    value = row.get(column)
+    if value is None:
+        return None
+    if pa.types.is_timestamp(kind):
+        return kst_wall_time(value)
+    if pa.types.is_integer(kind):
+        return int(value)
+    if pa.types.is_floating(kind):
+        return float(value)
+    if pa.types.is_string(kind):
+        return str(value)
     return value
 
 

@@ -3,16 +3,29 @@
 Symbols are text (KRX codes keep their leading zeros), times are timestamps in the KST zone, prices and
 volumes are integers of KRW and shares as KIS sends them. A row is the JSON dict of a journal line or of a
 spine message; `to_table` casts a batch of them, and every column a row lacks is null.
+
+The earlier pipeline's tables (realtime_pipeline_ht_api.md: `stocks_1m`, `futures_{sym3}`,
+`option_chain_raw`, `option_matrices_{underlying}`, `dolpha1_signal`) keep that document's time policy:
+timestamps are KST wall time without a zone (`KST_WALL`), converted from aware times by `kst_wall_time`
+and nowhere else; the rest of the observer stays zone-aware. Futures prices are index points (floats).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from core.option_matrix import column_names
+
+KST = ZoneInfo("Asia/Seoul")
 KST_TIMESTAMP = pa.timestamp("us", tz="Asia/Seoul")
+KST_WALL = pa.timestamp("us")
+"""A KST wall time without a zone: the earlier pipeline's TIMESTAMP columns."""
 
 TICKS = pa.schema(
     [
@@ -40,10 +53,148 @@ TICKS = pa.schema(
 )
 """Streamed ticks (`source` "ws") and back-filled minute bars (`source` "recovery", with OHLC and the gap)."""
 
-TABLES: Mapping[str, pa.Schema] = {"ticks": TICKS}
+STOCKS_1M = pa.schema(
+    [
+        ("timestamp", KST_WALL),
+        ("symbol", pa.string()),
+        ("timeframe", pa.string()),
+        ("open", pa.int64()),
+        ("high", pa.int64()),
+        ("low", pa.int64()),
+        ("close", pa.int64()),
+        ("volume", pa.int64()),
+        ("source", pa.string()),
+    ]
+)
+"""Stock minute candles keyed by (timestamp, symbol, timeframe); `source` "ticks" or "kis" (the bar won)."""
 
-TIME_COLUMN: Mapping[str, str] = {"ticks": "exchange_time"}
+FUTURES = pa.schema(
+    [
+        ("timestamp", KST_WALL),
+        ("symbol", pa.string()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.int64()),
+    ]
+)
+"""One underlying's futures minute candles (`futures_{sym3}`), front and next month, keyed by (timestamp,
+symbol)."""
+
+OPTION_CHAIN_RAW = pa.schema(
+    [
+        ("timestamp", KST_WALL),
+        ("underlying", pa.string()),
+        ("month", pa.string()),
+        ("code", pa.string()),
+        ("side", pa.string()),
+        ("strike", pa.float64()),
+        ("price", pa.float64()),
+        ("theoretical", pa.float64()),
+        ("iv", pa.float64()),
+        ("delta", pa.float64()),
+        ("gamma", pa.float64()),
+        ("vega", pa.float64()),
+        ("theta", pa.float64()),
+        ("open_interest", pa.int64()),
+        ("volume", pa.int64()),
+    ]
+)
+"""Each minute's option board as it came, one row per contract, keyed by (timestamp, code)."""
+
+OPTION_MATRIX = pa.schema(
+    [
+        ("timestamp", KST_WALL),
+        ("underlying_symbol", pa.string()),
+        ("metric_type", pa.string()),
+        ("underlying_price", pa.float64()),
+        ("atm_strike", pa.float64()),
+        *((name, pa.float64()) for name in column_names()),
+    ]
+)
+"""One underlying's matrices (`option_matrices_{underlying}`) keyed by (timestamp, underlying_symbol,
+metric_type), columns c_/p_ from deep ITM through ATM to deep OTM."""
+
+DOLPHA1_SIGNAL = pa.schema(
+    [
+        ("timestamp", KST_WALL),
+        ("symbol", pa.string()),
+        ("close", pa.float64()),
+        ("vwap", pa.float64()),
+        ("atr", pa.float64()),
+        ("monitor_upper", pa.float64()),
+        ("monitor_lower", pa.float64()),
+        ("trade_upper", pa.float64()),
+        ("trade_lower", pa.float64()),
+        ("level", pa.string()),
+        ("side", pa.string()),
+        ("changed", pa.bool_()),
+    ]
+)
+"""dolpha1's features and signal per symbol and minute, keyed by (timestamp, symbol)."""
+
+KOSPI200_FUTURES_TABLE = "futures_101"
+KOSPI200_MATRIX_TABLE = "option_matrices_kospi200"
+_TABLE_PART = re.compile(r"^[0-9a-z]{1,32}$")
+
+TABLES: Mapping[str, pa.Schema] = {
+    "ticks": TICKS,
+    "stocks_1m": STOCKS_1M,
+    KOSPI200_FUTURES_TABLE: FUTURES,
+    "option_chain_raw": OPTION_CHAIN_RAW,
+    KOSPI200_MATRIX_TABLE: OPTION_MATRIX,
+    "dolpha1_signal": DOLPHA1_SIGNAL,
+}
+
+TIME_COLUMN: Mapping[str, str] = {
+    name: "exchange_time" if name == "ticks" else "timestamp" for name in TABLES
+}
 """The column a table's rows are ordered and partitioned by."""
+
+KEYS: Mapping[str, tuple[str, ...]] = {
+    "stocks_1m": ("timestamp", "symbol", "timeframe"),
+    KOSPI200_FUTURES_TABLE: ("timestamp", "symbol"),
+    "option_chain_raw": ("timestamp", "code"),
+    KOSPI200_MATRIX_TABLE: ("timestamp", "underlying_symbol", "metric_type"),
+    "dolpha1_signal": ("timestamp", "symbol"),
+}
+"""What identifies a row of each earlier-pipeline table: an upsert's conflict target."""
+
+
+def futures_table(code: str) -> str:
+    """The table of a futures code's underlying, named by the code's first three characters (101W09 ->
+    futures_101, the KOSPI200 futures)."""
+    return _table_name("futures", code[:3] if len(code) >= 3 else code)
+
+
+def matrix_table(underlying: str) -> str:
+    """The matrix table of an underlying (KOSPI200 -> option_matrices_kospi200)."""
+    return _table_name("option_matrices", underlying)
+
+
+def _table_name(prefix: str, part: str) -> str:
+    part = part.lower()
+    if not _TABLE_PART.match(part):
+        raise ValueError(f"{prefix}: {part!r} is no table name part (1 to 32 letters or digits)")
+    return f"{prefix}_{part}"
+
+
+def kst_wall_time(moment: datetime | str) -> datetime:
+    """An aware time (or ISO 8601 text with its offset) as KST wall time without a zone: the one place the
+    earlier pipeline's tables get their timestamps from. A time without a zone is refused, not guessed."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment.isoformat()} has no zone; pass an aware time")
+    return moment.astimezone(KST).replace(tzinfo=None)
+
+
+def from_kst_wall_time(wall: datetime) -> datetime:
+    """A wall timestamp read back from those tables as the aware KST time it stands for (the inverse)."""
+    if wall.tzinfo is not None:
+        raise ValueError(f"{wall.isoformat()} already has a zone; the pipeline's tables hold wall times")
+    return wall.replace(tzinfo=KST)
 
 
 def to_table(schema: pa.Schema, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
@@ -55,7 +206,10 @@ def to_table(schema: pa.Schema, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     columns = []
     for field in schema:
         values = [row.get(field.name) for row in rows]
-        if pa.types.is_timestamp(field.type):
+        if pa.types.is_timestamp(field.type) and field.type.tz is None:
+            walls = [None if value is None else kst_wall_time(value) for value in values]
+            column = pa.array(walls, field.type)
+        elif pa.types.is_timestamp(field.type):
             column = pa.array(values, pa.string()).cast(field.type)
         elif pa.types.is_integer(field.type):
             column = pa.array([None if value is None else _whole(value, field.name) for value in values])

@@ -16,7 +16,7 @@ from tools.kis_sim.server import KisSimulator
 def test_the_simulator_passes_every_conformance_check(kis_sim: KisSimulator) -> None:
     results = check_server(kis_sim.rest_url, kis_sim.ws_url, "CONFORMANCE-KEY", "CONFORMANCE-SECRET")
     assert [result.check for result in results if not result.passed] == [], results
-    assert len(results) == 10
+    assert len(results) == 12
 
 
 def test_a_client_in_the_style_of_kis_sample_reads_the_simulators_headers(kis_sim: KisSimulator) -> None:
@@ -50,7 +50,7 @@ def test_kis_sample_style_reading_fails_on_an_all_lower_case_content_type() -> N
 def test_the_script_checks_its_own_simulator_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert conformance.main([]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == "10 of 10 checks passed"
+    assert lines[-1] == "12 of 12 checks passed"
     assert all(line.startswith("ok    ") for line in lines[:-1])
 
 

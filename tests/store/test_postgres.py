@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from runtime.clock import KST
-from store.postgres import MIGRATIONS, insert_ticks, migrate, set_status
+from store.postgres import MIGRATIONS, insert_ticks, migrate, set_status, upsert
 from tests.pg_server import PostgresServer, postgres_server
 
 DAY = date(2026, 9, 14)
@@ -72,3 +72,67 @@ def test_system_status_keeps_one_current_row_per_component(conn: psycopg.Connect
     set_status(conn, "store", "waiting", now=now, message=json.dumps({"lag": 3}), data_count=12)
     rows = conn.execute("SELECT component, status, data_count, last_data_time FROM system_status").fetchall()
     assert rows == [("store", "waiting", 12, None)]
+
+
+def candle(minute: int, close: int, volume: int, source: str = "ticks") -> dict[str, object]:
+    return {"timestamp": datetime(2026, 9, 14, 9, minute, tzinfo=KST), "symbol": "005930", "timeframe": "1m",
+            "open": 70000, "high": 70500, "low": 69900, "close": close, "volume": volume, "source": source}
+
+
+def test_pipeline_tables_are_migration_2_with_wall_timestamps(conn: psycopg.Connection) -> None:
+    assert migrate(conn) == len(MIGRATIONS) >= 2
+    kinds = dict(conn.execute(
+        "SELECT table_name, data_type FROM information_schema.columns WHERE column_name = 'timestamp'"
+    ).fetchall())
+    assert kinds == {name: "timestamp without time zone" for name in (
+        "stocks_1m", "futures_101", "option_chain_raw", "option_matrices_kospi200", "dolpha1_signal")}
+
+
+def test_a_candle_replay_writes_nothing_twice_and_kis_bars_replace_tick_candles(
+    conn: psycopg.Connection,
+) -> None:
+    migrate(conn)
+    conn.execute("SET TIME ZONE 'UTC'")  # the wall time must not depend on the session's zone
+    rows = [candle(minute, 70000 + minute, 10 + minute) for minute in range(30)]
+    assert upsert(conn, "stocks_1m", rows[:20]) == 20
+    assert upsert(conn, "stocks_1m", rows) == 10
+    assert upsert(conn, "stocks_1m", rows) == 0
+    assert upsert(conn, "stocks_1m", [candle(5, 70005, 19, "kis")]) == 1  # KIS's bar won: more volume
+    stored = conn.execute(
+        "SELECT timestamp, close, volume, source FROM stocks_1m WHERE timestamp = '2026-09-14 09:05'"
+    ).fetchall()
+    assert stored == [(datetime(2026, 9, 14, 9, 5), 70005, 19, "kis")]
+    assert conn.execute("SELECT count(*) FROM stocks_1m").fetchone() == (30,)
+
+
+def test_the_last_row_of_a_key_in_one_batch_wins(conn: psycopg.Connection) -> None:
+    migrate(conn)
+    assert upsert(conn, "stocks_1m", [candle(0, 70000, 1), candle(0, 70100, 2)]) == 1
+    assert conn.execute("SELECT close, volume FROM stocks_1m").fetchall() == [(70100, 2)]
+
+
+def test_futures_of_another_underlying_get_their_own_table(conn: psycopg.Connection) -> None:
+    migrate(conn)
+    bar = {"timestamp": "2026-09-14T08:45:00+09:00", "symbol": "105W12", "open": 1850.5, "high": 1851.0,
+           "low": 1849.5, "close": 1850.0, "volume": 12}
+    assert upsert(conn, "futures_105", [bar]) == 1
+    assert upsert(conn, "futures_105", [bar]) == 0
+    assert conn.execute("SELECT timestamp, close FROM futures_105").fetchall() == \
+        [(datetime(2026, 9, 14, 8, 45), 1850.0)]
+    for bad in ("futures_1; DROP TABLE ticks", "futures_1010", "ticks", "option_matrices_Bad"):
+        with pytest.raises(ValueError, match="not a table"):
+            upsert(conn, bad, [bar])
+
+
+def test_matrix_rows_are_keyed_by_time_underlying_and_metric(conn: psycopg.Connection) -> None:
+    migrate(conn)
+    at = datetime(2026, 9, 14, 10, 15, tzinfo=KST)
+    rows = [{"timestamp": at, "underlying_symbol": "KOSPI200", "metric_type": metric,
+             "underlying_price": 351.3, "atm_strike": 352.5, "c_atm": 1.61, "p_atm": 2.14, "c_itm10": None}
+            for metric in ("price", "iv", "delta", "open_interest", "volume")]
+    assert upsert(conn, "option_matrices_kospi200", rows) == 5
+    assert upsert(conn, "option_matrices_kospi200", rows) == 0
+    assert upsert(conn, "option_matrices_kospi200", [{**rows[0], "c_atm": 1.7}]) == 1
+    assert conn.execute(
+        "SELECT c_atm, c_itm10 FROM option_matrices_kospi200 WHERE metric_type = 'price'"
+    ).fetchall() == [(1.7, None)]

@@ -29,6 +29,7 @@ from typing import Any
 import requests
 import websocket
 
+from core.derivatives import futures_pair, option_months
 from tools.kis_sim.listings import tick_size
 
 
@@ -101,7 +102,27 @@ DAILY_PRICE_FIELDS = _fields(
     "prdy_vrss_sign prdy_ctrt hts_frgn_ehrt frgn_ntby_qty flng_cls_code acml_prtt_rate"
 )
 
+# examples_llm/domestic_futureoption/<endpoint>/chk_<endpoint>.py (COLUMN_MAPPING)
+FUOP_CHART_OUTPUT1 = _fields(
+    "futs_prdy_vrss prdy_vrss_sign futs_prdy_ctrt futs_prdy_clpr prdy_nmix acml_vol acml_tr_pbmn "
+    "hts_kor_isnm futs_prpr futs_shrn_iscd prdy_vol futs_mxpr futs_llam futs_oprc futs_hgpr futs_lwpr "
+    "futs_prdy_oprc "
+    "futs_prdy_hgpr futs_prdy_lwpr futs_askp futs_bidp basis kospi200_nmix kospi200_prdy_vrss "
+    "kospi200_prdy_ctrt kospi200_prdy_vrss_sign hts_otst_stpl_qty otst_stpl_qty_icdc tday_rltv hts_thpr dprt"
+)
+FUOP_CHART_OUTPUT2 = _fields(
+    "stck_bsop_date stck_cntg_hour futs_prpr futs_oprc futs_hgpr futs_lwpr cntg_vol acml_tr_pbmn"
+)
+OPTION_BOARD_FIELDS = _fields(
+    "acpr unch_prpr optn_shrn_iscd optn_prpr optn_prdy_vrss prdy_vrss_sign optn_prdy_ctrt optn_bidp "
+    "optn_askp tmvl_val nmix_sdpr acml_vol seln_rsqn shnu_rsqn acml_tr_pbmn hts_otst_stpl_qty "
+    "otst_stpl_qty_icdc "
+    "delta_val gama vega theta rho hts_ints_vltl invl_val esdg dprt hist_vltl hts_thpr optn_oprc optn_hgpr "
+    "optn_lwpr optn_mxpr optn_llam atm_cls_name rgbf_vrss_icdc"
+)
+
 QUOTATIONS = "/uapi/domestic-stock/v1/quotations"
+FUOP_QUOTATIONS = "/uapi/domestic-futureoption/v1/quotations"
 SYMBOL = "005930"
 KIS_RESPONSE_HEADERS = ("tr_id", "tr_cont", "gt_uid")
 
@@ -286,6 +307,40 @@ def rest_checks(client: SampleStyleClient) -> Iterator[tuple[str, Callable[[], N
             _missing(answer.body.output1[0], BALANCE_OUTPUT1, "inquire-balance output1 row")
             _missing(answer.body.output2[0], BALANCE_OUTPUT2, "inquire-balance output2 row")
 
+    def trading_day() -> date:
+        """The server's trading date, from the newest row of inquire-daily-price."""
+        params = {**_price_params(), "FID_PERIOD_DIV_CODE": "D", "FID_ORG_ADJ_PRC": "1"}
+        output = client.get(f"{QUOTATIONS}/inquire-daily-price", "FHKST01010400", params).body.output
+        text = output[0]["stck_bsop_date"]
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+
+    def fuop_minute_bars() -> None:
+        day = trading_day()
+        code = futures_pair(day)[0].futures_code
+        params = {
+            "FID_COND_MRKT_DIV_CODE": "F", "FID_INPUT_ISCD": code, "FID_HOUR_CLS_CODE": "60",
+            "FID_PW_DATA_INCU_YN": "Y", "FID_FAKE_TICK_INCU_YN": "N",
+            "FID_INPUT_DATE_1": day.strftime("%Y%m%d"), "FID_INPUT_HOUR_1": "235959",
+        }  # fmt: skip
+        answer = client.get(f"{FUOP_QUOTATIONS}/inquire-time-fuopchartprice", "FHKIF03020200", params)
+        _envelope(answer, f"inquire-time-fuopchartprice ({code})")
+        _missing(answer.body.output1, FUOP_CHART_OUTPUT1, "inquire-time-fuopchartprice output1")
+        _require(bool(answer.body.output2), f"inquire-time-fuopchartprice {code} answered no bars")
+        _missing(answer.body.output2[0], FUOP_CHART_OUTPUT2, "inquire-time-fuopchartprice output2 row")
+
+    def option_board() -> None:
+        month = option_months(trading_day())[0].option_month
+        params = {
+            "FID_COND_MRKT_DIV_CODE": "O", "FID_COND_SCR_DIV_CODE": "20503", "FID_MRKT_CLS_CODE": "CO",
+            "FID_MTRT_CNT": month, "FID_MRKT_CLS_CODE1": "PO", "FID_COND_MRKT_CLS_CODE": "",
+        }  # fmt: skip
+        answer = client.get(f"{FUOP_QUOTATIONS}/display-board-callput", "FHPIF05030100", params)
+        _envelope(answer, f"display-board-callput ({month})")
+        for side in ("output1", "output2"):
+            rows = getattr(answer.body, side)
+            _require(bool(rows) and len(rows) <= 100, f"display-board-callput {side}: not 1 to 100 rows")
+            _missing(rows[0], OPTION_BOARD_FIELDS, f"display-board-callput {side} row")
+
     yield "REST inquire-price: all 82 documented fields, market codes J, NX, UN", inquire_price
     yield "REST inquire-price: aspr_unit is the KRX tick size", tick_size_unit
     yield "REST intstock-multprice: documented fields", multi_price
@@ -295,6 +350,9 @@ def rest_checks(client: SampleStyleClient) -> Iterator[tuple[str, Callable[[], N
     yield "REST search-info (CTPF1604R): served, documented fields", search_info
     yield "REST volume-rank: documented fields", volume_rank
     yield "REST inquire-balance: INQR_DVSN 01 and 02, documented fields", balance
+    yield "REST inquire-time-fuopchartprice (FHKIF03020200): front futures, documented fields", \
+        fuop_minute_bars
+    yield "REST display-board-callput (FHPIF05030100): front option month, documented fields", option_board
 
 
 def ws_checks(ws_url: str, approval_key: str) -> Iterator[tuple[str, Callable[[], None]]]:

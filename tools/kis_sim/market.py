@@ -407,6 +407,14 @@ class Market:
             bars[-1] = self._partial_bar(path, last_minute, at_us)
         return bars
 
+    def minute_closes(self, code: str, last_minute: int) -> list[int]:
+        """The closes of session minutes 0 to `last_minute` (0 is 09:00), whether or not they have happened:
+        what an index over the listings is computed from."""
+        last_minute = min(last_minute, SESSION_MINUTES - 1)
+        if last_minute < 0:
+            return []
+        return self._path(code, last_minute).closes[: last_minute + 1]
+
     def daily_bars(
         self, code: str, start: date, end: date, at: datetime | None = None
     ) -> list[DailyBarState]:

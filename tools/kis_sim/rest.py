@@ -31,6 +31,7 @@ from kis.protocol import ErrorCode, TrId
 from runtime.clock import Clock
 from tools.kis_sim.accounts import Account, Accounts, TokenCheck, TooSoon, WrongSecret
 from tools.kis_sim.faults import Faults
+from tools.kis_sim.futures import Derivatives, QueryError
 from tools.kis_sim.listings import KOSDAQ, KOSPI, DailyBarState, Listing, fundamentals, tick_size
 from tools.kis_sim.market import Market, QuoteState
 from tools.kis_sim.master_files import master_zip
@@ -168,6 +169,7 @@ class RestApp:
         self.calls: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._master_cache: dict[str, bytes] = {}
+        self.derivatives = Derivatives(market)
         self._routes: dict[str, tuple[frozenset[str], Callable[[_Call], Response]]] = {
             protocol.INQUIRE_PRICE_PATH: (frozenset({TrId.INQUIRE_PRICE}), self._inquire_price),
             protocol.MULTI_PRICE_PATH: (frozenset({TrId.MULTI_PRICE}), self._multi_price),
@@ -177,8 +179,12 @@ class RestApp:
             protocol.BALANCE_PATH: (frozenset({TrId.BALANCE_REAL, TrId.BALANCE_PAPER}), self._balance),
             SEARCH_INFO_PATH: (frozenset({SEARCH_INFO_TR_ID}), self._search_info),
             DAILY_PRICE_PATH: (frozenset({DAILY_PRICE_TR_ID}), self._daily_price),
+            protocol.FUOP_MINUTE_BARS_PATH: (frozenset({TrId.FUOP_MINUTE_BARS}), self._fuop_minute_bars),
+            protocol.OPTION_BOARD_PATH: (frozenset({TrId.OPTION_BOARD}), self._option_board),
         }
-        self._real_only = frozenset({TrId.MULTI_PRICE, TrId.VOLUME_RANK, TrId.BALANCE_REAL})
+        self._real_only = frozenset(
+            {TrId.MULTI_PRICE, TrId.VOLUME_RANK, TrId.BALANCE_REAL, TrId.OPTION_BOARD}
+        )
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """(successful calls by path or tr_id, error answers by code) so far."""
@@ -883,6 +889,21 @@ class RestApp:
                 "acml_prtt_rate": "0.00",
             })
         return _ok({"output": rows[::-1]})
+
+
+    def _fuop_minute_bars(self, call: _Call) -> Response:
+        """선물옵션 분봉조회, answered by `tools.kis_sim.futures`."""
+        try:
+            return _ok(self.derivatives.minute_chart(call.query, self.clock.now()))
+        except QueryError as error:
+            raise business_error(error.msg_cd, error.msg1, error.rt_cd) from None
+
+    def _option_board(self, call: _Call) -> Response:
+        """국내옵션전광판_콜풋 (real accounts only), answered by `tools.kis_sim.futures`."""
+        try:
+            return _ok(self.derivatives.board(call.query, self.clock.now()))
+        except QueryError as error:
+            raise business_error(error.msg_cd, error.msg1, error.rt_cd) from None
 
 
 def _balance_offset(tr_cont: str, nk100: str) -> int:
