@@ -230,6 +230,20 @@ class NotifierSettings(Section):
         return self.discord_webhook_url is not None
 
 
+class SpineSettings(Section):
+    """The NATS spine (`spine`): subjects under `observer.<instance>.`, a JetStream stream keeping the day."""
+
+    instance: str = Field(default="main", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """The second token of every subject; observers sharing one NATS server need different instances."""
+    stream_max_age_hours: PositiveFloat = 24.0
+    """How long the stream keeps a message: a day, so a consumer starting at 11:00 replays from 09:00."""
+    stream_max_megabytes: PositiveInt | None = None
+    """A size cap on the stream (oldest messages go first); None: only the age limits it."""
+    publish_queue_limit: PositiveInt = 100_000
+    """Facts waiting for the publisher; beyond it new ones are dropped (counted), never the tick path held."""
+    health_interval_seconds: PositiveFloat = 5.0
+
+
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -258,6 +272,9 @@ class Settings(Section):
     tokens: TokenSettings = TokenSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     notifier: NotifierSettings = NotifierSettings()
+    spine: SpineSettings = SpineSettings()
+    nats_url: str | None = None
+    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
     accounts: tuple[Account, ...] = ()
 
     @field_validator("accounts")
