@@ -6,7 +6,7 @@ credentials its predecessor used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydantic import SecretStr
@@ -17,6 +17,7 @@ from kis.rest import KisRestClient, TokenSource
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
+from spine.publisher import NoSpine, Spine
 
 
 class CredentialVault(Protocol):
@@ -29,7 +30,8 @@ class CredentialVault(Protocol):
 
 @dataclass(frozen=True)
 class ObserverContext:
-    """Shared, long-lived services. `rest_url`/`ws_url` None means the real KIS servers of each account."""
+    """Shared, long-lived services. `rest_url`/`ws_url` None means the real KIS servers of each account;
+    `spine` is where actors publish what they have made durable (nothing without NATS)."""
 
     settings: Settings
     clock: Clock
@@ -38,6 +40,7 @@ class ObserverContext:
     vault: CredentialVault
     rest_url: str | None = None
     ws_url: str | None = None
+    spine: Spine = field(default_factory=NoSpine)
 
     @property
     def accounts(self) -> tuple[Account, ...]:

@@ -44,6 +44,9 @@ meanwhile: the whole pass in one handler held them 1-3.5 ms (wall time in situ a
 | GapMarked | one line in the account's gap markers |
 | UniverseReady | symbol -> market map (also loaded from the universe snapshots at start) |
 | DayEventFired DAILY_BACKUP | close the files, pack the day into `backup/{YYYYMMDD}.tar.gz` + manifest |
+
+Each of the first five is then handed to the spine (`context.spine`), so what consumers see follows the
+journal.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ MAX_OPEN_FILES = 256
 ERROR_LOG_INTERVAL_SECONDS = 5.0
 MANIFEST_NAME = "manifest.json"
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
+PUBLISHED = (TicksReceived, ScanCompleted, OverflowRecorded, RecoveryRecorded, GapMarked)
+"""What goes on the spine once it is in the journal (`spine.convert` turns each into public messages)."""
 
 
 class _FlushDue:
@@ -175,6 +180,8 @@ class RecorderActor(ObserverActor):
                 return self.backup(message.at.date())
         except (OSError, TypeError, ValueError) as error:
             self._log_write_error(type(message).__name__, error)
+        if isinstance(message, PUBLISHED):  # after the journal, whatever the disk said: the live feed goes on
+            self.context.spine.publish(message)
         return None
 
     def _log_write_error(self, what: str, error: Exception) -> None:

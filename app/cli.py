@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"stop gracefully after this many real seconds (--chaos: {CHAOS_DEFAULT_DURATION:g} by default)",
     )
     parser.add_argument("--summary-json", type=Path, help="write the run's counts here at exit")
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        help="publish on this NATS server or cluster (env OBSERVER_NATS_URL) instead of starting one",
+    )
     sim = parser.add_argument_group("simulator mode")
     sim.add_argument(
         "--speed", type=positive_number, default=10.0, help="simulated seconds per real second (10)"

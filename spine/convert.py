@@ -12,6 +12,7 @@ from datetime import datetime
 from core.gaps import Gap
 from core.models import Trigger
 from core.slots import SlotChange
+from messages.gaps import ExpectedGapStarted
 from messages.market import ScanCompleted, TicksReceived
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.schedule import DayEventFired, PhaseChanged
@@ -95,8 +96,10 @@ def recovered_of(message: RecoveryRecorded) -> Iterator[wire.Fact]:
             )
 
 
-def gap_opened(account: str, symbol: str, start: datetime, reason: str, at: datetime) -> wire.GapOpened:
-    return wire.GapOpened(at=at, account=account, symbol=symbol, start=start, reason=reason)
+def gap_opened(message: ExpectedGapStarted, symbol: str, start: datetime) -> wire.GapOpened:
+    """One symbol of a dropped connection, with the gap's start as the gap actor fixed it."""
+    return wire.GapOpened(at=message.at, account=message.account, symbol=symbol, start=start,
+                          reason=message.reason)
 
 
 def gap_closed(account: str, gap: Gap, action: str, at: datetime) -> wire.GapClosed:

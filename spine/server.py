@@ -157,12 +157,9 @@ class NatsServer:
                 process = None
             if process is not None:
                 if self._wait_ready(process):
-                    if not self._ready.is_set():
-                        logger.info("nats-server {} ready (pid {}, store {})", self.url, process.pid,
-                                    self.store_dir)
-                        self._ready.set()
-                    else:
+                    if self._ready.is_set():
                         logger.warning("nats-server restarted (pid {})", process.pid)
+                    self._ready.set()
                 code = process.wait()
                 if self._stopping.is_set():
                     return
