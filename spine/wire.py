@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 class Fact(BaseModel):
     """Base of every public message: `type` and `version` first, then the subclass's fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_serialization_defaults_required=True)
 
     type: str
     version: int
