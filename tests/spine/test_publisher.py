@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -142,3 +145,29 @@ def test_the_publisher_recovers_when_the_killed_server_returns(nats_server: Nats
     assert len(got) == 10
     assert publisher.published >= done_before + 10
     assert publisher.published + publisher.dropped >= 30
+
+
+def test_the_example_consumers_print_one_symbols_ticks(nats_server: NatsServer) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    publisher = Publisher(nats_server.url, SETTINGS).start()
+    live = subprocess.Popen([sys.executable, str(repo / "examples" / "print_ticks.py"), "005930",
+                             nats_server.url, "test"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert publisher.wait_connected(10)
+        publisher.publish(ticks("005930", 0, 2))  # before it listens, perhaps: only the replay must see these
+        time.sleep(3)  # the live consumer has subscribed
+        publisher.publish(ticks("005930", 2, 3))
+        publisher.publish(ticks("000660", 2, 3))
+        assert wait_for(lambda: publisher.published == 8, timeout=10)
+        time.sleep(1)
+    finally:
+        publisher.stop()
+        live.terminate()
+    printed = live.communicate(timeout=10)[0].splitlines()
+    assert printed[-3:] == [f"2024-03-04T09:30:0{i}+09:00 70000 3 ws" for i in (2, 3, 4)]
+    replay = subprocess.Popen([sys.executable, str(repo / "examples" / "replay_ticks.py"), "005930",
+                               nats_server.url, "00:00", "test"], stdout=subprocess.PIPE, text=True)
+    time.sleep(4)
+    replay.terminate()
+    replayed = replay.communicate(timeout=10)[0].splitlines()
+    assert replayed == [f"2024-03-04T09:30:0{i}+09:00 70000 3 ws" for i in range(5)]

@@ -183,3 +183,21 @@ def test_the_embedded_server_killed_mid_run_costs_the_journal_nothing(tmp_path: 
     assert summary["ticks_recorded"] == journal_ticks(tmp_path)["ws"]
     observer_log = (tmp_path / "logs" / "observer.log").read_text()
     assert "nats-server exited with code -9; restarting it" in observer_log
+
+
+@pytest.mark.timeout(90)
+def test_the_embedded_server_ends_with_an_observer_killed_by_sigkill(tmp_path: Path) -> None:
+    out = tmp_path / "run.out"
+    with out.open("wb") as output:
+        process = subprocess.Popen(command(tmp_path, 60), cwd=REPO, env=environment(), stdout=output,
+                                   stderr=subprocess.STDOUT)
+        try:
+            assert wait_for(lambda: nats_child(process.pid) is not None, timeout=30), out.read_text()
+            server = nats_child(process.pid)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    assert wait_for(lambda: not Path(f"/proc/{server}").exists(), timeout=10), "nats-server outlived it"
