@@ -54,6 +54,7 @@ class Publisher:
         self._nc: Client | None = None
         self._connected = threading.Event()
         self._setup_task: asyncio.Task[None] | None = None
+        self._unpublishable: set[str] = set()
         self._thread = threading.Thread(target=self._run, name=f"spine-{name}", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -193,7 +194,12 @@ class Publisher:
             self._count_drop(type(error).__name__)
             return
         except (TypeError, ValueError) as error:  # a fact that does not fit its model: ours to fix
-            logger.error("spine: cannot publish a {}: {}", type(item).__name__, str(error).splitlines()[0])
+            self.dropped += 1
+            kind = type(item).__name__
+            if kind not in self._unpublishable:
+                self._unpublishable.add(kind)
+                logger.error("spine: cannot publish a {} (said once per kind): {}", kind,
+                             str(error).splitlines()[0])
             return
         if self._dropping:
             with self._lock:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 ROOT = "observer"
 _UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
 
 
+@lru_cache(maxsize=8192)
 def token(value: str) -> str:
     """One safe subject token made of `value` ("_" when empty)."""
     return _UNSAFE.sub("_", value) or "_"

@@ -25,6 +25,7 @@ from spine.server import NatsServer, free_port
 from spine.subjects import Subjects
 from tests.e2e.support import wait_for
 from tests.spine.conftest import receive
+from tools.bench.spine import throughput
 
 SETTINGS = SpineSettings(instance="test")
 SUBJECTS = Subjects("test")
@@ -171,3 +172,10 @@ def test_the_example_consumers_print_one_symbols_ticks(nats_server: NatsServer) 
     replay.terminate()
     replayed = replay.communicate(timeout=10)[0].splitlines()
     assert replayed == [f"2024-03-04T09:30:0{i}+09:00 70000 3 ws" for i in range(5)]
+
+
+def test_the_spine_benchmark_counts_every_tick_at_the_outside_subscriber(tmp_path: Path) -> None:
+    (result,) = throughput(tmp_path, ticks=2_000)
+    assert result.name == "spine_ticks_to_outside_subscriber"
+    assert result.figure > 0 and result.baseline > 0
+    assert result.detail.startswith("2,000 of 2,000 ticks received (0 dropped), baseline 2,000; 4,000")
