@@ -142,15 +142,16 @@ class Publisher:
             reconnected_cb=self._on_reconnected,
         ))
         while not connecting.done():
+            with self._lock:
+                stopping = self._stopping
+            if stopping:
+                connecting.cancel()
+                logger.warning("spine: stopped before NATS at {} answered", self.url)
+                return None
             stop = asyncio.create_task(self._wakeup.wait())
             await asyncio.wait({connecting, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             self._wakeup.clear()
-            with self._lock:
-                if self._stopping and not connecting.done():
-                    connecting.cancel()
-                    logger.warning("spine: stopped before NATS at {} answered", self.url)
-                    return None
         nc = connecting.result()
         logger.info("spine: connected to {}", self.url)
         await self._setup_stream(nc)
