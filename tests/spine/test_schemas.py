@@ -56,3 +56,10 @@ def test_domain_messages_become_typed_messages_on_their_subjects() -> None:
 def test_a_key_never_addresses_another_subject() -> None:
     assert token("A.B*>C D") == "A_B__C_D"
     assert Subjects("main").ticks("x.>") == "observer.main.tick.x__"
+
+
+def test_the_spine_page_lists_every_subject() -> None:
+    page = (schemas.SCHEMA_DIR.parent / "docs" / "spine.md").read_text(encoding="utf-8")
+    missing = [schemas.subject_of(model) for model in wire.FACT_TYPES if f"`{schemas.subject_of(model)}`"
+               not in page]
+    assert not missing
