@@ -239,8 +239,9 @@ class SpineSettings(Section):
     """How long the stream keeps a message: a day, so a consumer starting at 11:00 replays from 09:00."""
     stream_max_megabytes: PositiveInt | None = None
     """A size cap on the stream (oldest messages go first); None: only the age limits it."""
-    publish_queue_limit: PositiveInt = 100_000
-    """Facts waiting for the publisher; beyond it new ones are dropped (counted), never the tick path held."""
+    publish_queue_limit: PositiveInt = 20_000
+    """Facts (a tick burst, a scan, an alert...) waiting for the publisher's thread; beyond it new ones are
+    dropped (counted), so neither the tick path nor memory waits for a slow spine."""
     health_interval_seconds: PositiveFloat = 5.0
 
 
