@@ -68,8 +68,12 @@ class Listener:
         self.ready.set()
         while not self._stop.is_set():
             await asyncio.sleep(0.1)
-        await nc.flush()
-        await asyncio.sleep(0.5)  # the last messages in flight
+        seen = -1
+        for _ in range(200):  # until a second passes without a message: the last ones were in flight
+            if seen == sum(self.types.values()):
+                break
+            seen = sum(self.types.values())
+            await asyncio.sleep(1.0)
         await nc.close()
 
 
