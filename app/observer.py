@@ -136,9 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def embedded_nats(settings: Settings) -> NatsServer:
-    """The observer's own NATS server: loopback, JetStream under `<data-dir>/observer/nats`."""
+    """The observer's own NATS server: loopback, JetStream under `<data-dir>/observer/nats`, its pid in
+    `<data-dir>/observer/run/nats.pid`."""
+    paths = DataPaths(settings.data_dir)
     log_file = Path(settings.log_dir) / "nats-server.log"
-    return NatsServer(DataPaths(settings.data_dir).nats_dir, log_file=log_file)
+    return NatsServer(paths.nats_dir, log_file=log_file, pid_file=paths.observer / "run" / "nats.pid")
 
 
 def _start_simulator(args: Any, settings: Settings) -> KisSimulator:

@@ -55,6 +55,7 @@ class Publisher:
         self._connected = threading.Event()
         self._setup_task: asyncio.Task[None] | None = None
         self._unpublishable: set[str] = set()
+        self._warned_unreachable = False
         self._thread = threading.Thread(target=self._run, name=f"spine-{name}", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -228,7 +229,12 @@ class Publisher:
     # --- nats-py callbacks ---------------------------------------------------------------------------
 
     async def _on_error(self, error: Exception) -> None:
-        logger.debug("spine: NATS client: {}", type(error).__name__)
+        if self._nc is None and not self._warned_unreachable:  # the first connection is still to come
+            self._warned_unreachable = True
+            logger.warning("spine: NATS at {} does not answer ({}); still trying, facts wait in memory "
+                           "up to {}", self.url, type(error).__name__, self.settings.publish_queue_limit)
+        else:
+            logger.debug("spine: NATS client: {}", type(error).__name__)
 
     async def _on_disconnected(self) -> None:
         with self._lock:

@@ -77,7 +77,8 @@ _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("lin
 class NatsServer:
     """`start()` runs the server and returns once it accepts clients; `stop()` ends it for good.
 
-    `restarts` counts the restarts after unexpected exits; `pid` is the current child's (None between two).
+    `restarts` counts the restarts after unexpected exits; `pid` is the current child's (None between two),
+    also written by the server to `pid_file` when one is given.
     """
 
     def __init__(
@@ -85,12 +86,14 @@ class NatsServer:
         store_dir: Path,
         *,
         log_file: Path | None = None,
+        pid_file: Path | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
         backoff: Backoff = RESTART_BACKOFF,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.log_file = log_file
+        self.pid_file = pid_file
         self.host = host
         self.port = port or free_port(host)
         self.backoff = backoff
@@ -189,6 +192,9 @@ class NatsServer:
             str(server_binary()), "--addr", self.host, "--port", str(self.port),
             "--jetstream", "--store_dir", str(self.store_dir),
         ]  # fmt: skip
+        if self.pid_file is not None:
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            command += ["--pid", str(self.pid_file)]
         output: IO[bytes] | int = subprocess.DEVNULL
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -114,12 +114,15 @@ def test_publish_never_waits_for_an_absent_server_and_counts_what_it_drops(warni
         started = time.monotonic()
         outcomes = [publisher.publish(ticks("005930", i, 1)) for i in range(150)]
         elapsed = time.monotonic() - started
+        assert wait_for(lambda: any("does not answer" in line for line in warnings), timeout=10)
+        time.sleep(1.5)  # more failed attempts: still one line
     finally:
         publisher.stop(timeout=2)
     assert outcomes.count(True) == 100 and outcomes.count(False) == 50
     assert publisher.dropped == 50
     assert elapsed < 5, "publish() waited for the network"
     assert sum("new ones are dropped" in line for line in warnings) == 1, warnings
+    assert sum("does not answer" in line for line in warnings) == 1, warnings
 
 
 def test_the_publisher_recovers_when_the_killed_server_returns(nats_server: NatsServer) -> None:

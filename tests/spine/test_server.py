@@ -33,22 +33,28 @@ def test_server_serves_jetstream_on_loopback_with_its_store_under_the_given_fold
     assert (tmp_path / "nats" / "jetstream").is_dir()
 
 
-def test_server_killed_is_restarted_on_the_same_url(nats_server: NatsServer) -> None:
-    first = nats_server.pid
-    assert first is not None
-    os.kill(first, signal.SIGKILL)
-    assert wait_for(lambda: nats_server.pid not in (None, first), timeout=15)
-    assert nats_server.restarts == 1
+def test_server_killed_is_restarted_on_the_same_url_and_says_its_pid(tmp_path: Path) -> None:
+    pid_file = tmp_path / "run" / "nats.pid"
+    nats_server = NatsServer(tmp_path / "nats", pid_file=pid_file).start()
+    try:
+        first = nats_server.pid
+        assert first is not None and pid_file.read_text().strip() == str(first)
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: nats_server.pid not in (None, first), timeout=15)
+        assert nats_server.restarts == 1
+        assert wait_for(lambda: pid_file.read_text().strip() == str(nats_server.pid), timeout=5)
+        assert asyncio.run(round_trip(nats_server.url)) == b"pong"
+    finally:
+        nats_server.stop()
 
-    async def round_trip() -> bytes:
-        nc = await nats.connect(nats_server.url)
-        sub = await nc.subscribe("ping")
-        await nc.publish("ping", b"pong")
-        msg = await sub.next_msg(timeout=5)
-        await nc.close()
-        return msg.data
 
-    assert asyncio.run(round_trip()) == b"pong"
+async def round_trip(url: str) -> bytes:
+    nc = await nats.connect(url)
+    sub = await nc.subscribe("ping")
+    await nc.publish("ping", b"pong")
+    msg = await sub.next_msg(timeout=5)
+    await nc.close()
+    return msg.data
 
 
 def test_stop_ends_the_server_for_good(tmp_path: Path) -> None:
