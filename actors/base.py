@@ -1,8 +1,8 @@
 """The base of every Observer actor: named, logged under its name, and reporting its end to the supervisor.
 
-pykka leaves three gaps that supervision needs filled, so this class hooks pykka's actor loop (the
-private `_actor_loop`, `_handle_failure` and `_handle_receive`, stable across pykka 4; the tests fail
-loudly if they change):
+pykka has no public hook for three things supervision needs, so this class hooks pykka's actor loop (the
+private `_actor_loop`, `_actor_loop_teardown`, `_handle_failure` and `_handle_receive`, stable across
+pykka 4; the tests fail loudly if they change):
 
 - an exception in `on_start` stops the actor without calling `on_failure`;
 - a subclass may override `on_failure`/`on_stop`/`on_receive` without calling `super()`;
@@ -44,7 +44,6 @@ from actors.directory import Directory
 from messages.base import Message
 from messages.system import Crash, Ping
 from runtime.logs import actor_logger, bind_thread_to_actor
-from runtime.realtime import enter_realtime
 
 
 class InjectedCrash(RuntimeError):
@@ -55,22 +54,16 @@ class ObserverActor(pykka.ThreadingActor):
     """A supervised pykka actor. Its thread is named after it and everything logged on it (pykka's crash
     tracebacks included, see `runtime.logs`) carries `actor=name`; `self.log` does so from any thread.
 
-    `realtime_priority` > 0 puts the actor's thread at `SCHED_FIFO` before `on_start` (`runtime.realtime`):
-    the tick path's actors take it from `websocket.tick_path_priority`.
-
     Daemon thread: a child that ignores a stop is abandoned by the supervisor and must not keep the
     process alive.
     """
 
     use_daemon_thread: ClassVar[bool] = True
 
-    def __init__(
-        self, name: str, directory: Directory | None = None, *, realtime_priority: int = 0
-    ) -> None:
+    def __init__(self, name: str, directory: Directory | None = None) -> None:
         super().__init__()
         self.name = name
         self.directory = directory
-        self.realtime_priority = realtime_priority
         self.log = actor_logger(name)
         self._failure: str | None = None
 
@@ -79,7 +72,6 @@ class ObserverActor(pykka.ThreadingActor):
 
     def _actor_loop(self) -> None:
         bind_thread_to_actor(self.name)
-        enter_realtime(self.realtime_priority)
         with logger.contextualize(actor=self.name):
             try:
                 super()._actor_loop()

@@ -2,7 +2,9 @@
 
 A restart creates a new actor with a new ref, so peers address children through the supervisor's
 `Directory`. A message for a child that is not running (stopped, never started, not restarted) is a
-dead letter: counted and logged, never an exception for the sender.
+dead letter: counted and logged, never an exception for the sender. Only a child that is not coming back
+(released) is worth a warning; during an orderly stop, before a child's first start and while it waits
+for its restart, dead letters are ordinary and logged at DEBUG.
 
 A child that crashed keeps its mail: from the moment it fails (`hold`), messages told to it are held,
 the messages it had not handled yet are put in front of them (`hand_over`), and the next incarnation
@@ -46,6 +48,8 @@ class Directory:
         self._dead_letters_logged_at: dict[str, float] = {}
         self._dead_letters_unlogged: Counter[str] = Counter()
         self._held: dict[str, deque[Any]] = {}  # child id -> mail for its next incarnation
+        self._released: set[str] = set()  # children the supervisor gave up on (not restarted)
+        self._stopping = False
 
     # --- senders -------------------------------------------------------------------------------
 
@@ -131,7 +135,8 @@ class Directory:
             return dict(self._dead_letters)
 
     def dead_letter(self, child_id: str, message: Any, *, what: str | None = None) -> None:
-        """Count an undeliverable message; log its type (or `what`), at most one line per child per second."""
+        """Count an undeliverable message; log its type (or `what`), at most one line per child per second:
+        a warning for a child that is not coming back, a debug line when its absence is ordinary."""
         now = time.monotonic()
         with self._lock:
             self._dead_letters[child_id] += 1
@@ -141,9 +146,29 @@ class Directory:
                 return
             self._dead_letters_logged_at[child_id] = now
             unlogged = self._dead_letters_unlogged.pop(child_id, 0)
+            ordinary = self._ordinary_absence(child_id)
         more = f" (+{unlogged} more since the last line)" if unlogged else ""
         what = what or type(message).__name__
-        logger.warning("dead letter: {} for {!r}, which is not running{}", what, child_id, more)
+        if ordinary is None:
+            logger.warning("dead letter: {} for {!r}, which is not running{}", what, child_id, more)
+        else:
+            logger.debug("dead letter: {} for {!r}, {}{}", what, child_id, ordinary, more)
+
+    def _ordinary_absence(self, child_id: str) -> str | None:
+        """Why a child's absence is ordinary (an orderly stop, not started yet, a restart due), or None when
+        it is not coming back. Called with the lock held."""
+        if self._stopping:
+            return "stopping with the rest"
+        if child_id in self._released:
+            return None
+        if child_id in self._refs or child_id in self._held:
+            return "restarting"
+        return "not started yet, or restarting"
+
+    def stopping(self) -> None:
+        """An orderly stop of every child has begun: messages for children already stopped are expected."""
+        with self._lock:
+            self._stopping = True
 
     # --- the supervisor's side -----------------------------------------------------------------
 
@@ -157,6 +182,7 @@ class Directory:
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.tell(message)
             self._refs[child_id] = ref
+            self._released.discard(child_id)
             self._proxies.pop(child_id, None)
 
     def unregister(self, child_id: str) -> None:
@@ -187,7 +213,11 @@ class Directory:
         """The child is not coming back: its held mail becomes dead letters."""
         with self._lock:
             held = self._held.pop(child_id, None)
-        if held:
+            self._released.add(child_id)
+            stopping = self._stopping
+        if held and stopping:
+            logger.debug("{} messages held for {!r} dropped at the stop", len(held), child_id)
+        elif held:
             logger.warning("{} messages held for {!r} dropped: it is not restarted", len(held), child_id)
             for message in held:
                 self.dead_letter(child_id, message)

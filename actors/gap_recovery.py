@@ -21,6 +21,8 @@ that floor back with it, by `FEED_LAG_LIMIT_SECONDS` at most: its ticks in fligh
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
 | TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
+| SetSubscriptions (passed on by the connection) | symbols that left or joined the account's target: |
+|  | their tracking ends (no silence measured across a time not subscribed) |
 | (worker results) | RecoveryRecorded / GapMarked to `recorder`; counters |
 | stop / crash | GapMarked for every gap not yet back-filled (and, on a stop, every expected gap still open) |
 
@@ -50,8 +52,9 @@ from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import TicksReceived
 from messages.recording import GapMarked, RecoveryRecorded
-from messages.streaming import ConnectionChanged, ConnectionState
+from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
+from runtime.logs import clock_time
 from spine.convert import gap_closed, gap_opened
 
 IN_FLIGHT_SECONDS = 2.0
@@ -100,7 +103,7 @@ def expected_gap_start(
 
 class GapRecoveryActor(ObserverActor):
     def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.detector = GapDetector(context.settings.gaps)
         self._last_tick: dict[str, datetime] = {}
@@ -111,6 +114,7 @@ class GapRecoveryActor(ObserverActor):
         self._sequence = itertools.count()
         self._worker: threading.Thread | None = None
         self._pending: dict[int, tuple[str, Gap]] = {}  # job sequence -> gap whose outcome is not back
+        self._targets: dict[str, tuple[str, ...]] = {}  # account -> its connection's last target set
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -173,6 +177,8 @@ class GapRecoveryActor(ObserverActor):
             self._mark(message.account, message.gap, message.detail)
         elif isinstance(message, ConnectionChanged) and message.state is ConnectionState.SUSPENDED:
             self._mark_suspended(message)
+        elif isinstance(message, SetSubscriptions):
+            self._retarget(message)
         return None
 
     def _observe(self, message: TicksReceived) -> None:
@@ -228,12 +234,22 @@ class GapRecoveryActor(ObserverActor):
             for gap in self.detector.mark_expected((symbol,), start, message.at, message.reason):
                 self._handle(message.account, gap)
 
+    def _retarget(self, message: SetSubscriptions) -> None:
+        """The first target seen of an account (this incarnation's detector is fresh) only sets where the
+        changes start from."""
+        previous = self._targets.get(message.account)
+        self._targets[message.account] = message.symbols
+        if previous is None:
+            return
+        for symbol in self.detector.retarget(previous, message.symbols):
+            self._last_tick.pop(symbol, None)
+
     def _handle(self, account: str, gap: Gap) -> None:
         self.context.metrics.inc("gaps_detected")
         action = recovery_action(gap, self.context.settings.recovery)
         self.context.spine.publish(gap_closed(account, gap, action.value, self.context.clock.now()))
-        self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, gap.start.time(),
-                      gap.end.time(), gap.duration_seconds, action.value)
+        self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, clock_time(gap.start),
+                      clock_time(gap.end), gap.duration_seconds, action.value)
         if action is RecoveryAction.MARKER_ONLY:
             limit = self.context.settings.recovery.queued_up_to_seconds
             self._mark(account, gap, f"longer than {limit:g} s: not back-filled")

@@ -22,7 +22,9 @@ mode), `alerts_suppressed` (cooldown), `alerts_failed` (no channel took it), `al
 | message | effect |
 |---|---|
 | AlertRaised | cooldown key (symbol, signal); passes -> logged, queued for the channels, state saved |
-| SystemAlert | cooldown key ("system", key); same path, text prefixed `[system:<key>]` |
+| SystemAlert | cooldown key ("system", key); same path, text prefixed `[<the key's label>]` |
+
+The status view's recent alerts show the time and a readable label (`core.alerts`), never the raw key.
 | anything else (PhaseChanged, DayEventFired, ...) | ignored |
 """
 
@@ -44,7 +46,7 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from config.settings import AlertSettings, NotifierSettings
-from core.alerts import AlertCooldown
+from core.alerts import AlertCooldown, market_alert_label, system_alert_label
 from messages.alerts import AlertRaised, SystemAlert
 from runtime.jsonl import JsonlWriter
 from runtime.logs import register_secret
@@ -345,14 +347,16 @@ class NotifierActor(ObserverActor):
         self._close_ledger()
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, AlertRaised):
-            alert = message.alert
-            self._notify(f"{alert.symbol}:{alert.signal}", alert.text, message.at)
-        elif isinstance(message, SystemAlert):
-            self._notify(f"system:{message.key}", f"[system:{message.key}] {message.text}", message.at)
+        match message:
+            case AlertRaised(alert=alert):
+                key = f"{alert.symbol}:{alert.signal}"
+                self._notify(key, market_alert_label(alert), alert.text, message.at)
+            case SystemAlert(key=key, text=text):
+                label = system_alert_label(key)
+                self._notify(f"system:{key}", label, f"[{label}] {text}", message.at)
         return None
 
-    def _notify(self, key: str, text: str, at: datetime) -> None:
+    def _notify(self, key: str, label: str, text: str, at: datetime) -> None:
         metrics = self.context.metrics
         if not self._cooldown.should_send(key, at):
             metrics.inc("alerts_suppressed")
@@ -364,7 +368,7 @@ class NotifierActor(ObserverActor):
         self._write_ledger(key, text, at)
         self.context.spine.publish(AlertSent(at=at, key=key, text=text))
         self.log.info("ALERT {}", text)
-        metrics.push_recent("recent_alerts", f"{at:%H:%M:%S} {key}")
+        metrics.push_recent("recent_alerts", f"{at:%H:%M:%S} {label}")
         if self._dispatcher is None:
             metrics.inc("alerts_sent")
         elif not self._dispatcher.submit(text):

@@ -29,15 +29,19 @@ the ticker held the recorder 2-3 ms a second at 5,000 records/s (41 files), and 
 meanwhile waited out the whole of it.
 Ticks are the hot path (thousands per second): each becomes one f-string, no model, no json.dumps.
 
-A Track A scan (about 1,000 rows) arrives with each row's line rendered (`MultiQuote.json_fields`, made
-in the fetch worker's child), so writing `SCAN_CHUNK_LINES` rows of it is a join per market behind the
-scan's head: about a millisecond for the whole pass, where rendering and writing it row by row
-took ten. Each chunk is written on a turn of the mailbox of its own, behind the ticks that arrived
-meanwhile: the whole pass in one handler held them 1-3.5 ms (wall time in situ at 5,000 records/s).
+A disk that refuses writes (full, read-only, gone): every line stays in memory and is retried by the
+ticker; the first failure sends the SystemAlert `recorder.write_failed`, the first flush pass that writes
+everything again sends `recorder.write_recovered`. The memory is bounded by `recorder.max_buffered_mb`:
+past it, new ticks are dropped (not old ones: the lines kept are the oldest, contiguous with what is on
+disk, and a line half written by a partial write is never cut) and each symbol's stretch of dropped ticks
+becomes a gap marker (reason `recorder_buffer_full`) once ticks are kept again, or at the stop. Other
+records (snapshots, ledgers, markers) are never dropped. `ticks_recorded` counts tick lines handed to the
+OS, not ticks received; gauges `recorder_buffered_bytes` and `recorder_buffered_lines`, counter
+`ticks_dropped` and gauge `recorder_write_failing_since` tell the status view how it stands.
 
 | message | effect |
 |---|---|
-| TicksReceived | one line per tick in the symbol's tick file; counter `ticks_recorded` |
+| TicksReceived | one line per tick in the symbol's tick file; counter `ticks_recorded` once on disk |
 | ScanCompleted | one line per row in the swing snapshot file of the row's market |
 | OverflowRecorded | its lines in the account's overflow ledger |
 | RecoveryRecorded | the seed-format recovery file, plus "recovery" rows in the tick file |
@@ -68,10 +72,11 @@ from typing import Any
 from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
-from core.recovery import RecoveryRecord
+from core.gaps import Gap
+from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
-from kis.models import MultiQuote
 from kis.ticks import TradeTick
+from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, TicksReceived, UniverseReady
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.schedule import DayEventFired
@@ -86,11 +91,12 @@ FLUSH_CHECK_SECONDS = 0.25
 TICK_FLUSH_AGE_SECONDS = 0.5
 """Younger than the ticker's limit (`FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS`), so the files that ticks
 keep coming for are flushed by their ticks, not all together by the ticker."""
-SCAN_CHUNK_LINES = 100
-"""Rows of a scan written in one turn of the mailbox: about 40 KB of snapshot lines."""
 MAX_OPEN_FILES = 256
 ERROR_LOG_INTERVAL_SECONDS = 5.0
 MANIFEST_NAME = "manifest.json"
+DROPPED_REASON = "recorder_buffer_full"
+WRITE_FAILED_ALERT = "recorder.write_failed"
+WRITE_RECOVERED_ALERT = "recorder.write_recovered"
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
 PUBLISHED = (TicksReceived, ScanCompleted, OverflowRecorded, RecoveryRecorded, GapMarked)
 """What goes on the spine once it is in the journal (`spine.convert` turns each into public messages)."""
@@ -100,17 +106,22 @@ class _FlushDue:
     """Ticker message: hand the lines that would otherwise wait too long to the OS."""
 
 
-class _ScanChunkDue:
-    """Internal: write the oldest queued chunk of a scan's snapshot lines."""
+@dataclass(slots=True)
+class _Dropped:
+    """The ticks of one symbol dropped while the buffer was full: what its gap marker will say."""
+
+    start: datetime
+    end: datetime
+    count: int
 
 
-@dataclass(frozen=True, slots=True)
-class _ScanChunk:
-    account: str
-    day: date
-    head: bytes
-    rows: tuple[MultiQuote, ...]
-    lines: tuple[bytes, ...]
+@dataclass(slots=True)
+class _TickCount:
+    """How much of a tick file's lines `ticks_recorded` has counted, and where its recovery rows are
+    (line numbers in the order the writer accepted them), which are not ticks."""
+
+    counted: int = 0
+    recovery_rows: deque[tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +136,28 @@ class RecorderActor(ObserverActor):
     """The one writer of data files. Not thread-safe by design: only its own thread touches the writers."""
 
     def __init__(self, name: str, directory: Directory, context: ObserverContext) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.paths = context.paths
         self._markets: dict[str, str] = {}
         self._writers: dict[Any, JsonlWriter] = {}
         self._time_text: dict[datetime, str] = {}
-        self._scan_chunks: deque[_ScanChunk] = deque()
         self._ticker: Ticker | None = None
         self._errors_logged_at = 0.0
+        self._buffer_limit = context.settings.recorder.max_buffered_mb * 1024 * 1024
+        self._buffered = 0
+        """Bytes waiting in the writers: summed at each flush pass, grown by every tick kept meanwhile."""
+        self._tick_counts: dict[JsonlWriter, _TickCount] = {}
+        self._dropped: dict[tuple[str, date, str], _Dropped] = {}
+        self._failing_since: datetime | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def on_start(self) -> None:
         self._load_markets(self.context.clock.now().date())
+        self.log.info("writing under {} ({} symbols' markets known; up to {} MiB kept in memory while the "
+                      "disk refuses writes)", self.paths.observer, len(self._markets),
+                      self._buffer_limit // (1024 * 1024))
         self._ticker = Ticker(self.actor_ref, _FlushDue, FLUSH_CHECK_SECONDS, name=f"{self.name}-flush")
         self._ticker.start()
 
@@ -151,6 +170,7 @@ class RecorderActor(ObserverActor):
     def _shut(self) -> None:
         if self._ticker is not None:
             self._ticker.stop()
+        self._mark_dropped()
         self._close_all()
 
     # --- messages --------------------------------------------------------------------------------
@@ -160,11 +180,9 @@ class RecorderActor(ObserverActor):
             if isinstance(message, TicksReceived):
                 self._record_ticks(message)
             elif isinstance(message, _FlushDue):
-                self._flush_older_than(time.monotonic() - (FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS))
+                self._flush_pass(time.monotonic() - (FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS))
             elif isinstance(message, ScanCompleted):
                 self._record_scan(message)
-            elif isinstance(message, _ScanChunkDue):
-                self._next_scan_chunk()
             elif isinstance(message, OverflowRecorded):
                 writer = self._writer(("overflow", message.account, message.at.date()), self._overflow_path)
                 for line in message.lines:
@@ -172,30 +190,33 @@ class RecorderActor(ObserverActor):
             elif isinstance(message, RecoveryRecorded):
                 self._record_recovery(message)
             elif isinstance(message, GapMarked):
-                writer = self._writer(("gaps", message.account, message.at.date()), self._gaps_path)
-                writer.write(message.marker.to_json_dict())
+                self._write_marker(message.account, message.at.date(), message.marker)
             elif isinstance(message, UniverseReady):
                 self._markets = {profile.symbol: profile.market for profile in message.profiles}
             elif isinstance(message, DayEventFired) and message.event is DayEvent.DAILY_BACKUP:
                 return self.backup(message.at.date())
-        except (OSError, TypeError, ValueError) as error:
+        except OSError as error:
+            self._write_failed(type(message).__name__, error)
+        except (TypeError, ValueError) as error:
             self._log_write_error(type(message).__name__, error)
         if isinstance(message, PUBLISHED):  # after the journal, whatever the disk said: the live feed goes on
             self.context.spine.publish(message)
         return None
 
-    def _log_write_error(self, what: str, error: Exception) -> None:
+    def _log_write_error(self, what: str, error: Exception, more: str = "", *, always: bool = False) -> None:
         """Disk trouble or an unwritable value: a line every few seconds, never a crash that drops buffers."""
         now = time.monotonic()
-        if now - self._errors_logged_at >= ERROR_LOG_INTERVAL_SECONDS:
+        if always or now - self._errors_logged_at >= ERROR_LOG_INTERVAL_SECONDS:
             self._errors_logged_at = now
             detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             first_line = detail.splitlines()[0] if detail else type(error).__name__
-            self.log.error("cannot write {}: {}", what, first_line)
+            self.log.error("cannot write {}: {}{}", what, first_line, more)
 
     # --- ticks (hot path) ------------------------------------------------------------------------
 
     def _record_ticks(self, message: TicksReceived) -> None:
+        """Each tick buffered in its file (or dropped while the buffer is full); `ticks_recorded` grows as
+        the lines are handed to the OS."""
         received = message.at.isoformat()
         day = message.at.date()
         account = message.account
@@ -203,21 +224,92 @@ class RecorderActor(ObserverActor):
         iso = self._iso
         due = time.monotonic() - TICK_FLUSH_AGE_SECONDS
         stale: list[JsonlWriter] = []
-        written = 0
+        buffered, limit = self._buffered, self._buffer_limit
         for tick in message.ticks:
+            if buffered >= limit:
+                self._drop(account, day, tick)
+                continue
             writer = writers.get((account, day, tick.symbol))
             if writer is None:
-                writer = self._tick_writer(account, day, tick.symbol)
+                try:
+                    writer = self._tick_writer(account, day, tick.symbol)
+                except OSError as error:  # the file cannot even be created: the tick cannot be kept
+                    self._write_failed(f"the tick file of {tick.symbol}", error)
+                    self._drop(account, day, tick)
+                    continue
                 if writer is None:
                     continue
-            writer.write_line(tick_line(tick, iso(tick.exchange_time), received))
-            written += 1
-            if writer.buffered_since <= due:
+            line = tick_line(tick, iso(tick.exchange_time), received)
+            writer.write_line(line)
+            buffered += len(line) + 1
+            if writer.buffered_since <= due and not writer.failing:
                 stale.append(writer)
-        if written:
-            self.context.metrics.inc("ticks_recorded", written)
+        self._buffered = buffered
         for writer in stale:
-            writer.flush()
+            try:
+                writer.flush()
+            except OSError as error:
+                self._write_failed(str(writer.path), error)
+            self._count_ticks(writer)
+
+    def _drop(self, account: str, day: date, tick: TradeTick) -> None:
+        """A tick not kept: it widens its symbol's dropped stretch (a gap marker once ticks are kept)."""
+        if not self._dropped:
+            self.log.error("{:,} bytes wait for the disk, the limit (recorder.max_buffered_mb): new ticks "
+                           "are dropped and marked as gaps until they can be written", self._buffered)
+        key = (account, day, tick.symbol)
+        at = tick.exchange_time
+        dropped = self._dropped.get(key)
+        if dropped is None:
+            self._dropped[key] = _Dropped(at, at, 1)
+        else:
+            dropped.start, dropped.end = min(dropped.start, at), max(dropped.end, at)
+            dropped.count += 1
+        self.context.metrics.inc("ticks_dropped")
+
+    def _mark_dropped(self) -> None:
+        """One gap marker per symbol for the ticks dropped since the buffer filled (markers are never
+        dropped themselves: one line per symbol)."""
+        dropped, self._dropped = self._dropped, {}
+        if not dropped:
+            return
+        now = self.context.clock.now()
+        for (account, day, symbol), stretch in dropped.items():
+            gap = Gap(symbol=symbol, start=stretch.start, end=stretch.end, expected=True,
+                      reason=DROPPED_REASON)
+            detail = f"{stretch.count} ticks dropped: the recorder's buffer was full while writes failed"
+            try:
+                self._write_marker(account, day, gap_marker(gap, detail, at=now))
+            except OSError as error:
+                self._write_failed("a gap marker", error)
+        total = sum(stretch.count for stretch in dropped.values())
+        self.log.warning("{:,} dropped ticks of {} symbols marked as gaps", total, len(dropped))
+
+    def _write_marker(self, account: str, day: date, marker: GapMarker) -> None:
+        self._writer(("gaps", account, day), self._gaps_path).write(marker.to_json_dict())
+
+    def _count_ticks(self, writer: JsonlWriter) -> None:
+        """Add the tick lines `writer` handed to the OS since the last count to `ticks_recorded` (its
+        recovery rows are not ticks)."""
+        count = self._tick_counts.get(writer)
+        if count is None:
+            return
+        flushed = writer.lines_flushed
+        if flushed == count.counted:
+            return
+        ticks = flushed - count.counted
+        rows = count.recovery_rows
+        while rows:
+            start, end = rows[0]
+            if start >= flushed:
+                break
+            ticks -= min(end, flushed) - max(start, count.counted)
+            if end > flushed:
+                break
+            rows.popleft()
+        count.counted = flushed
+        if ticks:
+            self.context.metrics.inc("ticks_recorded", ticks)
 
     def _iso(self, moment: datetime) -> str:
         """ISO text of a tick time; the ticks of one second share it, so it is cached."""
@@ -233,57 +325,40 @@ class RecorderActor(ObserverActor):
             self.log.warning("tick with an unusable symbol {!r} not recorded", symbol[:40])
             return None
         path = self.paths.tick_file(account, self.market_of(symbol), day, symbol)
-        return self._writer((account, day, symbol), lambda _key: path)
+        writer = self._writer((account, day, symbol), lambda _key: path)
+        if writer not in self._tick_counts:
+            self._tick_counts[writer] = _TickCount(writer.lines_flushed)
+        return writer
 
     # --- other records ---------------------------------------------------------------------------
 
     def _record_scan(self, message: ScanCompleted) -> None:
-        """The pass queued in chunks of rows, each written on a turn of the mailbox of its own."""
-        head = f'{{"scan_no":{message.scan_no},"scanned_at":"{message.at.isoformat()}",'.encode()
+        """One line per row in the snapshot file of the row's market."""
+        head = {"scan_no": message.scan_no, "scanned_at": message.at}
         day = message.at.date()
-        writing = bool(self._scan_chunks)  # an earlier scan's chunks go first; their turn is already asked
-        self._scan_chunks.extend(
-            _ScanChunk(message.account, day, head, message.rows[first:first + SCAN_CHUNK_LINES],
-                       message.lines[first:first + SCAN_CHUNK_LINES])
-            for first in range(0, len(message.rows), SCAN_CHUNK_LINES)
-        )
-        if not writing:
-            self.actor_ref.tell(_ScanChunkDue())
-
-    def _next_scan_chunk(self) -> None:
-        try:
-            self._write_scan_chunk()
-        finally:
-            if self._scan_chunks:
-                self.actor_ref.tell(_ScanChunkDue())
-
-    def _write_scan_chunk(self) -> None:
-        """The oldest chunk's lines behind the scan's head, one block per market."""
-        if not self._scan_chunks:
-            return
-        chunk = self._scan_chunks.popleft()
-        by_market: dict[str, list[bytes]] = {}
-        markets = self._markets
-        for row, line in zip(chunk.rows, chunk.lines, strict=True):
-            by_market.setdefault(markets.get(row.symbol, DEFAULT_MARKET), []).append(line)
-        head = chunk.head
-        for market, lines in by_market.items():
-            path = self.paths.swing_dir(chunk.account, market, chunk.day) / "snapshots.jsonl"
-            writer = self._writer(("swing", chunk.account, market, chunk.day), lambda _key, path=path: path)
-            writer.write_block(head + (b"\n" + head).join(lines), len(lines))
+        for row in message.rows:
+            key = ("swing", message.account, self.market_of(row.symbol), day)
+            writer = self._writer(key, self._swing_path)
+            writer.write(head | row.model_dump())
 
     def _record_recovery(self, message: RecoveryRecorded) -> None:
         gap = message.gap
         market = self.market_of(gap.symbol)
         path = self.paths.recovery_file(message.account, market, gap.start, gap.symbol)
-        with JsonlWriter(path) as writer:
-            for record in message.records:
-                writer.write(record.to_json_dict())
+        writer = self._writer(("recovery", path), lambda _key: path)  # kept open: a failed flush is retried
+        for record in message.records:
+            writer.write(record.to_json_dict())
         tick_writer = self._tick_writer(message.account, message.at.date(), gap.symbol)
         if tick_writer is not None:
+            first = tick_writer.lines_accepted
             for record in message.records:
                 for line in recovery_lines(record):
                     tick_writer.write(line)
+            count = self._tick_counts[tick_writer]
+            if count.recovery_rows is None:
+                count.recovery_rows = deque()
+            count.recovery_rows.append((first, tick_writer.lines_accepted))
+        writer.flush()
 
     def market_of(self, symbol: str) -> str:
         return self._markets.get(symbol, DEFAULT_MARKET)
@@ -295,6 +370,9 @@ class RecorderActor(ObserverActor):
             with contextlib.suppress(UniverseFileError):
                 snapshot = store.load(day, market)
                 self._markets.update({symbol.code: snapshot.market for symbol in snapshot.symbols})
+
+    def _swing_path(self, key: tuple[str, str, str, date]) -> Path:
+        return self.paths.swing_dir(key[1], key[2], key[3]) / "snapshots.jsonl"
 
     def _overflow_path(self, key: tuple[str, str, date]) -> Path:
         return self.paths.overflow_ledger(key[1], key[2])
@@ -308,34 +386,95 @@ class RecorderActor(ObserverActor):
         writer = self._writers.get(key)
         if writer is None:
             if len(self._writers) >= MAX_OPEN_FILES:
-                oldest = next(iter(self._writers))
-                self._writers.pop(oldest).close()
+                # The oldest file with nothing waiting: closing one whose lines cannot be written loses them.
+                oldest = next((k for k, w in self._writers.items() if w.buffered_lines == 0),
+                              next(iter(self._writers)))
+                evicted = self._writers.pop(oldest)
+                lost, failure = self._close_writer(evicted)
+                if failure is not None:
+                    self._log_write_error(str(evicted.path), failure, f"; {lost:,} lines lost", always=True)
             writer = self._writers[key] = JsonlWriter(path_for(key))
         return writer
 
-    def _flush_older_than(self, moment: float) -> None:
+    def _flush_pass(self, moment: float) -> None:
         """Every file whose oldest buffered line was written at or before `moment`; one that cannot be
-        written keeps its lines for the next look and does not hold up the others."""
+        written keeps its lines for the next pass and does not hold up the others. A pass that writes
+        every file it tried ends a failure; one whose buffer is below the limit ends the dropping."""
+        failure: tuple[str, OSError] | None = None
+        tried = False
+        buffered = lines = 0
         for writer in self._writers.values():
             if writer.buffered_since <= moment:
+                tried = True
                 try:
                     writer.flush()
                 except OSError as error:
-                    self._log_write_error(str(writer.path), error)
+                    failure = failure or (str(writer.path), error)
+            self._count_ticks(writer)
+            buffered += writer.buffered_bytes
+            lines += writer.buffered_lines
+        self._buffered = buffered
+        metrics = self.context.metrics
+        metrics.set("recorder_buffered_bytes", buffered)
+        metrics.set("recorder_buffered_lines", lines)
+        if failure is not None:
+            self._write_failed(*failure)
+        elif tried and self._failing_since is not None:
+            self._write_recovered()
+        if self._dropped and buffered < self._buffer_limit:
+            self._mark_dropped()
+
+    def _write_failed(self, what: str, error: OSError) -> None:
+        """A write the OS refused: the first one alerts, later ones are a line every few seconds."""
+        if self._failing_since is not None:
+            self._log_write_error(what, error, f"; {self._buffered:,} bytes wait in memory")
+            return
+        now = self.context.clock.now()
+        self._failing_since = now
+        self.context.metrics.set("recorder_write_failing_since", now)
+        reason = error.strerror or type(error).__name__
+        limit_mb = self._buffer_limit // (1024 * 1024)
+        self._errors_logged_at = time.monotonic()
+        self.log.error("cannot write {}: {}; lines are kept in memory (up to {} MiB) and retried", what,
+                       reason, limit_mb)
+        self._alert(WRITE_FAILED_ALERT, f"recorder: data files cannot be written ({reason}); lines are kept "
+                                        f"in memory and retried, up to {limit_mb} MiB")
+
+    def _write_recovered(self) -> None:
+        since, self._failing_since = self._failing_since, None
+        self.context.metrics.set("recorder_write_failing_since", None)
+        dropped = sum(stretch.count for stretch in self._dropped.values())
+        lost = f"; {dropped:,} ticks dropped, marked as gaps" if dropped else ""
+        text = f"recorder: data files are written again (failing since {since:%H:%M:%S}){lost}"
+        self.log.info(text)
+        self._alert(WRITE_RECOVERED_ALERT, text)
+
+    def _alert(self, key: str, text: str) -> None:
+        self.directory.tell("notifier", SystemAlert(at=self.context.clock.now(), key=key, text=text))
+
+    def _close_writer(self, writer: JsonlWriter) -> tuple[int, OSError | None]:
+        """Close one file: the lines the disk still refuses are lost; how many, and why."""
+        waiting = writer.buffered_lines
+        failure = None
+        try:
+            writer.close()
+        except OSError as error:
+            failure = error
+        self._count_ticks(writer)
+        self._tick_counts.pop(writer, None)
+        return (waiting if failure is not None else 0), failure
 
     def _close_all(self) -> None:
-        """Every queued scan chunk written, then every file closed (at a stop, a crash and the backup)."""
-        while self._scan_chunks:
-            try:
-                self._write_scan_chunk()
-            except (OSError, ValueError) as error:
-                self._log_write_error("a scan's snapshot lines", error)
+        """Every file closed (at a stop, a crash and the backup)."""
         writers, self._writers = list(self._writers.values()), {}
+        lost, files, failure = 0, 0, None
         for writer in writers:
-            try:
-                writer.close()
-            except OSError as error:
-                self._log_write_error(str(writer.path), error)
+            lines, error = self._close_writer(writer)
+            if error is not None:
+                lost, files, failure = lost + lines, files + 1, failure or error
+        if failure is not None:
+            self._log_write_error(f"{files} files", failure, f"; {lost:,} lines lost", always=True)
+        self._buffered = 0
 
     # --- backup ----------------------------------------------------------------------------------
 
@@ -345,6 +484,7 @@ class RecorderActor(ObserverActor):
         The manifest is the archive's first member and also sits beside it as `{YYYYMMDD}.manifest.json`.
         The archive is written under a temporary name and renamed, so a crash never leaves half of one.
         """
+        self._mark_dropped()
         self._close_all()
         root = self.paths.observer
         files = sorted(day_files(root, day))

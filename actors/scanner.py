@@ -5,15 +5,8 @@ on every `PhaseChanged`, the actor looks at the injected clock. In TRACK_A_ONLY,
 TRACK_A_CLOSING a pass starts when the last one began `ScanSettings.interval_seconds` ago (simulated
 time), the first one at once. A pass runs on a worker thread, one `multi_quote_batch` of up to 30 symbols
 per call through the account's `KisRestClient` (the per-key limiter is shared with gap recovery), with
-`CALLS_IN_FLIGHT` calls in flight, so the mailbox stays free; a stop sets an event the callers check
-between calls, so it ends within one call. With `ScanSettings.worker_process` (the default) the pass is
-made and parsed in a `FetchWorker` child process at the lowest CPU priority, started with the actor (again
-by a pass, ten minutes after a failure) and ended with it, so a pass takes neither the interpreter lock
-nor a core from the tick path: the pass thread here only reserves the calls' slots of the key's rate
-limiter (a few at a time, so a stop ends the pass within those) and reads the rows. The first call that is
-not a clean success ends the worker's part: that batch and the ones not made yet are made here, through the
-client and its token refresh, retries and error mapping, as without a worker (so safe mode counts the same
-failures).
+`CALLS_IN_FLIGHT` calls in flight so a pass keeps to the rate limit's pace while the mailbox stays free; a
+stop sets an event the callers check between calls, so it ends within one call.
 
 Safe mode (issue 6 item 4): `safe_mode_after_failures` failed calls in a row (after the client's own
 retries) abort the pass (a call already waiting for its slot still goes) and widen the interval to
@@ -31,6 +24,7 @@ The synced day is saved, so a restart does not sync twice.
 | message | effect |
 |---|---|
 | UniverseReady | the symbols to scan (also asked of `universe` with `CurrentUniverse` while it has none) |
+| ContextSyncDay (ask) | the day of the last context sync, or None |
 | ClockTick, PhaseChanged | start a pass when due; context sync when due |
 | internal pass result | ScanCompleted to triggers and recorder; safe mode bookkeeping; sync if waiting |
 
@@ -55,13 +49,12 @@ from actors.scheduler import tick_interval_seconds
 from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
 from core.schedule import Phase, phase_at
 from kis.errors import KisError
-from kis.fetch_worker import Answer, FetchWorker, Parsed
 from kis.models import MultiQuote
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
-from messages.selection import ContextSynced
+from messages.selection import ContextSyncDay, ContextSynced
 from messages.universe import CurrentUniverse
 from runtime.state_store import StateStore
 from runtime.ticker import Ticker
@@ -85,7 +78,6 @@ class _PassFinished:
 
     started_at: datetime
     rows: tuple[MultiQuote, ...]
-    lines: tuple[bytes, ...]
     calls: int
     failed_calls: int
     failures_in_a_row: int
@@ -94,8 +86,7 @@ class _PassFinished:
 
 
 class _Pass:
-    """One pass's batches, made by a fetch worker's child or handed out to callers here; failures counted
-    in a row across callers."""
+    """One pass's batches, handed out to its callers; failures counted in a row across callers."""
 
     def __init__(
         self, batches: list[tuple[str, ...]], failures_in_a_row: int, abort_after: int,
@@ -103,7 +94,6 @@ class _Pass:
     ) -> None:
         self._batches = batches
         self._results: list[list[MultiQuote]] = [[] for _ in batches]
-        self._lines: list[tuple[bytes, ...]] = [() for _ in batches]
         self._pending = list(range(len(batches)))
         self._lock = threading.Lock()
         self._abort_after = abort_after
@@ -112,38 +102,6 @@ class _Pass:
         self.failures_in_a_row = failures_in_a_row
         self.calls = self.failed = 0
         self.aborted = False
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    def through_worker(self, worker: FetchWorker, client: KisRestClient) -> None:
-        """The batches the worker's child makes cleanly are done; the rest stay pending for the callers."""
-        try:
-            requests = client.multi_quote_requests(self._batches)
-        except (KisError, ValueError) as error:  # no token, or a bad symbol: the callers here meet it too
-            self._log.warning("scan pass not handed to the fetch worker: {}", error)
-            return
-        done: set[int] = set()
-        reported = False
-
-        def reserve(count: int) -> tuple[float, ...]:
-            return () if self._stopping.is_set() else client.reserve_slots(count)
-
-        def on_answer(index: int, answer: Answer) -> None:
-            nonlocal reported
-            if isinstance(answer, Parsed):  # one that is not is made again here, like a client's retry
-                self.calls += 1
-                self._results[index], self._lines[index] = answer.rows, answer.lines
-                self.failures_in_a_row = 0
-                done.add(index)
-            elif not reported:
-                reported = True
-                self._log.info("scan batch {} in the fetch worker: {}; the rest of the pass is made here",
-                               index + 1, answer.description)
-
-        worker.fetch_plan(requests, reserve, on_answer)
-        self._pending = [index for index in self._pending if index not in done]
 
     def call_batches(self, client: KisRestClient) -> None:
         with client:
@@ -157,16 +115,12 @@ class _Pass:
                         self.failures_in_a_row += 1
                         self.aborted = self.aborted or self.failures_in_a_row >= self._abort_after
                     continue
-                lines = tuple(row.json_fields().encode() for row in rows)
                 with self._lock:
-                    self._results[index], self._lines[index] = rows, lines
+                    self._results[index] = rows
                     self.failures_in_a_row = 0
 
     def rows(self) -> tuple[MultiQuote, ...]:
         return tuple(row for batch in self._results for row in batch)
-
-    def lines(self) -> tuple[bytes, ...]:
-        return tuple(line for batch in self._lines for line in batch)
 
     def _take(self) -> int | None:
         with self._lock:
@@ -209,9 +163,6 @@ class ScannerActor(ObserverActor):
         self._failures_in_a_row = 0
         self._safe_mode = False
         self._worker: threading.Thread | None = None
-        self._fetcher: FetchWorker | None = None
-        if self.settings.worker_process:
-            self._fetcher = FetchWorker(self.concurrency, name=f"{name}-fetch")
         self._stopping = threading.Event()
         self._ticker: Ticker | None = None
         self._universe_asked_at: datetime | None = None
@@ -219,8 +170,6 @@ class ScannerActor(ObserverActor):
     # --- life -----------------------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        if self._fetcher is not None:
-            self._fetcher.start()  # it imports in the background: ready long before a pass
         self._load_state()
         self._ask_universe()
         tick = lambda: ClockTick(at=self.context.clock.now())  # noqa: E731
@@ -237,6 +186,8 @@ class ScannerActor(ObserverActor):
         self._shut_down()
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ContextSyncDay):
+            return self._synced_day
         if isinstance(message, UniverseReady):
             self._set_universe(message)
             self._evaluate()
@@ -253,8 +204,6 @@ class ScannerActor(ObserverActor):
             self._ticker.stop()
         if self._worker is not None:
             self._worker.join(STOP_JOIN_SECONDS)
-        if self._fetcher is not None:
-            self._fetcher.close()
 
     # --- deciding -------------------------------------------------------------------------------------
 
@@ -312,14 +261,10 @@ class ScannerActor(ObserverActor):
         batches = [symbols[first : first + size] for first in range(0, len(symbols), size)]
         abort_after = self.settings.safe_mode_after_failures
         scan = _Pass(batches, failures_in_a_row, abort_after, self._stopping, self.log)
-        if self._fetcher is not None:
-            self._fetcher.start()
-            with self.context.rest_client(self.account) as client:
-                scan.through_worker(self._fetcher, client)
         callers = [
             threading.Thread(target=scan.call_batches, args=(self.context.rest_client(self.account),),
                              name=f"{self.name}-call-{n}", daemon=True)
-            for n in range(min(self.concurrency, scan.pending))
+            for n in range(min(self.concurrency, len(batches)))
         ]
         for caller in callers:
             caller.start()
@@ -328,7 +273,7 @@ class ScannerActor(ObserverActor):
         if self._stopping.is_set():
             return
         result = _PassFinished(
-            started_at=started_at, rows=scan.rows(), lines=scan.lines(), calls=scan.calls,
+            started_at=started_at, rows=scan.rows(), calls=scan.calls,
             failed_calls=scan.failed, failures_in_a_row=scan.failures_in_a_row, aborted=scan.aborted,
             duration_seconds=time.monotonic() - began,
         )
@@ -341,7 +286,7 @@ class ScannerActor(ObserverActor):
         self._scan_no += 1
         scan = ScanCompleted(
             at=self.context.clock.now(), account=self.account, scan_no=self._scan_no, rows=result.rows,
-            lines=result.lines, calls=result.calls, failed_calls=result.failed_calls,
+            calls=result.calls, failed_calls=result.failed_calls,
             duration_seconds=result.duration_seconds,
         )
         for peer in ("triggers", "recorder"):
@@ -397,6 +342,10 @@ class ScannerActor(ObserverActor):
         self._synced_day = now.date()
         self._opening = []
         self._save_state()
+        metrics = self.context.metrics
+        metrics.set("context_synced_at", now)
+        metrics.set("context_snapshots", synced.snapshot_count)
+        metrics.set("context_movers", len(movers))
         self.log.info(
             "context synced from {} snapshots: {} movers, top {}", synced.snapshot_count, len(movers),
             ", ".join(m.symbol for m in movers[:5]) or "none",

@@ -20,7 +20,11 @@ hybrid watchlist (`slots.watchlist`, applied by `allocate_slots`).
 
 State (slots with dwell times, re-subscribe cooldowns, held positions, overrides, the day's context
 sync) is saved to the StateStore (`slots`) after every change and loaded in `on_start`, so a restart
-keeps them. The balance inquiry runs in this actor's thread right after start (a self-told message), is
+keeps them. A start in FULL_OPERATION without today's sync in that state (the file lost or unreadable)
+asks the scanner whether it has synced today (`ContextSyncDay`): the ContextSynced it waits for may have
+passed, and the scanner does not sync twice a day. A ContextSynced on a day already synced (a scanner that
+lost its own state syncs again) starts Track B if needed but brings no movers: Track B's first allocation
+is over. The balance inquiry runs in this actor's thread right after start (a self-told message), is
 retried at the next phase change if it failed, and is skipped for accounts without an account number.
 
 | message | effect |
@@ -35,6 +39,7 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | SubscriptionRefused | `shrink_capacity` to the accepted count; the refused symbol overflows |
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
+| CurrentTargets (ask) | the account's target set (asked by a connection that lost its saved one) |
 
 Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger lines), gauges
 `slots_in_use.<account>`.
@@ -47,6 +52,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
+import pykka
 from pykka.typing import proxy_method
 
 from actors.base import ObserverActor, ObserverActorProxy
@@ -72,12 +78,20 @@ from messages.alerts import SystemAlert
 from messages.market import ExecutionsReceived, HoldingsLoaded
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
-from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
-from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
+from messages.streaming import (
+    ConnectionChanged,
+    ConnectionState,
+    CurrentTargets,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
 from runtime.state_store import StateStore
 from spine.convert import slot_changed
 
 STATE_NAME = "slots"
+SCANNER_ASK_SECONDS = 5.0
+_NO_ANSWER = object()
 SIDE_SELL = "01"
 SIDE_BUY = "02"
 """SELN_BYOV_CLS of an H0STCNI0 execution notice."""
@@ -118,6 +132,7 @@ class SlotManagerActor(ObserverActor):
         self._sent: dict[str, tuple[str, ...]] = {}
         self._overflowing: dict[str, str] = {}
         self._holdings_pending: set[str] = set()
+        self._sync_unknown = False
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -125,6 +140,8 @@ class SlotManagerActor(ObserverActor):
         now = self.context.clock.now()
         self._phase = phase_at(now, self.context.settings.schedule)
         self._load(now.date())
+        self._sync_unknown = self._phase is Phase.FULL_OPERATION and self._synced_on != now.date()
+        self._ask_sync_day()
         if not self._providers:
             self.log.warning("no accounts configured: Track B has no WebSocket slots")
         self._holdings_pending = {account.name for account in self.context.accounts}
@@ -142,6 +159,7 @@ class SlotManagerActor(ObserverActor):
         match message:
             case CandidatesRanked():
                 self._candidates = message.candidates
+                self._ask_sync_day()
                 if self._track_b_active():
                     self._allocate()
             case ContextSynced():
@@ -160,6 +178,8 @@ class SlotManagerActor(ObserverActor):
                 self._on_connection(message)
             case _FetchHoldings():
                 self._fetch_holdings()
+            case CurrentTargets():
+                return self.targets().get(message.account, ())
         return None
 
     # --- queries (proxy calls: status view, tests) -------------------------------------------------------
@@ -178,13 +198,41 @@ class SlotManagerActor(ObserverActor):
     # --- handlers ---------------------------------------------------------------------------------------
 
     def _on_context_synced(self, message: ContextSynced) -> None:
-        self._synced_on = self.context.clock.now().date()
-        # Kept apart until Track B's first allocation: a ranking arriving before 09:30 must not drop them.
-        self._movers = message.movers
-        self.log.info("context synced: {} opening movers", len(message.movers))
-        self._save()
+        today = self.context.clock.now().date()
+        self._sync_unknown = False
+        if self._synced_on == today:
+            self.log.info("context synced again today: its {} movers are ignored (Track B started with the "
+                          "first sync)", len(message.movers))
+        else:
+            self._synced_on = today
+            # Kept apart until Track B's first allocation: a ranking arriving before 09:30 must not drop them.
+            self._movers = message.movers
+            self.log.info("context synced: {} opening movers", len(message.movers))
+            self._save()
         if self._track_b_active():
             self._allocate()
+
+    def _ask_sync_day(self) -> None:
+        """While today's sync is unknown (a start in FULL_OPERATION without it in the saved state), ask the
+        scanner; asked again at the next ranking while it is not running or does not answer. The allocation
+        waits for that ranking: slots restored empty must not empty the connections' targets before it."""
+        if not self._sync_unknown or self.directory.ref("scanner") is None:
+            return
+        try:
+            synced = self.directory.ask("scanner", ContextSyncDay(at=self.context.clock.now()),
+                                        timeout=SCANNER_ASK_SECONDS, default=_NO_ANSWER)
+        except pykka.Timeout:
+            synced = _NO_ANSWER
+        if synced is _NO_ANSWER:
+            self.log.warning("scanner did not say whether the context is synced today; asked again at the "
+                             "next ranking")
+            return
+        self._sync_unknown = False
+        today = self.context.clock.now().date()
+        if synced == today and self._synced_on != today:
+            self._synced_on = today
+            self.log.info("the scanner synced the context today already: Track B runs from the next ranking")
+            self._save()
 
     def _on_phase(self, phase: Phase) -> None:
         was_active = self._track_b_active()
@@ -429,6 +477,7 @@ class SlotManagerActor(ObserverActor):
     def _update_gauges(self) -> None:
         for account in self._state.accounts:
             self.context.metrics.set(f"slots_in_use.{account.name}", len(account.slots))
+            self.context.metrics.set(f"slots_capacity.{account.name}", account.capacity)
 
     # --- persistence ------------------------------------------------------------------------------------
 

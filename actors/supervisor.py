@@ -333,6 +333,7 @@ class SupervisorActor(ObserverActor):
     def _stop_children(self) -> None:
         """Every child, last started first, each given its shutdown timeout."""
         self._stopping = True
+        self._children_directory.stopping()
         for child in reversed(self._children):
             if child.timer is not None:
                 child.timer.cancel()

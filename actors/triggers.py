@@ -4,12 +4,8 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
 
 - UniverseReady gives each symbol's profile (name, market cap, previous close, 20-day average volume and
   turnover, 14-day ATR, 20-day MA); the tick detectors get their one-minute volume baselines from it.
-- ScanCompleted rows go through `evaluate_scan` (volume surge, volatility spike) into the `TriggerBook`,
-  `SCAN_ROWS_PER_STEP` rows per handler step: the actor tells itself to go on, so frames that arrived
-  meanwhile are evaluated first. Only ticks and clock ticks overtake a scan in progress (the rebalance
-  waits for its end); any other message, a `Ping` barrier or a proxy call finds the scans before it
-  evaluated. The ranking goes out once, after the last step. After a crash outside a scan step the scans
-  in progress go to the next incarnation again (their new triggers were not saved yet).
+- ScanCompleted rows go through `evaluate_scan` (volume surge, volatility spike) into the `TriggerBook`
+  in one handler; the ranking goes out after it if it changed materially.
 - TicksReceived is the hot path: per message, each trade goes to `TickDetector.on_tick` (trade velocity and
   the real-time profile) and, when `signals.enabled`, to the hybrid signals; no pydantic per tick, no I/O.
 - A trigger that is new (not a renewal) raises an `AlertRaised` to `notifier` (manual ones do not);
@@ -33,20 +29,20 @@ announcement.
 
 | message | effect |
 |---|---|
-| UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept) |
-| ScanCompleted | scan triggers (+ signals on the rows), in steps; then ranking sent if changed materially |
+| UniverseReady | profiles and baselines; a new day starts an empty book (manual triggers kept); the same |
+|  | day again (baselines completed) keeps the book and the tick windows |
+| ScanCompleted | scan triggers (+ signals on the rows); then ranking sent if changed materially |
 | TicksReceived | tick triggers (+ signals); ranking sent if a new trigger changed it materially |
 | ManualOverride | manual trigger added / removed, override saved, forwarded to `slots` |
-| ClockTick | (no scan in progress) expire triggers; every rebalance interval: CandidatesRanked, book saved |
+| ClockTick | expire triggers; every rebalance interval: CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
-| ContextSynced | (after the scans before it) ranking sent at once, then the ContextSynced passed to `slots` |
+| ContextSynced | ranking sent at once, then the ContextSynced passed to `slots` |
 
 Metrics: `triggers` (new triggers, manual included).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -76,7 +72,6 @@ from messages.alerts import AlertRaised
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
-from messages.system import Crash
 from messages.universe import CurrentUniverse
 from runtime.state_saver import StateSaver
 from runtime.state_store import StateStore
@@ -89,10 +84,6 @@ MAX_TICK_SECONDS = 1.0
 TICKS_PER_REBALANCE = 4
 UNIVERSE_ASK_SECONDS = 2.0
 SAVER_CLOSE_SECONDS = 5.0
-SCAN_ROWS_PER_STEP = 20
-"""Scan rows evaluated per handler step (about a microsecond a row: a frame queued behind a step waits a few
-tens of microseconds; 50-row steps kept the tick p99 at 5,000 records/s during scans at 1.3x idle, 20-row
-steps at 1.0-1.15x)."""
 
 
 def tick_interval_seconds(rebalance_seconds: float, speed: float) -> float:
@@ -122,23 +113,6 @@ class Profile:
                    profile.avg_turnover_20d, profile.atr_14d, profile.ma_20d)
 
 
-class _ScanStep:
-    """Told to itself: evaluate the next rows of the scans in progress."""
-
-
-@dataclass(slots=True)
-class _ScanInProgress:
-    scan: ScanCompleted
-    evaluated: int = 0
-    found: int = 0
-    added: int = 0
-
-
-_OVERTAKE_SCANS = (TicksReceived, ClockTick, _ScanStep, ScanCompleted, Crash)
-"""What is handled as it comes while a scan is being evaluated; anything else waits for the scan (an
-injected `Crash` stands for a failure at any moment, so it may land between two steps)."""
-
-
 class TriggerActor(ObserverActor):
     """See the module docstring for the message table."""
 
@@ -150,7 +124,7 @@ class TriggerActor(ObserverActor):
         *,
         tick_seconds: float | None = None,
     ) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         settings = context.settings
         self._trigger_settings = settings.triggers
@@ -178,9 +152,6 @@ class TriggerActor(ObserverActor):
         self._book_changed = False
         self._warnings: tuple[str, ...] = ()
         self._ticker: Ticker | None = None
-        self._scans: deque[_ScanInProgress] = deque()
-        self._step_told = False
-        self._in_scan_step = False
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -205,30 +176,16 @@ class TriggerActor(ObserverActor):
 
     def on_failure(self, *_exc_info: object) -> None:
         self._stop_ticker()
-        self._save_evaluated_steps()
-        self._hand_over_scans()
         self._close_saver()
-
-    def _handle_receive(self, message: Any) -> Any:
-        """Every message but a frame, a clock tick or a scan's own step sees the scans before it done."""
-        if self._scans and not isinstance(message, _OVERTAKE_SCANS):
-            self._finish_scans()
-        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case TicksReceived():
                 self._on_ticks(message.ticks)
             case ClockTick():
-                if not self._scans:
-                    self._on_clock_tick()
-            case _ScanStep():
-                self._step_told = False
-                self._scan_step()
+                self._on_clock_tick()
             case ScanCompleted():
-                self._scans.append(_ScanInProgress(message))
-                if not self._step_told:
-                    self._scan_step()
+                self._on_scan(message)
             case UniverseReady():
                 self._on_universe(message)
             case ManualOverride():
@@ -236,7 +193,7 @@ class TriggerActor(ObserverActor):
             case PhaseChanged():
                 self._rebalance_now(self.context.clock.now())
             case ContextSynced():
-                # Track B's first allocation must see the scans the sync was made from: rank, then pass on.
+                # Track B's first allocation must see the scans before the sync: rank, then pass on.
                 self._rebalance_now(self.context.clock.now())
                 self.directory.tell("slots", message)
         return None
@@ -302,89 +259,38 @@ class TriggerActor(ObserverActor):
         elif expired:
             self._send_if_material(now)
 
-    def _scan_step(self) -> None:
-        """The next rows of the oldest scan in progress; told again while rows remain, ended at the last."""
-        if not self._scans:
-            return
-        progress = self._scans[0]
-        start = progress.evaluated
-        progress.evaluated = end = start + SCAN_ROWS_PER_STEP
-        self._in_scan_step = True
-        try:
-            self._evaluate_scan_rows(progress, start, end)
-        finally:
-            self._in_scan_step = False
-        if end >= len(progress.scan.rows):
-            self._scans.popleft()
-            self._end_scan(progress)
-        if self._scans:
-            self._step_told = True
-            self.actor_ref.tell(_ScanStep())
-
-    def _finish_scans(self) -> None:
-        while self._scans:
-            progress = self._scans.popleft()
-            self._evaluate_scan_rows(progress, progress.evaluated, len(progress.scan.rows))
-            self._end_scan(progress)
-
-    def _evaluate_scan_rows(self, progress: _ScanInProgress, start: int, end: int) -> None:
-        scan = progress.scan
+    def _on_scan(self, scan: ScanCompleted) -> None:
         at = scan.at
-        quotes = scan.rows[start:end]
-        profiles = self._profiles
-        baselines = self._baselines
         rows = []
-        for quote in quotes:
-            if quote.symbol not in baselines:
+        for quote in scan.rows:
+            if quote.symbol not in self._baselines:
                 continue  # evaluate_scan skips a symbol without a baseline
-            profile = profiles.get(quote.symbol)
+            profile = self._profiles.get(quote.symbol)
             rows.append(ScanRow(quote.symbol, float(quote.price), float(quote.open), float(quote.high),
                                 float(quote.low), float(quote.volume), float(quote.prev_close),
                                 profile.market_cap if profile else None, at))
-        found = evaluate_scan(rows, baselines, self._trigger_settings)
-        progress.found += len(found)
-        progress.added += sum(self._add(trigger) for trigger in found)
+        found = evaluate_scan(rows, self._baselines, self._trigger_settings)
+        added = sum(self._add(trigger) for trigger in found)
         if self._signal_settings.enabled:
-            for quote in quotes:
+            for quote in scan.rows:
                 inputs = self._signal_inputs(quote.symbol, float(quote.price), at, None, quote.value)
                 hits = evaluate_signals(inputs, self._signal_settings)
                 if hits:
                     self._raise_signals(hits)
-
-    def _end_scan(self, progress: _ScanInProgress) -> None:
-        scan = progress.scan
         self.log.info("scan {} of {}: {} rows, {} triggers ({} new)", scan.scan_no, scan.account,
-                      len(scan.rows), progress.found, progress.added)
+                      len(scan.rows), len(found), added)
         now = self.context.clock.now()
-        if progress.added:
+        if added:
             # A crash before the next rebalance must not lose a scan's new triggers; its renewals only
             # extend expiries, saved at that rebalance (a scan renews them again after a crash).
             self._save_book(now)
         self._send_if_material(now)
 
-    def _save_evaluated_steps(self) -> None:
-        """After a crash in the middle of scans: the triggers their steps so far added are saved, so the next
-        incarnation, evaluating those rows again, renews them instead of counting and alerting them again."""
-        if not (self._scans and self._book_changed):
-            return
-        try:
-            self._save_book(self.context.clock.now())
-        except (OSError, TypeError, ValueError) as error:
-            self.log.error("trigger book not saved after a crash ({}: {})", type(error).__name__, error)
-
-    def _hand_over_scans(self) -> None:
-        """After a crash: the scans in progress go to the next incarnation whole (their rows are evaluated
-        again; what the first steps found was saved), unless a scan step crashed (it might crash the next one
-        too)."""
-        scans, self._scans = self._scans, deque()
-        if self._in_scan_step or self.directory is None:
-            return
-        for progress in scans:
-            self.directory.tell(self.name, progress.scan)
-
     def _on_universe(self, message: UniverseReady) -> None:
         now = self.context.clock.now()
-        self._set_profiles({p.symbol: Profile.of(p) for p in message.profiles})
+        # The same day again (baselines completed later): the tick windows of the day go on.
+        profiles = {p.symbol: Profile.of(p) for p in message.profiles}
+        self._set_profiles(profiles, same_day=self._day == message.day)
         if self._day is not None and self._day != message.day:
             self._book = TriggerBook()
             self._returns.clear()
@@ -475,12 +381,17 @@ class TriggerActor(ObserverActor):
         symbols.update((symbol, None) for symbol, active in self._overrides.items() if active)
         return [symbol for symbol in symbols if self._overrides.get(symbol, True)]
 
-    def _set_profiles(self, profiles: dict[str, Profile]) -> None:
+    def _set_profiles(self, profiles: dict[str, Profile], *, same_day: bool = False) -> None:
+        """New profiles; `same_day` keeps the tick detector's windows, with the new minute baselines."""
         self._profiles = profiles
         self._baselines = {s: Baseline(p.avg_volume_20d, p.atr_14d) for s, p in profiles.items()}
         self._market_caps = {s: p.market_cap for s, p in profiles.items()}
         minute = {s: minute_baseline(p.avg_volume_20d) for s, p in profiles.items() if p.avg_volume_20d > 0}
-        self._detector = TickDetector(self._trigger_settings, minute)
+        if not same_day:
+            self._detector = TickDetector(self._trigger_settings, minute)
+            return
+        for symbol, baseline in minute.items():
+            self._detector.set_minute_baseline(symbol, baseline)
 
     def _ask_universe(self) -> None:
         """A (re)start after today's announcement: the universe actor answers with it (None while building;

@@ -16,12 +16,21 @@ stays free for queries and a stop) makes the day's universe:
    to `UniverseSettings.cache_days`;
 5. `UniverseReady` (profiles best market cap first) to scanner, triggers, slots, gaps and recorder.
 
+Baselines whose daily bars failed (transient REST errors) are fetched again in the background, on their
+own thread through the same clients (so inside each key's rate limit, shared with the scan), after
+`BASELINE_RETRY_SECONDS` (real time: the failures are the network's and the gateway's), until every
+symbol has one, the next day's build starts or the actor stops. Each round that completes some sends
+`UniverseReady` again, the same universe with those profiles completed; the day's snapshot file is not
+rewritten (its `avg_volume_20d` stays as first built; the day's cache has the completed baselines).
+
 | message | effect |
 |---|---|
 | DayEventFired(UNIVERSE_BUILD) | build the event's day (skipped if that day is already current) |
 | CurrentUniverse (ask) | the current `UniverseReady`, None while the first build runs |
+| (retry thread) baselines completed | profiles completed; `UniverseReady` again to every recipient |
 
-Metrics: gauges `universe_symbols`, `universe_day`, `universe_fallback`; counter `baselines_fetched`.
+Metrics: gauges `universe_symbols`, `universe_day`, `universe_fallback`, `baselines_missing`; counter
+`baselines_fetched`.
 """
 
 from __future__ import annotations
@@ -70,6 +79,8 @@ RECIPIENTS = ("scanner", "triggers", "slots", "gaps", "recorder")
 STOCK_GROUP = "ST"
 BASELINE_FLUSH_EVERY = 50
 STOP_JOIN_SECONDS = 2.0
+BASELINE_RETRY_SECONDS = (30.0, 60.0, 120.0, 300.0, 600.0)
+"""Real seconds before each retry round of the missing baselines; the last repeats until none is missing."""
 
 
 class BuildStopped(Exception):
@@ -82,20 +93,32 @@ class _BuildFinished:
 
     day: date
     ready: UniverseReady | None
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _BaselinesRetried:
+    """Internal: baselines a retry round fetched for `day`."""
+
+    day: date
+    baselines: dict[str, DailyBaseline]
 
 
 class UniverseActor(ObserverActor):
     def __init__(
-        self, name: str, directory: Directory, context: ObserverContext, *, progress: bool | None = None
+        self, name: str, directory: Directory, context: ObserverContext, *, progress: bool | None = None,
+        baseline_retry_seconds: tuple[float, ...] = BASELINE_RETRY_SECONDS,
     ) -> None:
         super().__init__(name, directory)
         self.context = context
         self.progress = sys.stdout.isatty() if progress is None else progress
+        self.baseline_retry_seconds = baseline_retry_seconds
         self._current: UniverseReady | None = None
         self._worker: threading.Thread | None = None
         self._building: date | None = None
         self._pending: date | None = None
         self._stopping = threading.Event()
+        self._retry: _BaselineRetry | None = None
 
     def on_start(self) -> None:
         today = self.context.clock.now().date()
@@ -106,11 +129,15 @@ class UniverseActor(ObserverActor):
 
     def on_stop(self) -> None:
         self._stopping.set()
+        retry = self._end_retry()
         if self._worker is not None:
             self._worker.join(STOP_JOIN_SECONDS)
+        if retry is not None:
+            retry.join(STOP_JOIN_SECONDS)
 
     def on_failure(self, *_exc_info: object) -> None:
         self._stopping.set()
+        self._end_retry()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, CurrentUniverse):
@@ -119,6 +146,8 @@ class UniverseActor(ObserverActor):
             self._build(message.at.date(), "scheduled")
         elif isinstance(message, _BuildFinished):
             self._finish(message)
+        elif isinstance(message, _BaselinesRetried):
+            self._complete_baselines(message)
         return None
 
     def _build(self, day: date, reason: str) -> None:
@@ -132,11 +161,16 @@ class UniverseActor(ObserverActor):
             return
         self._building = day
         self.log.info("building the universe of {} ({})", day, reason)
-        self._worker = threading.Thread(target=self._run, args=(day,), name=f"{self.name}-build", daemon=True)
+        retry = self._end_retry()
+        self._worker = threading.Thread(target=self._run, args=(day, retry), name=f"{self.name}-build",
+                                        daemon=True)
         self._worker.start()
 
-    def _run(self, day: date) -> None:
-        """The build thread: everything slow happens here; the result goes back as a message."""
+    def _run(self, day: date, retry: _BaselineRetry | None) -> None:
+        """The build thread: everything slow happens here; the result goes back as a message. A retry of
+        the baselines still ending (within one call) finishes before the build writes the cache."""
+        if retry is not None:
+            retry.join()
         builder = UniverseBuilder(self.context, self._stopping, self.progress, self._alert, self.log)
         try:
             ready = builder.build(day)
@@ -147,7 +181,7 @@ class UniverseActor(ObserverActor):
             self._alert(f"universe.{format_day(day)}", f"universe of {day}: build failed ({error})")
             ready = None
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_BuildFinished(day=day, ready=ready))
+            self.actor_ref.tell(_BuildFinished(day=day, ready=ready, missing=builder.missing))
 
     def _finish(self, result: _BuildFinished) -> None:
         self._building = None
@@ -158,6 +192,7 @@ class UniverseActor(ObserverActor):
             metrics.set("universe_symbols", len(ready.profiles))
             metrics.set("universe_day", ready.day.isoformat())
             metrics.set("universe_fallback", ready.fallback)
+            metrics.set("universe_built_at", self.context.clock.now())
             for peer in RECIPIENTS:
                 self.directory.tell(peer, ready)
             self.log.info(
@@ -167,6 +202,29 @@ class UniverseActor(ObserverActor):
         pending, self._pending = self._pending, None
         if pending is not None:
             self._build(pending, "queued")
+        elif ready is not None and result.missing:
+            self._retry = _BaselineRetry(self.context, self.actor_ref, result.day, result.missing,
+                                         self.baseline_retry_seconds, self.log)
+            self._retry.start()
+
+    def _complete_baselines(self, result: _BaselinesRetried) -> None:
+        current = self._current
+        if current is None or current.day != result.day:
+            return
+        now = self.context.clock.now()
+        profiles = tuple(_with_baseline(profile, result.baselines.get(profile.symbol), now)
+                         for profile in current.profiles)
+        self._current = ready = current.model_copy(update={"at": now, "profiles": profiles})
+        for peer in RECIPIENTS:
+            self.directory.tell(peer, ready)
+        self.log.info("universe of {}: {} more baselines, told again", ready.day, len(result.baselines))
+
+    def _end_retry(self) -> _BaselineRetry | None:
+        """Ask the baselines' retry to end (within one call); returns it, to be joined off this thread."""
+        retry, self._retry = self._retry, None
+        if retry is not None:
+            retry.cancel()
+        return retry
 
     def _alert(self, key: str, text: str) -> None:
         self.log.warning(text)
@@ -191,6 +249,8 @@ class UniverseBuilder:
         self.progress = progress
         self.alert = alert
         self.log = log
+        self.missing: tuple[str, ...] = ()
+        """The symbols whose baselines could not be fetched (after `build`)."""
 
     def build(self, day: date) -> UniverseReady | None:
         snapshots, fresh, fallback = self._snapshots(day)
@@ -198,6 +258,7 @@ class UniverseBuilder:
             return None
         symbols = [symbol.code for symbol in chain.from_iterable(s.symbols for s in snapshots)]
         baselines = self._baselines(day, symbols)
+        self.context.metrics.set("baselines_missing", len(self.missing))
         if fresh:
             snapshots = [self.store.save(_with_average_volume(s, baselines)) for s in snapshots]
             for market in self.settings.markets:
@@ -258,7 +319,7 @@ class UniverseBuilder:
     # --- the baselines --------------------------------------------------------------------------------
 
     def _baselines(self, day: date, symbols: Sequence[str]) -> dict[str, DailyBaseline]:
-        path = self.context.paths.state_dir / "baselines" / f"{format_day(day)}.jsonl"
+        path = baseline_cache(self.context, day)
         baselines = _read_baselines(path, set(symbols))
         missing = [symbol for symbol in symbols if symbol not in baselines]
         self._prune_baselines(path.parent, day)
@@ -270,8 +331,9 @@ class UniverseBuilder:
         with _FetchProgress(len(missing), self.progress, self.log) as progress:
             baselines |= fetch.run(progress.advance)
         self._check_stop()
-        if fetch.failed:
-            self.log.warning("{} symbols lack baselines; retried on restart", fetch.failed)
+        self.missing = tuple(symbol for symbol in missing if symbol not in baselines)
+        if self.missing:
+            self.log.warning("{} symbols lack baselines; retried in the background", len(self.missing))
         return baselines
 
     def _prune_baselines(self, directory: Path, day: date) -> None:
@@ -349,6 +411,54 @@ class _BaselineFetch:
                 advance()
 
 
+class _BaselineRetry:
+    """The background retry of the baselines a build missed: rounds after `delays` (real seconds, the last
+    repeated) until none is missing or `cancel`; each round's results go to the actor as a message."""
+
+    def __init__(
+        self, context: ObserverContext, actor: pykka.ActorRef[Any], day: date, missing: Sequence[str],
+        delays: tuple[float, ...], log: Any,
+    ) -> None:
+        self.context = context
+        self.actor = actor
+        self.day = day
+        self.missing = list(missing)
+        self.delays = delays or BASELINE_RETRY_SECONDS
+        self.log = log
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="baselines-retry", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        rounds = 0
+        while self.missing:
+            delay = self.delays[min(rounds, len(self.delays) - 1)]
+            if self._cancelled.wait(delay):
+                return
+            rounds += 1
+            path = baseline_cache(self.context, self.day)
+            fetch = _BaselineFetch(self.context, self.day, self.missing, path, self._cancelled, self.log)
+            fetched = fetch.run(lambda: None)
+            if self._cancelled.is_set():
+                return
+            self.missing = [symbol for symbol in self.missing if symbol not in fetched]
+            self.context.metrics.set("baselines_missing", len(self.missing))
+            self.log.info("baselines retry {}: {} fetched, {} still missing{}", rounds, len(fetched),
+                          len(self.missing), "" if self.missing else "; the day's baselines are complete")
+            if fetched:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    self.actor.tell(_BaselinesRetried(self.day, fetched))
+
+
 class _FetchProgress:
     """A `rich` progress bar on a terminal, else a log line at every 10 % (thread-safe `advance`)."""
 
@@ -400,6 +510,20 @@ def _entry(record: MasterRecord) -> UniverseEntry | None:
         )
     except ValidationError:
         return None
+
+
+def baseline_cache(context: ObserverContext, day: date) -> Path:
+    """The day's baselines, one JSON line per symbol, appended as they are fetched."""
+    return context.paths.state_dir / "baselines" / f"{format_day(day)}.jsonl"
+
+
+def _with_baseline(profile: SymbolProfile, baseline: DailyBaseline | None, at: datetime) -> SymbolProfile:
+    if baseline is None:
+        return profile.model_copy(update={"at": at})
+    return profile.model_copy(update={
+        "at": at, "avg_volume_20d": baseline.avg_volume_20d or profile.avg_volume_20d,
+        "avg_turnover_20d": baseline.avg_turnover_20d, "atr_14d": baseline.atr_14d, "ma_20d": baseline.ma_20d,
+    })
 
 
 def _read_baselines(path: Path, wanted: set[str]) -> dict[str, DailyBaseline]:

@@ -4,7 +4,8 @@ The receive thread of `kis.ws_session.KisWebSocketSession` decodes every message
 this actor the trades of the frames one socket read brought as one `TicksReceived` (a lone frame: its own),
 which the actor forwards as it is, and any other message on its own, after the trades before it.
 The actor owns a `core.subscriptions.SubscriptionBook`: the target set from the slot manager, replayed on
-every new session.
+every new session, saved, and restored at a start (same day); without a readable saved one, the slot
+manager is asked for it (`CurrentTargets`).
 
 Reconnects happen here, not through the supervisor (a crash per failed connect would exhaust the restart
 intensity): after a drop the next attempt waits `Backoff(reconnect_backoff_seconds, backoff_jitter)`,
@@ -18,7 +19,8 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 
 | message | effect |
 |---|---|
-| SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff |
+| SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff; |
+|  | passed on to `gaps` (after the ticks before it), which stops timing the symbols that left |
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
@@ -67,6 +69,7 @@ from messages.streaming import (
     ConnectionChanged,
     ConnectionState,
     CredentialsRenewed,
+    CurrentTargets,
     SetSubscriptions,
     SubscriptionRefused,
 )
@@ -182,7 +185,7 @@ class FrameRelay:
 
 class WSConnectionActor(ObserverActor):
     def __init__(self, name: str, directory: Directory, context: ObserverContext, account: str) -> None:
-        super().__init__(name, directory, realtime_priority=context.settings.websocket.tick_path_priority)
+        super().__init__(name, directory)
         self.context = context
         self.account = context.account(account)
         self.settings = context.settings.websocket
@@ -336,6 +339,7 @@ class WSConnectionActor(ObserverActor):
             self._save()
         self._send(self.book.set_target(self._registrations()))
         self._end_gaps()
+        self._tell("gaps", message)
         self._apply_wanted()
 
     def _registrations(self) -> list[Registration]:
@@ -378,7 +382,6 @@ class WSConnectionActor(ObserverActor):
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 idle_timeout=self.settings.silence_timeout_seconds,
                 name=f"{self.name}-receive",
-                realtime_priority=self.settings.tick_path_priority,
             )
             session.connect()
         except Exception as error:  # the vault or the socket: both mean "try again later"
@@ -650,7 +653,10 @@ class WSConnectionActor(ObserverActor):
     def _restore(self) -> None:
         assert self._store is not None
         document = self._store.load(self._state_name)
-        if not document or document.get("day") != self.context.clock.now().date().isoformat():
+        if document is None:
+            self._restore_from_slots()
+            return
+        if document.get("day") != self.context.clock.now().date().isoformat():
             return
         try:
             symbols = tuple(str(symbol) for symbol in document.get("symbols", ()))
@@ -665,3 +671,19 @@ class WSConnectionActor(ObserverActor):
         self._restored_target = frozenset(symbols)
         self._gaps = gaps
         self.log.info("restored {} target symbols ({} in an open gap)", len(symbols), len(gaps))
+
+    def _restore_from_slots(self) -> None:
+        """No readable saved target (lost, or cut and moved aside): the slot manager's target for this
+        account, when it runs (it restored its own), stands for what was wanted before this start."""
+        if self.directory is None or self.directory.ref("slots") is None:
+            return
+        ask = CurrentTargets(at=self.context.clock.now(), account=self.account.name)
+        try:
+            symbols = self.directory.ask("slots", ask, timeout=CONNECT_TIMEOUT_SECONDS)
+        except pykka.Timeout:
+            return
+        if not isinstance(symbols, tuple) or not symbols:
+            return
+        self._trade_target = symbols
+        self._restored_target = frozenset(symbols)
+        self.log.info("restored {} target symbols from the slot manager (no saved target)", len(symbols))

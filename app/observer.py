@@ -33,9 +33,7 @@ from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
 from runtime.clock import Clock, SystemClock
-from runtime.gc_freeze import freeze_startup_objects
 from runtime.logs import register_secret, setup_logging
-from runtime.malloc_arenas import limit_malloc_arenas
 from runtime.paths import DataPaths
 from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
@@ -83,7 +81,6 @@ def sim_accounts(count: int) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    limit_malloc_arenas()
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
@@ -214,8 +211,6 @@ def run(
     runner: ChaosRunner | None = None
     try:
         system.start()
-        logger.info("{} startup objects frozen out of the garbage collector's full passes",
-                    freeze_startup_objects())
         status.start()
         if chaos and simulator is not None and duration is not None:
             max_restarts, period = system.supervisor.restart_limit

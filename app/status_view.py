@@ -1,4 +1,10 @@
-"""A live status view on a terminal (rich), plain periodic log lines otherwise."""
+"""A live status view on a terminal (rich), plain periodic log lines otherwise.
+
+Everything comes from the shared metrics: the phase, the ticks on disk per second, each account's
+connection and slots (`used / capacity`), the day's universe build and context sync, what waits for the
+disk (and, when writes fail, since when and how many ticks were dropped), the counters and the recent
+triggers and alerts. Times are clock times in KST (`09:40:55`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,51 @@ from rich.text import Text
 
 from app.summary import COUNTERS
 from runtime.clock import Clock
+from runtime.logs import clock_time
 from runtime.metrics import Metrics
+
+MIB = 1024 * 1024
+
+
+def slots_text(snapshot: dict[str, Any], account: str) -> str:
+    """`38 / 41`: the account's slots in use and its capacity (`?` until the slot manager says)."""
+    used = snapshot.get(f"slots_in_use.{account}", 0)
+    return f"{used} / {snapshot.get(f'slots_capacity.{account}', '?')}"
+
+
+def accounts_of(snapshot: dict[str, Any]) -> list[str]:
+    prefixes = ("slots_in_use.", "ws_state.", "slots_capacity.")
+    return sorted({key.split(".", 1)[1] for key in snapshot if key.startswith(prefixes)})
+
+
+def universe_text(snapshot: dict[str, Any]) -> str:
+    symbols = snapshot.get("universe_symbols")
+    if symbols is None:
+        return "universe not built yet"
+    fallback = " (an earlier day's snapshot)" if snapshot.get("universe_fallback") else ""
+    return (f"universe {int(symbols):,} symbols for {snapshot.get('universe_day', '-')}, "
+            f"built {clock_time(snapshot.get('universe_built_at'))}{fallback}")
+
+
+def context_text(snapshot: dict[str, Any]) -> str:
+    synced = snapshot.get("context_synced_at")
+    if synced is None:
+        return "context not synced yet"
+    return (f"context synced {clock_time(synced)} from {snapshot.get('context_snapshots', 0)} snapshots, "
+            f"{snapshot.get('context_movers', 0)} movers")
+
+
+def disk_text(snapshot: dict[str, Any]) -> str:
+    """What waits for the disk; when writes fail, since when, and the ticks dropped (marked as gaps)."""
+    waiting = int(snapshot.get("recorder_buffered_bytes", 0))
+    lines = int(snapshot.get("recorder_buffered_lines", 0))
+    failing = snapshot.get("recorder_write_failing_since")
+    state = f"disk writes FAILING since {clock_time(failing)}" if failing is not None else "disk ok"
+    text = f"{state}, {waiting / MIB:.1f} MiB waiting ({lines:,} lines)"
+    dropped = int(snapshot.get("ticks_dropped", 0))
+    if dropped:
+        text += f", {dropped:,} ticks dropped (marked as gaps)"
+    return text
 
 
 def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group:
@@ -22,12 +72,15 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
     head = Text.assemble(
         ("Observer ", "bold"),
         f"{now}  phase {snapshot.get('phase', '-')}  ",
-        f"ticks/s {ticks_per_second:,.0f}  last scan {snapshot.get('last_scan_at', '-')}",
+        f"ticks/s {ticks_per_second:,.0f}  last scan {clock_time(snapshot.get('last_scan_at'))}",
     )
-    accounts = Table("account", "connection", "slots in use", box=None, header_style="bold")
-    for key in sorted(k for k in snapshot if k.startswith("slots_in_use.")):
-        account = key.removeprefix("slots_in_use.")
-        accounts.add_row(account, str(snapshot.get(f"ws_state.{account}", "-")), str(snapshot[key]))
+    day = Text(f"{universe_text(snapshot)}  |  {context_text(snapshot)}")
+    failing = snapshot.get("recorder_write_failing_since") is not None
+    disk = Text(disk_text(snapshot), style="bold red" if failing else "")
+    accounts = Table("account", "connection", "slots used / capacity", box=None, header_style="bold")
+    for account in accounts_of(snapshot):
+        connection = str(snapshot.get(f"ws_state.{account}", "-"))
+        accounts.add_row(account, connection, slots_text(snapshot, account))
     counts = Table(box=None, show_header=False)
     for name in COUNTERS:
         counts.add_row(name, f"{int(snapshot.get(name, 0)):,}")
@@ -36,7 +89,20 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
     alerts = list(snapshot.get("recent_alerts", []))
     for i in range(max(len(triggers), len(alerts))):
         recent.add_row(triggers[i] if i < len(triggers) else "", alerts[i] if i < len(alerts) else "")
-    return Group(head, accounts, counts, recent)
+    return Group(head, day, disk, accounts, counts, recent)
+
+
+def status_line(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> str:
+    """The same as one log line, for when the output is not a terminal."""
+    slots = " ".join(f"{account}={slots_text(snapshot, account).replace(' ', '')}"
+                     for account in accounts_of(snapshot))
+    return (
+        f"status {now} phase={snapshot.get('phase', '-')} ticks/s={ticks_per_second:.0f} "
+        f"ticks={int(snapshot.get('ticks_recorded', 0))} scans={snapshot.get('scans', 0)} "
+        f"last_scan={clock_time(snapshot.get('last_scan_at'))} triggers={snapshot.get('triggers', 0)} "
+        f"slot_changes={snapshot.get('slot_changes', 0)} alerts={snapshot.get('alerts_sent', 0)} "
+        f"slots {slots or '-'} | {universe_text(snapshot)} | {context_text(snapshot)} | {disk_text(snapshot)}"
+    )
 
 
 class StatusView:
@@ -73,18 +139,7 @@ class StatusView:
                 if live is not None:
                     live.update(render(snapshot, stamp, rate), refresh=True)
                 else:
-                    logger.info(
-                        "status {} phase={} ticks/s={:.0f} ticks={} scans={} triggers={} slot_changes={} "
-                        "alerts={}",
-                        stamp,
-                        snapshot.get("phase", "-"),
-                        rate,
-                        ticks,
-                        snapshot.get("scans", 0),
-                        snapshot.get("triggers", 0),
-                        snapshot.get("slot_changes", 0),
-                        snapshot.get("alerts_sent", 0),
-                    )
+                    logger.info(status_line(snapshot, stamp, rate))
         finally:
             if live is not None:
                 live.stop()

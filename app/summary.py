@@ -12,6 +12,7 @@ from runtime.metrics import Metrics
 
 COUNTERS = (
     "ticks_recorded",
+    "ticks_dropped",
     "scans",
     "triggers",
     "slot_changes",

@@ -48,8 +48,6 @@ class ScanSettings(Section):
     batch_size: int = Field(default=30, ge=1, le=30)
     safe_mode_interval_seconds: PositiveFloat = 1200.0
     safe_mode_after_failures: PositiveInt = 3
-    worker_process: bool = True
-    """Make the batch calls in a child process at the lowest CPU priority (see `kis.fetch_worker`)."""
 
 
 class RateLimitSettings(Section):
@@ -156,9 +154,12 @@ class WebSocketSettings(Section):
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
     silence_timeout_seconds: PositiveFloat = 30.0
     suspend_track_b_after_seconds: PositiveFloat = 60.0
-    tick_path_priority: int = Field(default=1, ge=0, le=99)
-    """`SCHED_FIFO` priority of the tick path's threads: each connection's receive thread and actor, the
-    recorder, the trigger and the gap actors (see `runtime.realtime`). 0: normal scheduling."""
+
+
+class RecorderSettings(Section):
+    max_buffered_mb: PositiveInt = 128
+    """Lines the recorder may hold in memory while the disk refuses writes (MiB, about 100 s of ticks at
+    5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
 
 
 class GapSettings(Section):
@@ -269,6 +270,7 @@ class Settings(Section):
     alerts: AlertSettings = AlertSettings()
     websocket: WebSocketSettings = WebSocketSettings()
     gaps: GapSettings = GapSettings()
+    recorder: RecorderSettings = RecorderSettings()
     recovery: RecoverySettings = RecoverySettings()
     tokens: TokenSettings = TokenSettings()
     schedule: ScheduleSettings = ScheduleSettings()

@@ -1,4 +1,5 @@
-"""Alerts: the per-(symbol, signal) cooldown that stops spam, and the alert text users read.
+"""Alerts: the per-(symbol, signal) cooldown that stops spam, the alert text users read, and a readable
+label for every kind of alert (the status view and the chat messages show it, the ledger keeps the key).
 
 Text (websocket_monitor_hybrid.md 4.3): code and name, the condition with its threshold and the current
 value, and the observation time in KST, e.g.
@@ -81,6 +82,71 @@ _CONDITIONS: dict[str, Callable[[float, float], str]] = {
         f"turnover vs a normal day's pace {v:.2f}x >= {th:.2f}x while falling"
     ),
 }
+
+
+_SIGNAL_LABELS: dict[str, str] = {
+    "volume_surge": "volume surge",
+    "trade_velocity": "trade velocity",
+    "volatility_spike": "volatility spike",
+    "manual": "manual watch",
+    "realtime_volume": "one-minute volume",
+    "realtime_price_move": "price move",
+    "disparity": "disparity",
+    "return_drop": "return drop",
+    "turnover_surge_fall": "turnover surge while falling",
+}
+
+_SYSTEM_LABELS: dict[str, str] = {
+    "scanner.safe_mode": "scanner in safe mode",
+    "scanner.safe_mode.ended": "scanner out of safe mode",
+    "recorder.write_failed": "data files cannot be written",
+    "recorder.write_recovered": "data files written again",
+}
+
+
+def _overflow_label(level: str) -> str:
+    try:
+        return f"overflow rate above {float(level):.0%}"
+    except ValueError:
+        return f"overflow rate above {level}"
+
+
+def _universe_label(day: str) -> str:
+    shown = f"{day[:4]}-{day[4:6]}-{day[6:]}" if len(day) == 8 and day.isdigit() else day
+    return f"universe build failed ({shown})"
+
+
+_SYSTEM_KINDS: dict[str, Callable[[str], str]] = {
+    "overflow_rate": _overflow_label,
+    "universe": _universe_label,
+    "tokens": lambda account: f"token refresh failed ({account})",
+    "gaps_open": lambda account: f"symbols without ticks, Track B suspended ({account})",
+    "ws_suspended": lambda account: f"WebSocket down ({account})",
+    "ws_resumed": lambda account: f"WebSocket back ({account})",
+}
+
+
+def signal_label(signal: str) -> str:
+    """A signal's name in words (`volume_surge` -> `volume surge`)."""
+    return _SIGNAL_LABELS.get(signal, signal.replace("_", " "))
+
+
+def system_alert_label(key: str) -> str:
+    """A SystemAlert key in words: `overflow_rate.0.1` -> `overflow rate above 10%`, `ws_suspended.acct1`
+    -> `WebSocket down (acct1)`; an unknown key is shown with spaces for its separators."""
+    label = _SYSTEM_LABELS.get(key)
+    if label is not None:
+        return label
+    kind, _, rest = key.partition(".")
+    describe = _SYSTEM_KINDS.get(kind)
+    if describe is not None and rest:
+        return describe(rest)
+    return key.replace("_", " ").replace(".", " ")
+
+
+def market_alert_label(alert: Alert) -> str:
+    """A market alert in words: `volume surge 005930 삼성전자`."""
+    return f"{signal_label(alert.signal)} {alert.symbol} {alert.name}".strip()
 
 
 def describe_condition(signal: str, threshold: float, value: float) -> str:

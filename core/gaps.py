@@ -156,6 +156,15 @@ class GapDetector:
         for symbol in symbols:
             self._tracks.pop(symbol, None)
 
+    def retarget(self, previous: Iterable[str], target: Iterable[str]) -> tuple[str, ...]:
+        """A connection's target set went from `previous` to `target`: the symbols that left it and those
+        that joined it are forgotten (and returned, sorted). A symbol taken back after a replacement starts
+        fresh, so the time it was not subscribed is no silence; ticks of a dropped one still in flight
+        after its removal are forgotten again when it comes back."""
+        changed = tuple(sorted(set(previous) ^ set(target)))
+        self.forget(changed)
+        return changed
+
     def _threshold(self, track: _Track) -> float:
         recent = sorted(track.intervals[: track.count])
         return self._factor * recent[len(recent) // 2]

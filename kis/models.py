@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr
-
-from runtime.jsonl import json_number, json_text
 
 
 class KisModel(BaseModel):
@@ -80,14 +78,8 @@ class Quote(KisModel):
     vi_code: str
 
 
-class MultiQuote(NamedTuple):
-    """One row of intstock-multprice (the Track A batch scan). `prev_close` is inter2_prdy_clpr.
-
-    A named tuple rather than a model: a pass brings about 1,000 of them through a pipe from the fetch
-    worker's child and on to two actors, and unpickling a pydantic model costs three times a named tuple's
-    (5.5 us against 1.9 us a row), all of it holding the interpreter lock the tick path needs. The parser in
-    `kis.rest` checks and converts every field, as a model would; read by attribute, immutable.
-    """
+class MultiQuote(KisModel):
+    """One row of intstock-multprice (the Track A batch scan). `prev_close` is inter2_prdy_clpr."""
 
     symbol: str
     name: str
@@ -106,23 +98,6 @@ class MultiQuote(NamedTuple):
     base_price: int
     ask: int
     bid: int
-
-    def __reduce__(self) -> tuple[object, tuple[type[MultiQuote], tuple[object, ...]]]:
-        """Unpickled by `tuple.__new__` in C, not through the class's Python-level `__new__`: a pass
-        unpickles about 1,000 rows while the tick path waits for the interpreter lock."""
-        return tuple.__new__, (MultiQuote, tuple(self))
-
-    def json_fields(self) -> str:
-        """The row's fields as the rest of a JSON object (`"symbol":...}`), in field order: the same text as
-        `runtime.jsonl.encode_record(row._asdict())` without its "{", at a fraction of the cost. A scan's
-        snapshot line is its head and this; the fetch worker's child renders it, not the observer."""
-        return (
-            f'"symbol":{json_text(self.symbol)},"name":{json_text(self.name)},"price":{self.price},'
-            f'"change":{self.change},"sign":{json_text(self.sign)},"change_rate":{json_number(self.change_rate)},'
-            f'"volume":{self.volume},"value":{self.value},"open":{self.open},"high":{self.high},'
-            f'"low":{self.low},"upper_limit":{self.upper_limit},"lower_limit":{self.lower_limit},'
-            f'"prev_close":{self.prev_close},"base_price":{self.base_price},"ask":{self.ask},"bid":{self.bid}}}'
-        )
 
 
 class Holding(KisModel):

@@ -1,4 +1,4 @@
-"""KIS Open API protocol constants shared by the client and the simulator (see KIS_API_FACTS.md)."""
+"""KIS Open API protocol constants shared by the client and the simulator (see docs/kis_api_facts.md)."""
 
 from __future__ import annotations
 

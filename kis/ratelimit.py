@@ -90,16 +90,6 @@ class RateLimiter:
             self._sleep(wait)
         return max(wait, 0.0)
 
-    def reserve(self, count: int) -> tuple[float, ...]:
-        """The next `count` slots, taken now without waiting: the `monotonic` times from which each of
-        `count` calls made elsewhere may go (a child process sleeps until them: CLOCK_MONOTONIC is one
-        clock for the whole machine)."""
-        with self._lock:
-            first = self._first_free(self._monotonic())
-            slots = tuple(first + n * self._interval for n in range(count))
-            self._next_free = first + count * self._interval
-        return slots
-
     def _first_free(self, now: float) -> float:
         return max(self._next_free, now - (self._burst - 1) * self._interval)
 

@@ -3,16 +3,12 @@
 Every call passes the per-key rate limiter, maps failures to the typed errors of `kis.errors`, retries
 rate-limit and transient failures with the backoff of `RateLimitSettings`, and on a rejected token
 (EGW00123/EGW00121) asks its `TokenSource` for a fresh one and repeats the call once. Plain code, no
-threads of its own: actors call it from their own threads; the limiter is what they share. For a
-`FetchWorker`, it builds the Track A batch calls as requests (`multi_quote_requests`) and reserves their
-limiter slots (`reserve_slots`); the worker's child makes and parses them (`answer_request`).
+threads of its own: actors call it from their own threads; the limiter is what they share.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import re
 import threading
 import time
@@ -37,7 +33,6 @@ from kis.errors import (
     decode_body,
     error_from_payload,
 )
-from kis.fetch_worker import Failed, FetchRequest, Parsed
 from kis.models import AccessToken, ApprovalKey, DailyBar, Holding, MinuteBar, MultiQuote, Quote
 from kis.protocol import TrId
 from kis.ratelimit import PROCESS_LIMITERS, RateLimiterRegistry, rate_for
@@ -125,7 +120,7 @@ class KisRestClient:
         self._settings = rate_limits or RateLimitSettings()
         self._limiter = limiters.limiter_for(account.app_key, rate_for(self._settings, account.paper))
         self._own_session = session is None
-        self._session = session or _session_for(self._base_url)
+        self._session = session or requests.Session()
         self._timeout = timeout
         self._sleep = sleep
         self._tokens: TokenSource = tokens or IssuingTokenSource(self, self._clock)
@@ -217,24 +212,8 @@ class KisRestClient:
     def multi_quote_batch(self, symbols: Sequence[str]) -> list[MultiQuote]:
         """intstock-multprice for 1 to 30 symbols: one call, rows in KIS's order."""
         reply = self._call("GET", protocol.MULTI_PRICE_PATH, tr_id=TrId.MULTI_PRICE,
-                           params=_multi_quote_query(tuple(symbols)))
+                           params=_multi_quote_query(symbols))
         return multi_quote_rows(reply.body)
-
-    def multi_quote_requests(self, batches: Sequence[Sequence[str]]) -> list[FetchRequest]:
-        """The intstock-multprice calls of `batches` as requests for a `FetchWorker`'s child, with this
-        client's current token; each is to be sent in a slot from `reserve_slots`. The token may be issued
-        here."""
-        headers = self._headers(TrId.MULTI_PRICE, "", self._tokens.current())
-        url = self._base_url + protocol.MULTI_PRICE_PATH
-        return [
-            FetchRequest("GET", url, _multi_quote_query(tuple(batch)), headers, self._timeout, MULTI_QUOTES)
-            for batch in batches
-        ]
-
-    def reserve_slots(self, count: int) -> tuple[float, ...]:
-        """The next `count` slots of this key's rate limiter, for calls made elsewhere (a fetch worker's
-        child): `time.monotonic()` times, taken now, waited for by the caller elsewhere."""
-        return self._limiter.reserve(count)
 
     def multi_quotes(self, symbols: Sequence[str]) -> list[MultiQuote]:
         """intstock-multprice for any number of symbols, in chunks of 30 (ceil(n/30) calls)."""
@@ -522,12 +501,6 @@ class _Row:
         return str(value).strip()
 
     def integer(self, key: str, *, required: bool = False) -> int:
-        value = self._row.get(key)
-        if type(value) is str:  # the common case, a scan reads 390 per call: int() skips the blanks itself
-            try:
-                return int(value)
-            except ValueError:
-                pass
         text = self.text(key, required=required)
         if not text:
             if required:
@@ -564,66 +537,15 @@ def multi_quote_rows(body: Mapping[str, Any]) -> list[MultiQuote]:
     return [_multi_quote(_Row(row, path)) for row in _output_rows(body, "output", path)]
 
 
-MULTI_QUOTES = "multi_quotes"
-ROW_PARSERS: dict[str, Callable[[Mapping[str, Any]], list[Any]]] = {MULTI_QUOTES: multi_quote_rows}
-"""What a `FetchWorker` may parse in its child, by the name a `FetchRequest` gives (rows that render
-themselves with `json_fields()`)."""
-
-
-def answer_request(request: FetchRequest, sessions: dict[str, requests.Session]) -> Parsed | Failed:
-    """A fetch worker's side of one call: make it, and parse its rows when it succeeded. Anything else is
-    `Failed`, named by its HTTP status and KIS code (never the KIS message): the caller makes the call
-    again through its client, which raises what it raises for its own calls."""
-    session = sessions.get(request.url)
-    if session is None:
-        session = sessions[request.url] = _session_for(request.url)
-    try:
-        response = session.request(request.method, request.url, params=request.params,
-                                   headers=request.headers, timeout=request.timeout)
-    except requests.RequestException as exc:
-        return Failed(_describe(exc))
-    status = response.status_code
-    try:
-        payload = decode_body(status, response.content, response.headers.get("content-type", ""),
-                              path=request.url)
-        error = error_from_payload(status, payload, path=request.url)
-        if error is not None:
-            return Failed(f"HTTP {status} {error.msg_cd}".rstrip())
-        rows = ROW_PARSERS[request.parser](payload)
-        lines = tuple(row.json_fields().encode() for row in rows)
-        return Parsed(rows, lines, response.headers.get("tr_cont", "").strip())
-    except KisError as error:
-        return Failed(f"HTTP {status} {type(error).__name__}")
-
-
-def _session_for(base_url: str) -> requests.Session:
-    """A session that reads the environment's proxy and CA settings once, here: requests would read them
-    again on every call (half a millisecond of a scan call's CPU)."""
-    session = requests.Session()
-    session.proxies = requests.utils.get_environ_proxies(base_url)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    session.trust_env = False
-    return session
-
-
-def _multi_quote_query(symbols: tuple[str, ...]) -> str:
-    try:
-        return _cached_multi_quote_query(symbols)
-    except TypeError:  # an unhashable item (a list, say) is no code: the uncached checks say so
-        return _cached_multi_quote_query.__wrapped__(symbols)
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_multi_quote_query(symbols: tuple[str, ...]) -> str:
-    """Cached: a scan asks for the same 34 batches every pass, and building them took 1.5 ms of the pass
-    thread's interpreter lock at each pass's start."""
+def _multi_quote_query(symbols: Sequence[str]) -> dict[str, str]:
     if not 1 <= len(symbols) <= protocol.MULTI_PRICE_MAX_SYMBOLS:
         limit = protocol.MULTI_PRICE_MAX_SYMBOLS
         raise ValueError(f"a batch holds 1 to {limit} symbols, got {len(symbols)}")
-    return "&".join(  # checked codes need no escaping: built here, not by urlencode, once per call
-        f"FID_COND_MRKT_DIV_CODE_{n}={MARKET_KRX}&FID_INPUT_ISCD_{n}={_checked_symbol(symbol)}"
-        for n, symbol in enumerate(symbols, start=1)
-    )
+    query: dict[str, str] = {}
+    for n, symbol in enumerate(symbols, start=1):
+        query[f"FID_COND_MRKT_DIV_CODE_{n}"] = MARKET_KRX
+        query[f"FID_INPUT_ISCD_{n}"] = _checked_symbol(symbol)
+    return query
 
 
 def _checked_symbol(symbol: str) -> str:

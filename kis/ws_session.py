@@ -7,12 +7,13 @@ once, how it ended. It answers PINGPONG itself, because KIS drops a session that
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import websocket
 from loguru import logger
@@ -21,16 +22,6 @@ from pydantic import SecretStr
 from kis.protocol import WS_PATH
 from kis.ticks import Ack, Decoded, NoticeKeys, PingPong
 from kis.ws_codec import decode, subscribe_message, unsubscribe_message
-from kis.ws_frames import (
-    OPCODE_CLOSE,
-    OPCODE_CONTINUATION,
-    OPCODE_PING,
-    OPCODE_PONG,
-    Frame,
-    FrameProtocolError,
-    cut_frame,
-)
-from runtime.realtime import enter_realtime
 
 
 class KisWebSocketError(ConnectionError):
@@ -45,76 +36,14 @@ class SessionClosed:
     requested: bool
 
 
-READ_AHEAD_BYTES = 65_536
-
-
-class _ReadAheadWebSocket(websocket.WebSocket):
-    """websocket-client's connection, read our way: what the socket holds (up to `READ_AHEAD_BYTES`) in one
-    `recv`, cut into frames by `kis.ws_frames`. websocket-client reads each frame with two or three
-    exact-size calls, and every call gives up the interpreter lock and then waits to get it back from the
-    actor threads; its frame objects cost more again."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._ahead = b""
-        self._offset = 0
-        self._fragments: list[bytes] = []
-        self._fragmented_opcode: int | None = None
-
-    @property
-    def buffered(self) -> bool:
-        """Bytes already read and not yet parsed: more frames (or the rest of one) are waiting."""
-        return self._offset < len(self._ahead)
-
-    def receive_message(self) -> tuple[int, bytes]:
-        """The next text or binary message (its fragments joined), or a close frame, answered with ours.
-        Pings are answered with a pong and pongs dropped here. Raises `websocket.WebSocketException`s as
-        websocket-client's own reader does: a timeout, a closed connection, a protocol error."""
-        while True:
-            opcode, fin, payload = self._next_frame()
-            if opcode == OPCODE_PING:
-                self.pong(payload)
-            elif opcode == OPCODE_CLOSE:
-                with contextlib.suppress(OSError, websocket.WebSocketException):
-                    self.send_close()
-                return opcode, payload
-            elif opcode == OPCODE_CONTINUATION:
-                if self._fragmented_opcode is None:
-                    raise websocket.WebSocketProtocolException("continuation frame without a message")
-                self._fragments.append(payload)
-                if fin:
-                    opcode, self._fragmented_opcode = self._fragmented_opcode, None
-                    data, self._fragments = b"".join(self._fragments), []
-                    return opcode, data
-            elif opcode != OPCODE_PONG:
-                if self._fragmented_opcode is not None:
-                    raise websocket.WebSocketProtocolException("new message inside a fragmented one")
-                if fin:
-                    return opcode, payload
-                self._fragmented_opcode, self._fragments = opcode, [payload]
-
-    def _next_frame(self) -> Frame:
-        while True:
-            try:
-                cut = cut_frame(self._ahead, self._offset)
-            except FrameProtocolError as error:
-                raise websocket.WebSocketProtocolException(str(error)) from None
-            if cut is not None:
-                frame, self._offset = cut
-                return frame
-            received = self._recv(READ_AHEAD_BYTES)  # raises when the connection ends or times out
-            self._ahead, self._offset = self._ahead[self._offset :] + received, 0
-
-
 class KisWebSocketSession:
     """Connect with `connect()`, then `subscribe`/`unsubscribe` from any thread; `close()` from any thread.
 
     `on_message` gets one decoded value per received message (FrameError values included) on the receive
-    thread (at `SCHED_FIFO` `realtime_priority` when it is above 0: `runtime.realtime`); `on_drained`, when
-    given, is called after the last message of what the socket held (a burst ends: a caller may hand the
-    burst on in one piece; the bytes of a frame still arriving count as held, so the burst ends with that
-    frame); `on_closed` gets one SessionClosed when the loop ends. A callback that raises is logged and the
-    loop goes on.
+    thread; `on_drained`, when given, is called after a message when the socket holds no more bytes (a
+    burst ends: a caller may hand the burst on in one piece); `on_closed` gets one SessionClosed when the
+    loop ends. A callback that raises is logged and the loop goes on. Frames are read with websocket-client's
+    `recv_data`, which joins fragments and answers pings.
     """
 
     def __init__(
@@ -128,7 +57,6 @@ class KisWebSocketSession:
         connect_timeout: float = 5.0,
         idle_timeout: float | None = None,
         name: str = "kis-ws",
-        realtime_priority: int = 0,
     ) -> None:
         self.url = ws_url.rstrip("/") + WS_PATH
         self._approval_key = approval_key
@@ -138,8 +66,7 @@ class KisWebSocketSession:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._name = name
-        self._realtime_priority = realtime_priority
-        self._ws: _ReadAheadWebSocket | None = None
+        self._ws: websocket.WebSocket | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._ended = threading.Event()
@@ -154,8 +81,7 @@ class KisWebSocketSession:
             raise KisWebSocketError("this session was already connected once; make a new one")
         try:
             ws = websocket.create_connection(
-                self.url, timeout=self._connect_timeout, class_=_ReadAheadWebSocket,
-                skip_utf8_validation=True, enable_multithread=True,
+                self.url, timeout=self._connect_timeout, skip_utf8_validation=True, enable_multithread=True,
             )
         except (OSError, websocket.WebSocketException) as exc:
             raise KisWebSocketError(f"cannot open {self.url}: {type(exc).__name__}: {exc}") from None
@@ -196,23 +122,22 @@ class KisWebSocketSession:
     def _receive_loop(self) -> None:
         ws = self._ws
         assert ws is not None
-        enter_realtime(self._realtime_priority)
         reason = "connection ended"
         try:
             while True:
                 try:
-                    opcode, data = ws.receive_message()
+                    opcode, data = ws.recv_data()
                 except websocket.WebSocketTimeoutException:
                     reason = f"no message for {self._idle_timeout} s"
                     break
                 except (OSError, websocket.WebSocketException) as exc:
                     reason = "connection closed" if self._closing.is_set() else f"{type(exc).__name__}: {exc}"
                     break
-                if opcode == OPCODE_CLOSE:
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
                     reason = "closed on request" if self._closing.is_set() else _close_reason(data)
                     break
                 self._handle(data)
-                if not ws.buffered:
+                if self._on_drained is not None and not _bytes_waiting(ws):
                     self._report_drained()
         finally:
             self._cut(ws)
@@ -262,6 +187,21 @@ class KisWebSocketSession:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def _bytes_waiting(ws: websocket.WebSocket) -> bool:
+    """Whether the connection holds received bytes not read yet (websocket-client reads each frame exactly,
+    so what is left sits in the socket, or in TLS's buffer)."""
+    sock = ws.sock
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
 
 
 def _close_reason(data: bytes) -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
-from pydantic import ConfigDict, SkipValidation, model_validator
+from pydantic import ConfigDict, SkipValidation
 
 from kis.models import Holding, MultiQuote
 from kis.ticks import ExecutionNotice, TradeTick
@@ -37,30 +36,12 @@ class UniverseReady(Message):
 class ScanCompleted(Message):
     """One full Track A pass over the universe by one account's REST client."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-
     account: str
     scan_no: int
-    rows: SkipValidation[tuple[MultiQuote, ...]]  # checked when parsed: a pass has about 1,000
-    lines: SkipValidation[tuple[bytes, ...]] = ()
-    """Each row's `json_fields()` in UTF-8, rendered where it was read (the fetch worker's child), so the
-    recorder only writes them; rendered here from `rows` when not given."""
+    rows: tuple[MultiQuote, ...]
     calls: int
     failed_calls: int = 0
     duration_seconds: float
-
-    @model_validator(mode="before")
-    @classmethod
-    def _render_lines(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("lines"):
-            return {**data, "lines": tuple(row.json_fields().encode() for row in data.get("rows", ()))}
-        return data
-
-    @model_validator(mode="after")
-    def _one_line_a_row(self) -> ScanCompleted:
-        if len(self.lines) != len(self.rows):
-            raise ValueError(f"a scan of {len(self.rows)} rows with {len(self.lines)} rendered lines")
-        return self
 
 
 class TicksReceived(Message):

@@ -18,6 +18,13 @@ class ContextSynced(Message):
     movers: tuple[Candidate, ...]
 
 
+class ContextSyncDay(Message):
+    """Ask `scanner` the day of its last context sync: a `date`, or None if it has not synced yet.
+
+    A slot manager that starts without its saved state asks this: the day's ContextSynced may have passed.
+    """
+
+
 class ManualOverride(Message):
     """Pin (`active`) or unpin a symbol by hand; a pinned symbol holds its slot and is never evicted."""
 

@@ -14,6 +14,15 @@ class SetSubscriptions(Message):
     symbols: tuple[str, ...]
 
 
+class CurrentTargets(Message):
+    """Ask `slots` for one account's target set (a tuple of symbols, empty while Track B does not run).
+
+    A connection actor that starts without a readable saved target asks this instead of starting empty.
+    """
+
+    account: str
+
+
 class SubscriptionRefused(Message):
     """The broker refused a registration (e.g. OPSP0008 MAX SUBSCRIBE OVER); never retried in a loop."""
 

@@ -2,9 +2,8 @@
 
 The writer buffers whole lines in memory and hands them to the OS in one `os.write` per flush, so a
 process killed at any moment leaves complete lines behind (a power cut may still tear the last one;
-the reader skips it with a warning). Encoding uses the standard library's C encoder with compact
-separators: about 7 us to encode a 10-field tick record and 11 us with the write, so one core records
-about 90k records/s, over four times the 20k/s target; that is why orjson is not a dependency.
+the reader skips it with a warning). Encoding uses the standard library's encoder with compact
+separators, fast enough for the tick rates of DESIGN.md section 8 without another dependency.
 
 A writer belongs to one owner (an actor): it is not thread-safe. The owner flushes it so that no line
 waits longer than it allows (`buffered_since` says since when a line has waited) and calls `close()` on
@@ -13,6 +12,7 @@ stop; a full buffer flushes by itself.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -59,7 +59,13 @@ def json_text(value: str) -> str:
 
 
 class JsonlWriter:
-    """Appends records to `path` (parents created), one complete line each."""
+    """Appends records to `path` (parents created), one complete line each.
+
+    A flush that fails (a full disk, say) keeps every line for the next one and sets `failing`; while it
+    is set, a full buffer no longer tries to flush by itself, so writes never raise `OSError` and only the
+    owner's own `flush()` retries. `lines_flushed` counts the lines handed to the OS, so an owner can count
+    what is on disk rather than what it was given.
+    """
 
     def __init__(self, path: Path | str, *, fsync: bool = False, flush_bytes: int = FLUSH_BYTES) -> None:
         self.path = Path(path)
@@ -67,9 +73,16 @@ class JsonlWriter:
         self._fsync = fsync
         self._flush_bytes = flush_bytes
         self._lines: list[str] = []
-        self._buffered_chars = self._buffered_lines = 0
-        self._unwritten = b""
-        self.lines_written = 0
+        self._buffered_chars = 0  # text in `_lines`, not yet encoded
+        self._buffered_lines = 0  # lines not yet wholly handed to the OS
+        self._unwritten = bytearray()  # encoded, not yet handed to the OS
+        self._torn_tail_newline = False
+        self.lines_accepted = 0
+        """Lines given to `write` and `write_line` since the file was opened."""
+        self.lines_flushed = 0
+        """Complete lines handed to the OS since the file was opened."""
+        self.failing = False
+        """The last flush failed; the lines wait for the owner's next `flush()`."""
         self.buffered_since = math.inf
         """`monotonic()` when the oldest line not yet handed to the OS was written; infinity when none
         waits (a plain attribute: the recorder reads it for every tick)."""
@@ -86,7 +99,8 @@ class JsonlWriter:
             last = existing.read(1)
         if last != b"\n":
             logger.warning("{}: last line was torn by an earlier stop; readers will skip it", self.path)
-            self._unwritten = b"\n"
+            self._unwritten += b"\n"
+            self._torn_tail_newline = True
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Buffer one record (a JSON object). Raises TypeError for values JSON cannot hold."""
@@ -104,49 +118,56 @@ class JsonlWriter:
         self._lines.append("\n")
         self._buffered_chars += len(line) + 1
         self._buffered_lines += 1
-        self.lines_written += 1
-        if self._buffered_chars >= self._flush_bytes:
-            self.flush()
-
-    def write_block(self, block: bytes, lines: int) -> None:
-        """Buffer `lines` lines of UTF-8 JSON text already joined by newlines (no newline after the last): a
-        batch the caller made whole, so that it costs neither a call nor an encoding per line here."""
-        if self._fd is None:
-            raise ValueError(f"{self.path}: write after close")
-        if block.count(b"\n") != lines - 1:
-            raise ValueError(f"{self.path}: a block of {lines} lines must hold {lines - 1} newlines")
-        if self._lines:  # text lines buffered before it go first
-            self._unwritten += "".join(self._lines).encode("utf-8")
-            self._lines.clear()
-        if self.buffered_since == math.inf:
-            self.buffered_since = monotonic()
-        self._unwritten += block + b"\n"
-        self._buffered_chars += len(block) + 1
-        self._buffered_lines += lines
-        self.lines_written += lines
-        if self._buffered_chars >= self._flush_bytes:
-            self.flush()
+        self.lines_accepted += 1
+        if self._buffered_chars >= self._flush_bytes and not self.failing:
+            self._flush_by_itself()
 
     @property
     def buffered_lines(self) -> int:
+        """Lines not yet (wholly) handed to the OS."""
         return self._buffered_lines
 
-    def flush(self) -> None:
-        """Hand every buffered line to the OS (and to the disk when `fsync` was asked for)."""
-        if self._fd is None:
-            return
+    @property
+    def buffered_bytes(self) -> int:
+        """About how much waits in memory (text is counted in characters until it is encoded)."""
+        return len(self._unwritten) + self._buffered_chars
+
+    def _encode_lines(self) -> None:
         if self._lines:
             self._unwritten += "".join(self._lines).encode("utf-8")
             self._lines.clear()
-        self._buffered_chars = self._buffered_lines = 0
-        while self._unwritten:
-            # A partial write keeps the rest in `_unwritten`, so a retry continues the same line; a failed
-            # one leaves `buffered_since` as it was, so the owner tries again when it next looks.
-            written = os.write(self._fd, self._unwritten)
-            self._unwritten = self._unwritten[written:]
+            self._buffered_chars = 0
+
+    def _flush_by_itself(self) -> None:
+        """A full buffer's own flush: a failure keeps the lines and sets `failing` for the owner to see."""
+        with contextlib.suppress(OSError):
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand every buffered line to the OS (and to the disk when `fsync` was asked for). On `OSError`
+        the lines not written stay buffered, `buffered_since` keeps its time and `failing` is set."""
+        if self._fd is None:
+            return
+        self._encode_lines()
+        unwritten = self._unwritten
+        try:
+            while unwritten:
+                # A partial write keeps the rest, so a retry continues the same line.
+                written = os.write(self._fd, unwritten)
+                newlines = unwritten.count(b"\n", 0, written)
+                if newlines and self._torn_tail_newline:
+                    self._torn_tail_newline = False
+                    newlines -= 1
+                del unwritten[:written]
+                self.lines_flushed += newlines
+                self._buffered_lines -= newlines
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError:
+            self.failing = True
+            raise
+        self.failing = False
         self.buffered_since = math.inf
-        if self._fsync:
-            os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is None:

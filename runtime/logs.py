@@ -7,6 +7,9 @@ Which file a record lands in is decided once per record by a patcher that fills 
    actor's file without binding, including the crash traceback pykka logs when a told message raises.
 Records of no listed actor go to `observer.log`, so nothing is lost.
 
+pykka's own DEBUG lines (every actor's start and stop) are kept out unless the console level is DEBUG;
+its errors (a crash's traceback) always come through. `clock_time` is how times are shown to people.
+
 Files rotate at 00:00 KST and are kept `retention_days` days. `diagnose=False` everywhere: loguru's
 variable dump could print secrets. As a second line of defence, any text given to `register_secret`
 is replaced with `***` in messages (and in tracebacks that contain it).
@@ -20,7 +23,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterable
-from datetime import time, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +88,7 @@ def setup_logging(
         **file_options,
     )
     logger.add(sys.stderr, level=console_level, format=CONSOLE_FORMAT, diagnose=False, backtrace=False)
-    _route_standard_logging()
+    _route_standard_logging(library_debug=console_level in ("TRACE", "DEBUG"))
 
 
 def reset_logging() -> None:
@@ -95,6 +98,20 @@ def reset_logging() -> None:
     for handler in [handler for handler in root.handlers if isinstance(handler, InterceptHandler)]:
         root.removeHandler(handler)
     logger.add(sys.stderr, diagnose=False)
+
+
+def clock_time(value: object) -> str:
+    """A moment as people read it on the status view and in log lines: `09:40:55` (KST), from an aware
+    datetime or its ISO text; `-` for nothing, anything else as it is."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        moment = value.astimezone(LOG_TIMEZONE) if value.tzinfo is not None else value
+        return f"{moment:%H:%M:%S}"
+    return "-" if value is None else str(value)
 
 
 def actor_logger(name: str) -> Logger:
@@ -144,12 +161,14 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def _route_standard_logging() -> None:
+def _route_standard_logging(*, library_debug: bool) -> None:
+    """stdlib records into loguru at INFO and above; pykka's DEBUG lines (an actor's start and stop, an
+    exception handed back to an asker) only when the console asks for DEBUG."""
     root = logging.getLogger()
     if not any(isinstance(handler, InterceptHandler) for handler in root.handlers):
         root.addHandler(InterceptHandler())
     root.setLevel(logging.INFO)
-    logging.getLogger("pykka").setLevel(logging.DEBUG)
+    logging.getLogger("pykka").setLevel(logging.DEBUG if library_debug else logging.INFO)
 
 
 def _for_actor(name: str) -> Any:

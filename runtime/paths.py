@@ -42,6 +42,11 @@ class DataPaths:
     def backup_dir(self) -> Path:
         return self.observer / "backup"
 
+    @property
+    def parquet_dir(self) -> Path:
+        """The analysis tables, `<table>/date=YYYYMMDD/*.parquet` (Hive partitions)."""
+        return self.observer / "parquet"
+
     def swing_dir(self, provider: str, market: str, day: date) -> Path:
         """Track A snapshots."""
         return self.observer / "swing" / provider / market / _day(day)

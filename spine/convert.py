@@ -74,7 +74,7 @@ def ticks_of(message: TicksReceived) -> Iterator[wire.Tick]:
 def snapshots_of(message: ScanCompleted) -> Iterator[wire.Fact]:
     for row in message.rows:
         yield wire.Snapshot(account=message.account, scan_no=message.scan_no, scanned_at=message.at,
-                            **row._asdict())
+                            **row.model_dump())
     yield wire.ScanDone(
         at=message.at, account=message.account, scan_no=message.scan_no, rows=len(message.rows),
         calls=message.calls, failed_calls=message.failed_calls, duration_seconds=message.duration_seconds,

@@ -2,8 +2,6 @@
 leave it alone."""
 
 import datetime as _dt
-import os
-import threading
 from collections.abc import Iterator
 
 import freezegun
@@ -30,26 +28,6 @@ def warnings() -> Iterator[list[str]]:
 def errors() -> Iterator[list[str]]:
     """The messages of every error (and worse) logged during the test, in order."""
     yield from _logged("ERROR")
-
-
-@pytest.fixture(scope="session")
-def realtime_permitted() -> bool:
-    """Whether this machine lets a thread of ours take SCHED_FIFO 1 (root, CAP_SYS_NICE or RLIMIT_RTPRIO),
-    asked of the kernel directly in a thread that ends right after."""
-    permitted: list[bool] = []
-
-    def probe() -> None:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-        except OSError:
-            permitted.append(False)
-        else:
-            permitted.append(True)
-
-    thread = threading.Thread(target=probe)
-    thread.start()
-    thread.join()
-    return permitted[0]
 
 
 # ---- KIS simulator -------------------------------------------------------------------------------------

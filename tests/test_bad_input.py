@@ -54,7 +54,7 @@ from tools.kis_sim.server import KisSimulator
 MAX_LINE = 400
 """An error line longer than this is not a line a person reads."""
 
-# KIS_API_FACTS.md, "Verbatim samples": a live H0STCNT0 frame (one record of 46 fields).
+# docs/kis_api_facts.md, section 6, "Verbatim samples": a live H0STCNT0 frame (one record of 46 fields).
 LIVE_FRAME = (
     "0|H0STCNT0|001|005930^112616^62700^2^400^0.64^62700.41^62700^63000^62300^62700^62600^125^9694968"
     "^607878273600^25807^15918^-9889^93.01^4614191^4291558^1^0.45^63.03^090013^3^0^090646^5^-300^100741^2"

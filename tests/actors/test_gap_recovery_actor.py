@@ -286,3 +286,40 @@ def test_a_silence_is_detected_from_tick_timing_and_back_filled(tmp_path: Path, 
     durations = {record["meta"]["original_gap"]["duration_seconds"] for record in unexpected}
     assert all(duration >= 20 for duration in durations)  # 3 s of silence at 10x simulated speed
 
+
+
+def recorded_ticks(plane: DataPlane, symbol: str) -> list[datetime]:
+    files = scalp_files(plane, f"ticks_{symbol}.jsonl")
+    return [datetime.fromisoformat(row["exchange_time"]) for path in files for row in read_jsonl(path).records
+            if row["source"] == "ws"]
+
+
+def test_a_symbol_taken_back_after_a_replacement_gets_no_gap_over_the_time_it_was_not_subscribed(
+    tmp_path: Path, kis_sim
+) -> None:
+    """Dropped from the target for a simulated minute, then taken back: the connection passes each target
+    on to the gap actor, which stops timing the symbol while it is not subscribed."""
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbols = plane.symbols(4)
+    dropped, kept = symbols[0], symbols[1:]
+    plane.start_ws()
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=symbols))
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: len(recorded_ticks(plane, dropped)) >= 10, WAIT)
+
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=kept))
+    plane.wait_confirmed(kept)
+    left_at = kis_sim.clock.now()
+    assert wait_until(lambda: kis_sim.clock.now() >= left_at + timedelta(seconds=60), WAIT)
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=symbols))
+    plane.wait_confirmed(symbols)
+    back_at = kis_sim.clock.now()
+    assert wait_until(lambda: len([t for t in recorded_ticks(plane, dropped) if t >= back_at]) >= 5, WAIT)
+    plane.barrier("ws.acct1")
+    plane.barrier("gaps")
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+
+    across = [(start, end) for start, end in gap_ranges(plane).get(dropped, ())
+              if start < back_at and end > left_at]
+    assert across == []

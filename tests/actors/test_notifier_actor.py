@@ -21,6 +21,7 @@ from kis.rest import TokenSource
 from messages.alerts import AlertRaised, SystemAlert
 from messages.system import Ping
 from runtime.clock import KST, SimulatedClock
+from runtime.jsonl import read_jsonl
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
 from tools.chat_sink import ChatSink
@@ -84,14 +85,14 @@ def test_each_alert_reaches_telegram_and_discord_once(tmp_path: Path, sink: Chat
 
     notifier.tell(raised("005930", "volume_surge", START))
     notifier.tell(raised("000660", "volume_surge", START))
-    notifier.tell(SystemAlert(at=START, key="overflow.0.05", text="overflow rate above 5 %"))
+    notifier.tell(SystemAlert(at=START, key="overflow_rate.0.05", text="rate 6.0 % over an hour"))
 
     assert sink.wait_for(6, timeout=5)
     telegram, discord = sink.texts("telegram"), sink.texts("discord")
     assert telegram == discord
     assert len(telegram) == 3
     assert telegram[0].startswith("[volume_surge] 005930 삼성전자")
-    assert telegram[2] == "[system:overflow.0.05] overflow rate above 5 %"
+    assert telegram[2] == "[overflow rate above 5%] rate 6.0 % over an hour"
     assert {m.chat_id for m in sink.messages if m.channel == "telegram"} == {CHAT_ID}
     assert {m.token for m in sink.messages if m.channel == "telegram"} == {BOT_TOKEN}
     notifier.stop()
@@ -107,8 +108,8 @@ def test_cooldown_suppresses_duplicates_until_it_is_over(tmp_path: Path, sink: C
     notifier.tell(raised("005930", "volume_surge", START, value=3.4))
     notifier.tell(raised("005930", "volume_surge", START + timedelta(seconds=30), value=3.9))
     notifier.tell(raised("005930", "trade_velocity", START + timedelta(seconds=31), value=12.0))
-    notifier.tell(SystemAlert(at=START, key="safe_mode", text="scanner in safe mode"))
-    notifier.tell(SystemAlert(at=START + timedelta(seconds=599), key="safe_mode", text="still in safe mode"))
+    notifier.tell(SystemAlert(at=START, key="scanner.safe_mode", text="scanner in safe mode"))
+    notifier.tell(SystemAlert(at=START + timedelta(seconds=599), key="scanner.safe_mode", text="still"))
     notifier.tell(raised("005930", "volume_surge", START + timedelta(seconds=600), value=4.1))
     notifier.ask(Ping(at=START), timeout=5)
 
@@ -116,7 +117,7 @@ def test_cooldown_suppresses_duplicates_until_it_is_over(tmp_path: Path, sink: C
     notifier.stop()  # drains the queue: nothing else is on its way
     texts = sink.texts()
     assert len(texts) == 4
-    assert [t.split(" ")[0] for t in texts] == ["[volume_surge]", "[trade_velocity]", "[system:safe_mode]",
+    assert [t.split(" ")[0] for t in texts] == ["[volume_surge]", "[trade_velocity]", "[scanner",
                                                 "[volume_surge]"]
     assert "4.10x" in texts[3]
     assert context.metrics.count("alerts_suppressed") == 2
@@ -191,6 +192,28 @@ def test_log_only_mode_logs_every_alert(tmp_path: Path, log_lines: list[str]) ->
     assert any(line.startswith("alert suppressed (cooldown 005930:volume_surge)") for line in log_lines)
     assert context.metrics.count("alerts_sent") == 1
     assert context.metrics.count("alerts_suppressed") == 1
+
+
+def test_recent_alerts_show_the_time_and_a_readable_label_and_the_ledger_keeps_the_key(
+    tmp_path: Path, log_lines: list[str],
+) -> None:
+    context = make_context(tmp_path, NotifierSettings())
+    notifier = start_notifier(context)
+    notifier.tell(raised("005930", "volume_surge", START))
+    notifier.tell(SystemAlert(at=START + timedelta(seconds=55), key="overflow_rate.0.1", text="rate 12 %"))
+    notifier.tell(SystemAlert(at=START + timedelta(seconds=56), key="ws_suspended.acct1", text="down 60 s"))
+    notifier.ask(Ping(at=START), timeout=5)
+    notifier.stop()
+
+    assert context.metrics.snapshot()["recent_alerts"] == [
+        "10:00:00 volume surge 005930 삼성전자",
+        "10:00:55 overflow rate above 10%",
+        "10:00:56 WebSocket down (acct1)",
+    ]
+    assert "ALERT [overflow rate above 10%] rate 12 %\n" in log_lines
+    ledger = read_jsonl(context.paths.alerts_ledger(START.date())).records
+    assert [row["key"] for row in ledger] == ["005930:volume_surge", "system:overflow_rate.0.1",
+                                             "system:ws_suspended.acct1"]
 
 
 def test_secrets_never_reach_the_log(tmp_path: Path, sink: ChatSink, log_lines: list[str]) -> None:

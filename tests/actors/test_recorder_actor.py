@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
+import subprocess
 import tarfile
 import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
 
 import pykka
 import pytest
@@ -19,6 +22,7 @@ from actors.directory import Directory
 from actors.notifier import NotifierActor
 from actors.recorder import RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
+from config.settings import RecorderSettings, Settings
 from core.alerts import make_alert
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
@@ -33,7 +37,7 @@ from messages.schedule import DayEventFired
 from messages.streaming import SetSubscriptions
 from messages.system import ChildFailed, Crash, Ping
 from runtime.clock import KST, SimulatedClock
-from runtime.jsonl import encode_record, read_jsonl
+from runtime.jsonl import read_jsonl
 from tests.actors.control_plane_support import Journal, RecordingActor, make_context, sim_account
 from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
 from tools.kis_sim.sent_log import app_key_hash
@@ -64,9 +68,10 @@ def ticks(symbol: str, at: datetime, count: int, first_cum: int = 1000) -> tuple
 class Recorder:
     """A started RecorderActor on a manual simulated clock, without the simulator."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, settings: Settings | None = None) -> None:
         self.clock = SimulatedClock(DAY, speed=0)
-        self.context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),))
+        self.context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),),
+                                    settings=settings)
         self.directory = Directory(self.clock)
         self.ref = RecorderActor.start("recorder", self.directory, self.context)
         self.directory.register("recorder", self.ref)
@@ -210,25 +215,16 @@ def test_every_kind_of_record_lands_in_its_file(tmp_path: Path) -> None:
     assert [(r["scan_no"], r["symbol"]) for r in scans] == [(3, "000660")]
 
 
-def test_snapshot_lines_are_the_rows_fields_as_json() -> None:
-    odd = _quote("005930")._replace(name='삼성 "전자"\\', sign="5", change=-1200, change_rate=-1.69,
-                                    volume=12_345_678, value=987_654_321_000)
-    for row in (_quote("000660"), odd, odd._replace(name="", change_rate=30.0)):
-        assert row.json_fields() == encode_record(row._asdict())[1:]
-        assert ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(row,), calls=1,
-                             duration_seconds=0.1).lines == (row.json_fields().encode(),)  # when not given
-
-
-def test_the_recorder_writes_the_lines_rendered_where_the_rows_were_read(tmp_path: Path) -> None:
+def test_a_snapshot_line_is_the_scans_head_and_the_rows_fields(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
-    row = _quote("000660")
-    rendered = row._replace(price=12_345).json_fields().encode()  # as the fetch worker's child made it
-    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=2, rows=(row,), lines=(rendered,), calls=1,
+    odd = _quote("005930").model_copy(update={"name": '삼성 "전자"\\', "sign": "5", "change": -1200,
+                                              "change_rate": -1.69, "value": 987_654_321_000})
+    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=2, rows=(odd,), calls=1,
                                 duration_seconds=0.1))
     recorder.barrier()
     recorder.ref.stop()
     path = recorder.context.paths.swing_dir("acct1", "KRX", DAY.date()) / "snapshots.jsonl"
-    assert [record["price"] for record in read_jsonl(path).records] == [12_345]
+    assert read_jsonl(path).records == [{"scan_no": 2, "scanned_at": DAY.isoformat(), **odd.model_dump()}]
 
 
 def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Path) -> None:
@@ -246,12 +242,12 @@ def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Pa
                for market in ("KOSPI", "KOSDAQ", "KRX")}
     assert {market: [r["symbol"] for r in records] for market, records in written.items()} == {
         "KOSPI": ["005930", "000660"], "KOSDAQ": ["035720"], "KRX": ["123456"]}
-    assert written["KOSPI"][1] == {"scan_no": 5, "scanned_at": DAY.isoformat(), **rows[2]._asdict()}
+    assert written["KOSPI"][1] == {"scan_no": 5, "scanned_at": DAY.isoformat(), **rows[2].model_dump()}
 
 
 def test_a_long_scan_over_two_markets_keeps_each_markets_rows_in_order(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
-    symbols = [f"{n:06d}" for n in range(450)]  # three chunks, each holding rows of both markets
+    symbols = [f"{n:06d}" for n in range(450)]
     profiles = tuple(SymbolProfile(at=DAY, symbol=symbol, name="n", market=("KOSPI", "KOSDAQ")[n % 2],
                                    market_cap=1, prev_close=1) for n, symbol in enumerate(symbols))
     recorder.tell(UniverseReady(at=DAY, day=DAY.date(), profiles=profiles))
@@ -266,12 +262,6 @@ def test_a_long_scan_over_two_markets_keeps_each_markets_rows_in_order(tmp_path:
         records = read_jsonl(swing("acct1", market, DAY.date()) / "snapshots.jsonl").records
         assert [(r["scan_no"], r["symbol"]) for r in records] == [
             (scan_no, symbol) for scan_no in (1, 2) for symbol in symbols[parity::2]]
-
-
-def test_a_scan_needs_one_line_a_row() -> None:
-    with pytest.raises(ValueError, match="a scan of 2 rows with 1 rendered lines"):
-        ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("000660"), _quote("005930")),
-                      lines=(_quote("000660").json_fields().encode(),), calls=1, duration_seconds=0.1)
 
 
 def _long_scan(scan_no: int) -> ScanCompleted:
@@ -295,33 +285,7 @@ def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) 
         assert packed is not None
         lines = [json.loads(line) for line in packed.read().splitlines()]
     assert [(r["scan_no"], r["symbol"]) for r in lines] == [(4, row.symbol) for row in scan.rows]
-    assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1]._asdict()}
-
-
-class _HandlingOrder(RecorderActor):
-    """The real recorder, noting the type of each message it has handled."""
-
-    handled: ClassVar[list[str]] = []
-
-    def on_receive(self, message: object) -> object:
-        result = super().on_receive(message)
-        self.handled.append(type(message).__name__)
-        return result
-
-
-def test_a_tick_that_comes_with_a_scan_waits_for_no_chunk_of_it(tmp_path: Path) -> None:
-    clock = SimulatedClock(DAY, speed=0)
-    context = make_context(tmp_path, clock, rest_url=None, accounts=(sim_account("acct1"),))
-    _HandlingOrder.handled = []
-    ref = _HandlingOrder.start("recorder", Directory(clock), context)
-    scan = _long_scan(3)
-    ref.tell(scan)
-    ref.tell(TicksReceived(at=DAY, account="acct1", ticks=ticks("005930", DAY, 1), received_mono=0.0))
-    chunks = -(-len(scan.rows) // recorder_module.SCAN_CHUNK_LINES)
-    assert wait_until(lambda: len(_HandlingOrder.handled) == chunks + 2, WAIT)
-    ref.stop()
-    assert _HandlingOrder.handled == ["ScanCompleted", "TicksReceived"] + ["_ScanChunkDue"] * chunks
-    assert _snapshots(context.paths.observer) == [(3, row.symbol) for row in scan.rows]
+    assert lines[-1] == {"scan_no": 4, "scanned_at": DAY.isoformat(), **scan.rows[-1].model_dump()}
 
 
 def test_scans_in_a_row_then_a_crash_lose_and_repeat_no_row(tmp_path: Path) -> None:
@@ -449,3 +413,139 @@ def test_every_tick_the_simulator_sent_is_recorded(tmp_path: Path, kis_sim) -> N
     )
     assert sum(recorded.values()) == plane.metrics.count("ticks_recorded") >= 100
     assert recorded == sent
+
+
+# --- a disk that refuses writes ------------------------------------------------------------------------
+
+ONE_MIB = Settings(recorder=RecorderSettings(max_buffered_mb=1))
+FRAME = 999  # ticks per frame (the codec's count has three digits); about 270 KB of tick lines
+
+
+def _frames(recorder: Recorder, symbol: str, count: int) -> list[datetime]:
+    """`count` frames of `FRAME` ticks, one a second, each frame after the last; every tick's time."""
+    times = []
+    for n in range(count):
+        at = DAY + timedelta(seconds=FRAME * n)
+        recorder.frame(symbol, FRAME, at=at, first_cum=1000 + 10 * FRAME * n)
+        times += [at + timedelta(seconds=i) for i in range(FRAME)]
+    return times
+
+
+def _alert_keys(journal: Journal) -> list[str]:
+    return [alert.key for alert in journal.received(SystemAlert)]
+
+
+def _markers(recorder: Recorder) -> list[dict[str, object]]:
+    return read_jsonl(recorder.context.paths.gap_markers("acct1", DAY.date())).records
+
+
+def _covered(markers: list[dict[str, object]], symbol: str, moment: datetime) -> bool:
+    """As the reconciliation reads a marker: the whole seconds from its start's to its end's."""
+    return any(
+        marker["symbol"] == symbol
+        and datetime.fromisoformat(str(marker["start_time"])).replace(microsecond=0)
+        <= moment.replace(microsecond=0)
+        <= datetime.fromisoformat(str(marker["end_time"])).replace(microsecond=0)
+        for marker in markers
+    )
+
+
+def test_dev_full_alerts_once_counts_only_lines_on_disk_and_marks_the_dropped_ticks(tmp_path: Path) -> None:
+    """/dev/full as the target of one tick file: every write to it fails with ENOSPC, as on a full disk."""
+    recorder = Recorder(tmp_path, ONE_MIB)
+    journal = Journal()
+    recorder.directory.register("notifier", RecordingActor.start("notifier", recorder.directory, journal))
+    full = recorder.tick_file("005930")
+    full.parent.mkdir(parents=True)
+    full.symlink_to("/dev/full")
+    recorder.frame("000660", 3)
+    times = _frames(recorder, "005930", 6)
+    recorder.barrier()
+    metrics = recorder.context.metrics
+    assert wait_until(lambda: metrics.snapshot().get("recorder_write_failing_since") is not None, WAIT)
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 3, WAIT)  # 000660's; none of 005930's
+    dropped = metrics.count("ticks_dropped")
+    assert 0 < dropped < len(times)  # about 1 MiB of lines is kept in memory, the rest is dropped
+    assert 0 < int(metrics.snapshot()["recorder_buffered_bytes"]) <= 1024 * 1024 + 64 * 1024
+    time.sleep(1.0)  # several flush passes fail meanwhile
+    assert _alert_keys(journal) == ["recorder.write_failed"]
+    recorder.ref.stop()
+    assert metrics.count("ticks_recorded") == 3
+    markers = _markers(recorder)
+    assert [(m["symbol"], m["reason"]) for m in markers] == [("005930", "recorder_buffer_full")]
+    assert f"{dropped} ticks dropped" in str(markers[0]["detail"])
+    assert all(_covered(markers, "005930", moment) for moment in times[-dropped:])
+    assert not _covered(markers, "005930", times[-dropped - 1])
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                                capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _fill(filesystem: Path) -> Path:
+    """A file that takes every free byte of `filesystem`."""
+    filler = filesystem / "filler"
+    with filler.open("wb", buffering=0) as file:
+        block = b"\0" * 65536
+        with contextlib.suppress(OSError):
+            while True:
+                file.write(block)
+        with contextlib.suppress(OSError):
+            while True:
+                file.write(b"\0")
+    return filler
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> object:
+    """A 4 MiB tmpfs at tmp_path/data (where the test context keeps its data); root only."""
+    data = tmp_path / "data"
+    if os.geteuid() != 0 or not _mount_tmpfs(data, "4m"):
+        pytest.skip("mounting a tmpfs needs root (the /dev/full test covers the failure without it)")
+    yield data
+    pykka.ActorRegistry.stop_all(timeout=5)
+    subprocess.run(["umount", "-l", str(data)], check=False, timeout=10)
+
+
+def test_a_full_filesystem_then_room_again_alerts_twice_and_loses_no_tick_unmarked(
+    tmp_path: Path, tiny_filesystem: Path,
+) -> None:
+    recorder = Recorder(tmp_path, ONE_MIB)
+    journal = Journal()
+    recorder.directory.register("notifier", RecordingActor.start("notifier", recorder.directory, journal))
+    recorder.frame("005930", 2)  # the files exist before the disk fills up
+    recorder.tell(GapMarked(at=DAY, account="acct1", marker=gap_marker(
+        Gap(symbol="000660", start=DAY, end=DAY, expected=False, reason="unexpected_gap"), "test", at=DAY)))
+    metrics = recorder.context.metrics
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 2, WAIT)
+    filler = _fill(tiny_filesystem)
+    with pytest.raises(OSError) as refused:
+        (tiny_filesystem / "probe").write_bytes(b"x" * 8192)
+    assert refused.value.errno == errno.ENOSPC
+    times = _frames(recorder, "005930", 6)
+    recorder.barrier()
+    assert wait_until(lambda: _alert_keys(journal) == ["recorder.write_failed"], WAIT)
+    recorder.barrier()
+    on_disk_lines = recorder.tick_file("005930").read_bytes().count(b"\n")  # what fitted in the last page
+    assert metrics.count("ticks_recorded") == on_disk_lines < 100
+    assert metrics.count("ticks_dropped") > 0
+    filler.unlink()
+    assert wait_until(lambda: _alert_keys(journal) == ["recorder.write_failed", "recorder.write_recovered"],
+                      WAIT)
+    assert metrics.snapshot()["recorder_write_failing_since"] is None
+    dropped = metrics.count("ticks_dropped")
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 2 + len(times) - dropped, WAIT)
+    assert wait_until(lambda: len(_markers(recorder)) == 2, WAIT)  # written once ticks are kept again
+    recorder.frame("005930", 1, at=times[-1] + timedelta(seconds=1), first_cum=10**7)
+    recorder.ref.stop()
+    rows = read_jsonl(recorder.tick_file("005930")).records
+    assert len(rows) == metrics.count("ticks_recorded") == 3 + len(times) - dropped
+    on_disk = {datetime.fromisoformat(row["exchange_time"]) for row in rows}
+    markers = _markers(recorder)
+    assert all(moment in on_disk or _covered(markers, "005930", moment) for moment in times)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import math
-import os
-import signal
 import threading
-from pathlib import Path
 
 import pykka
 import pytest
@@ -182,6 +178,9 @@ def test_context_sync_at_0930_through_the_scheduler_from_the_opening_scans(tmp_p
     movers = synced[0].movers
     assert [m.symbol for m in movers] == [c.symbol for c in expected.candidates]
     assert 0 < len(movers) <= 41
+    shown = run.context.metrics.snapshot()  # for the status view
+    assert (shown["context_synced_at"], shown["context_snapshots"], shown["context_movers"]) == (
+        synced[0].at, len(scans), len(movers))
     caps = {p.symbol: p.market_cap for p in run.universe.profiles}
     assert all(m.market_cap == caps[m.symbol] for m in movers)
 
@@ -238,40 +237,7 @@ def test_stop_interrupts_a_pass_between_calls(tmp_path, kis_sim):
     assert run.scans() == []
 
 
-def fetch_workers() -> list[int]:
-    """Child processes of this one running `kis.fetch_worker`."""
-    found = []
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"kis.fetch_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(int(pid))
-    return found
-
-
-def exited(pid: int) -> bool:
-    """The process is a zombie or gone (its command line empties earlier, while it is still exiting)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
-def test_the_calls_go_through_a_fetch_worker_that_ends_with_the_scanner(tmp_path, kis_sim):
-    before = fetch_workers()
-    run = Scanning(tmp_path, kis_sim)
-    calls_before = multi_price_calls(kis_sim)
-    scan = run.move_to(at(9, 0, 1), expect_scans=1)[0]
-    workers = [pid for pid in fetch_workers() if pid not in before]
-    assert len(workers) == 1
-    assert (scan.failed_calls, multi_price_calls(kis_sim) - calls_before) == (0, scan.calls)
-
-    run.directory.ref("scanner").stop(timeout=5)
-
-    assert workers[0] not in fetch_workers()
-
-
-def test_a_token_the_worker_meets_expired_is_renewed_here_and_the_pass_is_whole(tmp_path, kis_sim):
+def test_an_expired_token_is_renewed_and_the_pass_is_whole(tmp_path, kis_sim):
     run = Scanning(tmp_path, kis_sim)
     n = len(run.universe.profiles)
     run.move_to(at(9, 0, 1), expect_scans=1)
@@ -283,44 +249,3 @@ def test_a_token_the_worker_meets_expired_is_renewed_here_and_the_pass_is_whole(
     assert (scan.calls, scan.failed_calls, len(scan.rows)) == (math.ceil(n / 30), 0, n)
     assert multi_price_calls(kis_sim) - calls_before == math.ceil(n / 30)
     assert sorted(row.symbol for row in scan.rows) == sorted(p.symbol for p in run.universe.profiles)
-    assert len(fetch_workers()) == 1  # the worker is fine: the next pass goes through it again
-
-
-def test_a_worker_found_dead_at_a_pass_is_replaced(tmp_path, kis_sim):
-    run = Scanning(tmp_path, kis_sim)
-    run.move_to(at(9, 0, 1), expect_scans=1)
-    (first,) = fetch_workers()
-    os.kill(first, signal.SIGKILL)
-    assert wait_until(lambda: exited(first))
-    calls_before = multi_price_calls(kis_sim)
-
-    scan = run.move_to(at(9, 1, 1), expect_scans=2)[1]
-
-    assert (scan.failed_calls, len(scan.rows)) == (0, len(run.universe.profiles))
-    assert multi_price_calls(kis_sim) - calls_before == scan.calls
-    assert fetch_workers() not in ([], [first])
-
-
-def test_a_worker_dying_during_a_pass_leaves_the_rest_to_the_scanner(tmp_path, kis_sim, warnings):
-    run = Scanning(tmp_path, kis_sim)
-    kis_sim.faults.slow_rest(0.3, 30)
-    (worker,) = fetch_workers()
-    run.clock.set(at(9, 0, 1))
-    run.directory.tell("scanner", ClockTick(at=run.clock.now()))
-    assert wait_until(lambda: any(t.name == "scanner-pass" for t in threading.enumerate()))
-    os.kill(worker, signal.SIGKILL)
-
-    scan = run.move_to(at(9, 0, 1), expect_scans=1)[0]
-
-    assert (scan.failed_calls, len(scan.rows)) == (0, len(run.universe.profiles))
-    assert any("scanner-fetch" in line and "in process" in line for line in warnings)
-    assert fetch_workers() == []  # resting ten minutes before the next child
-
-
-def test_without_the_worker_process_the_calls_are_made_in_process(tmp_path, kis_sim):
-    before = fetch_workers()
-    run = Scanning(tmp_path, kis_sim, scan=ScanSettings(interval_seconds=60, worker_process=False))
-    scan = run.move_to(at(9, 0, 1), expect_scans=1)[0]
-
-    assert scan.failed_calls == 0 and len(scan.rows) == len(run.universe.profiles)
-    assert fetch_workers() == before

@@ -5,7 +5,7 @@ slots, dwell times and cooldowns. Peers (`ws.*`, `recorder`, `notifier`) are rec
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +29,7 @@ from messages.alerts import SystemAlert
 from messages.market import ExecutionsReceived, HoldingsLoaded
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
-from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
+from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
 from messages.system import Crash, Ping
 from runtime.clock import KST, SimulatedClock
@@ -54,6 +54,23 @@ class Journal(ObserverActor):
         if message == "messages":
             return list(self.messages)
         self.messages.append(message)
+        return None
+
+
+class SyncedScanner(ObserverActor):
+    """A peer standing in for the scanner: it answers `ContextSyncDay` with the day it was given."""
+
+    def __init__(self, name: str, directory: Directory, synced: date) -> None:
+        super().__init__(name, directory)
+        self.synced = synced
+        self.asked = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "asked":
+            return self.asked
+        if isinstance(message, ContextSyncDay):
+            self.asked += 1
+            return self.synced
         return None
 
 
@@ -90,10 +107,13 @@ class Harness:
 
     started: ClassVar[list[Harness]] = []
 
-    def __init__(self, context: ObserverContext) -> None:
+    def __init__(self, context: ObserverContext, *, scanner_synced: date | None = None) -> None:
         self.context = context
         self.clock: SimulatedClock = context.clock  # type: ignore[assignment]
         specs = [ChildSpec(id=peer, actor_class=Journal) for peer in PEERS]
+        if scanner_synced is not None:
+            scanner = ChildSpec(id="scanner", actor_class=SyncedScanner, kwargs={"synced": scanner_synced})
+            specs.append(scanner)
         specs.append(ChildSpec(id="slots", actor_class=SlotManagerActor, kwargs={"context": context}))
         self.supervisor = Supervisor(specs, clock=self.clock, max_restarts=5, period_seconds=30)
         self.supervisor.start()
@@ -172,6 +192,7 @@ def test_more_candidates_than_slots_the_strongest_get_them(tmp_path: Path) -> No
     assert metrics.count("slot_changes") == 6
     assert metrics.count("overflows") == 4
     assert metrics.snapshot()["slots_in_use.acct1"] == 3
+    assert metrics.snapshot()["slots_capacity.acct1"] == 3  # the status view shows "3 / 3"
 
     harness.rank(*ranked)  # the same ranking again: nothing to send, nothing new to record
     assert len(harness.targets("ws.acct1")) == 1
@@ -351,3 +372,70 @@ def test_an_unreadable_saved_state_is_reported_and_the_day_goes_on(tmp_path: Pat
     assert "005930" in harness.targets("ws.acct1")[-1]  # synced today per the file; slots start empty
     saved = state_file.read_text()
     assert '"005930"' in saved and "not a list" not in saved
+
+
+@pytest.mark.parametrize("damage", ["missing", "cut in half"])
+def test_a_start_without_todays_sync_in_its_state_asks_the_scanner(tmp_path: Path, damage: str) -> None:
+    """The day's ContextSynced went by before the restart: the slot manager asks the scanner, which says
+    it synced today, and the next ranking fills the slots."""
+    context = make_context(tmp_path)
+    first = Harness(context)
+    first.tell(ContextSynced(at=START, movers=()))
+    first.rank(cand("005930", 20.0))
+    first.supervisor.stop()
+    state_file = context.paths.state_dir / "slots.json"
+    if damage == "missing":
+        state_file.unlink()
+    else:
+        state_file.write_bytes(state_file.read_bytes()[:40])
+
+    harness = Harness(context, scanner_synced=START.date())
+    assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 1
+    harness.rank(cand("005930", 20.0), cand("000660", 19.0))
+    assert set(harness.targets("ws.acct1")[-1]) | set(harness.targets("ws.acct2")[-1]) == {"005930", "000660"}
+    assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 1  # the answer was kept
+    assert '"synced_on":"2024-03-04"' in state_file.read_text()
+
+
+def test_a_start_with_todays_sync_saved_or_before_9_30_asks_nothing(tmp_path: Path) -> None:
+    context = make_context(tmp_path)
+    first = Harness(context)
+    first.tell(ContextSynced(at=START, movers=()))
+    first.supervisor.stop()
+    harness = Harness(context, scanner_synced=START.date())
+    assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 0
+    harness.supervisor.stop()
+
+    (context.paths.state_dir / "slots.json").unlink()
+    context.clock.set(START.replace(hour=9, minute=10))  # type: ignore[attr-defined]
+    harness = Harness(context, scanner_synced=START.date() - timedelta(days=3))
+    assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 0
+    harness.rank(cand("005930", 20.0))
+    assert harness.targets("ws.acct1") == []
+
+
+def test_a_second_context_sync_of_the_day_brings_no_movers(tmp_path: Path) -> None:
+    """A scanner that lost its state syncs again mid-day: Track B goes on, its movers are not slotted."""
+    harness = Harness(make_context(tmp_path, capacities=(1, 1)))
+    harness.tell(ContextSynced(at=START, movers=(cand("035720", 40.0),)))
+    harness.rank(cand("005930", 20.0))
+    assert set(harness.slots().snapshot().get(timeout=WAIT).placement()) == {"035720", "005930"}
+
+    harness.clock.advance(600)  # every dwell is over
+    harness.tell(ContextSynced(at=harness.clock.now(), movers=(cand("051910", 90.0),)))
+    harness.rank(cand("005930", 20.0), cand("000660", 19.0))
+    assert set(harness.slots().snapshot().get(timeout=WAIT).placement()) == {"005930", "000660"}
+
+
+def test_a_scanner_not_running_at_the_start_is_asked_at_the_next_ranking(tmp_path: Path) -> None:
+    """Both restarted at once: the slot manager keeps asking at each ranking until the scanner answers."""
+    harness = Harness(make_context(tmp_path))
+    harness.rank(cand("005930", 20.0))
+    assert harness.targets("ws.acct1") == []
+
+    scanner = SyncedScanner.start("scanner", harness.directory, START.date())
+    harness.directory.register("scanner", scanner)
+    harness.rank(cand("005930", 20.0))
+    assert "005930" in harness.targets("ws.acct1")[-1]
+    assert harness.directory.ask("scanner", "asked", timeout=WAIT) == 1
+    scanner.stop()

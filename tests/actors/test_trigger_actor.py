@@ -17,7 +17,7 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.supervisor import ChildSpec, Supervisor
-from actors.triggers import SCAN_ROWS_PER_STEP, TriggerActor
+from actors.triggers import TriggerActor
 from config.accounts import Account
 from config.settings import ManualRule, Settings, SignalSettings, SlotSettings, TriggerSettings
 from core.models import TriggerKind
@@ -152,8 +152,8 @@ def trade(symbol: str, at: datetime, price: int = 70_500, volume: int = 10) -> T
 
 
 def long_scan(number: int, first: MultiQuote, last: MultiQuote) -> ScanCompleted:
-    """`first`, then quiet rows of symbols outside the universe for more than two handler steps, `last`."""
-    quiet = tuple(quote(f"9{n:05d}", 1_000) for n in range(2 * SCAN_ROWS_PER_STEP + 7))
+    """`first`, then quiet rows of symbols outside the universe, `last`."""
+    quiet = tuple(quote(f"9{n:05d}", 1_000) for n in range(47))
     return scan(number, first, *quiet, last)
 
 
@@ -232,8 +232,7 @@ def test_manual_overrides_are_candidates_without_alerts(tmp_path: Path) -> None:
     assert harness.live() == [("035720", TriggerKind.MANUAL)]
 
 
-def test_trades_overtake_a_long_scan_in_progress(tmp_path: Path) -> None:
-    """A scan is evaluated a step at a time: a frame told after it is evaluated before its last rows."""
+def test_a_long_scan_and_the_trades_after_it_are_evaluated_in_order(tmp_path: Path) -> None:
     harness = Harness(make_context(tmp_path))
     harness.tell(UNIVERSE)
     burst = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(120))  # 12 trades/s
@@ -242,29 +241,14 @@ def test_trades_overtake_a_long_scan_in_progress(tmp_path: Path) -> None:
                                                             received_mono=0.0))
     harness.directory.ask("triggers", Ping(at=START), timeout=WAIT)
 
-    assert harness.alerts() == [("005930", "volume_surge"), ("035720", "trade_velocity"),
-                                ("000660", "volume_surge")]
+    assert harness.alerts() == [("005930", "volume_surge"), ("000660", "volume_surge"),
+                                ("035720", "trade_velocity")]
     assert harness.context.metrics.count("triggers") == 3
 
 
-def test_a_long_scan_is_ranked_once_after_its_last_row(tmp_path: Path) -> None:
-    """A clock tick and a proxy call told while a scan is in progress: the rebalance waits for the scan's
-    end, the query finds the whole scan evaluated, and one ranking goes out with both triggers."""
-    harness = Harness(make_context(tmp_path))
-    harness.tell(UNIVERSE)
-    assert harness.directory.tell("triggers", LONG_SCAN)
-    assert harness.directory.tell("triggers", ClockTick(at=START))  # the first tick would rebalance at once
-    assert harness.live() == [("000660", TriggerKind.VOLUME_SURGE), ("005930", TriggerKind.VOLUME_SURGE)]
-    assert [sorted(ranking) for ranking in harness.rankings()] == [["000660", "005930"]]
-
-    harness.clock_tick()  # no scan in progress: the cadence resumes
-    assert len(harness.rankings()) == 2
-
-
 def test_the_context_sync_reaches_slots_after_the_ranking_of_the_scans_before_it(tmp_path: Path) -> None:
-    """The scanner tells its sync right after the pass it was made from, while that pass is still being
-    evaluated: slots must get the pass's ranking first, or Track B's first allocation gives the free slots
-    to the opening movers alone."""
+    """The scanner tells its sync right after the pass it was made from: slots must get the pass's ranking
+    first, or Track B's first allocation gives the free slots to the opening movers alone."""
     harness = Harness(make_context(tmp_path))
     harness.tell(UNIVERSE)
     synced = ContextSynced(at=START, movers=())
@@ -276,19 +260,6 @@ def test_the_context_sync_reaches_slots_after_the_ranking_of_the_scans_before_it
     assert [type(m) for m in told][-2:] == [CandidatesRanked, ContextSynced] and told[-1] == synced
     assert sorted(c.symbol for c in told[-2].candidates) == ["000660", "005930"]
     assert len(harness.received("slots", ContextSynced)) == 1
-
-
-def test_a_crash_during_a_long_scan_evaluates_it_again(tmp_path: Path) -> None:
-    """The crash lands between two steps of the scan: the next incarnation gets the scan again, and the
-    triggers of the steps before the crash are neither counted nor alerted twice."""
-    harness = Harness(make_context(tmp_path))
-    harness.tell(UNIVERSE)
-    assert harness.directory.tell("triggers", LONG_SCAN)
-    assert harness.directory.tell("triggers", Crash(at=START))
-    assert harness.supervisor.status.wait_until(lambda s: s.restarts("triggers") == 1, timeout=WAIT)
-    assert harness.live() == [("000660", TriggerKind.VOLUME_SURGE), ("005930", TriggerKind.VOLUME_SURGE)]
-    assert sorted(harness.alerts()) == [("000660", "volume_surge"), ("005930", "volume_surge")]
-    assert harness.context.metrics.count("triggers") == 2
 
 
 def test_a_crash_keeps_the_live_triggers_and_profiles(tmp_path: Path) -> None:
@@ -382,3 +353,23 @@ def test_a_fresh_start_asks_the_universe_for_the_profiles(tmp_path: Path) -> Non
         assert [(a.alert.symbol, a.alert.name) for a in alerts] == [("035720", "카카오")]
     finally:
         supervisor.stop()
+
+
+def test_the_same_days_universe_again_completes_baselines_and_keeps_the_tick_windows(tmp_path: Path) -> None:
+    """The universe actor announces the day again once missed baselines are fetched: a scan now finds the
+    surge of the completed symbol, and a burst of trades spanning the announcement still counts whole."""
+    harness = Harness(make_context(tmp_path))
+    lacking = profile("005930", "삼성전자", avg_volume=0, atr=0, ma=0, avg_turnover=0)
+    harness.tell(UniverseReady(at=START, day=START.date(), profiles=(lacking, *UNIVERSE.profiles[1:])))
+    harness.tell(scan(1, quote("005930", 700_000)))
+    assert harness.live() == []
+
+    first = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(60))  # 12 trades/s
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=first, received_mono=0.0))
+    harness.tell(UNIVERSE.model_copy(update={"at": START + timedelta(seconds=5)}))
+    second = tuple(trade("035720", START + timedelta(seconds=5 + i // 12)) for i in range(60))
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=second, received_mono=0.0))
+    assert harness.alerts() == [("035720", "trade_velocity")]
+
+    harness.tell(scan(2, quote("005930", 700_000)))
+    assert ("005930", TriggerKind.VOLUME_SURGE) in harness.live()

@@ -12,8 +12,8 @@ import pytest
 from loguru import logger
 
 from actors.directory import Directory
-from actors.universe import UniverseActor
-from config.settings import Settings, UniverseSettings
+from actors.universe import BASELINE_RETRY_SECONDS, UniverseActor
+from config.settings import RateLimitSettings, Settings, UniverseSettings
 from core.baselines import daily_baseline
 from core.schedule import DayEvent
 from core.universe import UniverseEntry, build_universe
@@ -52,14 +52,17 @@ def expected_codes(sim: KisSimulator) -> set[str]:
     return {code for code, listing in listings if listing.prev_close >= 4000 and not listing.halted}
 
 
-def start_universe(tmp_path, sim, accounts, *, settings=None, clock=None, context=None, journals=None):
+def start_universe(tmp_path, sim, accounts, *, settings=None, clock=None, context=None, journals=None,
+                   retry_seconds=BASELINE_RETRY_SECONDS):
     context = context or make_context(
         tmp_path, clock or sim.clock, rest_url=sim.rest_url, accounts=accounts, settings=settings
     )
     directory = Directory(context.clock)
     journals = journals or {}
     journals |= start_recorders(directory, *(p for p in PEERS if p not in journals))
-    directory.register("universe", UniverseActor.start("universe", directory, context, progress=False))
+    universe = UniverseActor.start("universe", directory, context, progress=False,
+                                   baseline_retry_seconds=retry_seconds)
+    directory.register("universe", universe)
     directory.ask("universe", Ping(at=context.clock.now()))
     return context, directory, journals
 
@@ -94,6 +97,7 @@ def test_built_at_start_from_the_master_files_with_baselines_and_told_to_every_p
     assert profile.avg_volume_20d > 0 and profile.atr_14d > 0
     assert context.metrics.count("baselines_fetched") == len(ready.profiles)
     assert context.metrics.snapshot()["universe_symbols"] == len(ready.profiles)
+    assert context.metrics.snapshot()["universe_built_at"] == context.clock.now()
 
 
 def test_snapshot_files_are_in_the_seed_format(tmp_path, sim, accounts):
@@ -226,3 +230,54 @@ def test_stop_interrupts_the_fetch_and_a_restart_fetches_only_what_is_missing(tm
     ready = ready_of(journals)
     assert context.metrics.count("baselines_fetched") == len(ready.profiles)
     assert 0 < fetched < len(ready.profiles)
+
+
+def sim_baseline(sim: KisSimulator, symbol: str) -> tuple[float, float, float]:
+    history = [
+        DailyBar(symbol=symbol, day=b.day, open=b.open, high=b.high, low=b.low, close=b.close,
+                 volume=b.volume, value=b.value)
+        for b in sim.market.history(symbol)
+    ]
+    expected = daily_baseline(history, before=MONDAY)
+    return expected.avg_volume_20d, expected.atr_14d, expected.ma_20d
+
+
+def test_baselines_missed_at_the_build_are_fetched_in_the_background_the_same_day(tmp_path, sim, accounts):
+    """The daily bars of every symbol fail at the build, and five again at the first retry: the second
+    retry completes them, each round announces the universe again, and no restart is needed."""
+    count = len(expected_codes(sim))
+    sim.faults.html_errors(count + 5)  # the gateway answers 502 pages to the next calls
+    settings = Settings(rate_limit=RateLimitSettings(max_retries=0))  # each failure is final for its round
+    context, directory, journals = start_universe(tmp_path, sim, accounts, settings=settings,
+                                                  retry_seconds=(0.2,))
+    built = ready_of(journals)
+    assert all(profile.atr_14d == 0 for profile in built.profiles)
+
+    partly = ready_of(journals, count=2)
+    assert partly.day == MONDAY and [p.symbol for p in partly.profiles] == [p.symbol for p in built.profiles]
+    assert sum(profile.atr_14d == 0 for profile in partly.profiles) == 5
+
+    complete = ready_of(journals, count=3)
+    for profile in complete.profiles:
+        assert (profile.avg_volume_20d, profile.atr_14d, profile.ma_20d) == pytest.approx(
+            sim_baseline(sim, profile.symbol)
+        )
+    assert directory.ask("universe", CurrentUniverse(at=sim.clock.now())) == complete
+    assert context.metrics.count("baselines_fetched") == count
+    assert context.metrics.snapshot()["baselines_missing"] == 0
+    for peer in ("triggers", "recorder"):
+        assert ready_of(journals, peer, count=3) == complete
+    directory.ask("universe", Ping(at=sim.clock.now()))
+    assert len(journals["scanner"].received(UniverseReady)) == 3  # complete: no more rounds
+    assert wait_until(lambda: not [t for t in threading.enumerate() if t.name == "baselines-retry"])
+
+
+def test_a_stop_ends_the_background_retry_of_the_baselines(tmp_path, sim, accounts):
+    sim.faults.html_errors(len(expected_codes(sim)))
+    settings = Settings(rate_limit=RateLimitSettings(max_retries=0))
+    _, directory, journals = start_universe(tmp_path, sim, accounts, settings=settings,
+                                            retry_seconds=(600.0,))
+    ready_of(journals)
+    assert wait_until(lambda: [t for t in threading.enumerate() if t.name == "baselines-retry"])
+    directory.ref("universe").stop(timeout=5)
+    assert not [t for t in threading.enumerate() if t.name == "baselines-retry"]

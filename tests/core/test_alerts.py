@@ -13,6 +13,8 @@ from core.alerts import (
     alert_for_trigger,
     format_alert,
     make_alert,
+    market_alert_label,
+    system_alert_label,
 )
 from core.models import Trigger, TriggerKind
 from core.signals import SignalHit, SignalKind
@@ -122,3 +124,24 @@ def test_alert_is_frozen_and_needs_aware_time():
         alert.text = "x"
     with pytest.raises(ValidationError):
         make_alert("005930", "", "disparity", -0.08, -0.09, datetime(2026, 1, 20, 10, 0))
+
+
+def test_every_system_alert_kind_has_a_readable_label() -> None:
+    assert system_alert_label("overflow_rate.0.1") == "overflow rate above 10%"
+    assert system_alert_label("overflow_rate.0.05") == "overflow rate above 5%"
+    assert system_alert_label("scanner.safe_mode") == "scanner in safe mode"
+    assert system_alert_label("scanner.safe_mode.ended") == "scanner out of safe mode"
+    assert system_alert_label("universe.20240304") == "universe build failed (2024-03-04)"
+    assert system_alert_label("tokens.acct1") == "token refresh failed (acct1)"
+    assert system_alert_label("gaps_open.acct2") == "symbols without ticks, Track B suspended (acct2)"
+    assert system_alert_label("ws_suspended.acct1") == "WebSocket down (acct1)"
+    assert system_alert_label("ws_resumed.acct1") == "WebSocket back (acct1)"
+    assert system_alert_label("recorder.write_failed") == "data files cannot be written"
+    assert system_alert_label("recorder.write_recovered") == "data files written again"
+    assert system_alert_label("something_new.x") == "something new x"
+
+
+def test_a_market_alert_label_names_the_signal_in_words() -> None:
+    at = datetime(2024, 3, 4, 1, 0, tzinfo=UTC)
+    alert = make_alert("005930", "삼성전자", "turnover_surge_fall", 3.0, 3.5, at)
+    assert market_alert_label(alert) == "turnover surge while falling 005930 삼성전자"

@@ -121,6 +121,32 @@ def test_forget_drops_a_symbol_so_it_relearns():
     assert detector.observe("A", at(100)) is None
 
 
+def test_a_symbol_dropped_and_taken_back_gets_no_gap_over_the_time_it_was_not_subscribed():
+    """Dropped at 09:43:09, taken back at 09:51:05: its first tick after is no silence; the others keep
+    their timing."""
+    detector = GapDetector(GapSettings())
+    dropped, back = 189.0, 665.0  # seconds after 09:40:00
+    feed(detector, "A", steady(0, 1.0, 190))
+    feed(detector, "B", steady(0, 1.0, 190))
+    assert detector.retarget(["A", "B"], ["B"]) == ("A",)
+    feed(detector, "A", [dropped + 0.5])  # a tick in flight at the unsubscription
+    feed(detector, "B", steady(dropped + 1, 1.0, 400))
+    assert detector.retarget(["B"], ["B", "A"]) == ("A",)
+    assert feed(detector, "A", steady(back, 1.0, 20)) == []
+    assert detector.threshold_seconds("B") is not None, "an unchanged symbol keeps its cadence"
+    assert feed(detector, "B", [dropped + 400 + 30]) != []
+
+
+def test_retarget_forgets_what_left_and_what_joined_and_nothing_else():
+    detector = GapDetector(GapSettings(quiet_symbol_factor=1.0))
+    for symbol in ("A", "B", "C"):
+        feed(detector, symbol, steady(0, 0.5, 10))
+    assert detector.retarget(("A", "B"), ("B", "C")) == ("A", "C")
+    assert detector.threshold_seconds("A") is None and detector.threshold_seconds("C") is None
+    assert detector.threshold_seconds("B") is not None
+    assert detector.retarget(("B",), ("B",)) == ()
+
+
 def test_mark_expected_gaps_takes_a_reason_and_lists_each_symbol_once():
     gaps = mark_expected_gaps(("X", "Y", "X"), at(0), at(3), reason="token_refresh")
     assert [g.symbol for g in gaps] == ["X", "Y"]

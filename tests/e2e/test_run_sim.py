@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -234,7 +233,6 @@ def test_sigterm_midway_stops_cleanly_with_files_whole(
     assert ticking, "no ticks on disk before the deadline: " + log[-2000:]
     assert code == 0, log[-3000:]
     assert "signal SIGTERM received" in log
-    assert re.search(r"\d+ startup objects frozen", log)  # once the system had started
     assert stop_seconds < 20, f"the stop took {stop_seconds:.1f} s"
 
     summary = load_summary(tmp_path)

@@ -56,23 +56,6 @@ def test_the_guard_stretches_every_window_of_rate_plus_one_sends() -> None:
     assert paced.rate == pytest.approx(20.0)
 
 
-def test_reserved_slots_are_spaced_like_acquired_ones_and_taken_without_waiting() -> None:
-    fake = FakeTime()
-    paced = limiter(20.0, fake)
-    assert paced.acquire() == 0.0
-
-    assert paced.reserve(3) == pytest.approx((1000.05, 1000.10, 1000.15))
-    assert fake.sleeps == [] and fake.now == 1000.0  # the caller elsewhere waits, not this one
-    assert paced.acquire() == pytest.approx(0.2)  # the next caller here comes after the reserved slots
-
-
-def test_reserving_nothing_takes_no_slot() -> None:
-    fake = FakeTime()
-    paced = limiter(20.0, fake)
-    assert paced.reserve(0) == ()
-    assert paced.acquire() == 0.0
-
-
 def test_idle_time_is_not_banked_beyond_the_burst() -> None:
     fake = FakeTime()
     paced = limiter(2.0, fake, burst=3)

@@ -12,8 +12,6 @@ import dataclasses
 import itertools
 import json
 import math
-import pickle
-import pickletools
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +37,6 @@ from kis.errors import (
     KisTransportError,
     KisUnparseableResponse,
 )
-from kis.models import MultiQuote
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
 from runtime.clock import KST
@@ -213,19 +210,6 @@ def test_multi_quote_batch_rows_match_the_market(kis_sim: KisSimulator, client: 
         assert row.name == listing.name
 
 
-def test_multi_quote_rows_survive_the_fetch_workers_pipe_built_in_c(
-    kis_sim: KisSimulator, client: KisRestClient
-) -> None:
-    rows = client.multi_quote_batch(sorted(kis_sim.market.listings)[:30])
-    wire = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)  # what the child sends
-    back = pickle.loads(wire)
-    assert back == rows and all(type(row) is MultiQuote for row in back)
-    assert back[0].name == rows[0].name and back[0]._asdict() == rows[0]._asdict()
-    opcodes = [op.name for op, _arg, _pos in pickletools.genops(wire)]
-    assert "NEWOBJ" not in opcodes  # no row goes through the named tuple's Python-level __new__
-    assert wire.count(b"__new__") == 1  # tuple.__new__, named once for all 30 rows
-
-
 def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
     client: KisRestClient, recorder: Recorder
 ) -> None:
@@ -238,21 +222,14 @@ def test_batches_over_30_and_bad_codes_are_refused_before_any_call(
     assert recorder.exchanges == []
 
 
-def test_a_batch_built_from_the_cache_is_the_same_query_and_bad_codes_are_refused_every_time(
-    client: KisRestClient, recorder: Recorder
+def test_a_batch_asks_for_each_symbol_in_order(
+    kis_sim: KisSimulator, client: KisRestClient, recorder: Recorder
 ) -> None:
-    batches = [("005930", "000660"), ("035420",)]
-    first = client.multi_quote_requests(batches)
-    again = client.multi_quote_requests([list(batch) for batch in batches])  # lists, as a caller may pass
-    assert [request.params for request in again] == [request.params for request in first]
-    assert first[0].params == ("FID_COND_MRKT_DIV_CODE_1=J&FID_INPUT_ISCD_1=005930&"
-                               "FID_COND_MRKT_DIV_CODE_2=J&FID_INPUT_ISCD_2=000660")
-    for _ in range(2):
-        with pytest.raises(ValueError, match="not a KRX short code"):
-            client.multi_quote_requests([("005930", "5930")])
-        with pytest.raises(ValueError, match=r"not a KRX short code .*: \['005930'\]"):
-            client.multi_quote_requests([("000660", ["005930"])])  # unhashable: no key for the cache
-    assert [exchange.path for exchange in recorder.exchanges] == ["/oauth2/tokenP"]  # the token only
+    first, second = sorted(kis_sim.market.listings)[:2]
+    client.multi_quote_batch([first, second])
+    (call,) = recorder.calls(protocol.MULTI_PRICE_PATH)
+    assert call.query == {"FID_COND_MRKT_DIV_CODE_1": "J", "FID_INPUT_ISCD_1": first,
+                          "FID_COND_MRKT_DIV_CODE_2": "J", "FID_INPUT_ISCD_2": second}
 
 
 def test_1000_symbols_are_scanned_in_ceil_1000_over_30_calls(tmp_path: Any) -> None:
@@ -626,3 +603,37 @@ def test_token_too_soon_wait_comes_from_retry_after(stub_factory: StubFactory, r
 def test_every_error_message_is_one_line() -> None:
     for error_type in (KisError, KisTransportError, KisUnparseableResponse, KisApiError):
         assert "\n" not in str(error_type("first line\nsecond line"))
+
+
+def _holding_row(code: str) -> dict[str, str]:
+    return {
+        "pdno": code, "prdt_name": code, "hldg_qty": "1", "ord_psbl_qty": "1", "pchs_avg_pric": "100.0",
+        "pchs_amt": "100", "prpr": "110", "evlu_amt": "110", "evlu_pfls_amt": "10", "evlu_pfls_rt": "10.00",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("header", ["tr_cont", "TR_CONT", "Tr_Cont"])
+def test_paging_reads_tr_cont_in_any_header_case(
+    stub_factory: StubFactory, recorder: Recorder, header: str
+) -> None:
+    """KIS sends `tr_cont` lower case; HTTP header names are case-insensitive, and so is the client."""
+
+    def answer(_method: str, _path: str, query: dict[str, str], headers: dict[str, str], _: str) -> Answer:
+        if headers.get("tr_cont") == "N" and query["CTX_AREA_NK100"] == "1":
+            return kis_json({"output1": [_holding_row("000660")], "output2": [{}]}, **{header: "D"})
+        page = {"output1": [_holding_row("005930")], "output2": [{}], "ctx_area_nk100": "1"}
+        return kis_json(page, **{header: "M", "gt_uid": "0" * 32, "tr_id": "TTTC8434R"})
+
+    stub = stub_factory(answer)
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    assert [holding.symbol for holding in client.holdings()] == ["005930", "000660"]
+
+
+def test_answers_with_extra_fields_and_headers_are_read(
+    stub_factory: StubFactory, recorder: Recorder
+) -> None:
+    """Fields and headers KIS adds later (or the simulator never sent) are ignored, not fatal."""
+    output = {"stck_prpr": "71000", "some_future_field": "x", "aspr_unit": "100"}
+    stub = stub_factory(lambda *_: kis_json({"output": output, "output3": []}, X_New_Header="1"))
+    client = make_client(stub.url, recorder, tokens=FixedTokenSource())
+    assert client.quote("005930").price == 71000

@@ -28,7 +28,7 @@ from kis.ticks import (
 from kis.ws_codec import EXCERPT_CHARS, decode, subscribe_message, unsubscribe_message
 from runtime.clock import KST
 
-# KIS_API_FACTS.md, "Verbatim samples": a live H0STCNT0 frame from 2023-03-24.
+# docs/kis_api_facts.md, section 6, "Verbatim samples": a live H0STCNT0 frame from 2023-03-24.
 LIVE_FRAME = (
     "0|H0STCNT0|001|005930^112616^62700^2^400^0.64^62700.41^62700^63000^62300^62700^62600^125^9694968"
     "^607878273600^25807^15918^-9889^93.01^4614191^4291558^1^0.45^63.03^090013^3^0^090646^5^-300^100741^2"
@@ -487,3 +487,46 @@ def test_notice_crypto_rejects_wrong_key_sizes_without_echoing_them(key: str, iv
 
     assert "AES-256" in str(info.value)
     assert (key == "" or key not in str(info.value)) and (iv == "" or iv not in str(info.value))
+
+
+def test_session_refusal_with_the_header_kis_sends_decodes() -> None:
+    raw = json.dumps({
+        "header": {"tr_id": "H0STCNT0", "tr_key": "000660", "encrypt": "N"},
+        "body": {"rt_cd": "9", "msg_cd": "OPSP8996", "msg1": "ALREADY IN USE appkey"},
+    })  # fmt: skip
+
+    ack = decode(raw)
+
+    assert isinstance(ack, Ack)
+    assert (ack.code, ack.ok, ack.tr_id, ack.tr_key) == (AckCode.APPKEY_IN_USE, False, "H0STCNT0", "000660")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"tr_id": "H0STCNT0", "tr_key": "005930", "encrypt": "N", "datetime": "20260310093000", "new": "x"},
+        {"tr_id": "H0STCNT0", "tr_key": "005930"},
+        {"tr_id": "H0STCNT0"},
+        None,
+    ],
+)
+def test_control_messages_with_or_without_extra_fields_decode(header: dict[str, str] | None) -> None:
+    body = {
+        "rt_cd": "0", "msg_cd": "OPSP0000", "msg1": "SUBSCRIBE SUCCESS", "extra": {"nested": [1]},
+        "output": {"iv": "0123456789abcdef", "key": "k" * 32, "new_output_field": "y"},
+    }  # fmt: skip
+    message: dict[str, object] = {"body": body, "trailer": "ignored"}
+    if header is not None:
+        message["header"] = header
+
+    ack = decode(json.dumps(message))
+
+    assert isinstance(ack, Ack)
+    tr_id = header["tr_id"] if header else ""
+    assert (ack.code, ack.ok, ack.tr_id) == (AckCode.SUBSCRIBE_SUCCESS, True, tr_id)
+    assert ack.keys is not None and ack.keys.iv == "0123456789abcdef"
+
+
+def test_pingpong_with_extra_fields_is_still_a_pingpong_to_echo() -> None:
+    raw = json.dumps({"header": {"tr_id": "PINGPONG", "datetime": "20260310093000", "seq": "1"}, "body": {}})
+    assert decode(raw) == PingPong(raw)

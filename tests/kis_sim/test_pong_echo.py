@@ -73,6 +73,36 @@ def test_a_session_that_echoes_every_pingpong_stays_open(kis_sim: KisSimulator, 
         ws.close()
 
 
+def test_a_session_answering_with_pong_frames_carrying_the_pingpong_stays_open(
+    kis_sim: KisSimulator, approval: str
+) -> None:
+    """KIS's own sample answers PINGPONG with `ws.pong(raw)`, a pong control frame, not a text echo."""
+    ws = connect(kis_sim.ws_url)
+    try:
+        send_and_ack(ws, approval, "H0STCNT0", "005930")
+        answered = 0
+        end = time.monotonic() + 4 * PONG_TIMEOUT
+        while time.monotonic() < end:
+            ws.pong(recv_until(ws, lambda m: '"PINGPONG"' in m, timeout=2.0))
+            answered += 1
+        assert answered >= 6
+        assert is_trade_frame(recv_until(ws, is_trade_frame, timeout=2.0))
+        assert kis_sim.ws.session_count() == 1
+    finally:
+        ws.close()
+
+
+def test_a_pong_frame_without_the_pingpong_is_no_answer(kis_sim: KisSimulator, approval: str) -> None:
+    ws = connect(kis_sim.ws_url)
+    send_and_ack(ws, approval, "H0STCNT0", "005930")
+    end = time.monotonic() + 2 * PONG_TIMEOUT
+    while time.monotonic() < end:
+        ws.pong("keepalive")
+        time.sleep(0.05)
+    assert wait_for_close(ws, timeout=5.0) == 1008
+    ws.shutdown()
+
+
 def test_echo_is_not_required_by_default(kis_sim_config: SimConfig) -> None:
     config = dataclasses.replace(kis_sim_config, require_pong_echo=False)
     with KisSimulator(config) as sim:

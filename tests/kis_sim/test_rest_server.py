@@ -19,9 +19,16 @@ from loguru import logger
 from kis import protocol
 from runtime.clock import KST, SimulatedClock
 from tools.kis_sim.accounts import Accounts
+from tools.kis_sim.conformance import (
+    DAILY_BARS_OUTPUT1,
+    DAILY_PRICE_FIELDS,
+    INQUIRE_PRICE_FIELDS,
+    SEARCH_INFO_FIELDS,
+)
 from tools.kis_sim.faults import Faults
+from tools.kis_sim.listings import tick_size
 from tools.kis_sim.market import Market
-from tools.kis_sim.rest import RestServer
+from tools.kis_sim.rest import DAILY_PRICE_PATH, SEARCH_INFO_PATH, RestServer
 
 DAY = date(2026, 3, 10)
 OPEN_TIME = datetime(2026, 3, 10, 10, 0, tzinfo=KST)
@@ -455,7 +462,7 @@ def test_html_error_and_empty_body_faults_answer_the_next_uapi_calls_only(sim: S
     assert sim.session.get(f"{sim.url}/master/kospi_code.mst.zip", timeout=10).status_code == 200
     answers = [sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params()) for _ in range(4)]
     assert [(a.status_code, a.headers["content-type"]) for a in answers[:3]] == [
-        (502, "text/html"), (502, "text/html"), (200, "application/json; charset=utf-8"),
+        (502, "text/html"), (502, "text/html"), (200, "application/json; charset=UTF-8"),
     ]  # fmt: skip
     assert b"<title>502 Bad Gateway</title>" in answers[0].content
     assert answers[2].content == b"" and answers[2].headers["content-length"] == "0"
@@ -563,6 +570,60 @@ def test_inquire_price_matches_the_market(sim: Sim) -> None:
     assert output["temp_stop_yn"] == "N"
     assert int(output["hts_avls"]) == quote.price * listing.listed_shares // 100_000_000
     assert int(output["stck_llam"]) < quote.price < int(output["stck_mxpr"])
+
+
+def test_inquire_price_carries_every_documented_field_consistent_with_the_market(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    sim.clock.set(datetime(2026, 3, 10, 11, 23, 45, tzinfo=KST))
+    for code, listing in list(sim.market.listings.items())[:40]:
+        output = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params(code)).json()["output"]
+        assert set(INQUIRE_PRICE_FIELDS) <= output.keys() and len(INQUIRE_PRICE_FIELDS) == 82
+        price = int(output["stck_prpr"])
+        assert output["aspr_unit"] == str(tick_size(price))  # 호가단위, not ask1 - bid1
+        assert output["stck_shrn_iscd"] == code
+        assert int(output["w52_lwpr"]) <= price <= int(output["w52_hgpr"])
+        assert int(output["stck_dryy_lwpr"]) <= price <= int(output["stck_dryy_hgpr"])
+        assert output["w52_hgpr_date"] <= "20260310" and len(output["w52_lwpr_date"]) == 8
+        assert int(output["cpfn"]) == int(output["stck_fcam"]) * listing.listed_shares // 100_000_000
+        eps, bps = float(output["eps"]), float(output["bps"])
+        assert output["per"] == (f"{price / eps:.2f}" if eps > 0 else "0.00")
+        assert output["pbr"] == f"{price / bps:.2f}" and bps > 0
+        foreign = int(output["frgn_hldn_qty"])
+        assert 0 < foreign < listing.listed_shares
+        assert output["hts_frgn_ehrt"] == f"{foreign / listing.listed_shares * 100:.2f}"
+        support, pivot, resistance = (
+            int(output[name]) for name in ("pvt_frst_dmsp_prc", "pvt_pont_val", "pvt_frst_dmrs_prc")
+        )
+        assert support <= pivot <= resistance
+
+
+def test_nextrade_and_unified_market_codes_are_answered_like_krx(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    prices = {
+        market: sim.get(
+            protocol.INQUIRE_PRICE_PATH, headers, {**price_params(), "FID_COND_MRKT_DIV_CODE": market}
+        ).json()["output"]["stck_prpr"]
+        for market in ("J", "NX", "UN")
+    }
+    assert prices == dict.fromkeys(("J", "NX", "UN"), prices["J"])
+    rank_headers = {**headers, "tr_id": "FHPST01710000"}
+    ranked = sim.get(protocol.VOLUME_RANK_PATH, rank_headers, rank_params(FID_COND_MRKT_DIV_CODE="UN"))
+    assert ranked.json()["rt_cd"] == "0"
+
+
+def test_uapi_answers_carry_kis_headers_in_kis_case(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010100")
+    answered = sim.get(protocol.INQUIRE_PRICE_PATH, headers, price_params())
+    refused = sim.get(protocol.INQUIRE_PRICE_PATH, headers, {})
+    for response in (answered, refused):
+        names = list(response.headers.keys())
+        assert "Content-Type" in names and "Content-Length" in names
+        assert not [name for name in names if name.islower() and not name.isidentifier()]
+        assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
+        assert response.headers["tr_id"] == "FHKST01010100" and "tr_cont" in names
+    assert answered.headers["gt_uid"] != refused.headers["gt_uid"]
+    token = sim.token()
+    assert "Content-Type" in list(token.headers) and "tr_id" not in token.headers
 
 
 def test_inquire_price_flags_halted_symbols_and_shows_prev_close_before_open(sim: Sim) -> None:
@@ -681,6 +742,14 @@ def test_minute_bars_before_the_open_are_empty_and_bad_hours_are_errors(sim: Sim
     assert "FID_INPUT_HOUR_1" in body["msg1"]
 
 
+def test_minute_bars_for_hour_000000_are_the_latest(sim: Sim) -> None:
+    headers = sim.headers("FHKST03010200")
+    sim.clock.set(datetime(2026, 3, 10, 10, 15, 20, tzinfo=KST))
+    latest = sim.get(protocol.MINUTE_BARS_PATH, headers, minute_params("005930", "000000")).json()["output2"]
+    now = sim.get(protocol.MINUTE_BARS_PATH, headers, minute_params("005930", "101520")).json()["output2"]
+    assert latest == now and latest[0]["stck_cntg_hour"] == "101500" and len(latest) == 30
+
+
 def _daily_params(start: str, end: str, period: str = "D") -> dict[str, str]:
     return {
         **price_params(),
@@ -728,6 +797,47 @@ def test_daily_bars_newest_first_with_today_and_weekly_groups(sim: Sim) -> None:
     )
 
 
+def test_daily_bars_from_00000101_answer_the_newest_hundred_with_documented_output1(sim: Sim) -> None:
+    headers = sim.headers("FHKST03010100")
+    body = sim.get(protocol.DAILY_BARS_PATH, headers, _daily_params("00000101", "20260310")).json()
+    assert body["rt_cd"] == "0" and len(body["output2"]) == protocol.DAILY_BARS_PER_CALL
+    assert body["output2"][0]["stck_bsop_date"] == "20260310"
+    assert set(DAILY_BARS_OUTPUT1) <= body["output1"].keys()
+    assert int(body["output1"]["cpfn"]) > 0 and body["output1"]["whol_loan_rmnd_rate"] == "0.00"
+
+
+def test_inquire_daily_price_is_the_latest_thirty_days_newest_first(sim: Sim) -> None:
+    headers = sim.headers("FHKST01010400")
+    params = {**price_params(), "FID_PERIOD_DIV_CODE": "D", "FID_ORG_ADJ_PRC": "1"}
+    rows = sim.get(DAILY_PRICE_PATH, headers, params).json()["output"]
+    history = sim.market.history("005930")
+    quote = sim.market.quote("005930", sim.clock.now())
+    assert [row["stck_bsop_date"] for row in rows] == ["20260310"] + [
+        bar.day.strftime("%Y%m%d") for bar in reversed(history[-29:])
+    ]
+    assert rows[0]["stck_clpr"] == str(quote.price)
+    assert rows[0]["prdy_vrss"] == str(quote.price - history[-1].close)
+    assert rows[1]["prdy_vrss"] == str(history[-1].close - history[-2].close)
+    assert all(set(DAILY_PRICE_FIELDS) <= row.keys() for row in rows)
+    monthly = sim.get(DAILY_PRICE_PATH, headers, {**params, "FID_PERIOD_DIV_CODE": "M"}).json()["output"]
+    assert monthly[0]["stck_bsop_date"] == "20260310" and len(monthly) < len(rows)
+    yearly = sim.get(DAILY_PRICE_PATH, headers, {**params, "FID_PERIOD_DIV_CODE": "Y"})
+    assert_error(yearly, 200, "OPSQ2001", "2")
+    assert_error(sim.get(DAILY_PRICE_PATH, {**headers, "tr_id": "FHKST01010100"}, params), 500, "OPSQ0002")
+
+
+def test_search_info_describes_a_listed_stock_and_knows_nothing_else(sim: Sim) -> None:
+    headers = sim.headers("CTPF1604R")
+    output = sim.get(SEARCH_INFO_PATH, headers, {"PDNO": "005930", "PRDT_TYPE_CD": "300"}).json()["output"]
+    assert set(SEARCH_INFO_FIELDS) <= output.keys()
+    listing = sim.market.listings["005930"]
+    assert (output["pdno"], output["shtn_pdno"], output["std_pdno"]) == ("005930", "005930", listing.isin)
+    assert output["prdt_abrv_name"] == "삼성전자" and output["prdt_type_cd"] == "300"
+    for params in ({"PDNO": "999990", "PRDT_TYPE_CD": "300"}, {"PDNO": "005930", "PRDT_TYPE_CD": "512"}):
+        assert_error(sim.get(SEARCH_INFO_PATH, headers, params), 200, "KIOK0560", "7")
+    assert_error(sim.get(SEARCH_INFO_PATH, headers, {"PDNO": "005930"}), 200, "OPSQ2001", "2")
+
+
 def test_volume_rank_sorts_by_volume_and_applies_filters(sim: Sim) -> None:
     headers = sim.headers("FHPST01710000")
     rows = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params()).json()["output"]
@@ -739,6 +849,14 @@ def test_volume_rank_sorts_by_volume_and_applies_filters(sim: Sim) -> None:
     assert volumes == everything[:30]
     kosdaq = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="1001")).json()["output"]
     assert kosdaq and all(sim.market.listings[row["mksc_shrn_iscd"]].market == "KOSDAQ" for row in kosdaq)
+    kospi200 = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="2001")).json()[
+        "output"
+    ]
+    assert kospi200 and all(sim.market.listings[row["mksc_shrn_iscd"]].market == "KOSPI" for row in kospi200)
+    elw = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_COND_MRKT_DIV_CODE="W")).json()
+    assert (elw["rt_cd"], elw["output"]) == ("0", [])
+    not_a_sector = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_ISCD="KOSPI"))
+    assert_error(not_a_sector, 200, "OPSQ2001", "2")
     cheap = sim.get(protocol.VOLUME_RANK_PATH, headers, rank_params(FID_INPUT_PRICE_2="4000")).json()[
         "output"
     ]
@@ -797,8 +915,11 @@ def test_balance_tr_id_must_match_the_account_kind_and_params_are_checked(sim: S
     assert_error(
         sim.get(protocol.BALANCE_PATH, {**real, "tr_id": "VTTC8434R"}, balance_params()), 200, "OPSQ0002"
     )
+    by_loan_date = sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="01")).json()
+    by_symbol = sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="02")).json()
+    assert (by_symbol["rt_cd"], by_symbol["output1"]) == ("0", by_loan_date["output1"])  # no loans: same rows
     body = assert_error(
-        sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="02")), 200, "OPSQ2001", "2"
+        sim.get(protocol.BALANCE_PATH, real, balance_params(INQR_DVSN="03")), 200, "OPSQ2001", "2"
     )
     assert "INQR_DVSN" in body["msg1"]
     assert_error(sim.get(protocol.BALANCE_PATH, real, balance_params(CANO="12-45")), 200, "OPSQ2000", "2")

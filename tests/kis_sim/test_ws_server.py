@@ -93,7 +93,10 @@ def test_a_second_session_of_the_same_app_key_is_refused_and_the_key_frees_on_cl
     send_and_ack(first, approval, "H0STCNT0", "005930")
     second = connect(kis_sim.ws_url, path="/")
     refused = send_and_ack(second, approval, "H0STCNT0", "000660")
-    assert refused == {"body": {"rt_cd": "9", "msg_cd": "OPSP8996", "msg1": "ALREADY IN USE appkey"}}
+    assert refused == {
+        "header": {"tr_id": "H0STCNT0", "tr_key": "000660", "encrypt": "N"},
+        "body": {"rt_cd": "9", "msg_cd": "OPSP8996", "msg1": "ALREADY IN USE appkey"},
+    }
     with pytest.raises(websocket.WebSocketException):
         for _ in range(50):
             second.recv()
@@ -261,9 +264,20 @@ def test_refused_reconnects_fail_the_handshake_until_the_window_ends(kis_sim):
 
 
 def test_unknown_paths_are_not_served(kis_sim):
-    with pytest.raises(websocket.WebSocketBadStatusException) as missing:
-        connect(kis_sim.ws_url, path="/elsewhere")
-    assert missing.value.status_code == 404
+    for path in ("/elsewhere", "/tryitout/", "/tryitout/H0STCNT0/more"):
+        with pytest.raises(websocket.WebSocketBadStatusException) as missing:
+            connect(kis_sim.ws_url, path=path)
+        assert missing.value.status_code == 404
+
+
+def test_the_tryitout_tr_id_path_of_kis_samples_is_served_for_any_tr_id(kis_sim, approval):
+    ws = connect(kis_sim.ws_url, path="/tryitout/H0STCNT0")
+    try:
+        assert _body(send_and_ack(ws, approval, "H0STCNT0", "005930"))["msg_cd"] == "OPSP0000"
+        assert _body(send_and_ack(ws, approval, "H0STASP0", "005930"))["msg_cd"] == "OPSP0000"
+        assert is_trade_frame(recv_until(ws, is_trade_frame))
+    finally:
+        ws.close()
 
 
 def test_silenced_sessions_get_no_frames_and_no_pingpong_then_resume(kis_sim, session, approval):

@@ -47,12 +47,12 @@ def test_buffered_since_is_when_the_oldest_waiting_line_was_written(tmp_path: Pa
         writer.write({"n": 1})
         first = writer.buffered_since
         frozen.tick(0.3)
-        writer.write_block(b'{"n":2}', 1)
+        writer.write({"n": 2})
         assert writer.buffered_since == first
         writer.flush()
         assert writer.buffered_since == math.inf
         frozen.tick(0.3)
-        writer.write_block(b'{"n":3}', 1)
+        writer.write({"n": 3})
         assert writer.buffered_since == first + 0.6
 
 
@@ -83,29 +83,6 @@ def test_a_full_buffer_flushes_whole_lines_by_itself(tmp_path: Path) -> None:
     assert len(on_disk.splitlines()) + writer.buffered_lines == 20
     writer.close()
     assert [r["n"] for r in read_jsonl(path).records] == list(range(20))
-
-
-def test_a_block_of_joined_lines_counts_as_its_lines(tmp_path: Path) -> None:
-    path = tmp_path / "a.jsonl"
-    with JsonlWriter(path) as writer:
-        writer.write({"n": 0})
-        writer.write_block(b'{"n":1}\n{"n":2}\n{"n":3}', 3)
-        assert writer.buffered_lines == 4 and writer.lines_written == 4
-        with pytest.raises(ValueError, match="a block of 2 lines must hold 1 newlines"):
-            writer.write_block(b'{"n":4}{"n":5}', 2)
-    assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]
-
-
-def test_a_flushed_block_leaves_nothing_counted_as_buffered(tmp_path: Path) -> None:
-    path = tmp_path / "a.jsonl"
-    with JsonlWriter(path, flush_bytes=20) as writer:
-        writer.write_block(b'{"n":1,"pad":"xxxxxx"}\n{"n":2,"pad":"xxxxxx"}', 2)
-        assert path.read_bytes().count(b"\n") == 2
-        assert writer.buffered_lines == 0
-        writer.write({"n": 3})
-        assert writer.buffered_lines == 1
-        assert path.read_bytes().count(b"\n") == 2  # a short line after the block waits for its flush
-    assert [r["n"] for r in read_jsonl(path).records] == [1, 2, 3]
 
 
 def test_appending_after_a_torn_tail_keeps_new_records_intact(tmp_path: Path, warnings: list[str]) -> None:
@@ -272,3 +249,31 @@ def test_tail_records_reads_only_the_complete_lines_of_the_end(tmp_path: Path) -
     assert default == list(range(1_000 - len(default), 1_000)) and len(default) > len(numbers)
     assert len(tail_records(path, max_bytes=10**9)) == 1_000
     assert tail_records(tmp_path / "missing.jsonl") == []
+
+
+def test_a_writer_on_a_full_disk_keeps_taking_lines_and_says_how_much_waits() -> None:
+    writer = JsonlWriter(Path("/dev/full"), flush_bytes=100)  # every write fails with ENOSPC
+    for number in range(50):
+        writer.write({"n": number, "pad": "x" * 10})  # past flush_bytes: its own flush fails, quietly
+    assert writer.failing
+    assert (writer.buffered_lines, writer.lines_accepted, writer.lines_flushed) == (50, 50, 0)
+    assert writer.buffered_bytes == sum(len(encode_record({"n": n, "pad": "x" * 10})) + 1 for n in range(50))
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    assert writer.buffered_lines == 50
+    with pytest.raises(OSError):
+        writer.close()
+
+
+def test_lines_flushed_counts_lines_on_disk_not_the_newline_that_ends_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"n":0}\n{"n":')
+    writer = JsonlWriter(path, flush_bytes=1 << 20)
+    writer.write({"n": 1})
+    writer.write_block(b'{"n":2}\n{"n":3}', 2)
+    assert (writer.lines_flushed, writer.buffered_lines) == (0, 3)
+    writer.flush()
+    assert (writer.lines_flushed, writer.buffered_lines, writer.buffered_bytes) == (3, 0, 0)
+    assert not writer.failing
+    writer.close()
+    assert [r["n"] for r in read_jsonl(path).records] == [0, 1, 2, 3]

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pykka
@@ -20,6 +20,7 @@ from runtime.clock import KST, SystemClock
 from runtime.logs import (
     actor_logger,
     bind_thread_to_actor,
+    clock_time,
     register_secret,
     reset_logging,
     setup_logging,
@@ -201,3 +202,30 @@ def test_very_short_values_are_not_treated_as_secrets(log_dir: Path) -> None:
 def test_the_process_log_name_is_reserved(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="observer"):
         setup_logging(tmp_path, ["scanner", "observer"], retention_days=14)
+
+
+class Quiet(pykka.ThreadingActor):
+    def on_start(self) -> None:
+        bind_thread_to_actor("scanner")
+
+
+def test_pykka_start_and_stop_lines_stay_out_of_the_files_at_the_default_level(log_dir: Path) -> None:
+    Quiet.start().stop()
+    files = finish_and_read(log_dir)
+    assert not only_in(files, "Starting Quiet") and not only_in(files, "Stopped Quiet")
+
+
+def test_pykka_start_and_stop_lines_come_back_when_the_console_asks_for_debug(tmp_path: Path) -> None:
+    setup_logging(tmp_path, ACTORS, retention_days=14, console_level="DEBUG")
+    Quiet.start().stop()
+    files = finish_and_read(tmp_path)
+    assert only_in(files, "Stopped Quiet") == ["scanner"]
+
+
+def test_times_are_shown_as_kst_clock_times() -> None:
+    moment = datetime(2026, 9, 14, 9, 40, 55, 123456, tzinfo=KST)
+    assert clock_time(moment) == "09:40:55"
+    assert clock_time(moment.isoformat()) == "09:40:55"
+    assert clock_time(moment.astimezone(UTC)) == "09:40:55"
+    assert clock_time(None) == "-"
+    assert clock_time("not a time") == "not a time"

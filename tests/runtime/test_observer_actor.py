@@ -12,7 +12,6 @@ from actors.base import InjectedCrash, ObserverActor, ObserverActorProxy, descri
 from actors.directory import Directory
 from messages.system import ChildExited, ChildFailed, Crash, Ping
 from runtime.clock import KST, SimulatedClock
-from runtime.realtime import is_realtime
 
 START = datetime(2024, 5, 2, 9, 0, tzinfo=KST)
 
@@ -49,20 +48,6 @@ class Echo(ObserverActor):
 
     def shout(self, text: str) -> str:
         return text.upper()
-
-
-class Starter(ObserverActor):
-    """Starts a thread in `on_start` and tells whether it and the actor's own thread are real-time."""
-
-    def on_start(self) -> None:
-        started: list[bool] = []
-        thread = threading.Thread(target=lambda: started.append(is_realtime()))
-        thread.start()
-        thread.join(timeout=5)
-        self.started_realtime = started[0]
-
-    def on_receive(self, message: Any) -> Any:
-        return is_realtime(), self.started_realtime
 
 
 class EchoProxy(ObserverActorProxy):
@@ -159,8 +144,3 @@ def test_describe_exception_is_one_line() -> None:
     assert describe_exception(RuntimeError("first\nsecond")) == "RuntimeError: first"
     assert describe_exception(KeyError()) == "KeyError"
     assert describe_exception(None) == "unknown error"
-
-
-def test_a_realtime_priority_puts_the_actor_thread_alone_at_sched_fifo(realtime_permitted: bool) -> None:
-    assert Starter.start("recorder", realtime_priority=1).ask("?", timeout=5) == (realtime_permitted, False)
-    assert Starter.start("scanner").ask("?", timeout=5) == (False, False)

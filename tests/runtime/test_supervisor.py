@@ -7,6 +7,7 @@ from typing import Any
 
 import pykka
 import pytest
+from loguru import logger
 from pykka.typing import proxy_method
 
 from actors.base import ObserverActor, ObserverActorProxy
@@ -365,3 +366,52 @@ def test_invalid_specs_are_refused_with_a_clear_error(journal: Journal, clock: S
         ChildSpec(id="x", actor_class=Worker, shutdown_timeout=0)
     with pytest.raises(ValueError, match="duplicate child ids: a"):
         Supervisor([worker("a", journal), worker("a", journal)], clock=clock)
+
+
+@pytest.fixture
+def warnings() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING", format="{message}")
+    yield lines
+    logger.remove(sink)
+
+
+class StopTeller(Worker):
+    """Tells `ws` something as it stops, as a peer does whose on_stop reports to a child stopped before it."""
+
+    def on_stop(self) -> None:
+        self.directory.tell("ws", "bye")
+        super().on_stop()
+
+
+def test_an_orderly_start_restart_and_stop_count_dead_letters_without_a_warning(
+    clock: SimulatedClock, journal: Journal, warnings: list[str]
+) -> None:
+    backoff = Backoff(steps=(0.3,), jitter=0, reset_after=60)
+    specs = [ChildSpec(id="token", actor_class=StopTeller, kwargs={"journal": journal}),
+             worker("ws", journal, backoff=backoff)]
+    supervisor = Supervisor(specs, clock=clock)
+    directory = supervisor.directory
+    assert directory.tell("ws", "before the start") is False  # not started yet
+    supervisor.start()
+    crash(supervisor, "ws")
+    wait_ends(supervisor, "ws", 1)
+    assert directory.ask("ws", "urn", default="restarting") == "restarting"  # its restart is due
+    assert supervisor.status.wait_until(lambda s: s.restarts("ws") == 1, timeout=WAIT)
+    supervisor.stop()  # ws stops first, then token tells it "bye"
+    assert "stop token" in journal.events()
+    assert directory.dead_letters_by_child() == {"ws": 3}
+    assert [line for line in warnings if "dead letter" in line] == []
+
+
+def test_a_child_that_is_not_coming_back_is_still_worth_a_dead_letter_warning(
+    clock: SimulatedClock, journal: Journal, warnings: list[str]
+) -> None:
+    supervisor = Supervisor([worker("once", journal, restart=Restart.TEMPORARY)], clock=clock)
+    supervisor.start()
+    crash(supervisor, "once")
+    wait_ends(supervisor, "once", 1)
+    assert supervisor.directory.tell("once", "hello") is False
+    assert [line for line in warnings if "dead letter" in line] == [
+        "dead letter: str for 'once', which is not running\n"
+    ]

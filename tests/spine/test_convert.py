@@ -55,8 +55,10 @@ def test_overflow_ledger_lines_go_out_one_message_each() -> None:
 
 
 def test_a_scan_goes_out_as_one_snapshot_per_row_then_its_summary() -> None:
-    rows = tuple(MultiQuote(f"00{i}930", "name", 70000, 100, "2", 0.14, 1000, 70_000_000, 69_900, 70_100,
-                            69_800, 91_000, 49_000, 69_900, 69_900, 70_100, 70_000) for i in range(3))
+    rows = tuple(MultiQuote(symbol=f"00{i}930", name="name", price=70000, change=100, sign="2",
+                            change_rate=0.14, volume=1000, value=70_000_000, open=69_900, high=70_100,
+                            low=69_800, upper_limit=91_000, lower_limit=49_000, prev_close=69_900,
+                            base_price=69_900, ask=70_100, bid=70_000) for i in range(3))
     scan = ScanCompleted(at=AT, account="sim1", scan_no=4, rows=rows, calls=1, duration_seconds=0.4)
     *snapshots, done = facts_of(scan)
     assert [s.symbol for s in snapshots] == [row.symbol for row in rows]

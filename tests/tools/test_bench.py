@@ -19,12 +19,10 @@ TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbo
             core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1, spine_ticks=2_000)
 EXPECTED = {
     "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
-    "tick_latency_p99_record_written_at_82_per_s", "tick_latency_p99_trigger_evaluated_at_82_per_s",
-    "tick_latency_p99_record_written_at_5000_per_s", "tick_latency_p99_trigger_evaluated_at_5000_per_s",
-    "tick_latency_p99_record_written_at_82_per_s_during_scan_ratio",
-    "tick_latency_p99_trigger_evaluated_at_82_per_s_during_scan_ratio",
-    "tick_latency_p99_record_written_at_5000_per_s_during_scan_ratio",
-    "tick_latency_p99_trigger_evaluated_at_5000_per_s_during_scan_ratio",
+    "tick_latency_p99_record_written_at_82_per_s_during_scan",
+    "tick_latency_p99_trigger_evaluated_at_82_per_s_during_scan",
+    "tick_latency_p99_record_written_at_5000_per_s_during_scan",
+    "tick_latency_p99_trigger_evaluated_at_5000_per_s_during_scan",
     "universe_scan_wall_time", "universe_scan_calls", "reconnect_to_41_confirmed_p99",
     "gap_detection_latency_p99", "gap_recovery_latency_p99", "allocation_2500_candidates_p99",
     "context_sync_1000_symbols", "memory_growth_simulated_day", "spine_ticks_to_outside_subscriber",
@@ -32,7 +30,7 @@ EXPECTED = {
 
 
 @pytest.mark.timeout(180)
-def test_every_group_runs_and_reports_finite_figures(tmp_path: Path, realtime_permitted: bool) -> None:
+def test_every_group_runs_and_reports_finite_figures(tmp_path: Path) -> None:
     messages: list[str] = []
     results, crashes = run(TINY, tmp_path, GROUPS, messages.append)
 
@@ -49,12 +47,8 @@ def test_every_group_runs_and_reports_finite_figures(tmp_path: Path, realtime_pe
         assert isinstance(record["met"], bool)
         assert record["unit"] and record["target"]
     assert records[0]["name"] in table(results)
-    ratios = [r for r in results if r.name.endswith("_ratio")]
-    floors = [re.search(r"floor: .* ratio (\d+\.\d+) ", r.detail) for r in ratios]
-    assert len(floors) == 4 and all(floors), "each scan ratio names its out-of-process floor"
     latency = [r for r in results if r.name.startswith("tick_latency_")]
-    scheduled = "the tick path's 5 threads at SCHED_FIFO 1" if realtime_permitted else "0 of the tick path's"
-    assert len(latency) == 8 and all(f"; {scheduled}" in r.detail for r in latency), latency[0].detail
+    assert all(re.search(r"\d+ scanner passes so far", r.detail) for r in latency), latency[0].detail
 
 
 def test_json_holds_no_nan_and_the_table_marks_misses(tmp_path: Path) -> None:
@@ -78,9 +72,9 @@ def test_a_server_part_that_exits_before_it_is_ready_is_named_with_its_status() 
 
 def test_a_server_part_still_starting_when_the_wait_ends_is_ended_and_the_error_says_so() -> None:
     running = set(_children())
-    with pytest.raises(BenchError, match=r"\(--part sim --idle\) was not ready within 0.05 s: it starts at "
-                                         r"the lowest CPU priority \(--idle\)") as raised:
-        ServerPart("--part", "sim", "--idle", ready_timeout=0.05)
+    with pytest.raises(BenchError, match=r"\(--part sim\) was not ready within 0.05 s: it starts in a few "
+                                         r"seconds") as raised:
+        ServerPart("--part", "sim", ready_timeout=0.05)
 
     assert "are the cores busy with other work?" in str(raised.value)
     assert set(_children()) <= running, "the part that was still starting was left running"

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.logs import reset_logging, setup_logging
-from runtime.malloc_arenas import limit_malloc_arenas
 from tools.bench import decisions, memory, pipeline, reconnect, scan, spine
 from tools.bench.harness import BenchServer
 from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
@@ -79,7 +78,7 @@ def run(
         say(f"[bench] {group} done in {time.monotonic() - started:.1f} s")
 
     server_needed = set(groups) - {"core", "memory"}  # memory runs its own server (another clock)
-    server = BenchServer(idle_sim=True) if server_needed else None
+    server = BenchServer() if server_needed else None
     try:
         if server is not None:
             _run_with_server(plan, root, server, attempt)
@@ -136,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
                         help=f"run only these groups ({', '.join(GROUPS)})")
     args = parser.parse_args(argv)
-    limit_malloc_arenas()  # as `run.py` does
     plan = QUICK if args.quick else FULL
     facts = machine()
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731

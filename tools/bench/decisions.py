@@ -46,7 +46,7 @@ GAP_SECONDS = 12.0
 BUSY_SECONDS = 8  # of the 10 s before the gap with a trade: the symbol's median interval is 1 s
 GAP_LIMIT = 1.0
 CONTEXT_SYNC_LIMIT = 2.0
-ALLOCATION_LIMIT = 0.005
+ALLOCATION_LIMIT = 0.05  # DESIGN.md section 8: 2,500 candidates in under 50 ms
 ALLOCATION_WARM_UP = 10
 ALLOCATION_BATCH = 50
 

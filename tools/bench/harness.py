@@ -49,12 +49,11 @@ class BenchError(RuntimeError):
 
 
 class BenchServer:
-    """The simulator and the frame blaster, each a `python -m tools.bench.server` child process (the
-    simulator at the lowest CPU priority when `idle_sim`); `info` merges their READY lines, and each
-    command goes to the part that knows it."""
+    """The simulator and the frame blaster, each a `python -m tools.bench.server` child process; `info`
+    merges their READY lines, and each command goes to the part that knows it."""
 
-    def __init__(self, *args: str, idle_sim: bool = False) -> None:
-        self._sim = ServerPart("--part", "sim", *args, *(["--idle"] if idle_sim else []))
+    def __init__(self, *args: str) -> None:
+        self._sim = ServerPart("--part", "sim", *args)
         try:
             self._blaster = ServerPart("--part", "blaster", *args)
         except BaseException:
@@ -128,8 +127,7 @@ class ServerPart:
         code = self._process.returncode
         if code is not None:
             return f"bench server ({part}) exited with status {code} before it was ready (stderr above)"
-        idle = " at the lowest CPU priority (--idle)" if "--idle" in args else ""
-        return (f"bench server ({part}) was not ready within {waited:g} s: it starts{idle} in "
+        return (f"bench server ({part}) was not ready within {waited:g} s: it starts in "
                 f"a few seconds on a quiet machine; are the cores busy with other work?")
 
     def cpu_seconds(self) -> float:
@@ -185,7 +183,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def process_tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of process `pid` and of every process below it (a fetch worker, the bench servers)."""
+    """CPU seconds of process `pid` and of every process below it (the bench servers)."""
     total = process_cpu_seconds(pid)
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())

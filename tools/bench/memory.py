@@ -15,7 +15,6 @@ streamed (files opened, windows filled), so the growth is what a day adds.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -31,9 +30,7 @@ from actors.triggers import TriggerActor
 from actors.ws_connection import WSConnectionActor
 from messages.streaming import SetSubscriptions
 from runtime.clock import SimulatedClock
-from runtime.gc_freeze import freeze_startup_objects
 from runtime.logs import reset_logging, setup_logging
-from runtime.malloc_arenas import limit_malloc_arenas
 from tools.bench.harness import (
     ACCOUNT,
     BenchError,
@@ -53,23 +50,12 @@ WARMUP_SHARE = 0.03
 LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "universe", "gaps", f"ws.{ACCOUNT}", "scanner")
 
 
-def fetch_worker_rss_mb() -> float:
-    """VmRSS of this process's `kis.fetch_worker` children, in MB (0 when there is none)."""
-    total = 0.0
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"kis.fetch_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    total += rss_mb(Path(f"/proc/{pid}/status"))
-    return total
-
-
-def rss_mb(status: Path = Path("/proc/self/status")) -> float:
-    """Resident set size (VmRSS) of this process, or of the one whose status file is given, in MB."""
-    for line in status.read_text().splitlines():
+def rss_mb() -> float:
+    """Resident set size (VmRSS) of this process, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS in {status}")
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def simulated_day_in_child(root: Path, *, speed: float, trade_rate: float) -> Result:
@@ -106,13 +92,11 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
                 at=clock.now(), account=ACCOUNT, symbols=tuple(f["symbol"] for f in facts)))
             actors.start("scanner", ScannerActor, context)
             actors.directory.tell("scanner", universe_message(clock, server.info["universe"]))
-            freeze_startup_objects()  # as `app.observer.run` does once the system has started
             day = SESSION_SECONDS / speed
             time.sleep(max(0.0, began + day * WARMUP_SHARE - time.monotonic()))
             start_rss = rss_mb()
             ticks_at_start = context.metrics.count("ticks_recorded")
             time.sleep(max(0.0, began + day - time.monotonic()))
-            worker_rss = fetch_worker_rss_mb()
             actors.stop_one("scanner")
             wait_for(lambda: actors.mailbox_depth() == 0, 60.0, "the actors to drain", pause=0.05)
             end_rss = rss_mb()
@@ -124,8 +108,7 @@ def simulated_day(root: Path, *, speed: float, trade_rate: float) -> Result:
         name="memory_growth_simulated_day", figure=growth, unit="MB", target=f"< {GROWTH_LIMIT_MB:g}",
         baseline=start_rss, met=growth < GROWTH_LIMIT_MB,
         detail=f"RSS {start_rss:.1f} -> {end_rss:.1f} MB over 09:00-15:30 at {speed:g}x ({day:.0f} s): "
-               f"{ticks:,} ticks recorded, {context.metrics.count('scans')} Track A scans; the scanner's "
-               f"fetch worker, a process of its own, held {worker_rss:.1f} MB at the end; "
+               f"{ticks:,} ticks recorded, {context.metrics.count('scans')} Track A scans; "
                f"baseline: RSS at the start (MB), in a process of its own",
     )
 
@@ -137,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, required=True, help="simulated seconds per second")
     parser.add_argument("--trade-rate", type=float, required=True, help="sim trades/s per symbol")
     args = parser.parse_args(argv)
-    limit_malloc_arenas()  # as `run.py` does
     setup_logging(args.root / "logs", LOGGED_ACTORS, retention_days=1, console_level="ERROR")
     try:
         result = simulated_day(args.root, speed=args.speed, trade_rate=args.trade_rate)

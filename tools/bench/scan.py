@@ -13,7 +13,6 @@ CPU a pass costs once passes run back to back (the steady state).
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from tools.bench.harness import (
     Sink,
     Started,
     bench_context,
-    process_tree_cpu_seconds,
     universe_message,
     wait_for,
     warm_up,
@@ -77,15 +75,14 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
         for peer in PEERS:
             actors.start(peer, Sink)
         actors.start("recorder", ScanJournal, passes)
-        actors.start("scanner", ScannerActor, context)  # its fetch worker starts meanwhile, as at launch
-        time.sleep(1.5)
-        cpu_before = time.process_time(), _own_tree_cpu_seconds(server)
+        actors.start("scanner", ScannerActor, context)
+        time.sleep(1.5)  # an idle key
+        cpu_before = time.process_time()
         actors.directory.tell("scanner", universe_message(clock, server.info["universe"]))
         wait_for(lambda: bool(passes), 60.0, "the scanner's pass", pause=0.01)
         steady_from = time.process_time(), len(passes)
         calls = max(passes[0].calls, 1)
-        cpu_per_call = (steady_from[0] - cpu_before[0]) / calls
-        worker_cpu_per_call = (_own_tree_cpu_seconds(server) - cpu_before[1]) / calls - cpu_per_call
+        cpu_per_call = (steady_from[0] - cpu_before) / calls
         wait_for(lambda: len(passes) >= steady_from[1] + STEADY_PASSES, 60.0, "the passes after the first",
                  pause=0.1)  # this thread's polls count in the process's CPU too
         cpu_per_pass = (time.process_time() - steady_from[0]) / (len(passes) - steady_from[1])
@@ -100,8 +97,7 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
                target=f"<= {limit:.2f} (floor {floor:.2f})",
                baseline=per_symbol, met=wall <= limit and scan.failed_calls == 0,
                detail=f"ScannerActor pass: {scan.calls} calls ({scan.failed_calls} failed), "
-                      f"{len(scan.rows)} rows, CPU per call {cpu_per_call * 1000:.2f} ms in this process and "
-                      f"{worker_cpu_per_call * 1000:.2f} ms in the scanner's fetch worker; the passes after "
+                      f"{len(scan.rows)} rows, CPU per call {cpu_per_call * 1000:.2f} ms; the passes after "
                       f"it, back to back: {cpu_per_pass * 1000:.1f} ms CPU a pass in this process (the "
                       f"scanner; the recorder and trigger actor are sinks here); "
                       f"{wall / floor:.3f} x the floor; baseline: one call per symbol, {per_symbol_sample} "
@@ -110,8 +106,3 @@ def universe_scan(server: BenchServer, root: Path, *, per_symbol_sample: int) ->
                target=f"= {math.ceil(UNIVERSE / BATCH)}", baseline=float(UNIVERSE),
                met=scan.calls == math.ceil(UNIVERSE / BATCH), detail="baseline: one call per symbol"),
     ]
-
-
-def _own_tree_cpu_seconds(server: BenchServer) -> float:
-    """This process and the processes it started, but for the bench server's."""
-    return process_tree_cpu_seconds(os.getpid()) - server.cpu_seconds()

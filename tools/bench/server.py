@@ -3,8 +3,8 @@ frame blaster.
 
 A real KIS server does not share the observer's CPU or interpreter lock, so neither should the servers
 here, nor each other's: in one process, the simulator answering a scan call held the lock the blaster
-needed to send its frames. With `--idle` the part runs at the lowest CPU priority (`SCHED_IDLE`), as
-servers that are not on the observer's cores at all would. The child prints one READY line (JSON: its
+needed to send its frames. They still share the machine's cores, so the figures are pessimistic. The
+child prints one READY line (JSON: its
 URLs; the simulator's universe or the blaster's symbols, with their daily facts) and then answers one
 JSON line per command read from stdin:
 
@@ -14,7 +14,7 @@ JSON line per command read from stdin:
     {"cmd": "drop"}                                              -> {"ok": true}  (drop every sim session)
     {"cmd": "quit"}                                              -> {"ok": true}, then exit
 
-    python -m tools.bench.server --part sim|blaster [--idle] [--start 10:00] [--speed 1] [--trade-rate 2]
+    python -m tools.bench.server --part sim|blaster [--start 10:00] [--speed 1] [--trade-rate 2]
         [--n-symbols 1200]
 """
 
@@ -29,7 +29,6 @@ from typing import Any
 
 from loguru import logger
 
-from kis.fetch_worker import lower_priority
 from runtime.clock import KST
 from tools.bench.blaster import FrameBlaster, FrameBook
 from tools.kis_sim.market import Market
@@ -56,12 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trade-rate", type=float, default=2.0, help="sim trades/s per symbol (2)")
     parser.add_argument("--n-symbols", type=int, default=1200, help="listed symbols (1200)")
     parser.add_argument("--part", choices=("sim", "blaster"), required=True, help="which server to run")
-    parser.add_argument("--idle", action="store_true", help="run at the lowest CPU priority (SCHED_IDLE)")
     args = parser.parse_args(argv)
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-    if args.idle:
-        lower_priority()
     if args.part == "blaster":
         return _run_blaster(args.n_symbols)
     config = SimConfig(seed=SEED, date=BENCH_DATE, start=args.start, speed=args.speed,

@@ -152,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pingpong-interval", type=positive_number, default=10.0,
         help="real seconds between PINGPONG heartbeats (default 10)")
     add("--require-pong", action="store_true",
-        help="close a WebSocket session that does not echo a PINGPONG within --pong-timeout seconds, "
-             "like real KIS (default off)")
+        help="close a WebSocket session that answers a PINGPONG neither by echoing it nor with a pong "
+             "frame carrying it within --pong-timeout seconds, like real KIS (default off)")
     add("--pong-timeout", type=positive_number, default=100.0,
         help="seconds a PINGPONG may stay unechoed with --require-pong (default 100)")
     add("--faults", default="", metavar="SPEC", help="faults to arm once serving (syntax below)")

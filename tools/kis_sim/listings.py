@@ -173,6 +173,29 @@ def tick_size(price: int) -> int:
     return 1_000
 
 
+@dataclass(frozen=True, slots=True)
+class Fundamentals:
+    """Facts of a symbol that the price walk does not produce but quotes carry: face value (액면가, KRW),
+    earnings and book value per share (KRW; EPS may be negative) and the shares foreigners hold."""
+
+    face_value: int
+    eps: int
+    bps: int
+    foreign_shares: int
+
+
+def fundamentals(listing: Listing) -> Fundamentals:
+    """The symbol's fixed fundamentals, deterministic from its code and previous close (so PER and PBR stay
+    in a plausible range at any price level)."""
+    rng = random.Random(f"fundamentals:{listing.code}")
+    face_value = rng.choice((100, 500, 500, 1_000, 5_000, 5_000))
+    per = math.exp(rng.gauss(math.log(14.0), 0.6))
+    eps = round(listing.prev_close / per) * (-1 if rng.random() < 0.12 else 1)
+    bps = max(face_value, round(listing.prev_close / math.exp(rng.gauss(math.log(1.1), 0.5))))
+    foreign_ratio = rng.uniform(0.05, 0.55) if listing.market == KOSPI else rng.uniform(0.005, 0.2)
+    return Fundamentals(face_value, eps, bps, int(listing.listed_shares * foreign_ratio))
+
+
 def snap(price: float) -> int:
     """Round a price to the nearest valid KRX price (never below 1). Hot: the walks call it per step."""
     rough = int(price + 0.5) if price > 1.0 else 1

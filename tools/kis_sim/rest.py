@@ -1,20 +1,22 @@
 """The simulator's KIS-compatible REST server (stdlib `ThreadingHTTPServer`, loopback).
 
 `RestApp` is the protocol: it turns (method, path, query, headers, body) into a KIS answer with the real
-paths, tr_ids, parameter names, envelopes and error codes of KIS_API_FACTS.md. `RestServer` is the HTTP shell
-around it. Check order for `/uapi` calls, like the gateway: fault switches, app key and secret, per-key rate
-limit, token, tr_id, then the endpoint's own parameters (business errors, HTTP 200).
+paths, tr_ids, parameter names, output fields, envelopes, headers and error codes of docs/kis_api_facts.md.
+`RestServer` is the HTTP shell around it. Check order for `/uapi` calls, like the gateway: fault switches,
+app key and secret, per-key rate limit, token, tr_id, then the endpoint's own parameters (business errors,
+HTTP 200).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from datetime import time as time_of_day
@@ -29,10 +31,22 @@ from kis.protocol import ErrorCode, TrId
 from runtime.clock import Clock
 from tools.kis_sim.accounts import Account, Accounts, TokenCheck, TooSoon, WrongSecret
 from tools.kis_sim.faults import Faults
-from tools.kis_sim.listings import KOSDAQ, KOSPI, DailyBarState, Listing
+from tools.kis_sim.listings import KOSDAQ, KOSPI, DailyBarState, Listing, fundamentals, tick_size
 from tools.kis_sim.market import Market, QuoteState
 from tools.kis_sim.master_files import master_zip
 
+SEARCH_INFO_PATH = f"{protocol.QUOTATIONS}/search-info"
+DAILY_PRICE_PATH = f"{protocol.QUOTATIONS}/inquire-daily-price"
+SEARCH_INFO_TR_ID = "CTPF1604R"
+DAILY_PRICE_TR_ID = "FHKST01010400"
+DAILY_PRICE_ROWS = 30
+"""inquire-daily-price answers the latest 30 days, weeks or months."""
+MARKET_CODES = frozenset({"J", "NX", "UN"})
+"""FID_COND_MRKT_DIV_CODE: KRX, Nextrade, unified; NX and UN are answered from the one simulated market."""
+ELW_MARKET_CODE = "W"
+"""volume-rank also ranks ELWs (FID_COND_MRKT_DIV_CODE W); the simulated market lists none."""
+STOCK_PRODUCT_TYPE = "300"
+JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 MASTER_PATHS = {"/master/kospi_code.mst.zip": KOSPI, "/master/kosdaq_code.mst.zip": KOSDAQ}
 VOLUME_RANK_ROWS = 30
 BALANCE_ROWS_REAL, BALANCE_ROWS_PAPER = 50, 20
@@ -77,13 +91,14 @@ _MULTI_CODE_KEY = re.compile(r"^FID_INPUT_ISCD_(\d+)$")
 _CODE = re.compile(r"^[0-9A-Z]{6}$")
 _HHMMSS = re.compile(r"^([01]\d|2[0-3])([0-5]\d)([0-5]\d)$")
 _YYYYMMDD = re.compile(r"^\d{8}$")
+LATEST_HOUR = "000000"
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
     body: bytes
-    content_type: str = "application/json; charset=utf-8"
+    content_type: str = JSON_CONTENT_TYPE
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -160,6 +175,8 @@ class RestApp:
             protocol.DAILY_BARS_PATH: (frozenset({TrId.DAILY_BARS}), self._daily_bars),
             protocol.VOLUME_RANK_PATH: (frozenset({TrId.VOLUME_RANK}), self._volume_rank),
             protocol.BALANCE_PATH: (frozenset({TrId.BALANCE_REAL, TrId.BALANCE_PAPER}), self._balance),
+            SEARCH_INFO_PATH: (frozenset({SEARCH_INFO_TR_ID}), self._search_info),
+            DAILY_PRICE_PATH: (frozenset({DAILY_PRICE_TR_ID}), self._daily_price),
         }
         self._real_only = frozenset({TrId.MULTI_PRICE, TrId.VOLUME_RANK, TrId.BALANCE_REAL})
 
@@ -171,7 +188,24 @@ class RestApp:
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> Response:
-        """Answer one HTTP request; never raises (an internal error becomes EGW00002)."""
+        """Answer one HTTP request; never raises (an internal error becomes EGW00002). A JSON answer to a
+        `/uapi` call carries KIS's lower-case `tr_id`, `tr_cont` and `gt_uid` headers."""
+        response = self._answer(method, target, headers, body)
+        if not urlsplit(target).path.startswith(UAPI_PREFIX) or response.content_type != JSON_CONTENT_TYPE:
+            return response
+        given = {name for name, _ in response.headers}
+        extra = tuple(
+            (name, value)
+            for name, value in (
+                ("tr_id", (headers.get("tr_id") or "").strip()),
+                ("tr_cont", ""),
+                ("gt_uid", secrets.token_hex(16).upper()),
+            )
+            if name not in given
+        )
+        return Response(response.status, response.body, response.content_type, response.headers + extra)
+
+    def _answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         parts = urlsplit(target)
         path = parts.path
         try:
@@ -342,7 +376,7 @@ class RestApp:
         market_key, code_key = f"FID_COND_MRKT_DIV_CODE{suffix}", f"FID_INPUT_ISCD{suffix}"
         if market_key not in query:
             raise missing_field(market_key)
-        if query[market_key] != "J":
+        if query[market_key] not in MARKET_CODES:
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_MRKT_DIV_CODE")
         code = query.get(code_key)
         if code is None:
@@ -355,17 +389,25 @@ class RestApp:
         return listing
 
     def _inquire_price(self, call: _Call) -> Response:
-        query = call.query
-        listing = self._listing(query)
+        listing = self._listing(call.query)
         now = self.clock.now()
         quote = self.market.quote(listing.code, now)
         history = self.market.history(listing.code)
-        prices = [bar.high for bar in history] + ([quote.high] if quote.high else [])
-        lows = [bar.low for bar in history if bar.low] + ([quote.low] if quote.low else [])
+        today = self.market.trading_date
+        facts = fundamentals(listing)
+        price = quote.price
+        previous = history[-1]
+        pivot = (previous.high + previous.low + previous.close) // 3
+        demark = previous.high + previous.low + 2 * previous.close
+        year_high, year_high_day, year_low, year_low_day = _extremes(
+            [bar for bar in history if bar.day.year == today.year], quote, today
+        )
+        high_250, high_250_day, low_250, low_250_day = _extremes(history[-250:], quote, today)
         output = {
             "iscd_stat_cls_code": _status_code(listing, quote),
             "marg_rate": "100.00" if listing.managed else "40.00",
             "rprs_mrkt_kor_name": listing.market,
+            "new_hgpr_lwpr_cls_code": _new_high_low(quote, high_250, low_250),
             "bstp_kor_isnm": "",
             "temp_stop_yn": "Y" if quote.halted else "N",
             "oprc_rang_cont_yn": "N",
@@ -384,21 +426,58 @@ class RestApp:
             "stck_llam": str(quote.lower_limit),
             "stck_sdpr": str(listing.prev_close),
             "wghn_avrg_stck_prc": f"{quote.value / quote.volume:.2f}" if quote.volume else "0.00",
-            "hts_frgn_ehrt": "0.00",
+            "hts_frgn_ehrt": _rate(facts.foreign_shares, listing.listed_shares),
             "frgn_ntby_qty": "0",
             "pgtr_ntby_qty": "0",
-            "aspr_unit": str(quote.ask1 - quote.bid1),
+            "pvt_scnd_dmrs_prc": str(pivot + previous.high - previous.low),
+            "pvt_frst_dmrs_prc": str(2 * pivot - previous.low),
+            "pvt_pont_val": str(pivot),
+            "pvt_frst_dmsp_prc": str(2 * pivot - previous.high),
+            "pvt_scnd_dmsp_prc": str(pivot - previous.high + previous.low),
+            "dmrs_val": str(demark // 2 - previous.low),
+            "dmsp_val": str(demark // 2 - previous.high),
+            "cpfn": str(facts.face_value * listing.listed_shares // 100_000_000),
+            "rstc_wdth_prc": str(quote.upper_limit - listing.prev_close),
+            "stck_fcam": str(facts.face_value),
+            "stck_sspr": str(_substitute_price(listing)),
+            "aspr_unit": str(tick_size(price)),
             "hts_deal_qty_unit_val": "1",
             "lstn_stcn": str(listing.listed_shares),
-            "hts_avls": str(quote.price * listing.listed_shares // 100_000_000),
-            "per": "0.00",
-            "pbr": "0.00",
+            "hts_avls": str(price * listing.listed_shares // 100_000_000),
+            "per": _ratio(price, facts.eps),
+            "pbr": _ratio(price, facts.bps),
             "stac_month": "12",
             "vol_tnrt": f"{quote.volume / listing.listed_shares * 100:.2f}",
-            "w52_hgpr": str(max(prices) if prices else listing.prev_close),
-            "w52_lwpr": str(min(lows) if lows else listing.prev_close),
+            "eps": f"{facts.eps:.2f}",
+            "bps": f"{facts.bps:.2f}",
+            "d250_hgpr": str(high_250),
+            "d250_hgpr_date": high_250_day,
+            "d250_hgpr_vrss_prpr_rate": _rate(price - high_250, high_250),
+            "d250_lwpr": str(low_250),
+            "d250_lwpr_date": low_250_day,
+            "d250_lwpr_vrss_prpr_rate": _rate(price - low_250, low_250),
+            "stck_dryy_hgpr": str(year_high),
+            "dryy_hgpr_vrss_prpr_rate": _rate(price - year_high, year_high),
+            "dryy_hgpr_date": year_high_day,
+            "stck_dryy_lwpr": str(year_low),
+            "dryy_lwpr_vrss_prpr_rate": _rate(price - year_low, year_low),
+            "dryy_lwpr_date": year_low_day,
+            "w52_hgpr": str(high_250),
+            "w52_hgpr_vrss_prpr_ctrt": _rate(price - high_250, high_250),
+            "w52_hgpr_date": high_250_day,
+            "w52_lwpr": str(low_250),
+            "w52_lwpr_vrss_prpr_ctrt": _rate(price - low_250, low_250),
+            "w52_lwpr_date": low_250_day,
+            "whol_loan_rmnd_rate": "0.00",
+            "ssts_yn": "N" if quote.halted else "Y",
+            "stck_shrn_iscd": listing.code,
+            "fcam_cnnm": "원",
+            "cpfn_cnnm": "억",
+            "apprch_rate": "0.00",
+            "frgn_hldn_qty": str(facts.foreign_shares),
             "vi_cls_code": "N",
             "ovtm_vi_cls_code": "N",
+            "last_ssts_cntg_qty": "0",
             "invt_caful_yn": "N",
             "mrkt_warn_cls_code": "00",
             "short_over_yn": "N",
@@ -469,8 +548,12 @@ class RestApp:
         match = _HHMMSS.match(query["FID_INPUT_HOUR_1"])
         if match is None:
             raise business_error(LENGTH_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_FIELD_LENGTH")
-        until = time_of_day(int(match[1]), int(match[2]), int(match[3]))
         now = self.clock.now()
+        # "000000" is what clients send for "the latest bars"; a future time also answers up to now.
+        if match[0] == LATEST_HOUR:
+            until = now.time()
+        else:
+            until = time_of_day(int(match[1]), int(match[2]), int(match[3]))
         bars = self.market.minute_bars(listing.code, now, until)[-protocol.MINUTE_BARS_PER_CALL :]
         quote = self.market.quote(listing.code, now)
         day = self.market.trading_date.strftime("%Y%m%d")
@@ -503,6 +586,7 @@ class RestApp:
             if name not in query:
                 raise missing_field(name)
         start, end = _date(query["FID_INPUT_DATE_1"]), _date(query["FID_INPUT_DATE_2"])
+        facts = fundamentals(listing)
         period = query["FID_PERIOD_DIV_CODE"]
         if period not in ("D", "W", "M", "Y"):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_PERIOD_DIV_CODE")
@@ -531,10 +615,15 @@ class RestApp:
             "bidp": str(quote.bid1),
             "prdy_vrss_vol": str(quote.volume - previous.volume),
             "vol_tnrt": f"{quote.volume / listing.listed_shares * 100:.2f}",
+            "stck_fcam": str(facts.face_value),
             "lstn_stcn": str(listing.listed_shares),
+            "cpfn": str(facts.face_value * listing.listed_shares // 100_000_000),
             "hts_avls": str(quote.price * listing.listed_shares // 100_000_000),
+            "per": _ratio(quote.price, facts.eps),
+            "eps": f"{facts.eps:.2f}",
+            "pbr": _ratio(quote.price, facts.bps),
+            "whol_loan_rmnd_rate": "0.00",
         }
-        output2 = []
         previous_close = None
         rows = []
         for bar in bars:
@@ -568,13 +657,17 @@ class RestApp:
         for name in required:
             if name not in query:
                 raise missing_field(name)
-        if query["FID_COND_MRKT_DIV_CODE"] != "J":
+        if query["FID_COND_MRKT_DIV_CODE"] not in (*MARKET_CODES, ELW_MARKET_CODE):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_MRKT_DIV_CODE")
         if query["FID_COND_SCR_DIV_CODE"] != "20171":
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_SCR_DIV_CODE")
-        markets = {"0000": (KOSPI, KOSDAQ), "0001": (KOSPI,), "1001": (KOSDAQ,)}.get(query["FID_INPUT_ISCD"])
-        if markets is None:
+        sector = query["FID_INPUT_ISCD"]
+        if not (len(sector) == 4 and sector.isdigit()):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_ISCD")
+        # 0000 everything; otherwise a KRX index (업종) code: 1xxx are KOSDAQ indexes, the others KOSPI ones
+        markets = (KOSPI, KOSDAQ) if sector == "0000" else (KOSDAQ,) if sector[0] == "1" else (KOSPI,)
+        if query["FID_COND_MRKT_DIV_CODE"] == ELW_MARKET_CODE:
+            markets = ()  # no ELWs are listed here
         kind = query["FID_DIV_CLS_CODE"] or "0"
         ranking = query["FID_BLNG_CLS_CODE"] or "0"
         if kind not in ("0", "1", "2") or ranking not in ("0", "1", "2", "3", "4"):
@@ -636,7 +729,7 @@ class RestApp:
                 raise missing_field(name)
         if not re.match(r"^\d{8}$", query["CANO"]) or not re.match(r"^\d{2}$", query["ACNT_PRDT_CD"]):
             raise business_error(ACCOUNT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_ACNO")
-        if query["INQR_DVSN"] != "01":
+        if query["INQR_DVSN"] not in ("01", "02"):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_INQR_DVSN")
         if query["AFHR_FLPR_YN"] not in ("N", "Y", "X"):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_AFHR_FLPR_YN")
@@ -679,7 +772,7 @@ class RestApp:
                 "bfdy_cprs_icdc": str(quote.price - quote.prev_close),
                 "item_mgna_rt_name": "40%",
                 "grta_rt_name": "",
-                "sbst_pric": str(quote.prev_close * 7 // 10),
+                "sbst_pric": str(_substitute_price(self.market.listing(holding.code))),
                 "stck_loan_unpr": "0.0000",
             })
         deposit = account.deposit
@@ -719,6 +812,77 @@ class RestApp:
             "output2": [summary],
         }
         return _ok(body, tr_id=tr_id, tr_cont=MORE if more else LAST)
+
+    def _search_info(self, call: _Call) -> Response:
+        """상품기본조회: a stock's product facts (PRDT_TYPE_CD 300); other product types hold no data here."""
+        query = call.query
+        for name in ("PDNO", "PRDT_TYPE_CD"):
+            if name not in query:
+                raise missing_field(name)
+        listing = self.market.listings.get(query["PDNO"])
+        if listing is None or query["PRDT_TYPE_CD"] != STOCK_PRODUCT_TYPE:
+            raise business_error(NO_DATA_CODE, MSG_NO_DATA, rt_cd="7")
+        share_kind = "우선주" if listing.code.endswith("5") else "보통주"
+        english = f"KRX {listing.code}"
+        output = {
+            "pdno": listing.code,
+            "prdt_type_cd": STOCK_PRODUCT_TYPE,
+            "prdt_name": listing.name,
+            "prdt_name120": f"{listing.name}{share_kind}",
+            "prdt_abrv_name": listing.name,
+            "prdt_eng_name": english,
+            "prdt_eng_name120": english,
+            "prdt_eng_abrv_name": english,
+            "std_pdno": listing.isin,
+            "shtn_pdno": listing.code,
+            "prdt_sale_stat_cd": "",
+            "prdt_risk_grad_cd": "",
+            "prdt_clsf_cd": "101210",
+            "prdt_clsf_name": "국내주식",
+            "sale_strt_dt": "",
+            "sale_end_dt": "",
+            "wrap_asst_type_cd": "",
+            "ivst_prdt_type_cd": "",
+            "ivst_prdt_type_cd_name": "",
+            "frst_erlm_dt": "",
+        }
+        return _ok({"output": output})
+
+    def _daily_price(self, call: _Call) -> Response:
+        """주식현재가 일자별: the latest 30 days, weeks or months, newest first, today's so far included."""
+        query = call.query
+        listing = self._listing(query)
+        for name in ("FID_PERIOD_DIV_CODE", "FID_ORG_ADJ_PRC"):
+            if name not in query:
+                raise missing_field(name)
+        period = query["FID_PERIOD_DIV_CODE"]
+        if period not in ("D", "W", "M"):
+            raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_PERIOD_DIV_CODE")
+        now = self.clock.now()
+        days = self.market.daily_bars(listing.code, date.min, self.market.trading_date, at=now)
+        bars = _aggregate(days, period)
+        foreign_rate = _rate(fundamentals(listing).foreign_shares, listing.listed_shares)
+        rows = []
+        # each bar with the one before it (the oldest bar of the history with itself)
+        for before, bar in list(zip([*bars[:1], *bars[:-1]], bars, strict=True))[-DAILY_PRICE_ROWS:]:
+            change = bar.close - before.close
+            rows.append({
+                "stck_bsop_date": bar.day.strftime("%Y%m%d"),
+                "stck_oprc": str(bar.open),
+                "stck_hgpr": str(bar.high),
+                "stck_lwpr": str(bar.low),
+                "stck_clpr": str(bar.close),
+                "acml_vol": str(bar.volume),
+                "prdy_vrss_vol_rate": _rate(bar.volume - before.volume, before.volume),
+                "prdy_vrss": str(change),
+                "prdy_vrss_sign": "2" if change > 0 else "5" if change < 0 else "3",
+                "prdy_ctrt": _rate(change, before.close),
+                "hts_frgn_ehrt": foreign_rate,
+                "frgn_ntby_qty": "0",
+                "flng_cls_code": "00",
+                "acml_prtt_rate": "0.00",
+            })
+        return _ok({"output": rows[::-1]})
 
 
 def _balance_offset(tr_cont: str, nk100: str) -> int:
@@ -777,9 +941,45 @@ def _status_code(listing: Listing, quote: QuoteState) -> str:
     return "55"
 
 
+def _extremes(
+    bars: Sequence[DailyBarState], quote: QuoteState, today: date
+) -> tuple[int, str, int, str]:
+    """(high, its date, low, its date) over `bars` and today's trading so far; the latest day wins a tie."""
+    days = [(bar.high, bar.low, bar.day) for bar in bars if bar.high]
+    if quote.high:
+        days.append((quote.high, quote.low, today))
+    if not days:
+        return quote.price, today.strftime("%Y%m%d"), quote.price, today.strftime("%Y%m%d")
+    high = max(days, key=lambda day: (day[0], day[2]))
+    low = min(days, key=lambda day: (day[1], -day[2].toordinal()))
+    return high[0], high[2].strftime("%Y%m%d"), low[1], low[2].strftime("%Y%m%d")
+
+
+def _new_high_low(quote: QuoteState, high: int, low: int) -> str:
+    """new_hgpr_lwpr_cls_code: "신고가" / "신저가" when today set the 250-day high / low, else blank."""
+    if quote.high and quote.high >= high:
+        return "신고가"
+    if quote.low and quote.low <= low:
+        return "신저가"
+    return ""
+
+
+def _ratio(price: int, per_share: int) -> str:
+    """PER or PBR as KIS prints them: two decimals, "0.00" when the per-share figure is not positive."""
+    return f"{price / per_share:.2f}" if per_share > 0 else "0.00"
+
+
+def _substitute_price(listing: Listing) -> int:
+    """대용가 (collateral value): 70 % of the previous close, the same figure the balance inquiry shows."""
+    return listing.prev_close * 7 // 10
+
+
 def _date(text: str) -> date:
+    """A YYYYMMDD parameter; year 0000 (clients send "00000101" for "from the start") is the earliest date."""
     if not _YYYYMMDD.match(text):
         raise business_error(LENGTH_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_FIELD_LENGTH")
+    if text.startswith("0000"):
+        return date.min
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError:
@@ -870,8 +1070,10 @@ class _Handler(BaseHTTPRequestHandler):
             response = self.server.app.handle(method, self.path, headers, body)
         try:
             self.send_response(response.status)
-            self.send_header("content-type", response.content_type)
-            self.send_header("content-length", str(len(response.body)))
+            # Canonical case, as KIS sends them: KIS's own sample client makes a field of every all-lower-case
+            # header name, and "content-type" is no valid field name.
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
             for name, value in response.headers:
                 self.send_header(name, value)
             self.end_headers()

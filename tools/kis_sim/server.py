@@ -25,8 +25,9 @@ class SimConfig:
 
     `speed` is simulated seconds per real second (0: a manual clock moved only by `clock.advance`);
     `wall_clock` ignores date/start/speed and follows the real KST time. Intervals are real seconds.
-    `require_pong_echo` closes a WebSocket session that leaves a PINGPONG unechoed for `pong_timeout`
-    seconds, as real KIS does (off by default, so raw test clients need not echo).
+    `require_pong_echo` closes a WebSocket session that leaves a PINGPONG unanswered (neither echoed nor
+    returned in a pong frame) for `pong_timeout` seconds, as real KIS does (off by default, so raw test
+    clients need not answer).
     """
 
     seed: int = 1

@@ -17,7 +17,7 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -26,8 +26,9 @@ from typing import Protocol
 from loguru import logger
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Event, State
 
 from kis.crypto import encrypt_notice
 from kis.fields import H0STCNI0_FIELDS
@@ -45,6 +46,9 @@ from tools.kis_sim.market import Trade
 from tools.kis_sim.sent_log import SentLog, app_key_hash
 
 ACCEPTED_PATHS = frozenset({WS_PATH, "/"})
+TR_ID_PATH_PREFIX = f"{WS_PATH}/"
+"""KIS also serves `/tryitout/<TR_ID>` (its samples connect to `/tryitout/H0STCNT0`); the TR id in the path
+does not limit what the session may subscribe."""
 NOTICE_TR_IDS = frozenset({TrId.NOTICE_REAL.value, TrId.NOTICE_PAPER.value})
 SUBSCRIBABLE_TR_IDS = frozenset(
     {TrId.TRADE.value, TrId.ORDER_BOOK.value, TrId.MARKET_STATUS.value, *NOTICE_TR_IDS}
@@ -108,7 +112,11 @@ class _Session:
     key_hash: str = ""
     subs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (tr_id, tr_key) -> (key, iv)
     closed: bool = False
-    pong_due_since: float | None = None  # monotonic time of the oldest PINGPONG not echoed yet
+    pong_due_since: float | None = None  # monotonic time of the oldest PINGPONG not answered yet
+
+    def answered_pingpong(self) -> None:
+        """A PINGPONG came back (echoed text frame or pong control frame): every one so far is answered."""
+        self.pong_due_since = None
 
 
 def ack_text(tr_id: str, tr_key: str, code: AckCode, output: tuple[str, str] | None = None,
@@ -121,9 +129,28 @@ def ack_text(tr_id: str, tr_key: str, code: AckCode, output: tuple[str, str] | N
     return json.dumps({"header": {"tr_id": tr_id, "tr_key": tr_key, "encrypt": "N"}, "body": body})
 
 
-def _in_use_text() -> str:
-    rt_cd, msg1 = ACK_MESSAGES[AckCode.APPKEY_IN_USE]
-    return json.dumps({"body": {"rt_cd": rt_cd, "msg_cd": AckCode.APPKEY_IN_USE.value, "msg1": msg1}})
+class _PongAwareConnection(ServerConnection):
+    """A server connection that reports pong control frames carrying a PINGPONG message: KIS's own samples
+    answer PINGPONG with `ws.pong(raw)` rather than by echoing the text frame."""
+
+    on_pingpong_pong: Callable[[], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        if not (isinstance(event, Frame) and event.opcode is Opcode.PONG):
+            return
+        answered = self.on_pingpong_pong
+        if answered is not None and _is_pingpong(bytes(event.data)):
+            answered()
+
+
+def _is_pingpong(payload: bytes) -> bool:
+    """Whether `payload` is a PINGPONG message (`{"header": {"tr_id": "PINGPONG", ...}}`)."""
+    try:
+        header = json.loads(payload)["header"]
+        return isinstance(header, dict) and header.get("tr_id") == TrId.PINGPONG.value
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _random_text(length: int) -> str:
@@ -276,6 +303,7 @@ class WsServer:
             self._host,
             self._port,
             process_request=self._check_handshake,
+            create_connection=_PongAwareConnection,
             compression=None,
             ping_interval=None,
             max_size=64 * 1024,
@@ -323,7 +351,8 @@ class WsServer:
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path not in ACCEPTED_PATHS:
+        tr_id_path = path.startswith(TR_ID_PATH_PREFIX) and path[len(TR_ID_PATH_PREFIX) :].isalnum()
+        if path not in ACCEPTED_PATHS and not tr_id_path:
             return connection.respond(HTTPStatus.NOT_FOUND, f"no WebSocket service at {path}\n")
         if self._faults.ws_refusing():
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "reconnects refused (fault)\n")
@@ -331,6 +360,8 @@ class WsServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         session = _Session(ws=ws, opened=time.monotonic(), drop_generation=self._faults.drop_generation())
+        if isinstance(ws, _PongAwareConnection):
+            ws.on_pingpong_pong = session.answered_pingpong
         self._sessions.add(session)
         try:
             async for message in ws:
@@ -350,7 +381,7 @@ class WsServer:
             request = json.loads(message)
             header = request["header"]
             if header.get("tr_id") == TrId.PINGPONG.value:
-                session.pong_due_since = None  # echoed: every PINGPONG so far is answered
+                session.answered_pingpong()
                 return None
             approval_key = str(header.get("approval_key", ""))
             tr_type = str(header.get("tr_type", ""))
@@ -365,7 +396,7 @@ class WsServer:
             holder = self._by_key.get(app_key)
             if holder is not None and not holder.closed:
                 session.closed = True
-                return _in_use_text()
+                return ack_text(tr_id, tr_key, AckCode.APPKEY_IN_USE)
             session.app_key = app_key
             session.key_hash = app_key_hash(app_key)
             self._by_key[app_key] = session
