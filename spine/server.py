@@ -138,6 +138,8 @@ class NatsServer:
             _terminate(process)
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(STOP_TIMEOUT_SECONDS + 2.0)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
     def __enter__(self) -> NatsServer:
         return self.start()

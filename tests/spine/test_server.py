@@ -46,6 +46,7 @@ def test_server_killed_is_restarted_on_the_same_url_and_says_its_pid(tmp_path: P
         assert asyncio.run(round_trip(nats_server.url)) == b"pong"
     finally:
         nats_server.stop()
+    assert not pid_file.exists()
 
 
 async def round_trip(url: str) -> bytes:
