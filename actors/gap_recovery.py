@@ -55,6 +55,7 @@ from messages.recording import GapMarked, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
 from runtime.logs import clock_time
+from spine.convert import gap_closed, gap_opened
 
 IN_FLIGHT_SECONDS = 2.0
 FEED_LAG_LIMIT_SECONDS = 30.0
@@ -208,6 +209,7 @@ class GapRecoveryActor(ObserverActor):
             if (message.account, symbol) not in self._open:
                 start = expected_gap_start(self._last_tick.get(symbol), message.at, head)
                 self._open[(message.account, symbol)] = (start, message.reason)
+                self.context.spine.publish(gap_opened(message, symbol, start))
 
     def _close_expected(self, message: ExpectedGapEnded) -> None:
         for symbol in message.symbols:
@@ -245,6 +247,7 @@ class GapRecoveryActor(ObserverActor):
     def _handle(self, account: str, gap: Gap) -> None:
         self.context.metrics.inc("gaps_detected")
         action = recovery_action(gap, self.context.settings.recovery)
+        self.context.spine.publish(gap_closed(account, gap, action.value, self.context.clock.now()))
         self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, clock_time(gap.start),
                       clock_time(gap.end), gap.duration_seconds, action.value)
         if action is RecoveryAction.MARKER_ONLY:

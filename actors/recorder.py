@@ -48,6 +48,9 @@ OS, not ticks received; gauges `recorder_buffered_bytes` and `recorder_buffered_
 | GapMarked | one line in the account's gap markers |
 | UniverseReady | symbol -> market map (also loaded from the universe snapshots at start) |
 | DayEventFired DAILY_BACKUP | close the files, pack the day into `backup/{YYYYMMDD}.tar.gz` + manifest |
+
+Each of the first five is then handed to the spine (`context.spine`), so what consumers see follows the
+journal.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ DROPPED_REASON = "recorder_buffer_full"
 WRITE_FAILED_ALERT = "recorder.write_failed"
 WRITE_RECOVERED_ALERT = "recorder.write_recovered"
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
+PUBLISHED = (TicksReceived, ScanCompleted, OverflowRecorded, RecoveryRecorded, GapMarked)
+"""What goes on the spine once it is in the journal (`spine.convert` turns each into public messages)."""
 
 
 class _FlushDue:
@@ -194,6 +199,8 @@ class RecorderActor(ObserverActor):
             self._write_failed(type(message).__name__, error)
         except (TypeError, ValueError) as error:
             self._log_write_error(type(message).__name__, error)
+        if isinstance(message, PUBLISHED):  # after the journal, whatever the disk said: the live feed goes on
+            self.context.spine.publish(message)
         return None
 
     def _log_write_error(self, what: str, error: Exception, more: str = "", *, always: bool = False) -> None:

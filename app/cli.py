@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary-json", type=Path, help="write the run's counts here at exit")
     parser.add_argument("--http", default="127.0.0.1:8600", metavar="HOST:PORT",
                         help="dashboard, API and /metrics (127.0.0.1:8600; port 0: a free one; 'off': none)")
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        help="publish on this NATS server or cluster (env OBSERVER_NATS_URL) instead of starting one",
+    )
     sim = parser.add_argument_group("simulator mode")
     sim.add_argument(
         "--speed", type=positive_number, default=10.0, help="simulated seconds per real second (10)"

@@ -38,6 +38,8 @@ from runtime.paths import DataPaths
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
+from spine.publisher import Publisher
+from spine.server import NatsServer, ServerBinaryMissing
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
@@ -90,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["data_dir"] = args.data_dir
     if args.log_dir is not None:
         overrides["log_dir"] = args.log_dir
+    if args.nats is not None:
+        overrides["nats_url"] = args.nats
     try:
         settings = load_settings(args.config, overrides=overrides)
         mode = choose_mode(settings, args.sim, args.live)
@@ -112,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_secret(account.app_secret)
     print(f"observer: {mode.reason}", flush=True)
     with ExitStack() as stack:
+        try:
+            nats_url = settings.nats_url or stack.enter_context(embedded_nats(settings)).url
+        except (ServerBinaryMissing, RuntimeError, OSError) as error:
+            print(f"observer: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        where = "" if settings.nats_url else f" (embedded, store {DataPaths(settings.data_dir).nats_dir})"
+        print(f"observer: NATS {nats_url}{where}", flush=True)
         clock: Clock = SystemClock()
         rest_url = ws_url = None
         simulator: KisSimulator | None = None
@@ -124,8 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.chaos and duration is None:
             duration = CHAOS_DEFAULT_DURATION
         return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos,
-                   http=http)
+                   http=http, nats_url=nats_url)
     return EXIT_OK
+
+
+def embedded_nats(settings: Settings) -> NatsServer:
+    """The observer's own NATS server: loopback, JetStream under `<data-dir>/observer/nats`, its pid in
+    `<data-dir>/observer/run/nats.pid`."""
+    paths = DataPaths(settings.data_dir)
+    log_file = Path(settings.log_dir) / "nats-server.log"
+    return NatsServer(paths.nats_dir, log_file=log_file, pid_file=paths.observer / "run" / "nats.pid")
 
 
 def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
@@ -163,19 +182,23 @@ def run(
     simulator: KisSimulator | None = None,
     chaos: bool = False,
     http: HttpOptions | None = None,
+    *,
+    nats_url: str | None = None,
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
 
     With `simulator` the summary adds the reconciliation of its sent log with the recorded files
     (`app.reconcile`); `chaos` runs `app.chaos` against the system and the simulator (which it needs), and
-    the exit code then also says whether the chaos day passed (`summary.chaos_verdict`).
+    the exit code then also says whether the chaos day passed (`summary.chaos_verdict`). With `nats_url`
+    every fact goes onto the spine there (`spine.publisher`); the journal on disk never waits for it.
     """
     if chaos and simulator is None:
         print("observer: --chaos needs the simulator (simulator mode)", file=sys.stderr)
         return EXIT_CONFIG
     if chaos and duration is None:
         duration = CHAOS_DEFAULT_DURATION
-    system = ObserverSystem(settings, clock, rest_url, ws_url)
+    publisher = None if nats_url is None else Publisher(nats_url, settings.spine)
+    system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher)
     on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
@@ -183,6 +206,8 @@ def run(
         settings.log_retention_days,
         console_level="WARNING" if on_terminal else settings.log_level,
     )
+    if publisher is not None:
+        publisher.start()
     status = StatusView(system.metrics, clock)
     stop_requested = threading.Event()
 
@@ -214,6 +239,8 @@ def run(
             surface.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if publisher is not None:
+            publisher.stop()  # already stopped by the system's stop, unless the start failed
     summary = system.summary()
     if simulator is not None:
         summary.update(_reconciliation(settings, simulator))

@@ -233,6 +233,21 @@ class NotifierSettings(Section):
         return self.discord_webhook_url is not None
 
 
+class SpineSettings(Section):
+    """The NATS spine (`spine`): subjects under `observer.<instance>.`, a JetStream stream keeping the day."""
+
+    instance: str = Field(default="main", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """The second token of every subject; observers sharing one NATS server need different instances."""
+    stream_max_age_hours: PositiveFloat = 24.0
+    """How long the stream keeps a message: a day, so a consumer starting at 11:00 replays from 09:00."""
+    stream_max_megabytes: PositiveInt | None = None
+    """A size cap on the stream (oldest messages go first); None: only the age limits it."""
+    publish_queue_limit: PositiveInt = 20_000
+    """Facts (a tick burst, a scan, an alert...) waiting for the publisher's thread; beyond it new ones are
+    dropped (counted), so neither the tick path nor memory waits for a slow spine."""
+    health_interval_seconds: PositiveFloat = 5.0
+
+
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -262,6 +277,9 @@ class Settings(Section):
     tokens: TokenSettings = TokenSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     notifier: NotifierSettings = NotifierSettings()
+    spine: SpineSettings = SpineSettings()
+    nats_url: str | None = None
+    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
     accounts: tuple[Account, ...] = ()
 
     @field_validator("accounts")
