@@ -35,11 +35,11 @@ from core.calendar import is_trading_day, previous_trading_day
 from runtime.clock import Clock, SystemClock
 from runtime.logs import register_secret, setup_logging
 from runtime.paths import DataPaths
+from spine.publisher import Publisher
+from spine.server import NatsServer, ServerBinaryMissing
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
-from spine.publisher import Publisher
-from spine.server import NatsServer, ServerBinaryMissing
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
