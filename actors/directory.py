@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import pykka
 from loguru import logger
@@ -33,6 +33,16 @@ DEAD_LETTER_LOG_INTERVAL_SECONDS = 1.0
 HOLD_LIMIT = 100_000
 
 P = TypeVar("P")
+
+
+class RemoteLink(Protocol):
+    """How messages reach children that run in another process (`spine.link.Link`)."""
+
+    def tell(self, child_id: str, message: Any) -> bool: ...
+
+    def ask(
+        self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None
+    ) -> Any: ...
 
 
 class Directory:
@@ -50,6 +60,19 @@ class Directory:
         self._held: dict[str, deque[Any]] = {}  # child id -> mail for its next incarnation
         self._released: set[str] = set()  # children the supervisor gave up on (not restarted)
         self._stopping = False
+        self._remote: frozenset[str] = frozenset()
+        self._link: RemoteLink | None = None
+
+    # --- children in another process -----------------------------------------------------------
+
+    def route_remote(self, link: RemoteLink, child_ids: Iterable[str]) -> None:
+        """Messages for `child_ids` (children of another process) go through `link` from now on."""
+        self._link = link
+        self._remote = frozenset(child_ids)
+
+    def remote_ids(self) -> frozenset[str]:
+        """The children that run in another process."""
+        return self._remote
 
     # --- senders -------------------------------------------------------------------------------
 
@@ -65,7 +88,12 @@ class Directory:
 
     def tell(self, child_id: str, message: Any) -> bool:
         """Deliver `message` to the child (or hold it for the next incarnation of a crashed one); False
-        (and a dead letter) when it is not running."""
+        (and a dead letter) when it is not running. A child of another process gets it over the link."""
+        if child_id in self._remote and self._link is not None:
+            if self._link.tell(child_id, message):
+                return True
+            self.dead_letter(child_id, message)
+            return False
         ref = self._refs.get(child_id)
         if ref is not None:
             try:
@@ -97,8 +125,11 @@ class Directory:
     def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
         """The child's reply; `default` (and a dead letter) when it is not running or dies first.
 
-        `pykka.Timeout` and exceptions raised by the child's handler reach the caller as usual.
+        `pykka.Timeout` and exceptions raised by the child's handler reach the caller as usual; a child
+        of another process is asked over the link.
         """
+        if child_id in self._remote and self._link is not None:
+            return self._link.ask(child_id, message, timeout=timeout, default=default)
         ref = self._refs.get(child_id)
         if ref is not None:
             try:

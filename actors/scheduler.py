@@ -100,7 +100,8 @@ class SchedulerActor(ObserverActor):
         sent = tuple(message_for(boundary) for boundary in boundaries)
         if not sent:
             return sent
-        recipients = [child for child in self.directory.child_ids() if child != self.name]
+        everyone = (*self.directory.child_ids(), *sorted(self.directory.remote_ids()))
+        recipients = [child for child in everyone if child != self.name]
         for message in sent:
             self._note(message, now)
             for child in recipients:

@@ -1,0 +1,145 @@
+"""Messages between actors of different processes: a JSON form of every actor message, and the subjects.
+
+An actor message crossing a process travels as one JSON object `{"type": <class name>, "message": {...}}`
+on `observer-internal.<instance>.<child id>`. That prefix is outside `observer.<instance>.>`, so the day's
+JetStream stream never keeps internal traffic and outside consumers never see it. The only messages not
+plain pydantic JSON are the decoded WebSocket records (`TradeTick` named tuples, `ExecutionNotice`
+dataclasses): they travel as lists of their fields, in declaration order.
+
+Nothing here carries a credential: no actor message holds a token or an approval key (`CredentialsRenewed`
+names the account only; each process reads its credentials from its own token vault).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import messages.alerts
+import messages.control
+import messages.gaps
+import messages.market
+import messages.recording
+import messages.schedule
+import messages.selection
+import messages.streaming
+import messages.system
+import messages.universe
+from kis.ticks import ExecutionNotice, TradeTick
+from messages.base import Message
+from messages.market import ExecutionsReceived, TicksReceived
+from spine.subjects import token
+
+INTERNAL_ROOT = "observer-internal"
+_MODULES = (
+    messages.alerts, messages.control, messages.gaps, messages.market, messages.recording,
+    messages.schedule, messages.selection, messages.streaming, messages.system, messages.universe,
+)
+
+
+class RemoteFailure(NamedTuple):
+    """The reply to an ask whose handler raised in the other process."""
+
+    error: str
+
+
+class NotCrossable(ValueError):
+    """A message (or a reply) that has no JSON form here: it cannot leave its process."""
+
+
+def _registry() -> dict[str, type[Message]]:
+    found: dict[str, type[Message]] = {}
+    for module in _MODULES:
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Message) and value is not Message:
+                found[value.__name__] = value
+    return found
+
+
+MESSAGE_TYPES = _registry()
+"""Every actor message that may cross a process, by class name."""
+
+
+def internal_subject(instance: str, child_id: str) -> str:
+    """Where messages for `child_id` of this instance go (one safe token per part)."""
+    return f"{INTERNAL_ROOT}.{token(instance)}.{token(child_id)}"
+
+
+def encode(message: Any) -> bytes:
+    """The JSON form of an actor message, or of a reply (a message, None, a plain value, a tuple of them)."""
+    return json.dumps(_wrap(message), separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> Any:
+    """The message or reply that `encode` made; NotCrossable for an unknown type."""
+    return _unwrap(json.loads(data))
+
+
+def encode_failure(error: str) -> bytes:
+    """The reply to an ask whose handler raised `error` (one line)."""
+    return json.dumps({"type": "failure", "error": error}).encode()
+
+
+def _wrap(value: Any) -> Any:
+    match value:
+        case TicksReceived():
+            body = value.model_dump(mode="json", exclude={"ticks"})
+            body["ticks"] = [_tick_fields(tick) for tick in value.ticks]
+            return {"type": "TicksReceived", "message": body}
+        case ExecutionsReceived():
+            body = value.model_dump(mode="json", exclude={"notices"})
+            body["notices"] = [list(dataclasses.astuple(notice)) for notice in value.notices]
+            return {"type": "ExecutionsReceived", "message": body}
+        case Message() if type(value).__name__ in MESSAGE_TYPES:
+            return {"type": type(value).__name__, "message": value.model_dump(mode="json")}
+        case None | bool() | int() | float() | str():
+            return {"type": "value", "value": value}
+        case tuple() | list():
+            return {"type": "tuple", "items": [_wrap(item) for item in value]}
+        case _:
+            raise NotCrossable(f"{type(value).__name__} has no JSON form between processes")
+
+
+def _unwrap(document: dict[str, Any]) -> Any:
+    kind = document.get("type")
+    match kind:
+        case "value":
+            return document["value"]
+        case "failure":
+            return RemoteFailure(str(document["error"]))
+        case "tuple":
+            return tuple(_unwrap(item) for item in document["items"])
+        case "TicksReceived":
+            body = dict(document["message"])
+            ticks = tuple(_tick(fields) for fields in body.pop("ticks"))
+            return TicksReceived.model_validate({**body, "ticks": ticks})
+        case "ExecutionsReceived":
+            body = dict(document["message"])
+            notices = tuple(_notice(fields) for fields in body.pop("notices"))
+            return ExecutionsReceived.model_validate({**body, "notices": notices})
+        case str() if kind in MESSAGE_TYPES:
+            return MESSAGE_TYPES[kind].model_validate(document["message"])
+        case _:
+            raise NotCrossable(f"unknown message type {kind!r}")
+
+
+def _tick_fields(tick: TradeTick) -> list[Any]:
+    values: list[Any] = list(tick)
+    values[1] = tick.exchange_time.isoformat()
+    values[-1] = list(tick.fields)
+    return values
+
+
+def _tick(values: list[Any]) -> TradeTick:
+    values = list(values)
+    values[1] = datetime.fromisoformat(values[1])
+    values[-1] = tuple(values[-1])
+    return TradeTick(*values)
+
+
+def _notice(values: list[Any]) -> ExecutionNotice:
+    values = list(values)
+    values[-1] = tuple(values[-1])
+    return ExecutionNotice(*values)

@@ -1,0 +1,225 @@
+"""The link between processes: actor messages for children of another process go over NATS.
+
+A process's `Directory` hands a message for a remote child to `Link.tell` (published on the child's
+internal subject, `spine.internal`) or `Link.ask` (a NATS request with a timeout). The link subscribes to
+the subjects of the process's own children and tells or asks them through the local Directory, so actor
+code never knows where a peer runs. A tell never waits: while NATS is away nats-py keeps what is sent in
+its reconnect buffer, and past that it is dropped and counted (the JSONL journal, written in the stream
+process before anything is told, stays complete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Protocol
+
+import nats
+import pykka
+from loguru import logger
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from spine.internal import NotCrossable, RemoteFailure, decode, encode, encode_failure, internal_subject
+
+PENDING_BYTES = 16 * 1024 * 1024
+"""nats-py's buffer for what is told while it reconnects."""
+RECONNECT_WAIT_SECONDS = 0.5
+CONNECT_WAIT_SECONDS = 10.0
+STOP_FLUSH_SECONDS = 2.0
+
+
+class LocalDirectory(Protocol):
+    """What the link needs of the process's own Directory."""
+
+    def tell(self, child_id: str, message: Any) -> bool: ...
+
+    def ask(
+        self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None
+    ) -> Any: ...
+
+
+class RemoteError(RuntimeError):
+    """The remote child's handler raised; the message names the error."""
+
+
+class Link:
+    """`start(directory, local_ids)`, then `tell`/`ask` from any thread, `stop()` at the end."""
+
+    def __init__(self, url: str, instance: str, *, name: str) -> None:
+        self.url = url
+        self.instance = instance
+        self.name = name
+        self.sent = 0
+        self.dropped = 0
+        self.received = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: Client | None = None
+        self._outbox: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._directory: LocalDirectory | None = None
+        self._local: tuple[str, ...] = ()
+        self._thread = threading.Thread(target=self._run, name=f"link-{name}", daemon=True)
+
+    # --- the process's side --------------------------------------------------------------------
+
+    def start(self, directory: LocalDirectory, local_ids: Iterable[str]) -> Link:
+        """Connect (waiting up to CONNECT_WAIT_SECONDS; nats-py keeps trying after that) and serve
+        `local_ids` from `directory`."""
+        self._directory = directory
+        self._local = tuple(local_ids)
+        self._thread.start()
+        if not self._ready.wait(CONNECT_WAIT_SECONDS):
+            logger.warning("link {}: NATS at {} not reached yet; still trying", self.name, self.url)
+        return self
+
+    def tell(self, child_id: str, message: Any) -> bool:
+        """Send `message` to the remote child; False when it cannot be sent (no link, no JSON form)."""
+        loop, outbox = self._loop, self._outbox
+        if loop is None or outbox is None or self._stopped.is_set():
+            self.dropped += 1
+            return False
+        try:
+            data = encode(message)
+        except NotCrossable as error:
+            logger.error("link {}: {} for {!r} not sent: {}", self.name, type(message).__name__, child_id,
+                         error)
+            self.dropped += 1
+            return False
+        subject = internal_subject(self.instance, child_id)
+        try:
+            loop.call_soon_threadsafe(outbox.put_nowait, (subject, data))
+        except RuntimeError:  # the loop has closed
+            self.dropped += 1
+            return False
+        return True
+
+    def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
+        """The remote child's reply; `default` when nobody serves it; `pykka.Timeout` when it is too slow."""
+        loop, nc = self._loop, self._nc
+        if loop is None or nc is None or not nc.is_connected:
+            return default
+        wait = 5.0 if timeout is None else timeout
+        request = nc.request(internal_subject(self.instance, child_id), encode(message), timeout=wait)
+        future: Future[Msg] = asyncio.run_coroutine_threadsafe(request, loop)
+        try:
+            reply = future.result(wait + 1.0)
+        except NoRespondersError:
+            return default
+        except (NatsTimeout, FutureTimeout) as error:
+            future.cancel()
+            raise pykka.Timeout(f"no answer from {child_id!r} within {wait:g} s") from error
+        except NatsError as error:
+            logger.warning("link {}: ask {!r} failed: {}", self.name, child_id, error)
+            return default
+        answer = decode(reply.data)
+        if isinstance(answer, RemoteFailure):
+            raise RemoteError(answer.error)
+        return default if answer is None else answer
+
+    def stop(self) -> None:
+        """Send what is queued (briefly), then close."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        loop, outbox = self._loop, self._outbox
+        if loop is not None and outbox is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(outbox.put_nowait, None)
+        if self._thread.is_alive():
+            self._thread.join(STOP_FLUSH_SECONDS + 3.0)
+
+    @property
+    def connected(self) -> bool:
+        nc = self._nc
+        return nc is not None and nc.is_connected
+
+    # --- the link's thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except Exception as error:  # the link's end is logged, never raised
+            logger.error("link {} ended: {}", self.name, error)
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _main(self) -> None:
+        self._outbox = asyncio.Queue()
+        nc = await nats.connect(
+            self.url,
+            name=f"observer-{self.name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=RECONNECT_WAIT_SECONDS,
+            pending_size=PENDING_BYTES,
+            allow_reconnect=True,
+            connect_timeout=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._nc = nc
+        for child_id in self._local:
+            await nc.subscribe(internal_subject(self.instance, child_id), cb=self._inbound(child_id))
+        await nc.flush()
+        self._ready.set()
+        logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
+        while (item := await self._outbox.get()) is not None:
+            subject, data = item
+            try:
+                await nc.publish(subject, data)
+                self.sent += 1
+            except NatsError as error:
+                self.dropped += 1
+                logger.debug("link {}: dropped a message for {}: {}", self.name, subject, error)
+        with contextlib.suppress(NatsError, TimeoutError):
+            await asyncio.wait_for(nc.drain(), STOP_FLUSH_SECONDS)
+        if not nc.is_closed:
+            await nc.close()
+
+    def _inbound(self, child_id: str) -> Any:
+        async def on_message(msg: Msg) -> None:
+            directory = self._directory
+            if directory is None:
+                return
+            try:
+                message = decode(msg.data)
+            except (NotCrossable, ValueError) as error:
+                logger.error("link {}: unreadable message for {!r}: {}", self.name, child_id, error)
+                return
+            self.received += 1
+            if not msg.reply:
+                directory.tell(child_id, message)
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                answer = await loop.run_in_executor(None, lambda: directory.ask(child_id, message))
+                data = encode(answer)
+            except Exception as error:  # the asker gets the error
+                data = encode_failure(f"{type(error).__name__}: {error}")
+            with contextlib.suppress(NatsError):
+                await msg.respond(data)
+
+        return on_message
+
+    async def _on_error(self, error: Exception) -> None:
+        logger.debug("link {}: {}", self.name, error)
+
+    async def _on_disconnected(self) -> None:
+        if not self._stopped.is_set():
+            logger.warning("link {}: NATS connection lost; reconnecting", self.name)
+
+    async def _on_reconnected(self) -> None:
+        logger.info("link {}: NATS connection back", self.name)
+

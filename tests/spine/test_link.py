@@ -1,0 +1,150 @@
+"""Actor messages between processes: their JSON form round-trips, and a Directory whose children run
+elsewhere reaches them over a real nats-server (two Directories here stand for two processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import date, datetime
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.base import ObserverActor
+from actors.directory import Directory
+from kis.ticks import ExecutionNotice, TradeTick
+from messages.gaps import DowntimeFound
+from messages.market import ExecutionsReceived, SymbolProfile, TicksReceived, UniverseReady
+from messages.streaming import ConnectionChanged, ConnectionState, CurrentTargets, SetSubscriptions
+from messages.system import Crash
+from runtime.clock import KST, SystemClock
+from spine.internal import MESSAGE_TYPES, NotCrossable, decode, encode, internal_subject
+from spine.link import Link, RemoteError
+from spine.server import NatsServer
+
+AT = datetime(2026, 9, 14, 9, 31, 5, tzinfo=KST)
+
+
+def trade(symbol: str, price: int) -> TradeTick:
+    return TradeTick(
+        symbol, AT, price, 100, "2", 0.14, 3, 1000, 1000 * price, price - 50, price + 50,
+        price - 60, price + 10, price, "1", 101.5, "0", ("raw", symbol),
+    )  # fmt: skip
+
+
+def ticks_message() -> TicksReceived:
+    return TicksReceived(at=AT, account="sim1", ticks=(trade("005930", 71000), trade("000660", 180000)),
+                         received_mono=12.5, frames=2)
+
+
+def test_every_crossing_message_round_trips() -> None:
+    notice = ExecutionNotice("1", "0", "buy", "005930", 10, 71000, "093105", False, True, 10, ("a", "b"))
+    samples: list[Any] = [
+        ticks_message(),
+        ExecutionsReceived(at=AT, account="sim1", notices=(notice,)),
+        SetSubscriptions(at=AT, account="sim1", symbols=("005930", "000660")),
+        ConnectionChanged(at=AT, account="sim1", state=ConnectionState.RECONNECTING, since_seconds=2.5),
+        UniverseReady(at=AT, day=date(2026, 9, 14), profiles=(
+            SymbolProfile(at=AT, symbol="005930", name="Samsung", market="KOSPI", market_cap=None,
+                          prev_close=70000),
+        )),
+        DowntimeFound(at=AT, account="sim1", last_streamed=(("005930", AT),)),
+        Crash(at=AT, reason="chaos"),
+    ]
+    for message in samples:
+        back = decode(encode(message))
+        assert back == message
+        assert type(back) is type(message)
+    ticks = decode(encode(ticks_message())).ticks
+    assert all(isinstance(tick, TradeTick) for tick in ticks)
+    assert ticks[1].exchange_time == AT and ticks[1].fields == ("raw", "000660")
+
+
+def test_replies_round_trip_and_strangers_are_refused() -> None:
+    assert decode(encode(("005930", "000660"))) == ("005930", "000660")
+    assert decode(encode(None)) is None
+    assert decode(encode("done: scan started")) == "done: scan started"
+    with pytest.raises(NotCrossable):
+        encode(object())
+    with pytest.raises(NotCrossable):
+        decode(b'{"type": "NoSuchMessage", "message": {}}')
+    assert "TicksReceived" in MESSAGE_TYPES and "CredentialsRenewed" in MESSAGE_TYPES
+
+
+def test_internal_subjects_stay_outside_the_public_tree() -> None:
+    subject = internal_subject("main", "ws.sim1")
+    assert subject == "observer-internal.main.ws_sim1"
+    assert not subject.startswith("observer.main.")
+
+
+class Recording(ObserverActor):
+    """Keeps what it is told; answers CurrentTargets with two symbols and fails on anything else asked."""
+
+    def __init__(self, name: str, directory: Directory, got: list[Any], arrived: threading.Event) -> None:
+        super().__init__(name, directory)
+        self.got = got
+        self.arrived = arrived
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case CurrentTargets():
+                return ("005930", "000660")
+            case SetSubscriptions():
+                raise ValueError("not here")
+            case _:
+                self.got.append(message)
+                self.arrived.set()
+                return None
+
+
+def wait_for(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def nats_server(tmp_path: Any) -> Any:
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats-server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_remote_child_is_told_and_asked_over_nats_and_survives_a_server_kill(
+    nats_server: NatsServer,
+) -> None:
+    clock = SystemClock()
+    stream, control = Directory(clock), Directory(clock)
+    got: list[Any] = []
+    arrived = threading.Event()
+    recorder = Recording.start("recorder", stream, got, arrived)
+    stream.register("recorder", recorder)
+    stream_link = Link(nats_server.url, "test", name="stream").start(stream, ["recorder"])
+    control_link = Link(nats_server.url, "test", name="control").start(control, [])
+    control.route_remote(control_link, ["recorder", "ws.sim1"])
+    try:
+        assert control.tell("recorder", ticks_message())
+        assert arrived.wait(5)
+        assert got == [ticks_message()]
+        assert control.ask("recorder", CurrentTargets(at=AT, account="sim1")) == ("005930", "000660")
+        with pytest.raises(RemoteError, match="ValueError: not here"):
+            control.ask("recorder", SetSubscriptions(at=AT, account="sim1", symbols=()))
+        assert control.ask("ws.sim1", CurrentTargets(at=AT, account="sim1"), default="nobody") == "nobody"
+
+        os.kill(nats_server.pid or 0, signal.SIGKILL)
+        assert wait_for(lambda: nats_server.pid is not None and control_link.connected
+                        and stream_link.connected, 15)
+        later = DowntimeFound(at=AT, account="sim1", last_streamed=())
+        assert wait_for(lambda: control.tell("recorder", later) and later in got, 15)
+    finally:
+        control_link.stop()
+        stream_link.stop()
+        pykka.ActorRegistry.stop_all()
