@@ -1,4 +1,6 @@
-"""The actor tree of the user's design card, in start order (the supervisor stops it in reverse)."""
+"""The actor tree of the user's design card, in start order (the supervisor stops it in reverse), and which
+process each child runs in: the stream process (WebSocket sessions and the tick journal) or the control
+process (everything else); role "all" runs both in one process."""
 
 from __future__ import annotations
 
@@ -16,13 +18,21 @@ from actors.universe import UniverseActor
 from actors.ws_connection import WSConnectionActor
 from runtime.backoff import Backoff
 
+ROLES = ("all", "control", "stream")
+
 
 def ws_actor_id(account: str) -> str:
     return f"ws.{account}"
 
 
-def child_specs(context: ObserverContext) -> list[ChildSpec]:
-    """Recorder first (everyone writes through it), scheduler last (its first tick reaches everyone)."""
+def role_of(child_id: str) -> str:
+    """"stream" for the tick path (the recorder and every connection actor), else "control"."""
+    return "stream" if child_id == "recorder" or child_id.startswith("ws.") else "control"
+
+
+def child_specs(context: ObserverContext, role: str = "all") -> list[ChildSpec]:
+    """The children `role` runs. Recorder first (everyone writes through it), scheduler last (its first
+    tick reaches everyone)."""
     shared = {"context": context}
     ws = context.settings.websocket
     connection_backoff = Backoff(steps=ws.reconnect_backoff_seconds, jitter=ws.backoff_jitter)
@@ -47,4 +57,9 @@ def child_specs(context: ObserverContext) -> list[ChildSpec]:
         for account in context.accounts
     ]
     specs.append(ChildSpec("scheduler", actor_class=SchedulerActor, kwargs=shared))
-    return specs
+    return [spec for spec in specs if role == "all" or role_of(spec.id) == role]
+
+
+def all_child_ids(context: ObserverContext) -> tuple[str, ...]:
+    """Every child id of the whole tree, whichever process runs it."""
+    return tuple(spec.id for spec in child_specs(context))

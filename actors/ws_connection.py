@@ -675,7 +675,9 @@ class WSConnectionActor(ObserverActor):
     def _restore_from_slots(self) -> None:
         """No readable saved target (lost, or cut and moved aside): the slot manager's target for this
         account, when it runs (it restored its own), stands for what was wanted before this start."""
-        if self.directory is None or self.directory.ref("slots") is None:
+        if self.directory is None:
+            return
+        if self.directory.ref("slots") is None and "slots" not in self.directory.remote_ids():
             return
         ask = CurrentTargets(at=self.context.clock.now(), account=self.account.name)
         try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import time
+from datetime import datetime, time
 from pathlib import Path
 
+from actors.system import ROLES
 from app.chaos import CHAOS_DEFAULT_DURATION
 from runtime.arguments import clock_time, positive_number, trading_date
 
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="publish on this NATS server or cluster (env OBSERVER_NATS_URL) instead of starting one",
     )
+    parser.add_argument(
+        "--role", choices=ROLES, default="all",
+        help="all: the whole observer (default); control or stream: that process only, joining the others "
+             "over --nats (one machine each, or several)",
+    )
     sim = parser.add_argument_group("simulator mode")
     sim.add_argument(
         "--speed", type=positive_number, default=10.0, help="simulated seconds per real second (10)"
@@ -62,4 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
             "needs simulator mode"
         ),
     )
+    sim.add_argument("--kis-rest", metavar="URL", help="a role's shared simulator: REST URL")
+    sim.add_argument("--kis-ws", metavar="URL", help="a role's shared simulator: WebSocket URL")
+    sim.add_argument(
+        "--sim-clock", type=clock_anchor, metavar="ISO@EPOCH",
+        help="--role control|stream: the shared simulator's time at a wall-clock moment (its CLOCK line)",
+    )
     return parser
+
+
+def clock_anchor(text: str) -> tuple[datetime, float]:
+    """`2024-11-20T09:28:00+09:00@1765000000.5`: a simulated time and the wall time (epoch) it was read."""
+    simulated, _, wall = text.partition("@")
+    try:
+        at, epoch = datetime.fromisoformat(simulated), float(wall)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ISO-TIME@EPOCH-SECONDS, got {text!r}") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"the simulated time needs its offset (+09:00), got {simulated!r}")
+    return at, epoch

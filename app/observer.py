@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -32,9 +33,10 @@ from app.system import ObserverSystem
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
-from runtime.clock import Clock, SystemClock
+from runtime.clock import Clock, SimulatedClock, SystemClock
 from runtime.logs import register_secret, setup_logging
 from runtime.paths import DataPaths
+from spine.link import Link
 from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
 from surfaces import ctl
@@ -115,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_secret(account.app_key)
         register_secret(account.app_secret)
     print(f"observer: {mode.reason}", flush=True)
+    if args.role != "all":
+        return run_role(args, settings, mode, http)
     with ExitStack() as stack:
         try:
             nats_url = settings.nats_url or stack.enter_context(embedded_nats(settings)).url
@@ -137,6 +141,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos,
                    http=http, nats_url=nats_url)
     return EXIT_OK
+
+
+def run_role(args: Any, settings: Settings, mode: Mode, http: HttpOptions | None) -> int:
+    """One process of the observer (`--role control|stream`), joined to the others over `--nats`; in
+    simulator mode against a simulator someone else runs (`--kis-rest`, `--kis-ws`, `--sim-clock`). Its pid
+    is in `<data-dir>/observer/run/<role>.pid` while it runs."""
+    role = args.role
+    if settings.nats_url is None:
+        print(f"observer: --role {role} joins the others over NATS: give --nats URL", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.chaos:
+        print("observer: --chaos runs with --role all only", file=sys.stderr)
+        return EXIT_CONFIG
+    clock: Clock = SystemClock()
+    rest_url = ws_url = None
+    if mode.simulated:
+        if not (args.kis_rest and args.kis_ws and args.sim_clock):
+            print(f"observer: --role {role} in simulator mode needs --kis-rest, --kis-ws and --sim-clock "
+                  "(what `python -m tools.kis_sim` prints)", file=sys.stderr)
+            return EXIT_CONFIG
+        simulated, wall = args.sim_clock
+        clock = SimulatedClock.in_step(simulated, wall, args.speed)
+        rest_url, ws_url = args.kis_rest, args.kis_ws
+    print(f"observer: role {role}; NATS {settings.nats_url}", flush=True)
+    pid_file = DataPaths(settings.data_dir).observer / "run" / f"{role}.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    try:
+        return run(settings, clock, rest_url, ws_url, args.duration, args.summary_json,
+                   http=http if role == "control" else None, nats_url=settings.nats_url, role=role)
+    finally:
+        pid_file.unlink(missing_ok=True)
 
 
 def embedded_nats(settings: Settings) -> NatsServer:
@@ -184,6 +220,7 @@ def run(
     http: HttpOptions | None = None,
     *,
     nats_url: str | None = None,
+    role: str = "all",
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
 
@@ -191,18 +228,22 @@ def run(
     (`app.reconcile`); `chaos` runs `app.chaos` against the system and the simulator (which it needs), and
     the exit code then also says whether the chaos day passed (`summary.chaos_verdict`). With `nats_url`
     every fact goes onto the spine there (`spine.publisher`); the journal on disk never waits for it.
+    `role` "control" or "stream" runs that part of the tree, linked to the rest over `nats_url`.
     """
     if chaos and simulator is None:
         print("observer: --chaos needs the simulator (simulator mode)", file=sys.stderr)
         return EXIT_CONFIG
     if chaos and duration is None:
         duration = CHAOS_DEFAULT_DURATION
-    publisher = None if nats_url is None else Publisher(nats_url, settings.spine)
-    system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher)
+    publisher = None if nats_url is None else Publisher(
+        nats_url, settings.spine, name="observer" if role == "all" else role
+    )
+    link = None if role == "all" or nats_url is None else Link(nats_url, settings.spine.instance, name=role)
+    system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher, role=role, link=link)
     on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
-        [*system.child_ids, "supervisor"],
+        [*system.child_ids, system.supervisor_name],
         settings.log_retention_days,
         console_level="WARNING" if on_terminal else settings.log_level,
     )

@@ -12,7 +12,7 @@ from typing import Any
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.supervisor import Supervisor
-from actors.system import child_specs, ws_actor_id
+from actors.system import all_child_ids, child_specs, ws_actor_id
 from app.downtime import downtime_found
 from app.summary import COUNTERS, build_summary
 from config.settings import Settings
@@ -21,6 +21,7 @@ from runtime.clock import Clock
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
 from spine.health import Heartbeat
+from spine.link import Link
 from spine.publisher import NoSpine, Publisher
 from spine.wire import Health
 
@@ -33,6 +34,10 @@ class ObserverSystem:
     `publisher` (None: no spine), started by the caller, is handed to the actors and gets a `health`
     message every `spine.health_interval_seconds`; `stop()` stops it after the actors, so every fact they
     made is sent before the summary is taken.
+
+    `role` "control" or "stream" runs that process's part of the tree (`actors.system.role_of`) and
+    reaches the other part over `link`, a `spine.link.Link` to the same NATS (started here, stopped at
+    `stop()`); "all" runs the whole tree in this process.
     """
 
     def __init__(
@@ -44,7 +49,13 @@ class ObserverSystem:
         *,
         restart_limit: tuple[int, float] | None = None,
         publisher: Publisher | None = None,
+        role: str = "all",
+        link: Link | None = None,
     ) -> None:
+        if role != "all" and link is None:
+            raise ValueError(f"role {role!r} needs a link to the other processes")
+        self.role = role
+        self.link = link
         self.metrics = Metrics()
         self.publisher = publisher
         self._started = time.monotonic()
@@ -62,14 +73,17 @@ class ObserverSystem:
             spine=publisher if publisher is not None else NoSpine(),
         )
         self._heartbeat = Heartbeat(self.context.spine, self.health, settings.spine.health_interval_seconds)
-        self.specs = child_specs(self.context)
+        self.specs = child_specs(self.context, role)
         self.child_ids = tuple(spec.id for spec in self.specs)
+        self.remote_ids = tuple(child for child in all_child_ids(self.context) if child not in self.child_ids)
+        self.supervisor_name = "supervisor" if role == "all" else f"supervisor.{role}"
         if restart_limit is None:
-            self.supervisor = Supervisor(self.specs, clock=clock)
+            self.supervisor = Supervisor(self.specs, clock=clock, name=self.supervisor_name)
         else:
             max_restarts, period_seconds = restart_limit
             self.supervisor = Supervisor(
-                self.specs, clock=clock, max_restarts=max_restarts, period_seconds=period_seconds
+                self.specs, clock=clock, max_restarts=max_restarts, period_seconds=period_seconds,
+                name=self.supervisor_name,
             )
         self._alive_at_stop: tuple[str, ...] | None = None
 
@@ -81,7 +95,11 @@ class ObserverSystem:
         """Start the tree; then tell each connection actor what the tick files say was streamed before this
         start (read first, so no tick recorded by this run counts as streamed before it)."""
         accounts = tuple(account.name for account in self.context.accounts)
-        downtime = downtime_found(self.context.paths, accounts, self.context.clock.now())
+        streams = self.role in ("all", "stream")
+        downtime = downtime_found(self.context.paths, accounts, self.context.clock.now()) if streams else []
+        if self.link is not None:
+            self.directory.route_remote(self.link, self.remote_ids)
+            self.link.start(self.directory, self.child_ids)
         self.supervisor.start()
         for message in downtime:
             self.directory.tell(ws_actor_id(message.account), message)
@@ -94,6 +112,8 @@ class ObserverSystem:
         self._alive_at_stop = self.supervisor.directory.child_ids()
         code = self.supervisor.exit_code if self.supervisor.stopped.is_set() else self.supervisor.stop()
         self._heartbeat.stop()
+        if self.link is not None:
+            self.link.stop()
         if self.publisher is not None:
             self.publisher.stop()
         self.vault.close()

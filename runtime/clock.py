@@ -52,6 +52,12 @@ class SimulatedClock:
         self._origin = start.astimezone(KST)
         self._real_origin = monotonic()
 
+    @classmethod
+    def in_step(cls, simulated: datetime, wall: float, speed: float) -> SimulatedClock:
+        """A clock that read `simulated` at wall-clock time `wall` (epoch seconds) and runs at `speed`: the
+        same time as another process's clock that printed both (`tools.kis_sim` CLOCK line)."""
+        return cls(simulated + timedelta(seconds=(time.time() - wall) * speed), speed)
+
     def now(self) -> datetime:
         with self._lock:
             elapsed = (self._monotonic() - self._real_origin) * self.speed

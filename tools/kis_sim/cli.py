@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import time as time_module
 from collections.abc import Callable, Sequence
 from datetime import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from runtime.arguments import clock_time, non_negative_number, positive_number, trading_date
+from runtime.clock import Clock
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.scenario import ScenarioError
 
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "KIS Open API simulator on loopback: REST (tokens, approval keys, quotes, bars) and the "
             "real-time WebSocket (subscribe/ack, PINGPONG, H0STCNT0/H0STASP0 frames, encrypted "
-            "H0STCNI0 notices). Prints one line 'READY rest=<url> ws=<url>' once it serves; "
+            "H0STCNI0 notices). Prints one line 'READY rest=<url> ws=<url>' once it serves, then "
+            "'CLOCK <simulated ISO time> <wall epoch seconds>'; "
             "stops cleanly on SIGINT/SIGTERM."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -211,11 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for action in fault_actions:
             action(simulator.faults)
         print(simulator.ready_line(), flush=True)
+        print(clock_line(simulator.clock), flush=True)
         while not stop_requested.wait(0.2):
             pass
     finally:
         simulator.stop()
     return 0
+
+
+def clock_line(clock: Clock) -> str:
+    """`CLOCK <simulated time> <wall time>`: the simulated time at one wall-clock moment (epoch seconds),
+    so other processes can run a clock in step with this one (`runtime.clock.SimulatedClock.in_step`)."""
+    wall = time_module.time()
+    return f"CLOCK {clock.now().isoformat()} {wall:.6f}"
 
 
 def _fail(message: str, code: int) -> int:
