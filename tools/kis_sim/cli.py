@@ -128,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "KIS Open API simulator on loopback: REST (tokens, approval keys, quotes, bars) and the "
             "real-time WebSocket (subscribe/ack, PINGPONG, H0STCNT0/H0STASP0 frames, encrypted "
-            "H0STCNI0 notices). Prints one line 'READY rest=<url> ws=<url>' once it serves, then "
-            "'CLOCK <simulated ISO time> <wall epoch seconds>'; "
+            "H0STCNI0 notices). Prints one line 'READY rest=<url> ws=<url>' once it serves; "
             "stops cleanly on SIGINT/SIGTERM."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -159,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
              "frame carrying it within --pong-timeout seconds, like real KIS (default off)")
     add("--pong-timeout", type=positive_number, default=100.0,
         help="seconds a PINGPONG may stay unechoed with --require-pong (default 100)")
+    add("--print-clock", action="store_true",
+        help="after READY, print 'CLOCK <simulated ISO time> <wall epoch seconds>' (for observer processes)")
     add("--faults", default="", metavar="SPEC", help="faults to arm once serving (syntax below)")
     return parser
 
@@ -214,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for action in fault_actions:
             action(simulator.faults)
         print(simulator.ready_line(), flush=True)
-        print(clock_line(simulator.clock), flush=True)
+        if args.print_clock:
+            print(clock_line(simulator.clock), flush=True)
         while not stop_requested.wait(0.2):
             pass
     finally:
