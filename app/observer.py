@@ -26,6 +26,7 @@ from app.chaos import (
 )
 from app.cli import build_parser
 from app.demo import write_demo_scenario
+from app.parent import run_processes
 from app.reconcile import reconcile_run
 from app.status_view import StatusView
 from app.summary import chaos_verdict, summary_lines, write_summary
@@ -127,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         where = "" if settings.nats_url else f" (embedded, store {DataPaths(settings.data_dir).nats_dir})"
         print(f"observer: NATS {nats_url}{where}", flush=True)
+        if not args.chaos:
+            day = args.date or default_sim_day(SystemClock().now().date())
+            return run_processes(args, settings, mode.simulated, nats_url, day)
         clock: Clock = SystemClock()
         rest_url = ws_url = None
         simulator: KisSimulator | None = None

@@ -72,6 +72,10 @@ class ObserverSystem:
             ws_url=ws_url,
             spine=publisher if publisher is not None else NoSpine(),
         )
+        if link is not None and role == "stream":
+            link.share(self._figures)
+        elif link is not None:
+            link.follow(self._absorb)
         self._heartbeat = Heartbeat(self.context.spine, self.health, settings.spine.health_interval_seconds)
         self.specs = child_specs(self.context, role)
         self.child_ids = tuple(spec.id for spec in self.specs)
@@ -125,6 +129,14 @@ class ObserverSystem:
         if self.publisher is not None:
             summary.update(self.publisher.figures())
         return summary
+
+    def _figures(self) -> dict[str, Any]:
+        """What the stream process shares with the control process's dashboard and summary."""
+        return {"metrics": self.metrics.shareable(), "quotes": self.context.quotes.shareable()}
+
+    def _absorb(self, figures: dict[str, Any]) -> None:
+        self.metrics.absorb(figures.get("metrics", {}))
+        self.context.quotes.absorb(figures.get("quotes", {}))
 
     def health(self) -> Health:
         """The `health` message of this moment."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 
 class Metrics:
@@ -46,3 +47,27 @@ class Metrics:
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             return {**self._counts, **self._gauges, **{k: list(v) for k, v in self._sets.items()}}
+
+    def shareable(self) -> dict[str, Any]:
+        """Counters, gauges and lists as plain JSON-ready data, for another process's `absorb`."""
+        with self._lock:
+            return {
+                "counts": dict(self._counts),
+                "gauges": {name: _plain(value) for name, value in self._gauges.items()},
+                "sets": {name: list(items) for name, items in self._sets.items()},
+            }
+
+    def absorb(self, shared: dict[str, Any]) -> None:
+        """Take over another process's figures (`shareable`): the names it counts are its own, so its
+        values replace these."""
+        with self._lock:
+            for name, count in shared.get("counts", {}).items():
+                self._counts[name] = int(count)
+            self._gauges.update(shared.get("gauges", {}))
+            for name, items in shared.get("sets", {}).items():
+                self._sets[name] = list(items)
+
+
+def _plain(value: object) -> object:
+    """A gauge as JSON can carry it (times as ISO text)."""
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)

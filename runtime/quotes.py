@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from kis.ticks import TradeTick
 
@@ -35,3 +36,18 @@ class QuoteBoard:
     def account_ticks(self) -> dict[str, int]:
         with self._lock:
             return dict(self._account_ticks)
+
+    def shareable(self) -> dict[str, Any]:
+        """Prices and counts as plain data, for another process's `absorb`."""
+        with self._lock:
+            return {"prices": dict(self._last_price), "ticks": dict(self._ticks),
+                    "accounts": dict(self._account_ticks)}
+
+    def absorb(self, shared: dict[str, Any]) -> None:
+        """Take over the board of the process that records the ticks (`shareable`)."""
+        with self._lock:
+            self._last_price = {str(k): int(v) for k, v in shared.get("prices", {}).items()}
+            self._ticks = Counter({str(k): int(v) for k, v in shared.get("ticks", {}).items()})
+            self._account_ticks = Counter(
+                {str(k): int(v) for k, v in shared.get("accounts", {}).items()}
+            )

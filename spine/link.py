@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
@@ -27,12 +28,23 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from spine.internal import NotCrossable, RemoteFailure, decode, encode, encode_failure, internal_subject
+from spine.internal import (
+    INTERNAL_ROOT,
+    NotCrossable,
+    RemoteFailure,
+    decode,
+    encode,
+    encode_failure,
+    internal_subject,
+)
+from spine.subjects import token
 
 PENDING_BYTES = 16 * 1024 * 1024
 """nats-py's buffer for what is told while it reconnects."""
 RECONNECT_WAIT_SECONDS = 0.5
 CONNECT_WAIT_SECONDS = 10.0
+SHARE_INTERVAL_SECONDS = 1.0
+"""How often a process shares its figures (counters, the quote board) with the others."""
 STOP_FLUSH_SECONDS = 2.0
 
 
@@ -67,9 +79,24 @@ class Link:
         self._stopped = threading.Event()
         self._directory: LocalDirectory | None = None
         self._local: tuple[str, ...] = ()
+        self._share: Callable[[], dict[str, Any]] | None = None
+        self._follow: Callable[[dict[str, Any]], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"link-{name}", daemon=True)
 
     # --- the process's side --------------------------------------------------------------------
+
+    def share(self, figures: Callable[[], dict[str, Any]]) -> None:
+        """Publish `figures()` every SHARE_INTERVAL_SECONDS (and once at the stop), for `follow` in the
+        other processes. Call before `start`."""
+        self._share = figures
+
+    def follow(self, absorb: Callable[[dict[str, Any]], None]) -> None:
+        """Hand the figures other processes `share` to `absorb`. Call before `start`."""
+        self._follow = absorb
+
+    @property
+    def figures_subject(self) -> str:
+        return f"{INTERNAL_ROOT}.{token(self.instance)}._figures"
 
     def start(self, directory: LocalDirectory, local_ids: Iterable[str]) -> Link:
         """Connect (waiting up to CONNECT_WAIT_SECONDS; nats-py keeps trying after that) and serve
@@ -172,6 +199,9 @@ class Link:
         self._nc = nc
         for child_id in self._local:
             await nc.subscribe(internal_subject(self.instance, child_id), cb=self._inbound(child_id))
+        if self._follow is not None:
+            await nc.subscribe(self.figures_subject, cb=self._on_figures)
+        sharing = asyncio.create_task(self._share_figures()) if self._share is not None else None
         await nc.flush()
         self._ready.set()
         logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
@@ -183,10 +213,34 @@ class Link:
             except NatsError as error:
                 self.dropped += 1
                 logger.debug("link {}: dropped a message for {}: {}", self.name, subject, error)
+        if sharing is not None:
+            sharing.cancel()
+            await self._publish_figures()
         with contextlib.suppress(NatsError, TimeoutError):
             await asyncio.wait_for(nc.drain(), STOP_FLUSH_SECONDS)
         if not nc.is_closed:
             await nc.close()
+
+    async def _share_figures(self) -> None:
+        while True:
+            await asyncio.sleep(SHARE_INTERVAL_SECONDS)
+            await self._publish_figures()
+
+    async def _publish_figures(self) -> None:
+        nc, share = self._nc, self._share
+        if nc is None or share is None or not nc.is_connected:
+            return
+        with contextlib.suppress(NatsError):
+            await nc.publish(self.figures_subject, json.dumps(share(), default=str).encode())
+
+    async def _on_figures(self, msg: Msg) -> None:
+        if self._follow is None:
+            return
+        try:
+            figures = json.loads(msg.data)
+        except ValueError:
+            return
+        self._follow(figures)
 
     def _inbound(self, child_id: str) -> Any:
         async def on_message(msg: Msg) -> None:

@@ -1,0 +1,218 @@
+"""`run.py --role all`: the observer as processes by latency class, supervised from this one.
+
+This process runs the embedded NATS server (unless `--nats` names one), the simulator in simulator mode
+(`python -m tools.kis_sim`, whose CLOCK line gives every process the same simulated time), then the stream
+process (WebSocket sessions and the tick journal) and the control process (everything else, with the HTTP
+surface), each `run.py --role ...` against the same NATS; a store process (`python -m store`) joins when
+that module exists. At the end it stops them in reverse order, merges their summaries and, in simulator
+mode, reconciles the simulator's sent log with the journal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import sys
+import threading
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from app.demo import write_demo_scenario
+from app.processes import ChildStartFailed, ProcessSpec, ProcessSupervisor
+from app.reconcile import reconcile_run
+from app.summary import summary_lines, write_summary
+from config.settings import Settings
+from runtime.clock import Clock, SimulatedClock, SystemClock
+from runtime.logs import setup_logging
+from runtime.paths import DataPaths
+from spine.server import free_port
+from tools.kis_sim.sent_log import app_key_hash
+
+EXIT_OK, EXIT_CONFIG = 0, 2
+REPO = Path(__file__).resolve().parents[1]
+ROLES_IN_ORDER = ("stream", "control")
+"""The stream process first: ticks are recorded as soon as anyone subscribes; control stops first."""
+
+
+class SimulatorLines:
+    """What the simulator child printed: its URLs (READY) and its clock (CLOCK); `ready` once both came."""
+
+    def __init__(self) -> None:
+        self.rest_url = ""
+        self.ws_url = ""
+        self.clock_anchor: tuple[datetime, float] | None = None
+        self.ready = threading.Event()
+
+    def on_line(self, line: str) -> None:
+        words = line.split()
+        if words[:1] == ["READY"]:
+            fields = dict(word.split("=", 1) for word in words[1:] if "=" in word)
+            self.rest_url, self.ws_url = fields.get("rest", ""), fields.get("ws", "")
+        elif words[:1] == ["CLOCK"] and len(words) == 3:
+            self.clock_anchor = (datetime.fromisoformat(words[1]), float(words[2]))
+            self.ready.set()
+        else:
+            print(f"simulator: {line}", file=sys.stderr, flush=True)
+
+    @property
+    def sim_clock(self) -> str:
+        assert self.clock_anchor is not None
+        at, wall = self.clock_anchor
+        return f"{at.isoformat()}@{wall:.6f}"
+
+
+def run_processes(args: Any, settings: Settings, simulated: bool, nats_url: str, day: date) -> int:
+    """Run the child processes until a signal, `--duration` or the supervisor giving up; the exit code."""
+    paths = DataPaths(Path(settings.data_dir))
+    run_dir = paths.observer / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(Path(settings.log_dir), ["processes"], settings.log_retention_days,
+                  console_level="WARNING" if sys.stdout.isatty() else settings.log_level)
+    python = sys.executable
+    specs: list[ProcessSpec] = []
+    sim = SimulatorLines()
+    clock: Clock = SystemClock()
+    sent_log: Path | None = None
+    if simulated:
+        scenario, sent_log = _simulator_files(args, settings, day)
+        rest_port, ws_port = free_port(), free_port()
+        sim_clock: list[Clock] = []
+
+        def simulator_argv() -> list[str]:
+            start = sim_clock[0].now().strftime("%H:%M:%S") if sim_clock else args.start.strftime("%H:%M:%S")
+            return [python, "-m", "tools.kis_sim", "--print-clock", "--seed", str(args.seed),
+                    "--date", f"{day:%Y%m%d}", "--start", start, "--speed", f"{args.speed:g}",
+                    "--n-symbols", str(args.symbols), "--rest-port", str(rest_port),
+                    "--ws-port", str(ws_port), "--scenario", str(scenario), "--sent-log", str(sent_log)]
+
+        specs.append(ProcessSpec("simulator", simulator_argv, on_line=sim.on_line, ready=sim.ready,
+                                 pid_file=run_dir / "simulator.pid"))
+    else:
+        sim_clock = []
+
+    def role_argv(role: str) -> list[str]:
+        argv = [python, str(REPO / "run.py"), "--sim" if simulated else "--live", "--role", role,
+                "--nats", nats_url, "--data-dir", str(settings.data_dir), "--log-dir", str(settings.log_dir),
+                "--summary-json", str(run_dir / f"{role}.summary.json"),
+                "--http", args.http if role == "control" else "off"]
+        if args.config is not None:
+            argv += ["--config", str(args.config)]
+        if simulated:
+            argv += ["--speed", f"{args.speed:g}", "--accounts", str(args.accounts),
+                     "--kis-rest", sim.rest_url, "--kis-ws", sim.ws_url, "--sim-clock", sim.sim_clock]
+        return argv
+
+    def forward(line: str) -> None:
+        if line.startswith("DASHBOARD "):
+            print(line, flush=True)
+
+    for role in ROLES_IN_ORDER:
+        (run_dir / f"{role}.summary.json").unlink(missing_ok=True)
+        specs.append(ProcessSpec(role, lambda role=role: role_argv(role), on_line=forward))
+    if (REPO / "store" / "__main__.py").exists() and importlib.util.find_spec("store") is not None:
+        specs.append(ProcessSpec("store", lambda: [
+            python, "-m", "store", "--nats", nats_url, "--data-dir", str(settings.data_dir),
+            "--instance", settings.spine.instance, "--log-dir", str(settings.log_dir),
+        ], on_line=forward))
+
+    supervisor = ProcessSupervisor(specs)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("signal {} received: stopping", signal.Signals(signum).name)
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            supervisor.start()
+        except ChildStartFailed as error:
+            print(f"observer: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        if simulated and sim.clock_anchor is not None:
+            at, wall = sim.clock_anchor
+            clock = SimulatedClock.in_step(at, wall, args.speed)
+            sim_clock.append(clock)
+            print(f"observer: simulated {clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x; "
+                  f"READY rest={sim.rest_url} ws={sim.ws_url}", flush=True)
+        _wait(stop_requested, supervisor, args.duration)
+        exit_code = supervisor.stop()
+    finally:
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary = merge_summaries([_read_summary(run_dir / f"{role}.summary.json") for role in ROLES_IN_ORDER])
+    summary["process_restarts"] = supervisor.restart_counts()
+    if supervisor.exit_code:
+        summary["exit_code"] = exit_code = supervisor.exit_code
+    elif summary.get("exit_code"):
+        exit_code = int(summary["exit_code"])
+    if sent_log is not None:
+        accounts = {app_key_hash(a.app_key.get_secret_value()): a.name for a in settings.accounts}
+        summary.update(reconcile_run(paths, sent_log, accounts).figures())
+    if args.summary_json is not None:
+        write_summary(args.summary_json, summary)
+    logger.info("stopped with exit code {}: {}", exit_code, summary)
+    for line in summary_lines(summary):
+        print(f"observer: {line}", flush=True)
+    return exit_code
+
+
+def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of the processes': counters from whichever process counted them (the control process
+    mirrors the stream's, so the larger is the newest), actors and restarts added up."""
+    merged: dict[str, Any] = {"restarts": {}, "actors_alive": 0, "actors_total": 0, "actors_down": [],
+                              "phases_seen": [], "exit_code": 0}
+    for part in parts:
+        for name, value in part.items():
+            match name:
+                case "restarts":
+                    merged["restarts"].update(value)
+                case "actors_alive" | "actors_total":
+                    merged[name] += value
+                case "actors_down":
+                    merged[name] += value
+                case "phases_seen":
+                    merged[name] += [phase for phase in value if phase not in merged[name]]
+                case "exit_code":
+                    merged[name] = max(merged[name], value or 0)
+                case "spine_published" | "spine_dropped":
+                    merged[name] = merged.get(name, 0) + value
+                case _ if isinstance(value, int | float):
+                    merged[name] = max(merged.get(name, 0), value)
+                case _:
+                    merged.setdefault(name, value)
+    missing = [role for role, part in zip(ROLES_IN_ORDER, parts, strict=True) if not part]
+    if missing:
+        merged["processes_without_summary"] = missing
+    return merged
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def _simulator_files(args: Any, settings: Settings, day: date) -> tuple[Path, Path]:
+    data_root = Path(settings.data_dir)
+    scenario = args.scenario or write_demo_scenario(
+        data_root / "sim" / "demo_scenario.json", seed=args.seed, day=day, n_symbols=args.symbols,
+        start=args.start, min_close=settings.universe.min_close_price,
+    )
+    return scenario, data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl"
+
+
+def _wait(stop_requested: threading.Event, supervisor: ProcessSupervisor, duration: float | None) -> None:
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop_requested.is_set() and not supervisor.stopped.is_set():
+        remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        if remaining <= 0:
+            return
+        stop_requested.wait(remaining)
