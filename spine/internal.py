@@ -4,7 +4,8 @@ An actor message crossing a process travels as one JSON object `{"type": <class 
 on `observer-internal.<instance>.<child id>`. That prefix is outside `observer.<instance>.>`, so the day's
 JetStream stream never keeps internal traffic and outside consumers never see it. The only messages not
 plain pydantic JSON are the decoded WebSocket records (`TradeTick` named tuples, `ExecutionNotice`
-dataclasses): they travel as lists of their fields, in declaration order.
+dataclasses): they travel as lists of their fields, in declaration order. Computed fields (a gap's
+duration) are left out: the receiver computes them again.
 
 Nothing here carries a credential: no actor message holds a token or an approval key (`CredentialsRenewed`
 names the account only; each process reads its credentials from its own token vault).
@@ -30,6 +31,7 @@ import messages.universe
 from kis.ticks import ExecutionNotice, TradeTick
 from messages.base import Message
 from messages.market import ExecutionsReceived, TicksReceived
+from messages.recording import OverflowRecorded
 from spine.subjects import token
 
 INTERNAL_ROOT = "observer-internal"
@@ -85,15 +87,16 @@ def encode_failure(error: str) -> bytes:
 def _wrap(value: Any) -> Any:
     match value:
         case TicksReceived():
-            body = value.model_dump(mode="json", exclude={"ticks"})
+            body = value.model_dump(mode="json", exclude={"ticks"}, exclude_computed_fields=True)
             body["ticks"] = [_tick_fields(tick) for tick in value.ticks]
             return {"type": "TicksReceived", "message": body}
         case ExecutionsReceived():
-            body = value.model_dump(mode="json", exclude={"notices"})
+            body = value.model_dump(mode="json", exclude={"notices"}, exclude_computed_fields=True)
             body["notices"] = [list(dataclasses.astuple(notice)) for notice in value.notices]
             return {"type": "ExecutionsReceived", "message": body}
         case Message() if type(value).__name__ in MESSAGE_TYPES:
-            return {"type": type(value).__name__, "message": value.model_dump(mode="json")}
+            body = value.model_dump(mode="json", exclude_computed_fields=True)
+            return {"type": type(value).__name__, "message": body}
         case None | bool() | int() | float() | str():
             return {"type": "value", "value": value}
         case tuple() | list():
@@ -119,6 +122,9 @@ def _unwrap(document: dict[str, Any]) -> Any:
             body = dict(document["message"])
             notices = tuple(_notice(fields) for fields in body.pop("notices"))
             return ExecutionsReceived.model_validate({**body, "notices": notices})
+        case "OverflowRecorded":  # its lines skip validation, so JSON's lists would stay lists
+            body = dict(document["message"])
+            return OverflowRecorded.model_validate({**body, "lines": tuple(body["lines"])})
         case str() if kind in MESSAGE_TYPES:
             return MESSAGE_TYPES[kind].model_validate(document["message"])
         case _:

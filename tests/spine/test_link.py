@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pykka
@@ -15,9 +15,13 @@ import pytest
 
 from actors.base import ObserverActor
 from actors.directory import Directory
+from core.gaps import Gap
+from core.recovery import build_recovery_records, gap_marker
+from kis.models import MinuteBar, MultiQuote
 from kis.ticks import ExecutionNotice, TradeTick
 from messages.gaps import DowntimeFound
-from messages.market import ExecutionsReceived, SymbolProfile, TicksReceived, UniverseReady
+from messages.market import ExecutionsReceived, ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
+from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState, CurrentTargets, SetSubscriptions
 from messages.system import Crash
 from runtime.clock import KST, SystemClock
@@ -26,6 +30,7 @@ from spine.link import Link, RemoteError
 from spine.server import NatsServer
 
 AT = datetime(2026, 9, 14, 9, 31, 5, tzinfo=KST)
+GAP = Gap(symbol="005930", start=AT - timedelta(seconds=70), end=AT, expected=True, reason="observer_restart")
 
 
 def trade(symbol: str, price: int) -> TradeTick:
@@ -53,6 +58,17 @@ def test_every_crossing_message_round_trips() -> None:
         )),
         DowntimeFound(at=AT, account="sim1", last_streamed=(("005930", AT),)),
         Crash(at=AT, reason="chaos"),
+        RecoveryRecorded(at=AT, account="sim1", gap=GAP, records=build_recovery_records(GAP, (
+            MinuteBar(symbol="005930", time=AT.replace(second=0), open=1, high=3, low=1, close=2, volume=9,
+                      value=18),
+        ), recovered_at=AT)),
+        GapMarked(at=AT, account="sim1", marker=gap_marker(GAP, "longer than 60 s", at=AT)),
+        OverflowRecorded(at=AT, account="sim1", lines=({"symbol": "005930", "rank": 41},)),
+        ScanCompleted(at=AT, account="sim1", scan_no=3, calls=1, duration_seconds=0.4, rows=(
+            MultiQuote(symbol="005930", name="Samsung", price=71000, change=100, sign="2", change_rate=0.14,
+                       volume=10, value=710000, open=70900, high=71100, low=70800, upper_limit=92000,
+                       lower_limit=49000, prev_close=70900, base_price=70900, ask=71100, bid=71000),
+        )),
     ]
     for message in samples:
         back = decode(encode(message))
