@@ -103,8 +103,10 @@ class ObserverSystem:
         downtime = downtime_found(self.context.paths, accounts, self.context.clock.now()) if streams else []
         if self.link is not None:
             self.directory.route_remote(self.link, self.remote_ids)
-            self.link.start(self.directory, self.child_ids)
+            self.link.start(self.directory)
         self.supervisor.start()
+        if self.link is not None:
+            self.link.serve(self.child_ids)
         for message in downtime:
             self.directory.tell(ws_actor_id(message.account), message)
         if self.publisher is not None:

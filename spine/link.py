@@ -2,10 +2,14 @@
 
 A process's `Directory` hands a message for a remote child to `Link.tell` (published on the child's
 internal subject, `spine.internal`) or `Link.ask` (a NATS request with a timeout). The link subscribes to
-the subjects of the process's own children and tells or asks them through the local Directory, so actor
-code never knows where a peer runs. A tell never waits: while NATS is away nats-py keeps what is sent in
-its reconnect buffer, and past that it is dropped and counted (the JSONL journal, written in the stream
-process before anything is told, stays complete).
+the subjects of the process's own children (`serve`, once they have started) and tells or asks them
+through the local Directory, so actor code never knows where a peer runs.
+
+A tell never makes the caller wait. Trade ticks are published and forgotten (at most once: the journal,
+written in the stream process before anything is told, is their record). Every other message is sent as a
+request that the other process acknowledges once its Directory has it, in order, and sent again while
+nobody answers (the other process restarting, NATS restarting) for up to `RELIABLE_GIVE_UP_SECONDS`: a
+recovery record or a subscription change survives a kill on either side.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from messages.market import TicksReceived
 from spine.internal import (
     INTERNAL_ROOT,
     NotCrossable,
@@ -43,6 +48,12 @@ PENDING_BYTES = 16 * 1024 * 1024
 """nats-py's buffer for what is told while it reconnects."""
 RECONNECT_WAIT_SECONDS = 0.5
 CONNECT_WAIT_SECONDS = 10.0
+RELIABLE_GIVE_UP_SECONDS = 60.0
+RELIABLE_ACK_SECONDS = 2.0
+RELIABLE_RETRY_SECONDS = 0.25
+FAST_QUEUE_LIMIT = 200_000
+"""Ticks waiting for NATS; past this they are dropped (counted)."""
+TELL_HEADER = "Observer-Tell"
 SHARE_INTERVAL_SECONDS = 1.0
 """How often a process shares its figures (counters, the quote board) with the others."""
 STOP_FLUSH_SECONDS = 2.0
@@ -63,7 +74,7 @@ class RemoteError(RuntimeError):
 
 
 class Link:
-    """`start(directory, local_ids)`, then `tell`/`ask` from any thread, `stop()` at the end."""
+    """`start(directory)`, `serve(local_ids)` once they run, `tell`/`ask` from any thread, `stop()`."""
 
     def __init__(self, url: str, instance: str, *, name: str) -> None:
         self.url = url
@@ -75,6 +86,7 @@ class Link:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Client | None = None
         self._outbox: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._reliable: asyncio.Queue[tuple[str, bytes] | None] | None = None
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._directory: LocalDirectory | None = None
@@ -98,19 +110,29 @@ class Link:
     def figures_subject(self) -> str:
         return f"{INTERNAL_ROOT}.{token(self.instance)}._figures"
 
-    def start(self, directory: LocalDirectory, local_ids: Iterable[str]) -> Link:
-        """Connect (waiting up to CONNECT_WAIT_SECONDS; nats-py keeps trying after that) and serve
-        `local_ids` from `directory`."""
+    def start(self, directory: LocalDirectory) -> Link:
+        """Connect (waiting up to CONNECT_WAIT_SECONDS; nats-py keeps trying after that); messages that
+        arrive for this process's children go to `directory`."""
         self._directory = directory
-        self._local = tuple(local_ids)
         self._thread.start()
         if not self._ready.wait(CONNECT_WAIT_SECONDS):
             logger.warning("link {}: NATS at {} not reached yet; still trying", self.name, self.url)
         return self
 
+    def serve(self, local_ids: Iterable[str]) -> None:
+        """Take messages for `local_ids` from now on (until then senders keep retrying)."""
+        self._local = tuple(local_ids)
+        loop = self._loop
+        if loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._subscribe(), loop)
+        with contextlib.suppress(FutureTimeout):
+            future.result(CONNECT_WAIT_SECONDS)
+
     def tell(self, child_id: str, message: Any) -> bool:
         """Send `message` to the remote child; False when it cannot be sent (no link, no JSON form)."""
-        loop, outbox = self._loop, self._outbox
+        loop = self._loop
+        outbox = self._outbox if isinstance(message, TicksReceived) else self._reliable
         if loop is None or outbox is None or self._stopped.is_set():
             self.dropped += 1
             return False
@@ -123,11 +145,17 @@ class Link:
             return False
         subject = internal_subject(self.instance, child_id)
         try:
-            loop.call_soon_threadsafe(outbox.put_nowait, (subject, data))
+            loop.call_soon_threadsafe(self._enqueue, outbox, (subject, data))
         except RuntimeError:  # the loop has closed
             self.dropped += 1
             return False
         return True
+
+    def _enqueue(self, queue: asyncio.Queue[tuple[str, bytes] | None], item: tuple[str, bytes]) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
 
     def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
         """The remote child's reply; `default` when nobody serves it; `pykka.Timeout` when it is too slow."""
@@ -157,10 +185,11 @@ class Link:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        loop, outbox = self._loop, self._outbox
-        if loop is not None and outbox is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(outbox.put_nowait, None)
+        loop = self._loop
+        for queue in (self._outbox, self._reliable):
+            if loop is not None and queue is not None:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
         if self._thread.is_alive():
             self._thread.join(STOP_FLUSH_SECONDS + 3.0)
 
@@ -183,7 +212,8 @@ class Link:
             loop.close()
 
     async def _main(self) -> None:
-        self._outbox = asyncio.Queue()
+        self._outbox = asyncio.Queue(FAST_QUEUE_LIMIT)
+        self._reliable = asyncio.Queue()
         nc = await nats.connect(
             self.url,
             name=f"observer-{self.name}",
@@ -197,14 +227,12 @@ class Link:
             reconnected_cb=self._on_reconnected,
         )
         self._nc = nc
-        for child_id in self._local:
-            await nc.subscribe(internal_subject(self.instance, child_id), cb=self._inbound(child_id))
         if self._follow is not None:
             await nc.subscribe(self.figures_subject, cb=self._on_figures)
         sharing = asyncio.create_task(self._share_figures()) if self._share is not None else None
+        reliable = asyncio.create_task(self._send_reliably(nc, self._reliable))
         await nc.flush()
         self._ready.set()
-        logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
         while (item := await self._outbox.get()) is not None:
             subject, data = item
             try:
@@ -213,6 +241,8 @@ class Link:
             except NatsError as error:
                 self.dropped += 1
                 logger.debug("link {}: dropped a message for {}: {}", self.name, subject, error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reliable, STOP_FLUSH_SECONDS)
         if sharing is not None:
             sharing.cancel()
             await self._publish_figures()
@@ -220,6 +250,33 @@ class Link:
             await asyncio.wait_for(nc.drain(), STOP_FLUSH_SECONDS)
         if not nc.is_closed:
             await nc.close()
+
+    async def _subscribe(self) -> None:
+        nc = self._nc
+        if nc is None:
+            return
+        for child_id in self._local:
+            await nc.subscribe(internal_subject(self.instance, child_id), cb=self._inbound(child_id))
+        await nc.flush()
+        logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
+
+    async def _send_reliably(self, nc: Client, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
+        """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS."""
+        while (item := await queue.get()) is not None:
+            subject, data = item
+            deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
+            while True:
+                try:
+                    await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
+                    self.sent += 1
+                    break
+                except NatsError as error:
+                    if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
+                        self.dropped += 1
+                        logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
+                                       type(error).__name__)
+                        break
+                    await asyncio.sleep(RELIABLE_RETRY_SECONDS)
 
     async def _share_figures(self) -> None:
         while True:
@@ -253,8 +310,11 @@ class Link:
                 logger.error("link {}: unreadable message for {!r}: {}", self.name, child_id, error)
                 return
             self.received += 1
-            if not msg.reply:
+            if not msg.reply or (msg.headers or {}).get(TELL_HEADER):
                 directory.tell(child_id, message)
+                if msg.reply:
+                    with contextlib.suppress(NatsError):
+                        await msg.respond(b"")
                 return
             loop = asyncio.get_running_loop()
             try:
