@@ -72,6 +72,8 @@ class ChildSpec:
     shutdown_timeout: float = 5.0
     start_timeout: float = 10.0
     backoff: Backoff | None = None
+    before_stop: Callable[[], None] | None = field(default=None, compare=False)
+    """Called just before an orderly stop of the child (e.g. to let mail from another process arrive)."""
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -338,6 +340,8 @@ class SupervisorActor(ObserverActor):
             if child.timer is not None:
                 child.timer.cancel()
                 child.timer = None
+            if child.spec.before_stop is not None and child.ref is not None:
+                child.spec.before_stop()
             ref, child.ref = child.ref, None
             self._children_directory.unregister(child.spec.id)
             self._children_directory.release(child.spec.id)

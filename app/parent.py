@@ -35,8 +35,9 @@ from tools.kis_sim.sent_log import app_key_hash
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 REPO = Path(__file__).resolve().parents[1]
-ROLES_IN_ORDER = ("stream", "control")
-"""The stream process first: ticks are recorded as soon as anyone subscribes; control stops first."""
+ROLES_IN_ORDER = ("control", "stream")
+"""Start order (stop is the reverse): the stream process stops first, so what its connections say as they
+close (the last gaps) still reaches the control process, whose answers (gap markers) reach the recorder."""
 
 
 class SimulatorLines:

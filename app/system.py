@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,9 @@ class ObserverSystem:
             link.follow(self._absorb)
         self._heartbeat = Heartbeat(self.context.spine, self.health, settings.spine.health_interval_seconds)
         self.specs = child_specs(self.context, role)
+        if link is not None and role == "stream":  # the last gap markers come from control as it stops
+            self.specs = [replace(spec, before_stop=link.settle) if spec.id == "recorder" else spec
+                          for spec in self.specs]
         self.child_ids = tuple(spec.id for spec in self.specs)
         self.remote_ids = tuple(child for child in all_child_ids(self.context) if child not in self.child_ids)
         self.supervisor_name = "supervisor" if role == "all" else f"supervisor.{role}"

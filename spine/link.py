@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -54,6 +55,8 @@ RELIABLE_RETRY_SECONDS = 0.25
 FAST_QUEUE_LIMIT = 200_000
 """Ticks waiting for NATS; past this they are dropped (counted)."""
 TELL_HEADER = "Observer-Tell"
+SETTLE_QUIET_SECONDS = 0.5
+SETTLE_LIMIT_SECONDS = 5.0
 SHARE_INTERVAL_SECONDS = 1.0
 """How often a process shares its figures (counters, the quote board) with the others."""
 STOP_FLUSH_SECONDS = 2.0
@@ -83,10 +86,12 @@ class Link:
         self.sent = 0
         self.dropped = 0
         self.received = 0
+        self._received_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Client | None = None
         self._outbox: asyncio.Queue[tuple[str, bytes] | None] | None = None
         self._reliable: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._sending = False
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._directory: LocalDirectory | None = None
@@ -193,6 +198,20 @@ class Link:
         if self._thread.is_alive():
             self._thread.join(STOP_FLUSH_SECONDS + 3.0)
 
+    def settle(self) -> None:
+        """Wait (up to SETTLE_LIMIT_SECONDS) until what this process told is acknowledged and nothing has
+        arrived for SETTLE_QUIET_SECONDS: the answers to its last messages are in."""
+        deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
+        reliable = self._reliable
+        while reliable is not None and (reliable.qsize() or self._sending) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            quiet_from = max(since, self._received_at)
+            if time.monotonic() - quiet_from >= SETTLE_QUIET_SECONDS:
+                return
+            time.sleep(0.05)
+
     @property
     def connected(self) -> bool:
         nc = self._nc
@@ -264,6 +283,7 @@ class Link:
         """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS."""
         while (item := await queue.get()) is not None:
             subject, data = item
+            self._sending = True
             deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
             while True:
                 try:
@@ -277,6 +297,7 @@ class Link:
                                        type(error).__name__)
                         break
                     await asyncio.sleep(RELIABLE_RETRY_SECONDS)
+            self._sending = False
 
     async def _share_figures(self) -> None:
         while True:
@@ -310,6 +331,7 @@ class Link:
                 logger.error("link {}: unreadable message for {!r}: {}", self.name, child_id, error)
                 return
             self.received += 1
+            self._received_at = time.monotonic()
             if not msg.reply or (msg.headers or {}).get(TELL_HEADER):
                 directory.tell(child_id, message)
                 if msg.reply:
