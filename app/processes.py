@@ -165,7 +165,7 @@ class ProcessSupervisor:
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
-            start_new_session=True,  # a Ctrl-C at the terminal reaches this process, which stops them in order
+            start_new_session=True,  # a Ctrl-C reaches only this process, which stops them in order
             preexec_fn=_die_with_parent_thread if _PRCTL is not None else None,
         )
         child.process = process
