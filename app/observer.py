@@ -267,6 +267,8 @@ def run(
         if surface is not None:
             surface.start()
         system.start()
+        if role != "all":
+            print(f"observer: {role} ready", flush=True)  # the parent starts the stream once control is
         status.start()
         if chaos and simulator is not None and duration is not None:
             max_restarts, period = system.supervisor.restart_limit

@@ -36,8 +36,11 @@ from tools.kis_sim.sent_log import app_key_hash
 EXIT_OK, EXIT_CONFIG = 0, 2
 REPO = Path(__file__).resolve().parents[1]
 ROLES_IN_ORDER = ("control", "stream")
-"""Start order (stop is the reverse): the stream process stops first, so what its connections say as they
-close (the last gaps) still reaches the control process, whose answers (gap markers) reach the recorder."""
+"""Start order (stop is the reverse), as in one process: the stream starts once the control actors run (its
+ticks reach triggers and gaps from the first), and stops first, so what its connections say as they close
+(the last gaps) still reaches the control process, whose answers (gap markers) reach the recorder."""
+CONTROL_READY_SECONDS = 180.0
+"""The control process's first start includes issuing tokens (up to a minute apart at KIS) and the universe."""
 
 
 class SimulatorLines:
@@ -112,9 +115,18 @@ def run_processes(args: Any, settings: Settings, simulated: bool, nats_url: str,
         if line.startswith("DASHBOARD "):
             print(line, flush=True)
 
+    control_ready = threading.Event()
+
+    def control_lines(line: str) -> None:
+        if line == "observer: control ready":
+            control_ready.set()
+        forward(line)
+
     for role in ROLES_IN_ORDER:
         (run_dir / f"{role}.summary.json").unlink(missing_ok=True)
-        specs.append(ProcessSpec(role, lambda role=role: role_argv(role), on_line=forward))
+    specs.append(ProcessSpec("control", lambda: role_argv("control"), on_line=control_lines,
+                             ready=control_ready, ready_timeout=CONTROL_READY_SECONDS))
+    specs.append(ProcessSpec("stream", lambda: role_argv("stream"), on_line=forward))
     if (REPO / "store" / "__main__.py").exists() and importlib.util.find_spec("store") is not None:
         specs.append(ProcessSpec("store", lambda: [
             python, "-m", "store", "--nats", nats_url, "--data-dir", str(settings.data_dir),
