@@ -40,7 +40,7 @@ ROLES_IN_ORDER = ("control", "stream")
 ticks reach triggers and gaps from the first), and stops first, so what its connections say as they close
 (the last gaps) still reaches the control process, whose answers (gap markers) reach the recorder."""
 CONTROL_READY_SECONDS = 180.0
-"""The control process's first start includes issuing tokens (up to a minute apart at KIS) and the universe."""
+"""The control process's first start issues tokens (up to a minute apart at KIS) and builds the universe."""
 
 
 class SimulatorLines:
