@@ -3,8 +3,9 @@
 Children start in order and stop in reverse; one that exits while it should run is started again after a
 backoff step; more than `max_restarts` exits within `period_seconds` make the supervisor give up
 (everything is stopped and the run exits 1). Each child's stdout lines go to a handler of its spec (the
-simulator's READY and CLOCK lines, the control process's DASHBOARD line). On Linux a child gets SIGTERM
-when the thread that started it ends, so none outlives a killed parent.
+simulator's READY and CLOCK lines, the control process's DASHBOARD line). On Linux a child gets SIGKILL
+when the thread that started it ends: a killed parent takes its children along, as one process would, and
+none outlives it (so the watcher thread, which starts the restarted ones, is also the one that stops them).
 """
 
 from __future__ import annotations
@@ -109,14 +110,24 @@ class ProcessSupervisor:
         """Stop the children in reverse order: SIGTERM, then SIGKILL after STOP_TIMEOUT_SECONDS."""
         self._stopping.set()
         if self._watcher.is_alive() and threading.current_thread() is not self._watcher:
-            self._watcher.join(5.0)
-        for child in reversed(self._children):
-            self._terminate(child)
+            self._watcher.join(STOP_TIMEOUT_SECONDS * len(self._children) + 5.0)
+        self._terminate_all()
         return self.exit_code
+
+    def _terminate_all(self) -> None:
+        with self._lock:
+            for child in reversed(self._children):
+                self._terminate(child)
 
     # --- the watcher ---------------------------------------------------------------------------
 
     def _watch(self) -> None:
+        try:
+            self._watch_until_stop()
+        finally:
+            self._terminate_all()
+
+    def _watch_until_stop(self) -> None:
         while not self._stopping.wait(0.2):
             now = time.monotonic()
             for child in self._children:
@@ -207,8 +218,8 @@ def _read_lines(stream: IO[str], on_line: Callable[[str], None]) -> None:
 
 
 def _die_with_parent_thread() -> None:
-    """Run in the child before exec: SIGTERM when the thread that started it ends (Linux only)."""
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    """Run in the child before exec: SIGKILL when the thread that started it ends (Linux only)."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 _PR_SET_PDEATHSIG = 1
