@@ -249,7 +249,7 @@ def run(
         Path(settings.log_dir),
         [*system.child_ids, system.supervisor_name],
         settings.log_retention_days,
-        console_level="WARNING" if on_terminal else settings.log_level,
+        console_level="WARNING" if on_terminal or role != "all" else settings.log_level,  # roles: files
     )
     if publisher is not None:
         publisher.start()

@@ -188,7 +188,7 @@ class ProcessSupervisor:
         threading.Thread(
             target=_read_lines, args=(process.stdout, spec.on_line), name=f"{spec.name}-stdout", daemon=True
         ).start()
-        logger.info("process {} started (pid {})", spec.name, process.pid)
+        logger.debug("process {} started (pid {})", spec.name, process.pid)
 
     def _terminate(self, child: _Child) -> None:
         process = child.process
