@@ -26,6 +26,9 @@ from spine.link import Link
 from spine.publisher import NoSpine, Publisher
 from spine.wire import Health
 
+REMOTE_FRESH_SECONDS = 5.0
+"""The other process's word on its children counts this long (it repeats it every second)."""
+
 
 class ObserverSystem:
     """Build with settings, a clock and the KIS endpoints (None: the real ones); `start()`, then `stop()`.
@@ -83,7 +86,11 @@ class ObserverSystem:
             self.specs = [replace(spec, before_stop=link.settle) if spec.id == "recorder" else spec
                           for spec in self.specs]
         self.child_ids = tuple(spec.id for spec in self.specs)
-        self.remote_ids = tuple(child for child in all_child_ids(self.context) if child not in self.child_ids)
+        self.all_child_ids = all_child_ids(self.context)
+        self.remote_ids = tuple(child for child in self.all_child_ids if child not in self.child_ids)
+        self._remote_running: tuple[str, ...] = ()
+        self._remote_restarts: dict[str, int] = {}
+        self._remote_seen_at = 0.0
         self.supervisor_name = "supervisor" if role == "all" else f"supervisor.{role}"
         if restart_limit is None:
             self.supervisor = Supervisor(self.specs, clock=clock, name=self.supervisor_name)
@@ -138,11 +145,30 @@ class ObserverSystem:
 
     def _figures(self) -> dict[str, Any]:
         """What the stream process shares with the control process's dashboard and summary."""
-        return {"metrics": self.metrics.shareable(), "quotes": self.context.quotes.shareable()}
+        return {
+            "metrics": self.metrics.shareable(),
+            "quotes": self.context.quotes.shareable(),
+            "running": list(self.directory.child_ids()),
+            "restarts": self.supervisor.restart_counts(),
+        }
 
     def _absorb(self, figures: dict[str, Any]) -> None:
         self.metrics.absorb(figures.get("metrics", {}))
         self.context.quotes.absorb(figures.get("quotes", {}))
+        self._remote_running = tuple(figures.get("running", ()))
+        self._remote_restarts = dict(figures.get("restarts", {}))
+        self._remote_seen_at = time.monotonic()
+
+    def running_ids(self) -> tuple[str, ...]:
+        """Children running now: this process's, and the other process's as it said within
+        REMOTE_FRESH_SECONDS."""
+        fresh = time.monotonic() - self._remote_seen_at < REMOTE_FRESH_SECONDS
+        remote = self._remote_running if fresh else ()
+        return (*self.directory.child_ids(), *remote)
+
+    def restart_counts(self) -> dict[str, int]:
+        """Restarts of every child, this process's and the other's (as last said)."""
+        return {**self._remote_restarts, **self.supervisor.restart_counts()}
 
     def health(self) -> Health:
         """The `health` message of this moment."""

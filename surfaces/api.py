@@ -229,8 +229,8 @@ class InProcessSurface:
     def health(self) -> dict[str, Any]:
         alive, why_not_alive = self.liveness()
         ready, why_not_ready = self.readiness()
-        running = set(self._directory.child_ids())
-        restarts = self._system.supervisor.restart_counts()
+        running = set(self._system.running_ids())
+        restarts = self._system.restart_counts()
         return {
             "alive": alive,
             "ready": ready,
@@ -238,7 +238,7 @@ class InProcessSurface:
             "spine": "in-process",
             "actors": [
                 {"id": child, "running": child in running, "restarts": int(restarts.get(child, 0))}
-                for child in self._system.child_ids
+                for child in self._system.all_child_ids
             ],
             "tokens": self._tokens(),
             "dead_letters": self._directory.dead_letter_count,
@@ -248,8 +248,8 @@ class InProcessSurface:
         """The actor tree is alive: the supervisor runs and every child is running."""
         if self._system.supervisor.stopped.is_set():
             return False, ["the supervisor has stopped"]
-        running = set(self._directory.child_ids())
-        down = [child for child in self._system.child_ids if child not in running]
+        running = set(self._system.running_ids())
+        down = [child for child in self._system.all_child_ids if child not in running]
         return (not down, [f"actor {child} is not running" for child in down])
 
     def readiness(self) -> tuple[bool, list[str]]:
@@ -284,7 +284,7 @@ class InProcessSurface:
             free = shutil.disk_usage(self._context.paths.root).free
         except OSError:
             free = 0
-        restarts = self._system.supervisor.restart_counts()
+        restarts = self._system.restart_counts()
         gaps = self.gaps()
         return {
             "snapshot": snapshot,
@@ -292,7 +292,7 @@ class InProcessSurface:
             "account_ticks": self._context.quotes.account_ticks(),
             "rest": rest,
             "tokens": self._tokens(),
-            "restarts": {child: int(restarts.get(child, 0)) for child in self._system.child_ids},
+            "restarts": {child: int(restarts.get(child, 0)) for child in self._system.all_child_ids},
             "gap_rate": gaps["rate"],
             "rss_bytes": _rss_bytes(),
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
