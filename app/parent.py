@@ -131,7 +131,7 @@ def run_processes(args: Any, settings: Settings, simulated: bool, nats_url: str,
         specs.append(ProcessSpec("store", lambda: [
             python, "-m", "store", "--nats", nats_url, "--data-dir", str(settings.data_dir),
             "--instance", settings.spine.instance, "--log-dir", str(settings.log_dir),
-        ], on_line=forward))
+        ], on_line=forward, pid_file=run_dir / "store.pid"))
 
     supervisor = ProcessSupervisor(specs)
     stop_requested = threading.Event()

@@ -89,10 +89,19 @@ class ProcessSupervisor:
         for child in self._children:
             self._spawn(child)
             ready = child.spec.ready
-            if ready is not None and not ready.wait(child.spec.ready_timeout):
-                self.stop()
-                wait = child.spec.ready_timeout
-                raise ChildStartFailed(f"{child.spec.name} did not get ready within {wait:g} s")
+            if ready is None:
+                continue
+            deadline = time.monotonic() + child.spec.ready_timeout
+            while not ready.wait(0.2):
+                process = child.process
+                if process is not None and process.poll() is not None:
+                    self.stop()
+                    ended = describe_exit(process.returncode)
+                    raise ChildStartFailed(f"{child.spec.name} ended at its start ({ended})")
+                if time.monotonic() >= deadline:
+                    self.stop()
+                    wait = child.spec.ready_timeout
+                    raise ChildStartFailed(f"{child.spec.name} did not get ready within {wait:g} s")
         self._watcher.start()
         return self
 
