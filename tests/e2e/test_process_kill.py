@@ -42,7 +42,9 @@ def ticks_on_disk(paths: DataPaths) -> int:
     return sum(len(read_jsonl(path).records) for path in paths.observer.glob("scalp/sim1/*/*/ticks_*.jsonl"))
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, process: subprocess.Popen[bytes], what: str) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, process: subprocess.Popen[bytes], what: str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -69,7 +71,8 @@ def test_sigkill_of_control_stream_and_nats_is_survived_without_a_lost_tick(tmp_
                "--summary-json", str(summary_path)]
     out = tmp_path / "run.out"
     with out.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=output,
+                                   stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: all(pid(paths, name) for name in ("nats", "simulator", "stream", "control")),
                      60, process, "every child's pid file")
@@ -81,7 +84,7 @@ def test_sigkill_of_control_stream_and_nats_is_survived_without_a_lost_tick(tmp_
 
             kill_and_wait_for_the_next(paths, "stream", process)
             before = ticks_on_disk(paths)
-            wait_for(lambda: ticks_on_disk(paths) > before + 500, 60, process, "ticks after the stream's restart")
+            wait_for(lambda: ticks_on_disk(paths) > before + 500, 60, process, "ticks after its restart")
 
             kill_and_wait_for_the_next(paths, "nats", process)
             before = ticks_on_disk(paths)
