@@ -77,7 +77,7 @@ from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.state_store import StateStore
 
-TICK_PEERS = ("recorder", "triggers", "gaps")
+TICK_PEERS = ("recorder", "triggers", "gaps", "minute_jobs")
 TOKEN_REFRESH = "token_refresh"
 BAD_FRAME = "bad_frame"
 OBSERVER_STOP = "observer_stop"

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_number,
         help=f"stop gracefully after this many real seconds (--chaos: {CHAOS_DEFAULT_DURATION:g} by default)",
     )
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also write the minute jobs' tables to PostgreSQL (env OBSERVER_POSTGRES_URL)")
     parser.add_argument("--summary-json", type=Path, help="write the run's counts here at exit")
     parser.add_argument("--http", default="127.0.0.1:8600", metavar="HOST:PORT",
                         help="dashboard, API and /metrics (127.0.0.1:8600; port 0: a free one; 'off': none)")

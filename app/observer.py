@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["data_dir"] = args.data_dir
     if args.log_dir is not None:
         overrides["log_dir"] = args.log_dir
+    if args.postgres is not None:
+        overrides["postgres_url"] = args.postgres
     try:
         settings = load_settings(args.config, overrides=overrides)
         mode = choose_mode(settings, args.sim, args.live)
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for account in settings.accounts:
         register_secret(account.app_key)
         register_secret(account.app_secret)
+    if settings.postgres_url is not None:
+        register_secret(settings.postgres_url)
     print(f"observer: {mode.reason}", flush=True)
     with ExitStack() as stack:
         clock: Clock = SystemClock()

@@ -233,6 +233,26 @@ class NotifierSettings(Section):
         return self.discord_webhook_url is not None
 
 
+class PipelineSettings(Section):
+    """The earlier pipeline's minute jobs (`actors.minute_jobs`). A job left None runs in simulator mode and
+    not with KIS accounts, so a newcomer sees candles and a matrix without asking for them."""
+
+    stock_candles: bool | None = None
+    """`stocks_1m` for the streamed symbols and the watch list, reconciled with KIS's minute bars."""
+    derivatives: bool | None = None
+    """KOSPI200 futures bars, the option board and its matrix each minute of the futures session."""
+    candle_check: bool | None = None
+    """After the futures close: each table's day against the session's expected candles, refilled."""
+    watchlist: tuple[str, ...] = ()
+    """Symbols whose minute bars are fetched each minute whether or not they are streamed."""
+    signal_alerts: Literal["off", "monitor", "trade"] = "trade"
+    """dolpha1 signals at this level or above raise an alert (with the notifier's cooldown)."""
+    flush_minutes: PositiveInt = 5
+    """Parquet part files are written at least this often (minutes of the observer's clock) and at stop."""
+    postgres_retry_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Waits between attempts to reach PostgreSQL while it is down (real seconds, the last repeated)."""
+
+
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -262,6 +282,9 @@ class Settings(Section):
     tokens: TokenSettings = TokenSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     notifier: NotifierSettings = NotifierSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    postgres_url: SecretStr | None = None
+    """PostgreSQL for the pipeline's tables besides Parquet (`--postgres`, `OBSERVER_POSTGRES_URL`)."""
     accounts: tuple[Account, ...] = ()
 
     @field_validator("accounts")

@@ -81,6 +81,13 @@ _CONDITIONS: dict[str, Callable[[float, float], str]] = {
     "turnover_surge_fall": lambda v, th: (
         f"turnover vs a normal day's pace {v:.2f}x >= {th:.2f}x while falling"
     ),
+    **{
+        f"dolpha1_{level}_{side}": (
+            lambda v, th, where=where: f"close {v:.2f} ATR {where} VWAP, beyond {th:.2f} ATR"
+        )
+        for level in ("monitor", "trade")
+        for side, where in (("long", "below"), ("short", "above"))
+    },
 }
 
 
@@ -94,6 +101,10 @@ _SIGNAL_LABELS: dict[str, str] = {
     "disparity": "disparity",
     "return_drop": "return drop",
     "turnover_surge_fall": "turnover surge while falling",
+    "dolpha1_monitor_long": "dolpha1 watch (long)",
+    "dolpha1_monitor_short": "dolpha1 watch (short)",
+    "dolpha1_trade_long": "dolpha1 trade (long)",
+    "dolpha1_trade_short": "dolpha1 trade (short)",
 }
 
 _SYSTEM_LABELS: dict[str, str] = {
@@ -101,6 +112,7 @@ _SYSTEM_LABELS: dict[str, str] = {
     "scanner.safe_mode.ended": "scanner out of safe mode",
     "recorder.write_failed": "data files cannot be written",
     "recorder.write_recovered": "data files written again",
+    "postgres": "PostgreSQL unreachable",
 }
 
 

@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from app.derivatives_minute import CHAIN_TABLE, derivatives_minute
 from config.accounts import Account
 from core.option_matrix import atm_strike
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
+from pipeline.derivatives_minute import CHAIN_TABLE, derivatives_minute
 from runtime.clock import KST
 from store.postgres import migrate, upsert
 from store.tables import DOLPHA1_SIGNAL, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE, TABLES, to_table
