@@ -125,6 +125,7 @@ class MinuteJobsActor(ObserverActor):
             on_outage=self._alert_outage,
             now=self.context.clock.now,
         )
+        self._store.open()
         jobs = [name for name, on in (("stock candles", self.stock_on), ("derivatives", self.derivatives_on),
                                       ("candle check", self.check_on)) if on]
         where = "Parquet and PostgreSQL" if self._store.postgres else "Parquet"

@@ -90,6 +90,15 @@ class PipelineStore:
     def flush_parquet(self) -> int:
         return self._parquet.flush()
 
+    def open(self) -> None:
+        """Connect and apply the migrations now (at start), so the tables exist before the first minute."""
+        if self._url is None:
+            return
+        try:
+            self._connect()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            self._down(error)
+
     def sync(self) -> bool:
         """Send what waits to PostgreSQL when it is due; True when nothing waits any more."""
         if self._url is None or not self._pending:

@@ -1,0 +1,168 @@
+"""MinuteJobsActor against the simulator over real sockets: a few simulated minutes of streamed and watched
+stock candles, futures bars, the option board and its matrix in Parquet; the same rows in a real PostgreSQL
+that is stopped mid-run and restarted (nothing lost, nothing doubled); the candle check after the close."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import SecretStr
+
+from actors.minute_jobs import MinuteJobsActor
+from config.settings import PipelineSettings
+from messages.alerts import SystemAlert
+from messages.streaming import SetSubscriptions
+from store.tables import KEYS, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE
+from tests.actors.data_plane_support import DataPlane, wait_until
+from tests.pg_server import PostgresServer, postgres_server
+from tools.kis_sim.server import KisSimulator, SimConfig
+
+WAIT = 60.0
+FRONT, NEXT = "101V03", "101V06"
+
+
+@pytest.fixture
+def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
+    return dataclasses.replace(kis_sim_config, start=clock_time(10, 0, 50), speed=30.0)
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+def start_jobs(plane: DataPlane, pipeline: PipelineSettings, postgres_url: str | None = None) -> Any:
+    settings = plane.context.settings.model_copy(update={
+        "pipeline": pipeline, "postgres_url": None if postgres_url is None else SecretStr(postgres_url),
+    })
+    plane.context = dataclasses.replace(plane.context, settings=settings)
+    ref = MinuteJobsActor.start("minute_jobs", plane.directory, plane.context, tick_seconds=0.1)
+    plane.directory.register("minute_jobs", ref)
+    plane.barrier("minute_jobs")
+    return ref
+
+
+def stream(plane: DataPlane, symbols: tuple[str, ...]) -> None:
+    plane.start_ws()
+    plane.tell("ws.acct1", SetSubscriptions(at=plane.sim.clock.now(), account="acct1", symbols=symbols))
+    plane.wait_confirmed(symbols)
+
+
+def parquet(plane: DataPlane, table: str) -> list[dict[str, Any]]:
+    folder = plane.context.paths.parquet_dir / table
+    files = sorted(folder.glob("date=*/*.parquet"))
+    if not files:
+        return []
+    return pa.concat_tables([pq.read_table(path) for path in files]).to_pylist()
+
+
+def keys(table: str, rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    return Counter(tuple(row[name] for name in KEYS[table]) for row in rows)
+
+
+def test_a_few_minutes_of_candles_and_matrices_reach_parquet(tmp_path: Path, kis_sim: KisSimulator) -> None:
+    plane = DataPlane(tmp_path, kis_sim)
+    plane.peers("recorder", "triggers", "gaps", "notifier")
+    streamed, watched = plane.symbols(2), plane.symbols(1, skip=10)
+    stream(plane, streamed)
+    ref = start_jobs(plane, PipelineSettings(stock_candles=True, derivatives=True, candle_check=False,
+                                             watchlist=watched))
+    assert wait_until(lambda: plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}") >= 6, WAIT)
+    ref.stop()
+
+    stocks = parquet(plane, "stocks_1m")
+    by_symbol: dict[str, list[datetime]] = {}
+    for row in stocks:
+        by_symbol.setdefault(row["symbol"], []).append(row["timestamp"])
+    assert set(by_symbol) == {*streamed, *watched}
+    minutes = sorted(by_symbol[watched[0]])
+    assert len(minutes) >= 3 and minutes[0] <= datetime(2024, 3, 4, 10, 1)
+    steps = [b - a for a, b in itertools.pairwise(minutes)]
+    assert steps == [timedelta(minutes=1)] * (len(minutes) - 1)  # every closed minute once, none skipped
+    assert all(sorted(found) == minutes for found in by_symbol.values())  # the same closed minutes each
+    assert max(keys("stocks_1m", stocks).values()) == 1
+    assert {row["source"] for row in stocks} == {"kis"}  # KIS's bar wins once it is there
+    with plane.context.rest_client("acct1") as client:
+        bar = client.minute_bars(streamed[0], since=minutes[0].time(), until=minutes[0].time())[0]
+    first = next(row for row in stocks if row["symbol"] == streamed[0] and row["timestamp"] == minutes[0])
+    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (
+        bar.open, bar.high, bar.low, bar.close, bar.volume)
+
+    futures = parquet(plane, KOSPI200_FUTURES_TABLE)
+    assert Counter(row["symbol"] for row in futures) == {FRONT: len(minutes), NEXT: len(minutes)}
+    assert max(keys(KOSPI200_FUTURES_TABLE, futures).values()) == 1
+    chain = parquet(plane, "option_chain_raw")
+    assert {row["timestamp"] for row in chain} == set(minutes)
+    matrix = parquet(plane, KOSPI200_MATRIX_TABLE)
+    assert Counter(row["timestamp"] for row in matrix) == dict.fromkeys(minutes, 5)
+    signals = parquet(plane, "dolpha1_signal")
+    assert keys("dolpha1_signal", signals) == keys("dolpha1_signal", stocks) and signals
+
+
+def test_postgres_outage_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, kis_sim: KisSimulator, postgres: PostgresServer
+) -> None:
+    plane = DataPlane(tmp_path, kis_sim)
+    plane.peers("recorder", "triggers", "gaps", "notifier")
+    watched = plane.symbols(2)
+    ref = start_jobs(
+        plane,
+        PipelineSettings(stock_candles=True, derivatives=True, candle_check=False, watchlist=watched,
+                         flush_minutes=1, postgres_retry_seconds=(0.2, 0.5, 1.0)),
+        postgres.url,
+    )
+
+    def in_postgres(table: str) -> int:
+        with psycopg.connect(postgres.url, connect_timeout=2) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    assert wait_until(lambda: in_postgres(KOSPI200_FUTURES_TABLE) >= 4, WAIT)
+    postgres.stop()
+    written = plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}")
+    assert wait_until(lambda: plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}") >= written + 4, WAIT)
+    alerts = plane.received("notifier", SystemAlert)
+    assert [alert.key for alert in alerts] == ["postgres"]
+    postgres.start()
+    total = plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}")
+    assert wait_until(lambda: in_postgres(KOSPI200_FUTURES_TABLE) >= total, WAIT)
+    ref.stop()
+
+    assert len(plane.received("notifier", SystemAlert)) == 1  # one alert for the outage
+    with psycopg.connect(postgres.url) as conn:
+        for table in ("stocks_1m", KOSPI200_FUTURES_TABLE, "option_chain_raw", KOSPI200_MATRIX_TABLE,
+                      "dolpha1_signal"):
+            stored = parquet(plane, table)
+            assert stored and max(keys(table, stored).values()) == 1
+            columns = ", ".join(KEYS[table])
+            found = Counter(conn.execute(f"SELECT {columns} FROM {table}").fetchall())
+            assert found == keys(table, stored), table
+
+
+def test_the_candle_check_refills_the_day_after_the_close(tmp_path: Path, kis_sim_config: SimConfig) -> None:
+    config = dataclasses.replace(kis_sim_config, start=clock_time(15, 44, 20), speed=30.0)
+    with KisSimulator(config) as sim:
+        plane = DataPlane(tmp_path, sim)
+        plane.peers("recorder", "triggers", "gaps", "notifier")
+        ref = start_jobs(plane, PipelineSettings(stock_candles=False, derivatives=True, candle_check=True))
+        assert wait_until(lambda: "candle_checks" in plane.metrics.snapshot(), WAIT)
+        snapshot = plane.metrics.snapshot()
+        ref.stop()
+    assert (snapshot["candle_checks"], snapshot["candle_checks_incomplete"]) == (2, 0)
+    futures = parquet(plane, KOSPI200_FUTURES_TABLE)
+    assert Counter(row["symbol"] for row in futures) == {FRONT: 420, NEXT: 420}
+    assert max(keys(KOSPI200_FUTURES_TABLE, futures).values()) == 1
+    day = {row["timestamp"] for row in futures}
+    assert min(day) == datetime(2024, 3, 4, 8, 45) and max(day) == datetime(2024, 3, 4, 15, 44)
+    assert all(stamp.tzinfo is None for stamp in day)  # the pipeline's tables hold KST wall time
