@@ -17,7 +17,7 @@ with the scan instead of bursting past it; the tick path only pays a tell. Rows 
 configured, PostgreSQL (`pipeline.store`); Parquet is flushed every `pipeline.flush_minutes` of the clock
 and at stop. A job that fails (KIS error, transport) is logged as one line and the next minute runs.
 
-Each job is switched by `pipeline.*`; None means on in simulator mode (no KIS accounts), off otherwise.
+Each job is switched by `pipeline.*` (unset: off, but `app.observer` turns it on in simulator mode).
 
 | Message | Effect |
 |---|---|
@@ -87,10 +87,9 @@ class MinuteJobsActor(ObserverActor):
         super().__init__(name, directory)
         self.context = context
         settings = context.settings.pipeline
-        simulated = context.settings.simulated
-        self.stock_on = simulated if settings.stock_candles is None else settings.stock_candles
-        self.derivatives_on = simulated if settings.derivatives is None else settings.derivatives
-        self.check_on = simulated if settings.candle_check is None else settings.candle_check
+        self.stock_on = bool(settings.stock_candles)
+        self.derivatives_on = bool(settings.derivatives)
+        self.check_on = bool(settings.candle_check)
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
         self._params = Params()
         self._alert_levels = ALERT_LEVELS[settings.signal_alerts]

@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sim_overrides: dict[str, Any] = {
                 "accounts": sim_accounts(args.accounts),
                 "tokens": {"cache_dir": str(Path(settings.data_dir) / "sim" / "tokens")},
+                "pipeline": settings.pipeline.simulator_defaults(),
             }
             if args.chaos:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}

@@ -234,8 +234,8 @@ class NotifierSettings(Section):
 
 
 class PipelineSettings(Section):
-    """The earlier pipeline's minute jobs (`actors.minute_jobs`). A job left None runs in simulator mode and
-    not with KIS accounts, so a newcomer sees candles and a matrix without asking for them."""
+    """The earlier pipeline's minute jobs (`actors.minute_jobs`). A job left None is off, except in simulator
+    mode, which turns it on (`simulator_defaults`) so a newcomer sees candles and a matrix."""
 
     stock_candles: bool | None = None
     """`stocks_1m` for the streamed symbols and the watch list, reconciled with KIS's minute bars."""
@@ -251,6 +251,11 @@ class PipelineSettings(Section):
     """Parquet part files are written at least this often (minutes of the observer's clock) and at stop."""
     postgres_retry_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
     """Waits between attempts to reach PostgreSQL while it is down (real seconds, the last repeated)."""
+
+    def simulator_defaults(self) -> dict[str, bool]:
+        """The jobs simulator mode turns on: those the configuration left unset."""
+        jobs = ("stock_candles", "derivatives", "candle_check")
+        return {name: True for name in jobs if getattr(self, name) is None}
 
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
