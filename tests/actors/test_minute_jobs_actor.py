@@ -21,8 +21,10 @@ from pydantic import SecretStr
 
 from actors.minute_jobs import MinuteJobsActor
 from config.settings import PipelineSettings
-from messages.alerts import SystemAlert
+from core.dolpha1 import Bar, Level, signals
+from messages.alerts import AlertRaised, SystemAlert
 from messages.streaming import SetSubscriptions
+from runtime.clock import KST
 from store.tables import KEYS, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE
 from tests.actors.data_plane_support import DataPlane, wait_until
 from tests.pg_server import PostgresServer, postgres_server
@@ -166,3 +168,27 @@ def test_the_candle_check_refills_the_day_after_the_close(tmp_path: Path, kis_si
     day = {row["timestamp"] for row in futures}
     assert min(day) == datetime(2024, 3, 4, 8, 45) and max(day) == datetime(2024, 3, 4, 15, 44)
     assert all(stamp.tzinfo is None for stamp in day)  # the pipeline's tables hold KST wall time
+
+
+def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
+    tmp_path: Path, kis_sim_config: SimConfig
+) -> None:
+    config = dataclasses.replace(kis_sim_config, start=clock_time(10, 0, 50), speed=60.0)
+    with KisSimulator(config) as sim:
+        plane = DataPlane(tmp_path, sim)
+        plane.peers("recorder", "triggers", "gaps", "notifier")
+        watched = plane.symbols(6, skip=20)
+        ref = start_jobs(plane, PipelineSettings(stock_candles=True, derivatives=False, candle_check=False,
+                                                 watchlist=watched, signal_alerts="monitor"))
+        assert wait_until(lambda: plane.metrics.count("stock_candles") >= 6 * 18, WAIT)
+        ref.stop()
+    stocks = sorted(parquet(plane, "stocks_1m"), key=lambda row: row["timestamp"])
+    expected = set()
+    for symbol in watched:
+        mine = [row for row in stocks if row["symbol"] == symbol]
+        bars = [Bar(r["timestamp"].replace(tzinfo=KST), r["high"], r["low"], r["close"], r["volume"])
+                for r in mine]
+        expected |= {(symbol, f"dolpha1_{s.level}_{s.side}", s.minute + timedelta(minutes=1))
+                     for s in signals(symbol, bars) if s.changed and s.level is not Level.NONE}
+    raised = {(m.alert.symbol, m.alert.signal, m.alert.at) for m in plane.received("notifier", AlertRaised)}
+    assert expected and raised == expected
