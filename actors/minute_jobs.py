@@ -10,7 +10,7 @@ Once a minute has closed (plus `GRACE` for the last frames in flight) the actor,
 - in the derivatives session, the KOSPI200 futures bars, the option board and its matrix
   (`pipeline.derivatives_minute`: three calls);
 - after the derivatives close, once a day, the expected-candle check of what it wrote today, refilling
-  what KIS still has (`pipeline.candle_check`).
+  what KIS still has (`pipeline.candle_check`), and the day's Parquet parts merged into one file.
 
 Calls go through the account's rate-limited client (the limiter is shared with the scanner), so they pace
 with the scan instead of bursting past it; the tick path only pays a tell. Rows go to Parquet and, when
@@ -162,6 +162,7 @@ class MinuteJobsActor(ObserverActor):
                 self._derivatives(closed)
             self._done = closed
             self.context.metrics.set("minute_jobs_seconds", time.perf_counter() - started)
+            self.context.metrics.inc("minute_job_runs")
         if self.check_on and self._checked != now.date() and now.time() >= CHECK_AFTER.time():
             self._checked = now.date()
             self._check_day(now.date())
@@ -261,6 +262,7 @@ class MinuteJobsActor(ObserverActor):
             incomplete += not check.complete
             self._store.report(check)
             self.log.info("candle check {} {} {:%Y-%m-%d}: {}", table, symbol, day, check.describe())
+        self._store.compact(day)
         self.context.metrics.set("candle_checks", len(targets))
         self.context.metrics.set("candle_checks_incomplete", incomplete)
 

@@ -25,7 +25,7 @@ from loguru import logger
 from pipeline.candle_check import CandleCheck, report
 from runtime.backoff import Backoff
 from runtime.logs import register_secret
-from store.parquet import ParquetWriter, partition_dir
+from store.parquet import ParquetWriter, compact, partition_dir
 from store.postgres import migrate, upsert
 from store.tables import KEYS, TABLES, from_kst_wall_time
 
@@ -89,6 +89,13 @@ class PipelineStore:
 
     def flush_parquet(self) -> int:
         return self._parquet.flush()
+
+    def compact(self, day: date) -> None:
+        """Flush, then merge each table's part files of `day` into one (after the close)."""
+        self.flush_parquet()
+        for table in PIPELINE_TABLES:
+            if partition_dir(self.parquet_root, table, day).exists():
+                compact(self.parquet_root, table, day)
 
     def open(self) -> None:
         """Connect and apply the migrations now (at start), so the tables exist before the first minute."""

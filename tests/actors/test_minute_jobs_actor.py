@@ -168,6 +168,8 @@ def test_the_candle_check_refills_the_day_after_the_close(tmp_path: Path, kis_si
     day = {row["timestamp"] for row in futures}
     assert min(day) == datetime(2024, 3, 4, 8, 45) and max(day) == datetime(2024, 3, 4, 15, 44)
     assert all(stamp.tzinfo is None for stamp in day)  # the pipeline's tables hold KST wall time
+    folder = plane.context.paths.parquet_dir / KOSPI200_FUTURES_TABLE
+    assert [path.name for path in folder.glob("date=*/*.parquet")] == ["day.parquet"]  # compacted
 
 
 def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
