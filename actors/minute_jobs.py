@@ -2,9 +2,10 @@
 
 Once a minute has closed (plus `GRACE` for the last frames in flight) the actor, on its own thread:
 
-- builds the streamed symbols' candles from the trades it was told (`TicksReceived`, a one-line hook in the
-  connection actor), reconciles them with KIS's minute bars for those symbols and the configured watch
-  list (`pipeline.stock_minute`: one call per symbol and minute) into `stocks_1m`, and dolpha1's features
+- takes the streamed symbols' candles, built from their trades as they came (`TicksReceived`, a one-line
+  hook in the connection actor; `core.candles.CandleBuilder`), reconciles them with KIS's minute bars for
+  those symbols and the configured watch list (`pipeline.stock_minute`: one call per symbol and minute)
+  into `stocks_1m`, and dolpha1's features
   and signals into `dolpha1_signal`; a signal that changed to the configured level raises an `AlertRaised`
   through the notifier, whose cooldown applies;
 - in the derivatives session, the KOSPI200 futures bars, the option board and its matrix
@@ -21,7 +22,7 @@ Each job is switched by `pipeline.*` (unset: off, but `app.observer` turns it on
 
 | Message | Effect |
 |---|---|
-| TicksReceived | trades kept for the candles of the open minutes (only with `stock_candles`) |
+| TicksReceived | each trade into its running minute candle (only with `stock_candles`) |
 | _MinuteDue (own ticker) | the jobs of every minute closed since the last run; flush and PostgreSQL retry |
 """
 
@@ -46,9 +47,8 @@ from core.candles import (
     STOCK_CLOSE,
     STOCK_OPEN,
     Candle,
+    CandleBuilder,
     CandleSource,
-    Trade,
-    candles_from_trades,
     in_session,
     kst_minute,
 )
@@ -93,7 +93,7 @@ class MinuteJobsActor(ObserverActor):
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
         self._params = Params()
         self._alert_levels = ALERT_LEVELS[settings.signal_alerts]
-        self._trades: list[Trade] = []
+        self._builder = CandleBuilder()
         self._candles: dict[str, dict[datetime, Candle]] = defaultdict(dict)
         self._futures_day: date | None = None
         self._checked: date | None = None
@@ -142,7 +142,9 @@ class MinuteJobsActor(ObserverActor):
         match message:
             case TicksReceived(ticks=ticks):
                 if self.stock_on and self._store is not None:
-                    self._trades += [Trade(t.symbol, t.exchange_time, t.price, t.volume) for t in ticks]
+                    add = self._builder.add
+                    for tick in ticks:
+                        add(tick.symbol, tick.exchange_time, tick.price, tick.volume)
             case _MinuteDue():
                 self._run_due()
         return None
@@ -175,10 +177,7 @@ class MinuteJobsActor(ObserverActor):
         """`stocks_1m` and `dolpha1_signal` rows of the minutes first..last (closed) for the symbols streamed
         in them and the watch list."""
         assert self._store is not None and self._client is not None
-        cut = last + timedelta(minutes=1)
-        closed_trades = [trade for trade in self._trades if trade.time < cut]
-        self._trades = [trade for trade in self._trades if trade.time >= cut]
-        built = [c for c in candles_from_trades(closed_trades) if c.minute >= first]
+        built = [c for c in self._builder.take_before(last + timedelta(minutes=1)) if c.minute >= first]
         first = max(first, datetime.combine(last.date(), STOCK_OPEN, tzinfo=KST))
         last = min(last, datetime.combine(last.date(), STOCK_CLOSE, tzinfo=KST) - timedelta(minutes=1))
         if first > last:
