@@ -152,12 +152,15 @@ def test_postgres_outage_loses_nothing_and_doubles_nothing(
             assert found == keys(table, stored), table
 
 
-def test_the_candle_check_refills_the_day_after_the_close(tmp_path: Path, kis_sim_config: SimConfig) -> None:
+def test_the_candle_check_refills_the_day_after_the_close(
+    tmp_path: Path, kis_sim_config: SimConfig, postgres: PostgresServer
+) -> None:
     config = dataclasses.replace(kis_sim_config, start=clock_time(15, 44, 20), speed=30.0)
     with KisSimulator(config) as sim:
         plane = DataPlane(tmp_path, sim)
         plane.peers("recorder", "triggers", "gaps", "notifier")
-        ref = start_jobs(plane, PipelineSettings(stock_candles=False, derivatives=True, candle_check=True))
+        ref = start_jobs(plane, PipelineSettings(stock_candles=False, derivatives=True, candle_check=True),
+                         postgres.url)
         assert wait_until(lambda: "candle_checks" in plane.metrics.snapshot(), WAIT)
         snapshot = plane.metrics.snapshot()
         ref.stop()
@@ -170,6 +173,12 @@ def test_the_candle_check_refills_the_day_after_the_close(tmp_path: Path, kis_si
     assert all(stamp.tzinfo is None for stamp in day)  # the pipeline's tables hold KST wall time
     folder = plane.context.paths.parquet_dir / KOSPI200_FUTURES_TABLE
     assert [path.name for path in folder.glob("date=*/*.parquet")] == ["day.parquet"]  # compacted
+    with psycopg.connect(postgres.url) as conn:
+        status = conn.execute("SELECT component, status, message, data_count FROM system_status"
+                              " ORDER BY component").fetchall()
+        assert int(conn.execute(f"SELECT count(*) FROM {KOSPI200_FUTURES_TABLE}").fetchone()[0]) == 840
+    assert status == [(f"candles:{KOSPI200_FUTURES_TABLE}:{code}", "ok", "420 of 420 candles", 420)
+                      for code in (FRONT, NEXT)]
 
 
 def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
