@@ -125,6 +125,7 @@ class MinuteJobsActor(ObserverActor):
             now=self.context.clock.now,
         )
         self._store.open()
+        self._resume(self.context.clock.now().date())
         jobs = [name for name, on in (("stock candles", self.stock_on), ("derivatives", self.derivatives_on),
                                       ("candle check", self.check_on)) if on]
         where = "Parquet and PostgreSQL" if self._store.postgres else "Parquet"
@@ -271,6 +272,17 @@ class MinuteJobsActor(ObserverActor):
         return check_minutes(table, symbol, day, *session, self._store.minutes(table, symbol, day))
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _resume(self, day: date) -> None:
+        """Today's candles already written (an earlier run or incarnation), so dolpha1's VWAP and ATR cover
+        the whole session and the candle check knows every symbol of the day."""
+        assert self._store is not None
+        for row in self._store.rows("stocks_1m", day):
+            self._candles[row["symbol"]][row["timestamp"]] = Candle(
+                row["symbol"], row["timestamp"], row["open"], row["high"], row["low"], row["close"],
+                row["volume"], CandleSource(row["source"]))
+        if self._store.has_day(KOSPI200_FUTURES_TABLE, day):
+            self._futures_day = day
 
     def _job_failed(self, job: str, error: Exception) -> None:
         self.context.metrics.inc("minute_job_failures")

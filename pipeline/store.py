@@ -129,6 +129,19 @@ class PipelineStore:
         self._failures = 0
         return True
 
+    def rows(self, table: str, day: date) -> list[dict[str, Any]]:
+        """The table's rows in the Parquet files of `day` (flush first), times as aware KST."""
+        found: list[dict[str, Any]] = []
+        for path in sorted(partition_dir(self.parquet_root, table, day).glob("*.parquet")):
+            for row in pq.read_table(path).to_pylist():
+                row["timestamp"] = from_kst_wall_time(row["timestamp"])
+                found.append(row)
+        return found
+
+    def has_day(self, table: str, day: date) -> bool:
+        """Whether the table has Parquet files of `day`."""
+        return any(partition_dir(self.parquet_root, table, day).glob("*.parquet"))
+
     def minutes(self, table: str, symbol: str, day: date) -> set[datetime]:
         """The aware KST minutes `symbol` has rows for in the table's Parquet files of `day` (flush first)."""
         found: set[datetime] = set()

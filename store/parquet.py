@@ -12,6 +12,7 @@ table and drops any row at or below it, so a replay after a crash writes nothing
 from __future__ import annotations
 
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date
@@ -45,6 +46,7 @@ class ParquetWriter:
         self._rows: dict[tuple[str, date], list[Mapping[str, Any]]] = defaultdict(list)
         self._high_seq: dict[str, int] = {name: self._seq_on_disk(name) for name in self.schemas}
         self._parts = 0
+        self._writer = uuid.uuid4().hex[:8]  # a later writer in the same process never reuses a name
 
     def add(self, table: str, day: date, row: Mapping[str, Any], seq: int | None = None) -> bool:
         """Buffer one row of `table` for `day`; False when its stream sequence is already on disk."""
@@ -69,7 +71,7 @@ class ParquetWriter:
             folder = partition_dir(self.root, table, day)
             folder.mkdir(parents=True, exist_ok=True)
             self._parts += 1
-            name = f"part-{os.getpid()}-{self._parts:06d}-{len(rows)}.parquet"
+            name = f"part-{os.getpid()}-{self._writer}-{self._parts:06d}-{len(rows)}.parquet"
             _write_atomically(to_table(self.schemas[table], rows), folder / name)
             written += len(rows)
             del self._rows[(table, day)]

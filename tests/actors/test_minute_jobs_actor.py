@@ -188,11 +188,17 @@ def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
     with KisSimulator(config) as sim:
         plane = DataPlane(tmp_path, sim)
         plane.peers("recorder", "triggers", "gaps", "notifier")
-        watched = plane.symbols(6, skip=20)
-        ref = start_jobs(plane, PipelineSettings(stock_candles=True, derivatives=False, candle_check=False,
-                                                 watchlist=watched, signal_alerts="monitor"))
-        assert wait_until(lambda: plane.metrics.count("stock_candles") >= 6 * 18, WAIT)
+        watched = plane.symbols(8, skip=20)
+        settings = PipelineSettings(stock_candles=True, derivatives=False, candle_check=False,
+                                    watchlist=watched, signal_alerts="monitor")
+        ref = start_jobs(plane, settings)
+        assert wait_until(lambda: plane.metrics.count("stock_candles") >= 8 * 12, WAIT)
+        ref.stop()  # a restart: the next incarnation goes on from the day's stored candles
+        plane.directory.unregister("minute_jobs")
+        ref = start_jobs(plane, settings)
+        assert wait_until(lambda: plane.metrics.count("stock_candles") >= 8 * 26, WAIT)
         ref.stop()
+        plane.barrier("notifier")
     stocks = sorted(parquet(plane, "stocks_1m"), key=lambda row: row["timestamp"])
     expected = set()
     for symbol in watched:
@@ -203,3 +209,9 @@ def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
                      for s in signals(symbol, bars) if s.changed and s.level is not Level.NONE}
     raised = {(m.alert.symbol, m.alert.signal, m.alert.at) for m in plane.received("notifier", AlertRaised)}
     assert expected and raised == expected
+    stored = {(row["symbol"], row["timestamp"]): row["vwap"] for row in parquet(plane, "dolpha1_signal")}
+    for symbol in watched:
+        mine = [row for row in stocks if row["symbol"] == symbol]
+        bars = [Bar(r["timestamp"], r["high"], r["low"], r["close"], r["volume"]) for r in mine]
+        for signal in signals(symbol, bars):  # the session's VWAP across the restart
+            assert stored[(symbol, signal.minute)] == pytest.approx(signal.vwap)
