@@ -275,7 +275,8 @@ class MinuteJobsActor(ObserverActor):
 
     def _resume(self, day: date) -> None:
         """Today's candles already written (an earlier run or incarnation), so dolpha1's VWAP and ATR cover
-        the whole session and the candle check knows every symbol of the day."""
+        the whole session and the candle check knows every symbol of the day; and today's rows queued for
+        PostgreSQL again, for those that run could not deliver."""
         assert self._store is not None
         for row in self._store.rows("stocks_1m", day):
             self._candles[row["symbol"]][row["timestamp"]] = Candle(
@@ -283,6 +284,8 @@ class MinuteJobsActor(ObserverActor):
                 row["volume"], CandleSource(row["source"]))
         if self._store.has_day(KOSPI200_FUTURES_TABLE, day):
             self._futures_day = day
+        if self._store.requeue_day(day):
+            self._store.sync()
 
     def _job_failed(self, job: str, error: Exception) -> None:
         self.context.metrics.inc("minute_job_failures")

@@ -5,7 +5,8 @@ file at each `flush`. PostgreSQL gets every batch through `store.postgres.upsert
 applied on the first connection. When the database cannot be reached the batches wait in memory in their
 order and the store tries again after the next step of its backoff; `on_outage` is called once per outage
 (the actor turns it into one SystemAlert), and when the database answers again the waiting batches go in
-first, so nothing is lost and, the writes being upserts, nothing is doubled.
+first, so nothing is lost and, the writes being upserts, nothing is doubled. At start the day's Parquet rows
+are queued again (`requeue_day`), so rows a stopped run could not deliver reach the database too.
 """
 
 from __future__ import annotations
@@ -81,6 +82,19 @@ class PipelineStore:
         if batch and self._url is not None:
             self._pending.append((table, batch))
         return len(batch)
+
+    def requeue_day(self, day: date) -> int:
+        """Queue the Parquet rows of `day` for PostgreSQL again (at start: rows an earlier run or incarnation
+        could not deliver before it stopped; the upserts leave the rows already there alone); how many."""
+        if self._url is None:
+            return 0
+        count = 0
+        for table in PIPELINE_TABLES:
+            rows = self.rows(table, day)
+            if rows:
+                self._pending.append((table, rows))
+                count += len(rows)
+        return count
 
     def report(self, check: CandleCheck) -> None:
         """The check's outcome for `system_status` (PostgreSQL only; the actor logs it too)."""

@@ -152,6 +152,30 @@ def test_postgres_outage_loses_nothing_and_doubles_nothing(
             assert found == keys(table, stored), table
 
 
+def test_rows_a_run_stopped_during_an_outage_could_not_deliver_reach_postgres_at_the_next_start(
+    tmp_path: Path, kis_sim: KisSimulator, postgres: PostgresServer
+) -> None:
+    plane = DataPlane(tmp_path, kis_sim)
+    plane.peers("recorder", "triggers", "gaps", "notifier")
+    settings = PipelineSettings(stock_candles=False, derivatives=True, candle_check=False,
+                                postgres_retry_seconds=(0.2, 0.5))
+    postgres.stop()
+    ref = start_jobs(plane, settings, postgres.url)
+    assert wait_until(lambda: plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}") >= 4, WAIT)
+    ref.stop()  # its waiting rows are only in Parquet now
+    plane.directory.unregister("minute_jobs")
+    postgres.start()
+    ref = start_jobs(plane, settings, postgres.url)
+    total = plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}") + 2
+    assert wait_until(lambda: plane.metrics.count(f"rows_{KOSPI200_FUTURES_TABLE}") >= total, WAIT)
+    ref.stop()
+    with psycopg.connect(postgres.url) as conn:
+        for table in (KOSPI200_FUTURES_TABLE, "option_chain_raw", KOSPI200_MATRIX_TABLE):
+            stored = parquet(plane, table)
+            found = Counter(conn.execute(f"SELECT {', '.join(KEYS[table])} FROM {table}").fetchall())
+            assert found == keys(table, stored) and max(found.values()) == 1, table
+
+
 def test_the_candle_check_refills_the_day_after_the_close(
     tmp_path: Path, kis_sim_config: SimConfig, postgres: PostgresServer
 ) -> None:
