@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Observer: a real-time KRX market observer on the KIS Open API. Without KIS credentials in the "
             "environment it runs the whole system against the embedded KIS simulator. "
-            "`run.py ctl --help`: steer a running observer through its HTTP API."
+            "`run.py ctl --help`: steer a running observer through its HTTP API; "
+            "`run.py restore ARCHIVE --data-dir DIR`: a day's backup into an empty directory."
         ),
     )
     mode = parser.add_mutually_exclusive_group()

@@ -37,6 +37,7 @@ from runtime.logs import register_secret, setup_logging
 from runtime.paths import DataPaths
 from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
+from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ctl"]:
         return ctl.main(argv[1:])
+    if argv[:1] == ["restore"]:
+        return restore_command.main(argv[1:])
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:

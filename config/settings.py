@@ -164,6 +164,17 @@ class RecorderSettings(Section):
     5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
 
 
+class StorageSettings(Section):
+    """What the 21:00 job keeps, in days (today counts as one), and a second place for the day's archive (a
+    mounted disk); logs keep `log_retention_days`."""
+
+    journal_days: PositiveInt = 30
+    parquet_days: PositiveInt = 730
+    backup_days: PositiveInt = 30
+    ledger_days: PositiveInt = 365
+    backup_copy_dir: Path | None = None
+
+
 class GapSettings(Section):
     expected_interval_ms: PositiveInt = 500
     tolerance_ms: int = Field(default=200, ge=0)
@@ -273,6 +284,7 @@ class Settings(Section):
     websocket: WebSocketSettings = WebSocketSettings()
     gaps: GapSettings = GapSettings()
     recorder: RecorderSettings = RecorderSettings()
+    storage: StorageSettings = StorageSettings()
     recovery: RecoverySettings = RecoverySettings()
     tokens: TokenSettings = TokenSettings()
     schedule: ScheduleSettings = ScheduleSettings()
