@@ -15,7 +15,9 @@ the notifier, not here), so the archive holds the whole day.
 
 One tick file per symbol and day, because analysis loads one symbol at a time:
 `pandas.read_json(path, lines=True)` gives one row per tick with the columns `symbol, exchange_time,
-received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source`.
+received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source, venue,
+tr_id`. `venue` is KRX, NXT, or UN for a unified-feed trade made while both venues were in session
+(`core.sessions.venue_of`); `tr_id` is the feed's TR (H0UNCNT0, H0STCNT0 or H0NXCNT0).
 `source` is "ws" for streamed ticks and "recovery" for minute bars back-filled into a gap (those rows add
 `open, high, low, close, gap_start, gap_end`, and `cum_volume` is null). Recovered rows are appended when
 the recovery happens, so sort by `exchange_time` before use. The day of a file is the clock's day when
@@ -67,6 +69,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.recovery import RecoveryRecord
 from core.schedule import DayEvent
+from core.sessions import venue_of
 from kis.models import MultiQuote
 from kis.ticks import TradeTick
 from messages.market import ScanCompleted, TicksReceived, UniverseReady
@@ -194,6 +197,7 @@ class RecorderActor(ObserverActor):
         account = message.account
         writers = self._writers
         iso = self._iso
+        sessions = self.context.settings.sessions
         due = time.monotonic() - TICK_FLUSH_AGE_SECONDS
         stale: list[JsonlWriter] = []
         written = 0
@@ -203,7 +207,8 @@ class RecorderActor(ObserverActor):
                 writer = self._tick_writer(account, day, tick.symbol)
                 if writer is None:
                     continue
-            writer.write_line(tick_line(tick, iso(tick.exchange_time), received))
+            venue = venue_of(tick.feed, tick.exchange_time, sessions)
+            writer.write_line(tick_line(tick, iso(tick.exchange_time), received, venue))
             written += 1
             if writer.buffered_since <= due:
                 stale.append(writer)
@@ -386,13 +391,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tick_line(tick: TradeTick, exchange_time: str, received_at: str) -> str:
+def tick_line(tick: TradeTick, exchange_time: str, received_at: str, venue: str = "KRX") -> str:
     """One tick as a JSON line. Numbers come from int()/float() in the codec; text is escaped if needed."""
     return (
         f'{{"symbol":"{tick.symbol}","exchange_time":"{exchange_time}","received_at":"{received_at}",'
         f'"price":{tick.price},"volume":{tick.volume},"cum_volume":{tick.cum_volume},'
         f'"cum_value":{tick.cum_value},"change_rate":{json_number(tick.change_rate)},"ask1":{tick.ask1},'
-        f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws"}}'
+        f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws",'
+        f'"venue":{json_text(venue)},"tr_id":{json_text(tick.tr_id)}}}'
     )
 
 

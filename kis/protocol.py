@@ -66,7 +66,10 @@ ORDER_BOOK_TR_IDS: dict[str, TrId] = {
     "krx": TrId.ORDER_BOOK, "nxt": TrId.ORDER_BOOK_NXT, "unified": TrId.ORDER_BOOK_UNIFIED,
 }
 """The order book TR id of each feed; the NXT and unified books append six mid-price columns."""
-MARKET_CODES: dict[str, MarketCode] = {"krx": MarketCode.KRX, "nxt": MarketCode.NXT, "unified": MarketCode.UNIFIED}
+MARKET_CODES: dict[str, MarketCode] = {
+    "krx": MarketCode.KRX, "nxt": MarketCode.NXT, "unified": MarketCode.UNIFIED,
+}
+"""The quote and chart market code of each feed."""
 FEED_OF_TRADE_TR: dict[str, str] = {tr_id.value: feed for feed, tr_id in TRADE_TR_IDS.items()}
 
 

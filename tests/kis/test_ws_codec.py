@@ -87,11 +87,12 @@ def test_live_frame_decodes_to_one_typed_tick() -> None:
     assert len(tick.fields) == len(H0STCNT0_FIELDS)
 
 
-def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_last_and_out_of_its_repr() -> None:
+def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_out_of_its_repr_and_its_tr_last() -> None:
     frame = decode(LIVE_FRAME)
     assert isinstance(frame, TradeFrame)
     (tick,) = frame.ticks
-    assert TradeTick._fields[-1] == "fields" and len(TradeTick._fields) == 18
+    assert TradeTick._fields[-2:] == ("fields", "tr_id") and len(TradeTick._fields) == 19
+    assert tick.tr_id == "H0STCNT0" and tick.feed == "krx"
     with pytest.raises(AttributeError):
         tick.price = 1  # type: ignore[misc]
     assert tick._replace(side="5").side == "5" and tick.side == "1"
@@ -99,6 +100,7 @@ def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_last_and_out_of_
     assert rebuilt == tick and hash(rebuilt) == hash(tick)
     assert repr(tick).startswith("TradeTick(symbol='005930', exchange_time=")
     assert "hour_class='0'" in repr(tick) and "fields" not in repr(tick) and "607878273600" in repr(tick)
+    assert "tr_id='H0STCNT0'" in repr(tick)
     assert {name: getattr(tick, name) for name in tick._fields} == tick._asdict()
 
 
