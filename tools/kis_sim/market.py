@@ -67,6 +67,8 @@ NXT_LISTED_SHARE = 0.3
 """The share of the universe, largest market caps first, that Nextrade lists (about 800 of 2,700 in 2025)."""
 NXT_MAIN_SHARE = 0.15
 """NXT's share of a listed symbol's trades and volume while both venues trade."""
+NXT_BARS_PER_CALL = 30
+"""Minute bars in one NX/UN chart answer (KIS's page size)."""
 NXT_OFF_HOURS_ACTIVITY = 0.1
 """Pre- and after-market trade rate and volume against an average KRX minute."""
 
@@ -534,6 +536,46 @@ class Market:
             ))
         return result
 
+    def _feed_minute_bars(
+        self, code: str, at: datetime, until: time, market_code: str
+    ) -> list[MinuteBarState]:
+        """Minute bars of the NXT ("NX") or unified ("UN") trades, every minute of the window included."""
+        until_minute = until.replace(second=0, microsecond=0)
+        last_start = min(
+            at.replace(second=0, microsecond=0), datetime.combine(self.trading_date, until_minute, tzinfo=KST)
+        )
+        first_start = max(self.nxt_open, last_start - timedelta(minutes=NXT_BARS_PER_CALL - 1))
+        if last_start < first_start:
+            return []
+        trades_of = self.unified_trades if market_code == "UN" else self.nxt_trades
+        trades = trades_of(code, first_start - _MICROSECOND, min(at, last_start + timedelta(minutes=1)))
+        venues = (KRX, NXT) if market_code == "UN" else (NXT,)
+        running = [self._running(code, first_start - _MICROSECOND, venue) for venue in venues]
+        cum_volume, cum_value = sum(r[0] for r in running), sum(r[1] for r in running)
+        last = trades[0].price if trades else self.quote(code, at).price
+        bars = []
+        start = first_start
+        index = 0
+        while start <= last_start:
+            end = start + timedelta(minutes=1)
+            minute = []
+            while index < len(trades) and trades[index].time < end:
+                minute.append(trades[index])
+                index += 1
+            if minute:
+                prices = [trade.price for trade in minute]
+                volume = sum(trade.volume for trade in minute)
+                value = minute[-1].cum_value - cum_value
+                cum_volume, cum_value, last = minute[-1].cum_volume, minute[-1].cum_value, prices[-1]
+                bars.append(MinuteBarState(
+                    code, start, prices[0], max(prices), min(prices), last, volume, value,
+                    cum_volume, cum_value,
+                ))
+            else:
+                bars.append(MinuteBarState(code, start, last, last, last, last, 0, 0, cum_volume, cum_value))
+            start = end
+        return bars
+
     def _running(self, code: str, at: datetime, venue: str) -> tuple[int, int, int, int, int]:
         """(cumulative volume, value, day open, high, low) of `code` on `venue` through `at`."""
         if venue == KRX:
@@ -604,13 +646,19 @@ class Market:
             ask1, bid1, halted,
         )
 
-    def minute_bars(self, code: str, at: datetime, until: time) -> list[MinuteBarState]:
+    def minute_bars(
+        self, code: str, at: datetime, until: time, market_code: str = "J"
+    ) -> list[MinuteBarState]:
         """Today's minute bars that start at or before `until` and have started by `at`, oldest first.
 
-        The minute in progress at `at` is included with the trades so far.
+        The minute in progress at `at` is included with the trades so far. `market_code` "J" gives KRX's
+        bars from 09:00; "NX" and "UN" the last `NXT_BARS_PER_CALL` minutes of NXT's or both venues'
+        trades (their running totals are that feed's).
         """
         if code not in self.listings:
             raise KeyError(code)
+        if market_code != "J":
+            return self._feed_minute_bars(code, at, until, market_code)
         at_us = self._session_us(at)
         if at_us < 0:
             return []
