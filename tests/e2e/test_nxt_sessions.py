@@ -67,7 +67,7 @@ def test_the_unified_feed_records_nxt_trades_outside_krx_hours(
     files = tick_files(DataPaths(tmp_path / "data"), ACCOUNT, DAY)
     for symbol in watched:
         assert symbol in files, f"no ticks of the NXT-listed {symbol}"
-        records = read_jsonl(files[symbol]).records
+        records = [record for record in read_jsonl(files[symbol]).records if record["source"] == "ws"]
         assert records
         assert {(record["venue"], record["tr_id"]) for record in records} == {("NXT", "H0UNCNT0")}
         for record in records:
