@@ -8,7 +8,10 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 
+from kis.ratelimit import RateLimiterRegistry
+from kis.rest import KisRestClient
 from runtime.clock import KST
+from tests.kis.test_rest_client import FAST_RETRIES, make_account
 from tests.kis_sim.ws_helpers import connect, parse_data_frame, recv_until, send_and_ack
 from tools.kis_sim.market import NXT_LISTED_SHARE, Market
 from tools.kis_sim.server import SimConfig
@@ -155,3 +158,19 @@ def test_nxt_and_unified_books_have_the_mid_price_columns(kis_sim, session, appr
 def test_the_other_unified_trs_are_acknowledged(session, approval, tr_id):
     ack = send_and_ack(session, approval, tr_id, "005930")
     assert (ack["header"]["tr_id"], ack["body"]["msg_cd"]) == (tr_id, "OPSP0000")
+
+
+def test_unified_minute_bars_carry_both_venues_and_the_after_market(kis_sim):
+    code = largest_listed(kis_sim.market)
+    client = KisRestClient(make_account(), base_url=kis_sim.rest_url, clock=kis_sim.clock,
+                           rate_limits=FAST_RETRIES, limiters=RateLimiterRegistry())
+    with client:
+        unified = client.minute_bars(code, since=time(15, 0), until=time(15, 34), market_code="UN")
+        krx = client.minute_bars(code, since=time(15, 0), until=time(15, 34))
+    assert [bar.time.time() for bar in unified] == [time(15, minute) for minute in range(35)]
+    assert krx[-1].time.time() == time(15, 29)
+    moment = timedelta(microseconds=1)
+    trades = kis_sim.market.unified_trades(code, at(15, 30) - moment, at(15, 35) - moment)
+    after_market = sum(bar.volume for bar in unified if bar.time.time() >= time(15, 30))
+    assert after_market == sum(t.volume for t in trades) > 0
+    assert sum(bar.volume for bar in unified[:20]) > sum(bar.volume for bar in krx[:20])  # NXT's share

@@ -342,7 +342,8 @@ class RestApp:
         market_key, code_key = f"FID_COND_MRKT_DIV_CODE{suffix}", f"FID_INPUT_ISCD{suffix}"
         if market_key not in query:
             raise missing_field(market_key)
-        if query[market_key] not in ("J", "NX", "UN"):  # KRX, Nextrade, unified
+        # KRX, Nextrade, unified; the multi-symbol price (numbered keys) has no unified code
+        if query[market_key] not in (("J", "NX") if suffix else ("J", "NX", "UN")):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_MRKT_DIV_CODE")
         code = query.get(code_key)
         if code is None:
