@@ -94,6 +94,19 @@ def test_the_unified_pre_market_is_nxt_alone_and_an_unlisted_symbol_is_krx_alone
     assert market.unified_trades(unlisted, *window) == market.trades(unlisted, *window)
 
 
+def test_venue_quotes_add_up_both_venues(market: Market) -> None:
+    code = largest_listed(market)
+    moment = at(17, 0)
+    krx, nxt, unified = (market.venue_quote(code, moment, market_code) for market_code in ("J", "NX", "UN"))
+    last_nxt = market.nxt_trades(code, at(16, 30), moment)[-1]
+    assert nxt.price == last_nxt.price and nxt.volume == last_nxt.cum_volume
+    assert unified.volume == krx.volume + nxt.volume and unified.value == krx.value + nxt.value
+    assert unified.price == nxt.price and krx.price == market.trades(code, at(15, 29), at(15, 30))[-1].price
+    assert unified.high == max(krx.high, nxt.high) and unified.low == min(krx.low, nxt.low)
+    pre = market.venue_quote(code, at(8, 30), "UN")
+    assert pre.volume == market.venue_quote(code, at(8, 30), "NX").volume > 0 and pre.open > 0
+
+
 def test_nxt_trades_are_the_same_whatever_window_is_asked_first() -> None:
     in_order = Market(seed=7, trading_date=DAY, n_symbols=200)
     code = largest_listed(in_order)

@@ -22,6 +22,7 @@ which is what the H0STCNT0, H0NXCNT0 and H0UNCNT0 feeds carry.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import random
@@ -605,6 +606,47 @@ class Market:
                 high = max(high, ticks.highs[last])
                 low = ticks.lows[last] if low == 0 else min(low, ticks.lows[last])
         return volume, value, day_open, high, low
+
+    def venue_quote(self, code: str, at: datetime, market_code: str) -> QuoteState:
+        """`quote` for a quote call's market code: "J" KRX's, "NX" Nextrade's, "UN" both venues' (totals
+        added up, the extremes of both, the price of the venue trading at `at`)."""
+        krx = self.quote(code, at)
+        if market_code == "J":
+            return krx
+        volume, value, day_open, high, low = self._running(code, at, NXT)
+        nxt_price = self._nxt_last_price(code, at)
+        if market_code == "NX":
+            price = nxt_price or krx.prev_close
+        else:
+            krx_open = self.session_open <= at < self.session_close
+            price = nxt_price if nxt_price and not krx_open else krx.price
+            pre_market = self._running(code, self.session_open, NXT)[0] > 0
+            day_open = (day_open if pre_market else krx.open) or krx.open or day_open
+            lows = [one for one in (low, krx.low) if one]
+            volume, value = volume + krx.volume, value + krx.value
+            high, low = max(high, krx.high), min(lows) if lows else 0
+        ask1, bid1 = _book_top(price, "1")
+        return dataclasses.replace(
+            krx, price=price, open=day_open, high=high, low=low, volume=volume, value=value,
+            ask1=ask1, bid1=bid1,
+        )
+
+    def _nxt_last_price(self, code: str, at: datetime) -> int:
+        """The price of `code`'s last Nextrade trade at or before `at`; 0 before its first of the day."""
+        if code not in self.nxt_listed:
+            return 0
+        at_us = min((at - self.nxt_open) // _MICROSECOND, _NXT_MINUTES * _MINUTE_US - 1)
+        if at_us < 0:
+            return 0
+        minute = at_us // _MINUTE_US
+        path = self._nxt_path(code, minute)
+        price = path.closes[minute - 1] if minute and path.cum_volumes[minute - 1] else 0
+        if path.counts[minute]:
+            ticks = self._nxt_minute_ticks(path, minute)
+            upto = bisect.bisect_right(ticks.offsets_us, at_us - minute * _MINUTE_US)
+            if upto:
+                price = ticks.prices[upto - 1]
+        return price
 
     def quote(self, code: str, at: datetime) -> QuoteState:
         """Price, day open/high/low and cumulative volume/value as of `at` (the last trade at or before)."""
