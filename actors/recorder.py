@@ -15,7 +15,9 @@ archive (`store.backup`) holds the whole day, the notifier's alerts ledger and t
 
 One tick file per symbol and day, because analysis loads one symbol at a time:
 `pandas.read_json(path, lines=True)` gives one row per tick with the columns `symbol, exchange_time,
-received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source`.
+received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source, venue,
+tr_id`. `venue` is KRX, NXT, or UN for a unified-feed trade made while both venues were in session
+(`core.sessions.venue_of`); `tr_id` is the feed's TR (H0UNCNT0, H0STCNT0 or H0NXCNT0).
 `source` is "ws" for streamed ticks and "recovery" for minute bars back-filled into a gap (those rows add
 `open, high, low, close, gap_start, gap_end`, and `cum_volume` is null). Recovered rows are appended when
 the recovery happens, so sort by `exchange_time` before use. The day of a file is the clock's day when
@@ -70,6 +72,7 @@ from actors.directory import Directory
 from core.gaps import Gap
 from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
+from core.sessions import venue_of
 from kis.ticks import TradeTick
 from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, TicksReceived, UniverseReady
@@ -211,6 +214,7 @@ class RecorderActor(ObserverActor):
         account = message.account
         writers = self._writers
         iso = self._iso
+        sessions = self.context.settings.sessions
         due = time.monotonic() - TICK_FLUSH_AGE_SECONDS
         stale: list[JsonlWriter] = []
         buffered, limit = self._buffered, self._buffer_limit
@@ -228,7 +232,8 @@ class RecorderActor(ObserverActor):
                     continue
                 if writer is None:
                     continue
-            line = tick_line(tick, iso(tick.exchange_time), received)
+            venue = venue_of(tick.feed, tick.exchange_time, sessions)
+            line = tick_line(tick, iso(tick.exchange_time), received, venue)
             writer.write_line(line)
             buffered += len(line) + 1
             if writer.buffered_since <= due and not writer.failing:
@@ -487,13 +492,14 @@ class RecorderActor(ObserverActor):
         return result
 
 
-def tick_line(tick: TradeTick, exchange_time: str, received_at: str) -> str:
+def tick_line(tick: TradeTick, exchange_time: str, received_at: str, venue: str = "KRX") -> str:
     """One tick as a JSON line. Numbers come from int()/float() in the codec; text is escaped if needed."""
     return (
         f'{{"symbol":"{tick.symbol}","exchange_time":"{exchange_time}","received_at":"{received_at}",'
         f'"price":{tick.price},"volume":{tick.volume},"cum_volume":{tick.cum_volume},'
         f'"cum_value":{tick.cum_value},"change_rate":{json_number(tick.change_rate)},"ask1":{tick.ask1},'
-        f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws"}}'
+        f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws",'
+        f'"venue":{json_text(venue)},"tr_id":{json_text(tick.tr_id)}}}'
     )
 
 

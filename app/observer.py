@@ -200,7 +200,7 @@ def run(
         return EXIT_CONFIG
     if chaos and duration is None:
         duration = CHAOS_DEFAULT_DURATION
-    publisher = None if nats_url is None else Publisher(nats_url, settings.spine)
+    publisher = None if nats_url is None else Publisher(nats_url, settings.spine, sessions=settings.sessions)
     system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher)
     on_terminal = sys.stdout.isatty()
     setup_logging(

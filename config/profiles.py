@@ -6,6 +6,9 @@
 - `hybrid`: websocket_monitor_hybrid.md: a 60 s REST scan (120 s in safe mode), 20 WebSocket
   subscriptions rebalanced every 60 s, a 180 s re-subscribe cooldown, the disparity signal on, and a
   600 s alert cooldown.
+
+Both stream the unified feed (`websocket.feed`: KRX and Nextrade trades in one registration), so their day
+runs from Nextrade's pre-market to its after-market; the sessions themselves are `sessions` settings.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ PROFILES: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
             },
             "signals": {"enabled": False},
             "alerts": {"cooldown_seconds": 600.0},
+            "websocket": {"feed": "unified"},
         },
         "hybrid": {
             "scan": {"interval_seconds": 60.0, "safe_mode_interval_seconds": 120.0},
@@ -40,6 +44,7 @@ PROFILES: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
             },
             "signals": {"enabled": True},
             "alerts": {"cooldown_seconds": 600.0},
+            "websocket": {"feed": "unified"},
         },
     }
 )

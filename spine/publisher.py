@@ -21,7 +21,7 @@ from loguru import logger
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from config.settings import SpineSettings
+from config.settings import SessionSettings, SpineSettings
 from spine.convert import Publishable, facts_of
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
@@ -37,9 +37,18 @@ ITEMS_PER_TURN = 500
 class Publisher:
     """`start()`, then `publish(item)` from any thread, `stop()` at the end (sends what is queued first)."""
 
-    def __init__(self, url: str, settings: SpineSettings, *, name: str = "observer") -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: SpineSettings,
+        *,
+        name: str = "observer",
+        sessions: SessionSettings | None = None,
+    ) -> None:
         self.url = url
         self.settings = settings
+        self.sessions = sessions if sessions is not None else SessionSettings()
+        """The trading sessions that name a unified-feed tick's venue."""
         self.subjects = Subjects(settings.instance)
         self.name = name
         self.published = 0
@@ -188,7 +197,7 @@ class Publisher:
     async def _send(self, nc: Client, item: Publishable) -> None:
         subjects = self.subjects
         try:
-            for fact in facts_of(item):
+            for fact in facts_of(item, self.sessions):
                 subject = subjects.of(fact.subject_pattern, **fact.subject_keys())
                 await nc.publish(subject, fact.model_dump_json().encode())
                 self.published += 1

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nats
 
-from config.settings import SpineSettings
+from config.settings import SessionSettings, SpineSettings
 from kis.ticks import TradeTick
 from messages.market import TicksReceived
 from runtime.clock import KST
@@ -95,7 +95,7 @@ def baseline_rate(server: NatsServer, messages: list[TicksReceived], timeout: fl
     subjects = Subjects(INSTANCE)
     encoded = []
     for message in messages:
-        for fact in facts_of(message):
+        for fact in facts_of(message, SessionSettings()):
             encoded.append((subjects.of(fact.subject_pattern, **fact.subject_keys()),
                             fact.model_dump_json().encode()))
     listener = subscriber(server.url, subjects.ticks(), len(encoded), timeout)
