@@ -27,7 +27,7 @@ from config.accounts import Account
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 Feed = Literal["krx", "nxt", "unified"]
