@@ -238,7 +238,11 @@ def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, An
     accounts = {
         app_key_hash(account.app_key.get_secret_value()): account.name for account in settings.accounts
     }
-    return reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts).figures()
+    started = time.monotonic()
+    result = reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts)
+    logger.info("reconciled {} sent ticks with the recorded files in {:.1f} s",
+                result.sim_ticks_sent, time.monotonic() - started)
+    return result.figures()
 
 
 def _wait(stop_requested: threading.Event, supervisor: Supervisor, duration: float | None) -> None:
