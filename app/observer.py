@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
         simulator = _simulator(args, settings) if mode.simulated else None
-    except (ConfigError, ScenarioError, DayAlreadyRun) as error:
+    except (ConfigError, ScenarioError, DayAlreadyRun, OSError) as error:
         print(f"observer: {error}", file=sys.stderr)
         return EXIT_CONFIG
     for account in settings.accounts:

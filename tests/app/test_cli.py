@@ -32,6 +32,7 @@ CASES = [
     ("scenario-invalid", ["--scenario", "{tmp}/bad.json"], "not valid JSON"),
     ("scenario-unknown-symbol", ["--scenario", "{tmp}/unknown.json"], "unknown symbol"),
     ("day-already-run", ["--date", "20241120"], "past the 15:30 close"),
+    ("data-dir-a-file", ["--data-dir", "{tmp}/a-file"], "not a directory"),
 ]
 
 
@@ -45,6 +46,7 @@ def clean_env() -> dict[str, str]:
 def test_a_bad_value_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], named: str) -> None:
     (tmp_path / "bad.json").write_text('[{"at": "09:30",]', encoding="utf-8")
     (tmp_path / "unknown.json").write_text(json.dumps(SCENARIO_UNKNOWN_SYMBOL), encoding="utf-8")
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
     ledger = tmp_path / "data" / "observer" / "system" / "alerts" / "20241120_alerts.jsonl"
     ledger.parent.mkdir(parents=True)
     ledger.write_text(json.dumps({"at": "2024-11-20T15:29:59+09:00", "key": "a"}) + "\n", encoding="utf-8")
