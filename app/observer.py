@@ -25,7 +25,6 @@ from app.chaos import (
 )
 from app.cli import build_parser
 from app.demo import write_demo_scenario
-from app.reconcile import reconcile_run
 from app.sim_day import DayAlreadyRun, start_time
 from app.status_view import StatusView
 from app.summary import conclude, summary_lines, write_summary
@@ -231,6 +230,8 @@ def run(
 def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, Any]:
     """The simulator's sent log against the recorded files (the simulator is stopped first: its log is
     complete only then)."""
+    from app.reconcile import reconcile_run  # pyarrow (50 MB) is loaded by simulator mode at its exit only
+
     simulator.stop()
     sent_log = simulator.config.sent_log
     if sent_log is None:

@@ -211,11 +211,12 @@ def _typed(name: str, value: Any, kind: pa.DataType) -> Any:
         return value if isinstance(value, int) and not isinstance(value, bool) else None
     if not isinstance(value, str):
         return None
-    if name == "exchange_time":
+    if name == "exchange_time":  # rewritten the way pyarrow reads it
         try:
-            return value if datetime.fromisoformat(value).tzinfo is not None else None
+            moment = datetime.fromisoformat(value)
         except ValueError:
             return None
+        return moment.isoformat() if moment.tzinfo is not None else None
     return value
 
 
