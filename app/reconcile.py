@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from functools import reduce
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,6 +55,7 @@ FALLBACK_ROWS = 65_536
 """Rows per block when a file is read line by line."""
 
 Span = tuple[datetime, datetime]
+Block = TypeVar("Block", pa.RecordBatch, pa.Table)
 
 SENT_SCHEMA = pa.schema([
     ("symbol", pa.string()),
@@ -220,7 +221,7 @@ def _typed(name: str, value: Any, kind: pa.DataType) -> Any:
     return value
 
 
-def _usable(path: Path, block: pa.RecordBatch, required: tuple[str, ...]) -> tuple[pa.RecordBatch, pa.Array]:
+def _usable(path: Path, block: Block, required: tuple[str, ...]) -> tuple[Block, pa.Array]:
     """The rows of `block` with every `required` column and a readable exchange time, and their epoch
     seconds; one warning for the rows left out."""
     mask = reduce(pc.and_, (pc.is_valid(block.column(name)) for name in required))
@@ -342,13 +343,23 @@ def recorded_ticks(files: Iterable[Path]) -> pa.Table:
 
 
 def _file_ticks(path: Path) -> list[pa.Table]:
+    """One tick file, parsed whole on every core (a file is one symbol's day)."""
     try:
-        return [_streamed(path, block) for block in _json_blocks(path, TICK_SCHEMA)]
+        table = pj.read_json(
+            path,
+            read_options=pj.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=pj.ParseOptions(explicit_schema=TICK_SCHEMA, unexpected_field_behavior="ignore"),
+        )
+        return [_streamed(path, table)]
+    except pa.ArrowInvalid as error:
+        if "Empty JSON" in str(error):
+            return []
+        return [_streamed(path, block) for block in _line_blocks(path, TICK_SCHEMA)]
     except (pa.ArrowException, OSError):
         return [_streamed(path, block) for block in _line_blocks(path, TICK_SCHEMA)]
 
 
-def _streamed(path: Path, block: pa.RecordBatch) -> pa.Table:
+def _streamed(path: Path, block: pa.RecordBatch | pa.Table) -> pa.Table:
     block = block.filter(pc.equal(block.column("source"), "ws"))
     block, seconds = _usable(path, block, ("exchange_time", "cum_volume"))
     return pa.table({"second": seconds, "cum_volume": block.column("cum_volume")})
