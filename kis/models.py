@@ -106,6 +106,8 @@ class MultiQuote(NamedTuple):
     base_price: int
     ask: int
     bid: int
+    halted: bool = False
+    """Trading is halted (mrkt_trtm_cls_name "거래정지")."""
 
     def __reduce__(self) -> tuple[object, tuple[type[MultiQuote], tuple[object, ...]]]:
         """Unpickled by `tuple.__new__` in C, not through the class's Python-level `__new__`: a pass
@@ -121,7 +123,8 @@ class MultiQuote(NamedTuple):
             f'"change":{self.change},"sign":{json_text(self.sign)},"change_rate":{json_number(self.change_rate)},'
             f'"volume":{self.volume},"value":{self.value},"open":{self.open},"high":{self.high},'
             f'"low":{self.low},"upper_limit":{self.upper_limit},"lower_limit":{self.lower_limit},'
-            f'"prev_close":{self.prev_close},"base_price":{self.base_price},"ask":{self.ask},"bid":{self.bid}}}'
+            f'"prev_close":{self.prev_close},"base_price":{self.base_price},"ask":{self.ask},"bid":{self.bid},'
+            f'"halted":{"true" if self.halted else "false"}}}'
         )
 
 
