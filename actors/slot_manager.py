@@ -475,7 +475,7 @@ class SlotManagerActor(ObserverActor):
         self._last_data = {s: t for s, t in self._last_data.items() if s in placed}
         stale = stale_symbols(self._state, self._last_data, now, self._slot_settings,
                               watched_since=self._watched_since, exempt=self._halted)
-        self._churn = self._churn.observe(now)
+        self._observe_churn(now, 0)  # the hour slides: the threshold may come down before this allocation
         allocation = allocate_slots(
             self._state, candidates, self._pins(), now, self._slot_settings, self._providers,
             excluded=stale | self._holds, threshold=self._churn.threshold,
