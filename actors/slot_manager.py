@@ -335,9 +335,10 @@ class SlotManagerActor(ObserverActor):
                 self._holds[symbol] = hold
                 self.log.info("{} {}: kept out of the slots", symbol, hold.reason)
         self.context.metrics.set("slots_held_out", len(self._holds))
-        self._mark_halted()
         if changed and self._track_b_active():
-            self._allocate()
+            self._allocate()  # marks the halted symbols that keep their slots
+        else:
+            self._mark_halted()
 
     def _mark_halted(self) -> None:
         """Log each slotted symbol that is halted but keeps its slot, once per halt."""

@@ -478,8 +478,15 @@ def test_halted_and_limit_locked_symbols_leave_their_slots_and_come_back(tmp_pat
     assert placed(harness) == {"000001", "000002", "000003"}
 
     harness.clock.advance(30)  # inside every dwell: a halt and a limit still take them out at once
-    scan(harness, row("000001", halted=True), row("000002", price=91_000, sign="1"), row("000003"))
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(message.record["message"]), level="INFO")
+    try:
+        scan(harness, row("000001", halted=True), row("000002", price=91_000, sign="1"), row("000003"))
+    finally:
+        logger.remove(sink)
     assert placed(harness) == {"000003", "000004"}
+    assert "000001 trading halted: kept out of the slots" in messages
+    assert not any("keeps its slot" in text for text in messages)  # removed, so not marked
     assert reasons(harness)[-2:] == [("000001", "halted"), ("000002", "price_limit")]
     assert harness.slots().held_out().get(timeout=WAIT) == {
         "000001": "halted: trading halted", "000002": "price_limit: at the upper price limit 91000"}
