@@ -565,6 +565,11 @@ def test_rapid_churn_raises_the_replacement_threshold_and_calm_lowers_it(tmp_pat
         snapshot = harness.context.metrics.snapshot()
         assert (snapshot["replacement_threshold"], snapshot["replacements_last_hour"]) == (1.5, 4)
 
+        assert harness.directory.tell("slots", Crash(at=harness.clock.now()))  # the raised threshold survives
+        status = harness.supervisor.status
+        assert status.wait_until(lambda s: s.restarts("slots") == 1, timeout=WAIT)
+        assert harness.slots().replacement_threshold().get(timeout=WAIT) == 1.5
+
         harness.clock.advance(60)
         harness.rank(steady, cand("000005", 20.0), cand("000006", 28.0))  # 28 > 20 x 1.2 but not > 20 x 1.5
         assert placed(harness) == {"000009", "000005"}
