@@ -467,12 +467,21 @@ candidate_lists = st.lists(
     max_size=14,
 ).map(lambda pairs: [cand(symbol, score) for symbol, score in pairs])
 
+exclusion_maps = st.dictionaries(
+    st.sampled_from(SYMBOLS),
+    st.sampled_from([OverflowReason.HALTED, OverflowReason.PRICE_LIMIT, OverflowReason.STALE]).map(
+        lambda code: Exclusion(code, code.value)),
+    max_size=4,
+)
+NONE_EXCLUDED = st.just({})
+
 operations = st.one_of(
     st.tuples(st.just("allocate"), candidate_lists, st.sets(st.sampled_from(SYMBOLS), max_size=3),
-              st.sampled_from([0.0, 30.0, 119.0, 120.0, 180.0, 400.0])),
-    st.tuples(st.just("release"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0)),
-    st.tuples(st.just("restore"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0)),
-    st.tuples(st.just("shrink"), st.sampled_from(["a", "b", "c"]), st.integers(0, 4), st.just(5.0)),
+              st.sampled_from([0.0, 30.0, 119.0, 120.0, 180.0, 400.0]), exclusion_maps),
+    st.tuples(st.just("release"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0), NONE_EXCLUDED),
+    st.tuples(st.just("restore"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0), NONE_EXCLUDED),
+    st.tuples(st.just("shrink"), st.sampled_from(["a", "b", "c"]), st.integers(0, 4), st.just(5.0),
+              NONE_EXCLUDED),
 )
 
 pool_shapes = st.lists(st.integers(0, 5), min_size=1, max_size=3).map(
@@ -488,10 +497,11 @@ slot_settings = st.builds(
 
 
 def run_operation(state, operation, now, settings, accounts) -> tuple[Allocation, set[str], frozenset[str]]:
-    kind, first, second, _ = operation
+    kind, first, second, _, excluded = operation
     names = {account.name for account in state.accounts}
     if kind == "allocate":
-        return allocate_slots(state, first, second, now, settings, accounts), set(), frozenset(second)
+        result = allocate_slots(state, first, second, now, settings, accounts, excluded=excluded)
+        return result, set(), frozenset(second)
     if first not in names:
         return allocate_slots(state, [], (), now, settings, accounts), set(), frozenset()
     if kind == "release":
@@ -534,9 +544,14 @@ def test_slot_invariants_hold_through_any_sequence_of_operations(accounts, confi
         }
         if operation[0] == "allocate":
             assert was_pinned_on_live_account <= set(placement), "a pinned symbol is never evicted"
-            competitors = {c.symbol for c in operation[1]} | pinned
+            excluded = set(operation[4]) - pinned
+            assert not excluded & set(placement), "an excluded symbol never holds a slot unless pinned"
+            removed = excluded & set(state.placement())  # they compete too: each overflows once
+            competitors = {c.symbol for c in operation[1]} | pinned | removed
             overflowed = [record.symbol for record in result.overflow]
             assert sorted(overflowed) == sorted(competitors - set(placement))
+            codes_now = {record.symbol: record.code for record in result.overflow}
+            assert all(codes_now[symbol] is operation[4][symbol].code for symbol in excluded & set(codes_now))
         state = result.state
 
 
