@@ -217,8 +217,6 @@ def run(
         settings.log_retention_days,
         console_level="WARNING" if on_terminal else settings.log_level,
     )
-    if publisher is not None:
-        publisher.start()
     status = StatusView(system.metrics, clock)
     stop_requested = threading.Event()
 
@@ -231,7 +229,9 @@ def run(
     surface = HttpSurface(system, http) if http is not None else None
     try:
         if surface is not None:
-            surface.start()
+            surface.start()  # its DASHBOARD line among the first ones printed
+        if publisher is not None:
+            publisher.start()
         system.start()
         status.start()
         if chaos and simulator is not None and duration is not None:

@@ -230,9 +230,9 @@ class Publisher:
         try:
             if nc.is_connected:
                 await nc.flush(timeout=STOP_FLUSH_SECONDS)
-        except (TimeoutError, NatsError) as error:
+        except (TimeoutError, NatsError, OSError) as error:
             logger.warning("spine: last facts may not have reached NATS ({})", type(error).__name__)
-        with contextlib.suppress(NatsError, asyncio.TimeoutError):
+        with contextlib.suppress(NatsError, asyncio.TimeoutError, OSError):
             await asyncio.wait_for(nc.close(), STOP_FLUSH_SECONDS)
 
     # --- nats-py callbacks ---------------------------------------------------------------------------

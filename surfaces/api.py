@@ -90,7 +90,8 @@ class InProcessSurface:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():  # never started when the address was taken
+            self._thread.join(timeout=2.0)
 
     @property
     def stopped(self) -> bool:
