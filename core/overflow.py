@@ -31,6 +31,7 @@ class OverflowReason(StrEnum):
     NO_ACCOUNT = "no_account"  # no account of the pool is available
     ACCOUNT_UNAVAILABLE = "account_unavailable"  # its account failed and no other account had room
     CAPACITY_SHRUNK = "capacity_shrunk"  # its account has fewer slots (MAX SUBSCRIBE OVER, smaller config)
+    BACKPRESSURE = "backpressure"  # shed while processing fell behind the stream (lowest scored first)
 
 
 class OverflowSource(Protocol):

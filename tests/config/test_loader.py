@@ -192,7 +192,7 @@ def test_duplicate_key_in_the_file(tmp_path: Path) -> None:
 
 def test_unknown_profile(tmp_path: Path) -> None:
     config = write_json(tmp_path / "c.json", {"profile": "turbo"})
-    assert config_error(config) == f"config error in {config}: profile: must be one of main, hybrid"
+    assert config_error(config) == f"config error in {config}: profile: must be one of main, hybrid, hybrid_b"
 
 
 def test_unknown_environment_variable_with_our_prefix() -> None:
