@@ -13,10 +13,11 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
   message per tick (the notifier's saved cooldown is the authority).
 - The hybrid profile (`signals.rank_by_closeness`) ranks differently: the manual tier first (the day's
   picks, manual triggers with a TTL, pins: the book's manual triggers, lifted above everything else by
-  `core.closeness.hybrid_ranking`), then every symbol of the latest scan by its closeness to a signal
-  threshold (`core.closeness`, websocket_monitor_hybrid.md 3.5); tick triggers still raise alerts but
-  take no slot. Held positions and pins are the slot manager's pins, placed first whatever the ranking.
-  The scan's n-minute return comes from the scan prices (a `ReturnWindow` per symbol fed by the scans).
+  `core.closeness.hybrid_ranking`), then the latest scan's symbols within `closeness_horizon` of a signal
+  threshold by their closeness (`core.closeness`, websocket_monitor_hybrid.md 3.5); tick triggers still
+  raise alerts but take no slot. Held positions and pins are the slot manager's pins, placed first
+  whatever the ranking. The scan's n-minute return comes from the scan prices (a `ReturnWindow` per
+  symbol fed by the scans).
 - Mode B (`signals.breakout_enabled`): each trade is also checked against the highest trade of the
   `breakout_minutes` before it (`core.signals.HighWindow`); a breakout alert has the same per-(symbol,
   signal) cooldown as the other signals.
@@ -453,7 +454,7 @@ class TriggerActor(ObserverActor):
         manual = [trigger for trigger in self._book if trigger.kind is TriggerKind.MANUAL]
         first = rank_candidates(manual, self._market_caps, now, self._trigger_settings).candidates
         near = rank_by_closeness(self._snapshots.values(), self._signal_settings)
-        return hybrid_ranking(first, near, self._market_caps)
+        return hybrid_ranking(first, near, self._market_caps, self._signal_settings.closeness_horizon)
 
     def _send_if_material(self, now: datetime) -> None:
         """Send now if the symbols that would get the pool's slots differ from the last ranking sent (the

@@ -142,6 +142,10 @@ class SignalSettings(Section):
     rank_by_closeness: bool = False
     """The hybrid Top-N: slots go to the scanned symbols nearest to a signal threshold
     (`core.closeness`) instead of to the trigger ranking; picks and manual triggers still come first."""
+    closeness_horizon: PositiveFloat | None = 0.05
+    """Only symbols this near to a threshold (distance units of `core.closeness`: 0.05 = 5 points) compete
+    for a slot; None: every scanned symbol. Symbols further off are no candidates, so neither the overflow
+    ledger nor the overflow-rate alerts fill with the whole quiet universe."""
     closeness_weight: float = Field(default=1.0, ge=0)
     """w1 of section 3.5: weight of 1 / (distance to the nearest threshold + epsilon)."""
     closeness_epsilon: PositiveFloat = 0.005

@@ -11,7 +11,8 @@ Each signal condition of `core.signals` gives a distance, 0 when the condition h
 A symbol's score is the seed's `w1 / (nearest distance + eps) + w2 x intraday volatility + w3 x
 log10(turnover)`, with the intraday volatility the day's range (high - low) over the previous close in
 percent. A condition whose inputs are unknown has no distance; a symbol with none scores on volatility
-and turnover alone.
+and turnover alone. Only symbols within `closeness_horizon` of a threshold become candidates (the seed's
+"조건 근접 종목"): a quiet symbol is not watched closely, and is not counted as overflow either.
 
 In the hybrid ranking the manual tier comes first: the day's picks, manual triggers and pins (as
 candidates from the trigger book) score above every near-signal symbol by `PRIORITY_MARGIN` (more than any
@@ -104,12 +105,18 @@ def rank_by_closeness(
 
 
 def hybrid_ranking(
-    first: Sequence[Candidate], near: Sequence[Near], market_caps: Mapping[str, float | None]
+    first: Sequence[Candidate],
+    near: Sequence[Near],
+    market_caps: Mapping[str, float | None],
+    horizon: float | None = None,
 ) -> tuple[Candidate, ...]:
-    """The manual tier (`first`, best first) lifted above the near-signal symbols, then those symbols.
+    """The manual tier (`first`, best first) lifted above the near-signal symbols, then those symbols within
+    `horizon` of a threshold (all of them when None).
 
     A symbol of the manual tier is not listed again among the near-signal ones.
     """
+    if horizon is not None:
+        near = [entry for entry in near if entry.distance is not None and entry.distance <= horizon]
     best_near = near[0].score if near else 0.0
     floor = max(best_near, 1.0) * PRIORITY_MARGIN
     lifted = tuple(

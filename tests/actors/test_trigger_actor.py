@@ -424,14 +424,15 @@ def test_hybrid_slots_go_to_the_symbols_nearest_a_threshold_with_the_picks_first
     harness.tell(UNIVERSE)  # every 20-day moving average is 70,000: the disparity threshold is at 64,400
     harness.tell(scan(1, quote("005930", 100_000, price=70_500), quote("000660", 100_000, price=65_000),
                       quote("035720", 100_000, price=68_000)))
-    assert harness.rankings() == [["000660", "035720", "005930"]]
+    # 000660 is 0.9 points above the -8 % disparity; 035720 (5.1) and 005930 (8.7) are beyond the 5-point
+    # horizon: no candidates
+    assert harness.rankings() == [["000660"]]
     assert harness.alerts() == []
 
     harness.directory.ask("triggers", PicksLoaded(at=START, picks=(Pick(symbol="005930"),)), timeout=WAIT)
     ranked = harness.received("slots", CandidatesRanked)[-1].candidates
-    assert [c.symbol for c in ranked] == ["005930", "000660", "035720"]
-    near = TriggerKind.NEAR_SIGNAL
-    assert [c.trigger for c in ranked] == [TriggerKind.MANUAL, near, near]
+    assert [c.symbol for c in ranked] == ["005930", "000660"]
+    assert [c.trigger for c in ranked] == [TriggerKind.MANUAL, TriggerKind.NEAR_SIGNAL]
     sent = len(harness.rankings())
 
     burst = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(120))  # 12 trades/s
@@ -444,6 +445,7 @@ def test_hybrid_slots_go_to_the_symbols_nearest_a_threshold_with_the_picks_first
     harness.tell(scan(2, quote("005930", 100_000, price=70_500), quote("000660", 100_000, price=65_000),
                       quote("035720", 100_000, price=64_000), at=later))
     assert harness.rankings()[-1] == ["005930", "035720", "000660"]  # 035720 now holds the condition
+    assert harness.directory.proxy("triggers").candidates().get(timeout=WAIT)[1].strength == 1.0
     assert ("035720", "disparity") in harness.alerts()
 
 

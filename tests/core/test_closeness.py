@@ -81,3 +81,11 @@ def test_the_manual_tier_stays_first_and_beats_any_near_symbol_by_the_margin():
     assert ranked[1].trigger is TriggerKind.NEAR_SIGNAL and ranked[1].market_cap == 5e12
     assert ranked[1].strength == pytest.approx(1.0) and ranked[2].market_cap == 0.0
     assert hybrid_ranking([], [], {}) == ()
+
+
+def test_the_horizon_keeps_only_symbols_near_a_threshold():
+    near = rank_by_closeness([inputs("000001", moving_average=10_000.0),  # 3 points away
+                              inputs("000002", price=10_000.0, moving_average=10_000.0),  # 8 points
+                              inputs("000003", turnover=1e12)], ON)  # nothing judged
+    assert [c.symbol for c in hybrid_ranking([], near, {}, horizon=0.05)] == ["000001"]
+    assert [c.symbol for c in hybrid_ranking([], near, {}, horizon=None)] == ["000001", "000002", "000003"]
