@@ -295,6 +295,9 @@ class WSConnectionActor(ObserverActor):
         self._restore()
         self.book.set_target(self._registrations())
         self._publish_state(ConnectionState.STOPPED, tell=False)
+        # A new incarnation starts unshed: slots shed for an earlier one come back (a no-op if none were).
+        self._tell("slots", BackPressure(at=self.context.clock.now(), account=self.account.name, level=0,
+                                         lag_seconds=0.0, backlog=0))
         self.actor_ref.tell(_ConnectDue(self._generation))
         self._connect_pending = True
 
