@@ -93,6 +93,7 @@ from messages.streaming import (
     SubscriptionRefused,
 )
 from runtime.state_store import StateStore
+from spine.convert import slot_changed
 
 STATE_NAME = "slots"
 SCANNER_ASK_SECONDS = 5.0
@@ -462,6 +463,7 @@ class SlotManagerActor(ObserverActor):
         self._state = allocation.state
         for change in allocation.reasons:
             self.log.info("{} {} on {}: {}", change.action, change.symbol, change.account, change.reason)
+            self.context.spine.publish(slot_changed(change, now))
         self.context.metrics.inc("slot_changes", len(allocation.reasons))
         self._record_overflow(allocation.overflow, now, full=full)
         self._observe_overflow(now, allocation.evaluated, len(allocation.overflow))
@@ -511,6 +513,7 @@ class SlotManagerActor(ObserverActor):
                 continue
             message = SetSubscriptions(at=now, account=name, symbols=symbols)
             delivered = self.directory.tell(f"ws.{name}", message)
+            self.context.spine.publish(message)
             if delivered:
                 self._sent[name] = symbols
             else:

@@ -414,6 +414,7 @@ class TriggerActor(ObserverActor):
         if self._book.renew_or_add(trigger) is not Renewal.ADDED:
             return False
         self.context.metrics.inc("triggers")
+        self.context.spine.publish(trigger)
         self.context.metrics.push_recent(
             "recent_triggers", f"{trigger.detected_at:%H:%M:%S} {trigger.symbol} {trigger.kind.value}"
         )

@@ -34,6 +34,9 @@ Sent: ExpectedGapEnded to `gaps` as each symbol is confirmed again (or leaves th
 to `slots` and `gaps`; SystemAlert to `notifier` on suspension. Metrics: gauge `ws_state.<account>`,
 counters `frames`, `frame_errors`, `reconnects`.
 
+Tick registrations use the trade TR of `websocket.feed`: H0UNCNT0 (unified, the default), H0STCNT0 (KRX)
+or H0NXCNT0 (NXT).
+
 Back-pressure (websocket_monitor_hybrid.md 5.3): the receive queue is bounded. A `Backlog` counts the trade
 messages the relay told and this actor has not handled yet; at `max_queue_messages` the relay drops new
 trades, and tells the symbols it dropped (`TicksShed`, passed to `gaps` as TicksMissed "backpressure") once
@@ -67,7 +70,7 @@ from core.backpressure import LagMonitor, max_level
 from core.gaps import RECONNECT, RESTART
 from core.schedule import Phase, phase_at
 from core.subscriptions import Action, Registration, SubscriptionBook, SubState, is_session_refusal
-from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
+from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TRADE_TR_IDS, TrId
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
@@ -247,6 +250,7 @@ class WSConnectionActor(ObserverActor):
         self.context = context
         self.account = context.account(account)
         self.settings = context.settings.websocket
+        self._trade_tr = TRADE_TR_IDS[self.settings.feed].value  # the feed a slot streams (websocket.feed)
         self.url = context.ws_url or (PAPER_WS_URL if self.account.paper else REAL_WS_URL)
         self.book = SubscriptionBook()
         self.backoff = Backoff(
@@ -341,7 +345,7 @@ class WSConnectionActor(ObserverActor):
 
     def status(self) -> ConnectionStatus:
         """Trade symbols by subscription state (call through a proxy: `proxy.status().get()`)."""
-        trade = TrId.TRADE.value
+        trade = self._trade_tr
         return ConnectionStatus(
             state=self._state,
             target=self._trade_target,
@@ -424,7 +428,7 @@ class WSConnectionActor(ObserverActor):
 
     def _registrations(self) -> list[Registration]:
         notice = [self._notice] if self._notice is not None else []
-        return notice + [Registration(TrId.TRADE.value, symbol) for symbol in self._trade_target]
+        return notice + [Registration(self._trade_tr, symbol) for symbol in self._trade_target]
 
     # --- the session -----------------------------------------------------------------------------
 
@@ -597,7 +601,7 @@ class WSConnectionActor(ObserverActor):
             self.log.warning(
                 "{} {} refused: {} {}", registration.tr_id, registration.tr_key, refusal.msg_cd, refusal.msg1
             )
-            if registration.tr_id == TrId.TRADE.value:
+            if registration.tr_id == self._trade_tr:
                 self._tell(
                     "slots",
                     SubscriptionRefused(
@@ -613,7 +617,7 @@ class WSConnectionActor(ObserverActor):
 
     def _confirmed_trades(self) -> int:
         """Tick registrations live now: the notice registration shares the key's limit but is no slot."""
-        return sum(1 for registration in self.book.confirmed() if registration.tr_id == TrId.TRADE.value)
+        return sum(1 for registration in self.book.confirmed() if registration.tr_id == self._trade_tr)
 
     def _observe_pressure(self, lag: float, now: float) -> None:
         """One measurement of how far behind the ticks are handled; a new shed level goes to `slots`."""
@@ -694,10 +698,10 @@ class WSConnectionActor(ObserverActor):
         if not self._gaps:
             return
         target = set(self._trade_target)
-        refused = {reg.tr_key for reg in self.book.refused() if reg.tr_id == TrId.TRADE.value}
+        refused = {reg.tr_key for reg in self.book.refused() if reg.tr_id == self._trade_tr}
         ended: dict[tuple[datetime, str], list[str]] = {}
         for symbol, opened in self._gaps.items():
-            confirmed = self.book.state(Registration(TrId.TRADE.value, symbol)) is SubState.CONFIRMED
+            confirmed = self.book.state(Registration(self._trade_tr, symbol)) is SubState.CONFIRMED
             if confirmed or symbol not in target or symbol in refused:
                 ended.setdefault(opened, []).append(symbol)
         if not ended:
@@ -721,7 +725,7 @@ class WSConnectionActor(ObserverActor):
     # --- state and peers -------------------------------------------------------------------------
 
     def _trade_symbols(self, registrations: tuple[Registration, ...]) -> tuple[str, ...]:
-        return tuple(reg.tr_key for reg in registrations if reg.tr_id == TrId.TRADE.value)
+        return tuple(reg.tr_key for reg in registrations if reg.tr_id == self._trade_tr)
 
     def _publish_state(
         self, state: ConnectionState, *, since_seconds: float = 0.0, tell: bool = True

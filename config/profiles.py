@@ -9,6 +9,9 @@
   turnover signals on, and a 600 s alert cooldown.
 - `hybrid_b`: the same document's Mode B (section 7): a 30 s scan (60 s in safe mode), 40 subscriptions,
   and the breakout signal beside the drop signals.
+
+All three stream the unified feed (`websocket.feed`: KRX and Nextrade trades in one registration), so their
+day runs from Nextrade's pre-market to its after-market; the sessions themselves are `sessions` settings.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ PROFILES: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
             },
             "signals": {"enabled": False},
             "alerts": {"cooldown_seconds": 600.0},
+            "websocket": {"feed": "unified"},
         },
         "hybrid": {
             "scan": {"interval_seconds": 60.0, "safe_mode_interval_seconds": 120.0},
@@ -43,6 +47,7 @@ PROFILES: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
             },
             "signals": {"enabled": True, "rank_by_closeness": True},
             "alerts": {"cooldown_seconds": 600.0},
+            "websocket": {"feed": "unified"},
         },
         "hybrid_b": {
             "scan": {"interval_seconds": 30.0, "safe_mode_interval_seconds": 60.0},
@@ -53,6 +58,7 @@ PROFILES: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
             },
             "signals": {"enabled": True, "rank_by_closeness": True, "breakout_enabled": True},
             "alerts": {"cooldown_seconds": 600.0},
+            "websocket": {"feed": "unified"},
         },
     }
 )

@@ -6,7 +6,7 @@ numbers drive the actors, the tests and the benchmarks.
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Literal
@@ -18,6 +18,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -26,7 +27,14 @@ from config.accounts import Account
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+Feed = Literal["krx", "nxt", "unified"]
+"""The realtime trade feeds KIS serves: KRX only, Nextrade (NXT) only, or both venues unified."""
+
+FEED_VENUES: dict[str, tuple[str, ...]] = {"krx": ("KRX",), "nxt": ("NXT",), "unified": ("KRX", "NXT")}
+"""The venues whose trades each feed carries."""
 
 
 class UniverseSettings(Section):
@@ -177,6 +185,9 @@ class WebSocketSettings(Section):
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
     silence_timeout_seconds: PositiveFloat = 30.0
     suspend_track_b_after_seconds: PositiveFloat = 60.0
+    feed: Feed = "unified"
+    """Which trades a tick slot streams: `krx` (H0STCNT0, KRX only), `nxt` (H0NXCNT0, Nextrade only) or
+    `unified` (H0UNCNT0, both venues in one registration, so no trade of either venue is missed)."""
     max_queue_messages: PositiveInt = 2000
     """The receive queue's bound: trade messages waiting for the connection actor. Past it new trades are
     dropped (each symbol's dropped stretch becomes a gap) until the backlog falls below it."""
@@ -196,6 +207,17 @@ class RecorderSettings(Section):
     5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
 
 
+class StorageSettings(Section):
+    """What the 21:00 job keeps, in days (today counts as one), and a second place for the day's archive (a
+    mounted disk); logs keep `log_retention_days`."""
+
+    journal_days: PositiveInt = 30
+    parquet_days: PositiveInt = 730
+    backup_days: PositiveInt = 30
+    ledger_days: PositiveInt = 365
+    backup_copy_dir: Path | None = None
+
+
 class GapSettings(Section):
     expected_interval_ms: PositiveInt = 500
     tolerance_ms: int = Field(default=200, ge=0)
@@ -213,34 +235,124 @@ class TokenSettings(Section):
     cache_dir: str = "~/.cache/observer"
 
 
+def _naive(value: time | None) -> time | None:
+    if value is not None and value.tzinfo is not None:
+        raise ValueError("give a plain HH:MM time; every schedule and session time is KST")
+    return value
+
+
+class TradingSession(Section):
+    """One continuous trading session of a venue, `start <= t < end` in KST (e.g. NXT's after-market)."""
+
+    name: str = Field(min_length=1)
+    start: time
+    end: time
+
+    _naive_times = field_validator("start", "end")(_naive)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TradingSession:
+        if self.start >= self.end:
+            raise ValueError(f"session {self.name!r} must start before it ends")
+        return self
+
+    def contains(self, moment: time) -> bool:
+        return self.start <= moment < self.end
+
+
+class SessionSettings(Section):
+    """Each venue's trading sessions. Defaults: KRX's regular session, and Nextrade's pre-market, main and
+    after-market sessions (since March 2025). KRX's own pre- and after-markets are added here as sessions."""
+
+    krx: tuple[TradingSession, ...] = (TradingSession(name="regular", start=time(9, 0), end=time(15, 30)),)
+    nxt: tuple[TradingSession, ...] = (
+        TradingSession(name="pre", start=time(8, 0), end=time(8, 50)),
+        TradingSession(name="main", start=time(9, 0), end=time(15, 20)),
+        TradingSession(name="after", start=time(15, 30), end=time(20, 0)),
+    )
+
+    @model_validator(mode="after")
+    def _apart(self) -> SessionSettings:
+        for venue in ("krx", "nxt"):
+            sessions = sorted(getattr(self, venue), key=lambda session: session.start)
+            if any(earlier.end > later.start for earlier, later in pairwise(sessions)):
+                raise ValueError(f"sessions.{venue}: sessions overlap")
+        return self
+
+    def of(self, venue: str) -> tuple[TradingSession, ...]:
+        """The sessions of `venue` ("KRX" or "NXT")."""
+        return self.krx if venue == "KRX" else self.nxt if venue == "NXT" else ()
+
+    def span(self, feed: Feed) -> tuple[time, time]:
+        """(first open, last close) over the venues `feed` carries."""
+        sessions = [session for venue in FEED_VENUES[feed] for session in self.of(venue)]
+        if not sessions:
+            raise ValueError(f"no trading session configured for the {feed} feed")
+        return min(session.start for session in sessions), max(session.end for session in sessions)
+
+
+WAKEUP_BEFORE_OPEN = timedelta(hours=1)
+TOKEN_REFRESH_BEFORE_OPEN = timedelta(minutes=30)
+NOISE_MARGIN = timedelta(minutes=30)
+"""Track B starts this long after the open and stops this long before the close (the design's noise filter:
+09:00-09:30 and 15:00-15:30 on a KRX day)."""
+
+
+def _shifted(moment: time, delta: timedelta) -> time:
+    minutes = (moment.hour * 60 + moment.minute + int(delta.total_seconds()) // 60) % (24 * 60)
+    return time(minutes // 60, minutes % 60, moment.second)
+
+
 class ScheduleSettings(Section):
     """KST times of the trading day (core/schedule.py turns them into phases and events).
 
     Phases: IDLE until `wakeup_time`, WARMUP, TRACK_A_ONLY from `track_a_start`, FULL_OPERATION from
     `track_b_start`, TRACK_A_CLOSING from `track_b_stop`, SHUTDOWN from `track_a_stop`, IDLE again from
     `idle_time`. The phase times must be in that order within one day.
+
+    A phase time left unset follows the trading sessions of the feed (`Settings` fills it in): Track A runs
+    from the first open to the last close, Track B from 30 minutes after the open to 30 minutes before the
+    close, the wakeup is an hour before the open and the token refresh half an hour before it.
     """
 
     universe_time: time = time(5, 0)
-    wakeup_time: time = time(8, 0)
-    token_refresh_time: time = time(8, 30)
-    track_a_start: time = time(9, 0)
-    track_b_start: time = time(9, 30)
-    track_b_stop: time = time(15, 0)
-    track_a_stop: time = time(15, 30)
+    wakeup_time: time | None = None
+    token_refresh_time: time | None = None
+    track_a_start: time | None = None
+    track_b_start: time | None = None
+    track_b_stop: time | None = None
+    track_a_stop: time | None = None
     backup_time: time = time(21, 0)
     token_check_time: time = time(23, 0)
     idle_time: time = time(21, 0)
 
-    @field_validator("*")
-    @classmethod
-    def _naive_time(cls, value: time) -> time:
-        if value.tzinfo is not None:
-            raise ValueError("give a plain HH:MM time; every schedule time is KST")
-        return value
+    _naive_times = field_validator("*")(_naive)
+
+    @property
+    def resolved(self) -> bool:
+        return None not in (
+            self.wakeup_time, self.token_refresh_time, self.track_a_start, self.track_b_start,
+            self.track_b_stop, self.track_a_stop,
+        )
+
+    def following(self, opens: time, closes: time) -> ScheduleSettings:
+        """This schedule with every unset phase time derived from a trading day of `opens` to `closes`."""
+        derived = {
+            "wakeup_time": _shifted(opens, -WAKEUP_BEFORE_OPEN),
+            "token_refresh_time": _shifted(opens, -TOKEN_REFRESH_BEFORE_OPEN),
+            "track_a_start": opens,
+            "track_b_start": _shifted(opens, NOISE_MARGIN),
+            "track_b_stop": _shifted(closes, -NOISE_MARGIN),
+            "track_a_stop": closes,
+        }
+        values = self.model_dump()
+        values.update({name: value for name, value in derived.items() if values[name] is None})
+        return ScheduleSettings(**values)
 
     @model_validator(mode="after")
     def _phases_in_order(self) -> ScheduleSettings:
+        if not self.resolved:
+            return self
         order = ("wakeup_time", "track_a_start", "track_b_start", "track_b_stop", "track_a_stop", "idle_time")
         times = [getattr(self, name) for name in order]
         if any(earlier >= later for earlier, later in pairwise(times)):
@@ -263,6 +375,21 @@ class NotifierSettings(Section):
     @property
     def discord_enabled(self) -> bool:
         return self.discord_webhook_url is not None
+
+
+class SpineSettings(Section):
+    """The NATS spine (`spine`): subjects under `observer.<instance>.`, a JetStream stream keeping the day."""
+
+    instance: str = Field(default="main", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """The second token of every subject; observers sharing one NATS server need different instances."""
+    stream_max_age_hours: PositiveFloat = 24.0
+    """How long the stream keeps a message: a day, so a consumer starting at 11:00 replays from 09:00."""
+    stream_max_megabytes: PositiveInt | None = None
+    """A size cap on the stream (oldest messages go first); None: only the age limits it."""
+    publish_queue_limit: PositiveInt = 20_000
+    """Facts (a tick burst, a scan, an alert...) waiting for the publisher's thread; beyond it new ones are
+    dropped (counted), so neither the tick path nor memory waits for a slow spine."""
+    health_interval_seconds: PositiveFloat = 5.0
 
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -290,10 +417,15 @@ class Settings(Section):
     websocket: WebSocketSettings = WebSocketSettings()
     gaps: GapSettings = GapSettings()
     recorder: RecorderSettings = RecorderSettings()
+    storage: StorageSettings = StorageSettings()
     recovery: RecoverySettings = RecoverySettings()
     tokens: TokenSettings = TokenSettings()
+    sessions: SessionSettings = SessionSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     notifier: NotifierSettings = NotifierSettings()
+    spine: SpineSettings = SpineSettings()
+    nats_url: str | None = None
+    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
     accounts: tuple[Account, ...] = ()
 
     @field_validator("accounts")
@@ -315,6 +447,20 @@ class Settings(Section):
             first_with[account.name] = i
             first_key[key] = i
         return named
+
+    @model_validator(mode="after")
+    def _schedule_follows_sessions(self) -> Settings:
+        """Fill the unset phase times from the sessions of the venues the feed streams."""
+        if not self.schedule.resolved:
+            try:
+                schedule = self.schedule.following(*self.sessions.span(self.websocket.feed))
+            except ValidationError as exc:
+                raise ValueError(
+                    f"schedule: the times derived from the {self.websocket.feed} feed's sessions do not fit "
+                    f"the ones given: {exc.errors()[0]['msg']}"
+                ) from None
+            object.__setattr__(self, "schedule", schedule)  # frozen: set once, while validating
+        return self
 
     @property
     def simulated(self) -> bool:

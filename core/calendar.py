@@ -1,4 +1,4 @@
-"""The KRX trading calendar: weekdays that are not exchange holidays.
+"""The KRX trading calendar: weekdays that are not exchange holidays (Nextrade keeps the same days).
 
 Holidays come from `holidays.financial_holidays("XKRX")` (maintained upstream: lunar holidays, substitute
 days, election days, the year-end closure), never from a hand-written list.

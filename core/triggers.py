@@ -149,7 +149,10 @@ def detect_volume_surge(
 
 
 def true_range(row: ScanRow) -> float:
-    """Today's range so far, widened to the previous close when the stock gapped (Wilder's true range)."""
+    """Today's range so far, widened to the previous close when the stock gapped (Wilder's true range).
+    No trade yet today (a scan before the venue's open: high and low 0) has no range."""
+    if row.high <= 0 or row.low <= 0:
+        return 0.0
     high = max(row.high, row.prev_close) if row.prev_close > 0 else row.high
     low = min(row.low, row.prev_close) if row.prev_close > 0 else row.low
     return max(0.0, high - low)

@@ -47,11 +47,39 @@ class TrId(StrEnum):
     BALANCE_PAPER = "VTTC8434R"
     HOLIDAY = "CTCA0903R"
     TRADE = "H0STCNT0"
+    TRADE_NXT = "H0NXCNT0"
+    TRADE_UNIFIED = "H0UNCNT0"
     ORDER_BOOK = "H0STASP0"
+    ORDER_BOOK_NXT = "H0NXASP0"
+    ORDER_BOOK_UNIFIED = "H0UNASP0"
+    EXPECTED_TRADE_UNIFIED = "H0UNANC0"
     MARKET_STATUS = "H0STMKO0"
+    MARKET_STATUS_UNIFIED = "H0UNMKO0"
+    PROGRAM_TRADE_UNIFIED = "H0UNPGM0"
     NOTICE_REAL = "H0STCNI0"
     NOTICE_PAPER = "H0STCNI9"
     PINGPONG = "PINGPONG"
+
+
+class MarketCode(StrEnum):
+    """`FID_COND_MRKT_DIV_CODE` of quotes and charts: which venue's prices a call asks for."""
+
+    KRX = "J"
+    NXT = "NX"
+    UNIFIED = "UN"
+
+
+TRADE_TR_IDS: dict[str, TrId] = {"krx": TrId.TRADE, "nxt": TrId.TRADE_NXT, "unified": TrId.TRADE_UNIFIED}
+"""The trade TR id of each feed (`websocket.feed`); all three frames have the H0STCNT0 columns."""
+ORDER_BOOK_TR_IDS: dict[str, TrId] = {
+    "krx": TrId.ORDER_BOOK, "nxt": TrId.ORDER_BOOK_NXT, "unified": TrId.ORDER_BOOK_UNIFIED,
+}
+"""The order book TR id of each feed; the NXT and unified books append six mid-price columns."""
+MARKET_CODES: dict[str, MarketCode] = {
+    "krx": MarketCode.KRX, "nxt": MarketCode.NXT, "unified": MarketCode.UNIFIED,
+}
+"""The quote and chart market code of each feed."""
+FEED_OF_TRADE_TR: dict[str, str] = {tr_id.value: feed for feed, tr_id in TRADE_TR_IDS.items()}
 
 
 class ErrorCode(StrEnum):

@@ -253,8 +253,10 @@ class KisRestClient:
         until: clock_time | None = None,
         since: clock_time | None = None,
         max_pages: int = 20,
+        market_code: str = MARKET_KRX,
     ) -> list[MinuteBar]:
-        """Today's one-minute bars from `since` to `until` (inclusive, default: now), oldest first.
+        """Today's one-minute bars from `since` to `until` (inclusive, default: now), oldest first;
+        `market_code` J (KRX), NX (Nextrade) or UN (both venues, as the unified feed streams them).
 
         KIS returns at most 30 bars per call, newest first, ending at FID_INPUT_HOUR_1; the client pages
         back one minute before the oldest bar until `since`, a short page, or no further progress.
@@ -267,7 +269,7 @@ class KisRestClient:
         for _ in range(max_pages):
             params = {
                 "FID_ETC_CLS_CODE": "",
-                "FID_COND_MRKT_DIV_CODE": MARKET_KRX,
+                "FID_COND_MRKT_DIV_CODE": market_code,
                 "FID_INPUT_ISCD": code,
                 "FID_INPUT_HOUR_1": cursor.strftime("%H%M%S"),
                 "FID_PW_DATA_INCU_YN": "Y",

@@ -53,6 +53,7 @@ MIGRATIONS: Sequence[str] = (
         side text,
         strength double precision,
         source text NOT NULL,
+        tr_id text,
         open bigint,
         high bigint,
         low bigint,

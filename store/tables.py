@@ -43,6 +43,7 @@ TICKS = pa.schema(
         ("side", pa.string()),
         ("strength", pa.float64()),
         ("source", pa.string()),
+        ("tr_id", pa.string()),
         ("open", pa.int64()),
         ("high", pa.int64()),
         ("low", pa.int64()),

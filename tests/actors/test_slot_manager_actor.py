@@ -103,7 +103,7 @@ def account(name: str, max_slots: int, account_no: str = "") -> Account:
 def make_context(tmp_path: Path, *, capacities: tuple[int, int] = (3, 3), slots: SlotSettings | None = None,
                  rest_url: str | None = None, account_no: str = "") -> ObserverContext:
     accounts = (account("acct1", capacities[0], account_no), account("acct2", capacities[1], account_no))
-    settings = Settings(accounts=accounts, slots=slots or SlotSettings())
+    settings = Settings(accounts=accounts, slots=slots or SlotSettings(), websocket={"feed": "krx"})
     clock = SimulatedClock(START, speed=0)
     return ObserverContext(settings=settings, clock=clock, metrics=Metrics(), paths=DataPaths(tmp_path),
                            vault=SimulatorVault(accounts, rest_url, clock), rest_url=rest_url)

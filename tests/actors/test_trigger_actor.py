@@ -388,13 +388,14 @@ def test_a_manual_trigger_lives_its_ttl_and_the_days_picks_replace_the_previous_
     assert harness.live() == []
 
     first = PicksLoaded(at=START, picks=(Pick(symbol="000660"), Pick(symbol="035720", score=0.5)))
+    # The picks last until Track A ends, with Nextrade on the default unified feed.
     answer = harness.directory.ask("triggers", first, timeout=WAIT)
-    assert answer == "2 picks loaded until 15:30 KST; 0 previous picks dropped"
+    assert answer == "2 picks loaded until 20:00 KST; 0 previous picks dropped"
     assert harness.live() == [("000660", TriggerKind.MANUAL), ("035720", TriggerKind.MANUAL)]
     harness.tell(ManualOverride(at=START, symbol="035720"))  # pinned by hand: it outlives its pick
     second = PicksLoaded(at=START, picks=(Pick(symbol="051910"),))
     answer = harness.directory.ask("triggers", second, timeout=WAIT)
-    assert answer == "1 picks loaded until 15:30 KST; 1 previous picks dropped"
+    assert answer == "1 picks loaded until 20:00 KST; 1 previous picks dropped"
     assert harness.live() == [("035720", TriggerKind.MANUAL), ("051910", TriggerKind.MANUAL)]
     assert "051910" in harness.rankings()[-1]
 

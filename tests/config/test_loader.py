@@ -117,7 +117,9 @@ def test_observer_config_variable_names_the_file(tmp_path: Path) -> None:
 
 
 def test_schedule_times_from_the_file(tmp_path: Path) -> None:
-    config = write_json(tmp_path / "c.json", {"schedule": {"wakeup_time": "07:45", "track_a_start": "09:05"}})
+    config = write_json(tmp_path / "c.json", {
+        "websocket": {"feed": "krx"}, "schedule": {"wakeup_time": "07:45", "track_a_start": "09:05"},
+    })
     schedule = load_settings(config, {}).schedule
     assert schedule.wakeup_time == time(7, 45)
     assert schedule.track_a_start == time(9, 5)
@@ -208,8 +210,24 @@ def test_wrong_type_from_the_environment_names_the_variable(tmp_path: Path) -> N
     assert "scan.interval_seconds: Input should be a valid number" in text
 
 
+def test_the_feed_and_sessions_from_the_file_set_the_day(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "c.json", {
+        "websocket": {"feed": "nxt"},
+        "sessions": {"nxt": [{"name": "main", "start": "09:00", "end": "15:20"}]},
+    })
+    settings = load_settings(config, {})
+    assert settings.websocket.feed == "nxt" and [s.name for s in settings.sessions.nxt] == ["main"]
+    assert (settings.schedule.track_a_start, settings.schedule.track_a_stop) == (time(9), time(15, 20))
+
+
+def test_the_default_feed_is_unified(tmp_path: Path) -> None:
+    assert load_settings(None, {}).websocket.feed == "unified"
+    assert load_settings(None, {"OBSERVER_WEBSOCKET__FEED": "krx"}).schedule.track_b_start == time(9, 30)
+
+
 def test_phase_times_out_of_order(tmp_path: Path) -> None:
-    config = write_json(tmp_path / "c.json", {"schedule": {"track_b_start": "08:30"}})
+    schedule = {"track_b_start": "08:30", "track_b_stop": "08:00"}
+    config = write_json(tmp_path / "c.json", {"schedule": schedule})
     text = config_error(config)
     assert str(config) in text and "schedule" in text and "phase times must increase" in text
 

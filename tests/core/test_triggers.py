@@ -119,6 +119,11 @@ def test_volatility_uses_true_range_across_a_gap():
     assert detect_volatility_spike(gap_up, Baseline(1000, 0), VolatilitySpikeRule()) is None
 
 
+def test_a_scan_before_the_first_trade_of_the_day_is_no_volatility_spike():
+    pre_market = row(high=0, low=0, prev_close=10_250)  # quoted before the open: no high or low yet
+    assert detect_volatility_spike(pre_market, Baseline(1000, 125), VolatilitySpikeRule()) is None
+
+
 def test_evaluate_scan_checks_every_row_with_a_baseline():
     rows = [row(5000, high=10_300, symbol="A00001"), row(5000, symbol="A00002"), row(9999, symbol="A00003")]
     baselines = {"A00001": Baseline(1000, 100), "A00002": Baseline(1000, 100)}

@@ -16,7 +16,7 @@ from tools.bench.harness import BenchError, ServerPart
 from tools.bench.report import Result, host_jitter, table, write_json
 
 TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
-            core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1)
+            core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1, spine_ticks=2_000)
 EXPECTED = {
     "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
     "tick_latency_p99_record_written_at_82_per_s_during_scan",
@@ -25,7 +25,7 @@ EXPECTED = {
     "tick_latency_p99_trigger_evaluated_at_5000_per_s_during_scan",
     "universe_scan_wall_time", "universe_scan_calls", "reconnect_to_41_confirmed_p99",
     "gap_detection_latency_p99", "gap_recovery_latency_p99", "allocation_2500_candidates_p99",
-    "context_sync_1000_symbols", "memory_growth_simulated_day",
+    "context_sync_1000_symbols", "memory_growth_simulated_day", "spine_ticks_to_outside_subscriber",
 }
 
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.logs import reset_logging, setup_logging
-from tools.bench import decisions, memory, pipeline, reconnect, scan
+from tools.bench import decisions, memory, pipeline, reconnect, scan, spine
 from tools.bench.harness import BenchServer
 from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
 
-GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory")
+GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory", "spine")
 LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.bench")
 
 
@@ -44,6 +44,7 @@ class Plan:
     allocation_runs: int = 200
     latency_rounds: int = 1
     parse_seconds: float = 1.0
+    spine_ticks: int = 100_000
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
@@ -51,7 +52,7 @@ FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_sym
             latency_rounds=5)
 QUICK = Plan(throughput_window=1.5, max_rate=20_000, latency_window=2.5, per_symbol_sample=30, drops=8,
              gaps=8, core_runs=20, day_speed=2340.0, day_trade_rate=0.125, allocation_runs=100,
-             parse_seconds=0.5)
+             parse_seconds=0.5, spine_ticks=20_000)
 
 
 def run(
@@ -88,6 +89,7 @@ def run(
             server.close()
     attempt("memory", lambda: [memory.simulated_day_in_child(root / "day", speed=plan.day_speed,
                                                     trade_rate=plan.day_trade_rate)])
+    attempt("spine", lambda: spine.throughput(root / "spine", ticks=plan.spine_ticks))
     return results, crashes
 
 
