@@ -21,7 +21,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 |---|---|
 | SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff; |
 |  | passed on to `gaps` (after the ticks before it), which stops timing the symbols that left |
-| TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
+| TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`, `slots`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
@@ -90,7 +90,7 @@ from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.state_store import StateStore
 
-TICK_PEERS = ("recorder", "triggers", "gaps")
+TICK_PEERS = ("recorder", "triggers", "gaps", "slots")
 TOKEN_REFRESH = "token_refresh"
 BAD_FRAME = "bad_frame"
 OBSERVER_STOP = "observer_stop"

@@ -156,7 +156,8 @@ def _simulator(args: Any, settings: Settings) -> KisSimulator:
     record (`app.sim_day`)."""
     day = args.date or default_sim_day(SystemClock().now().date())
     data_root = Path(settings.data_dir)
-    start, resumed_after = start_time([data_root / "observer", data_root / "sim"], day, args.start)
+    _, close = settings.sessions.span(settings.websocket.feed)
+    start, resumed_after = start_time([data_root / "observer", data_root / "sim"], day, args.start, close)
     if resumed_after is not None:
         print(f"observer: {data_root} holds {day:%Y-%m-%d} up to {resumed_after.astimezone(KST):%H:%M:%S}: "
               f"the simulated day resumes at {start:%H:%M:%S}", flush=True)

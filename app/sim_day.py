@@ -15,7 +15,6 @@ from pathlib import Path
 
 from runtime.clock import KST
 from runtime.jsonl import tail_records
-from tools.kis_sim.market import SESSION_CLOSE
 
 
 class DayAlreadyRun(ValueError):
@@ -44,18 +43,21 @@ def latest_record(folders: list[Path], day: date) -> datetime | None:
     return latest
 
 
-def start_time(folders: list[Path], day: date, requested: time) -> tuple[time, datetime | None]:
+def start_time(
+    folders: list[Path], day: date, requested: time, close: time
+) -> tuple[time, datetime | None]:
     """The simulated start: `requested`, or the whole second after the day's latest record when that is
-    later (then also that record's time). Raises DayAlreadyRun when that second is past the close."""
+    later (then also that record's time). Raises DayAlreadyRun when that second is past `close` (the last
+    session's end on the streamed feed)."""
     latest = latest_record(folders, day)
     if latest is None:
         return requested, None
     resume = (latest.astimezone(KST) + timedelta(seconds=1)).replace(microsecond=0)
     if resume <= datetime.combine(day, requested, tzinfo=KST):
         return requested, None
-    if resume.date() != day or resume.time() >= SESSION_CLOSE:
+    if resume.date() != day or resume.time() >= close:
         raise DayAlreadyRun(
             f"the simulated {day:%Y-%m-%d} is already recorded up to {latest.astimezone(KST):%H:%M:%S}, past "
-            f"the {SESSION_CLOSE:%H:%M} close: use another --date or --data-dir"
+            f"the {close:%H:%M} close: use another --date or --data-dir"
         )
     return resume.time(), latest

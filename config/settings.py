@@ -105,14 +105,20 @@ class ManualRule(TriggerRule):
 
 
 class RealtimeDetectorRule(Section):
-    """track_b_independent_scanner.md: 5x one-minute volume, 5 % move within a 60 s window."""
+    """track_b_independent_scanner.md: 5x one-minute volume, 5 % move within a 60 s window.
+
+    Its priorities, 0.9 for a volume surge and 0.95 for a volatility spike, are the weights: on the main
+    profile's scale (volume surge 10) they are 9.0 and 9.5; the `realtime` profile uses 0.9 and 0.95 as
+    written. Only their ratio matters to the ranking and the replacement threshold.
+    """
 
     enabled: bool = False
     volume_ratio: PositiveFloat = 5.0
     price_move_pct: PositiveFloat = 5.0
     window_seconds: PositiveFloat = 60.0
     ttl_seconds: PositiveFloat = 300.0
-    weight: PositiveFloat = 9.0
+    volume_weight: PositiveFloat = 9.0
+    price_move_weight: PositiveFloat = 9.5
 
 
 class TriggerSettings(Section):
@@ -131,6 +137,25 @@ class SlotSettings(Section):
     resubscribe_cooldown_seconds: float = Field(default=180.0, ge=0)
     rebalance_interval_seconds: PositiveFloat = 30.0
     watchlist: tuple[str, ...] = ()
+    churn_replacement_threshold: float = Field(default=1.5, ge=1.0)
+    """symbol_selection_architecture.md "Rapid Symbol Churn": the threshold while replacements run high
+    (never below `replacement_threshold`)."""
+    churn_replacements_per_hour: PositiveInt = 60
+    """More replacements than this in the last hour raise the threshold to `churn_replacement_threshold`."""
+    calm_replacements_per_hour: int = Field(default=30, ge=0)
+    """At or below this many in the last hour the threshold is back at `replacement_threshold`."""
+    stale_after_seconds: PositiveFloat | None = 1800.0
+    """A slotted symbol without a trade for this long in FULL_OPERATION is released (None: never)."""
+    remove_halted: bool = True
+    """Release slotted symbols the Track A scan shows halted; they compete again once trading resumes."""
+    remove_at_price_limit: bool = True
+    """Release slotted symbols at the day's upper or lower price limit (the seed's "Symbol Removal")."""
+
+    @model_validator(mode="after")
+    def _churn_levels(self) -> SlotSettings:
+        if self.calm_replacements_per_hour > self.churn_replacements_per_hour:
+            raise ValueError("calm_replacements_per_hour must not exceed churn_replacements_per_hour")
+        return self
 
 
 class OverflowSettings(Section):
@@ -401,7 +426,7 @@ class Settings(Section):
     `Settings()` alone equals the `main` profile's defaults with no accounts (simulator mode).
     """
 
-    profile: Literal["main", "hybrid", "hybrid_b"] = "main"
+    profile: Literal["main", "hybrid", "hybrid_b", "realtime"] = "main"
     data_dir: Path = Path("./data")
     log_dir: Path = Path("./logs")
     log_retention_days: PositiveInt = 14

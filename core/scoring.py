@@ -33,7 +33,9 @@ def weight(kind: TriggerKind, settings: TriggerSettings) -> float:
         return settings.volatility_spike.weight
     if kind is TriggerKind.MANUAL:
         return settings.manual.weight
-    return settings.realtime.weight
+    if kind is TriggerKind.REALTIME_VOLUME:
+        return settings.realtime.volume_weight
+    return settings.realtime.price_move_weight
 
 
 def usable_market_cap(market_cap: float | None) -> float:

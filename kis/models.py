@@ -98,6 +98,8 @@ class MultiQuote(KisModel):
     base_price: int
     ask: int
     bid: int
+    halted: bool = False
+    """Trading is halted (mrkt_trtm_cls_name "거래정지")."""
 
 
 class Holding(KisModel):

@@ -57,6 +57,8 @@ MARKET_KRX = "J"
 MORE_PAGES = frozenset({"M", "F"})
 NEXT_PAGE = "N"
 MARKET_CAP_UNIT = 100_000_000
+HALTED_TREATMENT = "거래정지"
+"""mrkt_trtm_cls_name (market treatment) of a halted symbol in an intstock-multprice row."""
 """inquire-price `hts_avls` is in 억원 (100 million KRW)."""
 _SYMBOL = re.compile(r"^[0-9A-Z]{6}$")
 _FUOP_CODE = re.compile(r"^[1-3][0-9A-Z]{5}([0-9]{3})?$")
@@ -707,6 +709,7 @@ def _multi_quote(row: _Row) -> MultiQuote:
         base_price=row.integer("inter2_sdpr"),
         ask=row.integer("inter2_askp"),
         bid=row.integer("inter2_bidp"),
+        halted=row.text("mrkt_trtm_cls_name") == HALTED_TREATMENT,
     )
 
 

@@ -31,7 +31,7 @@ CASES = [
     ("scenario-missing", ["--scenario", "{tmp}/absent.json"], "cannot read"),
     ("scenario-invalid", ["--scenario", "{tmp}/bad.json"], "not valid JSON"),
     ("scenario-unknown-symbol", ["--scenario", "{tmp}/unknown.json"], "unknown symbol"),
-    ("day-already-run", ["--date", "20241120"], "past the 15:30 close"),
+    ("day-already-run", ["--date", "20241120"], "past the 20:00 close"),
     ("data-dir-a-file", ["--data-dir", "{tmp}/a-file"], "not a directory"),
 ]
 
@@ -49,7 +49,7 @@ def test_a_bad_value_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], na
     (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
     ledger = tmp_path / "data" / "observer" / "system" / "alerts" / "20241120_alerts.jsonl"
     ledger.parent.mkdir(parents=True)
-    ledger.write_text(json.dumps({"at": "2024-11-20T15:29:59+09:00", "key": "a"}) + "\n", encoding="utf-8")
+    ledger.write_text(json.dumps({"at": "2024-11-20T19:59:59+09:00", "key": "a"}) + "\n", encoding="utf-8")
     command = [sys.executable, str(REPO / "run.py"), "--sim", "--data-dir", str(tmp_path / "data"),
                "--log-dir", str(tmp_path / "logs"), "--duration", "5",
                *(flag.format(tmp=tmp_path) for flag in flags)]

@@ -76,6 +76,30 @@ def test_hybrid_b_profile_is_mode_b_of_the_hybrid_design() -> None:
     assert load_settings(env={}).signals.rank_by_closeness is False  # main: the trigger ranking
 
 
+def test_realtime_profile_runs_the_track_b_detectors_alone(tmp_path: Path) -> None:
+    """track_b_independent_scanner.md as its own profile: only the tick detectors pick slots, weighted by the
+    document's priorities; manual overrides stay; chosen by the file or the environment."""
+    settings = load_settings(write_json(tmp_path / "c.json", {"profile": "realtime"}), {})
+    assert settings.profile == "realtime"
+    triggers = settings.triggers
+    assert triggers.realtime.enabled
+    assert (triggers.realtime.volume_weight, triggers.realtime.price_move_weight) == (0.9, 0.95)
+    assert (triggers.realtime.volume_ratio, triggers.realtime.price_move_pct) == (5.0, 5.0)
+    assert not (triggers.volume_surge.enabled or triggers.trade_velocity.enabled
+                or triggers.volatility_spike.enabled)
+    assert triggers.manual.enabled and triggers.market_cap_weight == 0.0
+    assert settings.slots.max_slots == 41 and settings.slots.min_dwell_seconds == 120.0
+    assert load_settings(None, {"OBSERVER_PROFILE": "realtime"}) == settings
+    assert Settings().triggers.realtime.enabled is False  # main keeps them off (9.0 / 9.5 when turned on)
+    main = Settings().triggers.realtime
+    assert (main.volume_weight, main.price_move_weight) == (9.0, 9.5)
+
+
+def test_churn_levels_must_be_ordered() -> None:
+    with pytest.raises(ConfigError, match="calm_replacements_per_hour"):
+        load_settings(None, {"OBSERVER_SLOTS__CALM_REPLACEMENTS_PER_HOUR": "90"})
+
+
 def test_explicit_values_beat_the_profile_and_environment_beats_the_file(tmp_path: Path) -> None:
     config = write_json(tmp_path / "c.json", {"profile": "hybrid", "slots": {"max_slots": 30}, "scan": {}})
     settings = load_settings(config, {"OBSERVER_SCAN__INTERVAL_SECONDS": "45"})
@@ -205,7 +229,8 @@ def test_duplicate_key_in_the_file(tmp_path: Path) -> None:
 
 def test_unknown_profile(tmp_path: Path) -> None:
     config = write_json(tmp_path / "c.json", {"profile": "turbo"})
-    assert config_error(config) == f"config error in {config}: profile: must be one of main, hybrid, hybrid_b"
+    assert config_error(config) == (
+        f"config error in {config}: profile: must be one of main, hybrid, hybrid_b, realtime")
 
 
 def test_unknown_environment_variable_with_our_prefix() -> None:
