@@ -53,6 +53,8 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
 | CurrentTargets (ask) | the account's target set (asked by a connection that lost its saved one) |
+| BackPressure | level > 0: the account's capacity shrinks (`core.backpressure.shed_capacity`), its lowest |
+|  | scored symbols are unsubscribed at once (ledger reason `backpressure`); 0: capacity back, allocate |
 | TicksReceived | (from every connection) each symbol's last data time, for the stale check |
 | ScanCompleted | halts and price limits from the rows; allocate at once when they change |
 
@@ -75,6 +77,7 @@ from actors.base import ObserverActor, ObserverActorProxy
 from actors.context import ObserverContext
 from actors.directory import Directory
 from config.accounts import Account
+from core.backpressure import shed_capacity, shed_slots
 from core.models import Candidate
 from core.overflow import OverflowMonitor, OverflowReason, OverflowRecords
 from core.schedule import Phase, phase_at
@@ -101,6 +104,7 @@ from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
 from messages.streaming import (
+    BackPressure,
     ConnectionChanged,
     ConnectionState,
     CurrentTargets,
@@ -155,6 +159,7 @@ class SlotManagerActor(ObserverActor):
         self._holdings_pending: set[str] = set()
         self._sync_unknown = False
         self._paused = False
+        self._shed_levels: dict[str, int] = {}
         self._churn = ChurnGuard(settings.slots)
         self._last_data: dict[str, datetime] = {}
         self._watched_since = context.clock.now()
@@ -211,6 +216,8 @@ class SlotManagerActor(ObserverActor):
                 self._fetch_holdings()
             case CurrentTargets():
                 return self.targets().get(message.account, ())
+            case BackPressure():
+                self._on_backpressure(message)
             case TicksReceived():
                 self._on_ticks(message)
             case ScanCompleted():
@@ -471,6 +478,32 @@ class SlotManagerActor(ObserverActor):
                 self._apply(restore_account(self._state, account, now), now, full=False)
             self._publish(force=(account,))
 
+    def _on_backpressure(self, message: BackPressure) -> None:
+        """Shed the account's lowest scored symbols now; at level 0 its full capacity is allocated again."""
+        account = message.account
+        if account not in self._account_names():
+            return
+        now = self.context.clock.now()
+        if message.level <= 0:
+            if self._shed_levels.pop(account, None) is not None:
+                self.log.info("{} caught up: its shed slots are allocated again", account)
+                if self._track_b_active():
+                    self._allocate()
+                self._update_gauges()
+            return
+        self._shed_levels[account] = message.level
+        capacity = self._shed_capacity(account)
+        self.log.warning("{} behind by {:.1f} s ({} messages waiting): shed level {}, {} slots", account,
+                         message.lag_seconds, message.backlog, message.level, capacity)
+        self._apply(shed_slots(self._state, account, capacity, now), now, full=False)
+
+    def _shed_capacity(self, account: str) -> int:
+        """The account's slots at its shed level; never fewer than the pinned symbols it holds."""
+        full = next(provider.capacity for provider in self._providers if provider.name == account)
+        fraction = self.context.settings.websocket.backpressure_shed_fraction
+        pinned = sum(1 for slot in self._state.account(account).slots if slot.pinned)
+        return max(shed_capacity(full, self._shed_levels.get(account, 0), fraction), pinned)
+
     def _fetch_holdings(self) -> None:
         for name in sorted(self._holdings_pending):
             account = self.context.account(name)
@@ -501,13 +534,18 @@ class SlotManagerActor(ObserverActor):
         now = self.context.clock.now()
         candidates = (*self._movers, *self._candidates)
         self._movers = ()  # the first allocation of Track B takes them; later rankings decide alone
+        providers = tuple(
+            replace(provider, capacity=self._shed_capacity(provider.name))
+            if provider.name in self._shed_levels else provider
+            for provider in self._providers
+        )
         placed = self._state.placement()
         self._last_data = {s: t for s, t in self._last_data.items() if s in placed}
         stale = stale_symbols(self._state, self._last_data, now, self._slot_settings,
                               watched_since=self._watched_since, exempt=self._halted)
         self._observe_churn(now, 0)  # the hour slides: the threshold may come down before this allocation
         allocation = allocate_slots(
-            self._state, candidates, self._pins(), now, self._slot_settings, self._providers,
+            self._state, candidates, self._pins(), now, self._slot_settings, providers,
             excluded=stale | self._holds, threshold=self._churn.threshold,
         )
         released = {symbol for symbol in stale if symbol not in allocation.state.placement()}

@@ -172,6 +172,27 @@ class SignalSettings(Section):
     return_minutes: PositiveInt = 5
     return_threshold_pct: float = -3.0
     turnover_surge_ratio: PositiveFloat = 3.0
+    rank_by_closeness: bool = False
+    """The hybrid Top-N: slots go to the scanned symbols nearest to a signal threshold
+    (`core.closeness`) instead of to the trigger ranking; picks and manual triggers still come first."""
+    closeness_horizon: PositiveFloat | None = 0.05
+    """Only symbols this near to a threshold (distance units of `core.closeness`: 0.05 = 5 points) compete
+    for a slot; None: every scanned symbol. Symbols further off are no candidates, so neither the overflow
+    ledger nor the overflow-rate alerts fill with the whole quiet universe."""
+    closeness_weight: float = Field(default=1.0, ge=0)
+    """w1 of section 3.5: weight of 1 / (distance to the nearest threshold + epsilon)."""
+    closeness_epsilon: PositiveFloat = 0.005
+    """eps of section 3.5, in the distance's units (0.005 = half a percentage point)."""
+    volatility_weight: float = Field(default=1.0, ge=0)
+    """w2: weight of the intraday range (high - low) / previous close, in percent."""
+    turnover_weight: float = Field(default=0.5, ge=0)
+    """w3: weight of log10 of the day's turnover (KRW)."""
+    breakout_enabled: bool = False
+    """Mode B (section 7): a breakout signal beside the drop signals."""
+    breakout_minutes: PositiveInt = 20
+    """The breakout's reference: the highest trade of this many minutes before the trade."""
+    breakout_pct: float = Field(default=0.5, ge=0)
+    """How far (%) above that high a trade must be to count as a breakout."""
 
 
 class AlertSettings(Section):
@@ -192,6 +213,17 @@ class WebSocketSettings(Section):
     feed: Feed = "unified"
     """Which trades a tick slot streams: `krx` (H0STCNT0, KRX only), `nxt` (H0NXCNT0, Nextrade only) or
     `unified` (H0UNCNT0, both venues in one registration, so no trade of either venue is missed)."""
+    max_queue_messages: PositiveInt = 2000
+    """The receive queue's bound: trade messages waiting for the connection actor. Past it new trades are
+    dropped (each symbol's dropped stretch becomes a gap) until the backlog falls below it."""
+    backpressure_lag_seconds: PositiveFloat = 2.0
+    """Processing is behind when a trade message waits this long, or the queue holds a quarter of its
+    bound: the lowest scored subscriptions are shed (`backpressure_shed_fraction` of the slots a step)."""
+    backpressure_shed_fraction: float = Field(default=0.25, gt=0, le=1)
+    backpressure_step_seconds: PositiveFloat = 10.0
+    """While still behind, another step is shed at most this often."""
+    backpressure_recover_seconds: PositiveFloat = 30.0
+    """Caught up (lag below half the threshold) this long: every shed slot is taken back."""
 
 
 class RecorderSettings(Section):
@@ -394,7 +426,7 @@ class Settings(Section):
     `Settings()` alone equals the `main` profile's defaults with no accounts (simulator mode).
     """
 
-    profile: Literal["main", "hybrid", "realtime"] = "main"
+    profile: Literal["main", "hybrid", "hybrid_b", "realtime"] = "main"
     data_dir: Path = Path("./data")
     log_dir: Path = Path("./logs")
     log_retention_days: PositiveInt = 14

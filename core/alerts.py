@@ -81,6 +81,7 @@ _CONDITIONS: dict[str, Callable[[float, float], str]] = {
     "turnover_surge_fall": lambda v, th: (
         f"turnover vs a normal day's pace {v:.2f}x >= {th:.2f}x while falling"
     ),
+    "breakout": lambda v, th: f"price {v:+.2f} % above the prior high, >= {th:.2f} %",
 }
 
 
@@ -94,6 +95,8 @@ _SIGNAL_LABELS: dict[str, str] = {
     "disparity": "disparity",
     "return_drop": "return drop",
     "turnover_surge_fall": "turnover surge while falling",
+    "breakout": "breakout",
+    "near_signal": "near a signal threshold",
 }
 
 _SYSTEM_LABELS: dict[str, str] = {
@@ -123,6 +126,7 @@ _SYSTEM_KINDS: dict[str, Callable[[str], str]] = {
     "gaps_open": lambda account: f"symbols without ticks, Track B suspended ({account})",
     "ws_suspended": lambda account: f"WebSocket down ({account})",
     "ws_resumed": lambda account: f"WebSocket back ({account})",
+    "backpressure": lambda account: f"processing behind, subscriptions shed ({account})",
 }
 
 

@@ -34,6 +34,7 @@ class OverflowReason(StrEnum):
     STALE = "stale"  # it held a slot and streamed nothing for `stale_after_seconds`
     HALTED = "halted"  # trading in it is halted (the Track A scan says so); it competes again when it resumes
     PRICE_LIMIT = "price_limit"  # it sits at the day's upper or lower price limit
+    BACKPRESSURE = "backpressure"  # shed while processing fell behind the stream (lowest scored first)
 
 
 class OverflowSource(Protocol):

@@ -24,6 +24,7 @@ class Ranking(NamedTuple):
 
 
 def weight(kind: TriggerKind, settings: TriggerSettings) -> float:
+    """The kind's configured weight (`NEAR_SIGNAL` candidates are scored by `core.closeness`, never here)."""
     if kind is TriggerKind.VOLUME_SURGE:
         return settings.volume_surge.weight
     if kind is TriggerKind.TRADE_VELOCITY:

@@ -31,7 +31,13 @@ from messages.market import ExecutionsReceived, HoldingsLoaded, ScanCompleted, T
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
-from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from messages.streaming import (
+    BackPressure,
+    ConnectionChanged,
+    ConnectionState,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
 from messages.system import Crash, Ping
 from runtime.clock import KST, SimulatedClock
 from runtime.metrics import Metrics
@@ -464,6 +470,31 @@ def test_track_b_paused_by_hand_stays_empty_until_resumed_even_across_a_restart(
     assert answer == "Track B resumed"
     slotted = set(harness.targets("ws.acct1")[-1]) | set(harness.targets("ws.acct2")[-1])
     assert slotted == {"005930", "000660"}
+
+
+def test_back_pressure_sheds_the_lowest_scored_and_takes_them_back_when_caught_up(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(4, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    ranking = tuple(cand(f"00000{i}", 10.0 - i) for i in range(1, 9))
+    harness.rank(*ranking)
+    full = harness.targets("ws.acct1")[-1]
+    other = harness.targets("ws.acct2")[-1]
+    assert len(full) == 4 and len(other) == 4
+    weakest = min(full, key=lambda symbol: next(c.score for c in ranking if c.symbol == symbol))
+
+    harness.tell(BackPressure(at=START, account="acct1", level=1, lag_seconds=3.0, backlog=10))
+    shed = harness.targets("ws.acct1")[-1]
+    assert set(shed) == set(full) - {weakest}  # a quarter of 4 slots: the lowest scored goes
+    line = harness.ledger()[-1]
+    assert line["symbol"] == weakest and line["metadata"]["reason_code"] == "backpressure"
+    harness.rank(*ranking)  # a new ranking does not fill the shed slot
+    assert set(harness.targets("ws.acct1")[-1]) == set(shed)
+    assert harness.targets("ws.acct2")[-1] == other
+    assert harness.slots().snapshot().get(timeout=WAIT).account("acct1").capacity == 3
+
+    harness.tell(BackPressure(at=START, account="acct1", level=0, lag_seconds=0.1, backlog=0))
+    assert set(harness.targets("ws.acct1")[-1]) == set(full)  # no cooldown: it comes straight back
+    assert harness.slots().snapshot().get(timeout=WAIT).account("acct1").capacity == 4
 
 
 # --- intraday removal: halts, price limits, stale slots; churn ------------------------------------------

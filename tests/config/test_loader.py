@@ -63,6 +63,17 @@ def test_hybrid_profile_from_the_config_file(tmp_path: Path) -> None:
     assert settings.slots.resubscribe_cooldown_seconds == 180.0
     assert settings.alerts.cooldown_seconds == 600.0
     assert settings.slots.rebalance_interval_seconds == 60.0
+    assert settings.signals.rank_by_closeness is True and settings.signals.breakout_enabled is False
+
+
+def test_hybrid_b_profile_is_mode_b_of_the_hybrid_design() -> None:
+    settings = load_settings(env={"OBSERVER_PROFILE": "hybrid_b"})
+    assert settings.profile == "hybrid_b"
+    assert (settings.scan.interval_seconds, settings.scan.safe_mode_interval_seconds) == (30.0, 60.0)
+    assert settings.slots.max_slots == 40 and settings.slots.rebalance_interval_seconds == 60.0
+    signals = settings.signals
+    assert signals.enabled and signals.rank_by_closeness and signals.breakout_enabled
+    assert load_settings(env={}).signals.rank_by_closeness is False  # main: the trigger ranking
 
 
 def test_realtime_profile_runs_the_track_b_detectors_alone(tmp_path: Path) -> None:
@@ -218,7 +229,8 @@ def test_duplicate_key_in_the_file(tmp_path: Path) -> None:
 
 def test_unknown_profile(tmp_path: Path) -> None:
     config = write_json(tmp_path / "c.json", {"profile": "turbo"})
-    assert config_error(config) == f"config error in {config}: profile: must be one of main, hybrid, realtime"
+    assert config_error(config) == (
+        f"config error in {config}: profile: must be one of main, hybrid, hybrid_b, realtime")
 
 
 def test_unknown_environment_variable_with_our_prefix() -> None:

@@ -43,7 +43,8 @@ def test_score_formula_uses_kind_weight_strength_and_market_cap():
 
 
 def test_every_kind_has_its_configured_weight():
-    assert {k: weight(k, SETTINGS) for k in TriggerKind} == {
+    triggers = [k for k in TriggerKind if k is not TriggerKind.NEAR_SIGNAL]  # a ranking kind, never a trigger
+    assert {k: weight(k, SETTINGS) for k in triggers} == {
         TriggerKind.VOLUME_SURGE: 10.0,
         TriggerKind.TRADE_VELOCITY: 8.0,
         TriggerKind.VOLATILITY_SPIKE: 6.0,
