@@ -94,8 +94,8 @@ from core.slots import (
     shrink_capacity,
     stale_symbols,
 )
+from core.subscriptions import MAX_REGISTRATIONS_PER_KEY
 from kis.models import Holding
-from kis.protocol import MAX_REGISTRATIONS_PER_KEY
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
 from messages.control import TrackBPaused

@@ -8,23 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from actors.supervisor import Supervisor
-from runtime.metrics import Metrics
+from runtime.metrics import COUNTERS, Metrics
 
 EXIT_OK, EXIT_CHAOS_FAILED = 0, 3
-
-COUNTERS = (
-    "ticks_recorded",
-    "ticks_dropped",
-    "scans",
-    "triggers",
-    "slot_changes",
-    "overflows",
-    "gaps_detected",
-    "gaps_recovered",
-    "gaps_marked",
-    "alerts_sent",
-)
-
 
 def build_summary(
     metrics: Metrics, supervisor: Supervisor, child_ids: Sequence[str], alive: Sequence[str]

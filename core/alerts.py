@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from core.calendar import KST
 from core.models import Trigger
 from core.signals import SignalHit
 
-KST = ZoneInfo("Asia/Seoul")
 AlertKey = tuple[str, str]
 
 

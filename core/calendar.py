@@ -9,8 +9,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 import holidays
+
+KST = ZoneInfo("Asia/Seoul")
+"""Korea Standard Time: every time the observer handles is aware and in this zone."""
 
 _SATURDAY = 5
 

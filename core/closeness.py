@@ -26,9 +26,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from config.settings import SignalSettings
 from core.models import Candidate, TriggerKind
 from core.scoring import usable_market_cap
+from core.settings import SignalSettings
 from core.signals import SignalInputs, SignalKind, disparity, turnover_ratio
 from core.triggers import DEFAULT_MIN_SESSION_FRACTION
 

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, overload
 
-from config.settings import OverflowSettings
 from core.models import TriggerKind
+from core.settings import OverflowSettings
 
 
 class OverflowReason(StrEnum):

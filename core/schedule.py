@@ -5,7 +5,7 @@ moment it looked at can ask `boundaries_between(last, now)` on every tick and ne
 a day event, even after a jump of hours or days (a suspended VM, a fast simulated clock).
 
 Trading days: IDLE -> WARMUP -> TRACK_A_ONLY -> FULL_OPERATION -> TRACK_A_CLOSING -> SHUTDOWN -> IDLE
-(21:00). The phase times follow the trading sessions of the streamed feed (`config.settings`): with
+(21:00). The phase times follow the trading sessions of the streamed feed (`core.settings`): with
 the unified feed (KRX and Nextrade, 08:00-20:00) 07:00, 08:00, 08:30, 19:30 and 20:00; with the KRX
 feed alone (09:00-15:30) 08:00, 09:00, 09:30, 15:00 and 15:30. Non-trading days stay IDLE.
 
@@ -25,9 +25,8 @@ from functools import lru_cache
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
-from config.settings import ScheduleSettings, Settings
-from core.calendar import is_trading_day
-from runtime.clock import KST
+from core.calendar import KST, is_trading_day
+from core.settings import DEFAULT_FEED, ScheduleSettings, SessionSettings
 
 
 class Phase(StrEnum):
@@ -50,7 +49,7 @@ class DayEvent(StrEnum):
 EVERY_DAY_EVENTS = frozenset({DayEvent.TOKEN_CHECK})
 """Events that fire on every calendar day; the others fire on trading days only."""
 
-DEFAULT_SCHEDULE = Settings().schedule
+DEFAULT_SCHEDULE = ScheduleSettings().following(*SessionSettings().span(DEFAULT_FEED))
 """The default settings' schedule: the unified feed's trading day."""
 
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from config.settings import TriggerSettings
 from core.models import Candidate, Trigger, TriggerKind
+from core.settings import TriggerSettings
 
 
 class Ranking(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from config.settings import FEED_VENUES, Feed, SessionSettings, TradingSession
+from core.settings import FEED_VENUES, Feed, SessionSettings, TradingSession
 
 
 class Venue(StrEnum):

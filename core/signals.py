@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from config.settings import SignalSettings
+from core.settings import SignalSettings
 from core.triggers import DEFAULT_MIN_SESSION_FRACTION, reaches, session_fraction
 
 

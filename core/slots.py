@@ -48,9 +48,9 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from config.settings import SlotSettings
 from core.models import Candidate, TriggerKind
 from core.overflow import DeferredSources, OverflowReason, OverflowRecord, OverflowRecords, OverflowSource
+from core.settings import SlotSettings
 
 _SLOT_SYMBOL = itemgetter(0)  # Slot.symbol
 _SINCE_ZONE = attrgetter("since.tzinfo")

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
-from config.settings import (
+from core.calendar import KST
+from core.models import Trigger, TriggerKind
+from core.settings import (
     ManualRule,
     RealtimeDetectorRule,
     TradeVelocityRule,
@@ -36,9 +37,7 @@ from config.settings import (
     VolatilitySpikeRule,
     VolumeSurgeRule,
 )
-from core.models import Trigger, TriggerKind
 
-KST = ZoneInfo("Asia/Seoul")
 SESSION_OPEN = time(9, 0)
 SESSION_MINUTES = 390.0  # KRX regular session 09:00-15:30
 DEFAULT_MIN_SESSION_FRACTION = 0.1

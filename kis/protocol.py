@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from core.subscriptions import AckCode
+
 REAL_REST_URL = "https://openapi.koreainvestment.com:9443"
 PAPER_REST_URL = "https://openapivts.koreainvestment.com:29443"
 REAL_WS_URL = "ws://ops.koreainvestment.com:21000"
@@ -32,7 +34,6 @@ FUOP_MINUTE_BARS_PER_CALL = 102
 """inquire-time-fuopchartprice answers at most 102 bars a call (KIS's documentation)."""
 OPTION_BOARD_MAX_ROWS = 100
 """display-board-callput answers at most 100 calls (output1) and 100 puts (output2)."""
-MAX_REGISTRATIONS_PER_KEY = 41
 
 
 class TrId(StrEnum):
@@ -88,17 +89,6 @@ class ErrorCode(StrEnum):
     TOKEN_INVALID = "EGW00121"
     TOKEN_TOO_SOON = "EGW00133"
     SUCCESS = "MCA00000"
-
-
-class AckCode(StrEnum):
-    SUBSCRIBE_SUCCESS = "OPSP0000"
-    UNSUBSCRIBE_SUCCESS = "OPSP0001"
-    ALREADY_SUBSCRIBED = "OPSP0002"
-    UNSUBSCRIBE_NOT_FOUND = "OPSP0003"
-    INTERNAL_ERROR = "OPSP0007"
-    MAX_SUBSCRIBE_OVER = "OPSP0008"
-    INVALID_APPROVAL = "OPSP0011"
-    APPKEY_IN_USE = "OPSP8996"
 
 
 ACK_MESSAGES: dict[AckCode, tuple[str, str]] = {

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from config.accounts import Account
 from config.settings import RateLimitSettings
+from core.bars import DailyBar, MinuteBar
 from kis import protocol
 from kis.errors import (
     KisError,
@@ -37,11 +38,9 @@ from kis.errors import (
 from kis.models import (
     AccessToken,
     ApprovalKey,
-    DailyBar,
     FuopBar,
     FuopChart,
     Holding,
-    MinuteBar,
     MultiQuote,
     OptionBoard,
     OptionQuote,

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from kis.protocol import FEED_OF_TRADE_TR, AckCode, TrId
+from core.subscriptions import AckCode
+from kis.protocol import FEED_OF_TRADE_TR, TrId
 
 
 class TradeTick(NamedTuple):

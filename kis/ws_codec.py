@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from core.subscriptions import AckCode
 from kis.crypto import NoticeCryptoError, decrypt_notice
 from kis.fields import (
     H0STASP0_FIELDS,
@@ -30,7 +31,7 @@ from kis.fields import (
     H0STCNT0_INDEX,
     H0UNASP0_FIELDS,
 )
-from kis.protocol import FEED_OF_TRADE_TR, AckCode, TrId
+from kis.protocol import FEED_OF_TRADE_TR, TrId
 from kis.ticks import (
     Ack,
     Decoded,

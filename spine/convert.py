@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from config.settings import SessionSettings
 from core.gaps import Gap
 from core.models import Trigger
 from core.sessions import Venue, venue_of
+from core.settings import SessionSettings
 from core.slots import SlotChange
 from messages.gaps import ExpectedGapStarted
 from messages.market import ScanCompleted, TicksReceived

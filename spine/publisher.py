@@ -21,7 +21,8 @@ from loguru import logger
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from config.settings import SessionSettings, SpineSettings
+from config.settings import SpineSettings
+from core.settings import SessionSettings
 from spine.convert import Publishable, facts_of
 from spine.stream import ensure_stream
 from spine.subjects import Subjects

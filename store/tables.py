@@ -16,13 +16,12 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from core.calendar import KST
 from core.option_matrix import column_names
 
-KST = ZoneInfo("Asia/Seoul")
 KST_TIMESTAMP = pa.timestamp("us", tz="Asia/Seoul")
 KST_WALL = pa.timestamp("us")
 """A KST wall time without a zone: the earlier pipeline's TIMESTAMP columns."""

@@ -25,10 +25,11 @@ from actors.recorder import RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
 from config.settings import RecorderSettings, Settings
 from core.alerts import make_alert
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
 from core.schedule import DayEvent
-from kis.models import MinuteBar, MultiQuote
+from kis.models import MultiQuote
 from kis.ticks import TradeFrame, TradeTick
 from kis.ws_codec import decode
 from messages.alerts import AlertRaised, SystemAlert

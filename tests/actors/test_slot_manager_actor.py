@@ -19,9 +19,10 @@ from actors.directory import Directory
 from actors.slot_manager import SlotManagerActor, SlotManagerProxy
 from actors.supervisor import ChildSpec, Supervisor
 from config.accounts import Account
-from config.settings import Settings, SlotSettings
+from config.settings import Settings
 from core.models import Candidate, TriggerKind
 from core.schedule import Phase
+from core.settings import SlotSettings
 from kis.models import Holding, MultiQuote
 from kis.rest import KisRestClient, TokenSource
 from kis.ticks import ExecutionNotice, TradeTick

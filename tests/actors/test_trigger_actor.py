@@ -19,8 +19,9 @@ from actors.directory import Directory
 from actors.supervisor import ChildSpec, Supervisor
 from actors.triggers import TriggerActor
 from config.accounts import Account
-from config.settings import ManualRule, Settings, SignalSettings, SlotSettings, TriggerSettings
+from config.settings import Settings
 from core.models import TriggerKind
+from core.settings import ManualRule, SignalSettings, SlotSettings, TriggerSettings
 from kis.models import MultiQuote
 from kis.rest import TokenSource
 from kis.ticks import TradeTick

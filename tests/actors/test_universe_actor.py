@@ -13,11 +13,12 @@ from loguru import logger
 
 from actors.directory import Directory
 from actors.universe import BASELINE_RETRY_SECONDS, UniverseActor
-from config.settings import RateLimitSettings, Settings, UniverseSettings
+from config.settings import RateLimitSettings, Settings
+from core.bars import DailyBar
 from core.baselines import daily_baseline
 from core.schedule import DayEvent
+from core.settings import UniverseSettings
 from core.universe import UniverseEntry, build_universe
-from kis.models import DailyBar
 from messages.alerts import SystemAlert
 from messages.market import UniverseReady
 from messages.schedule import DayEventFired

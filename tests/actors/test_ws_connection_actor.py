@@ -19,7 +19,7 @@ from actors.ws_connection import (
 )
 from core.gaps import RESTART
 from core.schedule import Phase
-from kis.protocol import AckCode
+from core.subscriptions import AckCode
 from kis.ticks import Ack, PingPong, TradeFrame, TradeTick
 from kis.ws_session import SessionClosed
 from messages.alerts import SystemAlert

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.reconcile import GapCover, SentRecord, classify, duplicate_alerts, reconcile_run
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
-from kis.models import MinuteBar
 from runtime.clock import KST
 from runtime.paths import DataPaths
 

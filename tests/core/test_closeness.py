@@ -3,7 +3,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config.settings import SignalSettings
 from core.closeness import (
     PRIORITY_MARGIN,
     closeness,
@@ -13,6 +12,7 @@ from core.closeness import (
     rank_by_closeness,
 )
 from core.models import Candidate, TriggerKind
+from core.settings import SignalSettings
 from core.signals import SignalInputs, SignalKind
 
 KST = ZoneInfo("Asia/Seoul")

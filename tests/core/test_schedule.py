@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from config.settings import ScheduleSettings, SessionSettings, Settings, TradingSession
+from config.settings import Settings
 from core import schedule as core_schedule
 from core.schedule import DEFAULT_SCHEDULE, Boundary, DayEvent, Phase
 from core.sessions import Venue, open_sessions, venue_of
+from core.settings import ScheduleSettings, SessionSettings, TradingSession
 from messages.schedule import ClockTick, DayEventFired, PhaseChanged, message_for
 from runtime.clock import KST, SystemClock
 

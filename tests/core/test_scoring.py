@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.loader import load_settings
-from config.settings import TriggerSettings, VolumeSurgeRule
 from core.models import Trigger, TriggerKind
 from core.scoring import rank_candidates, score, usable_market_cap, weight
+from core.settings import TriggerSettings, VolumeSurgeRule
 
 KST = ZoneInfo("Asia/Seoul")
 NOW = datetime(2026, 1, 20, 10, 0, tzinfo=KST)

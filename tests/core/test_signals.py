@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import SignalSettings
+from core.settings import SignalSettings
 from core.signals import (
     HighWindow,
     ReturnWindow,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import SlotSettings
 from core.models import Candidate, TriggerKind
 from core.overflow import OverflowReason
+from core.settings import SlotSettings
 from core.slots import (
     AccountSlots,
     Allocation,

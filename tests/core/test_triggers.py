@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import (
+from core.models import Trigger, TriggerKind
+from core.settings import (
     ManualRule,
     RealtimeDetectorRule,
     TradeVelocityRule,
@@ -13,7 +14,6 @@ from config.settings import (
     VolatilitySpikeRule,
     VolumeSurgeRule,
 )
-from core.models import Trigger, TriggerKind
 from core.triggers import (
     Baseline,
     MoveWindow,

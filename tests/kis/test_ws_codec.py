@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from core.subscriptions import AckCode
 from kis.crypto import NoticeCryptoError, decrypt_notice, encrypt_notice
 from kis.fields import (
     H0STASP0_FIELDS,
@@ -20,7 +21,7 @@ from kis.fields import (
     H0STCNT0_INDEX,
     H0UNASP0_FIELDS,
 )
-from kis.protocol import ACK_MESSAGES, AckCode
+from kis.protocol import ACK_MESSAGES
 from kis.ticks import (
     Ack,
     ExecutionNoticeFrame,

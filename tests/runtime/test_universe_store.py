@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config.settings import UniverseSettings
+from core.settings import UniverseSettings
 from core.universe import UniverseEntry, UniverseSnapshot, build_universe
 from runtime.universe_store import KR_STOCKS, UniverseFileError, UniverseStore, combine_markets
 

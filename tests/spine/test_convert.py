@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from actors.recorder import recovery_lines
-from config.settings import SessionSettings
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.models import Candidate, TriggerKind
 from core.overflow import OverflowReason, OverflowRecord
 from core.recovery import build_recovery_records, gap_marker
 from core.sessions import venue_of
-from kis.models import MinuteBar, MultiQuote
+from core.settings import SessionSettings
+from kis.models import MultiQuote
 from kis.ticks import TradeTick
 from messages.market import ScanCompleted, TicksReceived
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded

@@ -6,9 +6,9 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from config.settings import SessionSettings
 from core.models import Trigger, TriggerKind
 from core.schedule import Phase
+from core.settings import SessionSettings
 from messages.schedule import PhaseChanged
 from runtime.clock import KST
 from spine import schemas, wire

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import nats
 
-from config.settings import SessionSettings, SpineSettings
+from config.settings import SpineSettings
+from core.settings import SessionSettings
 from kis.ticks import TradeTick
 from messages.market import TicksReceived
 from runtime.clock import KST

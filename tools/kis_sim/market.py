@@ -34,7 +34,7 @@ from datetime import date, datetime, time, timedelta
 from itertools import accumulate, repeat, starmap
 from typing import NamedTuple
 
-from config.settings import SessionSettings
+from core.settings import SessionSettings
 from runtime.clock import KST
 from tools.kis_sim.listings import (
     NORMAL_BITS,

@@ -34,9 +34,10 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
+from core.subscriptions import MAX_REGISTRATIONS_PER_KEY, AckCode
 from kis.crypto import encrypt_notice
 from kis.fields import H0STCNI0_FIELDS
-from kis.protocol import ACK_MESSAGES, MAX_REGISTRATIONS_PER_KEY, WS_PATH, AckCode, TrId
+from kis.protocol import ACK_MESSAGES, WS_PATH, TrId
 from runtime.clock import Clock
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.frames import (
