@@ -175,10 +175,24 @@ class StoreRole:
     async def _subscribe(
         self, js: JetStreamContext, sink: str, ack_wait: float
     ) -> JetStreamContext.PullSubscription:
+        """The sink's durable consumer, resumed after its last acknowledged message.
+
+        A consumer left by an earlier store is replaced by one starting just after its acknowledgement
+        floor: what the earlier process had been handed but not acknowledged comes again now, not after
+        `ack_wait` (one store process per consumer name).
+        """
         durable = f"{self.options.consumer}_{sink}"
+        stream = self.subjects.stream_name
+        start: int | None = None
+        with contextlib.suppress(NotFoundError):
+            info = await js.consumer_info(stream, durable)
+            start = info.ack_floor.stream_seq + 1 if info.ack_floor and info.ack_floor.stream_seq else None
+            await js.delete_consumer(stream, durable)
+            logger.info("store: {} resumes after stream message {}", durable, (start or 1) - 1)
+        policy = DeliverPolicy.ALL if start is None else DeliverPolicy.BY_START_SEQUENCE
         config = ConsumerConfig(
-            durable_name=durable, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.ALL,
-            ack_wait=ack_wait, max_ack_pending=-1, max_deliver=-1,
+            durable_name=durable, ack_policy=AckPolicy.ALL, ack_wait=ack_wait, max_ack_pending=-1,
+            max_deliver=-1, deliver_policy=policy, opt_start_seq=start,
         )  # fmt: skip
         return await js.pull_subscribe(self.subjects.everything, durable=durable,
                                        stream=self.subjects.stream_name, config=config)
@@ -326,7 +340,8 @@ class StoreRole:
     async def _database_down(self, database: str, error: psycopg.Error) -> None:
         """The first failure of an outage: one log line, one status, one system alert on the spine."""
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        text = f"store: PostgreSQL at {database} is unreachable ({reason}); retrying, rows wait on the spine"
+        what = "is unreachable" if isinstance(error, psycopg.OperationalError) else "refuses the rows"
+        text = f"store: PostgreSQL at {database} {what} ({reason}); retrying, rows wait on the spine"
         logger.warning(text)
         self.stats.postgres.status, self.stats.postgres.message = "unreachable", reason
         alert = wire.AlertSent(at=self.clock.now(), key=DATABASE_ALERT_KEY, text=text)
@@ -363,11 +378,10 @@ def _close(conn: psycopg.Connection[Any] | None) -> None:
 
 
 def _write(conn: psycopg.Connection[Any], batch: Mapping[str, list[dict[str, Any]]]) -> int:
-    """Every table's rows of one fetched batch in one transaction; the rows that were new."""
+    """Every table's rows of one fetched batch (a transaction per table); the rows that were new."""
     written = 0
-    with conn.transaction():
-        for table, rows in batch.items():
-            written += insert_ticks(conn, rows) if table == "ticks" else insert_events(conn, table, rows)
+    for table, rows in batch.items():
+        written += insert_ticks(conn, rows) if table == "ticks" else insert_events(conn, table, rows)
     return written
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,7 +54,7 @@ def events(n: int, at: datetime) -> Iterator[wire.Fact]:
     yield wire.Tick(
         symbol=symbol,
         venue="KRX",
-        exchange_time=at.replace(second=0, microsecond=0),
+        exchange_time=AT - timedelta(minutes=1 + n // 500),
         received_at=at,
         price=70_000,
         volume=9,
@@ -145,13 +144,13 @@ def events(n: int, at: datetime) -> Iterator[wire.Fact]:
 
 
 def publish(url: str, items: list[wire.Fact]) -> None:
-    publisher = Publisher(url, SpineSettings(instance=INSTANCE)).start()
+    """Every item onto the spine through the observer's publisher (its queue large enough to drop none)."""
+    publisher = Publisher(url, SpineSettings(instance=INSTANCE, publish_queue_limit=len(items) + 1)).start()
     assert publisher.wait_connected(15)
     for item in items:
-        while not publisher.publish(item):  # the queue is bounded: wait for room, drop nothing
-            time.sleep(0.01)
-    publisher.stop(timeout=30)
-    assert publisher.dropped == 0
+        publisher.publish(item)
+    publisher.stop(timeout=60)
+    assert (publisher.dropped, publisher.published) == (0, len(items))
 
 
 def expected_tables(items: list[wire.Fact]) -> dict[str, list[dict[str, Any]]]:

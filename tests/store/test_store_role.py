@@ -119,8 +119,15 @@ def test_a_database_outage_costs_no_row_doubles_none_and_alerts_once(
                 ).fetchall()
                 assert len(alerts) == 1 and "unreachable" in alerts[0][0]
                 assert "observer-test" not in alerts[0][0]  # the password never leaves the URL
-                status = dict(conn.execute("SELECT component, data_count FROM system_status").fetchall())
-                assert status["store.postgres"] == sum(len(rows) for rows in expected.values()) + alert
+
+            def status() -> dict[str, tuple[str, int]]:
+                with psycopg.connect(server.url) as conn:
+                    rows = conn.execute("SELECT component, status, data_count FROM system_status").fetchall()
+                return {component: (state, count) for component, state, count in rows}
+
+            rows = sum(len(rows) for rows in expected.values()) + alert
+            assert wait_for(lambda: status().get("store.postgres") == ("running", rows), timeout=15), status()
+            assert status()["store.parquet"][0] == "running"
         finally:
             assert stop(process) == 0, out.read_text()
     log = out.read_text()
