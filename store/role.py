@@ -134,7 +134,7 @@ class StoreRole:
             await asyncio.gather(*tasks)
         finally:
             with contextlib.suppress(NatsError, TimeoutError):
-                await nc.drain()
+                await nc.close()
 
     # --- NATS ---------------------------------------------------------------------------------------
 
