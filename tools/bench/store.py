@@ -255,7 +255,8 @@ async def _bare_consumer(url: str, lags: list[float], done: threading.Event) -> 
             continue
         now = time.time()
         lags.extend(now - msg.metadata.timestamp.timestamp() for msg in msgs)
-        await msgs[-1].ack()
+        if msgs:
+            await msgs[-1].ack()
     await nc.close()
 
 
