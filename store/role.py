@@ -54,6 +54,7 @@ COMPACT_PHASE = "shutdown"
 """The phase after the close: the day's partitions are compacted when it begins."""
 FETCH_BATCH = 1_000
 FETCH_SECONDS = 1.0
+GATHER_SECONDS = 0.05
 DATABASE_BACKOFF = Backoff(steps=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0), jitter=0.1)
 NATS_BACKOFF = Backoff(steps=(0.5, 1.0, 2.0, 5.0), jitter=0.1)
 LAG_SAMPLES = 1_000_000
@@ -198,14 +199,25 @@ class StoreRole:
                                        stream=self.subjects.stream_name, config=config)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int, timeout: float) -> list[Msg]:
-        try:
-            return await sub.fetch(batch, timeout=max(0.05, timeout))
-        except TimeoutError:
-            return []
-        except NatsError as error:  # disconnected: nats-py reconnects by itself
-            logger.debug("store: fetch: {}", type(error).__name__)
-            await asyncio.sleep(0.5)
-            return []
+        """Up to `batch` messages: what arrives within `timeout`, gathered for `GATHER_SECONDS` after the
+        first one (a pull often brings only a few)."""
+        msgs: list[Msg] = []
+        deadline = time.monotonic() + max(0.05, timeout)
+        while len(msgs) < batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                msgs += await sub.fetch(batch - len(msgs), timeout=max(0.05, left))
+            except TimeoutError:
+                break
+            except NatsError as error:  # disconnected: nats-py reconnects by itself
+                logger.debug("store: fetch: {}", type(error).__name__)
+                await asyncio.sleep(0.5)
+                break
+            if msgs:
+                deadline = min(deadline, time.monotonic() + GATHER_SECONDS)
+        return msgs
 
     def _rows(self, msg: Msg) -> tuple[str, dict[str, Any]] | None:
         """The table and row of one message (its stream sequence added), or None; a bad message gets one
