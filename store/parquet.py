@@ -91,8 +91,9 @@ class ParquetWriter:
 
 
 def compact(root: Path, table: str, day: date) -> int:
-    """Merge a day's part files into one, ordered by the table's time column (ties keep their order); the rows
-    in it. Idempotent: a day already compacted and without new parts is left as it is."""
+    """Merge a day's part files into one, ordered by the table's time column (ties keep their order), each
+    stream sequence once; the rows in it. Idempotent: a day already compacted and without new parts is left as
+    it is."""
     folder = partition_dir(root, table, day)
     parts = sorted(path for path in folder.glob("*.parquet") if path.name != COMPACTED)
     if not parts:
@@ -100,11 +101,27 @@ def compact(root: Path, table: str, day: date) -> int:
         return pq.ParquetFile(target).metadata.num_rows if target.exists() else 0
     sources = sorted(folder.glob("*.parquet"))  # the compacted file (if any) sorts first: "day" < "part"
     merged = pa.concat_tables([pq.read_table(path) for path in sources], promote_options="default")
+    merged = _once_per_seq(merged)
     order = pc.sort_indices(merged, sort_keys=[(TIME_COLUMN[table], "ascending")])  # a stable sort
     _write_atomically(merged.take(order), folder / COMPACTED)
     for path in parts:
         path.unlink()
     return merged.num_rows
+
+
+def _once_per_seq(table: pa.Table) -> pa.Table:
+    """The rows without repeats of a stream sequence (the first kept): parts left by a compaction that was
+    killed between writing the day's file and removing them hold rows the day's file already has."""
+    if SEQ_COLUMN not in table.column_names:
+        return table
+    seen: set[int] = set()
+    keep = []
+    for index, seq in enumerate(table[SEQ_COLUMN].to_pylist()):
+        if seq is None or seq not in seen:
+            keep.append(index)
+            if seq is not None:
+                seen.add(seq)
+    return table if len(keep) == table.num_rows else table.take(keep)
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:
