@@ -244,6 +244,12 @@ class StoreRole:
     async def _parquet(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         options = self.options
         writer = await asyncio.to_thread(ParquetWriter, self.parquet_root)
+        info = await js.stream_info(self.subjects.stream_name)
+        if info.state.last_seq < writer.highest_seq:
+            logger.warning("store: the stream {} ends at message {} but Parquet holds rows up to {}: the "
+                           "stream was made anew; its messages are taken as new rows",
+                           self.subjects.stream_name, info.state.last_seq, writer.highest_seq)
+            writer.renumbered()
         sub = await self._subscribe(js, "parquet", ack_wait=2 * options.flush_seconds + 60)
         sink = self.stats.parquet
         sink.status = "running"

@@ -4,15 +4,21 @@ outage loses or doubles a row."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
+import nats
 import psycopg
 import pytest
 
 from spine.server import NatsServer
+from spine.subjects import Subjects
 from store.parquet import COMPACTED
 from store.role import DATABASE_ALERT_KEY
 from tests.e2e.support import wait_for
 from tests.pg_server import postgres_server
 from tests.store.spine_facts import (
+    INSTANCE,
     expected_tables,
     facts,
     parquet_rows,
@@ -136,3 +142,33 @@ def test_a_database_outage_costs_no_row_doubles_none_and_alerts_once(
     assert log.count("is unreachable") == 1, log
     assert "is back after" in log
     assert [row["key"] for row in stored_rows(data, "alerts")].count(DATABASE_ALERT_KEY) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_made_anew_numbers_from_1_and_its_rows_are_still_taken(
+    nats_server: NatsServer, tmp_path
+) -> None:
+    data, out = tmp_path / "data", tmp_path / "store.out"
+    before, after = list(facts(0, 300)), list(facts(300, 200))
+    for published in (before, before + after):
+        publish(nats_server.url, published[len(before) if published is not before else 0 :])
+        ticks = len(expected_tables(published)["ticks"])
+        process = store_process(nats_server.url, data, out)
+        try:
+            assert wait_for(lambda: parquet_rows(data, "ticks") == ticks, timeout=60), out.read_text()  # noqa: B023
+        finally:
+            assert stop(process) == 0, out.read_text()
+        asyncio.run(delete_stream(nats_server.url))
+    expected = expected_tables(before + after)
+    for table, rows in expected.items():
+        stored = parquet_table(data, table).drop_columns(["stream_seq"]).to_pylist()
+        assert Counter(tuple(row.items()) for row in stored) == Counter(tuple(row.items()) for row in rows), (
+            table
+        )
+    assert "was made anew" in out.read_text()
+
+
+async def delete_stream(url: str) -> None:
+    nc = await nats.connect(url)
+    await nc.jetstream().delete_stream(Subjects(INSTANCE).stream_name)
+    await nc.close()
