@@ -8,10 +8,11 @@ whose stream sequence is already on disk (`store.parquet.ParquetWriter`), Postgr
 is already in the table. The consumers acknowledge cumulatively (`AckPolicy.ALL`) once per written batch.
 
 Parquet rows are buffered and written as part files every `flush_seconds` (and whenever `flush_rows`
-wait); a day's partitions are compacted when the phase becomes "shutdown" (after the close) and at stop.
-An unreachable database is retried with backoff; the first failure of an outage is logged once and
-published as one system alert on the spine, and the rows wait in the stream meanwhile. The tick path never
-waits for any of this: the store is a process of its own and the stream keeps the messages.
+wait); when the phase becomes "shutdown" (after the close) and at stop, every partition with part files is
+compacted (those a killed run left too). An unreachable database is retried with backoff; the first
+failure of an outage is logged once and published as one system alert on the spine, and the rows wait in
+the stream meanwhile. The tick path never waits for any of this: the store is a process of its own and the
+stream keeps the messages.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ class StoreRole:
                 if written:
                     logger.debug("store: {} rows into Parquet", written)
             if compact_due or stopping:
-                for table, day in sorted(touched):
+                for table, day in sorted(touched | _with_parts(self.parquet_root)):
                     rows = await asyncio.to_thread(compact, self.parquet_root, table, day)
                     logger.info("store: compacted {} of {:%Y-%m-%d}: {} rows", table, day, rows)
                 touched.clear()
@@ -410,6 +411,15 @@ def _describe(url: str) -> str:
     except psycopg.Error:
         return "the configured URL"
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def _with_parts(root: Path) -> set[tuple[str, date]]:
+    """The (table, day) partitions holding part files: written since their last compaction, by any run."""
+    found = set()
+    for folder in root.glob("*/date=*"):
+        if any(folder.glob("part-*.parquet")):
+            found.add((folder.parent.name, date.fromisoformat(folder.name[5:])))
+    return found
 
 
 def _is_phase(msg: Msg, phase: str) -> bool:

@@ -82,6 +82,8 @@ def test_a_store_killed_mid_stream_catches_up_with_nothing_lost_or_doubled(
         assert stop(process) == 0, out.read_text()
     for table, rows in expected.items():
         assert stored_rows(data, table) == rows, table
+    leftovers = [path for path in (data / "observer").rglob("*.parquet") if path.name != COMPACTED]
+    assert not leftovers  # the killed run's parts were compacted with the rest at the stop
 
 
 @pytest.mark.timeout(240)
