@@ -14,7 +14,7 @@ from runtime.clock import KST
 from spine import wire
 from store.facts import row_of
 from store.postgres import MIGRATIONS, insert_events, insert_ticks, migrate, set_status, upsert
-from tests.pg_server import PostgresServer, postgres_server
+from tools.pg_server import PostgresServer, postgres_server
 
 DAY = date(2026, 9, 14)
 

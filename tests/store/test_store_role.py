@@ -16,7 +16,6 @@ from spine.subjects import Subjects
 from store.parquet import COMPACTED
 from store.role import DATABASE_ALERT_KEY
 from tests.e2e.support import wait_for
-from tests.pg_server import postgres_server
 from tests.store.spine_facts import (
     INSTANCE,
     expected_tables,
@@ -28,6 +27,7 @@ from tests.store.spine_facts import (
     store_process,
     stored_rows,
 )
+from tools.pg_server import postgres_server
 
 EVENT_TABLES = ("ticks", "snapshots", "triggers", "slot_changes", "overflow", "gaps", "alerts")
 

@@ -122,7 +122,7 @@ def _p99(values: list[float]) -> float:
 def _database(root: Path) -> Iterator[str | None]:
     """A PostgreSQL server's URL for this run, None when the machine has no server binaries."""
     try:
-        from tests.pg_server import postgres_bin, postgres_server
+        from tools.pg_server import postgres_bin, postgres_server
 
         postgres_bin()
     except (ImportError, RuntimeError):
