@@ -18,6 +18,7 @@ from runtime.clock import Clock
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
 from runtime.quotes import QuoteBoard
+from spine.publisher import NoSpine, Spine
 
 
 class CredentialVault(Protocol):
@@ -30,7 +31,8 @@ class CredentialVault(Protocol):
 
 @dataclass(frozen=True)
 class ObserverContext:
-    """Shared, long-lived services. `rest_url`/`ws_url` None means the real KIS servers of each account."""
+    """Shared, long-lived services. `rest_url`/`ws_url` None means the real KIS servers of each account;
+    `spine` is where actors publish what they have made durable (nothing without NATS)."""
 
     settings: Settings
     clock: Clock
@@ -40,6 +42,7 @@ class ObserverContext:
     rest_url: str | None = None
     ws_url: str | None = None
     quotes: QuoteBoard = field(default_factory=QuoteBoard)
+    spine: Spine = field(default_factory=NoSpine)
 
     @property
     def accounts(self) -> tuple[Account, ...]:

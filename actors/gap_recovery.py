@@ -47,6 +47,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.gaps import Gap, GapDetector, RecoveryAction, recovery_action
 from core.recovery import RecoveryRecord, build_recovery_records, gap_marker
+from kis.protocol import MARKET_CODES
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
@@ -55,6 +56,7 @@ from messages.recording import GapMarked, RecoveryRecorded
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
 from runtime.logs import clock_time
+from spine.convert import gap_closed, gap_opened
 
 IN_FLIGHT_SECONDS = 2.0
 FEED_LAG_LIMIT_SECONDS = 30.0
@@ -208,6 +210,7 @@ class GapRecoveryActor(ObserverActor):
             if (message.account, symbol) not in self._open:
                 start = expected_gap_start(self._last_tick.get(symbol), message.at, head)
                 self._open[(message.account, symbol)] = (start, message.reason)
+                self.context.spine.publish(gap_opened(message, symbol, start))
 
     def _close_expected(self, message: ExpectedGapEnded) -> None:
         for symbol in message.symbols:
@@ -245,6 +248,7 @@ class GapRecoveryActor(ObserverActor):
     def _handle(self, account: str, gap: Gap) -> None:
         self.context.metrics.inc("gaps_detected")
         action = recovery_action(gap, self.context.settings.recovery)
+        self.context.spine.publish(gap_closed(account, gap, action.value, self.context.clock.now()))
         self.log.info("{} gap {} {} -> {} ({:.1f} s): {}", gap.reason, gap.symbol, clock_time(gap.start),
                       clock_time(gap.end), gap.duration_seconds, action.value)
         if action is RecoveryAction.MARKER_ONLY:
@@ -314,7 +318,8 @@ class GapRecoveryActor(ObserverActor):
                 client = clients[account] = self.context.rest_client(account)
             start, end = gap.start.astimezone(KST), gap.end.astimezone(KST)
             bars = client.minute_bars(
-                gap.symbol, since=start.time().replace(second=0, microsecond=0), until=end.time()
+                gap.symbol, since=start.time().replace(second=0, microsecond=0), until=end.time(),
+                market_code=MARKET_CODES[self.context.settings.websocket.feed].value,
             )
         except Exception as error:  # REST or credentials: the gap gets a marker, the worker goes on
             return _NotRecovered(sequence, account, gap, f"minute bars failed: {describe_exception(error)}")

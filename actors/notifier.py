@@ -52,6 +52,7 @@ from runtime.jsonl import JsonlWriter
 from runtime.logs import register_secret
 from runtime.metrics import Metrics
 from runtime.state_store import StateStore
+from spine.wire import AlertSent
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -365,6 +366,7 @@ class NotifierActor(ObserverActor):
         # inside its cooldown after the restart.
         self._save_cooldowns(at)
         self._write_ledger(key, text, at)
+        self.context.spine.publish(AlertSent(at=at, key=key, text=text))
         self.log.info("ALERT {}", text)
         metrics.push_recent("recent_alerts", f"{at:%H:%M:%S} {label}")
         if self._dispatcher is None:

@@ -109,6 +109,7 @@ class SchedulerActor(ObserverActor):
         return sent
 
     def _note(self, message: PhaseChanged | DayEventFired, now: datetime) -> None:
+        self.context.spine.publish(message)
         late = (now - message.at).total_seconds()
         suffix = f" (noticed {late:.0f} s late)" if late >= 60 else ""
         if isinstance(message, PhaseChanged):

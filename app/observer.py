@@ -25,23 +25,27 @@ from app.chaos import (
 )
 from app.cli import build_parser
 from app.demo import write_demo_scenario
-from app.reconcile import reconcile_run
+from app.sim_day import DayAlreadyRun, start_time
 from app.status_view import StatusView
-from app.summary import chaos_verdict, summary_lines, write_summary
+from app.summary import conclude, summary_lines, write_summary
 from app.system import ObserverSystem
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
-from runtime.clock import Clock, SystemClock
+from runtime.clock import KST, Clock, SystemClock
 from runtime.logs import register_secret, setup_logging
 from runtime.paths import DataPaths
+from spine.publisher import Publisher
+from spine.server import NatsServer, ServerBinaryMissing
+from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
+from tools.kis_sim.scenario import ScenarioError
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
-EXIT_OK, EXIT_CONFIG, EXIT_CHAOS_FAILED = 0, 2, 3
+EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ctl"]:
         return ctl.main(argv[1:])
+    if argv[:1] == ["restore"]:
+        return restore_command.main(argv[1:])
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
@@ -92,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["log_dir"] = args.log_dir
     if args.postgres is not None:
         overrides["postgres_url"] = args.postgres
+    if args.nats is not None:
+        overrides["nats_url"] = args.nats
     try:
         settings = load_settings(args.config, overrides=overrides)
         mode = choose_mode(settings, args.sim, args.live)
@@ -107,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.chaos:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
-    except (ConfigError, BindRefused) as error:
+        simulator = _simulator(args, settings) if mode.simulated else None
+    except (ConfigError, BindRefused, ScenarioError, DayAlreadyRun, OSError) as error:
         print(f"observer: {error}", file=sys.stderr)
         return EXIT_CONFIG
     for account in settings.accounts:
@@ -117,11 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_secret(settings.postgres_url)
     print(f"observer: {mode.reason}", flush=True)
     with ExitStack() as stack:
+        try:
+            nats_url = settings.nats_url or stack.enter_context(embedded_nats(settings)).url
+        except (ServerBinaryMissing, RuntimeError, OSError) as error:
+            print(f"observer: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        where = "" if settings.nats_url else f" (embedded, store {DataPaths(settings.data_dir).nats_dir})"
+        print(f"observer: NATS {nats_url}{where}", flush=True)
         clock: Clock = SystemClock()
         rest_url = ws_url = None
-        simulator: KisSimulator | None = None
-        if mode.simulated:
-            simulator = stack.enter_context(_start_simulator(args, settings))
+        if simulator is not None:
+            stack.enter_context(simulator)
             clock, rest_url, ws_url = simulator.clock, simulator.rest_url, simulator.ws_url
             started = f"{clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x"
             print(f"observer: simulated {started}; {simulator.ready_line()}", flush=True)
@@ -129,13 +144,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.chaos and duration is None:
             duration = CHAOS_DEFAULT_DURATION
         return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos,
-                   http=http)
+                   http=http, nats_url=nats_url)
     return EXIT_OK
 
 
-def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
+def embedded_nats(settings: Settings) -> NatsServer:
+    """The observer's own NATS server: loopback, JetStream under `<data-dir>/observer/nats`, its pid in
+    `<data-dir>/observer/run/nats.pid`."""
+    paths = DataPaths(settings.data_dir)
+    log_file = Path(settings.log_dir) / "nats-server.log"
+    return NatsServer(paths.nats_dir, log_file=log_file, pid_file=paths.observer / "run" / "nats.pid")
+
+
+def _simulator(args: Any, settings: Settings) -> KisSimulator:
+    """The simulator of `args` (not started). A day the data folder already holds resumes after its last
+    record (`app.sim_day`)."""
     day = args.date or default_sim_day(SystemClock().now().date())
     data_root = Path(settings.data_dir)
+    _, close = settings.sessions.span(settings.websocket.feed)
+    start, resumed_after = start_time([data_root / "observer", data_root / "sim"], day, args.start, close)
+    if resumed_after is not None:
+        print(f"observer: {data_root} holds {day:%Y-%m-%d} up to {resumed_after.astimezone(KST):%H:%M:%S}: "
+              f"the simulated day resumes at {start:%H:%M:%S}", flush=True)
     scenario = args.scenario or write_demo_scenario(
         data_root / "sim" / "demo_scenario.json",
         seed=args.seed,
@@ -148,7 +178,7 @@ def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
     config = SimConfig(
         seed=args.seed,
         date=day,
-        start=args.start,
+        start=start,
         speed=args.speed,
         scenario=scenario,
         sent_log=data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl",
@@ -168,19 +198,23 @@ def run(
     simulator: KisSimulator | None = None,
     chaos: bool = False,
     http: HttpOptions | None = None,
+    *,
+    nats_url: str | None = None,
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
 
     With `simulator` the summary adds the reconciliation of its sent log with the recorded files
     (`app.reconcile`); `chaos` runs `app.chaos` against the system and the simulator (which it needs), and
-    the exit code then also says whether the chaos day passed (`summary.chaos_verdict`).
+    the exit code then also says whether the chaos day passed (`summary.chaos_verdict`). With `nats_url`
+    every fact goes onto the spine there (`spine.publisher`); the journal on disk never waits for it.
     """
     if chaos and simulator is None:
         print("observer: --chaos needs the simulator (simulator mode)", file=sys.stderr)
         return EXIT_CONFIG
     if chaos and duration is None:
         duration = CHAOS_DEFAULT_DURATION
-    system = ObserverSystem(settings, clock, rest_url, ws_url)
+    publisher = None if nats_url is None else Publisher(nats_url, settings.spine, sessions=settings.sessions)
+    system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher)
     on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
@@ -200,7 +234,9 @@ def run(
     surface = HttpSurface(system, http) if http is not None else None
     try:
         if surface is not None:
-            surface.start()
+            surface.start()  # its DASHBOARD line among the first ones printed
+        if publisher is not None:
+            publisher.start()
         system.start()
         status.start()
         if chaos and simulator is not None and duration is not None:
@@ -219,17 +255,15 @@ def run(
             surface.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if publisher is not None:
+            publisher.stop()  # already stopped by the system's stop, unless the start failed
     summary = system.summary()
     if simulator is not None:
         summary.update(_reconciliation(settings, simulator))
-    if chaos:
-        summary["chaos_steps"] = len(runner.done()) if runner is not None else 0
-        failures = chaos_verdict(summary)
-        summary["chaos_passed"] = not failures
-        if failures and exit_code == EXIT_OK:
-            exit_code = EXIT_CHAOS_FAILED
-        for failure in failures:
-            logger.error("chaos day failed: {}", failure)
+    chaos_steps = (len(runner.done()) if runner is not None else 0) if chaos else None
+    exit_code, failures = conclude(summary, exit_code, chaos_steps)
+    for failure in failures:
+        logger.error("chaos day failed: {}", failure)
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)
@@ -241,6 +275,8 @@ def run(
 def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, Any]:
     """The simulator's sent log against the recorded files (the simulator is stopped first: its log is
     complete only then)."""
+    from app.reconcile import reconcile_run  # pyarrow (50 MB) is loaded by simulator mode at its exit only
+
     simulator.stop()
     sent_log = simulator.config.sent_log
     if sent_log is None:
@@ -248,7 +284,11 @@ def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, An
     accounts = {
         app_key_hash(account.app_key.get_secret_value()): account.name for account in settings.accounts
     }
-    return reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts).figures()
+    started = time.monotonic()
+    result = reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts)
+    logger.info("reconciled {} sent ticks with the recorded files in {:.1f} s",
+                result.sim_ticks_sent, time.monotonic() - started)
+    return result.figures()
 
 
 def _wait(stop_requested: threading.Event, supervisor: Supervisor, duration: float | None) -> None:

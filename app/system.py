@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from app.summary import build_summary
 from config.settings import Settings
 from kis.token_vault import TokenVault
 from runtime.clock import Clock
-from runtime.metrics import Metrics
+from runtime.metrics import COUNTERS, Metrics
 from runtime.paths import DataPaths
+from spine.health import Heartbeat
+from spine.publisher import NoSpine, Publisher
+from spine.wire import Health
 
 
 class ObserverSystem:
@@ -26,6 +30,9 @@ class ObserverSystem:
 
     `restart_limit` is the supervisor's `(max_restarts, period_seconds)` (see `Supervisor.restart_limit`);
     None keeps the supervisor's defaults, which production uses. Tests that crash every actor raise it.
+    `publisher` (None: no spine), started by the caller, is handed to the actors and gets a `health`
+    message every `spine.health_interval_seconds`; `stop()` stops it after the actors, so every fact they
+    made is sent before the summary is taken.
     """
 
     def __init__(
@@ -36,8 +43,11 @@ class ObserverSystem:
         ws_url: str | None = None,
         *,
         restart_limit: tuple[int, float] | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.metrics = Metrics()
+        self.publisher = publisher
+        self._started = time.monotonic()
         self.vault = TokenVault(
             settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
         )
@@ -49,7 +59,9 @@ class ObserverSystem:
             vault=self.vault,
             rest_url=rest_url,
             ws_url=ws_url,
+            spine=publisher if publisher is not None else NoSpine(),
         )
+        self._heartbeat = Heartbeat(self.context.spine, self.health, settings.spine.health_interval_seconds)
         self.specs = child_specs(self.context)
         self.child_ids = tuple(spec.id for spec in self.specs)
         if restart_limit is None:
@@ -73,15 +85,41 @@ class ObserverSystem:
         self.supervisor.start()
         for message in downtime:
             self.directory.tell(ws_actor_id(message.account), message)
+        if self.publisher is not None:
+            self._heartbeat.start()
         return self
 
     def stop(self) -> int:
         """Stop the tree in reverse start order (unless the supervisor already gave up); the exit code."""
         self._alive_at_stop = self.supervisor.directory.child_ids()
         code = self.supervisor.exit_code if self.supervisor.stopped.is_set() else self.supervisor.stop()
+        self._heartbeat.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
         self.vault.close()
         return code
 
     def summary(self) -> dict[str, Any]:
         alive = self._alive_at_stop if self._alive_at_stop is not None else self.directory.child_ids()
-        return build_summary(self.metrics, self.supervisor, self.child_ids, alive)
+        summary = build_summary(self.metrics, self.supervisor, self.child_ids, alive)
+        if self.publisher is not None:
+            summary.update(self.publisher.figures())
+        return summary
+
+    def health(self) -> Health:
+        """The `health` message of this moment."""
+        snapshot = self.metrics.snapshot()
+        alive = self.directory.child_ids()
+        published = self.publisher.figures() if self.publisher is not None else {}
+        return Health(
+            at=self.context.clock.now(),
+            uptime_seconds=round(time.monotonic() - self._started, 3),
+            phase=str(snapshot["phase"]) if "phase" in snapshot else None,
+            actors_alive=sum(1 for child in self.child_ids if child in alive),
+            actors_total=len(self.child_ids),
+            actors_down=tuple(child for child in self.child_ids if child not in alive),
+            restarts=self.supervisor.restart_counts(),
+            counters={name: self.metrics.count(name) for name in COUNTERS},
+            published=published.get("spine_published", 0),
+            dropped=published.get("spine_dropped", 0),
+        )

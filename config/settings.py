@@ -6,39 +6,34 @@ numbers drive the actors, the tests and the benchmarks.
 
 from __future__ import annotations
 
-from datetime import time
-from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from config.accounts import Account
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class UniverseSettings(Section):
-    min_close_price: PositiveInt = 4000
-    exclude_suspended: bool = True
-    exclude_managed: bool = False
-    min_symbol_count: PositiveInt = 100
-    cache_days: PositiveInt = 10
-    markets: tuple[Literal["KOSPI", "KOSDAQ"], ...] = ("KOSPI", "KOSDAQ")
-    master_base_url: str | None = None
-    """Where `kospi_code.mst.zip` / `kosdaq_code.mst.zip` are downloaded from. None: KIS's official
-    download host (`kis.master.MASTER_URLS`), or `{rest_url}/master` when running against the simulator."""
+from core.settings import (
+    DEFAULT_FEED,
+    Feed,
+    GapSettings,
+    OverflowSettings,
+    RecoverySettings,
+    ScheduleSettings,
+    Section,
+    SessionSettings,
+    SignalSettings,
+    SlotSettings,
+    TriggerSettings,
+    UniverseSettings,
+)
 
 
 class ScanSettings(Section):
@@ -57,90 +52,6 @@ class RateLimitSettings(Section):
     max_retries: int = Field(default=5, ge=0)
 
 
-class TriggerRule(Section):
-    """One trigger kind. `ttl_seconds` None means no expiry (manual override)."""
-
-    enabled: bool = True
-    threshold: float = 0.0
-    ttl_seconds: PositiveFloat | None = 300.0
-    weight: PositiveFloat = 1.0
-
-
-class VolumeSurgeRule(TriggerRule):
-    threshold: float = 3.0
-    mild: float = 2.0
-    severe: float = 5.0
-    ttl_seconds: PositiveFloat | None = 300.0
-    weight: PositiveFloat = 10.0
-
-
-class TradeVelocityRule(TriggerRule):
-    threshold: float = 10.0
-    window_seconds: PositiveFloat = 10.0
-    ttl_seconds: PositiveFloat | None = 180.0
-    weight: PositiveFloat = 8.0
-
-
-class VolatilitySpikeRule(TriggerRule):
-    threshold: float = 2.0
-    atr_days: PositiveInt = 14
-    ttl_seconds: PositiveFloat | None = 300.0
-    weight: PositiveFloat = 6.0
-
-
-class ManualRule(TriggerRule):
-    ttl_seconds: PositiveFloat | None = None
-    weight: PositiveFloat = 5.0
-    symbols: tuple[str, ...] = ()
-    picks_time: time = time(7, 20)
-    """KST time at which day's picks loaded with `"when": "scheduled"` replace the previous ones."""
-
-
-class RealtimeDetectorRule(Section):
-    """track_b_independent_scanner.md: 5x one-minute volume, 5 % move within a 60 s window."""
-
-    enabled: bool = False
-    volume_ratio: PositiveFloat = 5.0
-    price_move_pct: PositiveFloat = 5.0
-    window_seconds: PositiveFloat = 60.0
-    ttl_seconds: PositiveFloat = 300.0
-    weight: PositiveFloat = 9.0
-
-
-class TriggerSettings(Section):
-    volume_surge: VolumeSurgeRule = VolumeSurgeRule()
-    trade_velocity: TradeVelocityRule = TradeVelocityRule()
-    volatility_spike: VolatilitySpikeRule = VolatilitySpikeRule()
-    manual: ManualRule = ManualRule()
-    realtime: RealtimeDetectorRule = RealtimeDetectorRule()
-    market_cap_weight: float = 0.1
-
-
-class SlotSettings(Section):
-    max_slots: int = Field(default=41, ge=1, le=41)
-    replacement_threshold: float = Field(default=1.2, ge=1.0)
-    min_dwell_seconds: float = Field(default=120.0, ge=0)
-    resubscribe_cooldown_seconds: float = Field(default=180.0, ge=0)
-    rebalance_interval_seconds: PositiveFloat = 30.0
-    watchlist: tuple[str, ...] = ()
-
-
-class OverflowSettings(Section):
-    alert_levels: tuple[float, ...] = (0.05, 0.10, 0.20)
-    window_seconds: PositiveFloat = 3600.0
-
-
-class SignalSettings(Section):
-    """The hybrid design's signals (websocket_monitor_hybrid.md section 4)."""
-
-    enabled: bool = False
-    disparity_threshold: float = -0.08
-    disparity_ma_days: PositiveInt = 20
-    return_minutes: PositiveInt = 5
-    return_threshold_pct: float = -3.0
-    turnover_surge_ratio: PositiveFloat = 3.0
-
-
 class AlertSettings(Section):
     """Alert delivery: cooldown per (symbol, signal), the notifier's own rate limit and its retries."""
 
@@ -156,6 +67,20 @@ class WebSocketSettings(Section):
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
     silence_timeout_seconds: PositiveFloat = 30.0
     suspend_track_b_after_seconds: PositiveFloat = 60.0
+    feed: Feed = DEFAULT_FEED
+    """Which trades a tick slot streams: `krx` (H0STCNT0, KRX only), `nxt` (H0NXCNT0, Nextrade only) or
+    `unified` (H0UNCNT0, both venues in one registration, so no trade of either venue is missed)."""
+    max_queue_messages: PositiveInt = 2000
+    """The receive queue's bound: trade messages waiting for the connection actor. Past it new trades are
+    dropped (each symbol's dropped stretch becomes a gap) until the backlog falls below it."""
+    backpressure_lag_seconds: PositiveFloat = 2.0
+    """Processing is behind when a trade message waits this long, or the queue holds a quarter of its
+    bound: the lowest scored subscriptions are shed (`backpressure_shed_fraction` of the slots a step)."""
+    backpressure_shed_fraction: float = Field(default=0.25, gt=0, le=1)
+    backpressure_step_seconds: PositiveFloat = 10.0
+    """While still behind, another step is shed at most this often."""
+    backpressure_recover_seconds: PositiveFloat = 30.0
+    """Caught up (lag below half the threshold) this long: every shed slot is taken back."""
 
 
 class RecorderSettings(Section):
@@ -164,56 +89,21 @@ class RecorderSettings(Section):
     5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
 
 
-class GapSettings(Section):
-    expected_interval_ms: PositiveInt = 500
-    tolerance_ms: int = Field(default=200, ge=0)
-    quiet_symbol_factor: PositiveFloat = 10.0
+class StorageSettings(Section):
+    """What the 21:00 job keeps, in days (today counts as one), and a second place for the day's archive (a
+    mounted disk); logs keep `log_retention_days`."""
 
-
-class RecoverySettings(Section):
-    immediate_below_seconds: PositiveFloat = 5.0
-    queued_up_to_seconds: PositiveFloat = 60.0
+    journal_days: PositiveInt = 30
+    parquet_days: PositiveInt = 730
+    backup_days: PositiveInt = 30
+    ledger_days: PositiveInt = 365
+    backup_copy_dir: Path | None = None
 
 
 class TokenSettings(Section):
     proactive_refresh_hours: PositiveFloat = 23.0
     min_issue_interval_seconds: PositiveFloat = 60.0
     cache_dir: str = "~/.cache/observer"
-
-
-class ScheduleSettings(Section):
-    """KST times of the trading day (core/schedule.py turns them into phases and events).
-
-    Phases: IDLE until `wakeup_time`, WARMUP, TRACK_A_ONLY from `track_a_start`, FULL_OPERATION from
-    `track_b_start`, TRACK_A_CLOSING from `track_b_stop`, SHUTDOWN from `track_a_stop`, IDLE again from
-    `idle_time`. The phase times must be in that order within one day.
-    """
-
-    universe_time: time = time(5, 0)
-    wakeup_time: time = time(8, 0)
-    token_refresh_time: time = time(8, 30)
-    track_a_start: time = time(9, 0)
-    track_b_start: time = time(9, 30)
-    track_b_stop: time = time(15, 0)
-    track_a_stop: time = time(15, 30)
-    backup_time: time = time(21, 0)
-    token_check_time: time = time(23, 0)
-    idle_time: time = time(21, 0)
-
-    @field_validator("*")
-    @classmethod
-    def _naive_time(cls, value: time) -> time:
-        if value.tzinfo is not None:
-            raise ValueError("give a plain HH:MM time; every schedule time is KST")
-        return value
-
-    @model_validator(mode="after")
-    def _phases_in_order(self) -> ScheduleSettings:
-        order = ("wakeup_time", "track_a_start", "track_b_start", "track_b_stop", "track_a_stop", "idle_time")
-        times = [getattr(self, name) for name in order]
-        if any(earlier >= later for earlier, later in pairwise(times)):
-            raise ValueError("phase times must increase: " + " < ".join(order))
-        return self
 
 
 class NotifierSettings(Section):
@@ -231,6 +121,21 @@ class NotifierSettings(Section):
     @property
     def discord_enabled(self) -> bool:
         return self.discord_webhook_url is not None
+
+
+class SpineSettings(Section):
+    """The NATS spine (`spine`): subjects under `observer.<instance>.`, a JetStream stream keeping the day."""
+
+    instance: str = Field(default="main", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """The second token of every subject; observers sharing one NATS server need different instances."""
+    stream_max_age_hours: PositiveFloat = 24.0
+    """How long the stream keeps a message: a day, so a consumer starting at 11:00 replays from 09:00."""
+    stream_max_megabytes: PositiveInt | None = None
+    """A size cap on the stream (oldest messages go first); None: only the age limits it."""
+    publish_queue_limit: PositiveInt = 20_000
+    """Facts (a tick burst, a scan, an alert...) waiting for the publisher's thread; beyond it new ones are
+    dropped (counted), so neither the tick path nor memory waits for a slow spine."""
+    health_interval_seconds: PositiveFloat = 5.0
 
 
 class PipelineSettings(Section):
@@ -267,7 +172,7 @@ class Settings(Section):
     `Settings()` alone equals the `main` profile's defaults with no accounts (simulator mode).
     """
 
-    profile: Literal["main", "hybrid"] = "main"
+    profile: Literal["main", "hybrid", "hybrid_b", "realtime"] = "main"
     data_dir: Path = Path("./data")
     log_dir: Path = Path("./logs")
     log_retention_days: PositiveInt = 14
@@ -283,10 +188,15 @@ class Settings(Section):
     websocket: WebSocketSettings = WebSocketSettings()
     gaps: GapSettings = GapSettings()
     recorder: RecorderSettings = RecorderSettings()
+    storage: StorageSettings = StorageSettings()
     recovery: RecoverySettings = RecoverySettings()
     tokens: TokenSettings = TokenSettings()
+    sessions: SessionSettings = SessionSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     notifier: NotifierSettings = NotifierSettings()
+    spine: SpineSettings = SpineSettings()
+    nats_url: str | None = None
+    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
     pipeline: PipelineSettings = PipelineSettings()
     postgres_url: SecretStr | None = None
     """PostgreSQL for the pipeline's tables besides Parquet (`--postgres`, `OBSERVER_POSTGRES_URL`)."""
@@ -311,6 +221,20 @@ class Settings(Section):
             first_with[account.name] = i
             first_key[key] = i
         return named
+
+    @model_validator(mode="after")
+    def _schedule_follows_sessions(self) -> Settings:
+        """Fill the unset phase times from the sessions of the venues the feed streams."""
+        if not self.schedule.resolved:
+            try:
+                schedule = self.schedule.following(*self.sessions.span(self.websocket.feed))
+            except ValidationError as exc:
+                raise ValueError(
+                    f"schedule: the times derived from the {self.websocket.feed} feed's sessions do not fit "
+                    f"the ones given: {exc.errors()[0]['msg']}"
+                ) from None
+            object.__setattr__(self, "schedule", schedule)  # frozen: set once, while validating
+        return self
 
     @property
     def simulated(self) -> bool:

@@ -17,9 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
-KST = ZoneInfo("Asia/Seoul")
+from core.calendar import KST
 
 STOCK_OPEN, STOCK_CLOSE = time(9, 0), time(15, 30)
 """KRX's regular stock session (the closing auction 15:20-15:30 included)."""

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.bars import MinuteBar
 from core.candles import Candle, CandleSource, Difference, kst_minute, reconcile
 from core.dolpha1 import Bar, Params, signals
-from kis.models import MinuteBar
 from kis.rest import KisRestClient
 from runtime.clock import Clock
 

@@ -34,6 +34,11 @@ class DataPaths:
         return self.observer / "state"
 
     @property
+    def nats_dir(self) -> Path:
+        """The embedded NATS server's JetStream store."""
+        return self.observer / "nats"
+
+    @property
     def backup_dir(self) -> Path:
         return self.observer / "backup"
 

@@ -27,8 +27,8 @@ from messages.streaming import SetSubscriptions
 from runtime.clock import KST
 from store.tables import KEYS, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE
 from tests.actors.data_plane_support import DataPlane, wait_until
-from tests.pg_server import PostgresServer, postgres_server
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.pg_server import PostgresServer, postgres_server
 
 WAIT = 60.0
 FRONT, NEXT = "101V03", "101V06"

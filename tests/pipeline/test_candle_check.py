@@ -20,8 +20,8 @@ from pipeline.derivatives_minute import futures_row
 from pipeline.stock_minute import stock_minute
 from runtime.clock import KST
 from store.postgres import migrate, upsert
-from tests.pg_server import PostgresServer, postgres_server
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.pg_server import PostgresServer, postgres_server
 
 DAY = datetime(2024, 3, 4).date()
 

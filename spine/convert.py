@@ -1,0 +1,115 @@
+"""What the actors hand the publisher, turned into public messages (`spine.wire`).
+
+Actors pass the domain message they have just handled (after it reached the journal), or a ready `Fact`;
+the publisher's thread calls `facts_of` on it, so the actors' threads never pay for the conversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from core.gaps import Gap
+from core.models import Trigger
+from core.sessions import Venue, venue_of
+from core.settings import SessionSettings
+from core.slots import SlotChange
+from messages.gaps import ExpectedGapStarted
+from messages.market import ScanCompleted, TicksReceived
+from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
+from messages.schedule import DayEventFired, PhaseChanged
+from messages.streaming import SetSubscriptions
+from spine import wire
+
+Publishable = (
+    wire.Fact | TicksReceived | ScanCompleted | OverflowRecorded | RecoveryRecorded | GapMarked
+    | PhaseChanged | DayEventFired | SetSubscriptions | Trigger
+)
+
+
+def facts_of(item: Publishable, sessions: SessionSettings) -> Iterator[wire.Fact]:
+    """The public messages that say what `item` says (ticks name their venue from `sessions`, as the tick
+    files do); TypeError for anything else."""
+    match item:
+        case wire.Fact():
+            yield item
+        case TicksReceived():
+            yield from ticks_of(item, sessions)
+        case ScanCompleted():
+            yield from snapshots_of(item)
+        case OverflowRecorded():
+            for line in item.lines:
+                yield wire.Overflowed(account=item.account, **line)
+        case RecoveryRecorded():
+            yield from recovered_of(item)
+        case GapMarked():
+            marker = item.marker.model_dump(exclude={"gap_type"})
+            yield wire.GapMarked(account=item.account, **marker)
+        case PhaseChanged():
+            yield wire.PhaseChange(at=item.at, phase=item.phase.value, previous=item.previous.value)
+        case DayEventFired():
+            yield wire.DayEventDue(at=item.at, event=item.event.value)
+        case SetSubscriptions():
+            yield wire.SlotTargets(at=item.at, account=item.account, symbols=item.symbols)
+        case Trigger():
+            yield wire.TriggerFired(
+                symbol=item.symbol, kind=item.kind.value, strength=item.strength, value=item.value,
+                threshold=item.threshold, detected_at=item.detected_at, expires_at=item.expires_at,
+            )
+        case _:
+            raise TypeError(f"nothing to publish for a {type(item).__name__}")
+
+
+def ticks_of(message: TicksReceived, sessions: SessionSettings) -> Iterator[wire.Tick]:
+    received = message.at
+    for tick in message.ticks:
+        yield wire.Tick(
+            symbol=tick.symbol, venue=venue_of(tick.feed, tick.exchange_time, sessions),
+            exchange_time=tick.exchange_time, received_at=received,
+            price=tick.price, volume=tick.volume, cum_volume=tick.cum_volume, source="ws",
+            account=message.account, cum_value=tick.cum_value, change_rate=tick.change_rate,
+            ask1=tick.ask1, bid1=tick.bid1, side=tick.side, strength=tick.strength,
+        )
+
+
+def snapshots_of(message: ScanCompleted) -> Iterator[wire.Fact]:
+    for row in message.rows:
+        yield wire.Snapshot(account=message.account, scan_no=message.scan_no, scanned_at=message.at,
+                            **row.model_dump())
+    yield wire.ScanDone(
+        at=message.at, account=message.account, scan_no=message.scan_no, rows=len(message.rows),
+        calls=message.calls, failed_calls=message.failed_calls, duration_seconds=message.duration_seconds,
+    )
+
+
+def recovered_of(message: RecoveryRecorded) -> Iterator[wire.Fact]:
+    """The gap's summary, then each back-filled bar as a tick, as the tick file gets them."""
+    gap = message.gap
+    bars = [bar for record in message.records for bar in record.instruments]
+    yield wire.GapRecovered(at=message.at, account=message.account, symbol=gap.symbol, start=gap.start,
+                            end=gap.end, reason=gap.reason, bars=len(bars))
+    for record in message.records:
+        for bar in record.instruments:
+            yield wire.Tick(
+                symbol=bar.symbol, venue=Venue.KRX, exchange_time=bar.timestamp,
+                received_at=record.meta.recovered_at, price=round(bar.price.close), volume=bar.volume,
+                cum_volume=None, source="recovery", account=message.account,
+            )
+
+
+def gap_opened(message: ExpectedGapStarted, symbol: str, start: datetime) -> wire.GapOpened:
+    """One symbol of a dropped connection, with the gap's start as the gap actor fixed it."""
+    return wire.GapOpened(at=message.at, account=message.account, symbol=symbol, start=start,
+                          reason=message.reason)
+
+
+def gap_closed(account: str, gap: Gap, action: str, at: datetime) -> wire.GapClosed:
+    return wire.GapClosed(
+        at=at, account=account, symbol=gap.symbol, start=gap.start, end=gap.end,
+        duration_seconds=gap.duration_seconds, expected=gap.expected, reason=gap.reason, action=action,
+    )
+
+
+def slot_changed(change: SlotChange, at: datetime) -> wire.SlotChanged:
+    return wire.SlotChanged(at=at, account=change.account, symbol=change.symbol, action=change.action,
+                            reason=change.reason)

@@ -1,0 +1,84 @@
+"""JSON Schemas of the public messages, generated from `spine.wire` into `schemas/<type>.json`.
+
+    python -m spine.schemas          # rewrite the files
+    python -m spine.schemas --check  # exit 1 when a file differs from the models
+
+Each schema names its subject pattern (`x-subject`), so the folder documents the whole interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from spine.subjects import ROOT
+from spine.wire import FACT_TYPES, Fact, type_name
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def subject_of(model: type[Fact]) -> str:
+    """The subject pattern as documented: `observer.<instance>.tick.<symbol>`."""
+    pattern = model.subject_pattern.replace("{", "<").replace("}", ">")
+    return f"{ROOT}.<instance>.{pattern}"
+
+
+def schema_of(model: type[Fact]) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="serialization")
+    return {"$schema": DIALECT, "$id": f"{type_name(model)}.json", "x-subject": subject_of(model), **schema}
+
+
+def rendered() -> dict[str, str]:
+    """File name -> text, for every public message type."""
+    return {
+        f"{type_name(model)}.json": json.dumps(schema_of(model), indent=2, ensure_ascii=False) + "\n"
+        for model in FACT_TYPES
+    }
+
+
+def differences(folder: Path = SCHEMA_DIR) -> list[str]:
+    """The files of `folder` that are missing, stale or no longer generated."""
+    expected = rendered()
+    found = {path.name for path in folder.glob("*.json")} if folder.is_dir() else set()
+    problems = [f"{name}: no longer a message type" for name in sorted(found - set(expected))]
+    for name, text in expected.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{name}: differs from spine.wire")
+    return problems
+
+
+def write(folder: Path = SCHEMA_DIR) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in set(folder.glob("*.json")) - {folder / name for name in rendered()}:
+        stale.unlink()
+    written = []
+    for name, text in rendered().items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spine.schemas", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = differences()
+        for problem in problems:
+            print(f"schemas/{problem}", file=sys.stderr)
+        return 1 if problems else 0
+    for path in write():
+        print(path.relative_to(SCHEMA_DIR.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The JSON Schemas in `schemas/` are the models of `spine.wire`, and what the publisher sends fits them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from core.models import Trigger, TriggerKind
+from core.schedule import Phase
+from core.settings import SessionSettings
+from messages.schedule import PhaseChanged
+from runtime.clock import KST
+from spine import schemas, wire
+from spine.convert import facts_of
+from spine.subjects import Subjects, token
+
+AT = datetime(2024, 3, 4, 9, 30, tzinfo=KST)
+SESSIONS = SessionSettings()
+
+
+def test_the_schema_files_equal_the_models() -> None:
+    assert schemas.differences() == [], "run `python -m spine.schemas` and commit schemas/"
+
+
+def test_every_public_type_has_one_schema_naming_its_subject() -> None:
+    files = sorted(path.name for path in schemas.SCHEMA_DIR.glob("*.json"))
+    assert files == sorted(f"{wire.type_name(model)}.json" for model in wire.FACT_TYPES)
+    tick = json.loads((schemas.SCHEMA_DIR / "tick.json").read_text(encoding="utf-8"))
+    assert tick["x-subject"] == "observer.<instance>.tick.<symbol>"
+    assert {"type", "version", "symbol", "venue", "exchange_time", "received_at", "price", "volume",
+            "cum_volume", "source"} <= set(tick["required"])
+
+
+def test_a_changed_model_is_caught(tmp_path: Path) -> None:
+    schemas.write(tmp_path)
+    (tmp_path / "tick.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "retired.json").write_text("{}", encoding="utf-8")
+    assert schemas.differences(tmp_path) == ["retired.json: no longer a message type",
+                                             "tick.json: differs from spine.wire"]
+
+
+def test_domain_messages_become_typed_messages_on_their_subjects() -> None:
+    subjects = Subjects("main")
+    trigger = Trigger(symbol="005930", kind=TriggerKind.VOLUME_SURGE, strength=0.5, value=3.2, threshold=3.0,
+                      detected_at=AT, expires_at=None)
+    phase = PhaseChanged.model_validate({"at": AT, "phase": Phase.FULL_OPERATION,
+                                         "previous": Phase.TRACK_A_ONLY})
+    (fired,) = facts_of(trigger, SESSIONS)
+    (changed,) = facts_of(phase, SESSIONS)
+    assert subjects.of(fired.subject_pattern, **fired.subject_keys()) == "observer.main.trigger.005930"
+    assert subjects.of(changed.subject_pattern, **changed.subject_keys()) == "observer.main.phase"
+    sent = json.loads(changed.model_dump_json())
+    assert list(sent)[:2] == ["type", "version"] and sent["phase"] == "full_operation"
+    assert wire.parse(changed.model_dump_json()) == changed
+
+
+def test_a_key_never_addresses_another_subject() -> None:
+    assert token("A.B*>C D") == "A_B__C_D"
+    assert Subjects("main").ticks("x.>") == "observer.main.tick.x__"
+
+
+def test_the_spine_page_lists_every_subject() -> None:
+    page = (schemas.SCHEMA_DIR.parent / "docs" / "spine.md").read_text(encoding="utf-8")
+    missing = [schemas.subject_of(model) for model in wire.FACT_TYPES if f"`{schemas.subject_of(model)}`"
+               not in page]
+    assert not missing
