@@ -133,7 +133,7 @@ class TokenSettings(Section):
     """KIS access tokens and WebSocket approval keys."""
 
     proactive_refresh_hours: PositiveFloat = 23.0
-    """Hours after issue when the nightly check renews a token or approval key (KIS tokens live 24 hours)."""
+    """Age in hours at which the next token check renews a token or approval key (KIS tokens live 24 h)."""
     min_issue_interval_seconds: PositiveFloat = 60.0
     """Seconds between two token issuances for one app key (KIS issues one a minute, with a KakaoTalk message
     each time)."""
