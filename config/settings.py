@@ -40,33 +40,54 @@ class ScanSettings(Section):
     """Track A: the REST batch scan of the whole universe."""
 
     interval_seconds: PositiveFloat = 600.0
+    """Seconds from the start of one Track A scan of the whole universe to the next."""
     batch_size: int = Field(default=30, ge=1, le=30)
+    """Symbols asked per REST multi-quote call (KIS answers at most 30)."""
     safe_mode_interval_seconds: PositiveFloat = 1200.0
+    """Seconds between scans in safe mode, which ends with the first scan without a failed call."""
     safe_mode_after_failures: PositiveInt = 3
+    """Failed REST calls in a row (after their retries) that abort a scan and start safe mode (alerted)."""
 
 
 class RateLimitSettings(Section):
+    """REST calls to KIS: each app key's pace, and the retries of a call that failed transiently."""
+
     real_per_second: PositiveFloat = 20.0
+    """REST calls per second per app key of a real account (KIS allows 20)."""
     paper_per_second: PositiveFloat = 2.0
+    """REST calls per second per app key of a paper-trading (mock) account."""
     retry_backoff_seconds: tuple[PositiveFloat, ...] = (0.5, 1.0, 2.0, 4.0)
+    """Seconds before each retry of a call that failed transiently (429, 5xx, network); the last repeats."""
     max_retries: int = Field(default=5, ge=0)
+    """Retries of such a call before its error is given up."""
 
 
 class AlertSettings(Section):
     """Alert delivery: cooldown per (symbol, signal), the notifier's own rate limit and its retries."""
 
     cooldown_seconds: float = Field(default=600.0, ge=0)
+    """Seconds after an alert before the same symbol and signal may alert again."""
     rate_per_minute: PositiveInt = 20
+    """Alerts sent at most within any 60 seconds; the rest wait in a queue."""
     max_retries: int = Field(default=3, ge=0)
+    """Retries of a delivery that failed (429, 5xx, network) before it is logged as not delivered."""
     retry_backoff_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0)
+    """Seconds before each retry of a delivery; a 429's `retry_after` wins."""
     send_timeout_seconds: PositiveFloat = 10.0
+    """Seconds one post to Telegram or Discord may take before it counts as failed."""
 
 
 class WebSocketSettings(Section):
+    """The realtime connection of each app key: reconnects, the feed, and shedding load when behind."""
+
     reconnect_backoff_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Seconds before each reconnect attempt after a drop; the last step repeats."""
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
+    """Random spread of each reconnect wait as a fraction (0.1 = +-10 %), so keys do not reconnect in step."""
     silence_timeout_seconds: PositiveFloat = 30.0
+    """Seconds without any message (no trade, no PINGPONG) after which the connection counts as dropped."""
     suspend_track_b_after_seconds: PositiveFloat = 60.0
+    """Seconds without a connection after which the account is suspended and its slots move to other keys."""
     feed: Feed = DEFAULT_FEED
     """Which trades a tick slot streams: `krx` (H0STCNT0, KRX only), `nxt` (H0NXCNT0, Nextrade only) or
     `unified` (H0UNCNT0, both venues in one registration, so no trade of either venue is missed)."""
@@ -77,6 +98,7 @@ class WebSocketSettings(Section):
     """Processing is behind when a trade message waits this long, or the queue holds a quarter of its
     bound: the lowest scored subscriptions are shed (`backpressure_shed_fraction` of the slots a step)."""
     backpressure_shed_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Fraction of an account's slots shed per step while processing is behind (0.25 = a quarter)."""
     backpressure_step_seconds: PositiveFloat = 10.0
     """While still behind, another step is shed at most this often."""
     backpressure_recover_seconds: PositiveFloat = 30.0
@@ -84,6 +106,8 @@ class WebSocketSettings(Section):
 
 
 class RecorderSettings(Section):
+    """The tick recorder."""
+
     max_buffered_mb: PositiveInt = 128
     """Lines the recorder may hold in memory while the disk refuses writes (MiB, about 100 s of ticks at
     5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
@@ -94,25 +118,40 @@ class StorageSettings(Section):
     mounted disk); logs keep `log_retention_days`."""
 
     journal_days: PositiveInt = 30
+    """Days of tick journals (`scalp/`) and scan records (`swing/`) kept."""
     parquet_days: PositiveInt = 730
+    """Days of the daily Parquet files kept."""
     backup_days: PositiveInt = 30
+    """Days of daily archives (`backup/*.tar.gz`) kept."""
     ledger_days: PositiveInt = 365
+    """Days of the gap, overflow and alert ledgers (`system/`) kept."""
     backup_copy_dir: Path | None = None
+    """A second directory (e.g. a mounted disk) each day's archive is copied to; None: no copy."""
 
 
 class TokenSettings(Section):
+    """KIS access tokens and WebSocket approval keys."""
+
     proactive_refresh_hours: PositiveFloat = 23.0
+    """Age in hours at which the next token check renews a token or approval key (KIS tokens live 24 h)."""
     min_issue_interval_seconds: PositiveFloat = 60.0
+    """Seconds between two token issuances for one app key (KIS issues one a minute, with a KakaoTalk message
+    each time)."""
     cache_dir: str = "~/.cache/observer"
+    """Directory of the cached tokens (mode 0600, named by a hash of the key), reused across restarts."""
 
 
 class NotifierSettings(Section):
     """Where alerts go. Either channel may be absent; with neither, alerts only reach the log."""
 
     telegram_bot_token: SecretStr | None = None
+    """The Telegram bot's token (`TELEGRAM_BOT_TOKEN`); never printed or logged."""
     telegram_chat_id: str | None = None
+    """The chat the bot posts alerts to (`TELEGRAM_CHAT_ID`); Telegram is used when both are set."""
     telegram_api_base: str = "https://api.telegram.org"
+    """The Telegram Bot API's address (`TELEGRAM_API_BASE`; another one for a test sink or a proxy)."""
     discord_webhook_url: SecretStr | None = None
+    """A Discord webhook alerts are posted to (`DISCORD_WEBHOOK_URL`); never printed or logged."""
 
     @property
     def telegram_enabled(self) -> bool:
@@ -136,6 +175,7 @@ class SpineSettings(Section):
     """Facts (a tick burst, a scan, an alert...) waiting for the publisher's thread; beyond it new ones are
     dropped (counted), so neither the tick path nor memory waits for a slow spine."""
     health_interval_seconds: PositiveFloat = 5.0
+    """Seconds between two health messages (actors, restarts, counters) on the spine."""
 
 
 class PipelineSettings(Section):
@@ -173,10 +213,17 @@ class Settings(Section):
     """
 
     profile: Literal["main", "hybrid", "hybrid_b", "realtime"] = "main"
+    """Which design's defaults apply before the file: `main`, `hybrid`, `hybrid_b` or `realtime`
+    (config/profiles.py)."""
     data_dir: Path = Path("./data")
+    """Root of everything written: ticks, scans, ledgers, Parquet, archives, state (`--data-dir`)."""
     log_dir: Path = Path("./logs")
+    """Directory of the log files: one per actor and `observer.log`, rotated at midnight."""
     log_retention_days: PositiveInt = 14
+    """Days log files are kept."""
     log_level: LogLevel = "INFO"
+    """Lowest level on the console when it is not a terminal (a terminal shows WARNING and above; the files
+    keep DEBUG)."""
     universe: UniverseSettings = UniverseSettings()
     scan: ScanSettings = ScanSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()

@@ -22,6 +22,8 @@ from pydantic import (
 
 
 class Section(BaseModel):
+    """A group of settings: immutable, unknown keys rejected, each field documented by the string under it."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
@@ -37,12 +39,20 @@ FEED_VENUES: dict[str, tuple[str, ...]] = {"krx": ("KRX",), "nxt": ("NXT",), "un
 
 
 class UniverseSettings(Section):
+    """The day's universe: which listed stocks are scanned and may get a slot."""
+
     min_close_price: PositiveInt = 4000
+    """Symbols whose previous close is below this price (KRW) are left out of the universe."""
     exclude_suspended: bool = True
+    """Leave out symbols halted from trading."""
     exclude_managed: bool = False
+    """Leave out managed issues (관리종목)."""
     min_symbol_count: PositiveInt = 100
+    """A universe with fewer symbols than this is kept but warned about."""
     cache_days: PositiveInt = 10
+    """Days of universe snapshots kept in `config/universe/` (a fallback when the build fails)."""
     markets: tuple[Literal["KOSPI", "KOSDAQ"], ...] = ("KOSPI", "KOSDAQ")
+    """The markets whose stocks make up the universe."""
     master_base_url: str | None = None
     """Where `kospi_code.mst.zip` / `kosdaq_code.mst.zip` are downloaded from. None: KIS's official
     download host (`kis.master.MASTER_URLS`), or `{rest_url}/master` when running against the simulator."""
@@ -52,37 +62,65 @@ class TriggerRule(Section):
     """One trigger kind. `ttl_seconds` None means no expiry (manual override)."""
 
     enabled: bool = True
+    """Whether this trigger is detected at all."""
     threshold: float = 0.0
+    """The level at which the trigger fires (its unit depends on the kind; unused for manual overrides)."""
     ttl_seconds: PositiveFloat | None = 300.0
+    """Seconds a trigger lives without firing again; None: until released."""
     weight: PositiveFloat = 1.0
+    """How much this kind counts in a candidate's score (weight x (1 + strength))."""
 
 
 class VolumeSurgeRule(TriggerRule):
+    """Volume surge, checked on every Track A scan row against the 20-day average volume."""
+
     threshold: float = 3.0
+    """Fires when today's volume is this many times the 20-day average, scaled to the session so far."""
     mild: float = 2.0
+    """Volume ratio the seed calls a mild surge (a severity label only: nothing fires below `threshold`)."""
     severe: float = 5.0
+    """Volume ratio rated severe; strength is the ratio divided by this (capped at 1)."""
     ttl_seconds: PositiveFloat | None = 300.0
+    """Seconds a volume surge lives without firing again."""
     weight: PositiveFloat = 10.0
+    """Score weight of a volume surge."""
 
 
 class TradeVelocityRule(TriggerRule):
+    """Trade velocity, counted on the tick path for slotted symbols."""
+
     threshold: float = 10.0
+    """Fires at this many trades per second over the window."""
     window_seconds: PositiveFloat = 10.0
+    """Seconds of the sliding window the trade rate is counted over."""
     ttl_seconds: PositiveFloat | None = 180.0
+    """Seconds a trade-velocity trigger lives without firing again."""
     weight: PositiveFloat = 8.0
+    """Score weight of a trade-velocity trigger."""
 
 
 class VolatilitySpikeRule(TriggerRule):
+    """Volatility spike, checked on every Track A scan row against the ATR."""
+
     threshold: float = 2.0
+    """Fires when today's true range is this many times the ATR."""
     atr_days: PositiveInt = 14
+    """Trading days of the average true range (ATR) the range is compared with."""
     ttl_seconds: PositiveFloat | None = 300.0
+    """Seconds a volatility spike lives without firing again."""
     weight: PositiveFloat = 6.0
+    """Score weight of a volatility spike."""
 
 
 class ManualRule(TriggerRule):
+    """Manual overrides: symbols a trader wants watched whatever the triggers say."""
+
     ttl_seconds: PositiveFloat | None = None
+    """Seconds a manual override lives; None: until released."""
     weight: PositiveFloat = 5.0
+    """Score weight of a manual override (overrides are pinned first anyway)."""
     symbols: tuple[str, ...] = ()
+    """Symbols (6-digit codes) always watched, as manual overrides from the start."""
     picks_time: time = time(7, 20)
     """KST time at which day's picks loaded with `"when": "scheduled"` replace the previous ones."""
 
@@ -96,30 +134,48 @@ class RealtimeDetectorRule(Section):
     """
 
     enabled: bool = False
+    """Run the tick-path detectors (the `realtime` profile turns them on)."""
     volume_ratio: PositiveFloat = 5.0
+    """Fires when the window's volume is this many times the average volume for that span."""
     price_move_pct: PositiveFloat = 5.0
+    """Fires when the price moves this many percent, up or down, within the window."""
     window_seconds: PositiveFloat = 60.0
+    """Seconds of the sliding window both detectors look at."""
     ttl_seconds: PositiveFloat = 300.0
+    """Seconds a detector's trigger lives without firing again."""
     volume_weight: PositiveFloat = 9.0
+    """Score weight of a volume trigger."""
     price_move_weight: PositiveFloat = 9.5
+    """Score weight of a price-move trigger."""
 
 
 class TriggerSettings(Section):
+    """The triggers that make a symbol a candidate for a slot, and how candidates are scored."""
+
     volume_surge: VolumeSurgeRule = VolumeSurgeRule()
     trade_velocity: TradeVelocityRule = TradeVelocityRule()
     volatility_spike: VolatilitySpikeRule = VolatilitySpikeRule()
     manual: ManualRule = ManualRule()
     realtime: RealtimeDetectorRule = RealtimeDetectorRule()
     market_cap_weight: float = 0.1
+    """Weight of log10(market cap in KRW) added to a candidate's score; a missing cap counts 0."""
 
 
 class SlotSettings(Section):
+    """Track B: who gets the WebSocket slots, and how often they change hands."""
+
     max_slots: int = Field(default=41, ge=1, le=41)
+    """WebSocket tick registrations per app key (KIS allows 41 per key)."""
     replacement_threshold: float = Field(default=1.2, ge=1.0)
+    """A candidate replaces the weakest slotted symbol only when its score beats that symbol's times this."""
     min_dwell_seconds: float = Field(default=120.0, ge=0)
+    """Seconds a symbol stays slotted before a better candidate may replace it."""
     resubscribe_cooldown_seconds: float = Field(default=180.0, ge=0)
+    """Seconds after a symbol's release before it may be subscribed again."""
     rebalance_interval_seconds: PositiveFloat = 30.0
+    """Seconds between two allocations of the slots from the latest ranking."""
     watchlist: tuple[str, ...] = ()
+    """Symbols (6-digit codes) always slotted and never evicted, like held positions."""
     churn_replacement_threshold: float = Field(default=1.5, ge=1.0)
     """symbol_selection_architecture.md "Rapid Symbol Churn": the threshold while replacements run high
     (never below `replacement_threshold`)."""
@@ -142,19 +198,30 @@ class SlotSettings(Section):
 
 
 class OverflowSettings(Section):
+    """Overflow: competing symbols left without a slot, and when their share raises an alert."""
+
     alert_levels: tuple[float, ...] = (0.05, 0.10, 0.20)
+    """Overflow rates (share of competing symbols left without a slot) that raise an alert when crossed."""
     window_seconds: PositiveFloat = 3600.0
+    """Seconds over which the overflow rate is measured."""
 
 
 class SignalSettings(Section):
     """The hybrid design's signals (websocket_monitor_hybrid.md section 4)."""
 
     enabled: bool = False
+    """Evaluate the drop signals (disparity, return, turnover) and alert on them (on in hybrid profiles)."""
     disparity_threshold: float = -0.08
+    """Alerts when price / moving average - 1 is at or below this (-0.08 = 8 % under the average)."""
     disparity_ma_days: PositiveInt = 20
+    """Trading days of the disparity's moving average (the baselines are built over 20 days)."""
     return_minutes: PositiveInt = 5
+    """Minutes of the return measured for the return-drop signal."""
     return_threshold_pct: float = -3.0
+    """Alerts when that return (%) is at or below this."""
     turnover_surge_ratio: PositiveFloat = 3.0
+    """Alerts when today's turnover runs at this many times a normal day's pace while the price is below the
+    previous close."""
     rank_by_closeness: bool = False
     """The hybrid Top-N: slots go to the scanned symbols nearest to a signal threshold
     (`core.closeness`) instead of to the trigger ranking; picks and manual triggers still come first."""
@@ -179,14 +246,23 @@ class SignalSettings(Section):
 
 
 class GapSettings(Section):
+    """When a silence in a symbol's trades counts as a gap."""
+
     expected_interval_ms: PositiveInt = 500
+    """Milliseconds expected between two trades of a busy symbol."""
     tolerance_ms: int = Field(default=200, ge=0)
+    """Milliseconds of silence allowed on top of that before a gap is recorded."""
     quiet_symbol_factor: PositiveFloat = 10.0
+    """A quieter symbol's gap threshold: this many times the median of its recent intervals between trades."""
 
 
 class RecoverySettings(Section):
+    """How a gap is filled, by its length."""
+
     immediate_below_seconds: PositiveFloat = 5.0
+    """Gaps shorter than this (seconds) are back-filled from REST at once."""
     queued_up_to_seconds: PositiveFloat = 60.0
+    """Gaps up to this long (seconds) are back-filled from the recovery queue; longer ones get a marker."""
 
 
 def _naive(value: time | None) -> time | None:
@@ -219,11 +295,13 @@ class SessionSettings(Section):
     after-market sessions (since March 2025). KRX's own pre- and after-markets are added here as sessions."""
 
     krx: tuple[TradingSession, ...] = (TradingSession(name="regular", start=time(9, 0), end=time(15, 30)),)
+    """KRX's trading sessions (KST), each `{"name", "start", "end"}`."""
     nxt: tuple[TradingSession, ...] = (
         TradingSession(name="pre", start=time(8, 0), end=time(8, 50)),
         TradingSession(name="main", start=time(9, 0), end=time(15, 20)),
         TradingSession(name="after", start=time(15, 30), end=time(20, 0)),
     )
+    """Nextrade's trading sessions (KST), each `{"name", "start", "end"}`."""
 
     @model_validator(mode="after")
     def _apart(self) -> SessionSettings:
@@ -274,15 +352,25 @@ class ScheduleSettings(Section):
     """
 
     universe_time: time = time(5, 0)
+    """When the day's universe is built (KST)."""
     wakeup_time: time | None = None
+    """WARMUP starts (KST); unset: an hour before the first open."""
     token_refresh_time: time | None = None
+    """Tokens and approval keys are renewed before the open (KST); unset: half an hour before it."""
     track_a_start: time | None = None
+    """Track A's scans start (KST); unset: the first open of the feed's venues."""
     track_b_start: time | None = None
+    """Track B's realtime slots start (KST); unset: 30 minutes after the first open."""
     track_b_stop: time | None = None
+    """Track B stops (KST); unset: 30 minutes before the last close."""
     track_a_stop: time | None = None
+    """Track A stops and SHUTDOWN begins (KST); unset: the last close."""
     backup_time: time = time(21, 0)
+    """The daily job packs the day's archive and removes expired files (KST)."""
     token_check_time: time = time(23, 0)
+    """The nightly check renews tokens older than `tokens.proactive_refresh_hours` (KST)."""
     idle_time: time = time(21, 0)
+    """IDLE starts until the next wakeup (KST)."""
 
     _naive_times = field_validator("*")(_naive)
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from config.settings import SpineSettings
+from core.settings import SessionSettings
 from messages.market import TicksReceived
 from runtime.jsonl import read_jsonl
 from runtime.paths import DataPaths
@@ -79,7 +80,9 @@ class RunningStore:
 
 
 def _rows(messages: list[TicksReceived]) -> list[dict[str, Any]]:
-    return [json.loads(fact.model_dump_json()) for message in messages for fact in facts_of(message)]
+    sessions = SessionSettings()
+    facts = (fact for message in messages for fact in facts_of(message, sessions))
+    return [json.loads(fact.model_dump_json()) for fact in facts]
 
 
 def _publish_backlog(url: str, instance: str, rows: list[dict[str, Any]]) -> None:
