@@ -47,6 +47,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.gaps import Gap, GapDetector, RecoveryAction, recovery_action
 from core.recovery import RecoveryRecord, build_recovery_records, gap_marker
+from kis.protocol import MARKET_CODES
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
 from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
@@ -317,7 +318,8 @@ class GapRecoveryActor(ObserverActor):
                 client = clients[account] = self.context.rest_client(account)
             start, end = gap.start.astimezone(KST), gap.end.astimezone(KST)
             bars = client.minute_bars(
-                gap.symbol, since=start.time().replace(second=0, microsecond=0), until=end.time()
+                gap.symbol, since=start.time().replace(second=0, microsecond=0), until=end.time(),
+                market_code=MARKET_CODES[self.context.settings.websocket.feed].value,
             )
         except Exception as error:  # REST or credentials: the gap gets a marker, the worker goes on
             return _NotRecovered(sequence, account, gap, f"minute bars failed: {describe_exception(error)}")

@@ -10,12 +10,14 @@ Files (provider = the account name, market from the day's universe, "KRX" when t
 | gap markers | `system/gaps/{account}/{YYYYMMDD}_gaps.jsonl` |
 | overflow ledger | `system/overflow/{account}/{YYYYMMDD}_overflow.jsonl` |
 
-The backup also packs the notifier's alerts ledger (`system/alerts/{YYYYMMDD}_alerts.jsonl`, written by
-the notifier, not here), so the archive holds the whole day.
+At the daily backup the recorder closes the day: its ticks are rebuilt in Parquet from these files, and the
+archive (`store.backup`) holds the whole day, the notifier's alerts ledger and the Parquet partitions too.
 
 One tick file per symbol and day, because analysis loads one symbol at a time:
 `pandas.read_json(path, lines=True)` gives one row per tick with the columns `symbol, exchange_time,
-received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source`.
+received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source, venue,
+tr_id`. `venue` is KRX, NXT, or UN for a unified-feed trade made while both venues were in session
+(`core.sessions.venue_of`); `tr_id` is the feed's TR (H0UNCNT0, H0STCNT0 or H0NXCNT0).
 `source` is "ws" for streamed ticks and "recovery" for minute bars back-filled into a gap (those rows add
 `open, high, low, close, gap_start, gap_end`, and `cum_volume` is null). Recovered rows are appended when
 the recovery happens, so sort by `exchange_time` before use. The day of a file is the clock's day when
@@ -27,7 +29,6 @@ readers. A tick file is flushed by the tick that finds its oldest line `TICK_FLU
 file at a time between ticks; a ticker catches the files no tick came for. Flushing every file at once on
 the ticker held the recorder 2-3 ms a second at 5,000 records/s (41 files), and each tick arriving
 meanwhile waited out the whole of it.
-Ticks are the hot path (thousands per second): each becomes one f-string, no model, no json.dumps.
 
 A disk that refuses writes (full, read-only, gone): every line stays in memory and is retried by the
 ticker; the first failure sends the SystemAlert `recorder.write_failed`, the first flush pass that writes
@@ -56,11 +57,7 @@ journal.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import os
 import re
-import tarfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -75,14 +72,18 @@ from actors.directory import Directory
 from core.gaps import Gap
 from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
+from core.sessions import venue_of
 from kis.ticks import TradeTick
 from messages.alerts import SystemAlert
 from messages.market import ScanCompleted, TicksReceived, UniverseReady
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.schedule import DayEventFired
-from runtime.jsonl import JsonlWriter, encode_record, json_number, json_text
+from runtime.jsonl import JsonlWriter, json_number, json_text
 from runtime.ticker import Ticker
 from runtime.universe_store import UniverseFileError, UniverseStore
+from store.backup import BackupResult, pack_day
+from store.journal import import_journal_day
+from store.retention import KeepDays, enforce
 
 DEFAULT_MARKET = "KRX"
 FLUSH_INTERVAL_SECONDS = 1.0
@@ -93,7 +94,6 @@ TICK_FLUSH_AGE_SECONDS = 0.5
 keep coming for are flushed by their ticks, not all together by the ticker."""
 MAX_OPEN_FILES = 256
 ERROR_LOG_INTERVAL_SECONDS = 5.0
-MANIFEST_NAME = "manifest.json"
 DROPPED_REASON = "recorder_buffer_full"
 WRITE_FAILED_ALERT = "recorder.write_failed"
 WRITE_RECOVERED_ALERT = "recorder.write_recovered"
@@ -122,14 +122,6 @@ class _TickCount:
 
     counted: int = 0
     recovery_rows: deque[tuple[int, int]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BackupResult:
-    archive: Path
-    manifest: Path
-    files: int
-    bytes: int
 
 
 class RecorderActor(ObserverActor):
@@ -222,6 +214,7 @@ class RecorderActor(ObserverActor):
         account = message.account
         writers = self._writers
         iso = self._iso
+        sessions = self.context.settings.sessions
         due = time.monotonic() - TICK_FLUSH_AGE_SECONDS
         stale: list[JsonlWriter] = []
         buffered, limit = self._buffered, self._buffer_limit
@@ -239,7 +232,8 @@ class RecorderActor(ObserverActor):
                     continue
                 if writer is None:
                     continue
-            line = tick_line(tick, iso(tick.exchange_time), received)
+            venue = venue_of(tick.feed, tick.exchange_time, sessions)
+            line = tick_line(tick, iso(tick.exchange_time), received, venue)
             writer.write_line(line)
             buffered += len(line) + 1
             if writer.buffered_since <= due and not writer.failing:
@@ -480,67 +474,32 @@ class RecorderActor(ObserverActor):
     # --- backup ----------------------------------------------------------------------------------
 
     def backup(self, day: date) -> BackupResult:
-        """Pack the day's data files into `backup/{YYYYMMDD}.tar.gz` with a manifest (path, size, sha256).
-
-        The manifest is the archive's first member and also sits beside it as `{YYYYMMDD}.manifest.json`.
-        The archive is written under a temporary name and renamed, so a crash never leaves half of one.
-        """
+        """The day's close: every file flushed and closed, the day's ticks rebuilt in Parquet from the
+        journal (the source of truth), the day archived (`store.backup.pack_day`), old days removed
+        (`store.retention`). Files reopen on the next line written."""
         self._mark_dropped()
         self._close_all()
-        root = self.paths.observer
-        files = sorted(day_files(root, day))
-        entries = [manifest_entry(root, path) for path in files]
-        manifest = {"day": day.isoformat(), "created_at": self.context.clock.now(), "files": entries}
-        manifest_bytes = (encode_record(manifest) + "\n").encode("utf-8")
-        backup_dir = self.paths.backup_dir
-        backup_dir.mkdir(parents=True, exist_ok=True)
-        archive = backup_dir / f"{day:%Y%m%d}.tar.gz"
-        temporary = archive.with_name(archive.name + ".tmp")
-        with tarfile.open(temporary, "w:gz") as tar:
-            info = tarfile.TarInfo(MANIFEST_NAME)
-            info.size = len(manifest_bytes)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(manifest_bytes))
-            for path, entry in zip(files, entries, strict=True):
-                tar.add(path, arcname=entry["path"], recursive=False)
-        os.replace(temporary, archive)
-        manifest_path = backup_dir / f"{day:%Y%m%d}.manifest.json"
-        manifest_path.write_bytes(manifest_bytes)
-        total = sum(entry["size"] for entry in entries)
-        self.log.info("backup {}: {} files, {:,} bytes -> {}", day, len(files), total, archive)
-        return BackupResult(archive, manifest_path, len(files), total)
+        storage = self.context.settings.storage
+        rows = import_journal_day(self.paths, day)
+        self.log.info("{}: {:,} ticks in Parquet from the journal", day, rows)
+        result = pack_day(self.paths, day, self.context.clock.now(), copy_to=storage.backup_copy_dir)
+        copy = f" (copy {result.copy})" if result.copy else ""
+        self.log.info("backup {}: {} files, {:,} bytes -> {}{}", day, result.files, result.bytes,
+                      result.archive, copy)
+        keep = KeepDays(storage.journal_days, storage.parquet_days, storage.backup_days, storage.ledger_days)
+        for path in enforce(self.paths, keep, day):
+            self.log.info("retention: removed {}", path.relative_to(self.paths.root))
+        return result
 
 
-def day_files(root: Path, day: date) -> Iterator[Path]:
-    """Every data file of `day` below the observer root (ticks, recovery, snapshots, markers, ledgers)."""
-    stamp = f"{day:%Y%m%d}"
-    for track in ("scalp", "swing"):
-        for folder in root.glob(f"{track}/*/*/{stamp}"):
-            yield from (path for path in folder.rglob("*") if path.is_file())
-    for kind in ("gaps", "overflow"):
-        yield from root.glob(f"system/{kind}/*/{stamp}_{kind}.jsonl")
-    yield from root.glob(f"system/alerts/{stamp}_alerts.jsonl")
-
-
-def manifest_entry(root: Path, path: Path) -> dict[str, Any]:
-    return {"path": path.relative_to(root).as_posix(), "size": path.stat().st_size, "sha256": sha256_of(path)}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def tick_line(tick: TradeTick, exchange_time: str, received_at: str) -> str:
+def tick_line(tick: TradeTick, exchange_time: str, received_at: str, venue: str = "KRX") -> str:
     """One tick as a JSON line. Numbers come from int()/float() in the codec; text is escaped if needed."""
     return (
         f'{{"symbol":"{tick.symbol}","exchange_time":"{exchange_time}","received_at":"{received_at}",'
         f'"price":{tick.price},"volume":{tick.volume},"cum_volume":{tick.cum_volume},'
         f'"cum_value":{tick.cum_value},"change_rate":{json_number(tick.change_rate)},"ask1":{tick.ask1},'
-        f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws"}}'
+        f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws",'
+        f'"venue":{json_text(venue)},"tr_id":{json_text(tick.tr_id)}}}'
     )
 
 

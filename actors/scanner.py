@@ -27,7 +27,7 @@ The synced day is saved, so a restart does not sync twice.
 | ContextSyncDay (ask) | the day of the last context sync, or None |
 | ClockTick, PhaseChanged | start a pass when due; context sync when due |
 | ScanNow | (asked) start a pass now unless one runs; replies what it did |
-| internal pass result | ScanCompleted to triggers and recorder; safe mode bookkeeping; sync if waiting |
+| internal pass result | ScanCompleted to triggers, recorder, slots; safe mode bookkeeping; sync if waiting |
 
 Metrics: `scans`, gauges `last_scan_at`, `scanner_safe_mode`.
 """
@@ -307,7 +307,7 @@ class ScannerActor(ObserverActor):
             calls=result.calls, failed_calls=result.failed_calls,
             duration_seconds=result.duration_seconds,
         )
-        for peer in ("triggers", "recorder"):
+        for peer in ("triggers", "recorder", "slots"):
             self.directory.tell(peer, scan)
         metrics = self.context.metrics
         metrics.inc("scans")

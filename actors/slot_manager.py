@@ -13,6 +13,18 @@ A thin shell over `core.slots`: it owns the `SlotState`, turns messages into `al
 Track B runs only in FULL_OPERATION and after ContextSynced of the same day; leaving FULL_OPERATION
 (TRACK_A_CLOSING at 15:00) empties every account's target set and clears the slots.
 
+Intraday removal (symbol_selection_architecture.md "Symbol Removal", websocket_manager_design.md's stale
+slot): each Track A scan says which symbols are halted or at their upper / lower price limit; with
+`slots.remove_halted` (on) and `slots.remove_at_price_limit` (on) they leave their slots at once and stay
+out (overflow reasons `halted`, `price_limit`) until a later scan shows them trading inside the limits
+again. At each allocation a slotted symbol without a trade for more than `slots.stale_after_seconds`
+(30 min; counted from its slot's start, or this actor's start after a restart) is released with the
+re-subscribe cooldown (reason `stale`). A halt the venue announced is never judged stale: with
+`remove_halted` off such a symbol keeps its slot, is logged as halted and counted in `slots_halted`.
+Pinned symbols are never removed. Rapid Symbol Churn: `core.slots.ChurnGuard` raises the replacement
+threshold from 1.2 to 1.5 while more than `slots.churn_replacements_per_hour` replacements happened in the
+last hour, and lowers it at `slots.calm_replacements_per_hour`; each change is logged.
+
 Pins (never evicted): held positions (the balance inquiry at start, then execution notices: a buy fill
 pins at once, a sale of the whole position unpins, after which the symbol's slot goes to the next
 candidate that needs one), manual overrides (`triggers.manual.symbols` and `ManualOverride`) and the
@@ -41,9 +53,14 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
 | CurrentTargets (ask) | the account's target set (asked by a connection that lost its saved one) |
+| BackPressure | level > 0: the account's capacity shrinks (`core.backpressure.shed_capacity`), its lowest |
+|  | scored symbols are unsubscribed at once (ledger reason `backpressure`); 0: capacity back, allocate |
+| TicksReceived | (from every connection) each symbol's last data time, for the stale check |
+| ScanCompleted | halts and price limits from the rows; allocate at once when they change |
 
-Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger lines), gauges
-`slots_in_use.<account>`.
+Metrics: `slot_changes` (subscribe + unsubscribe decisions), `overflows` (ledger lines), `slots_stale`
+(stale releases), gauges `slots_in_use.<account>`, `slots_held_out` (symbols halted or at a limit),
+`slots_halted` (slotted symbols kept while halted), `replacement_threshold`, `replacements_last_hour`.
 """
 
 from __future__ import annotations
@@ -60,28 +77,34 @@ from actors.base import ObserverActor, ObserverActorProxy
 from actors.context import ObserverContext
 from actors.directory import Directory
 from config.accounts import Account
+from core.backpressure import shed_capacity, shed_slots
 from core.models import Candidate
-from core.overflow import OverflowMonitor, OverflowRecords
+from core.overflow import OverflowMonitor, OverflowReason, OverflowRecords
 from core.schedule import Phase, phase_at
 from core.slots import (
     Allocation,
+    ChurnGuard,
+    Exclusion,
     ProviderAccount,
     SlotState,
     allocate_slots,
+    market_exclusion,
     release_account,
     restore_account,
     shrink_capacity,
+    stale_symbols,
 )
+from core.subscriptions import MAX_REGISTRATIONS_PER_KEY
 from kis.models import Holding
-from kis.protocol import MAX_REGISTRATIONS_PER_KEY
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
 from messages.control import TrackBPaused
-from messages.market import ExecutionsReceived, HoldingsLoaded
+from messages.market import ExecutionsReceived, HoldingsLoaded, ScanCompleted, TicksReceived
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
 from messages.streaming import (
+    BackPressure,
     ConnectionChanged,
     ConnectionState,
     CurrentTargets,
@@ -136,11 +159,19 @@ class SlotManagerActor(ObserverActor):
         self._holdings_pending: set[str] = set()
         self._sync_unknown = False
         self._paused = False
+        self._shed_levels: dict[str, int] = {}
+        self._churn = ChurnGuard(settings.slots)
+        self._last_data: dict[str, datetime] = {}
+        self._watched_since = context.clock.now()
+        self._holds: dict[str, Exclusion] = {}
+        self._halted: set[str] = set()
+        self._marked: set[str] = set()
 
     # --- life -----------------------------------------------------------------------------------------
 
     def on_start(self) -> None:
         now = self.context.clock.now()
+        self._watched_since = now
         self._phase = phase_at(now, self.context.settings.schedule)
         self._load(now.date())
         self._sync_unknown = self._phase is Phase.FULL_OPERATION and self._synced_on != now.date()
@@ -185,6 +216,12 @@ class SlotManagerActor(ObserverActor):
                 self._fetch_holdings()
             case CurrentTargets():
                 return self.targets().get(message.account, ())
+            case BackPressure():
+                self._on_backpressure(message)
+            case TicksReceived():
+                self._on_ticks(message)
+            case ScanCompleted():
+                self._on_scan(message)
         return None
 
     # --- queries (proxy calls: status view, tests) -------------------------------------------------------
@@ -206,6 +243,16 @@ class SlotManagerActor(ObserverActor):
 
     def paused(self) -> bool:
         return self._paused
+    def held_out(self) -> dict[str, str]:
+        """Symbols kept out of the slots by the last scans (halted, at a price limit): symbol -> why."""
+        return {symbol: f"{code.value}: {reason}" for symbol, (code, reason) in sorted(self._holds.items())}
+
+    def halted_in_slots(self) -> frozenset[str]:
+        """Slotted symbols the venue halted and that keep their slot (`remove_halted` off, or pinned)."""
+        return frozenset(self._halted & self._state.placement().keys())
+
+    def replacement_threshold(self) -> float:
+        return self._churn.threshold
 
     # --- handlers ---------------------------------------------------------------------------------------
 
@@ -269,10 +316,56 @@ class SlotManagerActor(ObserverActor):
         self._state = SlotState(tuple(replace(account, slots=()) for account in self._state.accounts))
         self._overflowing = {}
         self._movers = ()
+        self._last_data = {}
+        self._holds = {}
+        self._halted = set()
+        self._marked = set()
         self.context.metrics.inc("slot_changes", slotted)
         self._save()
         self._publish(force=self._account_names())
         self._update_gauges()
+
+    def _on_ticks(self, message: TicksReceived) -> None:
+        last = self._last_data
+        at = message.at
+        for tick in message.ticks:
+            last[tick.symbol] = at
+
+    def _on_scan(self, message: ScanCompleted) -> None:
+        """Halts and price limits from the scan rows; symbols missing from the rows keep what they had."""
+        settings = self._slot_settings
+        changed = False
+        for row in message.rows:
+            symbol = row.symbol
+            if row.halted:
+                self._halted.add(symbol)
+            else:
+                self._halted.discard(symbol)
+            hold = market_exclusion(row, settings)
+            before = self._holds.get(symbol)
+            if hold == before:
+                continue
+            changed = True
+            if hold is None:
+                del self._holds[symbol]
+                again = "trades again" if before.code is OverflowReason.HALTED else "left its price limit"
+                self.log.info("{} {}: it may take a slot again", symbol, again)
+            else:
+                self._holds[symbol] = hold
+                self.log.info("{} {}: kept out of the slots", symbol, hold.reason)
+        self.context.metrics.set("slots_held_out", len(self._holds))
+        if changed and self._track_b_active():
+            self._allocate()  # marks the halted symbols that keep their slots
+        else:
+            self._mark_halted()
+
+    def _mark_halted(self) -> None:
+        """Log each slotted symbol that is halted but keeps its slot, once per halt."""
+        halted = self._halted & self._state.placement().keys()
+        for symbol in sorted(halted - self._marked):
+            self.log.warning("{} is halted by the venue: it keeps its slot and is not judged stale", symbol)
+        self._marked = halted
+        self.context.metrics.set("slots_halted", len(halted))
 
     def _on_holdings(self, account: str, holdings: Iterable[Holding]) -> None:
         self._holdings_pending.discard(account)
@@ -385,6 +478,32 @@ class SlotManagerActor(ObserverActor):
                 self._apply(restore_account(self._state, account, now), now, full=False)
             self._publish(force=(account,))
 
+    def _on_backpressure(self, message: BackPressure) -> None:
+        """Shed the account's lowest scored symbols now; at level 0 its full capacity is allocated again."""
+        account = message.account
+        if account not in self._account_names():
+            return
+        now = self.context.clock.now()
+        if message.level <= 0:
+            if self._shed_levels.pop(account, None) is not None:
+                self.log.info("{} caught up: its shed slots are allocated again", account)
+                if self._track_b_active():
+                    self._allocate()
+                self._update_gauges()
+            return
+        self._shed_levels[account] = message.level
+        capacity = self._shed_capacity(account)
+        self.log.warning("{} behind by {:.1f} s ({} messages waiting): shed level {}, {} slots", account,
+                         message.lag_seconds, message.backlog, message.level, capacity)
+        self._apply(shed_slots(self._state, account, capacity, now), now, full=False)
+
+    def _shed_capacity(self, account: str) -> int:
+        """The account's slots at its shed level; never fewer than the pinned symbols it holds."""
+        full = next(provider.capacity for provider in self._providers if provider.name == account)
+        fraction = self.context.settings.websocket.backpressure_shed_fraction
+        pinned = sum(1 for slot in self._state.account(account).slots if slot.pinned)
+        return max(shed_capacity(full, self._shed_levels.get(account, 0), fraction), pinned)
+
     def _fetch_holdings(self) -> None:
         for name in sorted(self._holdings_pending):
             account = self.context.account(name)
@@ -415,10 +534,45 @@ class SlotManagerActor(ObserverActor):
         now = self.context.clock.now()
         candidates = (*self._movers, *self._candidates)
         self._movers = ()  # the first allocation of Track B takes them; later rankings decide alone
-        allocation = allocate_slots(
-            self._state, candidates, self._pins(), now, self._slot_settings, self._providers
+        providers = tuple(
+            replace(provider, capacity=self._shed_capacity(provider.name))
+            if provider.name in self._shed_levels else provider
+            for provider in self._providers
         )
+        placed = self._state.placement()
+        self._last_data = {s: t for s, t in self._last_data.items() if s in placed}
+        stale = stale_symbols(self._state, self._last_data, now, self._slot_settings,
+                              watched_since=self._watched_since, exempt=self._halted)
+        self._observe_churn(now, 0)  # the hour slides: the threshold may come down before this allocation
+        allocation = allocate_slots(
+            self._state, candidates, self._pins(), now, self._slot_settings, providers,
+            excluded=stale | self._holds, threshold=self._churn.threshold,
+        )
+        released = {symbol for symbol in stale if symbol not in allocation.state.placement()}
+        if released:
+            self.context.metrics.inc("slots_stale", len(released))
         self._apply(allocation, now, full=True)
+        self._observe_churn(now, allocation.replacements)
+        self._mark_halted()
+
+    def _observe_churn(self, now: datetime, replacements: int) -> None:
+        """Rapid Symbol Churn: count the replacements and log when the threshold moves."""
+        before = self._churn
+        self._churn = after = before.observe(now, replacements)
+        if after.raised and not before.raised:
+            self.log.warning(
+                "rapid symbol churn: {} replacements in the last hour (more than {}): replacement threshold "
+                "{} -> {}", after.replacements_last_hour, self._slot_settings.churn_replacements_per_hour,
+                before.threshold, after.threshold)
+        elif before.raised and not after.raised:
+            self.log.info(
+                "symbol churn calmed: {} replacements in the last hour (at most {}): replacement threshold "
+                "{} -> {}", after.replacements_last_hour, self._slot_settings.calm_replacements_per_hour,
+                before.threshold, after.threshold)
+        if replacements or after != before:
+            self._save()
+        self.context.metrics.set("replacement_threshold", after.threshold)
+        self.context.metrics.set("replacements_last_hour", after.replacements_last_hour)
 
     def _apply(self, allocation: Allocation, now: datetime, *, full: bool) -> None:
         """Adopt the allocation: log, count, record overflow, alert on levels, save, publish."""
@@ -519,6 +673,8 @@ class SlotManagerActor(ObserverActor):
             "overrides": self._overrides,
             "synced_on": self._synced_on.isoformat() if self._synced_on else None,
             "paused": self._paused,
+            "churn": {"replaced_at": [moment.isoformat() for moment in self._churn.replaced_at],
+                      "raised": self._churn.raised},
         }
         try:
             self._store.save(STATE_NAME, document)
@@ -539,6 +695,7 @@ class SlotManagerActor(ObserverActor):
             return
         synced = document.get("synced_on")
         self._synced_on = today if synced == today.isoformat() else None
+        self._churn = _churn_from(document.get("churn"), self._churn)
         try:
             self._state = SlotState.from_dict(document.get("state"))
         except ValueError as error:
@@ -561,6 +718,19 @@ def _held_from(data: Any) -> dict[str, dict[str, int]]:
     }
 
 
+def _churn_from(data: Any, fresh: ChurnGuard) -> ChurnGuard:
+    """The saved churn guard; `fresh` when the saved one is missing or malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("raised"), bool):
+        return fresh
+    try:
+        times = tuple(datetime.fromisoformat(text) for text in data.get("replaced_at", ()))
+    except (TypeError, ValueError):
+        return fresh
+    if any(moment.tzinfo is None for moment in times):
+        return fresh
+    return replace(fresh, replaced_at=times, raised=data["raised"])
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -573,3 +743,6 @@ class SlotManagerProxy(ObserverActorProxy):
     pinned = proxy_method(SlotManagerActor.pinned)
     overflowing = proxy_method(SlotManagerActor.overflowing)
     paused = proxy_method(SlotManagerActor.paused)
+    held_out = proxy_method(SlotManagerActor.held_out)
+    halted_in_slots = proxy_method(SlotManagerActor.halted_in_slots)
+    replacement_threshold = proxy_method(SlotManagerActor.replacement_threshold)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from actors.context import ObserverContext
 from actors.gap_recovery import GapRecoveryActor
+from actors.minute_jobs import MinuteJobsActor
 from actors.notifier import NotifierActor
 from actors.recorder import RecorderActor
 from actors.scanner import ScannerActor
@@ -45,6 +46,7 @@ def child_specs(context: ObserverContext, role: str = "all") -> list[ChildSpec]:
         ChildSpec("triggers", actor_class=TriggerActor, kwargs=shared),
         ChildSpec("slots", actor_class=SlotManagerActor, kwargs=shared),
         ChildSpec("gaps", actor_class=GapRecoveryActor, kwargs=shared),
+        ChildSpec("minute_jobs", actor_class=MinuteJobsActor, kwargs=shared, shutdown_timeout=15.0),
     ]
     specs += [
         ChildSpec(

@@ -11,6 +11,16 @@ A thin shell over `core.triggers`, `core.scoring`, `core.signals` and `core.aler
 - A trigger that is new (not a renewal) raises an `AlertRaised` to `notifier` (manual ones do not);
   signals raise one too, pre-filtered here by a local cooldown so a held condition does not send one
   message per tick (the notifier's saved cooldown is the authority).
+- The hybrid profile (`signals.rank_by_closeness`) ranks differently: the manual tier first (the day's
+  picks, manual triggers with a TTL, pins: the book's manual triggers, lifted above everything else by
+  `core.closeness.hybrid_ranking`), then the latest scan's symbols within `closeness_horizon` of a signal
+  threshold by their closeness (`core.closeness`, websocket_monitor_hybrid.md 3.5); tick triggers still
+  raise alerts but take no slot. Held positions and pins are the slot manager's pins, placed first
+  whatever the ranking. The scan's n-minute return comes from the scan prices (a `ReturnWindow` per
+  symbol fed by the scans).
+- Mode B (`signals.breakout_enabled`): each trade is also checked against the highest trade of the
+  `breakout_minutes` before it (`core.signals.HighWindow`); a breakout alert has the same per-(symbol,
+  signal) cooldown as the other signals.
 - `CandidatesRanked` goes to `slots` every `slots.rebalance_interval_seconds` of clock time and at once
   when the ranking changes materially: the set of symbols that would fit in the pool's slots differs
   from the last one sent. The cadence is this actor's own `runtime.ticker.Ticker` sending `ClockTick`
@@ -47,7 +57,7 @@ Metrics: `triggers` (new triggers, manual included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -58,9 +68,10 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from core.alerts import AlertCooldown, alert_for_signal, alert_for_trigger
+from core.closeness import hybrid_ranking, rank_by_closeness
 from core.models import Candidate, Trigger, TriggerKind
 from core.scoring import Scored, rank_candidates, ranking_of, score_symbols
-from core.signals import ReturnWindow, SignalHit, SignalInputs, evaluate_signals
+from core.signals import HighWindow, ReturnWindow, SignalHit, SignalInputs, evaluate_signals
 from core.triggers import (
     Baseline,
     Renewal,
@@ -148,6 +159,10 @@ class TriggerActor(ObserverActor):
         self._book = TriggerBook()
         self._detector = TickDetector(settings.triggers)
         self._returns: dict[str, ReturnWindow] = {}
+        self._highs: dict[str, HighWindow] = {}
+        self._hybrid = settings.signals.rank_by_closeness
+        self._scan_returns: dict[str, ReturnWindow] = {}
+        self._snapshots: dict[str, SignalInputs] = {}
         self._last_exchange_time: datetime | None = None
         self._last_timestamp = 0.0
         self._signal_cooldown = AlertCooldown(settings.alerts.cooldown_seconds)
@@ -230,7 +245,7 @@ class TriggerActor(ObserverActor):
                     added = self._add(trigger) or added
             if signals:
                 self._tick_signals(tick)
-        if added:
+        if added and not self._hybrid:  # the hybrid ranking takes no tick trigger
             self._send_if_material(self.context.clock.now())
 
     def _tick_signals(self, tick: TradeTick) -> None:
@@ -243,8 +258,13 @@ class TriggerActor(ObserverActor):
             self._last_exchange_time = at
             self._last_timestamp = at.timestamp()
         return_pct = window.add(self._last_timestamp, tick.price)
-        hits = evaluate_signals(self._signal_inputs(symbol, tick.price, at, return_pct, tick.cum_value),
-                                self._signal_settings)
+        inputs = self._signal_inputs(symbol, tick.price, at, return_pct, tick.cum_value)
+        if self._signal_settings.breakout_enabled:
+            highs = self._highs.get(symbol)
+            if highs is None:
+                highs = self._highs[symbol] = HighWindow(self._signal_settings.breakout_minutes)
+            inputs = replace(inputs, prior_high=highs.add(self._last_timestamp, tick.price))
+        hits = evaluate_signals(inputs, self._signal_settings)
         if hits:
             self._raise_signals(hits)
 
@@ -285,12 +305,22 @@ class TriggerActor(ObserverActor):
                                 profile.market_cap if profile else None, at))
         found = evaluate_scan(rows, self._baselines, self._trigger_settings)
         added = sum(self._add(trigger) for trigger in found)
-        if self._signal_settings.enabled:
+        if self._signal_settings.enabled or self._hybrid:
+            seconds = at.timestamp()
+            minutes = self._signal_settings.return_minutes
             for quote in scan.rows:
-                inputs = self._signal_inputs(quote.symbol, float(quote.price), at, None, quote.value)
-                hits = evaluate_signals(inputs, self._signal_settings)
-                if hits:
-                    self._raise_signals(hits)
+                window = self._scan_returns.get(quote.symbol)
+                if window is None:
+                    window = self._scan_returns[quote.symbol] = ReturnWindow(minutes)
+                return_pct = window.add(seconds, float(quote.price))
+                inputs = replace(
+                    self._signal_inputs(quote.symbol, float(quote.price), at, return_pct, quote.value),
+                    high=float(quote.high), low=float(quote.low))
+                self._snapshots[quote.symbol] = inputs
+                if self._signal_settings.enabled:
+                    hits = evaluate_signals(inputs, self._signal_settings)
+                    if hits:
+                        self._raise_signals(hits)
         self.log.info("scan {} of {}: {} rows, {} triggers ({} new)", scan.scan_no, scan.account,
                       len(scan.rows), len(found), added)
         now = self.context.clock.now()
@@ -308,6 +338,9 @@ class TriggerActor(ObserverActor):
         if self._day is not None and self._day != message.day:
             self._book = TriggerBook()
             self._returns.clear()
+            self._highs.clear()
+            self._scan_returns.clear()
+            self._snapshots.clear()
             for symbol in self._manual_symbols():
                 self._book.renew_or_add(manual_trigger(symbol, now, self._trigger_settings.manual))
             self._book_changed = True
@@ -405,6 +438,8 @@ class TriggerActor(ObserverActor):
 
     def _ranking(self, now: datetime, scored: list[Scored] | None = None) -> tuple[Candidate, ...]:
         """The candidates, from `scored` when the book was just scored at `now`."""
+        if self._hybrid:
+            return self._hybrid_ranking(now)
         if scored is None:
             ranking = rank_candidates(self._book, self._market_caps, now, self._trigger_settings)
         else:
@@ -415,9 +450,22 @@ class TriggerActor(ObserverActor):
                 self.log.warning(warning)
         return ranking.candidates
 
+    def _hybrid_ranking(self, now: datetime) -> tuple[Candidate, ...]:
+        """The manual tier, then the latest scan's symbols by closeness to a signal threshold."""
+        manual = [trigger for trigger in self._book if trigger.kind is TriggerKind.MANUAL]
+        first = rank_candidates(manual, self._market_caps, now, self._trigger_settings).candidates
+        near = rank_by_closeness(self._snapshots.values(), self._signal_settings)
+        return hybrid_ranking(first, near, self._market_caps, self._signal_settings.closeness_horizon)
+
     def _send_if_material(self, now: datetime) -> None:
         """Send now if the symbols that would get the pool's slots differ from the last ranking sent (the
         candidates are built only then: this runs whenever a tick adds a trigger)."""
+        if self._hybrid:
+            candidates = self._hybrid_ranking(now)
+            top = frozenset(candidate.symbol for candidate in candidates[: self._pool_slots])
+            if top != (self._sent_top or frozenset()):
+                self._send(candidates, top, now)
+            return
         scored = score_symbols(self._book, self._market_caps, now, self._trigger_settings)
         top = frozenset(entry.symbol for entry in scored[: self._pool_slots])
         if top != (self._sent_top or frozenset()):

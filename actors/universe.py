@@ -13,7 +13,9 @@ stays free for queries and a stop) makes the day's universe:
    (`{state_dir}/baselines/YYYYMMDD.jsonl`, appended as they come), so a restart fetches only what is
    missing; progress on a `rich` bar when stdout is a terminal, log lines every 10 % otherwise;
 4. a newly built snapshot is stored with each symbol's `avg_volume_20d` (seed format), older ones pruned
-   to `UniverseSettings.cache_days`;
+   to `UniverseSettings.cache_days`: one file per market, which this actor reads back, and the whole day's
+   universe as `{YYYYMMDD}_kr_stocks.json` (`metadata.market = "kr_stocks"`, the seed's snapshot; written
+   too when the day's market files exist without it, never for a fallback day);
 5. `UniverseReady` (profiles best market cap first) to scanner, triggers, slots, gaps and recorder.
 
 Baselines whose daily bars failed (transient REST errors) are fetched again in the background, on their
@@ -73,7 +75,7 @@ from messages.market import SymbolProfile, UniverseReady
 from messages.schedule import DayEventFired
 from messages.universe import CurrentUniverse
 from runtime.jsonl import JsonlWriter, read_jsonl
-from runtime.universe_store import UniverseFileError, UniverseStore
+from runtime.universe_store import KR_STOCKS, UniverseFileError, UniverseStore, combine_markets
 
 RECIPIENTS = ("scanner", "triggers", "slots", "gaps", "recorder")
 STOCK_GROUP = "ST"
@@ -261,8 +263,10 @@ class UniverseBuilder:
         self.context.metrics.set("baselines_missing", len(self.missing))
         if fresh:
             snapshots = [self.store.save(_with_average_volume(s, baselines)) for s in snapshots]
-            for market in self.settings.markets:
+            for market in (*self.settings.markets, KR_STOCKS):
                 self.store.prune(market)
+        if not fallback:
+            self.store.save(combine_markets(snapshots))
         now = self.context.clock.now()
         profiles = _profiles(snapshots, baselines, now)
         return UniverseReady(at=now, day=day, profiles=profiles, fallback=fallback)

@@ -21,7 +21,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 |---|---|
 | SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff; |
 |  | passed on to `gaps` (after the ticks before it), which stops timing the symbols that left |
-| TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`; counter `frames` |
+| TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`, `slots`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
@@ -33,6 +33,17 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 Sent: ExpectedGapEnded to `gaps` as each symbol is confirmed again (or leaves the target); ConnectionChanged
 to `slots` and `gaps`; SystemAlert to `notifier` on suspension. Metrics: gauge `ws_state.<account>`,
 counters `frames`, `frame_errors`, `reconnects`.
+
+Tick registrations use the trade TR of `websocket.feed`: H0UNCNT0 (unified, the default), H0STCNT0 (KRX)
+or H0NXCNT0 (NXT).
+
+Back-pressure (websocket_monitor_hybrid.md 5.3): the receive queue is bounded. A `Backlog` counts the trade
+messages the relay told and this actor has not handled yet; at `max_queue_messages` the relay drops new
+trades, and tells the symbols it dropped (`TicksShed`, passed to `gaps` as TicksMissed "backpressure") once
+the backlog is below the bound again. Where the ticks are handled, each message's wait (now less its
+`received_mono`) and the backlog go to a `core.backpressure.LagMonitor`: a new shed level is told to
+`slots` as `BackPressure` (it sheds the lowest scored symbols, or takes them back at 0), with one
+SystemAlert when shedding starts. While shed, a timer checks every few seconds, so a quiet stream recovers.
 
 Execution notices: H0STCNI0 (H0STCNI9 on paper) with tr_key = the account's HTS id. KIS counts it among
 the 41 registrations of the key, so with an HTS id 40 remain for ticks; a 41st is refused and reported.
@@ -55,10 +66,11 @@ import pykka
 from actors.base import ObserverActor, describe_exception
 from actors.context import ObserverContext
 from actors.directory import Directory
+from core.backpressure import LagMonitor, max_level
 from core.gaps import RECONNECT, RESTART
 from core.schedule import Phase, phase_at
 from core.subscriptions import Action, Registration, SubscriptionBook, SubState, is_session_refusal
-from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TrId
+from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TRADE_TR_IDS, TrId
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
@@ -66,6 +78,7 @@ from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, T
 from messages.market import ExecutionsReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
+    BackPressure,
     ConnectionChanged,
     ConnectionState,
     CredentialsRenewed,
@@ -77,7 +90,7 @@ from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.state_store import StateStore
 
-TICK_PEERS = ("recorder", "triggers", "gaps")
+TICK_PEERS = ("recorder", "triggers", "gaps", "slots", "minute_jobs")
 TOKEN_REFRESH = "token_refresh"
 BAD_FRAME = "bad_frame"
 OBSERVER_STOP = "observer_stop"
@@ -86,6 +99,8 @@ MAX_TICKS_PER_MESSAGE = 256
 """Trades of one burst told in one TicksReceived (a frame is never split), so a socket that never drains
 still hands on."""
 CONNECT_TIMEOUT_SECONDS = 5.0
+BACKPRESSURE = "backpressure"
+PRESSURE_CHECKS_PER_RECOVERY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +132,33 @@ class SessionEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class TicksShed:
+    """Trades of `symbols` the relay dropped while the receive queue was full."""
+
+    symbols: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _PressureCheck:
+    """While shed: measure again even if no trade message comes."""
+
+
+class Backlog:
+    """Trade messages told to the actor and not handled yet. `told` is written by the receive thread only,
+    `handled` by the actor only, so no lock is needed."""
+
+    __slots__ = ("handled", "told")
+
+    def __init__(self) -> None:
+        self.told = 0
+        self.handled = 0
+
+    def pending(self) -> int:
+        return max(self.told - self.handled, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class _ConnectDue:
     generation: int
 
@@ -143,6 +185,8 @@ class FrameRelay:
         clock: Clock,
         generation: int,
         tell_ticks: Callable[[TicksReceived], object] | None = None,
+        backlog: Backlog | None = None,
+        max_queue: int = 0,
     ) -> None:
         self._actor = actor
         self._tell_ticks = tell_ticks or self._tell
@@ -153,6 +197,9 @@ class FrameRelay:
         self._frames = 0
         self._at: datetime | None = None
         self._mono = 0.0
+        self._backlog = backlog
+        self._max_queue = max_queue
+        self._dropped: set[str] = set()
 
     def on_message(self, value: Decoded) -> None:
         if isinstance(value, TradeFrame):
@@ -170,13 +217,27 @@ class FrameRelay:
         at = self._at
         if at is None:
             return
+        backlog = self._backlog
+        if backlog is not None and backlog.pending() >= self._max_queue:
+            self._dropped.update(tick.symbol for tick in self._ticks)
+            self._ticks, self._frames, self._at = [], 0, None
+            return
+        self._report_dropped()
+        if backlog is not None:
+            backlog.told += 1
         self._tell_ticks(TicksReceived(at=at, account=self._account, ticks=tuple(self._ticks),
                                        received_mono=self._mono, frames=self._frames))
         self._ticks, self._frames, self._at = [], 0, None
 
     def on_closed(self, closed: SessionClosed) -> None:
         self.on_drained()
+        self._report_dropped()
         self._tell(SessionEnded(self._generation, closed, self._clock.now()))
+
+    def _report_dropped(self) -> None:
+        if self._dropped:
+            self._tell(TicksShed(tuple(sorted(self._dropped)), self._clock.now()))
+            self._dropped = set()
 
     def _tell(self, message: Any) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
@@ -189,6 +250,7 @@ class WSConnectionActor(ObserverActor):
         self.context = context
         self.account = context.account(account)
         self.settings = context.settings.websocket
+        self._trade_tr = TRADE_TR_IDS[self.settings.feed].value  # the feed a slot streams (websocket.feed)
         self.url = context.ws_url or (PAPER_WS_URL if self.account.paper else REAL_WS_URL)
         self.book = SubscriptionBook()
         self.backoff = Backoff(
@@ -219,6 +281,15 @@ class WSConnectionActor(ObserverActor):
         self._timers: list[threading.Timer] = []
         self._frame_errors_unlogged = 0
         self._frame_error_logged_at = 0.0
+        self._backlog = Backlog()
+        self._started_mono = time.monotonic()
+        self._pressure = LagMonitor(
+            lag_limit=self.settings.backpressure_lag_seconds,
+            backlog_limit=max(self.settings.max_queue_messages // 4, 1),
+            step_seconds=self.settings.backpressure_step_seconds,
+            recover_seconds=self.settings.backpressure_recover_seconds,
+            max_level=max_level(self.settings.backpressure_shed_fraction),
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -228,6 +299,9 @@ class WSConnectionActor(ObserverActor):
         self._restore()
         self.book.set_target(self._registrations())
         self._publish_state(ConnectionState.STOPPED, tell=False)
+        # A new incarnation starts unshed: slots shed for an earlier one come back (a no-op if none were).
+        self._tell("slots", BackPressure(at=self.context.clock.now(), account=self.account.name, level=0,
+                                         lag_seconds=0.0, backlog=0))
         self.actor_ref.tell(_ConnectDue(self._generation))
         self._connect_pending = True
 
@@ -271,7 +345,7 @@ class WSConnectionActor(ObserverActor):
 
     def status(self) -> ConnectionStatus:
         """Trade symbols by subscription state (call through a proxy: `proxy.status().get()`)."""
-        trade = TrId.TRADE.value
+        trade = self._trade_tr
         return ConnectionStatus(
             state=self._state,
             target=self._trade_target,
@@ -291,6 +365,16 @@ class WSConnectionActor(ObserverActor):
                 for peer in TICK_PEERS:
                     tell(peer, message)
             self.context.metrics.inc("frames", message.frames)
+            if message.received_mono >= self._started_mono:  # told by this incarnation's relay
+                self._backlog.handled += 1
+                now = time.monotonic()
+                self._observe_pressure(now - message.received_mono, now)
+        elif isinstance(message, TicksShed):
+            self._on_ticks_shed(message)
+        elif isinstance(message, _PressureCheck):
+            if self._pressure.level > 0:
+                self._observe_pressure(0.0, time.monotonic())
+                self._check_pressure_later()
         elif isinstance(message, SessionEvent):
             self.context.metrics.inc("frames")
             if message.generation == self._generation:
@@ -344,7 +428,7 @@ class WSConnectionActor(ObserverActor):
 
     def _registrations(self) -> list[Registration]:
         notice = [self._notice] if self._notice is not None else []
-        return notice + [Registration(TrId.TRADE.value, symbol) for symbol in self._trade_target]
+        return notice + [Registration(self._trade_tr, symbol) for symbol in self._trade_target]
 
     # --- the session -----------------------------------------------------------------------------
 
@@ -371,7 +455,8 @@ class WSConnectionActor(ObserverActor):
             approval_key = self.context.vault.approval_key(self.account.name)
             tell_ticks = functools.partial(self.directory.tell, self.name) if self.directory else None
             receiving = FrameRelay(
-                self.actor_ref, self.account.name, self.context.clock, generation, tell_ticks
+                self.actor_ref, self.account.name, self.context.clock, generation, tell_ticks,
+                self._backlog, self.settings.max_queue_messages,
             )
             session = KisWebSocketSession(
                 self.url,
@@ -516,7 +601,7 @@ class WSConnectionActor(ObserverActor):
             self.log.warning(
                 "{} {} refused: {} {}", registration.tr_id, registration.tr_key, refusal.msg_cd, refusal.msg1
             )
-            if registration.tr_id == TrId.TRADE.value:
+            if registration.tr_id == self._trade_tr:
                 self._tell(
                     "slots",
                     SubscriptionRefused(
@@ -532,7 +617,39 @@ class WSConnectionActor(ObserverActor):
 
     def _confirmed_trades(self) -> int:
         """Tick registrations live now: the notice registration shares the key's limit but is no slot."""
-        return sum(1 for registration in self.book.confirmed() if registration.tr_id == TrId.TRADE.value)
+        return sum(1 for registration in self.book.confirmed() if registration.tr_id == self._trade_tr)
+
+    def _observe_pressure(self, lag: float, now: float) -> None:
+        """One measurement of how far behind the ticks are handled; a new shed level goes to `slots`."""
+        backlog = self._backlog.pending()
+        was = self._pressure.level
+        level = self._pressure.observe(lag, backlog, now)
+        if level is None:
+            return
+        self._tell("slots", BackPressure(at=self.context.clock.now(), account=self.account.name, level=level,
+                                         lag_seconds=lag, backlog=backlog))
+        if level == 0:
+            self.log.info("caught up with the stream: shed subscriptions are taken back")
+            return
+        self.log.warning("ticks handled {:.1f} s late, {} messages waiting: shed level {}", lag, backlog,
+                         level)
+        if was == 0:
+            self._alert(BACKPRESSURE, f"processing {lag:.1f} s behind the stream; the lowest scored "
+                                      "subscriptions are shed until it catches up")
+            self._check_pressure_later()
+
+    def _check_pressure_later(self) -> None:
+        if self._pressure.level > 0:
+            seconds = max(self.settings.backpressure_recover_seconds / PRESSURE_CHECKS_PER_RECOVERY, 0.5)
+            self._after(seconds, _PressureCheck())
+
+    def _on_ticks_shed(self, message: TicksShed) -> None:
+        """Trades dropped at the queue's bound: a gap for each symbol, from its last tick received."""
+        self.context.metrics.inc("ticks_shed_bursts")
+        self.log.warning("receive queue full ({} messages): trades of {} symbols dropped, gaps marked",
+                         self.settings.max_queue_messages, len(message.symbols))
+        self._tell("gaps", TicksMissed(at=message.at, account=self.account.name, symbols=message.symbols,
+                                       reason=BACKPRESSURE))
 
     def _frame_error(self, error: FrameError) -> None:
         self.context.metrics.inc("frame_errors")
@@ -581,10 +698,10 @@ class WSConnectionActor(ObserverActor):
         if not self._gaps:
             return
         target = set(self._trade_target)
-        refused = {reg.tr_key for reg in self.book.refused() if reg.tr_id == TrId.TRADE.value}
+        refused = {reg.tr_key for reg in self.book.refused() if reg.tr_id == self._trade_tr}
         ended: dict[tuple[datetime, str], list[str]] = {}
         for symbol, opened in self._gaps.items():
-            confirmed = self.book.state(Registration(TrId.TRADE.value, symbol)) is SubState.CONFIRMED
+            confirmed = self.book.state(Registration(self._trade_tr, symbol)) is SubState.CONFIRMED
             if confirmed or symbol not in target or symbol in refused:
                 ended.setdefault(opened, []).append(symbol)
         if not ended:
@@ -608,7 +725,7 @@ class WSConnectionActor(ObserverActor):
     # --- state and peers -------------------------------------------------------------------------
 
     def _trade_symbols(self, registrations: tuple[Registration, ...]) -> tuple[str, ...]:
-        return tuple(reg.tr_key for reg in registrations if reg.tr_id == TrId.TRADE.value)
+        return tuple(reg.tr_key for reg in registrations if reg.tr_id == self._trade_tr)
 
     def _publish_state(
         self, state: ConnectionState, *, since_seconds: float = 0.0, tell: bool = True

@@ -3,21 +3,51 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
+from typing import NoReturn
 
 from actors.system import ROLES
 from app.chaos import CHAOS_DEFAULT_DURATION
-from runtime.arguments import clock_time, positive_number, trading_date
+from core.calendar import is_trading_day, previous_trading_day
+from runtime.arguments import clock_time, positive_integer, positive_number, trading_date
+from tools.kis_sim.scenario import Scenario, ScenarioError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag or value is one line on stderr and exit 2 (argparse's usage block is left to --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def simulated_day(text: str) -> date:
+    """YYYYMMDD of a KRX trading day: the simulator has no market on a weekend or holiday."""
+    day = trading_date(text)
+    if not is_trading_day(day):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a KRX trading day (the last one before it: {previous_trading_day(day):%Y%m%d})"
+        )
+    return day
+
+
+def scenario_file(text: str) -> Path:
+    """A scenario file that reads and validates (its symbols are checked against the market later)."""
+    try:
+        Scenario.load(text)
+    except ScenarioError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return Path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="run.py",
         description=(
             "Observer: a real-time KRX market observer on the KIS Open API. Without KIS credentials in the "
             "environment it runs the whole system against the embedded KIS simulator. "
-            "`run.py ctl --help`: steer a running observer through its HTTP API."
+            "`run.py ctl --help`: steer a running observer through its HTTP API; "
+            "`run.py restore ARCHIVE --data-dir DIR`: a day's backup into an empty directory."
         ),
     )
     mode = parser.add_mutually_exclusive_group()
@@ -31,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_number,
         help=f"stop gracefully after this many real seconds (--chaos: {CHAOS_DEFAULT_DURATION:g} by default)",
     )
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also write the minute jobs' tables to PostgreSQL (env OBSERVER_POSTGRES_URL)")
     parser.add_argument("--summary-json", type=Path, help="write the run's counts here at exit")
     parser.add_argument("--http", default="127.0.0.1:8600", metavar="HOST:PORT",
                         help="dashboard, API and /metrics (127.0.0.1:8600; port 0: a free one; 'off': none)")
@@ -52,12 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", type=clock_time, default=time(9, 28), help="simulated start time HH:MM (09:28)"
     )
     sim.add_argument(
-        "--date", type=trading_date, help="simulated trading day YYYYMMDD (default: a recent one)"
+        "--date", type=simulated_day, help="simulated trading day YYYYMMDD (default: a recent one)"
     )
     sim.add_argument("--seed", type=int, default=1, help="market model seed (1)")
-    sim.add_argument("--symbols", type=int, default=400, help="listed symbols in the simulated market (400)")
-    sim.add_argument("--accounts", type=int, default=1, help="simulated app keys in the provider pool (1)")
-    sim.add_argument("--scenario", type=Path, help="scenario JSON for the simulator (default: a demo one)")
+    sim.add_argument(
+        "--symbols", type=positive_integer, default=400, help="listed symbols in the simulated market (400)"
+    )
+    sim.add_argument(
+        "--accounts", type=positive_integer, default=1, help="simulated app keys in the provider pool (1)"
+    )
+    sim.add_argument(
+        "--scenario", type=scenario_file, help="scenario JSON for the simulator (default: a demo one)"
+    )
     sim.add_argument(
         "--chaos",
         action="store_true",

@@ -26,27 +26,30 @@ from app.chaos import (
 )
 from app.cli import build_parser
 from app.demo import write_demo_scenario
-from app.parent import run_processes
+from app.parent import SimDay, run_processes
 from app.reconcile import reconcile_run
+from app.sim_day import DayAlreadyRun, start_time
 from app.status_view import StatusView
-from app.summary import chaos_verdict, summary_lines, write_summary
+from app.summary import conclude, summary_lines, write_summary
 from app.system import ObserverSystem
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
-from runtime.clock import Clock, SimulatedClock, SystemClock
+from runtime.clock import KST, Clock, SimulatedClock, SystemClock
 from runtime.logs import register_secret, setup_logging
 from runtime.paths import DataPaths
 from spine.link import Link
 from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
+from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
+from tools.kis_sim.scenario import ScenarioError
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
-EXIT_OK, EXIT_CONFIG, EXIT_CHAOS_FAILED = 0, 2, 3
+EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ctl"]:
         return ctl.main(argv[1:])
+    if argv[:1] == ["restore"]:
+        return restore_command.main(argv[1:])
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     if args.log_dir is not None:
         overrides["log_dir"] = args.log_dir
+    if args.postgres is not None:
+        overrides["postgres_url"] = args.postgres
     if args.nats is not None:
         overrides["nats_url"] = args.nats
     try:
@@ -107,16 +114,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             sim_overrides: dict[str, Any] = {
                 "accounts": sim_accounts(args.accounts),
                 "tokens": {"cache_dir": str(Path(settings.data_dir) / "sim" / "tokens")},
+                "pipeline": settings.pipeline.simulator_defaults(),
             }
             if args.chaos:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
-    except (ConfigError, BindRefused) as error:
+        sim_day = _sim_day(args, settings) if mode.simulated and args.role == "all" else None
+        simulator = _simulator(args, settings, sim_day) if sim_day is not None and args.chaos else None
+    except (ConfigError, BindRefused, ScenarioError, DayAlreadyRun, OSError) as error:
         print(f"observer: {error}", file=sys.stderr)
         return EXIT_CONFIG
     for account in settings.accounts:
         register_secret(account.app_key)
         register_secret(account.app_secret)
+    if settings.postgres_url is not None:
+        register_secret(settings.postgres_url)
     print(f"observer: {mode.reason}", flush=True)
     if args.role != "all":
         return run_role(args, settings, mode, http)
@@ -129,13 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = "" if settings.nats_url else f" (embedded, store {DataPaths(settings.data_dir).nats_dir})"
         print(f"observer: NATS {nats_url}{where}", flush=True)
         if not args.chaos:
-            day = args.date or default_sim_day(SystemClock().now().date())
-            return run_processes(args, settings, mode.simulated, nats_url, day)
+            return run_processes(args, settings, sim_day, nats_url)
         clock: Clock = SystemClock()
         rest_url = ws_url = None
-        simulator: KisSimulator | None = None
-        if mode.simulated:
-            simulator = stack.enter_context(_start_simulator(args, settings))
+        if simulator is not None:
+            stack.enter_context(simulator)
             clock, rest_url, ws_url = simulator.clock, simulator.rest_url, simulator.ws_url
             started = f"{clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x"
             print(f"observer: simulated {started}; {simulator.ready_line()}", flush=True)
@@ -187,9 +197,16 @@ def embedded_nats(settings: Settings) -> NatsServer:
     return NatsServer(paths.nats_dir, log_file=log_file, pid_file=paths.observer / "run" / "nats.pid")
 
 
-def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
+def _sim_day(args: Any, settings: Settings) -> SimDay:
+    """The simulated day of `args`: a day the data folder already holds resumes after its last record
+    (`app.sim_day`); the scenario (the demo one unless given) is written to the data folder."""
     day = args.date or default_sim_day(SystemClock().now().date())
     data_root = Path(settings.data_dir)
+    _, close = settings.sessions.span(settings.websocket.feed)
+    start, resumed_after = start_time([data_root / "observer", data_root / "sim"], day, args.start, close)
+    if resumed_after is not None:
+        print(f"observer: {data_root} holds {day:%Y-%m-%d} up to {resumed_after.astimezone(KST):%H:%M:%S}: "
+              f"the simulated day resumes at {start:%H:%M:%S}", flush=True)
     scenario = args.scenario or write_demo_scenario(
         data_root / "sim" / "demo_scenario.json",
         seed=args.seed,
@@ -198,14 +215,20 @@ def _start_simulator(args: Any, settings: Settings) -> KisSimulator:
         start=args.start,
         min_close=settings.universe.min_close_price,
     )
+    sent_log = data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl"
+    return SimDay(day=day, start=start, scenario=scenario, sent_log=sent_log)
+
+
+def _simulator(args: Any, settings: Settings, sim_day: SimDay) -> KisSimulator:
+    """The in-process simulator of a `--chaos` day (not started)."""
     chaos = {"pingpong_interval": CHAOS_PINGPONG_INTERVAL_SECONDS} if args.chaos else {}
     config = SimConfig(
         seed=args.seed,
-        date=day,
-        start=args.start,
+        date=sim_day.day,
+        start=sim_day.start,
         speed=args.speed,
-        scenario=scenario,
-        sent_log=data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl",
+        scenario=sim_day.scenario,
+        sent_log=sim_day.sent_log,
         n_symbols=args.symbols,
         **chaos,
     )
@@ -240,7 +263,7 @@ def run(
     if chaos and duration is None:
         duration = CHAOS_DEFAULT_DURATION
     publisher = None if nats_url is None else Publisher(
-        nats_url, settings.spine, name="observer" if role == "all" else role
+        nats_url, settings.spine, sessions=settings.sessions, name="observer" if role == "all" else role
     )
     link = None if role == "all" or nats_url is None else Link(nats_url, settings.spine.instance, name=role)
     system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher, role=role, link=link)
@@ -251,8 +274,6 @@ def run(
         settings.log_retention_days,
         console_level="WARNING" if on_terminal or role != "all" else settings.log_level,  # roles: files
     )
-    if publisher is not None:
-        publisher.start()
     status = StatusView(system.metrics, clock)
     stop_requested = threading.Event()
 
@@ -265,7 +286,9 @@ def run(
     surface = HttpSurface(system, http) if http is not None else None
     try:
         if surface is not None:
-            surface.start()
+            surface.start()  # its DASHBOARD line among the first ones printed
+        if publisher is not None:
+            publisher.start()
         system.start()
         if role != "all":
             print(f"observer: {role} ready", flush=True)  # the parent starts the stream once control is
@@ -291,14 +314,10 @@ def run(
     summary = system.summary()
     if simulator is not None:
         summary.update(_reconciliation(settings, simulator))
-    if chaos:
-        summary["chaos_steps"] = len(runner.done()) if runner is not None else 0
-        failures = chaos_verdict(summary)
-        summary["chaos_passed"] = not failures
-        if failures and exit_code == EXIT_OK:
-            exit_code = EXIT_CHAOS_FAILED
-        for failure in failures:
-            logger.error("chaos day failed: {}", failure)
+    chaos_steps = (len(runner.done()) if runner is not None else 0) if chaos else None
+    exit_code, failures = conclude(summary, exit_code, chaos_steps)
+    for failure in failures:
+        logger.error("chaos day failed: {}", failure)
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)
@@ -310,6 +329,7 @@ def run(
 def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, Any]:
     """The simulator's sent log against the recorded files (the simulator is stopped first: its log is
     complete only then)."""
+
     simulator.stop()
     sent_log = simulator.config.sent_log
     if sent_log is None:
@@ -317,7 +337,11 @@ def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, An
     accounts = {
         app_key_hash(account.app_key.get_secret_value()): account.name for account in settings.accounts
     }
-    return reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts).figures()
+    started = time.monotonic()
+    result = reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts)
+    logger.info("reconciled {} sent ticks with the recorded files in {:.1f} s",
+                result.sim_ticks_sent, time.monotonic() - started)
+    return result.figures()
 
 
 def _wait(stop_requested: threading.Event, supervisor: Supervisor, duration: float | None) -> None:

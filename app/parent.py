@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from app.demo import write_demo_scenario
 from app.processes import ChildStartFailed, ProcessSpec, ProcessSupervisor
 from app.reconcile import reconcile_run
 from app.summary import summary_lines, write_summary
@@ -70,8 +72,21 @@ class SimulatorLines:
         return f"{at.isoformat()}@{wall:.6f}"
 
 
-def run_processes(args: Any, settings: Settings, simulated: bool, nats_url: str, day: date) -> int:
-    """Run the child processes until a signal, `--duration` or the supervisor giving up; the exit code."""
+@dataclass(frozen=True)
+class SimDay:
+    """The simulated day of a run: its date, the simulated start (later when the day resumes), the scenario
+    file and the simulator's sent log."""
+
+    day: date
+    start: time_of_day
+    scenario: Path
+    sent_log: Path
+
+
+def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_url: str) -> int:
+    """Run the child processes until a signal, `--duration` or the supervisor giving up; the exit code.
+    `sim_day` None: live mode (no simulator)."""
+    simulated = sim_day is not None
     paths = DataPaths(Path(settings.data_dir))
     run_dir = paths.observer / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,17 +97,19 @@ def run_processes(args: Any, settings: Settings, simulated: bool, nats_url: str,
     sim = SimulatorLines()
     clock: Clock = SystemClock()
     sent_log: Path | None = None
-    if simulated:
-        scenario, sent_log = _simulator_files(args, settings, day)
+    if sim_day is not None:
+        sent_log = sim_day.sent_log
         rest_port, ws_port = free_port(), free_port()
         sim_clock: list[Clock] = []
 
         def simulator_argv() -> list[str]:
-            start = sim_clock[0].now().strftime("%H:%M:%S") if sim_clock else args.start.strftime("%H:%M:%S")
+            # A restarted simulator goes on from the shared clock's time, not from the day's start.
+            start = sim_clock[0].now() if sim_clock else sim_day.start
             return [python, "-m", "tools.kis_sim", "--print-clock", "--seed", str(args.seed),
-                    "--date", f"{day:%Y%m%d}", "--start", start, "--speed", f"{args.speed:g}",
-                    "--n-symbols", str(args.symbols), "--rest-port", str(rest_port),
-                    "--ws-port", str(ws_port), "--scenario", str(scenario), "--sent-log", str(sent_log)]
+                    "--date", f"{sim_day.day:%Y%m%d}", "--start", start.strftime("%H:%M:%S"),
+                    "--speed", f"{args.speed:g}", "--n-symbols", str(args.symbols),
+                    "--rest-port", str(rest_port), "--ws-port", str(ws_port),
+                    "--scenario", str(sim_day.scenario), "--sent-log", str(sim_day.sent_log)]
 
         specs.append(ProcessSpec("simulator", simulator_argv, on_line=sim.on_line, ready=sim.ready,
                                  pid_file=run_dir / "simulator.pid"))
@@ -127,11 +144,14 @@ def run_processes(args: Any, settings: Settings, simulated: bool, nats_url: str,
     specs.append(ProcessSpec("control", lambda: role_argv("control"), on_line=control_lines,
                              ready=control_ready, ready_timeout=CONTROL_READY_SECONDS))
     specs.append(ProcessSpec("stream", lambda: role_argv("stream"), on_line=forward))
+    store_env = dict(os.environ)
+    if settings.postgres_url is not None:  # by the environment: a password in argv would show in `ps`
+        store_env["OBSERVER_POSTGRES_URL"] = settings.postgres_url
     if (REPO / "store" / "__main__.py").exists() and importlib.util.find_spec("store") is not None:
         specs.append(ProcessSpec("store", lambda: [
             python, "-m", "store", "--nats", nats_url, "--data-dir", str(settings.data_dir),
             "--instance", settings.spine.instance, "--log-dir", str(settings.log_dir),
-        ], on_line=forward, pid_file=run_dir / "store.pid"))
+        ], on_line=forward, pid_file=run_dir / "store.pid", env=store_env))
 
     supervisor = ProcessSupervisor(specs)
     stop_requested = threading.Event()
@@ -211,15 +231,6 @@ def _read_summary(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return {}
-
-
-def _simulator_files(args: Any, settings: Settings, day: date) -> tuple[Path, Path]:
-    data_root = Path(settings.data_dir)
-    scenario = args.scenario or write_demo_scenario(
-        data_root / "sim" / "demo_scenario.json", seed=args.seed, day=day, n_symbols=args.symbols,
-        start=args.start, min_close=settings.universe.min_close_price,
-    )
-    return scenario, data_root / "sim" / f"{day:%Y%m%d}_sent.jsonl"
 
 
 def _wait(stop_requested: threading.Event, supervisor: ProcessSupervisor, duration: float | None) -> None:

@@ -44,6 +44,8 @@ class ProcessSpec:
     ready: threading.Event | None = None
     ready_timeout: float = 60.0
     pid_file: Path | None = None
+    env: dict[str, str] | None = None
+    """The child's environment (None: this process's)."""
 
 
 @dataclass
@@ -185,6 +187,7 @@ class ProcessSupervisor:
             stdin=subprocess.DEVNULL,
             text=True,
             bufsize=1,
+            env=spec.env,
             start_new_session=True,  # a Ctrl-C reaches only this process, which stops them in order
             preexec_fn=_die_with_parent_thread if _PRCTL is not None else None,
         )

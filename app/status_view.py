@@ -18,10 +18,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from app.summary import COUNTERS
 from runtime.clock import Clock
 from runtime.logs import clock_time
-from runtime.metrics import Metrics
+from runtime.metrics import COUNTERS, Metrics
 
 MIB = 1024 * 1024
 

@@ -8,21 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from actors.supervisor import Supervisor
-from runtime.metrics import Metrics
+from runtime.metrics import COUNTERS, Metrics
 
-COUNTERS = (
-    "ticks_recorded",
-    "ticks_dropped",
-    "scans",
-    "triggers",
-    "slot_changes",
-    "overflows",
-    "gaps_detected",
-    "gaps_recovered",
-    "gaps_marked",
-    "alerts_sent",
-)
-
+EXIT_OK, EXIT_CHAOS_FAILED = 0, 3
 
 def build_summary(
     metrics: Metrics, supervisor: Supervisor, child_ids: Sequence[str], alive: Sequence[str]
@@ -63,6 +51,24 @@ def chaos_verdict(summary: dict[str, Any]) -> list[str]:
     if summary.get("exit_code") not in (0, None):
         failures.append(f"the supervisor stopped with exit code {summary['exit_code']}")
     return failures
+
+
+def conclude(summary: dict[str, Any], exit_code: int, chaos_steps: int | None) -> tuple[int, list[str]]:
+    """The process's exit code, also written into `summary` as `exit_code`, and what failed the chaos day.
+
+    The code is the supervisor's, or `EXIT_CHAOS_FAILED` when a chaos day (`chaos_steps`: how many of its
+    steps ran; None: no chaos day) did not pass; the supervisor's own stays in `supervisor_exit_code`.
+    """
+    summary["supervisor_exit_code"] = summary.get("exit_code")
+    failures: list[str] = []
+    if chaos_steps is not None:
+        summary["chaos_steps"] = chaos_steps
+        failures = chaos_verdict(summary)
+        summary["chaos_passed"] = not failures
+        if failures and exit_code == EXIT_OK:
+            exit_code = EXIT_CHAOS_FAILED
+    summary["exit_code"] = exit_code
+    return exit_code, failures
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:

@@ -15,11 +15,11 @@ from actors.directory import Directory
 from actors.supervisor import Supervisor
 from actors.system import all_child_ids, child_specs, ws_actor_id
 from app.downtime import downtime_found
-from app.summary import COUNTERS, build_summary
+from app.summary import build_summary
 from config.settings import Settings
 from kis.token_vault import TokenVault
 from runtime.clock import Clock
-from runtime.metrics import Metrics
+from runtime.metrics import COUNTERS, Metrics
 from runtime.paths import DataPaths
 from spine.health import Heartbeat
 from spine.link import Link

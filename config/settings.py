@@ -6,223 +6,152 @@ numbers drive the actors, the tests and the benchmarks.
 
 from __future__ import annotations
 
-from datetime import time
-from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from config.accounts import Account
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class UniverseSettings(Section):
-    min_close_price: PositiveInt = 4000
-    exclude_suspended: bool = True
-    exclude_managed: bool = False
-    min_symbol_count: PositiveInt = 100
-    cache_days: PositiveInt = 10
-    markets: tuple[Literal["KOSPI", "KOSDAQ"], ...] = ("KOSPI", "KOSDAQ")
-    master_base_url: str | None = None
-    """Where `kospi_code.mst.zip` / `kosdaq_code.mst.zip` are downloaded from. None: KIS's official
-    download host (`kis.master.MASTER_URLS`), or `{rest_url}/master` when running against the simulator."""
+from core.settings import (
+    DEFAULT_FEED,
+    Feed,
+    GapSettings,
+    OverflowSettings,
+    RecoverySettings,
+    ScheduleSettings,
+    Section,
+    SessionSettings,
+    SignalSettings,
+    SlotSettings,
+    TriggerSettings,
+    UniverseSettings,
+)
 
 
 class ScanSettings(Section):
     """Track A: the REST batch scan of the whole universe."""
 
     interval_seconds: PositiveFloat = 600.0
+    """Seconds from the start of one Track A scan of the whole universe to the next."""
     batch_size: int = Field(default=30, ge=1, le=30)
+    """Symbols asked per REST multi-quote call (KIS answers at most 30)."""
     safe_mode_interval_seconds: PositiveFloat = 1200.0
+    """Seconds between scans in safe mode, which ends with the first scan without a failed call."""
     safe_mode_after_failures: PositiveInt = 3
+    """Failed REST calls in a row (after their retries) that abort a scan and start safe mode (alerted)."""
 
 
 class RateLimitSettings(Section):
+    """REST calls to KIS: each app key's pace, and the retries of a call that failed transiently."""
+
     real_per_second: PositiveFloat = 20.0
+    """REST calls per second per app key of a real account (KIS allows 20)."""
     paper_per_second: PositiveFloat = 2.0
+    """REST calls per second per app key of a paper-trading (mock) account."""
     retry_backoff_seconds: tuple[PositiveFloat, ...] = (0.5, 1.0, 2.0, 4.0)
+    """Seconds before each retry of a call that failed transiently (429, 5xx, network); the last repeats."""
     max_retries: int = Field(default=5, ge=0)
-
-
-class TriggerRule(Section):
-    """One trigger kind. `ttl_seconds` None means no expiry (manual override)."""
-
-    enabled: bool = True
-    threshold: float = 0.0
-    ttl_seconds: PositiveFloat | None = 300.0
-    weight: PositiveFloat = 1.0
-
-
-class VolumeSurgeRule(TriggerRule):
-    threshold: float = 3.0
-    mild: float = 2.0
-    severe: float = 5.0
-    ttl_seconds: PositiveFloat | None = 300.0
-    weight: PositiveFloat = 10.0
-
-
-class TradeVelocityRule(TriggerRule):
-    threshold: float = 10.0
-    window_seconds: PositiveFloat = 10.0
-    ttl_seconds: PositiveFloat | None = 180.0
-    weight: PositiveFloat = 8.0
-
-
-class VolatilitySpikeRule(TriggerRule):
-    threshold: float = 2.0
-    atr_days: PositiveInt = 14
-    ttl_seconds: PositiveFloat | None = 300.0
-    weight: PositiveFloat = 6.0
-
-
-class ManualRule(TriggerRule):
-    ttl_seconds: PositiveFloat | None = None
-    weight: PositiveFloat = 5.0
-    symbols: tuple[str, ...] = ()
-    picks_time: time = time(7, 20)
-    """KST time at which day's picks loaded with `"when": "scheduled"` replace the previous ones."""
-
-
-class RealtimeDetectorRule(Section):
-    """track_b_independent_scanner.md: 5x one-minute volume, 5 % move within a 60 s window."""
-
-    enabled: bool = False
-    volume_ratio: PositiveFloat = 5.0
-    price_move_pct: PositiveFloat = 5.0
-    window_seconds: PositiveFloat = 60.0
-    ttl_seconds: PositiveFloat = 300.0
-    weight: PositiveFloat = 9.0
-
-
-class TriggerSettings(Section):
-    volume_surge: VolumeSurgeRule = VolumeSurgeRule()
-    trade_velocity: TradeVelocityRule = TradeVelocityRule()
-    volatility_spike: VolatilitySpikeRule = VolatilitySpikeRule()
-    manual: ManualRule = ManualRule()
-    realtime: RealtimeDetectorRule = RealtimeDetectorRule()
-    market_cap_weight: float = 0.1
-
-
-class SlotSettings(Section):
-    max_slots: int = Field(default=41, ge=1, le=41)
-    replacement_threshold: float = Field(default=1.2, ge=1.0)
-    min_dwell_seconds: float = Field(default=120.0, ge=0)
-    resubscribe_cooldown_seconds: float = Field(default=180.0, ge=0)
-    rebalance_interval_seconds: PositiveFloat = 30.0
-    watchlist: tuple[str, ...] = ()
-
-
-class OverflowSettings(Section):
-    alert_levels: tuple[float, ...] = (0.05, 0.10, 0.20)
-    window_seconds: PositiveFloat = 3600.0
-
-
-class SignalSettings(Section):
-    """The hybrid design's signals (websocket_monitor_hybrid.md section 4)."""
-
-    enabled: bool = False
-    disparity_threshold: float = -0.08
-    disparity_ma_days: PositiveInt = 20
-    return_minutes: PositiveInt = 5
-    return_threshold_pct: float = -3.0
-    turnover_surge_ratio: PositiveFloat = 3.0
+    """Retries of such a call before its error is given up."""
 
 
 class AlertSettings(Section):
     """Alert delivery: cooldown per (symbol, signal), the notifier's own rate limit and its retries."""
 
     cooldown_seconds: float = Field(default=600.0, ge=0)
+    """Seconds after an alert before the same symbol and signal may alert again."""
     rate_per_minute: PositiveInt = 20
+    """Alerts sent at most within any 60 seconds; the rest wait in a queue."""
     max_retries: int = Field(default=3, ge=0)
+    """Retries of a delivery that failed (429, 5xx, network) before it is logged as not delivered."""
     retry_backoff_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0)
+    """Seconds before each retry of a delivery; a 429's `retry_after` wins."""
     send_timeout_seconds: PositiveFloat = 10.0
+    """Seconds one post to Telegram or Discord may take before it counts as failed."""
 
 
 class WebSocketSettings(Section):
+    """The realtime connection of each app key: reconnects, the feed, and shedding load when behind."""
+
     reconnect_backoff_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Seconds before each reconnect attempt after a drop; the last step repeats."""
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
+    """Random spread of each reconnect wait as a fraction (0.1 = +-10 %), so keys do not reconnect in step."""
     silence_timeout_seconds: PositiveFloat = 30.0
+    """Seconds without any message (no trade, no PINGPONG) after which the connection counts as dropped."""
     suspend_track_b_after_seconds: PositiveFloat = 60.0
+    """Seconds without a connection after which the account is suspended and its slots move to other keys."""
+    feed: Feed = DEFAULT_FEED
+    """Which trades a tick slot streams: `krx` (H0STCNT0, KRX only), `nxt` (H0NXCNT0, Nextrade only) or
+    `unified` (H0UNCNT0, both venues in one registration, so no trade of either venue is missed)."""
+    max_queue_messages: PositiveInt = 2000
+    """The receive queue's bound: trade messages waiting for the connection actor. Past it new trades are
+    dropped (each symbol's dropped stretch becomes a gap) until the backlog falls below it."""
+    backpressure_lag_seconds: PositiveFloat = 2.0
+    """Processing is behind when a trade message waits this long, or the queue holds a quarter of its
+    bound: the lowest scored subscriptions are shed (`backpressure_shed_fraction` of the slots a step)."""
+    backpressure_shed_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Fraction of an account's slots shed per step while processing is behind (0.25 = a quarter)."""
+    backpressure_step_seconds: PositiveFloat = 10.0
+    """While still behind, another step is shed at most this often."""
+    backpressure_recover_seconds: PositiveFloat = 30.0
+    """Caught up (lag below half the threshold) this long: every shed slot is taken back."""
 
 
 class RecorderSettings(Section):
+    """The tick recorder."""
+
     max_buffered_mb: PositiveInt = 128
     """Lines the recorder may hold in memory while the disk refuses writes (MiB, about 100 s of ticks at
     5,000 a second); past it new ticks are dropped and each symbol's dropped stretch becomes a gap marker."""
 
 
-class GapSettings(Section):
-    expected_interval_ms: PositiveInt = 500
-    tolerance_ms: int = Field(default=200, ge=0)
-    quiet_symbol_factor: PositiveFloat = 10.0
+class StorageSettings(Section):
+    """What the 21:00 job keeps, in days (today counts as one), and a second place for the day's archive (a
+    mounted disk); logs keep `log_retention_days`."""
 
-
-class RecoverySettings(Section):
-    immediate_below_seconds: PositiveFloat = 5.0
-    queued_up_to_seconds: PositiveFloat = 60.0
+    journal_days: PositiveInt = 30
+    """Days of tick journals (`scalp/`) and scan records (`swing/`) kept."""
+    parquet_days: PositiveInt = 730
+    """Days of the daily Parquet files kept."""
+    backup_days: PositiveInt = 30
+    """Days of daily archives (`backup/*.tar.gz`) kept."""
+    ledger_days: PositiveInt = 365
+    """Days of the gap, overflow and alert ledgers (`system/`) kept."""
+    backup_copy_dir: Path | None = None
+    """A second directory (e.g. a mounted disk) each day's archive is copied to; None: no copy."""
 
 
 class TokenSettings(Section):
+    """KIS access tokens and WebSocket approval keys."""
+
     proactive_refresh_hours: PositiveFloat = 23.0
+    """Age in hours at which the next token check renews a token or approval key (KIS tokens live 24 h)."""
     min_issue_interval_seconds: PositiveFloat = 60.0
+    """Seconds between two token issuances for one app key (KIS issues one a minute, with a KakaoTalk message
+    each time)."""
     cache_dir: str = "~/.cache/observer"
-
-
-class ScheduleSettings(Section):
-    """KST times of the trading day (core/schedule.py turns them into phases and events).
-
-    Phases: IDLE until `wakeup_time`, WARMUP, TRACK_A_ONLY from `track_a_start`, FULL_OPERATION from
-    `track_b_start`, TRACK_A_CLOSING from `track_b_stop`, SHUTDOWN from `track_a_stop`, IDLE again from
-    `idle_time`. The phase times must be in that order within one day.
-    """
-
-    universe_time: time = time(5, 0)
-    wakeup_time: time = time(8, 0)
-    token_refresh_time: time = time(8, 30)
-    track_a_start: time = time(9, 0)
-    track_b_start: time = time(9, 30)
-    track_b_stop: time = time(15, 0)
-    track_a_stop: time = time(15, 30)
-    backup_time: time = time(21, 0)
-    token_check_time: time = time(23, 0)
-    idle_time: time = time(21, 0)
-
-    @field_validator("*")
-    @classmethod
-    def _naive_time(cls, value: time) -> time:
-        if value.tzinfo is not None:
-            raise ValueError("give a plain HH:MM time; every schedule time is KST")
-        return value
-
-    @model_validator(mode="after")
-    def _phases_in_order(self) -> ScheduleSettings:
-        order = ("wakeup_time", "track_a_start", "track_b_start", "track_b_stop", "track_a_stop", "idle_time")
-        times = [getattr(self, name) for name in order]
-        if any(earlier >= later for earlier, later in pairwise(times)):
-            raise ValueError("phase times must increase: " + " < ".join(order))
-        return self
+    """Directory of the cached tokens (mode 0600, named by a hash of the key), reused across restarts."""
 
 
 class NotifierSettings(Section):
     """Where alerts go. Either channel may be absent; with neither, alerts only reach the log."""
 
     telegram_bot_token: SecretStr | None = None
+    """The Telegram bot's token (`TELEGRAM_BOT_TOKEN`); never printed or logged."""
     telegram_chat_id: str | None = None
+    """The chat the bot posts alerts to (`TELEGRAM_CHAT_ID`); Telegram is used when both are set."""
     telegram_api_base: str = "https://api.telegram.org"
+    """The Telegram Bot API's address (`TELEGRAM_API_BASE`; another one for a test sink or a proxy)."""
     discord_webhook_url: SecretStr | None = None
+    """A Discord webhook alerts are posted to (`DISCORD_WEBHOOK_URL`); never printed or logged."""
 
     @property
     def telegram_enabled(self) -> bool:
@@ -246,6 +175,32 @@ class SpineSettings(Section):
     """Facts (a tick burst, a scan, an alert...) waiting for the publisher's thread; beyond it new ones are
     dropped (counted), so neither the tick path nor memory waits for a slow spine."""
     health_interval_seconds: PositiveFloat = 5.0
+    """Seconds between two health messages (actors, restarts, counters) on the spine."""
+
+
+class PipelineSettings(Section):
+    """The earlier pipeline's minute jobs (`actors.minute_jobs`). A job left None is off, except in simulator
+    mode, which turns it on (`simulator_defaults`) so a newcomer sees candles and a matrix."""
+
+    stock_candles: bool | None = None
+    """`stocks_1m` for the streamed symbols and the watch list, reconciled with KIS's minute bars."""
+    derivatives: bool | None = None
+    """KOSPI200 futures bars, the option board and its matrix each minute of the futures session."""
+    candle_check: bool | None = None
+    """After the futures close: each table's day against the session's expected candles, refilled."""
+    watchlist: tuple[str, ...] = ()
+    """Symbols whose minute bars are fetched each minute whether or not they are streamed."""
+    signal_alerts: Literal["off", "monitor", "trade"] = "trade"
+    """dolpha1 signals at this level or above raise an alert (with the notifier's cooldown)."""
+    flush_minutes: PositiveInt = 5
+    """Parquet part files are written at least this often (minutes of the observer's clock) and at stop."""
+    postgres_retry_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Waits between attempts to reach PostgreSQL while it is down (real seconds, the last repeated)."""
+
+    def simulator_defaults(self) -> dict[str, bool]:
+        """The jobs simulator mode turns on: those the configuration left unset."""
+        jobs = ("stock_candles", "derivatives", "candle_check")
+        return {name: True for name in jobs if getattr(self, name) is None}
 
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -257,11 +212,18 @@ class Settings(Section):
     `Settings()` alone equals the `main` profile's defaults with no accounts (simulator mode).
     """
 
-    profile: Literal["main", "hybrid"] = "main"
+    profile: Literal["main", "hybrid", "hybrid_b", "realtime"] = "main"
+    """Which design's defaults apply before the file: `main`, `hybrid`, `hybrid_b` or `realtime`
+    (config/profiles.py)."""
     data_dir: Path = Path("./data")
+    """Root of everything written: ticks, scans, ledgers, Parquet, archives, state (`--data-dir`)."""
     log_dir: Path = Path("./logs")
+    """Directory of the log files: one per actor and `observer.log`, rotated at midnight."""
     log_retention_days: PositiveInt = 14
+    """Days log files are kept."""
     log_level: LogLevel = "INFO"
+    """Lowest level on the console when it is not a terminal (a terminal shows WARNING and above; the files
+    keep DEBUG)."""
     universe: UniverseSettings = UniverseSettings()
     scan: ScanSettings = ScanSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
@@ -273,13 +235,18 @@ class Settings(Section):
     websocket: WebSocketSettings = WebSocketSettings()
     gaps: GapSettings = GapSettings()
     recorder: RecorderSettings = RecorderSettings()
+    storage: StorageSettings = StorageSettings()
     recovery: RecoverySettings = RecoverySettings()
     tokens: TokenSettings = TokenSettings()
+    sessions: SessionSettings = SessionSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     notifier: NotifierSettings = NotifierSettings()
     spine: SpineSettings = SpineSettings()
     nats_url: str | None = None
     """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
+    pipeline: PipelineSettings = PipelineSettings()
+    postgres_url: SecretStr | None = None
+    """PostgreSQL for the pipeline's tables besides Parquet (`--postgres`, `OBSERVER_POSTGRES_URL`)."""
     accounts: tuple[Account, ...] = ()
 
     @field_validator("accounts")
@@ -301,6 +268,20 @@ class Settings(Section):
             first_with[account.name] = i
             first_key[key] = i
         return named
+
+    @model_validator(mode="after")
+    def _schedule_follows_sessions(self) -> Settings:
+        """Fill the unset phase times from the sessions of the venues the feed streams."""
+        if not self.schedule.resolved:
+            try:
+                schedule = self.schedule.following(*self.sessions.span(self.websocket.feed))
+            except ValidationError as exc:
+                raise ValueError(
+                    f"schedule: the times derived from the {self.websocket.feed} feed's sessions do not fit "
+                    f"the ones given: {exc.errors()[0]['msg']}"
+                ) from None
+            object.__setattr__(self, "schedule", schedule)  # frozen: set once, while validating
+        return self
 
     @property
     def simulated(self) -> bool:

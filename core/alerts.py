@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from core.calendar import KST
 from core.models import Trigger
 from core.signals import SignalHit
 
-KST = ZoneInfo("Asia/Seoul")
 AlertKey = tuple[str, str]
 
 
@@ -81,6 +80,14 @@ _CONDITIONS: dict[str, Callable[[float, float], str]] = {
     "turnover_surge_fall": lambda v, th: (
         f"turnover vs a normal day's pace {v:.2f}x >= {th:.2f}x while falling"
     ),
+    "breakout": lambda v, th: f"price {v:+.2f} % above the prior high, >= {th:.2f} %",
+    **{
+        f"dolpha1_{level}_{side}": (
+            lambda v, th, where=where: f"close {v:.2f} ATR {where} VWAP, beyond {th:.2f} ATR"
+        )
+        for level in ("monitor", "trade")
+        for side, where in (("long", "below"), ("short", "above"))
+    },
 }
 
 
@@ -94,6 +101,12 @@ _SIGNAL_LABELS: dict[str, str] = {
     "disparity": "disparity",
     "return_drop": "return drop",
     "turnover_surge_fall": "turnover surge while falling",
+    "breakout": "breakout",
+    "near_signal": "near a signal threshold",
+    "dolpha1_monitor_long": "dolpha1 watch (long)",
+    "dolpha1_monitor_short": "dolpha1 watch (short)",
+    "dolpha1_trade_long": "dolpha1 trade (long)",
+    "dolpha1_trade_short": "dolpha1 trade (short)",
 }
 
 _SYSTEM_LABELS: dict[str, str] = {
@@ -101,6 +114,7 @@ _SYSTEM_LABELS: dict[str, str] = {
     "scanner.safe_mode.ended": "scanner out of safe mode",
     "recorder.write_failed": "data files cannot be written",
     "recorder.write_recovered": "data files written again",
+    "postgres": "PostgreSQL unreachable",
 }
 
 
@@ -123,6 +137,7 @@ _SYSTEM_KINDS: dict[str, Callable[[str], str]] = {
     "gaps_open": lambda account: f"symbols without ticks, Track B suspended ({account})",
     "ws_suspended": lambda account: f"WebSocket down ({account})",
     "ws_resumed": lambda account: f"WebSocket back ({account})",
+    "backpressure": lambda account: f"processing behind, subscriptions shed ({account})",
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from kis.models import DailyBar
+from core.bars import DailyBar
 
 AVERAGE_DAYS = 20
 ATR_DAYS = 14

@@ -1,4 +1,4 @@
-"""The KRX trading calendar: weekdays that are not exchange holidays.
+"""The KRX trading calendar: weekdays that are not exchange holidays (Nextrade keeps the same days).
 
 Holidays come from `holidays.financial_holidays("XKRX")` (maintained upstream: lunar holidays, substitute
 days, election days, the year-end closure), never from a hand-written list.
@@ -9,8 +9,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 import holidays
+
+KST = ZoneInfo("Asia/Seoul")
+"""Korea Standard Time: every time the observer handles is aware and in this zone."""
 
 _SATURDAY = 5
 

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, computed_field, model_validator
 
-from config.settings import GapSettings, RecoverySettings
+from core.settings import GapSettings, RecoverySettings
 
 UNEXPECTED = "unexpected_gap"
 RECONNECT = "websocket_reconnect"

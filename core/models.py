@@ -15,6 +15,7 @@ class TriggerKind(StrEnum):
     MANUAL = "manual"
     REALTIME_VOLUME = "realtime_volume"
     REALTIME_PRICE_MOVE = "realtime_price_move"
+    NEAR_SIGNAL = "near_signal"  # the hybrid Top-N: near a signal threshold (core.closeness), no trigger
 
 
 class Frozen(BaseModel):

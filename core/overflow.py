@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, overload
 
-from config.settings import OverflowSettings
 from core.models import TriggerKind
+from core.settings import OverflowSettings
 
 
 class OverflowReason(StrEnum):
@@ -31,6 +31,10 @@ class OverflowReason(StrEnum):
     NO_ACCOUNT = "no_account"  # no account of the pool is available
     ACCOUNT_UNAVAILABLE = "account_unavailable"  # its account failed and no other account had room
     CAPACITY_SHRUNK = "capacity_shrunk"  # its account has fewer slots (MAX SUBSCRIBE OVER, smaller config)
+    STALE = "stale"  # it held a slot and streamed nothing for `stale_after_seconds`
+    HALTED = "halted"  # trading in it is halted (the Track A scan says so); it competes again when it resumes
+    PRICE_LIMIT = "price_limit"  # it sits at the day's upper or lower price limit
+    BACKPRESSURE = "backpressure"  # shed while processing fell behind the stream (lowest scored first)
 
 
 class OverflowSource(Protocol):

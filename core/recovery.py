@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from core.bars import MinuteBar
 from core.gaps import Gap
-from kis.models import MinuteBar
 
 BAR_LENGTH = timedelta(minutes=1)
 

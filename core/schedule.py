@@ -4,14 +4,16 @@ Pure functions of time and the KRX calendar (no clock reads), so a scheduler tha
 moment it looked at can ask `boundaries_between(last, now)` on every tick and never miss a phase change or
 a day event, even after a jump of hours or days (a suspended VM, a fast simulated clock).
 
-Trading days: IDLE -> WARMUP (08:00) -> TRACK_A_ONLY (09:00) -> FULL_OPERATION (09:30) ->
-TRACK_A_CLOSING (15:00) -> SHUTDOWN (15:30) -> IDLE (21:00). Non-trading days stay IDLE.
+Trading days: IDLE -> WARMUP -> TRACK_A_ONLY -> FULL_OPERATION -> TRACK_A_CLOSING -> SHUTDOWN -> IDLE
+(21:00). The phase times follow the trading sessions of the streamed feed (`core.settings`): with
+the unified feed (KRX and Nextrade, 08:00-20:00) 07:00, 08:00, 08:30, 19:30 and 20:00; with the KRX
+feed alone (09:00-15:30) 08:00, 09:00, 09:30, 15:00 and 15:30. Non-trading days stay IDLE.
 
-Day events: UNIVERSE_BUILD (05:00), WAKEUP (08:00), TOKEN_REFRESH (08:30, pre-market) and DAILY_BACKUP
-(21:00) fire on trading days only. TOKEN_CHECK (23:00) fires every day, because a token ages on holidays
-and weekends too and the check is what keeps it from expiring unnoticed before the next trading day.
+Day events: UNIVERSE_BUILD (05:00), WAKEUP (with WARMUP), TOKEN_REFRESH (half an hour before the open)
+and DAILY_BACKUP (21:00) fire on trading days only. TOKEN_CHECK (23:00) fires every day, because a token ages
+on holidays and weekends too and the check keeps it from expiring unnoticed before the next trading day.
 
-At the same instant a phase change comes before an event (08:00: WARMUP, then WAKEUP), so whoever handles
+At the same instant a phase change comes before an event (WARMUP, then WAKEUP), so whoever handles
 the event already sees the new phase.
 """
 
@@ -23,9 +25,8 @@ from functools import lru_cache
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
-from config.settings import ScheduleSettings
-from core.calendar import is_trading_day
-from runtime.clock import KST
+from core.calendar import KST, is_trading_day
+from core.settings import DEFAULT_FEED, ScheduleSettings, SessionSettings
 
 
 class Phase(StrEnum):
@@ -48,7 +49,8 @@ class DayEvent(StrEnum):
 EVERY_DAY_EVENTS = frozenset({DayEvent.TOKEN_CHECK})
 """Events that fire on every calendar day; the others fire on trading days only."""
 
-DEFAULT_SCHEDULE = ScheduleSettings()
+DEFAULT_SCHEDULE = ScheduleSettings().following(*SessionSettings().span(DEFAULT_FEED))
+"""The default settings' schedule: the unified feed's trading day."""
 
 
 class Boundary(BaseModel):
@@ -76,6 +78,7 @@ class Boundary(BaseModel):
 
 def phase_starts(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[time, Phase], ...]:
     """A trading day's phase changes in order, as (KST time, phase from then on)."""
+    _require_resolved(schedule)
     return (
         (schedule.wakeup_time, Phase.WARMUP),
         (schedule.track_a_start, Phase.TRACK_A_ONLY),
@@ -88,6 +91,7 @@ def phase_starts(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[t
 
 def event_times(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[time, DayEvent], ...]:
     """Every day event with its KST time (on a trading day; see EVERY_DAY_EVENTS for the others)."""
+    _require_resolved(schedule)
     return (
         (schedule.universe_time, DayEvent.UNIVERSE_BUILD),
         (schedule.wakeup_time, DayEvent.WAKEUP),
@@ -155,6 +159,11 @@ def next_boundary(after: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE
             if boundary.at > after:
                 return boundary
         day += timedelta(days=1)
+
+
+def _require_resolved(schedule: ScheduleSettings) -> None:
+    if not schedule.resolved:
+        raise ValueError("the schedule has unset phase times: take it from a Settings, which derives them")
 
 
 def _at(day: date, moment: time) -> datetime:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from config.settings import TriggerSettings
 from core.models import Candidate, Trigger, TriggerKind
+from core.settings import TriggerSettings
 
 
 class Ranking(NamedTuple):
@@ -24,6 +24,7 @@ class Ranking(NamedTuple):
 
 
 def weight(kind: TriggerKind, settings: TriggerSettings) -> float:
+    """The kind's configured weight (`NEAR_SIGNAL` candidates are scored by `core.closeness`, never here)."""
     if kind is TriggerKind.VOLUME_SURGE:
         return settings.volume_surge.weight
     if kind is TriggerKind.TRADE_VELOCITY:
@@ -32,7 +33,9 @@ def weight(kind: TriggerKind, settings: TriggerSettings) -> float:
         return settings.volatility_spike.weight
     if kind is TriggerKind.MANUAL:
         return settings.manual.weight
-    return settings.realtime.weight
+    if kind is TriggerKind.REALTIME_VOLUME:
+        return settings.realtime.volume_weight
+    return settings.realtime.price_move_weight
 
 
 def usable_market_cap(market_cap: float | None) -> float:

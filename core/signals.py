@@ -4,7 +4,9 @@
 * return drop: the n-minute return (%) falls to or below `return_threshold_pct` (-3 %);
 * turnover surge with a fall: today's turnover runs at >= `turnover_surge_ratio` x a normal day's pace
   (the 20-day average scaled to the elapsed session, as for volume surges) while the price is below the
-  previous close.
+  previous close;
+* breakout (Mode B, section 7, when `breakout_enabled`): a trade at least `breakout_pct` % above the
+  highest trade of the `breakout_minutes` before it (`HighWindow`).
 
 "Below the threshold" includes the threshold itself (the seed's "이하"), up to float noise. Hits are
 slots dataclasses, not pydantic models, because the tick path evaluates signals on every trade; an
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from config.settings import SignalSettings
+from core.settings import SignalSettings
 from core.triggers import DEFAULT_MIN_SESSION_FRACTION, reaches, session_fraction
 
 
@@ -26,6 +28,7 @@ class SignalKind(StrEnum):
     DISPARITY = "disparity"
     RETURN_DROP = "return_drop"
     TURNOVER_SURGE_FALL = "turnover_surge_fall"
+    BREAKOUT = "breakout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,10 @@ class SignalInputs:
     return_pct: float | None = None
     turnover: float | None = None
     avg_turnover_20d: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    prior_high: float | None = None
+    """The highest trade of the `breakout_minutes` before this one (None: history too short)."""
 
 
 def disparity(price: float, moving_average: float) -> float:
@@ -91,6 +98,23 @@ def check_turnover_fall(
     )
 
 
+def breakout_pct(inputs: SignalInputs) -> float | None:
+    """How far (%) the price is above the prior window's high; None when that high is unknown."""
+    high = inputs.prior_high
+    if high is None or high <= 0:
+        return None
+    return (inputs.price / high - 1.0) * 100.0
+
+
+def check_breakout(inputs: SignalInputs, settings: SignalSettings) -> SignalHit | None:
+    if not settings.breakout_enabled:
+        return None
+    value = breakout_pct(inputs)
+    if value is None or value <= 0 or not reaches(value, settings.breakout_pct):
+        return None
+    return SignalHit(inputs.symbol, SignalKind.BREAKOUT, settings.breakout_pct, value, inputs.at)
+
+
 def evaluate_signals(
     inputs: SignalInputs, settings: SignalSettings, min_fraction: float = DEFAULT_MIN_SESSION_FRACTION
 ) -> tuple[SignalHit, ...]:
@@ -101,6 +125,7 @@ def evaluate_signals(
         check_disparity(inputs, settings),
         check_return_drop(inputs, settings),
         check_turnover_fall(inputs, settings, min_fraction),
+        check_breakout(inputs, settings),
     )
     return tuple(h for h in hits if h is not None)
 
@@ -131,3 +156,34 @@ class ReturnWindow:
         if first_t > horizon or first_price <= 0:
             return None
         return (price / first_price - 1.0) * 100.0
+
+
+class HighWindow:
+    """The highest price of one symbol's trades over the `minutes` before each new trade, O(1) amortised.
+
+    A monotonic deque keeps the candidates for the maximum. Until the history covers the span the prior
+    high is unknown (None): a breakout needs a full window to break out of.
+    """
+
+    __slots__ = ("_first", "_highs", "_span")
+
+    def __init__(self, minutes: float) -> None:
+        self._span = minutes * 60.0
+        self._highs: deque[tuple[float, float]] = deque()
+        self._first: float | None = None
+
+    def add(self, t: float, price: float) -> float | None:
+        """The highest price in [t - span, t) before this trade, then record the trade at `t` seconds."""
+        highs = self._highs
+        if highs and t < highs[-1][0]:
+            t = highs[-1][0]
+        if self._first is None:
+            self._first = t
+        horizon = t - self._span
+        while highs and highs[0][0] < horizon:
+            highs.popleft()
+        prior = highs[0][1] if highs and self._first <= horizon else None
+        while highs and highs[-1][1] <= price:
+            highs.pop()
+        highs.append((t, price))
+        return prior

@@ -21,6 +21,13 @@ websocket_manager_design.md, websocket_monitor_hybrid.md):
   scores 0, so once its dwell is over any positive candidate replaces it first. It is not unsubscribed while
   nobody needs its slot: keeping it costs nothing and avoids churn.
 - Every competing symbol (candidate or pinned) that ends without a slot gets exactly one overflow record.
+- Exclusions (a halted symbol, one at its price limit, one stale for `stale_after_seconds`) take an unpinned
+  symbol out of its slot and keep an excluded candidate out, each with its own overflow reason. A stale
+  symbol gets the re-subscribe cooldown (a fresh subscription may stream again); a halted or limit-locked
+  one does not: it is held out only while its exclusion lasts.
+- Rapid Symbol Churn: while more than `churn_replacements_per_hour` replacements happened in the last hour,
+  the threshold is `churn_replacement_threshold` (1.5); it is back at 1.2 once the hour's count is at or
+  below `calm_replacements_per_hour` (`ChurnGuard`).
 - Ties go to the earlier candidate (the ranking's own order, e.g. market cap); eviction ties to the symbol
   slotted longest, then by code, so the same inputs always give the same outputs.
 
@@ -37,17 +44,22 @@ from datetime import datetime, timedelta
 from itertools import filterfalse
 from operator import attrgetter, itemgetter
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from config.settings import SlotSettings
 from core.models import Candidate, TriggerKind
 from core.overflow import DeferredSources, OverflowReason, OverflowRecord, OverflowRecords, OverflowSource
+from core.settings import SlotSettings
 
 _SLOT_SYMBOL = itemgetter(0)  # Slot.symbol
 _SINCE_ZONE = attrgetter("since.tzinfo")
 _ZONE = attrgetter("tzinfo")
+_NO_EXCLUSIONS: Mapping[str, Exclusion] = MappingProxyType({})
+CHURN_WINDOW = timedelta(hours=1)
+SIGN_UPPER_LIMIT = "1"
+SIGN_LOWER_LIMIT = "4"
+"""prdy_vrss_sign of a quote at the day's upper / lower price limit (KIS_API_FACTS.md section 4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +225,8 @@ class SlotChange(NamedTuple):
 class Allocation:
     """The next state, the per-account diff, who overflowed, and why each change was made.
 
-    `evaluated` counts the symbols that competed (candidates and pinned), for `OverflowMonitor.observe`.
+    `evaluated` counts the symbols that competed (candidates and pinned), for `OverflowMonitor.observe`;
+    `replacements` the symbols a stronger candidate replaced (by the threshold), for `ChurnGuard.observe`.
     """
 
     state: SlotState
@@ -221,6 +234,113 @@ class Allocation:
     overflow: OverflowRecords
     reasons: tuple[SlotChange, ...]
     evaluated: int
+    replacements: int = 0
+
+
+class Exclusion(NamedTuple):
+    """Why a symbol may not hold a slot now: the overflow reason code and the text for the ledger."""
+
+    code: OverflowReason
+    reason: str
+
+
+class QuoteRow(Protocol):
+    """What a Track A scan row (`kis.models.MultiQuote`) says about a symbol's trading state."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def price(self) -> int: ...
+    @property
+    def sign(self) -> str: ...
+    @property
+    def upper_limit(self) -> int: ...
+    @property
+    def lower_limit(self) -> int: ...
+    @property
+    def halted(self) -> bool: ...
+
+
+def market_exclusion(row: QuoteRow, settings: SlotSettings) -> Exclusion | None:
+    """Whether a scan row keeps its symbol out of the slots: halted (`remove_halted`), or at the upper or
+    lower price limit (`remove_at_price_limit`; the sign code, or the price at the limit, says so)."""
+    if row.halted:
+        return Exclusion(OverflowReason.HALTED, "trading halted") if settings.remove_halted else None
+    if not settings.remove_at_price_limit:
+        return None
+    if row.sign == SIGN_UPPER_LIMIT or (row.upper_limit > 0 and row.price >= row.upper_limit):
+        return Exclusion(OverflowReason.PRICE_LIMIT, f"at the upper price limit {row.upper_limit}")
+    if row.sign == SIGN_LOWER_LIMIT or (row.lower_limit > 0 and 0 < row.price <= row.lower_limit):
+        return Exclusion(OverflowReason.PRICE_LIMIT, f"at the lower price limit {row.lower_limit}")
+    return None
+
+
+def stale_symbols(
+    state: SlotState,
+    last_data: Mapping[str, datetime],
+    now: datetime,
+    settings: SlotSettings,
+    *,
+    watched_since: datetime,
+    exempt: Collection[str] = (),
+) -> dict[str, Exclusion]:
+    """Unpinned slotted symbols that streamed nothing for more than `stale_after_seconds`.
+
+    Quiet time counts from the latest of the symbol's last data, its slot's `since` and `watched_since`
+    (when the caller started watching the streams: a restart does not know the ticks before it). `exempt`
+    symbols (halts the venue announced) are never stale: they are marked by the caller instead.
+    """
+    after = settings.stale_after_seconds
+    if after is None:
+        return {}
+    stale: dict[str, Exclusion] = {}
+    for account in state.accounts:
+        for slot in account.slots:
+            if slot.pinned or slot.symbol in exempt:
+                continue
+            seen = max(slot.since, watched_since, last_data.get(slot.symbol, slot.since))
+            quiet = (now - seen).total_seconds()
+            if quiet > after:
+                text = f"no data for {quiet / 60:.0f} min (stale after {after / 60:g} min)"
+                stale[slot.symbol] = Exclusion(OverflowReason.STALE, text)
+    return stale
+
+
+def churn_raised(replacements_last_hour: int, raised: bool, settings: SlotSettings) -> bool:
+    """Whether the churn threshold applies: raised above `churn_replacements_per_hour`, lowered again
+    at or below `calm_replacements_per_hour` (between the two it stays as it was)."""
+    if raised:
+        return replacements_last_hour > settings.calm_replacements_per_hour
+    return replacements_last_hour > settings.churn_replacements_per_hour
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnGuard:
+    """The replacements of the last hour and whether they raised the replacement threshold. Immutable:
+    `observe` returns the next guard."""
+
+    settings: SlotSettings
+    replaced_at: tuple[datetime, ...] = ()
+    raised: bool = False
+
+    @property
+    def threshold(self) -> float:
+        settings = self.settings
+        if self.raised:
+            return max(settings.churn_replacement_threshold, settings.replacement_threshold)
+        return settings.replacement_threshold
+
+    @property
+    def replacements_last_hour(self) -> int:
+        return len(self.replaced_at)
+
+    def observe(self, now: datetime, replacements: int = 0) -> ChurnGuard:
+        """Add `replacements` made at `now` (0: just let the hour slide) and re-judge the threshold."""
+        if replacements < 0:
+            raise ValueError(f"replacements must be >= 0, got {replacements}")
+        horizon = now - CHURN_WINDOW
+        times = (*(moment for moment in self.replaced_at if moment > horizon), *(now,) * replacements)
+        return ChurnGuard(self.settings, times, churn_raised(len(times), self.raised, self.settings))
 
 
 def allocate_slots(
@@ -230,12 +350,18 @@ def allocate_slots(
     now: datetime,
     settings: SlotSettings,
     accounts: Sequence[ProviderAccount],
+    *,
+    excluded: Mapping[str, Exclusion] = _NO_EXCLUSIONS,
+    threshold: float | None = None,
 ) -> Allocation:
-    """One rebalance: refresh scores, place pinned symbols, then fill and replace from the candidates.
+    """One rebalance: refresh scores, apply exclusions, place pinned symbols, then fill and replace from
+    the candidates.
 
     `accounts` is the pool as configured, in round-robin order; accounts new to `state` are added, accounts
     gone from it are emptied, and symbols beyond an account's capacity are dropped; all of these compete
-    again in this allocation. A candidate listed twice counts once, with its best score.
+    again in this allocation. A candidate listed twice counts once, with its best score. `excluded` symbols
+    leave their slots and stay out unless pinned; `threshold` replaces `settings.replacement_threshold`
+    (the churn guard's).
     """
     pool = _Pool(state, now)
     pool.reconcile(accounts, settings)
@@ -256,11 +382,13 @@ def allocate_slots(
     pool.refresh(best, pinned_set)
     for account in pool.accounts:
         pool.trim(account, record=False)
+    pool.exclude(excluded, best, pinned_set)
 
     for symbol in sorted(pinned_set - pool.where.keys(), key=lambda s: (-_score_of(best.get(s)), s)):
         pool.place_pinned(symbol, best.get(symbol))
 
-    pool.fill_and_replace(ranked, best, pinned_set, settings)
+    pool.fill_and_replace(ranked, best, pinned_set, settings,
+                          settings.replacement_threshold if threshold is None else threshold)
     return pool.finish()
 
 
@@ -416,6 +544,8 @@ class _Pool:
         self.competitors: set[str] = set()
         self.competing = 0  # an allocation's candidates and pinned symbols, counted without a set
         self.evicted: set[str] = set()
+        self.excluded: set[str] = set()
+        self.replacements = 0
         # Candidates that overflowed for one shared reason after allocation stopped: (sources, code, reason).
         self.blocked_rest: tuple[Sequence[Candidate], OverflowReason, str] = (
             (), OverflowReason.SLOTS_FULL, "")
@@ -526,6 +656,24 @@ class _Pool:
             self.overflow_slot(slot, OverflowReason.CAPACITY_SHRUNK,
                                f"account {account.name} has only {account.capacity} slots", account.name)
 
+    def exclude(self, excluded: Mapping[str, Exclusion], best: Mapping[str, Candidate],
+                pinned: set[str]) -> None:
+        """Take excluded unpinned symbols out of their slots and keep excluded candidates out, each with
+        one overflow record; only a stale symbol gets the re-subscribe cooldown."""
+        for symbol, (code, reason) in sorted(excluded.items()):
+            if symbol in pinned:
+                continue
+            candidate = best.get(symbol)
+            account = self.where.get(symbol)
+            if account is not None:
+                slot = self.remove(symbol, f"{code.value}: {reason}", cooldown=code is OverflowReason.STALE)
+                if candidate is None:
+                    self.competitors.add(symbol)
+                    self.overflow_slot(slot, code, reason, account.name)
+            if candidate is not None:
+                self.excluded.add(symbol)
+                self.overflow_candidate(candidate, code, reason)
+
     def evict_for_pinned(self, symbol: str) -> _Account | None:
         """Free a slot for pinned `symbol` by evicting the weakest unpinned symbol, dwell or not."""
         victims = [slot for account in self.accounts if account.available
@@ -570,7 +718,7 @@ class _Pool:
             self.overflow_slot(slot, code, reason, None)
 
     def fill_and_replace(self, ranked: Sequence[Candidate], best: Mapping[str, Candidate], pinned: set[str],
-                         settings: SlotSettings) -> None:
+                         settings: SlotSettings, threshold: float) -> None:
         """Candidates best first: free slot, else replace the weakest evictable if beaten by the threshold.
 
         `ranked` holds each symbol once, best first; `best` maps a symbol to its candidate. Candidates come
@@ -580,12 +728,11 @@ class _Pool:
         minus those and the blocker: counted here, listed only when the ledger reads it. This, and the
         inlined moves below, keep 2,500 candidates well inside the 5 ms budget.
         """
-        threshold = settings.replacement_threshold
         dwell = settings.min_dwell_seconds
         now = self.now
         where = self.where
         released = self.released
-        evicted = self.evicted
+        evicted = self.evicted | self.excluded  # handled already: out of this loop's reach
         changes = self.changes
         overflowed = self.overflowed
         cooling: set[str] = set()
@@ -636,6 +783,7 @@ class _Pool:
                         account.name, weakest, "unsubscribe",
                         f"replaced by {symbol}: {score_text} > {weakest_score:.2f} x {threshold_text}")))
                     evicted.add(weakest)
+                    self.replacements += 1
                     displaced = best.get(weakest)
                     if displaced is not None:
                         overflowed.append((displaced, OverflowReason.REPLACED,
@@ -694,7 +842,7 @@ class _Pool:
             at=now, tail=tail, code=code, reason=reason, current_slot_min_score=floor,
         )
         return Allocation(state, MappingProxyType(diffs), overflow, tuple(self.changes),
-                          self.competing + len(self.competitors))
+                          self.competing + len(self.competitors), self.replacements)
 
 
 _STATE_ADAPTER = TypeAdapter(SlotState)

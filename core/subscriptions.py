@@ -26,8 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kis.protocol import MAX_REGISTRATIONS_PER_KEY, AckCode
-
 
 class SubState(StrEnum):
     PENDING_SUBSCRIBE = "pending_subscribe"
@@ -73,6 +71,21 @@ class AckResult:
     commands: tuple[Command, ...] = ()
     refusal: Refusal | None = None
     matched: bool = True
+
+
+MAX_REGISTRATIONS_PER_KEY = 41
+"""KIS's realtime registrations per app key (docs/kis_api_facts.md)."""
+
+
+class AckCode(StrEnum):
+    SUBSCRIBE_SUCCESS = "OPSP0000"
+    UNSUBSCRIBE_SUCCESS = "OPSP0001"
+    ALREADY_SUBSCRIBED = "OPSP0002"
+    UNSUBSCRIBE_NOT_FOUND = "OPSP0003"
+    INTERNAL_ERROR = "OPSP0007"
+    MAX_SUBSCRIBE_OVER = "OPSP0008"
+    INVALID_APPROVAL = "OPSP0011"
+    APPKEY_IN_USE = "OPSP8996"
 
 
 _SUBSCRIBED = frozenset({AckCode.SUBSCRIBE_SUCCESS.value, AckCode.ALREADY_SUBSCRIBED.value})

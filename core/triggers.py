@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
-from config.settings import (
+from core.calendar import KST
+from core.models import Trigger, TriggerKind
+from core.settings import (
     ManualRule,
     RealtimeDetectorRule,
     TradeVelocityRule,
@@ -36,9 +37,7 @@ from config.settings import (
     VolatilitySpikeRule,
     VolumeSurgeRule,
 )
-from core.models import Trigger, TriggerKind
 
-KST = ZoneInfo("Asia/Seoul")
 SESSION_OPEN = time(9, 0)
 SESSION_MINUTES = 390.0  # KRX regular session 09:00-15:30
 DEFAULT_MIN_SESSION_FRACTION = 0.1
@@ -149,7 +148,10 @@ def detect_volume_surge(
 
 
 def true_range(row: ScanRow) -> float:
-    """Today's range so far, widened to the previous close when the stock gapped (Wilder's true range)."""
+    """Today's range so far, widened to the previous close when the stock gapped (Wilder's true range).
+    No trade yet today (a scan before the venue's open: high and low 0) has no range."""
+    if row.high <= 0 or row.low <= 0:
+        return 0.0
     high = max(row.high, row.prev_close) if row.prev_close > 0 else row.high
     low = min(row.low, row.prev_close) if row.prev_close > 0 else row.low
     return max(0.0, high - low)

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config.settings import UniverseSettings
 from core.calendar import previous_trading_day
+from core.settings import UniverseSettings
 
 Market = Literal["KOSPI", "KOSDAQ"]
 SNAPSHOT_VERSION = "1.0"

@@ -26,6 +26,13 @@ H0STASP0_FIELDS: tuple[str, ...] = (
     "OVTM_TOTAL_BIDP_ICDC", "STCK_DEAL_CLS_CODE",
 )
 
+H0UNASP0_FIELDS: tuple[str, ...] = (
+    *H0STASP0_FIELDS,
+    "KMID_PRC", "KMID_TOTAL_RSQN", "KMID_CLS_CODE", "NMID_PRC", "NMID_TOTAL_RSQN", "NMID_CLS_CODE",
+)
+"""H0UNASP0 (unified) and H0NXASP0 (NXT) order books: H0STASP0's columns and six mid-price columns. The
+H0UNCNT0 / H0NXCNT0 trade frames have H0STCNT0's 46 columns (column 21 is named CNTG_CLS_CODE there)."""
+
 # H0STCNI0 (real) / H0STCNI9 (paper) execution notice, 26 fields after decryption. The KIS API documentation
 # and most clients put OODER_NO at 3 and ODER_QTY at 16; the official examples_llm sample lists ODER_QTY at 3
 # and ACNT_NO2 at 16. This follows the documentation; older servers sent a 23-field variant that shares the
@@ -42,3 +49,4 @@ H0STASP0_INDEX = {name: i for i, name in enumerate(H0STASP0_FIELDS)}
 H0STCNI0_INDEX = {name: i for i, name in enumerate(H0STCNI0_FIELDS)}
 
 assert len(H0STCNT0_FIELDS) == 46 and len(H0STASP0_FIELDS) == 59 and len(H0STCNI0_FIELDS) == 26
+assert len(H0UNASP0_FIELDS) == 65

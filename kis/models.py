@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr
@@ -10,30 +10,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr
 
 class KisModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MinuteBar(KisModel):
-    """One minute of trading; `time` is the bar's KST time as KIS reports it (stck_cntg_hour)."""
-
-    symbol: str
-    time: AwareDatetime
-    open: int
-    high: int
-    low: int
-    close: int
-    volume: int
-    value: int
-
-
-class DailyBar(KisModel):
-    symbol: str
-    day: date
-    open: int
-    high: int
-    low: int
-    close: int
-    volume: int
-    value: int
 
 
 class AccessToken(KisModel):
@@ -98,6 +74,8 @@ class MultiQuote(KisModel):
     base_price: int
     ask: int
     bid: int
+    halted: bool = False
+    """Trading is halted (mrkt_trtm_cls_name "거래정지")."""
 
 
 class Holding(KisModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from core.subscriptions import AckCode
+
 REAL_REST_URL = "https://openapi.koreainvestment.com:9443"
 PAPER_REST_URL = "https://openapivts.koreainvestment.com:29443"
 REAL_WS_URL = "ws://ops.koreainvestment.com:21000"
@@ -32,7 +34,6 @@ FUOP_MINUTE_BARS_PER_CALL = 102
 """inquire-time-fuopchartprice answers at most 102 bars a call (KIS's documentation)."""
 OPTION_BOARD_MAX_ROWS = 100
 """display-board-callput answers at most 100 calls (output1) and 100 puts (output2)."""
-MAX_REGISTRATIONS_PER_KEY = 41
 
 
 class TrId(StrEnum):
@@ -47,11 +48,39 @@ class TrId(StrEnum):
     BALANCE_PAPER = "VTTC8434R"
     HOLIDAY = "CTCA0903R"
     TRADE = "H0STCNT0"
+    TRADE_NXT = "H0NXCNT0"
+    TRADE_UNIFIED = "H0UNCNT0"
     ORDER_BOOK = "H0STASP0"
+    ORDER_BOOK_NXT = "H0NXASP0"
+    ORDER_BOOK_UNIFIED = "H0UNASP0"
+    EXPECTED_TRADE_UNIFIED = "H0UNANC0"
     MARKET_STATUS = "H0STMKO0"
+    MARKET_STATUS_UNIFIED = "H0UNMKO0"
+    PROGRAM_TRADE_UNIFIED = "H0UNPGM0"
     NOTICE_REAL = "H0STCNI0"
     NOTICE_PAPER = "H0STCNI9"
     PINGPONG = "PINGPONG"
+
+
+class MarketCode(StrEnum):
+    """`FID_COND_MRKT_DIV_CODE` of quotes and charts: which venue's prices a call asks for."""
+
+    KRX = "J"
+    NXT = "NX"
+    UNIFIED = "UN"
+
+
+TRADE_TR_IDS: dict[str, TrId] = {"krx": TrId.TRADE, "nxt": TrId.TRADE_NXT, "unified": TrId.TRADE_UNIFIED}
+"""The trade TR id of each feed (`websocket.feed`); all three frames have the H0STCNT0 columns."""
+ORDER_BOOK_TR_IDS: dict[str, TrId] = {
+    "krx": TrId.ORDER_BOOK, "nxt": TrId.ORDER_BOOK_NXT, "unified": TrId.ORDER_BOOK_UNIFIED,
+}
+"""The order book TR id of each feed; the NXT and unified books append six mid-price columns."""
+MARKET_CODES: dict[str, MarketCode] = {
+    "krx": MarketCode.KRX, "nxt": MarketCode.NXT, "unified": MarketCode.UNIFIED,
+}
+"""The quote and chart market code of each feed."""
+FEED_OF_TRADE_TR: dict[str, str] = {tr_id.value: feed for feed, tr_id in TRADE_TR_IDS.items()}
 
 
 class ErrorCode(StrEnum):
@@ -60,17 +89,6 @@ class ErrorCode(StrEnum):
     TOKEN_INVALID = "EGW00121"
     TOKEN_TOO_SOON = "EGW00133"
     SUCCESS = "MCA00000"
-
-
-class AckCode(StrEnum):
-    SUBSCRIBE_SUCCESS = "OPSP0000"
-    UNSUBSCRIBE_SUCCESS = "OPSP0001"
-    ALREADY_SUBSCRIBED = "OPSP0002"
-    UNSUBSCRIBE_NOT_FOUND = "OPSP0003"
-    INTERNAL_ERROR = "OPSP0007"
-    MAX_SUBSCRIBE_OVER = "OPSP0008"
-    INVALID_APPROVAL = "OPSP0011"
-    APPKEY_IN_USE = "OPSP8996"
 
 
 ACK_MESSAGES: dict[AckCode, tuple[str, str]] = {

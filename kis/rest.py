@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from config.accounts import Account
 from config.settings import RateLimitSettings
+from core.bars import DailyBar, MinuteBar
 from kis import protocol
 from kis.errors import (
     KisError,
@@ -37,11 +38,9 @@ from kis.errors import (
 from kis.models import (
     AccessToken,
     ApprovalKey,
-    DailyBar,
     FuopBar,
     FuopChart,
     Holding,
-    MinuteBar,
     MultiQuote,
     OptionBoard,
     OptionQuote,
@@ -57,6 +56,8 @@ MARKET_KRX = "J"
 MORE_PAGES = frozenset({"M", "F"})
 NEXT_PAGE = "N"
 MARKET_CAP_UNIT = 100_000_000
+HALTED_TREATMENT = "거래정지"
+"""mrkt_trtm_cls_name (market treatment) of a halted symbol in an intstock-multprice row."""
 """inquire-price `hts_avls` is in 억원 (100 million KRW)."""
 _SYMBOL = re.compile(r"^[0-9A-Z]{6}$")
 _FUOP_CODE = re.compile(r"^[1-3][0-9A-Z]{5}([0-9]{3})?$")
@@ -253,8 +254,10 @@ class KisRestClient:
         until: clock_time | None = None,
         since: clock_time | None = None,
         max_pages: int = 20,
+        market_code: str = MARKET_KRX,
     ) -> list[MinuteBar]:
-        """Today's one-minute bars from `since` to `until` (inclusive, default: now), oldest first.
+        """Today's one-minute bars from `since` to `until` (inclusive, default: now), oldest first;
+        `market_code` J (KRX), NX (Nextrade) or UN (both venues, as the unified feed streams them).
 
         KIS returns at most 30 bars per call, newest first, ending at FID_INPUT_HOUR_1; the client pages
         back one minute before the oldest bar until `since`, a short page, or no further progress.
@@ -267,7 +270,7 @@ class KisRestClient:
         for _ in range(max_pages):
             params = {
                 "FID_ETC_CLS_CODE": "",
-                "FID_COND_MRKT_DIV_CODE": MARKET_KRX,
+                "FID_COND_MRKT_DIV_CODE": market_code,
                 "FID_INPUT_ISCD": code,
                 "FID_INPUT_HOUR_1": cursor.strftime("%H%M%S"),
                 "FID_PW_DATA_INCU_YN": "Y",
@@ -705,6 +708,7 @@ def _multi_quote(row: _Row) -> MultiQuote:
         base_price=row.integer("inter2_sdpr"),
         ask=row.integer("inter2_askp"),
         bid=row.integer("inter2_bidp"),
+        halted=row.text("mrkt_trtm_cls_name") == HALTED_TREATMENT,
     )
 
 

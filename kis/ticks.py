@@ -2,7 +2,7 @@
 
 Ticks arrive by the thousand per second, so ticks and trade frames are named tuples and the rest slots
 dataclasses, not pydantic models. Every data value keeps its raw field tuple so a recorder can store the frame
-losslessly.
+losslessly, and a tick names the TR it arrived on (KRX, NXT or the unified feed).
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from kis.protocol import AckCode, TrId
+from core.subscriptions import AckCode
+from kis.protocol import FEED_OF_TRADE_TR, TrId
 
 
 class TradeTick(NamedTuple):
-    """One H0STCNT0 trade record; `exchange_time` is BSOP_DATE + STCK_CNTG_HOUR in KST.
-
-    A named tuple rather than a frozen dataclass: the decoder builds tens of thousands a second, and a frozen
-    dataclass pays one `object.__setattr__` per field (about 3.5 us a tick) where a tuple is built in one
-    step. Still immutable, read by attribute; `fields` (the raw record) stays last and out of the repr.
-    """
+    """One trade record of H0STCNT0 (KRX), H0NXCNT0 (NXT) or H0UNCNT0 (unified); `exchange_time` is
+    BSOP_DATE + STCK_CNTG_HOUR in KST. `fields` (the raw record) stays out of the repr; `tr_id` is the
+    feed's TR, which says the venue (`feed`)."""
 
     symbol: str
     exchange_time: datetime
@@ -40,15 +38,22 @@ class TradeTick(NamedTuple):
     strength: float
     hour_class: str
     fields: tuple[str, ...]
+    tr_id: str = TrId.TRADE.value
+
+    @property
+    def feed(self) -> str:
+        """`krx`, `nxt` or `unified`: which venues' trades the tick's TR carries."""
+        return FEED_OF_TRADE_TR.get(self.tr_id, "krx")
 
     def __repr__(self) -> str:
-        named = zip(self._fields[:-1], self[:-1], strict=True)
+        named = ((name, value) for name, value in zip(self._fields, self, strict=True) if name != "fields")
         return f"TradeTick({', '.join(f'{name}={value!r}' for name, value in named)})"
 
 
 @dataclass(frozen=True, slots=True)
 class OrderBook:
-    """One H0STASP0 record. The frame has no date, so the time stays the raw KST `HHMMSS` string."""
+    """One H0STASP0 / H0NXASP0 / H0UNASP0 record. The frame has no date, so the time stays the raw KST
+    `HHMMSS` string."""
 
     symbol: str
     hour: str
@@ -117,9 +122,7 @@ class PingPong:
 
 
 class TradeFrame(NamedTuple):
-    """The trade records of one H0STCNT0 frame. A named tuple like `TradeTick`: one is built per frame (up
-    to tens of thousands a second with one record each), and the codec builds it with `tuple.__new__` in C
-    (0.14 us, against 0.31 us for a frozen dataclass)."""
+    """The trade records of one H0STCNT0 / H0NXCNT0 / H0UNCNT0 frame (a named tuple like `TradeTick`)."""
 
     tr_id: str
     ticks: tuple[TradeTick, ...]
@@ -139,7 +142,7 @@ class ExecutionNoticeFrame:
 
 @dataclass(frozen=True, slots=True)
 class OtherFrame:
-    """A well-formed data frame of a TR this codec has no typed view for (e.g. H0STMKO0)."""
+    """A well-formed data frame of a TR this codec has no typed view for (e.g. H0STMKO0, H0UNPGM0)."""
 
     tr_id: str
     count: int
@@ -168,8 +171,6 @@ class FrameError:
         return self.tr_id not in _NON_TRADE_TRS
 
 
-_NON_TRADE_TRS = frozenset(
-    {TrId.ORDER_BOOK.value, TrId.MARKET_STATUS.value, TrId.NOTICE_REAL.value, TrId.NOTICE_PAPER.value}
-)
+_NON_TRADE_TRS = frozenset(tr.value for tr in TrId if tr.value.startswith("H0")) - frozenset(FEED_OF_TRADE_TR)
 
 Decoded = Ack | PingPong | TradeFrame | OrderBookFrame | ExecutionNoticeFrame | OtherFrame | FrameError

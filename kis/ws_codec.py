@@ -1,14 +1,16 @@
 """KIS WebSocket codec: subscribe/unsubscribe messages out, typed values in.
 
 `decode` is the one entry point for received text. It never raises: anything it cannot read becomes a
-`FrameError` value, so a receive loop can hand every result on without a try block. The H0STCNT0 path is
-the hot one (tens of thousands of records per second): it slices one `split("^")` tuple per frame and
-builds each tick in one C call; a one-record trade frame, the commonest, skips the general checks when its
-fixed header reads right (the general path sees it again if anything in it fails).
+`FrameError` value, so a receive loop can hand every result on without a try block.
+
+Trades come on H0STCNT0 (KRX), H0NXCNT0 (NXT) or H0UNCNT0 (unified), all with the same columns; order
+books on H0STASP0 or, six columns wider, H0NXASP0 / H0UNASP0. What KIS may add is read through: columns
+appended to a record, control messages with more (or fewer optional) fields, header names in either case.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -18,9 +20,18 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
+from core.subscriptions import AckCode
 from kis.crypto import NoticeCryptoError, decrypt_notice
-from kis.fields import H0STASP0_FIELDS, H0STASP0_INDEX, H0STCNI0_FIELDS, H0STCNI0_INDEX, H0STCNT0_FIELDS
-from kis.protocol import AckCode, TrId
+from kis.fields import (
+    H0STASP0_FIELDS,
+    H0STASP0_INDEX,
+    H0STCNI0_FIELDS,
+    H0STCNI0_INDEX,
+    H0STCNT0_FIELDS,
+    H0STCNT0_INDEX,
+    H0UNASP0_FIELDS,
+)
+from kis.protocol import FEED_OF_TRADE_TR, TrId
 from kis.ticks import (
     Ack,
     Decoded,
@@ -41,15 +52,15 @@ SUBSCRIBE, UNSUBSCRIBE = "1", "2"
 EXCERPT_CHARS = 120
 
 _TRADE_WIDTH = len(H0STCNT0_FIELDS)
-_BOOK_WIDTH = len(H0STASP0_FIELDS)
+_BOOK_WIDTHS = {
+    TrId.ORDER_BOOK.value: len(H0STASP0_FIELDS),
+    TrId.ORDER_BOOK_NXT.value: len(H0UNASP0_FIELDS),
+    TrId.ORDER_BOOK_UNIFIED.value: len(H0UNASP0_FIELDS),
+}
 _NOTICE_WIDTH = len(H0STCNI0_FIELDS)
 # Older servers sent 23 notice columns; the typed ones all sit in the shared first 18.
 _NOTICE_MIN_WIDTH = H0STCNI0_INDEX["ACNT_NAME"] + 1
 _ACK_CODES = {code.value: code for code in AckCode}
-_TRADE_TR = TrId.TRADE.value
-_ONE_TRADE_HEAD = f"0|{_TRADE_TR}|001|"
-_new_tuple = tuple.__new__
-"""Builds a named tuple from a tuple in C, without its Python-level `__new__` (a frame per tick saved)."""
 _CODE = re.compile(r"[0-9A-Za-z]{1,16}")
 _REDACTIONS = (
     (re.compile(r'("approval_key"\s*:\s*")[^"]*'), r"\1<redacted>"),
@@ -130,10 +141,14 @@ def _decode_control(raw: str) -> Decoded:
         raise _Malformed(f"control message is not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(message, dict):
         raise _Malformed("control message is not a JSON object")
+    message = _lower_keys(message)
     header = message.get("header") or {}
     body = message.get("body")
     if not isinstance(header, dict):
         raise _Malformed("control message header is not an object")
+    header = _lower_keys(header)
+    if isinstance(body, dict):
+        body = _lower_keys(body)
     tr_id = str(header.get("tr_id", ""))
     if tr_id == TrId.PINGPONG:
         return PingPong(raw)
@@ -143,6 +158,8 @@ def _decode_control(raw: str) -> Decoded:
         raise _Malformed("control message has no body.rt_cd")
     output = body.get("output")
     keys = None
+    if isinstance(output, dict):
+        output = _lower_keys(output)
     if isinstance(output, dict) and output.get("key") and output.get("iv"):
         keys = NoticeKeys(key=str(output["key"]), iv=str(output["iv"]))
     msg_cd = str(body["msg_cd"])
@@ -158,6 +175,14 @@ def _decode_control(raw: str) -> Decoded:
     )
 
 
+def _lower_keys(mapping: dict[str, object]) -> dict[str, object]:
+    """KIS writes `tr_id` and `TR_ID` alike: read every key in lower case (the first spelling wins)."""
+    lowered: dict[str, object] = {}
+    for key, value in mapping.items():
+        lowered.setdefault(str(key).lower(), value)
+    return lowered
+
+
 def _redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
@@ -165,10 +190,6 @@ def _redact(text: str) -> str:
 
 
 def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
-    if raw.startswith(_ONE_TRADE_HEAD):
-        one = _one_trade(tuple(raw[len(_ONE_TRADE_HEAD) :].split("^")))
-        if one is not None:
-            return one
     parts = raw.split("|", 3)
     if len(parts) != 4:
         raise _Malformed(f"data frame has {len(parts)} '|'-separated parts, needs 4")
@@ -185,30 +206,20 @@ def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
             raise _Malformed(f"encrypted {tr_id} frame but no key/iv from its subscribe ack")
         payload = decrypt_notice(payload, keys.key, keys.iv)
     fields = tuple(payload.split("^"))
-    if tr_id == TrId.TRADE:
-        return _new_tuple(TradeFrame, (
-            tr_id, _typed_records(_trade_tick, fields, count, _TRADE_WIDTH, _TRADE_WIDTH, 0, tr_id)
-        ))
-    if tr_id == TrId.ORDER_BOOK:
-        return OrderBookFrame(
-            tr_id, _typed_records(_order_book, fields, count, _BOOK_WIDTH, _BOOK_WIDTH, 0, tr_id)
-        )
+    if tr_id in FEED_OF_TRADE_TR:
+        build = functools.partial(_trade_tick, tr_id)
+        return TradeFrame(tr_id, _typed_records(build, fields, count, _TRADE_WIDTH, _TRADE_WIDTH, 0, tr_id))
+    book_width = _BOOK_WIDTHS.get(tr_id)
+    if book_width is not None:
+        # A KRX-width book record on a wider TR still types: the extra mid-price columns are not read.
+        books = _typed_records(_order_book, fields, count, book_width, len(H0STASP0_FIELDS), 0, tr_id)
+        return OrderBookFrame(tr_id, books)
     if tr_id == TrId.NOTICE_REAL or tr_id == TrId.NOTICE_PAPER:
         notices = _typed_records(
             _notice, fields, count, _NOTICE_WIDTH, _NOTICE_MIN_WIDTH, _NOTICE_SYMBOL, tr_id
         )
         return ExecutionNoticeFrame(tr_id, notices)
     return OtherFrame(tr_id, count, fields)
-
-
-def _one_trade(fields: tuple[str, ...]) -> TradeFrame | None:
-    """The fast path's frame, or None where the general path must judge (and word the error)."""
-    if len(fields) < _TRADE_WIDTH or not fields[0]:
-        return None
-    try:
-        return _new_tuple(TradeFrame, (_TRADE_TR, (_trade_tick(fields, fields),)))
-    except ValueError:
-        return None
 
 
 def _typed_records(
@@ -279,28 +290,32 @@ def _exchange_time(day: str, hour: str) -> datetime:
     )
 
 
-def _trade_tick(f: tuple[str, ...], v: tuple[str, ...]) -> TradeTick:
-    """Positional for speed; the indices are those of H0STCNT0_FIELDS."""
-    return _new_tuple(TradeTick, (
-        f[0],  # MKSC_SHRN_ISCD
-        _exchange_time(f[33], f[1]),  # BSOP_DATE, STCK_CNTG_HOUR
-        int(v[2]),  # STCK_PRPR
-        int(v[4]),  # PRDY_VRSS
-        f[3],  # PRDY_VRSS_SIGN
-        float(v[5]),  # PRDY_CTRT
-        int(v[12]),  # CNTG_VOL
-        int(v[13]),  # ACML_VOL
-        int(v[14]),  # ACML_TR_PBMN
-        int(v[7]),  # STCK_OPRC
-        int(v[8]),  # STCK_HGPR
-        int(v[9]),  # STCK_LWPR
-        int(v[10]),  # ASKP1
-        int(v[11]),  # BIDP1
-        f[21],  # CCLD_DVSN
-        float(v[18]),  # CTTR
-        f[43],  # HOUR_CLS_CODE
-        f,
-    ))
+_T = H0STCNT0_INDEX
+
+
+def _trade_tick(tr_id: str, f: tuple[str, ...], v: tuple[str, ...]) -> TradeTick:
+    """One trade record typed; text columns from `f`, numbers from `v` (see `_build_all`)."""
+    return TradeTick(
+        symbol=f[_T["MKSC_SHRN_ISCD"]],
+        exchange_time=_exchange_time(f[_T["BSOP_DATE"]], f[_T["STCK_CNTG_HOUR"]]),
+        price=int(v[_T["STCK_PRPR"]]),
+        change=int(v[_T["PRDY_VRSS"]]),
+        sign=f[_T["PRDY_VRSS_SIGN"]],
+        change_rate=float(v[_T["PRDY_CTRT"]]),
+        volume=int(v[_T["CNTG_VOL"]]),
+        cum_volume=int(v[_T["ACML_VOL"]]),
+        cum_value=int(v[_T["ACML_TR_PBMN"]]),
+        open=int(v[_T["STCK_OPRC"]]),
+        high=int(v[_T["STCK_HGPR"]]),
+        low=int(v[_T["STCK_LWPR"]]),
+        ask1=int(v[_T["ASKP1"]]),
+        bid1=int(v[_T["BIDP1"]]),
+        side=f[_T["CCLD_DVSN"]],
+        strength=float(v[_T["CTTR"]]),
+        hour_class=f[_T["HOUR_CLS_CODE"]],
+        fields=f,
+        tr_id=tr_id,
+    )
 
 
 _ASK, _BID = H0STASP0_INDEX["ASKP1"], H0STASP0_INDEX["BIDP1"]

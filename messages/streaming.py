@@ -51,3 +51,13 @@ class CredentialsRenewed(Message):
     """New token and approval key for an account: its connection restarts gracefully, slots preserved."""
 
     account: str
+
+
+class BackPressure(Message):
+    """Processing of `account`'s ticks fell behind (or caught up): its slots shrink to the shed `level`
+    (0: every slot back). `lag_seconds` and `backlog` are what the connection measured."""
+
+    account: str
+    level: int
+    lag_seconds: float
+    backlog: int

@@ -7,9 +7,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
-KST = ZoneInfo("Asia/Seoul")
+from core.calendar import KST
 
 
 class Clock(Protocol):

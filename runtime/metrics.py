@@ -7,6 +7,20 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+COUNTERS = (
+    "ticks_recorded",
+    "ticks_dropped",
+    "scans",
+    "triggers",
+    "slot_changes",
+    "overflows",
+    "gaps_detected",
+    "gaps_recovered",
+    "gaps_marked",
+    "alerts_sent",
+)
+"""The run's counters, in the order the summary, the status view and the API show them."""
+
 
 class Metrics:
     """Thread-safe named counters and gauges, read for the status view and the summary JSON."""

@@ -5,9 +5,17 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from kis.ticks import TradeTick
+
+class Trade(Protocol):
+    """What the board reads of a tick (`kis.ticks.TradeTick` is one)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def price(self) -> int: ...
 
 
 class QuoteBoard:
@@ -19,7 +27,7 @@ class QuoteBoard:
         self._ticks: Counter[str] = Counter()
         self._account_ticks: Counter[str] = Counter()
 
-    def record(self, account: str, ticks: Iterable[TradeTick]) -> None:
+    def record(self, account: str, ticks: Iterable[Trade]) -> None:
         with self._lock:
             count = 0
             for tick in ticks:

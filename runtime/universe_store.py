@@ -1,5 +1,10 @@
 """Universe snapshot files: `{directory}/{YYYYMMDD}_{market}.json`, written once per day, never rewritten.
 
+Each configured market (KOSPI, KOSDAQ) has its file, which the observer reads back; the day's whole universe
+is also written as `{YYYYMMDD}_kr_stocks.json` with `metadata.market = "kr_stocks"`
+(symbol_selection_architecture.md's snapshot: one file, every symbol best market cap first), for the
+user's tools.
+
 Writes are atomic (temp file, fsync, hard link into place, directory fsync): a reader sees the whole
 snapshot or none, and the link fails if the day's file already exists, so the day's universe cannot be
 replaced even by a racing writer. A corrupt or invalid file yields one error line, never a crash: it is
@@ -20,6 +25,7 @@ from loguru import logger
 from pydantic import ValidationError
 
 from core.universe import (
+    UniverseMetadata,
     UniverseSnapshot,
     choose_fallback,
     days_to_prune,
@@ -28,6 +34,8 @@ from core.universe import (
 )
 
 _FILE_NAME = re.compile(r"^(\d{8})_([A-Za-z0-9_]+)\.json$")
+KR_STOCKS = "kr_stocks"
+"""The market name of the whole day's universe in the seed's format."""
 
 
 class UniverseFileError(Exception):
@@ -40,6 +48,21 @@ class Fallback:
 
     snapshot: UniverseSnapshot
     skipped: tuple[str, ...]
+
+
+def combine_markets(snapshots: list[UniverseSnapshot] | tuple[UniverseSnapshot, ...]) -> UniverseSnapshot:
+    """One day's per-market snapshots as the seed's single `kr_stocks` snapshot: every symbol, market cap
+    descending then code, with the first snapshot's dates, generation time and filter."""
+    if not snapshots:
+        raise ValueError("no snapshot to combine")
+    days = {snapshot.metadata.date for snapshot in snapshots}
+    if len(days) != 1:
+        raise ValueError(f"snapshots of different days cannot be combined: {', '.join(sorted(days))}")
+    symbols = sorted((symbol for snapshot in snapshots for symbol in snapshot.symbols),
+                     key=lambda symbol: (-symbol.market_cap, symbol.code))
+    metadata = snapshots[0].metadata.model_copy(update={"symbol_count": len(symbols), "market": KR_STOCKS})
+    return UniverseSnapshot(metadata=UniverseMetadata.model_validate(metadata.model_dump()),
+                            symbols=tuple(symbols))
 
 
 def _one_line(error: ValidationError) -> str:

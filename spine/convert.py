@@ -11,6 +11,8 @@ from datetime import datetime
 
 from core.gaps import Gap
 from core.models import Trigger
+from core.sessions import Venue, venue_of
+from core.settings import SessionSettings
 from core.slots import SlotChange
 from messages.gaps import ExpectedGapStarted
 from messages.market import ScanCompleted, TicksReceived
@@ -19,22 +21,20 @@ from messages.schedule import DayEventFired, PhaseChanged
 from messages.streaming import SetSubscriptions
 from spine import wire
 
-KRX = "KRX"
-"""The venue of H0STCNT0 trades, the only trade feed the observer streams today."""
-
 Publishable = (
     wire.Fact | TicksReceived | ScanCompleted | OverflowRecorded | RecoveryRecorded | GapMarked
     | PhaseChanged | DayEventFired | SetSubscriptions | Trigger
 )
 
 
-def facts_of(item: Publishable) -> Iterator[wire.Fact]:
-    """The public messages that say what `item` says; TypeError for anything else."""
+def facts_of(item: Publishable, sessions: SessionSettings) -> Iterator[wire.Fact]:
+    """The public messages that say what `item` says (ticks name their venue from `sessions`, as the tick
+    files do); TypeError for anything else."""
     match item:
         case wire.Fact():
             yield item
         case TicksReceived():
-            yield from ticks_of(item)
+            yield from ticks_of(item, sessions)
         case ScanCompleted():
             yield from snapshots_of(item)
         case OverflowRecorded():
@@ -60,11 +60,12 @@ def facts_of(item: Publishable) -> Iterator[wire.Fact]:
             raise TypeError(f"nothing to publish for a {type(item).__name__}")
 
 
-def ticks_of(message: TicksReceived) -> Iterator[wire.Tick]:
+def ticks_of(message: TicksReceived, sessions: SessionSettings) -> Iterator[wire.Tick]:
     received = message.at
     for tick in message.ticks:
         yield wire.Tick(
-            symbol=tick.symbol, venue=KRX, exchange_time=tick.exchange_time, received_at=received,
+            symbol=tick.symbol, venue=venue_of(tick.feed, tick.exchange_time, sessions),
+            exchange_time=tick.exchange_time, received_at=received,
             price=tick.price, volume=tick.volume, cum_volume=tick.cum_volume, source="ws",
             account=message.account, cum_value=tick.cum_value, change_rate=tick.change_rate,
             ask1=tick.ask1, bid1=tick.bid1, side=tick.side, strength=tick.strength,
@@ -90,7 +91,7 @@ def recovered_of(message: RecoveryRecorded) -> Iterator[wire.Fact]:
     for record in message.records:
         for bar in record.instruments:
             yield wire.Tick(
-                symbol=bar.symbol, venue=KRX, exchange_time=bar.timestamp,
+                symbol=bar.symbol, venue=Venue.KRX, exchange_time=bar.timestamp,
                 received_at=record.meta.recovered_at, price=round(bar.price.close), volume=bar.volume,
                 cum_volume=None, source="recovery", account=message.account,
             )

@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from config.settings import SpineSettings
+from core.settings import SessionSettings
 from spine.convert import Publishable, facts_of
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
@@ -37,9 +38,18 @@ ITEMS_PER_TURN = 500
 class Publisher:
     """`start()`, then `publish(item)` from any thread, `stop()` at the end (sends what is queued first)."""
 
-    def __init__(self, url: str, settings: SpineSettings, *, name: str = "observer") -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: SpineSettings,
+        *,
+        name: str = "observer",
+        sessions: SessionSettings | None = None,
+    ) -> None:
         self.url = url
         self.settings = settings
+        self.sessions = sessions if sessions is not None else SessionSettings()
+        """The trading sessions that name a unified-feed tick's venue."""
         self.subjects = Subjects(settings.instance)
         self.name = name
         self.published = 0
@@ -188,7 +198,7 @@ class Publisher:
     async def _send(self, nc: Client, item: Publishable) -> None:
         subjects = self.subjects
         try:
-            for fact in facts_of(item):
+            for fact in facts_of(item, self.sessions):
                 subject = subjects.of(fact.subject_pattern, **fact.subject_keys())
                 await nc.publish(subject, fact.model_dump_json().encode())
                 self.published += 1
@@ -221,9 +231,9 @@ class Publisher:
         try:
             if nc.is_connected:
                 await nc.flush(timeout=STOP_FLUSH_SECONDS)
-        except (TimeoutError, NatsError) as error:
+        except (TimeoutError, NatsError, OSError) as error:
             logger.warning("spine: last facts may not have reached NATS ({})", type(error).__name__)
-        with contextlib.suppress(NatsError, asyncio.TimeoutError):
+        with contextlib.suppress(NatsError, asyncio.TimeoutError, OSError):
             await asyncio.wait_for(nc.close(), STOP_FLUSH_SECONDS)
 
     # --- nats-py callbacks ---------------------------------------------------------------------------

@@ -208,6 +208,7 @@ class NatsServer:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent_thread if _PRCTL is not None else None,
+                start_new_session=True,  # a terminal's Ctrl-C is the observer's to handle: it stops NATS last
             )
         finally:
             if not isinstance(output, int):

@@ -86,6 +86,8 @@ class Snapshot(Fact):
     base_price: int
     ask: int
     bid: int
+    halted: bool = False
+    """Trading halted by the venue when the row was read."""
 
     def subject_keys(self) -> dict[str, str]:
         return {"symbol": self.symbol}

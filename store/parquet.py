@@ -12,6 +12,7 @@ table and drops any row at or below it, so a replay after a crash writes nothing
 from __future__ import annotations
 
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date
@@ -45,6 +46,7 @@ class ParquetWriter:
         self._rows: dict[tuple[str, date], list[Mapping[str, Any]]] = defaultdict(list)
         self._high_seq: dict[str, int] = {name: self._seq_on_disk(name) for name in self.schemas}
         self._parts = 0
+        self._writer = uuid.uuid4().hex[:8]  # a later writer in the same process never reuses a name
 
     def add(self, table: str, day: date, row: Mapping[str, Any], seq: int | None = None) -> bool:
         """Buffer one row of `table` for `day`; False when its stream sequence is already on disk."""
@@ -55,6 +57,15 @@ class ParquetWriter:
             row = {**row, SEQ_COLUMN: seq}
         self._rows[(table, day)].append(row)
         return True
+
+    @property
+    def highest_seq(self) -> int:
+        """The highest stream sequence written or buffered, over every table."""
+        return max(self._high_seq.values(), default=0)
+
+    def renumbered(self) -> None:
+        """The stream was made anew and numbers from 1 again: sequences on disk no longer mark duplicates."""
+        self._high_seq = dict.fromkeys(self._high_seq, 0)
 
     @property
     def buffered(self) -> int:
@@ -69,7 +80,7 @@ class ParquetWriter:
             folder = partition_dir(self.root, table, day)
             folder.mkdir(parents=True, exist_ok=True)
             self._parts += 1
-            name = f"part-{os.getpid()}-{self._parts:06d}-{len(rows)}.parquet"
+            name = f"part-{os.getpid()}-{self._writer}-{self._parts:06d}-{len(rows)}.parquet"
             _write_atomically(to_table(self.schemas[table], rows), folder / name)
             written += len(rows)
             del self._rows[(table, day)]
@@ -91,8 +102,9 @@ class ParquetWriter:
 
 
 def compact(root: Path, table: str, day: date) -> int:
-    """Merge a day's part files into one, ordered by the table's time column (ties keep their order); the rows
-    in it. Idempotent: a day already compacted and without new parts is left as it is."""
+    """Merge a day's part files into one, ordered by the table's time column (ties keep their order), each
+    stream sequence once; the rows in it. Idempotent: a day already compacted and without new parts is left as
+    it is."""
     folder = partition_dir(root, table, day)
     parts = sorted(path for path in folder.glob("*.parquet") if path.name != COMPACTED)
     if not parts:
@@ -100,11 +112,28 @@ def compact(root: Path, table: str, day: date) -> int:
         return pq.ParquetFile(target).metadata.num_rows if target.exists() else 0
     sources = sorted(folder.glob("*.parquet"))  # the compacted file (if any) sorts first: "day" < "part"
     merged = pa.concat_tables([pq.read_table(path) for path in sources], promote_options="default")
+    merged = _once_per_seq(merged, TIME_COLUMN[table])
     order = pc.sort_indices(merged, sort_keys=[(TIME_COLUMN[table], "ascending")])  # a stable sort
     _write_atomically(merged.take(order), folder / COMPACTED)
     for path in parts:
         path.unlink()
     return merged.num_rows
+
+
+def _once_per_seq(table: pa.Table, time_column: str) -> pa.Table:
+    """The rows without repeats of a (stream sequence, time) pair, the first kept: parts left by a compaction
+    killed between writing the day's file and removing them hold rows the day's file already has. The time
+    tells apart rows of a stream that was made anew and numbers from 1 again."""
+    if SEQ_COLUMN not in table.column_names:
+        return table
+    seen: set[tuple[int, Any]] = set()
+    keep = []
+    pairs = zip(table[SEQ_COLUMN].to_pylist(), table[time_column].to_pylist(), strict=True)
+    for index, pair in enumerate(pairs):
+        if pair[0] is None or pair not in seen:
+            keep.append(index)
+            seen.add(pair)
+    return table if len(keep) == table.num_rows else table.take(keep)
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:

@@ -6,6 +6,10 @@ NOTHING`, keyed on what identifies a trade (symbol, venue, time, source and the 
 which grows with every trade); `system_status` is the earlier pipeline's table of one row per component. When
 the TimescaleDB extension is available, `ticks` becomes a hypertable on its exchange time.
 
+The store role's event tables (migration 3: snapshots, triggers, slot changes, overflow, gaps, alerts) go
+in by `insert_events`, COPY and `ON CONFLICT DO NOTHING` on what identifies each event
+(`store.tables.EVENT_KEYS`).
+
 The earlier pipeline's tables (migration 2) are written by `upsert`, keyed as `store.tables.KEYS` says: a row
 already there with the same values is left alone, a row whose values changed (a tick-built candle replaced
 by KIS's bar) is updated, so a replay writes nothing twice. Their timestamps are KST wall time without a zone
@@ -23,6 +27,8 @@ import psycopg
 import pyarrow as pa
 
 from store.tables import (
+    EVENT_KEYS,
+    EVENT_TABLES,
     FUTURES,
     KEYS,
     KOSPI200_FUTURES_TABLE,
@@ -53,6 +59,7 @@ MIGRATIONS: Sequence[str] = (
         side text,
         strength double precision,
         source text NOT NULL,
+        tr_id text,
         open bigint,
         high bigint,
         low bigint,
@@ -152,6 +159,89 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX dolpha1_signal_symbol_time ON dolpha1_signal (symbol, timestamp);
     """,
+    """
+    CREATE TABLE snapshots (
+        scanned_at timestamptz NOT NULL,
+        account text NOT NULL,
+        scan_no bigint NOT NULL,
+        symbol text NOT NULL,
+        name text,
+        price bigint,
+        change bigint,
+        sign text,
+        change_rate double precision,
+        volume bigint,
+        value bigint,
+        open bigint,
+        high bigint,
+        low bigint,
+        upper_limit bigint,
+        lower_limit bigint,
+        prev_close bigint,
+        base_price bigint,
+        ask bigint,
+        bid bigint,
+        stream_seq bigint,
+        PRIMARY KEY (scanned_at, account, scan_no, symbol)
+    );
+    CREATE INDEX snapshots_symbol_time ON snapshots (symbol, scanned_at);
+    CREATE TABLE triggers (
+        detected_at timestamptz NOT NULL,
+        symbol text NOT NULL,
+        kind text NOT NULL,
+        strength double precision,
+        value double precision,
+        threshold double precision,
+        expires_at timestamptz,
+        stream_seq bigint,
+        PRIMARY KEY (detected_at, symbol, kind)
+    );
+    CREATE TABLE slot_changes (
+        at timestamptz NOT NULL,
+        account text NOT NULL,
+        symbol text NOT NULL,
+        action text NOT NULL,
+        reason text,
+        stream_seq bigint,
+        PRIMARY KEY (at, account, symbol, action)
+    );
+    CREATE TABLE overflow (
+        timestamp timestamptz NOT NULL,
+        account text NOT NULL,
+        symbol text NOT NULL,
+        trigger_type text,
+        trigger_strength double precision,
+        priority_score double precision,
+        reason text NOT NULL,
+        current_slot_min_score double precision,
+        metadata text,
+        stream_seq bigint,
+        PRIMARY KEY (timestamp, account, symbol, reason)
+    );
+    CREATE TABLE gaps (
+        at timestamptz NOT NULL,
+        event text NOT NULL,
+        account text NOT NULL,
+        symbol text NOT NULL,
+        start timestamptz NOT NULL,
+        "end" timestamptz,
+        duration_seconds double precision,
+        expected boolean,
+        reason text,
+        action text,
+        bars bigint,
+        detail text,
+        stream_seq bigint,
+        PRIMARY KEY (at, event, account, symbol, start)
+    );
+    CREATE TABLE alerts (
+        at timestamptz NOT NULL,
+        key text NOT NULL,
+        text text,
+        stream_seq bigint,
+        PRIMARY KEY (at, key)
+    );
+    """,
 )
 """Migration N is `MIGRATIONS[N - 1]`; append, never edit one that has shipped."""
 
@@ -194,6 +284,25 @@ def insert_ticks(conn: psycopg.Connection[Any], rows: Iterable[Mapping[str, Any]
                 copy.write_row([_tick_value(row, column) for column in TICK_COLUMNS])
         cursor = conn.execute(
             f"INSERT INTO ticks SELECT * FROM incoming ON CONFLICT {_IDENTITY} DO NOTHING"
+        )
+        return cursor.rowcount
+
+
+def insert_events(conn: psycopg.Connection[Any], table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert rows of an event table (`store.tables.EVENT_TABLES`: rows of `store.facts.row_of`) that are not
+    in it yet, identified by `store.tables.EVENT_KEYS`; how many were new."""
+    if table not in EVENT_TABLES:
+        raise ValueError(f"{table!r} is not an event table")
+    columns = [*EVENT_TABLES[table].names, "stream_seq"]
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    keys = ", ".join(f'"{name}"' for name in EVENT_KEYS[table])
+    with conn.transaction():
+        conn.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
+        with conn.cursor().copy(f"COPY incoming ({quoted}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row.get(name) for name in columns])
+        cursor = conn.execute(
+            f"INSERT INTO {table} ({quoted}) SELECT {quoted} FROM incoming ON CONFLICT ({keys}) DO NOTHING"
         )
         return cursor.rowcount
 

@@ -16,13 +16,12 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from core.calendar import KST
 from core.option_matrix import column_names
 
-KST = ZoneInfo("Asia/Seoul")
 KST_TIMESTAMP = pa.timestamp("us", tz="Asia/Seoul")
 KST_WALL = pa.timestamp("us")
 """A KST wall time without a zone: the earlier pipeline's TIMESTAMP columns."""
@@ -43,6 +42,7 @@ TICKS = pa.schema(
         ("side", pa.string()),
         ("strength", pa.float64()),
         ("source", pa.string()),
+        ("tr_id", pa.string()),
         ("open", pa.int64()),
         ("high", pa.int64()),
         ("low", pa.int64()),
@@ -134,6 +134,119 @@ DOLPHA1_SIGNAL = pa.schema(
 )
 """dolpha1's features and signal per symbol and minute, keyed by (timestamp, symbol)."""
 
+SNAPSHOTS = pa.schema(
+    [
+        ("scanned_at", KST_TIMESTAMP),
+        ("account", pa.string()),
+        ("scan_no", pa.int64()),
+        ("symbol", pa.string()),
+        ("name", pa.string()),
+        ("price", pa.int64()),
+        ("change", pa.int64()),
+        ("sign", pa.string()),
+        ("change_rate", pa.float64()),
+        ("volume", pa.int64()),
+        ("value", pa.int64()),
+        ("open", pa.int64()),
+        ("high", pa.int64()),
+        ("low", pa.int64()),
+        ("upper_limit", pa.int64()),
+        ("lower_limit", pa.int64()),
+        ("prev_close", pa.int64()),
+        ("base_price", pa.int64()),
+        ("ask", pa.int64()),
+        ("bid", pa.int64()),
+    ]
+)
+"""One row per symbol of each Track A scan (the spine's `snapshot` messages)."""
+
+TRIGGERS = pa.schema(
+    [
+        ("detected_at", KST_TIMESTAMP),
+        ("symbol", pa.string()),
+        ("kind", pa.string()),
+        ("strength", pa.float64()),
+        ("value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("expires_at", KST_TIMESTAMP),
+    ]
+)
+"""New triggers (the spine's `trigger` messages)."""
+
+SLOT_CHANGES = pa.schema(
+    [
+        ("at", KST_TIMESTAMP),
+        ("account", pa.string()),
+        ("symbol", pa.string()),
+        ("action", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+"""Subscribe and unsubscribe decisions of the slot manager (the spine's `slot` messages)."""
+
+OVERFLOW = pa.schema(
+    [
+        ("timestamp", KST_TIMESTAMP),
+        ("account", pa.string()),
+        ("symbol", pa.string()),
+        ("trigger_type", pa.string()),
+        ("trigger_strength", pa.float64()),
+        ("priority_score", pa.float64()),
+        ("reason", pa.string()),
+        ("current_slot_min_score", pa.float64()),
+        ("metadata", pa.string()),
+    ]
+)
+"""Candidates that got no slot (the overflow ledger's lines); `metadata` is its JSON object as text."""
+
+GAPS = pa.schema(
+    [
+        ("at", KST_TIMESTAMP),
+        ("event", pa.string()),
+        ("account", pa.string()),
+        ("symbol", pa.string()),
+        ("start", KST_TIMESTAMP),
+        ("end", KST_TIMESTAMP),
+        ("duration_seconds", pa.float64()),
+        ("expected", pa.bool_()),
+        ("reason", pa.string()),
+        ("action", pa.string()),
+        ("bars", pa.int64()),
+        ("detail", pa.string()),
+    ]
+)
+"""Every gap event, `event` saying which: "opened", "closed", "recovered" (back-filled; the bars are ticks of
+source "recovery") or "marked" (the gap marker line: `at` is its timestamp, `start`/`end` its times)."""
+
+ALERTS = pa.schema(
+    [
+        ("at", KST_TIMESTAMP),
+        ("key", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+"""Alerts that passed their cooldown: "<symbol>:<signal>" for market alerts, "system:<key>" for operations."""
+
+EVENT_TABLES: Mapping[str, pa.Schema] = {
+    "snapshots": SNAPSHOTS,
+    "triggers": TRIGGERS,
+    "slot_changes": SLOT_CHANGES,
+    "overflow": OVERFLOW,
+    "gaps": GAPS,
+    "alerts": ALERTS,
+}
+"""The tables the store role fills from the spine besides `ticks`, each keyed by its first (time) column."""
+
+EVENT_KEYS: Mapping[str, tuple[str, ...]] = {
+    "snapshots": ("scanned_at", "account", "scan_no", "symbol"),
+    "triggers": ("detected_at", "symbol", "kind"),
+    "slot_changes": ("at", "account", "symbol", "action"),
+    "overflow": ("timestamp", "account", "symbol", "reason"),
+    "gaps": ("at", "event", "account", "symbol", "start"),
+    "alerts": ("at", "key"),
+}
+"""What identifies an event row in PostgreSQL, so a replay from the spine inserts nothing twice."""
+
 KOSPI200_FUTURES_TABLE = "futures_101"
 KOSPI200_MATRIX_TABLE = "option_matrices_kospi200"
 _TABLE_PART = re.compile(r"^[0-9a-z]{1,32}$")
@@ -145,10 +258,12 @@ TABLES: Mapping[str, pa.Schema] = {
     "option_chain_raw": OPTION_CHAIN_RAW,
     KOSPI200_MATRIX_TABLE: OPTION_MATRIX,
     "dolpha1_signal": DOLPHA1_SIGNAL,
+    **EVENT_TABLES,
 }
 
 TIME_COLUMN: Mapping[str, str] = {
-    name: "exchange_time" if name == "ticks" else "timestamp" for name in TABLES
+    name: "exchange_time" if name == "ticks" else schema.names[0] if name in EVENT_TABLES else "timestamp"
+    for name, schema in TABLES.items()
 }
 """The column a table's rows are ordered and partitioned by."""
 

@@ -25,12 +25,12 @@ from loguru import logger
 
 from actors.slot_manager import tick_capacity
 from actors.system import ws_actor_id
-from app.summary import COUNTERS
 from core.calendar import is_trading_day
 from core.schedule import day_boundaries, next_boundary, phase_at
 from kis.ratelimit import PROCESS_LIMITERS
 from messages.market import UniverseReady
 from messages.universe import CurrentUniverse
+from runtime.metrics import COUNTERS
 from surfaces.audit import AuditLog
 from surfaces.commands import CommandError, parse_command
 

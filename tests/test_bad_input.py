@@ -31,7 +31,8 @@ from pydantic import SecretStr
 
 from config.accounts import Account
 from config.loader import ConfigError, load_settings
-from config.settings import RateLimitSettings, UniverseSettings
+from config.settings import RateLimitSettings
+from core.settings import UniverseSettings
 from core.universe import UniverseEntry, UniverseSnapshot, build_universe
 from kis import protocol
 from kis.errors import KisApiError, KisRateLimited, KisTokenTooSoon, KisUnparseableResponse

@@ -36,9 +36,10 @@ from pydantic import SecretStr
 from config.accounts import Account
 from config.loader import ConfigError, load_settings
 from config.settings import RateLimitSettings, TokenSettings
+from core.subscriptions import AckCode
 from kis import protocol
 from kis.errors import KisError, KisTransportError
-from kis.protocol import AckCode, TrId
+from kis.protocol import TrId
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
 from kis.ticks import Ack, Decoded, FrameError, PingPong, TradeFrame

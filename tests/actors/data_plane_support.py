@@ -14,7 +14,8 @@ from actors.gap_recovery import GapRecoveryActor
 from actors.recorder import RecorderActor
 from actors.ws_connection import ConnectionStatus, WSConnectionActor
 from config.accounts import Account
-from config.settings import GapSettings, RecoverySettings, Settings, WebSocketSettings
+from config.settings import Settings, WebSocketSettings
+from core.settings import GapSettings, RecoverySettings
 from messages.system import Ping
 from tests.actors.control_plane_support import (
     Journal,

@@ -234,7 +234,7 @@ def unaccounted_ticks(plane: DataPlane, symbols: tuple[str, ...]) -> tuple[list,
     for symbol, rows in recorded.items():
         # From the second after the first tick: trades earlier in that second preceded the subscription.
         first, last = rows[0][0] + timedelta(seconds=1), max(at for at, _ in rows)
-        for trade in plane.sim.market.trades(symbol, first, last):
+        for trade in plane.sim.market.unified_trades(symbol, first, last):  # the default feed's trades
             if trade.time.replace(microsecond=0) > last:
                 continue
             if not accounted(symbol, trade.cum_volume, trade.time):

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pykka
 import pytest
 
@@ -24,10 +25,11 @@ from actors.recorder import RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
 from config.settings import RecorderSettings, Settings
 from core.alerts import make_alert
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
 from core.schedule import DayEvent
-from kis.models import MinuteBar, MultiQuote
+from kis.models import MultiQuote
 from kis.ticks import TradeFrame, TradeTick
 from kis.ws_codec import decode
 from messages.alerts import AlertRaised, SystemAlert
@@ -281,7 +283,7 @@ def test_a_backup_right_after_a_long_scan_packs_all_of_its_rows(tmp_path: Path) 
     backup_at = DAY.replace(hour=21, minute=0)
     result = recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
     with tarfile.open(result.archive, "r:gz") as tar:
-        packed = tar.extractfile("swing/acct1/KRX/20240304/snapshots.jsonl")
+        packed = tar.extractfile("observer/swing/acct1/KRX/20240304/snapshots.jsonl")
         assert packed is not None
         lines = [json.loads(line) for line in packed.read().splitlines()]
     assert [(r["scan_no"], r["symbol"]) for r in lines] == [(4, row.symbol) for row in scan.rows]
@@ -322,13 +324,15 @@ def test_daily_backup_packs_the_day_with_a_correct_manifest(tmp_path: Path) -> N
     recorder.tell(OverflowRecorded(at=DAY, account="acct1", lines=({"symbol": "000660"},)))
     backup_at = DAY.replace(hour=21, minute=0)
     result = recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
-    observer = recorder.observer
+    root = recorder.context.paths.root
     expected = {
-        p.relative_to(observer).as_posix()
-        for p in observer.rglob("*")
-        if p.is_file() and "20240304" in p.as_posix() and "backup" not in p.parts and "state" not in p.parts
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ("20240304" in p.as_posix() or "state" in p.parts) and "backup" not in p.parts
     }
-    assert len(expected) == 4 and result.files == 4
+    parquet = "observer/parquet/ticks/date=20240304/day.parquet"
+    assert parquet in expected and len(expected) == result.files == 5
+    assert pq.read_table(root / parquet).num_rows == 5  # the day's ticks, rebuilt from the journal
     with tarfile.open(result.archive, "r:gz") as tar:
         names = tar.getnames()
         assert names[0] == "manifest.json"
@@ -336,7 +340,7 @@ def test_daily_backup_packs_the_day_with_a_correct_manifest(tmp_path: Path) -> N
         assert {entry["path"] for entry in manifest["files"]} == expected == set(names[1:])
         for entry in manifest["files"]:
             data = tar.extractfile(entry["path"]).read()
-            on_disk = (observer / entry["path"]).read_bytes()
+            on_disk = (root / entry["path"]).read_bytes()
             assert data == on_disk and entry["size"] == len(data)
             assert entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert json.loads(result.manifest.read_text()) == manifest
@@ -345,6 +349,17 @@ def test_daily_backup_packs_the_day_with_a_correct_manifest(tmp_path: Path) -> N
     recorder.frame("005930", 1, at=DAY.replace(hour=21, minute=1), first_cum=5000)
     recorder.ref.stop()
     assert len(read_jsonl(recorder.tick_file("005930")).records) == 4
+
+
+def test_the_daily_job_removes_what_retention_no_longer_keeps(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    old_day = DAY - timedelta(days=40)
+    recorder.frame("005930", 2, at=old_day)
+    recorder.frame("005930", 2)
+    backup_at = DAY.replace(hour=21, minute=0)
+    recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
+    scalp = recorder.observer / "scalp" / "acct1" / "KRX"
+    assert sorted(path.name for path in scalp.iterdir()) == ["20240304"]  # journal_days 30 by default
 
 
 def test_the_backup_packs_the_days_alerts_ledger(tmp_path: Path) -> None:
@@ -361,9 +376,8 @@ def test_the_backup_packs_the_days_alerts_ledger(tmp_path: Path) -> None:
     backup_at = DAY.replace(hour=21, minute=0)
     result = recorder.ref.ask(DayEventFired(at=backup_at, event=DayEvent.DAILY_BACKUP), timeout=WAIT)
 
-    ledger_name = ledger.relative_to(recorder.observer).as_posix()
-    assert ledger_name == "system/alerts/20240304_alerts.jsonl"
-    assert result.files == 2
+    ledger_name = ledger.relative_to(recorder.context.paths.root).as_posix()
+    assert ledger_name == "observer/system/alerts/20240304_alerts.jsonl"
     with tarfile.open(result.archive, "r:gz") as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())
         entries = {entry["path"]: entry for entry in manifest["files"]}
@@ -371,7 +385,13 @@ def test_the_backup_packs_the_days_alerts_ledger(tmp_path: Path) -> None:
     assert packed == ledger.read_bytes()
     assert entries[ledger_name]["sha256"] == hashlib.sha256(packed).hexdigest()
     assert entries[ledger_name]["size"] == len(packed)
-    assert "system/alerts/20240303_alerts.jsonl" not in entries
+    assert set(entries) == {
+        ledger_name,
+        "observer/scalp/acct1/KRX/20240304/ticks_005930.jsonl",
+        "observer/parquet/ticks/date=20240304/day.parquet",
+        "observer/state/alert_cooldowns.json",
+    }
+    assert result.files == len(entries)
 
 
 def test_every_tick_the_simulator_sent_is_recorded(tmp_path: Path, kis_sim) -> None:

@@ -75,6 +75,7 @@ class Scanning:
         settings = Settings(
             scan=scan or ScanSettings(interval_seconds=60, safe_mode_interval_seconds=120),
             rate_limit=RateLimitSettings(max_retries=retries, retry_backoff_seconds=(0.05,)),
+            websocket={"feed": "krx"},  # the KRX feed's day: Track A from 09:00, context sync at 09:30
         )
         self.context = make_context(
             tmp_path, self.clock, rest_url=sim.rest_url, accounts=(sim_account("acct1"),), settings=settings

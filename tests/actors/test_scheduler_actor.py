@@ -47,7 +47,8 @@ TRADING_DAY = [
     ("event", DayEvent.DAILY_BACKUP, time(21, 0)),
     ("event", DayEvent.TOKEN_CHECK, time(23, 0)),
 ]
-"""What a KRX trading day must announce, in order (the seed's operation schedule)."""
+"""What a KRX trading day must announce, in order (the seed's operation schedule): the KRX feed's day."""
+KRX_FEED = Settings(websocket={"feed": "krx"})
 
 
 def kst(day: date, hour: int, minute: int = 0) -> datetime:
@@ -70,7 +71,7 @@ def expected_day(day: date) -> list[tuple[str, object, datetime]]:
 
 
 def start_system(tmp_path, clock) -> tuple[Directory, dict[str, Journal], pykka.ActorRef, ObserverContext]:
-    context = make_context(tmp_path, clock, rest_url=None)
+    context = make_context(tmp_path, clock, rest_url=None, settings=KRX_FEED)
     directory = Directory(clock)
     journals = start_recorders(directory, *SUBSCRIBERS)
     scheduler = SchedulerActor.start("scheduler", directory, context)
@@ -169,7 +170,7 @@ def test_a_restarted_scheduler_resumes_where_the_last_one_stopped(tmp_path):
         directory.unregister("scheduler")
 
         frozen.move_to(kst(MONDAY, 9, 40))  # the restart took a while: 09:00 and 09:30 passed meanwhile
-        context = make_context(tmp_path, clock, rest_url=None)
+        context = make_context(tmp_path, clock, rest_url=None, settings=KRX_FEED)
         directory.register("scheduler", SchedulerActor.start("scheduler", directory, context))
         barrier(directory, clock)
 
@@ -220,7 +221,7 @@ def test_the_control_plane_lives_through_a_whole_trading_day(tmp_path):
         with KisSimulator(config) as sim:
             context = make_context(
                 tmp_path, clock, rest_url=sim.rest_url, accounts=(sim_account("acct1"),),
-                settings=Settings(scan=ScanSettings(interval_seconds=600)),
+                settings=Settings(scan=ScanSettings(interval_seconds=600), websocket={"feed": "krx"}),
             )
             directory = Directory(clock)
             peers = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.acct1")

@@ -19,19 +19,26 @@ from actors.directory import Directory
 from actors.slot_manager import SlotManagerActor, SlotManagerProxy
 from actors.supervisor import ChildSpec, Supervisor
 from config.accounts import Account
-from config.settings import Settings, SlotSettings
+from config.settings import Settings
 from core.models import Candidate, TriggerKind
 from core.schedule import Phase
-from kis.models import Holding
+from core.settings import SlotSettings
+from kis.models import Holding, MultiQuote
 from kis.rest import KisRestClient, TokenSource
-from kis.ticks import ExecutionNotice
+from kis.ticks import ExecutionNotice, TradeTick
 from messages.alerts import SystemAlert
 from messages.control import TrackBPaused
-from messages.market import ExecutionsReceived, HoldingsLoaded
+from messages.market import ExecutionsReceived, HoldingsLoaded, ScanCompleted, TicksReceived
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
-from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions, SubscriptionRefused
+from messages.streaming import (
+    BackPressure,
+    ConnectionChanged,
+    ConnectionState,
+    SetSubscriptions,
+    SubscriptionRefused,
+)
 from messages.system import Crash, Ping
 from runtime.clock import KST, SimulatedClock
 from runtime.metrics import Metrics
@@ -97,7 +104,7 @@ def account(name: str, max_slots: int, account_no: str = "") -> Account:
 def make_context(tmp_path: Path, *, capacities: tuple[int, int] = (3, 3), slots: SlotSettings | None = None,
                  rest_url: str | None = None, account_no: str = "") -> ObserverContext:
     accounts = (account("acct1", capacities[0], account_no), account("acct2", capacities[1], account_no))
-    settings = Settings(accounts=accounts, slots=slots or SlotSettings())
+    settings = Settings(accounts=accounts, slots=slots or SlotSettings(), websocket={"feed": "krx"})
     clock = SimulatedClock(START, speed=0)
     return ObserverContext(settings=settings, clock=clock, metrics=Metrics(), paths=DataPaths(tmp_path),
                            vault=SimulatorVault(accounts, rest_url, clock), rest_url=rest_url)
@@ -464,3 +471,173 @@ def test_track_b_paused_by_hand_stays_empty_until_resumed_even_across_a_restart(
     assert answer == "Track B resumed"
     slotted = set(harness.targets("ws.acct1")[-1]) | set(harness.targets("ws.acct2")[-1])
     assert slotted == {"005930", "000660"}
+
+
+def test_back_pressure_sheds_the_lowest_scored_and_takes_them_back_when_caught_up(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(4, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    ranking = tuple(cand(f"00000{i}", 10.0 - i) for i in range(1, 9))
+    harness.rank(*ranking)
+    full = harness.targets("ws.acct1")[-1]
+    other = harness.targets("ws.acct2")[-1]
+    assert len(full) == 4 and len(other) == 4
+    weakest = min(full, key=lambda symbol: next(c.score for c in ranking if c.symbol == symbol))
+
+    harness.tell(BackPressure(at=START, account="acct1", level=1, lag_seconds=3.0, backlog=10))
+    shed = harness.targets("ws.acct1")[-1]
+    assert set(shed) == set(full) - {weakest}  # a quarter of 4 slots: the lowest scored goes
+    line = harness.ledger()[-1]
+    assert line["symbol"] == weakest and line["metadata"]["reason_code"] == "backpressure"
+    harness.rank(*ranking)  # a new ranking does not fill the shed slot
+    assert set(harness.targets("ws.acct1")[-1]) == set(shed)
+    assert harness.targets("ws.acct2")[-1] == other
+    assert harness.slots().snapshot().get(timeout=WAIT).account("acct1").capacity == 3
+
+    harness.tell(BackPressure(at=START, account="acct1", level=0, lag_seconds=0.1, backlog=0))
+    assert set(harness.targets("ws.acct1")[-1]) == set(full)  # no cooldown: it comes straight back
+    assert harness.slots().snapshot().get(timeout=WAIT).account("acct1").capacity == 4
+
+
+# --- intraday removal: halts, price limits, stale slots; churn ------------------------------------------
+
+
+def row(symbol: str, *, price: int = 70_000, sign: str = "2", halted: bool = False) -> MultiQuote:
+    return MultiQuote(symbol=symbol, name="", price=price, change=price - 70_000, sign=sign, change_rate=0.0,
+                      volume=1_000, value=1_000 * price, open=70_000, high=price, low=70_000,
+                      upper_limit=91_000, lower_limit=49_000, prev_close=70_000, base_price=70_000,
+                      ask=price + 100, bid=price, halted=halted)
+
+
+def scan(harness: Harness, *rows: MultiQuote) -> None:
+    harness.tell(ScanCompleted(at=harness.clock.now(), account="acct1", scan_no=1, rows=rows, calls=1,
+                               duration_seconds=0.1))
+
+
+def ticks(harness: Harness, *symbols: str) -> None:
+    now = harness.clock.now()
+    trades = tuple(TradeTick(symbol, now, 70_000, 0, "3", 0.0, 1, 1, 70_000, 70_000, 70_000, 70_000, 70_100,
+                             70_000, "1", 100.0, "0", ()) for symbol in symbols)
+    harness.tell(TicksReceived(at=now, account="acct1", ticks=trades, received_mono=0.0))
+
+
+def placed(harness: Harness) -> set[str]:
+    return set(harness.slots().snapshot().get(timeout=WAIT).placement())
+
+
+def reasons(harness: Harness) -> list[tuple[str, str]]:
+    return [(line["symbol"], line["metadata"]["reason_code"]) for line in harness.ledger()]
+
+
+def test_halted_and_limit_locked_symbols_leave_their_slots_and_come_back(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 1)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    ranking = (cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0), cand("000004", 7.0))
+    harness.rank(*ranking)
+    assert placed(harness) == {"000001", "000002", "000003"}
+
+    harness.clock.advance(30)  # inside every dwell: a halt and a limit still take them out at once
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(message.record["message"]), level="INFO")
+    try:
+        scan(harness, row("000001", halted=True), row("000002", price=91_000, sign="1"), row("000003"))
+    finally:
+        logger.remove(sink)
+    assert placed(harness) == {"000003", "000004"}
+    assert "000001 trading halted: kept out of the slots" in messages
+    assert not any("keeps its slot" in text for text in messages)  # removed, so not marked
+    assert reasons(harness)[-2:] == [("000001", "halted"), ("000002", "price_limit")]
+    assert harness.slots().held_out().get(timeout=WAIT) == {
+        "000001": "halted: trading halted", "000002": "price_limit: at the upper price limit 91000"}
+    assert harness.context.metrics.snapshot()["slots_held_out"] == 2
+
+    harness.clock.advance(30)
+    harness.rank(*ranking)  # still held out: no new ledger line while the reason stays the same
+    assert placed(harness) == {"000003", "000004"} and len(harness.ledger()) == 3
+
+    harness.clock.advance(600)
+    scan(harness, row("000001"), row("000002", price=88_000))  # trading again, below the limit
+    assert placed(harness) == {"000001", "000002", "000003"}  # no cooldown: back at once, 000004 replaced
+    assert harness.slots().held_out().get(timeout=WAIT) == {}
+
+
+def test_a_held_position_is_never_removed(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(1, 1)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.tell(ManualOverride(at=START, symbol="000001"))
+    harness.rank(cand("000002", 9.0))
+    scan(harness, row("000001", halted=True), row("000002", price=49_000, sign="4"))
+    assert placed(harness) == {"000001"}
+    assert reasons(harness) == [("000002", "price_limit")]
+    assert harness.slots().halted_in_slots().get(timeout=WAIT) == {"000001"}
+
+
+def test_a_slot_without_data_for_30_minutes_is_released_but_a_venue_halt_is_only_marked(
+    tmp_path: Path,
+) -> None:
+    slots = SlotSettings(remove_halted=False)
+    harness = Harness(make_context(tmp_path, capacities=(2, 2), slots=slots))
+    harness.tell(ContextSynced(at=START, movers=()))
+    ranking = (cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0), cand("000004", 7.0),
+               cand("000005", 6.0))
+    harness.rank(*ranking)
+    assert placed(harness) == {"000001", "000002", "000003", "000004"}
+    scan(harness, row("000003", halted=True))
+    assert harness.context.metrics.snapshot()["slots_halted"] == 1
+
+    for _ in range(6):  # 30 minutes: 000001 streams, the others are quiet
+        harness.clock.advance(300)
+        ticks(harness, "000001")
+        harness.rank(*ranking)
+    assert placed(harness) == {"000001", "000002", "000003", "000004"}  # exactly 30 min is not yet stale
+
+    harness.clock.advance(60)
+    harness.rank(*ranking)
+    assert placed(harness) == {"000001", "000003", "000005"}  # 000003 is halted: kept, marked
+    stale = [line for line in harness.ledger() if line["metadata"]["reason_code"] == "stale"]
+    assert [line["symbol"] for line in stale] == ["000002", "000004"]
+    assert stale[0]["reason"] == "no data for 31 min (stale after 30 min)"
+    assert harness.context.metrics.count("slots_stale") == 2
+    assert harness.slots().halted_in_slots().get(timeout=WAIT) == {"000003"}
+
+    harness.clock.advance(60)  # released with the cooldown: not subscribed again at once
+    harness.rank(*ranking)
+    assert placed(harness) == {"000001", "000003", "000005"}
+
+
+def test_rapid_churn_raises_the_replacement_threshold_and_calm_lowers_it(tmp_path: Path) -> None:
+    slots = SlotSettings(min_dwell_seconds=0, resubscribe_cooldown_seconds=0, churn_replacements_per_hour=3,
+                         calm_replacements_per_hour=1, stale_after_seconds=None)
+    harness = Harness(make_context(tmp_path, capacities=(1, 1), slots=slots))
+    harness.tell(ContextSynced(at=START, movers=()))
+    steady = cand("000009", 100.0)  # holds the other slot throughout
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(message.record["message"]), level="INFO")
+    try:
+        scores = (10.0, 13.0, 16.0, 20.0, 25.0)  # each beats the one before by more than 1.2
+        harness.rank(steady, cand("000001", scores[0]))
+        for i in range(1, len(scores)):
+            harness.clock.advance(60)
+            harness.rank(steady, cand(f"{i:06d}", scores[i - 1]), cand(f"{i + 1:06d}", scores[i]))
+        assert placed(harness) == {"000009", "000005"}  # the 4th replacement raised the threshold afterwards
+        assert harness.slots().replacement_threshold().get(timeout=WAIT) == 1.5
+        snapshot = harness.context.metrics.snapshot()
+        assert (snapshot["replacement_threshold"], snapshot["replacements_last_hour"]) == (1.5, 4)
+
+        assert harness.directory.tell("slots", Crash(at=harness.clock.now()))  # the raised threshold survives
+        status = harness.supervisor.status
+        assert status.wait_until(lambda s: s.restarts("slots") == 1, timeout=WAIT)
+        assert harness.slots().replacement_threshold().get(timeout=WAIT) == 1.5
+
+        harness.clock.advance(60)
+        harness.rank(steady, cand("000005", 20.0), cand("000006", 28.0))  # 28 > 20 x 1.2 but not > 20 x 1.5
+        assert placed(harness) == {"000009", "000005"}
+
+        harness.clock.advance(3600)  # the hour's replacements slide out: back to 1.2
+        harness.rank(steady, cand("000005", 20.0), cand("000006", 28.0))
+        assert placed(harness) == {"000009", "000006"}
+        assert harness.slots().replacement_threshold().get(timeout=WAIT) == 1.2
+    finally:
+        logger.remove(sink)
+    assert any("rapid symbol churn: 4 replacements in the last hour (more than 3): replacement threshold "
+               "1.2 -> 1.5" in text for text in messages)
+    assert any("symbol churn calmed" in text and "1.5 -> 1.2" in text for text in messages)

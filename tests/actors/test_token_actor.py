@@ -28,6 +28,8 @@ def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
 
 
 def start_tokens(tmp_path, sim, accounts, settings: Settings | None = None):
+    """The tokens actor on the KRX feed's day (token refresh at 08:30) unless `settings` say otherwise."""
+    settings = settings or Settings(websocket={"feed": "krx"})
     context = make_context(tmp_path, sim.clock, rest_url=sim.rest_url, accounts=accounts, settings=settings)
     directory = Directory(sim.clock)
     journals = start_recorders(directory, "notifier", "ws.acct1", "ws.acct2")

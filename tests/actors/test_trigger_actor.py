@@ -19,8 +19,9 @@ from actors.directory import Directory
 from actors.supervisor import ChildSpec, Supervisor
 from actors.triggers import TriggerActor
 from config.accounts import Account
-from config.settings import ManualRule, Settings, SignalSettings, SlotSettings, TriggerSettings
+from config.settings import Settings
 from core.models import TriggerKind
+from core.settings import ManualRule, SignalSettings, SlotSettings, TriggerSettings
 from kis.models import MultiQuote
 from kis.rest import TokenSource
 from kis.ticks import TradeTick
@@ -388,13 +389,14 @@ def test_a_manual_trigger_lives_its_ttl_and_the_days_picks_replace_the_previous_
     assert harness.live() == []
 
     first = PicksLoaded(at=START, picks=(Pick(symbol="000660"), Pick(symbol="035720", score=0.5)))
+    # The picks last until Track A ends, with Nextrade on the default unified feed.
     answer = harness.directory.ask("triggers", first, timeout=WAIT)
-    assert answer == "2 picks loaded until 15:30 KST; 0 previous picks dropped"
+    assert answer == "2 picks loaded until 20:00 KST; 0 previous picks dropped"
     assert harness.live() == [("000660", TriggerKind.MANUAL), ("035720", TriggerKind.MANUAL)]
     harness.tell(ManualOverride(at=START, symbol="035720"))  # pinned by hand: it outlives its pick
     second = PicksLoaded(at=START, picks=(Pick(symbol="051910"),))
     answer = harness.directory.ask("triggers", second, timeout=WAIT)
-    assert answer == "1 picks loaded until 15:30 KST; 1 previous picks dropped"
+    assert answer == "1 picks loaded until 20:00 KST; 1 previous picks dropped"
     assert harness.live() == [("035720", TriggerKind.MANUAL), ("051910", TriggerKind.MANUAL)]
     assert "051910" in harness.rankings()[-1]
 
@@ -412,3 +414,62 @@ def test_scheduled_picks_wait_for_their_time_even_across_a_restart(tmp_path: Pat
     harness.clock.advance(300)
     harness.clock_tick()
     assert harness.live() == [("000660", TriggerKind.MANUAL)]
+
+
+HYBRID = SignalSettings(enabled=True, rank_by_closeness=True)
+
+
+def test_hybrid_slots_go_to_the_symbols_nearest_a_threshold_with_the_picks_first(tmp_path: Path) -> None:
+    """websocket_monitor_hybrid.md 3.5: the Top-N is the scan's symbols by closeness to a signal threshold;
+    the day's picks stay ahead of them; a tick trigger alerts but takes no slot."""
+    harness = Harness(make_context(tmp_path, signals=HYBRID))
+    harness.tell(UNIVERSE)  # every 20-day moving average is 70,000: the disparity threshold is at 64,400
+    harness.tell(scan(1, quote("005930", 100_000, price=70_500), quote("000660", 100_000, price=65_000),
+                      quote("035720", 100_000, price=68_000)))
+    # 000660 is 0.9 points above the -8 % disparity; 035720 (5.1) and 005930 (8.7) are beyond the 5-point
+    # horizon: no candidates
+    assert harness.rankings() == [["000660"]]
+    assert harness.alerts() == []
+
+    harness.directory.ask("triggers", PicksLoaded(at=START, picks=(Pick(symbol="005930"),)), timeout=WAIT)
+    ranked = harness.received("slots", CandidatesRanked)[-1].candidates
+    assert [c.symbol for c in ranked] == ["005930", "000660"]
+    assert [c.trigger for c in ranked] == [TriggerKind.MANUAL, TriggerKind.NEAR_SIGNAL]
+    sent = len(harness.rankings())
+
+    burst = tuple(trade("035720", START + timedelta(seconds=i // 12)) for i in range(120))  # 12 trades/s
+    harness.tell(TicksReceived(at=START, account="acct1", ticks=burst, received_mono=0.0))
+    assert harness.alerts() == [("035720", "trade_velocity")]
+    assert len(harness.rankings()) == sent  # no slot for a tick trigger in the hybrid ranking
+
+    later = START + timedelta(seconds=60)
+    harness.clock.set(later)
+    harness.tell(scan(2, quote("005930", 100_000, price=70_500), quote("000660", 100_000, price=65_000),
+                      quote("035720", 100_000, price=64_000), at=later))
+    assert harness.rankings()[-1] == ["005930", "035720", "000660"]  # 035720 now holds the condition
+    assert harness.directory.proxy("triggers").candidates().get(timeout=WAIT)[1].strength == 1.0
+    assert ("035720", "disparity") in harness.alerts()
+
+
+def test_mode_b_breakout_alerts_once_per_cooldown(tmp_path: Path) -> None:
+    signals = SignalSettings(enabled=True, breakout_enabled=True, breakout_minutes=1, breakout_pct=0.5)
+    harness = Harness(make_context(tmp_path, signals=signals))
+    harness.tell(UNIVERSE)
+
+    def trades(first: int, last: int, price: int) -> TicksReceived:
+        ticks = tuple(trade("005930", START + timedelta(seconds=s), price=price) for s in range(first, last))
+        return TicksReceived(at=START, account="acct1", ticks=ticks, received_mono=0.0)
+
+    harness.tell(trades(0, 61, 70_000))
+    harness.tell(trades(61, 62, 70_300))  # +0.43 %: not yet
+    assert harness.alerts() == []
+    harness.tell(trades(62, 63, 70_700))  # +0.57 % over the prior minute's high (70,300)
+    assert harness.alerts() == [("005930", "breakout")]
+    alert = harness.received("notifier", AlertRaised)[0].alert
+    assert "price +0.57 % above the prior high, >= 0.50 %" in alert.text
+    harness.tell(trades(63, 120, 70_700))
+    harness.tell(trades(120, 121, 71_200))  # a new breakout inside the 600 s cooldown
+    assert harness.alerts() == [("005930", "breakout")]
+    harness.tell(trades(121, 700, 71_200))
+    harness.tell(trades(700, 701, 71_700))  # 638 s after the first alert
+    assert harness.alerts() == [("005930", "breakout"), ("005930", "breakout")]

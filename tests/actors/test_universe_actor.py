@@ -13,11 +13,12 @@ from loguru import logger
 
 from actors.directory import Directory
 from actors.universe import BASELINE_RETRY_SECONDS, UniverseActor
-from config.settings import RateLimitSettings, Settings, UniverseSettings
+from config.settings import RateLimitSettings, Settings
+from core.bars import DailyBar
 from core.baselines import daily_baseline
 from core.schedule import DayEvent
+from core.settings import UniverseSettings
 from core.universe import UniverseEntry, build_universe
-from kis.models import DailyBar
 from messages.alerts import SystemAlert
 from messages.market import UniverseReady
 from messages.schedule import DayEventFired
@@ -104,7 +105,7 @@ def test_snapshot_files_are_in_the_seed_format(tmp_path, sim, accounts):
     context, _, journals = start_universe(tmp_path, sim, accounts)
     ready = ready_of(journals)
     files = sorted(p.name for p in context.paths.universe_dir.iterdir())
-    assert files == ["20240304_KOSDAQ.json", "20240304_KOSPI.json"]
+    assert files == ["20240304_KOSDAQ.json", "20240304_KOSPI.json", "20240304_kr_stocks.json"]
 
     by_code = {p.symbol: p for p in ready.profiles}
     for name in files:
@@ -121,7 +122,29 @@ def test_snapshot_files_are_in_the_seed_format(tmp_path, sim, accounts):
             assert set(row) == {"code", "name", "market_cap", "prev_close", "avg_volume_20d"}
             assert row["prev_close"] >= 4000
             assert row["avg_volume_20d"] == round(by_code[row["code"]].avg_volume_20d)
-            assert by_code[row["code"]].market == metadata["market"]
+            if metadata["market"] != "kr_stocks":
+                assert by_code[row["code"]].market == metadata["market"]
+
+    whole = json.loads((context.paths.universe_dir / "20240304_kr_stocks.json").read_text(encoding="utf-8"))
+    assert whole["metadata"]["market"] == "kr_stocks"
+    assert whole["metadata"]["symbol_count"] == len(ready.profiles)
+    assert [row["code"] for row in whole["symbols"]] == [p.symbol for p in ready.profiles]  # best cap first
+    caps = [row["market_cap"] for row in whole["symbols"]]
+    assert caps == sorted(caps, reverse=True)
+
+
+def test_a_day_whose_market_files_lack_the_kr_stocks_file_gets_it_at_the_next_start(tmp_path, sim, accounts):
+    context, directory, journals = start_universe(tmp_path, sim, accounts)
+    first = ready_of(journals)
+    whole = context.paths.universe_dir / "20240304_kr_stocks.json"
+    written = whole.read_bytes()
+    whole.unlink()  # as an older observer left the day
+    directory.ref("universe").stop()
+
+    restarted = make_context(tmp_path, sim.clock, rest_url=sim.rest_url, accounts=accounts)
+    _, _, journals = start_universe(tmp_path, sim, accounts, context=restarted)
+    assert [p.symbol for p in ready_of(journals).profiles] == [p.symbol for p in first.profiles]
+    assert whole.read_bytes() == written
 
 
 def test_restart_reuses_the_snapshot_and_the_baseline_cache(tmp_path, sim, accounts):
@@ -173,6 +196,7 @@ def test_failed_master_download_falls_back_to_the_latest_earlier_snapshot_and_al
     alerts = journals["notifier"].received(SystemAlert)
     assert len(alerts) == 1 and "20240229" in alerts[0].text and "could not be built" in alerts[0].text
     assert not (context.paths.universe_dir / "20240304_KOSPI.json").exists()
+    assert not (context.paths.universe_dir / "20240304_kr_stocks.json").exists()
     assert context.metrics.snapshot()["universe_fallback"] is True
 
 

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import functools
+import time
 from datetime import datetime, timedelta
 
 import pytest
 
 from actors.directory import Directory
-from actors.ws_connection import MAX_TICKS_PER_MESSAGE, FrameRelay, SessionEnded, SessionEvent
+from actors.ws_connection import (
+    MAX_TICKS_PER_MESSAGE,
+    Backlog,
+    FrameRelay,
+    SessionEnded,
+    SessionEvent,
+    TicksShed,
+)
 from core.gaps import RESTART
 from core.schedule import Phase
-from kis.protocol import AckCode
+from core.subscriptions import AckCode
 from kis.ticks import Ack, PingPong, TradeFrame, TradeTick
 from kis.ws_session import SessionClosed
 from messages.alerts import SystemAlert
-from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted
+from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import ExecutionsReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
+    BackPressure,
     ConnectionChanged,
     ConnectionState,
     CredentialsRenewed,
@@ -28,7 +37,7 @@ from messages.streaming import (
 from messages.system import ChildFailed, Crash
 from runtime.clock import KST, SimulatedClock
 from tests.actors.control_plane_support import Journal, RecordingActor, sim_account
-from tests.actors.data_plane_support import WAIT, DataPlane, wait_until
+from tests.actors.data_plane_support import FAST_WS, WAIT, DataPlane, wait_until
 
 PEERS = ("recorder", "triggers", "gaps", "slots", "notifier")
 START = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
@@ -383,3 +392,50 @@ def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: D
                for symbol in m.symbols}
     assert started == restart_ends()
     assert plane.status().open_gaps == ()
+
+
+def test_a_full_receive_queue_drops_trades_and_reports_their_symbols_before_the_next_ones() -> None:
+    journal = Journal()
+    actor = RecordingActor.start("ws.acct1", Directory(SimulatedClock(START, speed=0)), journal)
+    backlog = Backlog()
+    backlog.told = 3
+    relay = FrameRelay(actor, "acct1", SimulatedClock(START, speed=0), 7, backlog=backlog, max_queue=3)
+    relay.on_message(trade(0))
+    relay.on_drained()  # three messages wait: dropped
+    backlog.handled = 3  # the actor caught up
+    relay.on_message(trade(1))
+    relay.on_drained()
+    assert wait_until(lambda: len(journal.received()) == 2, WAIT)
+    shed, ticks = journal.received()
+    assert isinstance(shed, TicksShed) and shed.symbols == ("005930",)
+    assert isinstance(ticks, TicksReceived) and seconds(ticks) == [1]
+    assert backlog.told == 4 and backlog.pending() == 1
+
+
+def test_ticks_handled_late_shed_subscriptions_alert_once_and_recover_when_quiet(tmp_path, kis_sim) -> None:
+    websocket = FAST_WS.model_copy(update={"backpressure_lag_seconds": 0.05,
+                                           "backpressure_recover_seconds": 0.2,
+                                           "backpressure_step_seconds": 60.0})
+    plane = DataPlane(tmp_path, kis_sim, websocket=websocket)
+    plane.peers(*PEERS)
+    plane.start_ws()
+    stamped = time.monotonic()
+    time.sleep(0.1)  # the message waited 0.1 s before the actor handled it: behind the 0.05 s limit
+    for _ in range(2):
+        plane.tell("ws.acct1", TicksReceived(at=START, account="acct1", ticks=(tick_at(0),),
+                                             received_mono=stamped))
+    plane.barrier("ws.acct1")
+    assert wait_until(lambda: len(plane.received("slots", BackPressure)) >= 2, WAIT)
+    started, first = plane.received("slots", BackPressure)[:2]
+    assert started.level == 0  # each incarnation starts unshed (slots shed for a crashed one come back)
+    assert (first.account, first.level) == ("acct1", 1) and first.lag_seconds >= 0.1
+
+    # nothing more arrives: the check timer finds the queue empty and takes the slots back
+    assert wait_until(lambda: [m.level for m in plane.received("slots", BackPressure)] == [0, 1, 0], WAIT)
+    alerts = [m.key for m in plane.received("notifier", SystemAlert) if m.key.startswith("backpressure")]
+    assert alerts == ["backpressure.acct1"]
+
+    plane.tell("ws.acct1", TicksShed(("005930", "000660"), START))
+    assert wait_until(lambda: plane.received("gaps", TicksMissed), WAIT)
+    missed = plane.received("gaps", TicksMissed)[0]
+    assert (missed.symbols, missed.reason, missed.at) == (("005930", "000660"), "backpressure", START)

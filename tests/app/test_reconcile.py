@@ -1,13 +1,17 @@
 """app.reconcile on small hand-made run folders: the recorder's and notifier's file layout, real formats."""
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from app.reconcile import GapCover, SentRecord, classify, duplicate_alerts, reconcile_run
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
-from kis.models import MinuteBar
 from runtime.clock import KST
 from runtime.paths import DataPaths
 
@@ -161,3 +165,67 @@ def test_duplicate_alerts_skip_unusable_rows(warnings: list[str]) -> None:
             {"at": (at("09:31:00") + timedelta(seconds=1)).isoformat(), "key": "a", "cooldown_seconds": 600}]
     assert duplicate_alerts(rows) == 1
     assert any("unusable row" in line for line in warnings)
+
+
+BIG_DAY_TICKS = 1_000_000
+BIG_DAY_SYMBOLS = 40
+MEASURE = """
+import json, sys, time, tracemalloc
+from pathlib import Path
+import pyarrow as pa
+from app.reconcile import reconcile_run
+from runtime.paths import DataPaths
+root, warm = Path(sys.argv[1]), Path(sys.argv[2])
+reconcile_run(DataPaths(warm), warm / "sim" / "sent.jsonl", {"k" * 16: "sim1"})
+tracemalloc.start()
+started = time.perf_counter()
+result = reconcile_run(DataPaths(root), root / "sim" / "sent.jsonl", {"k" * 16: "sim1"})
+print(json.dumps({**result.figures(), "seconds": time.perf_counter() - started,
+                  "python_peak": tracemalloc.get_traced_memory()[1],
+                  "arrow_peak": pa.default_memory_pool().max_memory()}))
+"""
+
+
+def write_big_day(root: Path) -> None:
+    """A day of `BIG_DAY_TICKS` sent ticks over `BIG_DAY_SYMBOLS` symbols, every one recorded except the
+    last tick of each symbol, which falls in a marked gap."""
+    run = Run(root)
+    start = at("09:00:00")
+    seconds = [(start + timedelta(seconds=n)).isoformat() for n in range(BIG_DAY_TICKS // 50 + 1)]
+    files = {}
+    with run.sent_log.open("w", encoding="utf-8") as sent:
+        for n in range(BIG_DAY_TICKS):
+            symbol, second = f"{100000 + n % BIG_DAY_SYMBOLS:06d}", seconds[n // 50]
+            cum = n // BIG_DAY_SYMBOLS + 1
+            sent.write(f'{{"symbol":"{symbol}","exchange_time":"{second[:19]}.{n % 50:06d}{second[19:]}",'
+                       f'"price":1000,"volume":1,"cum_volume":{cum},"app_key_hash":"{KEY}"}}\n')
+            if n >= BIG_DAY_TICKS - BIG_DAY_SYMBOLS:
+                run.marked(symbol, start + timedelta(seconds=n // 50), start + timedelta(seconds=n // 50 + 1))
+                continue
+            if symbol not in files:
+                run.tick_file(symbol).parent.mkdir(parents=True, exist_ok=True)
+                files[symbol] = run.tick_file(symbol).open("w", encoding="utf-8")
+            files[symbol].write(
+                f'{{"symbol":"{symbol}","exchange_time":"{second}","received_at":"{second}","price":1000,'
+                f'"volume":1,"cum_volume":{cum},"cum_value":1000,"change_rate":0.1,"ask1":1000,'
+                f'"bid1":990,"side":"1","strength":100.0,"source":"ws"}}\n')
+    for file in files.values():
+        file.close()
+
+
+@pytest.mark.timeout(600)
+def test_a_million_tick_day_reconciles_in_bounded_memory(tmp_path: Path) -> None:
+    write_big_day(tmp_path / "big")
+    warm = Run(tmp_path / "warm")
+    warm.sent("005930", at("09:31:05"), 100)
+    warm.recorded("005930", at("09:31:05"), 100)
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(tmp_path / "big"), str(tmp_path / "warm")],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=True)
+    figures = json.loads(done.stdout.splitlines()[-1])
+    print(f"reconciled {BIG_DAY_TICKS} sent ticks in {figures['seconds']:.2f} s, peak "
+          f"{figures['python_peak'] / 1e6:.1f} MB Python + {figures['arrow_peak'] / 1e6:.1f} MB pyarrow")
+    assert figures["sim_ticks_sent"] == BIG_DAY_TICKS
+    assert figures["ticks_recorded_matched"] == BIG_DAY_TICKS - BIG_DAY_SYMBOLS
+    assert (figures["ticks_in_marked_gaps"], figures["ticks_lost"]) == (BIG_DAY_SYMBOLS, 0)
+    assert figures["python_peak"] < 50e6
+    assert figures["arrow_peak"] < 50e6

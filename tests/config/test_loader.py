@@ -63,6 +63,41 @@ def test_hybrid_profile_from_the_config_file(tmp_path: Path) -> None:
     assert settings.slots.resubscribe_cooldown_seconds == 180.0
     assert settings.alerts.cooldown_seconds == 600.0
     assert settings.slots.rebalance_interval_seconds == 60.0
+    assert settings.signals.rank_by_closeness is True and settings.signals.breakout_enabled is False
+
+
+def test_hybrid_b_profile_is_mode_b_of_the_hybrid_design() -> None:
+    settings = load_settings(env={"OBSERVER_PROFILE": "hybrid_b"})
+    assert settings.profile == "hybrid_b"
+    assert (settings.scan.interval_seconds, settings.scan.safe_mode_interval_seconds) == (30.0, 60.0)
+    assert settings.slots.max_slots == 40 and settings.slots.rebalance_interval_seconds == 60.0
+    signals = settings.signals
+    assert signals.enabled and signals.rank_by_closeness and signals.breakout_enabled
+    assert load_settings(env={}).signals.rank_by_closeness is False  # main: the trigger ranking
+
+
+def test_realtime_profile_runs_the_track_b_detectors_alone(tmp_path: Path) -> None:
+    """track_b_independent_scanner.md as its own profile: only the tick detectors pick slots, weighted by the
+    document's priorities; manual overrides stay; chosen by the file or the environment."""
+    settings = load_settings(write_json(tmp_path / "c.json", {"profile": "realtime"}), {})
+    assert settings.profile == "realtime"
+    triggers = settings.triggers
+    assert triggers.realtime.enabled
+    assert (triggers.realtime.volume_weight, triggers.realtime.price_move_weight) == (0.9, 0.95)
+    assert (triggers.realtime.volume_ratio, triggers.realtime.price_move_pct) == (5.0, 5.0)
+    assert not (triggers.volume_surge.enabled or triggers.trade_velocity.enabled
+                or triggers.volatility_spike.enabled)
+    assert triggers.manual.enabled and triggers.market_cap_weight == 0.0
+    assert settings.slots.max_slots == 41 and settings.slots.min_dwell_seconds == 120.0
+    assert load_settings(None, {"OBSERVER_PROFILE": "realtime"}) == settings
+    assert Settings().triggers.realtime.enabled is False  # main keeps them off (9.0 / 9.5 when turned on)
+    main = Settings().triggers.realtime
+    assert (main.volume_weight, main.price_move_weight) == (9.0, 9.5)
+
+
+def test_churn_levels_must_be_ordered() -> None:
+    with pytest.raises(ConfigError, match="calm_replacements_per_hour"):
+        load_settings(None, {"OBSERVER_SLOTS__CALM_REPLACEMENTS_PER_HOUR": "90"})
 
 
 def test_explicit_values_beat_the_profile_and_environment_beats_the_file(tmp_path: Path) -> None:
@@ -117,7 +152,9 @@ def test_observer_config_variable_names_the_file(tmp_path: Path) -> None:
 
 
 def test_schedule_times_from_the_file(tmp_path: Path) -> None:
-    config = write_json(tmp_path / "c.json", {"schedule": {"wakeup_time": "07:45", "track_a_start": "09:05"}})
+    config = write_json(tmp_path / "c.json", {
+        "websocket": {"feed": "krx"}, "schedule": {"wakeup_time": "07:45", "track_a_start": "09:05"},
+    })
     schedule = load_settings(config, {}).schedule
     assert schedule.wakeup_time == time(7, 45)
     assert schedule.track_a_start == time(9, 5)
@@ -192,7 +229,8 @@ def test_duplicate_key_in_the_file(tmp_path: Path) -> None:
 
 def test_unknown_profile(tmp_path: Path) -> None:
     config = write_json(tmp_path / "c.json", {"profile": "turbo"})
-    assert config_error(config) == f"config error in {config}: profile: must be one of main, hybrid"
+    assert config_error(config) == (
+        f"config error in {config}: profile: must be one of main, hybrid, hybrid_b, realtime")
 
 
 def test_unknown_environment_variable_with_our_prefix() -> None:
@@ -208,8 +246,24 @@ def test_wrong_type_from_the_environment_names_the_variable(tmp_path: Path) -> N
     assert "scan.interval_seconds: Input should be a valid number" in text
 
 
+def test_the_feed_and_sessions_from_the_file_set_the_day(tmp_path: Path) -> None:
+    config = write_json(tmp_path / "c.json", {
+        "websocket": {"feed": "nxt"},
+        "sessions": {"nxt": [{"name": "main", "start": "09:00", "end": "15:20"}]},
+    })
+    settings = load_settings(config, {})
+    assert settings.websocket.feed == "nxt" and [s.name for s in settings.sessions.nxt] == ["main"]
+    assert (settings.schedule.track_a_start, settings.schedule.track_a_stop) == (time(9), time(15, 20))
+
+
+def test_the_default_feed_is_unified(tmp_path: Path) -> None:
+    assert load_settings(None, {}).websocket.feed == "unified"
+    assert load_settings(None, {"OBSERVER_WEBSOCKET__FEED": "krx"}).schedule.track_b_start == time(9, 30)
+
+
 def test_phase_times_out_of_order(tmp_path: Path) -> None:
-    config = write_json(tmp_path / "c.json", {"schedule": {"track_b_start": "08:30"}})
+    schedule = {"track_b_start": "08:30", "track_b_stop": "08:00"}
+    config = write_json(tmp_path / "c.json", {"schedule": schedule})
     text = config_error(config)
     assert str(config) in text and "schedule" in text and "phase times must increase" in text
 

@@ -145,3 +145,12 @@ def test_a_market_alert_label_names_the_signal_in_words() -> None:
     at = datetime(2024, 3, 4, 1, 0, tzinfo=UTC)
     alert = make_alert("005930", "삼성전자", "turnover_surge_fall", 3.0, 3.5, at)
     assert market_alert_label(alert) == "turnover surge while falling 005930 삼성전자"
+
+
+def test_a_dolpha1_signal_reads_as_its_distance_from_vwap_in_atr() -> None:
+    at = datetime(2024, 3, 4, 10, 15, tzinfo=ZoneInfo("Asia/Seoul"))
+    alert = make_alert("005930", "", "dolpha1_trade_short", 2.0, 2.4, at)
+    assert alert.text == "[dolpha1_trade_short] 005930 | close 2.40 ATR above VWAP, beyond 2.00 ATR | " \
+        "2024-03-04 10:15:00 KST"
+    assert market_alert_label(alert) == "dolpha1 trade (short) 005930"
+    assert system_alert_label("postgres") == "PostgreSQL unreachable"

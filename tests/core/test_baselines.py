@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
+from core.bars import DailyBar
 from core.baselines import EMPTY, baseline_from_record, daily_baseline, lookback_start
-from kis.models import DailyBar
 
 START = date(2024, 1, 2)
 

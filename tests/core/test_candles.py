@@ -14,6 +14,7 @@ from core.candles import (
     STOCK_CLOSE,
     STOCK_OPEN,
     Candle,
+    CandleBuilder,
     CandleSource,
     Difference,
     Trade,
@@ -109,3 +110,23 @@ def test_missing_minutes_and_their_ranges() -> None:
     assert missing == [at(9, 3), at(9, 4), at(15, 29)]
     assert minute_ranges(missing) == [(at(9, 3), at(9, 4)), (at(15, 29), at(15, 29))]
     assert missing_minutes(DAY, STOCK_OPEN, time(9, 2), []) == [at(9, 0), at(9, 1)]
+
+
+def test_the_streaming_builder_gives_the_candles_of_the_batch_function() -> None:
+    trades = [
+        Trade("005930", at(9, 0, 30), 70100, 5),
+        Trade("005930", at(9, 0, 1), 70000, 10),
+        Trade("005930", at(9, 0, 45), 69900, 3),
+        Trade("005930", at(9, 0, 59, 999_999), 70050, 2),
+        Trade("005930", at(9, 0, 59, 999_999), 70060, 1),  # same time: the later one closes
+        Trade("000660", at(9, 0, 10), 120000, 1),
+        Trade("005930", at(9, 1, 0), 70200, 7),
+        Trade("000660", at(9, 2, 5).astimezone(UTC), 121000, 4),
+    ]
+    builder = CandleBuilder()
+    for trade in trades:
+        builder.add(trade.symbol, trade.time, trade.price, trade.volume)
+    first = builder.take_before(at(9, 1))
+    assert first == [c for c in candles_from_trades(trades) if c.minute < at(9, 1)]
+    assert builder.take_before(at(9, 1)) == []
+    assert builder.take_before(at(9, 3)) == [c for c in candles_from_trades(trades) if c.minute >= at(9, 1)]

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from config.settings import GapSettings, RecoverySettings
 from core.gaps import Gap, GapDetector, RecoveryAction, mark_expected_gaps, recovery_action
+from core.settings import GapSettings, RecoverySettings
 
 KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2026, 1, 20, 9, 40, tzinfo=KST)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import OverflowSettings
 from core.models import Candidate, TriggerKind
 from core.overflow import OverflowMonitor, OverflowReason, OverflowRecord, OverflowRecords
+from core.settings import OverflowSettings
 from core.slots import Slot
 
 KST = ZoneInfo("Asia/Seoul")

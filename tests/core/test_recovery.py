@@ -6,9 +6,9 @@ import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
-from kis.models import MinuteBar
 
 KST = ZoneInfo("Asia/Seoul")
 DAY = datetime(2026, 1, 20, tzinfo=KST)

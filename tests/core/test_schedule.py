@@ -1,8 +1,12 @@
-"""Operation phases and day boundaries, walked through time with freezegun and the system clock."""
+"""Operation phases and day boundaries, walked through time with freezegun and the system clock.
+
+Most tests walk the KRX feed's day (09:00-15:30 sessions, the design's original times); the default
+unified feed's day (KRX and Nextrade, 08:00-20:00) has its own tests at the end.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from freezegun import freeze_time
@@ -10,16 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from config.settings import ScheduleSettings
-from core.schedule import (
-    Boundary,
-    DayEvent,
-    Phase,
-    boundaries_between,
-    day_boundaries,
-    next_boundary,
-    phase_at,
-)
+from config.settings import Settings
+from core import schedule as core_schedule
+from core.schedule import DEFAULT_SCHEDULE, Boundary, DayEvent, Phase
+from core.sessions import Venue, open_sessions, venue_of
+from core.settings import ScheduleSettings, SessionSettings, TradingSession
 from messages.schedule import ClockTick, DayEventFired, PhaseChanged, message_for
 from runtime.clock import KST, SystemClock
 
@@ -40,6 +39,27 @@ TRADING_DAY_SEQUENCE = [
     ("21:00", None, DayEvent.DAILY_BACKUP),
     ("23:00", None, DayEvent.TOKEN_CHECK),
 ]
+
+
+KRX_DAY = Settings(websocket={"feed": "krx"}).schedule
+
+
+def phase_at(moment: datetime, schedule: ScheduleSettings = KRX_DAY) -> Phase:
+    return core_schedule.phase_at(moment, schedule)
+
+
+def boundaries_between(
+    start: datetime, end: datetime, schedule: ScheduleSettings = KRX_DAY
+) -> list[Boundary]:
+    return core_schedule.boundaries_between(start, end, schedule)
+
+
+def day_boundaries(day: date, schedule: ScheduleSettings = KRX_DAY) -> list[Boundary]:
+    return core_schedule.day_boundaries(day, schedule)
+
+
+def next_boundary(after: datetime, schedule: ScheduleSettings = KRX_DAY) -> Boundary:
+    return core_schedule.next_boundary(after, schedule)
 
 
 def summary(boundaries: list[Boundary]) -> list[tuple[str, Phase | None, DayEvent | None]]:
@@ -179,7 +199,9 @@ def test_naive_datetimes_are_refused() -> None:
 
 
 def test_custom_schedule_times_move_the_phases() -> None:
-    late_open = ScheduleSettings(track_a_start=time(10, 0), track_b_start=time(10, 30))
+    late_open = Settings(
+        websocket={"feed": "krx"}, schedule={"track_a_start": "10:00", "track_b_start": "10:30"}
+    ).schedule
     assert phase_at(TRADING_MONDAY.replace(hour=9, minute=45), late_open) is Phase.WARMUP
     assert phase_at(TRADING_MONDAY.replace(hour=10, minute=15), late_open) is Phase.TRACK_A_ONLY
     times = [b.at.strftime("%H:%M") for b in day_boundaries(TRADING_MONDAY.date(), late_open) if b.phase]
@@ -188,7 +210,96 @@ def test_custom_schedule_times_move_the_phases() -> None:
 
 def test_schedule_phase_times_must_be_in_order() -> None:
     with pytest.raises(ValidationError, match="phase times must increase"):
-        ScheduleSettings(track_b_stop=time(16, 0))
+        ScheduleSettings(**{**KRX_DAY.model_dump(), "track_b_stop": time(16, 0)})
+    with pytest.raises(ValidationError, match="phase times must increase"):
+        Settings(websocket={"feed": "krx"}, schedule={"track_b_stop": "16:00"})
+
+
+def test_an_unresolved_schedule_is_refused_by_the_schedule_functions() -> None:
+    with pytest.raises(ValueError, match="unset phase times"):
+        core_schedule.phase_at(TRADING_MONDAY, ScheduleSettings())
+
+
+UNIFIED_DAY_SEQUENCE = [
+    ("05:00", None, DayEvent.UNIVERSE_BUILD),
+    ("07:00", Phase.WARMUP, None),
+    ("07:00", None, DayEvent.WAKEUP),
+    ("07:30", None, DayEvent.TOKEN_REFRESH),
+    ("08:00", Phase.TRACK_A_ONLY, None),
+    ("08:30", Phase.FULL_OPERATION, None),
+    ("19:30", Phase.TRACK_A_CLOSING, None),
+    ("20:00", Phase.SHUTDOWN, None),
+    ("21:00", Phase.IDLE, None),
+    ("21:00", None, DayEvent.DAILY_BACKUP),
+    ("23:00", None, DayEvent.TOKEN_CHECK),
+]
+
+
+def test_the_default_day_follows_the_unified_feed_from_nextrades_pre_market_to_its_after_market() -> None:
+    assert Settings().websocket.feed == "unified" and Settings().schedule == DEFAULT_SCHEDULE
+    day = core_schedule.day_boundaries(TRADING_MONDAY.date())
+    assert summary(day) == UNIFIED_DAY_SEQUENCE
+    assert core_schedule.phase_at(TRADING_MONDAY.replace(hour=8, minute=40)) is Phase.FULL_OPERATION
+    assert core_schedule.phase_at(TRADING_MONDAY.replace(hour=17)) is Phase.FULL_OPERATION
+
+
+def test_each_feed_takes_the_span_of_its_venues_sessions() -> None:
+    nxt = Settings(websocket={"feed": "nxt"}).schedule
+    assert (nxt.track_a_start, nxt.track_a_stop) == (time(8, 0), time(20, 0))
+    krx = (KRX_DAY.wakeup_time, KRX_DAY.track_b_start, KRX_DAY.track_b_stop)
+    assert krx == (time(8), time(9, 30), time(15))
+
+
+def test_a_new_krx_session_in_the_settings_moves_the_krx_feeds_day() -> None:
+    sessions = SessionSettings(krx=(
+        TradingSession(name="pre", start=time(8, 0), end=time(8, 50)),
+        TradingSession(name="regular", start=time(9, 0), end=time(15, 30)),
+        TradingSession(name="after", start=time(15, 30), end=time(20, 0)),
+    ))
+    krx = Settings(websocket={"feed": "krx"}, sessions=sessions).schedule
+    assert (krx.track_a_start, krx.track_b_start, krx.track_a_stop) == (time(8), time(8, 30), time(20))
+
+
+def test_an_explicit_phase_time_wins_over_the_derived_one() -> None:
+    schedule = Settings(schedule={"track_b_stop": "15:00", "track_a_stop": "15:30"}).schedule
+    assert (schedule.track_a_start, schedule.track_b_stop, schedule.track_a_stop) == (
+        time(8), time(15), time(15, 30)
+    )
+
+
+def test_sessions_must_not_overlap_and_must_end_after_they_start() -> None:
+    with pytest.raises(ValidationError, match="overlap"):
+        SessionSettings(nxt=(
+            TradingSession(name="a", start=time(8), end=time(10)),
+            TradingSession(name="b", start=time(9), end=time(11)),
+        ))
+    with pytest.raises(ValidationError, match="start before it ends"):
+        TradingSession(name="a", start=time(10), end=time(9))
+
+
+@pytest.mark.parametrize(
+    ("feed", "clock_time", "venue"),
+    [
+        ("unified", time(8, 10), Venue.NXT),
+        ("unified", time(10, 0), Venue.UNIFIED),
+        ("unified", time(15, 25), Venue.KRX),
+        ("unified", time(17, 0), Venue.NXT),
+        ("krx", time(10, 0), Venue.KRX),
+        ("nxt", time(10, 0), Venue.NXT),
+    ],
+)
+def test_the_venue_of_a_trade_follows_its_feed_and_the_sessions_open(
+    feed: str, clock_time: time, venue: Venue
+) -> None:
+    moment = datetime.combine(TRADING_MONDAY.date(), clock_time, tzinfo=KST)
+    assert venue_of(feed, moment, SessionSettings()) is venue  # type: ignore[arg-type]
+
+
+def test_open_sessions_name_the_venue_and_session() -> None:
+    at = TRADING_MONDAY.replace(hour=12)
+    assert [(venue, session.name) for venue, session in open_sessions(at, SessionSettings())] == [
+        (Venue.KRX, "regular"), (Venue.NXT, "main"),
+    ]
 
 
 def test_next_boundary() -> None:

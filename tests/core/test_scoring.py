@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import TriggerSettings, VolumeSurgeRule
+from config.loader import load_settings
 from core.models import Trigger, TriggerKind
 from core.scoring import rank_candidates, score, usable_market_cap, weight
+from core.settings import TriggerSettings, VolumeSurgeRule
 
 KST = ZoneInfo("Asia/Seoul")
 NOW = datetime(2026, 1, 20, 10, 0, tzinfo=KST)
@@ -35,20 +36,36 @@ def test_score_formula_uses_kind_weight_strength_and_market_cap():
     assert score(trig(kind=TriggerKind.TRADE_VELOCITY, strength=0.0), 1e3, SETTINGS) == pytest.approx(8 + 0.3)
     assert score(trig(kind=TriggerKind.VOLATILITY_SPIKE, strength=1.0), None, SETTINGS) == pytest.approx(12)
     assert score(trig(kind=TriggerKind.MANUAL, strength=1.0), None, SETTINGS) == pytest.approx(10)
-    assert score(trig(kind=TriggerKind.REALTIME_PRICE_MOVE, strength=0.0), None, SETTINGS) == pytest.approx(9)
+    price_move = trig(kind=TriggerKind.REALTIME_PRICE_MOVE, strength=0.0)
+    assert score(price_move, None, SETTINGS) == pytest.approx(9.5)
     custom = TriggerSettings(volume_surge=VolumeSurgeRule(weight=2.0), market_cap_weight=1.0)
     assert score(trig(strength=0.5), 100.0, custom) == pytest.approx(3 + 2)
 
 
 def test_every_kind_has_its_configured_weight():
-    assert {k: weight(k, SETTINGS) for k in TriggerKind} == {
+    triggers = [k for k in TriggerKind if k is not TriggerKind.NEAR_SIGNAL]  # a ranking kind, never a trigger
+    assert {k: weight(k, SETTINGS) for k in triggers} == {
         TriggerKind.VOLUME_SURGE: 10.0,
         TriggerKind.TRADE_VELOCITY: 8.0,
         TriggerKind.VOLATILITY_SPIKE: 6.0,
         TriggerKind.MANUAL: 5.0,
         TriggerKind.REALTIME_VOLUME: 9.0,
-        TriggerKind.REALTIME_PRICE_MOVE: 9.0,
+        TriggerKind.REALTIME_PRICE_MOVE: 9.5,
     }
+
+
+def test_realtime_profile_ranks_by_the_track_b_documents_priorities():
+    """track_b_independent_scanner.md: volume surge 0.9, volatility spike 0.95; no market-cap term, so a
+    small cap's volatility spike outranks a large cap's volume surge of the same strength."""
+    realtime = load_settings(None, {}, overrides={"profile": "realtime"}).triggers
+    assert weight(TriggerKind.REALTIME_VOLUME, realtime) == 0.9
+    assert weight(TriggerKind.REALTIME_PRICE_MOVE, realtime) == 0.95
+    volume = trig("000001", kind=TriggerKind.REALTIME_VOLUME, strength=0.5)
+    move = trig("000002", kind=TriggerKind.REALTIME_PRICE_MOVE, strength=0.5)
+    assert score(volume, 4e14, realtime) == pytest.approx(0.9 * 1.5)
+    assert score(move, 1e9, realtime) == pytest.approx(0.95 * 1.5)
+    ranked = rank_candidates([volume, move], {"000001": 4e14, "000002": 1e9}, NOW, realtime).candidates
+    assert [c.symbol for c in ranked] == ["000002", "000001"]
 
 
 def test_unusable_market_caps_count_zero():

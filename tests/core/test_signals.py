@@ -5,11 +5,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import SignalSettings
+from core.settings import SignalSettings
 from core.signals import (
+    HighWindow,
     ReturnWindow,
     SignalInputs,
     SignalKind,
+    check_breakout,
     check_disparity,
     check_return_drop,
     check_turnover_fall,
@@ -90,3 +92,37 @@ def test_return_window_matches_brute_force(trades):
         assert (got is None) == (expected is None)
         if expected is not None:
             assert got == pytest.approx(expected)
+
+
+MODE_B = SignalSettings(enabled=True, breakout_enabled=True, breakout_minutes=20, breakout_pct=0.5)
+
+
+def test_breakout_needs_mode_b_and_the_margin_above_the_prior_high():
+    hit = check_breakout(inputs(price=10_050.0, prior_high=10_000.0), MODE_B)
+    assert hit is not None and hit.signal is SignalKind.BREAKOUT
+    assert (hit.threshold, hit.value) == (0.5, pytest.approx(0.5))
+    assert check_breakout(inputs(price=10_049.0, prior_high=10_000.0), MODE_B) is None
+    assert check_breakout(inputs(price=10_050.0, prior_high=None), MODE_B) is None
+    assert check_breakout(inputs(price=10_050.0, prior_high=10_000.0), ON) is None  # Mode A: off
+    hits = evaluate_signals(inputs(price=10_100.0, prior_high=10_000.0), MODE_B)
+    assert [h.signal for h in hits] == [SignalKind.BREAKOUT]
+
+
+def test_high_window_gives_the_prior_high_once_the_span_is_covered():
+    window = HighWindow(1)
+    assert window.add(0.0, 100.0) is None
+    assert window.add(30.0, 105.0) is None
+    assert window.add(60.0, 101.0) == 105.0  # [0, 60) covered
+    assert window.add(95.0, 102.0) == 101.0  # 105 at t=30 left the window [35, 95)
+    assert window.add(90.0, 99.0) == 102.0  # a late trade counts at the latest time
+
+
+@given(st.lists(st.tuples(st.integers(0, 600).map(float), st.integers(1, 200).map(float)), max_size=60))
+def test_high_window_matches_brute_force(trades):
+    trades.sort(key=lambda x: x[0])
+    window = HighWindow(2)
+    for i, (t, price) in enumerate(trades):
+        before = [p for u, p in trades[:i] if t - 120.0 <= u]
+        covered = trades[0][0] <= t - 120.0
+        expected = max(before) if covered and before else None
+        assert window.add(t, price) == expected

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import SlotSettings
 from core.models import Candidate, TriggerKind
 from core.overflow import OverflowReason
+from core.settings import SlotSettings
 from core.slots import (
     AccountSlots,
     Allocation,
+    ChurnGuard,
+    Exclusion,
     ProviderAccount,
     Slot,
     SlotState,
     allocate_slots,
+    churn_raised,
+    market_exclusion,
     release_account,
     restore_account,
     shrink_capacity,
+    stale_symbols,
 )
 
 KST = ZoneInfo("Asia/Seoul")
@@ -461,12 +467,21 @@ candidate_lists = st.lists(
     max_size=14,
 ).map(lambda pairs: [cand(symbol, score) for symbol, score in pairs])
 
+exclusion_maps = st.dictionaries(
+    st.sampled_from(SYMBOLS),
+    st.sampled_from([OverflowReason.HALTED, OverflowReason.PRICE_LIMIT, OverflowReason.STALE]).map(
+        lambda code: Exclusion(code, code.value)),
+    max_size=4,
+)
+NONE_EXCLUDED = st.just({})
+
 operations = st.one_of(
     st.tuples(st.just("allocate"), candidate_lists, st.sets(st.sampled_from(SYMBOLS), max_size=3),
-              st.sampled_from([0.0, 30.0, 119.0, 120.0, 180.0, 400.0])),
-    st.tuples(st.just("release"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0)),
-    st.tuples(st.just("restore"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0)),
-    st.tuples(st.just("shrink"), st.sampled_from(["a", "b", "c"]), st.integers(0, 4), st.just(5.0)),
+              st.sampled_from([0.0, 30.0, 119.0, 120.0, 180.0, 400.0]), exclusion_maps),
+    st.tuples(st.just("release"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0), NONE_EXCLUDED),
+    st.tuples(st.just("restore"), st.sampled_from(["a", "b", "c"]), st.none(), st.just(5.0), NONE_EXCLUDED),
+    st.tuples(st.just("shrink"), st.sampled_from(["a", "b", "c"]), st.integers(0, 4), st.just(5.0),
+              NONE_EXCLUDED),
 )
 
 pool_shapes = st.lists(st.integers(0, 5), min_size=1, max_size=3).map(
@@ -482,10 +497,11 @@ slot_settings = st.builds(
 
 
 def run_operation(state, operation, now, settings, accounts) -> tuple[Allocation, set[str], frozenset[str]]:
-    kind, first, second, _ = operation
+    kind, first, second, _, excluded = operation
     names = {account.name for account in state.accounts}
     if kind == "allocate":
-        return allocate_slots(state, first, second, now, settings, accounts), set(), frozenset(second)
+        result = allocate_slots(state, first, second, now, settings, accounts, excluded=excluded)
+        return result, set(), frozenset(second)
     if first not in names:
         return allocate_slots(state, [], (), now, settings, accounts), set(), frozenset()
     if kind == "release":
@@ -528,7 +544,113 @@ def test_slot_invariants_hold_through_any_sequence_of_operations(accounts, confi
         }
         if operation[0] == "allocate":
             assert was_pinned_on_live_account <= set(placement), "a pinned symbol is never evicted"
-            competitors = {c.symbol for c in operation[1]} | pinned
+            excluded = set(operation[4]) - pinned
+            assert not excluded & set(placement), "an excluded symbol never holds a slot unless pinned"
+            removed = excluded & set(state.placement())  # they compete too: each overflows once
+            competitors = {c.symbol for c in operation[1]} | pinned | removed
             overflowed = [record.symbol for record in result.overflow]
             assert sorted(overflowed) == sorted(competitors - set(placement))
+            codes_now = {record.symbol: record.code for record in result.overflow}
+            assert all(codes_now[symbol] is operation[4][symbol].code for symbol in excluded & set(codes_now))
         state = result.state
+
+
+# --- exclusions: halts, price limits, stale symbols ------------------------------------------------
+
+
+class Row(NamedTuple):
+    symbol: str
+    price: int
+    sign: str = "2"
+    upper_limit: int = 13_000
+    lower_limit: int = 7_000
+    halted: bool = False
+
+
+def test_market_exclusion_reads_halts_and_price_limits_from_the_scan_row():
+    assert market_exclusion(Row("1", 10_000), DEFAULT) is None
+    assert market_exclusion(Row("1", 10_000, halted=True), DEFAULT).code is OverflowReason.HALTED
+    upper = market_exclusion(Row("1", 13_000, sign="1"), DEFAULT)
+    assert upper.code is OverflowReason.PRICE_LIMIT and "upper price limit 13000" in upper.reason
+    assert market_exclusion(Row("1", 13_000), DEFAULT).code is OverflowReason.PRICE_LIMIT  # price at limit
+    assert "lower price limit 7000" in market_exclusion(Row("1", 7_000, sign="4"), DEFAULT).reason
+    assert market_exclusion(Row("1", 12_990), DEFAULT) is None  # one tick below the limit
+    assert market_exclusion(Row("1", 0, upper_limit=0, lower_limit=0), DEFAULT) is None  # no limits known
+    keep = SlotSettings(remove_halted=False, remove_at_price_limit=False)
+    assert market_exclusion(Row("1", 10_000, halted=True), keep) is None
+    assert market_exclusion(Row("1", 13_000, sign="1"), keep) is None
+
+
+def test_excluded_slotted_symbol_leaves_without_cooldown_and_its_slot_goes_to_the_next():
+    state = full_state({"1": 10, "2": 9})
+    halted = {"2": Exclusion(OverflowReason.HALTED, "trading halted")}
+    result = allocate_slots(state, [cand("1", 10), cand("2", 9), cand("3", 5)], (), at(30), DEFAULT,
+                            one_account(2), excluded=halted)
+    assert held(result, "a") == ("1", "3")  # dwell does not protect a halted symbol
+    assert result.diffs["a"].unsubscribe == ("2",)
+    assert codes(result) == {"2": OverflowReason.HALTED}
+    assert ("a", "2", "unsubscribe", "halted: trading halted") in result.reasons
+    assert "2" not in result.state.released_at  # it may come back as soon as the halt ends
+    back = allocate_slots(result.state, [cand("1", 10), cand("2", 9), cand("3", 5)], (), at(300), DEFAULT,
+                          one_account(3))
+    assert held(back, "a") == ("1", "3", "2")
+
+
+def test_excluded_candidate_stays_out_with_its_reason_and_a_pinned_one_stays_in():
+    limit = Exclusion(OverflowReason.PRICE_LIMIT, "at the upper price limit 13000")
+    result = allocate_slots(SlotState(), [cand("1", 10), cand("2", 9)], ("9",), T0, DEFAULT, one_account(3),
+                            excluded={"1": limit, "9": limit})
+    assert held(result, "a") == ("9", "2")
+    assert codes(result) == {"1": OverflowReason.PRICE_LIMIT}
+    assert result.evaluated == 3
+
+
+def test_stale_symbol_released_with_cooldown_and_overflows_once_even_if_no_longer_a_candidate():
+    state = full_state({"1": 10, "2": 9})
+    stale = {"2": Exclusion(OverflowReason.STALE, "no data for 31 min (stale after 30 min)")}
+    result = allocate_slots(state, [cand("1", 10)], (), at(3600), DEFAULT, one_account(2), excluded=stale)
+    assert held(result, "a") == ("1",)
+    assert [(r.symbol, r.code, r.account) for r in result.overflow] == [("2", OverflowReason.STALE, "a")]
+    assert result.state.released_at["2"] == at(3600)
+    assert result.evaluated == 2
+
+
+def test_stale_symbols_count_quiet_time_from_the_latest_of_data_since_and_watch_start():
+    slots = (Slot("1", T0, 10), Slot("2", T0, 9), Slot("3", T0, 8, pinned=True), Slot("4", T0, 7))
+    state = SlotState((AccountSlots("a", 4, slots),))
+    last = {"1": at(60), "2": at(1000)}
+    now = at(60 + 1800)
+    assert set(stale_symbols(state, last, now, DEFAULT, watched_since=T0)) == {"4"}  # "1": exactly 30 min
+    later = stale_symbols(state, last, at(61 + 1800), DEFAULT, watched_since=T0)
+    assert set(later) == {"1", "4"}  # "4" never streamed since T0; "3" is pinned
+    assert later["1"] == Exclusion(OverflowReason.STALE, "no data for 30 min (stale after 30 min)")
+    assert stale_symbols(state, last, at(61 + 1800), DEFAULT, watched_since=at(600)) == {}  # a restart
+    assert set(stale_symbols(state, last, at(61 + 1800), DEFAULT, watched_since=T0, exempt={"4"})) == {"1"}
+    never = SlotSettings(stale_after_seconds=None)
+    assert stale_symbols(state, {}, at(86_000), never, watched_since=T0) == {}
+
+
+# --- churn: the replacement threshold rises from 1.2 to 1.5 and comes back ---------------------------
+
+
+def test_churn_guard_raises_above_the_rate_and_lowers_at_the_calm_level():
+    settings = SlotSettings(churn_replacements_per_hour=4, calm_replacements_per_hour=2)
+    guard = ChurnGuard(settings).observe(T0, 4)
+    assert (guard.threshold, guard.replacements_last_hour) == (1.2, 4)  # 4 is not more than 4
+    guard = guard.observe(at(60), 1)
+    assert (guard.raised, guard.threshold) == (True, 1.5)
+    guard = guard.observe(at(3601))  # the first 4 left the hour: 1 left, at or below the calm level
+    assert (guard.raised, guard.threshold, guard.replacements_last_hour) == (False, 1.2, 1)
+    assert churn_raised(3, True, settings) and not churn_raised(3, False, settings)  # between: as it was
+    with pytest.raises(ValueError):
+        guard.observe(at(3700), -1)
+
+
+def test_churn_threshold_is_the_one_the_replacement_uses():
+    state = full_state({"1": 10})
+    candidates = [cand("1", 10), cand("2", 13)]  # 13 > 10 x 1.2 but not > 10 x 1.5
+    assert held(allocate_slots(state, candidates, (), at(300), DEFAULT, one_account(1)), "a") == ("2",)
+    raised = allocate_slots(state, candidates, (), at(300), DEFAULT, one_account(1), threshold=1.5)
+    assert held(raised, "a") == ("1",) and raised.replacements == 0
+    assert codes(raised) == {"2": OverflowReason.SLOTS_FULL}
+    assert allocate_slots(state, candidates, (), at(300), DEFAULT, one_account(1)).replacements == 1

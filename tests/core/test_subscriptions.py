@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.subscriptions import (
+    AckCode,
     Action,
     Command,
     Registration,
@@ -15,7 +16,6 @@ from core.subscriptions import (
     SubState,
     is_session_refusal,
 )
-from kis.protocol import AckCode
 
 TRADE = "H0STCNT0"
 

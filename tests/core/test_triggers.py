@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import (
+from core.models import Trigger, TriggerKind
+from core.settings import (
     ManualRule,
     RealtimeDetectorRule,
     TradeVelocityRule,
@@ -13,7 +14,6 @@ from config.settings import (
     VolatilitySpikeRule,
     VolumeSurgeRule,
 )
-from core.models import Trigger, TriggerKind
 from core.triggers import (
     Baseline,
     MoveWindow,
@@ -117,6 +117,11 @@ def test_volatility_uses_true_range_across_a_gap():
     gap_up = row(high=10_500, low=10_450, prev_close=10_250)  # range 50, true range 250
     assert detect_volatility_spike(gap_up, Baseline(1000, 125), VolatilitySpikeRule()).value == 2.0
     assert detect_volatility_spike(gap_up, Baseline(1000, 0), VolatilitySpikeRule()) is None
+
+
+def test_a_scan_before_the_first_trade_of_the_day_is_no_volatility_spike():
+    pre_market = row(high=0, low=0, prev_close=10_250)  # quoted before the open: no high or low yet
+    assert detect_volatility_spike(pre_market, Baseline(1000, 125), VolatilitySpikeRule()) is None
 
 
 def test_evaluate_scan_checks_every_row_with_a_baseline():

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from config.settings import UniverseSettings
+from core.settings import UniverseSettings
 from core.universe import (
     UniverseBuildError,
     UniverseEntry,

@@ -86,7 +86,7 @@ def build_system(settings, kis_sim: KisSimulator) -> Iterator[Callable[..., Obse
 
 
 ROOM_FOR_ONE_CRASH_EACH = (50, 30.0)
-"""A restart limit (max_restarts, period_seconds) far above one crash per actor (10 of them): the
+"""A restart limit (max_restarts, period_seconds) far above one crash per actor (11 of them): the
 production limit (5 in 30 s) would rightly stop a system whose actors all crash within seconds. The
 crash-loop test keeps the production limit."""
 
@@ -190,6 +190,9 @@ def test_each_actor_crashed_in_turn_comes_back_with_its_state(build_system, sett
 
     # gaps: back and answering
     crash_and_await_restart(system, "gaps")
+
+    # minute jobs (off outside simulator mode): back and answering
+    crash_and_await_restart(system, "minute_jobs")
 
     # ws: the new connection subscribes the same targets again
     targets = set(slots(system).targets().get(timeout=5)[ACCOUNT])

@@ -1,5 +1,5 @@
-"""Track B through a whole day with freezegun: the real scheduler, tokens, universe, scanner, slot manager and
-WebSocket connection on the simulator (following the frozen wall clock) from 04:55 to 23:00.
+"""Track B through a whole KRX-feed day with freezegun: the real scheduler, tokens, universe, scanner, slot
+manager and WebSocket connection on the simulator (following the frozen wall clock) from 04:55 to 23:00.
 
 The control plane alone is covered by tests/actors/test_scheduler_actor.py; this adds the streaming half:
 no tick subscription before the context sync, streaming from 09:30, every subscription gone at 15:00, and
@@ -134,7 +134,7 @@ def start_plane(tmp_path: Path, clock: SystemClock, sim: KisSimulator) -> Plane:
         clock,
         rest_url=sim.rest_url,
         accounts=(sim_account(ACCOUNT),),
-        settings=Settings(scan=ScanSettings(interval_seconds=600)),
+        settings=Settings(scan=ScanSettings(interval_seconds=600), websocket={"feed": "krx"}),
     )
     context = dataclasses.replace(context, ws_url=sim.ws_url)
     directory = Directory(clock)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -208,6 +209,22 @@ def test_multi_quote_batch_rows_match_the_market(kis_sim: KisSimulator, client: 
         assert (row.ask, row.bid) == (expected.ask1, expected.bid1)
         assert row.prev_close == listing.prev_close
         assert row.name == listing.name
+
+
+def test_multi_quote_rows_say_which_symbols_are_halted(kis_sim_config: SimConfig, tmp_path: Path,
+                                                      recorder: Recorder) -> None:
+    """A scenario halt (and a symbol listed as halted) shows in the scan row's `halted`; the rest trade."""
+    scenario = tmp_path / "halt.json"
+    scenario.write_text(json.dumps([{"at": "09:00", "symbol": "005930", "event": "halt", "minutes": 600}]))
+    with KisSimulator(dataclasses.replace(kis_sim_config, scenario=scenario)) as sim:
+        client = make_client(sim.rest_url, recorder, clock=sim.clock)
+        listed_halted = sorted(code for code, listing in sim.market.listings.items() if listing.halted)
+        trading = sorted(code for code, listing in sim.market.listings.items() if not listing.halted)[:5]
+        symbols = ["005930", *listed_halted[:3], *(code for code in trading if code != "005930")]
+        rows = {row.symbol: row for row in client.multi_quote_batch(symbols)}
+    assert rows["005930"].halted
+    assert all(rows[code].halted for code in listed_halted[:3])
+    assert not any(rows[code].halted for code in trading if code != "005930")
 
 
 def test_batches_over_30_and_bad_codes_are_refused_before_any_call(

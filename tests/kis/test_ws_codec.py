@@ -11,9 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from core.subscriptions import AckCode
 from kis.crypto import NoticeCryptoError, decrypt_notice, encrypt_notice
-from kis.fields import H0STASP0_FIELDS, H0STCNI0_FIELDS, H0STCNI0_INDEX, H0STCNT0_FIELDS, H0STCNT0_INDEX
-from kis.protocol import ACK_MESSAGES, AckCode
+from kis.fields import (
+    H0STASP0_FIELDS,
+    H0STCNI0_FIELDS,
+    H0STCNI0_INDEX,
+    H0STCNT0_FIELDS,
+    H0STCNT0_INDEX,
+    H0UNASP0_FIELDS,
+)
+from kis.protocol import ACK_MESSAGES
 from kis.ticks import (
     Ack,
     ExecutionNoticeFrame,
@@ -87,11 +95,12 @@ def test_live_frame_decodes_to_one_typed_tick() -> None:
     assert len(tick.fields) == len(H0STCNT0_FIELDS)
 
 
-def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_last_and_out_of_its_repr() -> None:
+def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_out_of_its_repr_and_its_tr_last() -> None:
     frame = decode(LIVE_FRAME)
     assert isinstance(frame, TradeFrame)
     (tick,) = frame.ticks
-    assert TradeTick._fields[-1] == "fields" and len(TradeTick._fields) == 18
+    assert TradeTick._fields[-2:] == ("fields", "tr_id") and len(TradeTick._fields) == 19
+    assert tick.tr_id == "H0STCNT0" and tick.feed == "krx"
     with pytest.raises(AttributeError):
         tick.price = 1  # type: ignore[misc]
     assert tick._replace(side="5").side == "5" and tick.side == "1"
@@ -99,6 +108,7 @@ def test_a_tick_is_an_immutable_named_tuple_with_the_raw_fields_last_and_out_of_
     assert rebuilt == tick and hash(rebuilt) == hash(tick)
     assert repr(tick).startswith("TradeTick(symbol='005930', exchange_time=")
     assert "hour_class='0'" in repr(tick) and "fields" not in repr(tick) and "607878273600" in repr(tick)
+    assert "tr_id='H0STCNT0'" in repr(tick)
     assert {name: getattr(tick, name) for name in tick._fields} == tick._asdict()
 
 
@@ -111,9 +121,9 @@ def test_live_frame_as_utf8_bytes_decodes_like_text() -> None:
     [LIVE_RECORD, record(CNTG_VOL=""), record(STCK_CNTG_HOUR="93000"), LIVE_RECORD + "^appended^columns"],
     ids=["live", "blank volume", "five-digit time", "wider record"],
 )
-def test_one_record_fast_path_decodes_as_the_general_path(one: str) -> None:
-    fast = decode("0|H0STCNT0|001|" + one)  # the fixed header of the fast path
-    general = decode("0|H0STCNT0|1|" + one)  # the same record through the general checks
+def test_a_three_digit_and_a_plain_record_count_decode_alike(one: str) -> None:
+    fast = decode("0|H0STCNT0|001|" + one)
+    general = decode("0|H0STCNT0|1|" + one)
     assert isinstance(fast, TradeFrame)
     assert fast == general
     assert type(fast.ticks[0]) is TradeTick
@@ -530,3 +540,111 @@ def test_control_messages_with_or_without_extra_fields_decode(header: dict[str, 
 def test_pingpong_with_extra_fields_is_still_a_pingpong_to_echo() -> None:
     raw = json.dumps({"header": {"tr_id": "PINGPONG", "datetime": "20260310093000", "seq": "1"}, "body": {}})
     assert decode(raw) == PingPong(raw)
+
+
+# --- NXT and unified feeds; what KIS may add ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tr_id", "feed"), [("H0STCNT0", "krx"), ("H0NXCNT0", "nxt"), ("H0UNCNT0", "unified")]
+)
+def test_every_trade_feed_decodes_with_its_tr_id_on_each_tick(tr_id: str, feed: str) -> None:
+    later = record(STCK_CNTG_HOUR="112617", CNTG_VOL="7", ACML_VOL="9694975")
+    frame = decode(f"0|{tr_id}|002|{LIVE_RECORD}^{later}")
+
+    assert isinstance(frame, TradeFrame) and frame.tr_id == tr_id
+    seen = [(tick.tr_id, tick.feed, tick.volume) for tick in frame.ticks]
+    assert seen == [(tr_id, feed, 125), (tr_id, feed, 7)]
+    assert frame.ticks[0].price == 62700
+
+
+def test_columns_appended_to_unified_records_are_read_through() -> None:
+    wider = [LIVE_RECORD + "^new1^new2", record(CNTG_VOL="9") + "^new1^new2"]
+    frame = decode("0|H0UNCNT0|002|" + "^".join(wider))
+
+    assert isinstance(frame, TradeFrame)
+    assert [tick.volume for tick in frame.ticks] == [125, 9]
+    assert frame.ticks[1].fields[-2:] == ("new1", "new2")
+
+
+def book_payload(names: tuple[str, ...]) -> str:
+    values = dict.fromkeys(names, "0")
+    values.update(MKSC_SHRN_ISCD="005930", BSOP_HOUR="080501", HOUR_CLS_CODE="0", ACML_VOL="700")
+    values.update({f"ASKP{i}": str(62700 + 100 * (i - 1)) for i in range(1, 11)})
+    values.update({f"BIDP{i}": str(62600 - 100 * (i - 1)) for i in range(1, 11)})
+    return "^".join(values[name] for name in names)
+
+
+@pytest.mark.parametrize("tr_id", ["H0NXASP0", "H0UNASP0"])
+def test_nxt_and_unified_order_books_with_their_mid_price_columns_decode(tr_id: str) -> None:
+    frame = decode(f"0|{tr_id}|001|{book_payload(H0UNASP0_FIELDS)}")
+
+    assert isinstance(frame, OrderBookFrame) and frame.tr_id == tr_id
+    (book,) = frame.books
+    assert (book.symbol, book.hour, book.asks[0], book.bids[0], book.cum_volume) == (
+        "005930", "080501", 62700, 62600, 700
+    )
+    assert len(book.fields) == 65
+
+
+def test_a_unified_book_record_of_krx_width_still_decodes() -> None:
+    frame = decode(f"0|H0UNASP0|001|{book_payload(H0STASP0_FIELDS)}")
+    assert isinstance(frame, OrderBookFrame) and frame.books[0].asks[0] == 62700
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"header":{"tr_id":"H0UNCNT0","tr_key":"005930","encrypt":"N"},'
+        '"body":{"rt_cd":"0","msg_cd":"OPSP0000","msg1":"SUBSCRIBE SUCCESS","output":{"iv":"i","key":"k"}}}',
+        '{"HEADER":{"TR_ID":"H0UNCNT0","TR_KEY":"005930","ENCRYPT":"N"},'
+        '"BODY":{"RT_CD":"0","MSG_CD":"OPSP0000","MSG1":"SUBSCRIBE SUCCESS","OUTPUT":{"IV":"i","KEY":"k"}}}',
+        '{"Header":{"Tr_Id":"H0UNCNT0","tr_key":"005930","encrypt":"N","datetime":"20260914080000"},'
+        '"body":{"rt_cd":"0","msg_cd":"OPSP0000","msg1":"SUBSCRIBE SUCCESS","output":{"iv":"i","key":"k"},'
+        '"extra":{"new":1}},"trailer":"appended"}',
+    ],
+    ids=["lower", "upper", "mixed with extra fields"],
+)
+def test_acks_read_alike_in_either_header_case_and_with_extra_fields(raw: str) -> None:
+    ack = decode(raw)
+
+    assert isinstance(ack, Ack)
+    assert (ack.tr_id, ack.tr_key, ack.code) == ("H0UNCNT0", "005930", AckCode.SUBSCRIBE_SUCCESS)
+    assert ack.ok
+    assert ack.keys == NoticeKeys(key="k", iv="i")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"body":{"rt_cd":"9","msg_cd":"OPSP8996","msg1":"ALREADY IN USE appkey"}}',
+        '{"header":{"tr_id":"H0UNCNT0","tr_key":"005930","encrypt":"N"},'
+        '"body":{"rt_cd":"9","msg_cd":"OPSP8996","msg1":"ALREADY IN USE appkey"}}',
+        '{"header":{"TR_ID":"","TR_KEY":"","ENCRYPT":"N","DATETIME":"20260914080000"},'
+        '"body":{"RT_CD":"9","MSG_CD":"OPSP8996","MSG1":"ALREADY IN USE appkey","OUTPUT":{}}}',
+    ],
+    ids=["no header", "with header", "upper case with extra fields"],
+)
+def test_the_appkey_in_use_refusal_reads_with_or_without_a_header(raw: str) -> None:
+    ack = decode(raw)
+    assert isinstance(ack, Ack) and (ack.code, ack.ok) == (AckCode.APPKEY_IN_USE, False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"header":{"TR_ID":"PINGPONG","DATETIME":"20260914080000"}}',
+        '{"header":{"tr_id":"PINGPONG","datetime":"20260914080000","tr_key":"","encrypt":"N"},"body":{}}',
+    ],
+    ids=["upper case", "extra fields"],
+)
+def test_pingpong_reads_in_either_case_and_with_extra_fields_and_keeps_its_text(raw: str) -> None:
+    assert decode(raw) == PingPong(raw)
+
+
+def test_an_error_names_whether_the_frame_could_have_carried_trades() -> None:
+    unified = decode("0|H0UNCNT0|002|" + LIVE_RECORD)
+    book = decode("0|H0UNASP0|001|005930^1")
+
+    assert isinstance(unified, FrameError) and unified.may_carry_trades
+    assert isinstance(book, FrameError) and not book.may_carry_trades

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 from websockets.sync.server import Server, ServerConnection, serve
 
-from kis.protocol import AckCode
+from core.subscriptions import AckCode
 from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
 from kis.ws_session import KisWebSocketError, KisWebSocketSession, SessionClosed
 from runtime.clock import KST

@@ -4,9 +4,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config.settings import UniverseSettings
+from core.settings import UniverseSettings
 from core.universe import UniverseEntry, UniverseSnapshot, build_universe
-from runtime.universe_store import UniverseFileError, UniverseStore
+from runtime.universe_store import KR_STOCKS, UniverseFileError, UniverseStore, combine_markets
 
 KST = ZoneInfo("Asia/Seoul")
 SETTINGS = UniverseSettings(min_symbol_count=1, markets=("KOSPI",))
@@ -134,3 +134,37 @@ def test_prune_keeps_the_last_n_days(tmp_path):
         store.load(days[0], "KOSPI")
     assert store.prune("KOSPI", keep=3) == tuple(store.path_for(d, "KOSPI") for d in days[2:9])
     assert store.load(days[-1], "KOSPI").day == days[-1]
+
+
+def both_markets(day: date) -> tuple[UniverseSnapshot, ...]:
+    rows = [
+        UniverseEntry(code="005930", name="삼성전자", market="KOSPI", prev_close=71_100, market_cap=4_500),
+        UniverseEntry(code="000660", name="SK하이닉스", market="KOSPI", prev_close=145_000, market_cap=1_200),
+        UniverseEntry(code="247540", name="에코프로", market="KOSDAQ", prev_close=250_000, market_cap=2_000),
+    ]
+    at = datetime.combine(day, datetime.min.time(), tzinfo=KST) + timedelta(hours=5)
+    return build_universe(rows, day, UniverseSettings(min_symbol_count=1), at).snapshots
+
+
+def test_the_whole_days_universe_as_one_kr_stocks_file_in_the_seed_format(tmp_path):
+    day = date(2026, 1, 20)
+    whole = combine_markets(both_markets(day))
+    assert whole.market == KR_STOCKS == "kr_stocks"
+    assert whole.codes == ("005930", "247540", "000660")  # market cap descending across both markets
+    assert (whole.metadata.date, whole.metadata.previous_trading_day) == ("20260120", "20260119")
+    assert whole.metadata.symbol_count == 3
+    assert whole.metadata.filter_criteria.startswith("close_price >= 4000")
+    store = UniverseStore(tmp_path)
+    store.save(whole)
+    document = json.loads((tmp_path / "20260120_kr_stocks.json").read_text(encoding="utf-8"))
+    assert document["metadata"]["market"] == "kr_stocks"
+    assert [row["code"] for row in document["symbols"]] == ["005930", "247540", "000660"]
+    assert UniverseStore(tmp_path).load(day, KR_STOCKS) == whole
+    assert store.days("KOSPI") == ()  # the markets' own files are apart from it
+
+
+def test_combining_needs_snapshots_of_one_day():
+    with pytest.raises(ValueError, match="different days"):
+        combine_markets((*both_markets(date(2026, 1, 20))[:1], *both_markets(date(2026, 1, 21))[1:]))
+    with pytest.raises(ValueError, match="no snapshot"):
+        combine_markets(())

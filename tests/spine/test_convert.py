@@ -6,18 +6,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from actors.recorder import recovery_lines
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.models import Candidate, TriggerKind
 from core.overflow import OverflowReason, OverflowRecord
 from core.recovery import build_recovery_records, gap_marker
-from kis.models import MinuteBar, MultiQuote
-from messages.market import ScanCompleted
+from core.sessions import venue_of
+from core.settings import SessionSettings
+from kis.models import MultiQuote
+from kis.ticks import TradeTick
+from messages.market import ScanCompleted, TicksReceived
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from runtime.clock import KST
 from spine import wire
 from spine.convert import facts_of
 
 AT = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
+SESSIONS = SessionSettings()
 GAP = Gap(symbol="005930", start=AT, end=AT + timedelta(minutes=2, seconds=30), expected=True,
           reason="websocket_reconnect")
 
@@ -26,8 +31,8 @@ def test_recovered_bars_go_out_as_recovery_ticks_like_the_tick_file_rows() -> No
     bars = [MinuteBar(symbol="005930", time=AT + timedelta(minutes=m), open=71000, high=71500, low=70800,
                       close=71200 + m, volume=1000 + m, value=0) for m in range(3)]
     records = build_recovery_records(GAP, bars, recovered_at=AT + timedelta(minutes=3))
-    facts = list(facts_of(RecoveryRecorded(at=AT + timedelta(minutes=3), account="sim1", gap=GAP,
-                                           records=records)))
+    recorded = RecoveryRecorded(at=AT + timedelta(minutes=3), account="sim1", gap=GAP, records=records)
+    facts = list(facts_of(recorded, SESSIONS))
     summary, *ticks = facts
     assert isinstance(summary, wire.GapRecovered) and summary.bars == 3
     rows = [row for record in records for row in recovery_lines(record)]
@@ -39,7 +44,7 @@ def test_recovered_bars_go_out_as_recovery_ticks_like_the_tick_file_rows() -> No
 
 def test_a_gap_marker_goes_out_with_its_account() -> None:
     marker = gap_marker(GAP, "longer than 60 s: not back-filled", at=AT)
-    (fact,) = facts_of(GapMarked(at=AT, account="sim1", marker=marker))
+    (fact,) = facts_of(GapMarked(at=AT, account="sim1", marker=marker), SESSIONS)
     assert isinstance(fact, wire.GapMarked)
     assert fact.model_dump(exclude={"type", "version", "account"}) == marker.model_dump(exclude={"gap_type"})
     assert fact.account == "sim1"
@@ -49,7 +54,7 @@ def test_overflow_ledger_lines_go_out_one_message_each() -> None:
     candidate = Candidate(symbol="000660", score=9.2, market_cap=5e11, trigger=TriggerKind.TRADE_VELOCITY,
                           strength=0.85, detected_at=AT)
     line = OverflowRecord(AT, candidate, OverflowReason.SLOTS_FULL, "slots full", 10.5, "sim1").to_ledger()
-    (fact,) = facts_of(OverflowRecorded(at=AT, account="sim1", lines=(line,)))
+    (fact,) = facts_of(OverflowRecorded(at=AT, account="sim1", lines=(line,)), SESSIONS)
     assert isinstance(fact, wire.Overflowed)
     assert fact.symbol == "000660" and fact.metadata == line["metadata"] and fact.reason == "slots full"
 
@@ -60,7 +65,20 @@ def test_a_scan_goes_out_as_one_snapshot_per_row_then_its_summary() -> None:
                             low=69_800, upper_limit=91_000, lower_limit=49_000, prev_close=69_900,
                             base_price=69_900, ask=70_100, bid=70_000) for i in range(3))
     scan = ScanCompleted(at=AT, account="sim1", scan_no=4, rows=rows, calls=1, duration_seconds=0.4)
-    *snapshots, done = facts_of(scan)
+    *snapshots, done = facts_of(scan, SESSIONS)
     assert [s.symbol for s in snapshots] == [row.symbol for row in rows]
     assert all(isinstance(s, wire.Snapshot) and s.scan_no == 4 for s in snapshots)
     assert isinstance(done, wire.ScanDone) and done.rows == 3
+
+
+def test_a_unified_tick_names_the_venue_in_session_as_the_tick_file_does() -> None:
+    """Nextrade's after-market is NXT's alone; during both main sessions the unified feed cannot tell."""
+    def unified_tick(at: datetime) -> TradeTick:
+        return TradeTick("005930", at, 70000, 0, "3", 0.0, 1, 10, 700000, 70000, 70000, 70000, 70100, 70000,
+                         "1", 100.0, "0", (), "H0UNCNT0")
+    after, main = AT.replace(hour=16), AT
+    message = TicksReceived(at=after, account="sim1", ticks=(unified_tick(after), unified_tick(main)),
+                            received_mono=0.0)
+    venues = [fact.venue for fact in facts_of(message, SESSIONS)]
+    assert venues == ["NXT", "UN"]
+    assert venues == [venue_of("unified", tick.exchange_time, SESSIONS) for tick in message.ticks]

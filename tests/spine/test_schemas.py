@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.models import Trigger, TriggerKind
 from core.schedule import Phase
+from core.settings import SessionSettings
 from messages.schedule import PhaseChanged
 from runtime.clock import KST
 from spine import schemas, wire
@@ -15,6 +16,7 @@ from spine.convert import facts_of
 from spine.subjects import Subjects, token
 
 AT = datetime(2024, 3, 4, 9, 30, tzinfo=KST)
+SESSIONS = SessionSettings()
 
 
 def test_the_schema_files_equal_the_models() -> None:
@@ -44,8 +46,8 @@ def test_domain_messages_become_typed_messages_on_their_subjects() -> None:
                       detected_at=AT, expires_at=None)
     phase = PhaseChanged.model_validate({"at": AT, "phase": Phase.FULL_OPERATION,
                                          "previous": Phase.TRACK_A_ONLY})
-    (fired,) = facts_of(trigger)
-    (changed,) = facts_of(phase)
+    (fired,) = facts_of(trigger, SESSIONS)
+    (changed,) = facts_of(phase, SESSIONS)
     assert subjects.of(fired.subject_pattern, **fired.subject_keys()) == "observer.main.trigger.005930"
     assert subjects.of(changed.subject_pattern, **changed.subject_keys()) == "observer.main.phase"
     sent = json.loads(changed.model_dump_json())

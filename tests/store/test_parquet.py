@@ -21,7 +21,7 @@ from runtime.jsonl import read_jsonl
 from runtime.paths import DataPaths
 from store.journal import import_journal_day
 from store.parquet import COMPACTED, ParquetWriter, compact, partition_dir
-from store.tables import TICKS, to_table
+from store.tables import STOCKS_1M, TICKS, to_table
 
 DAY = date(2026, 9, 14)
 
@@ -136,3 +136,31 @@ def test_a_replay_after_a_restart_writes_nothing_twice(tmp_path: Path) -> None:
     compact(tmp_path, "ticks", DAY)
     table = pq.read_table(partition_dir(tmp_path, "ticks", DAY) / COMPACTED)
     assert table["stream_seq"].to_pylist() == list(range(1, 11))
+
+
+def test_parts_left_by_a_killed_compaction_are_not_counted_twice(tmp_path: Path) -> None:
+    writer = ParquetWriter(tmp_path)
+    for seq in range(1, 6):
+        writer.add("ticks", DAY, {"symbol": "005930", "exchange_time": f"2026-09-14T09:31:0{seq}+09:00",
+                                  "price": 70000 + seq}, seq=seq)  # fmt: skip
+    writer.flush()
+    folder = partition_dir(tmp_path, "ticks", DAY)
+    (part,) = folder.glob("part-*.parquet")
+    kept = part.read_bytes()
+    assert compact(tmp_path, "ticks", DAY) == 5
+    part.write_bytes(kept)  # the day's file was written, the part not yet removed
+    assert compact(tmp_path, "ticks", DAY) == 5
+    assert pq.read_table(folder / COMPACTED)["stream_seq"].to_pylist() == [1, 2, 3, 4, 5]
+
+
+def test_a_second_writer_in_the_same_process_keeps_the_first_ones_parts(tmp_path: Path) -> None:
+    """An actor restarted in the same process opens a new writer: its parts must not replace the old."""
+    day = date(2024, 3, 4)
+    rows = [{"timestamp": datetime(2024, 3, 4, 10, minute, tzinfo=KST), "symbol": "005930", "timeframe": "1m",
+             "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1, "source": "kis"} for minute in (1, 2)]
+    for row in rows:
+        writer = ParquetWriter(tmp_path, {"stocks_1m": STOCKS_1M})
+        writer.add("stocks_1m", day, row)
+        writer.flush()
+    stored = pq.read_table(partition_dir(tmp_path, "stocks_1m", day)).column("timestamp").to_pylist()
+    assert sorted(stored) == [datetime(2024, 3, 4, 10, 1), datetime(2024, 3, 4, 10, 2)]

@@ -11,8 +11,10 @@ import psycopg
 import pytest
 
 from runtime.clock import KST
-from store.postgres import MIGRATIONS, insert_ticks, migrate, set_status, upsert
-from tests.pg_server import PostgresServer, postgres_server
+from spine import wire
+from store.facts import row_of
+from store.postgres import MIGRATIONS, insert_events, insert_ticks, migrate, set_status, upsert
+from tools.pg_server import PostgresServer, postgres_server
 
 DAY = date(2026, 9, 14)
 
@@ -85,7 +87,8 @@ def test_pipeline_tables_are_migration_2_with_wall_timestamps(conn: psycopg.Conn
         "SELECT table_name, data_type FROM information_schema.columns WHERE column_name = 'timestamp'"
     ).fetchall())
     assert kinds == {name: "timestamp without time zone" for name in (
-        "stocks_1m", "futures_101", "option_chain_raw", "option_matrices_kospi200", "dolpha1_signal")}
+        "stocks_1m", "futures_101", "option_chain_raw", "option_matrices_kospi200", "dolpha1_signal")} | {
+        "overflow": "timestamp with time zone"}  # the store role's event table keeps aware times
 
 
 def test_a_candle_replay_writes_nothing_twice_and_kis_bars_replace_tick_candles(
@@ -136,3 +139,20 @@ def test_matrix_rows_are_keyed_by_time_underlying_and_metric(conn: psycopg.Conne
     assert conn.execute(
         "SELECT c_atm, c_itm10 FROM option_matrices_kospi200 WHERE metric_type = 'price'"
     ).fetchall() == [(1.7, None)]
+
+
+def test_event_rows_from_the_spine_go_in_once_each(conn: psycopg.Connection) -> None:
+    migrate(conn)
+    gap = wire.GapMarked(account="sim1", timestamp=datetime(2026, 9, 14, 9, 40, tzinfo=KST), symbol="005930",
+                         start_time=datetime(2026, 9, 14, 9, 31, tzinfo=KST),
+                         end_time=datetime(2026, 9, 14, 9, 32, tzinfo=KST), duration_seconds=60.0,
+                         reason="disconnect", detail="no bars", expected=False)  # fmt: skip
+    table, row = row_of(json.loads(gap.model_dump_json()))
+    assert table == "gaps"
+    assert insert_events(conn, table, [{**row, "stream_seq": 7}]) == 1
+    assert insert_events(conn, table, [{**row, "stream_seq": 9}]) == 0  # the same gap delivered again
+    stored = conn.execute('SELECT event, symbol, start, "end", stream_seq FROM gaps').fetchall()
+    assert stored == [("marked", "005930", datetime(2026, 9, 14, 9, 31, tzinfo=KST),
+                       datetime(2026, 9, 14, 9, 32, tzinfo=KST), 7)]  # fmt: skip
+    with pytest.raises(ValueError, match="not an event table"):
+        insert_events(conn, "ticks; DROP TABLE gaps", [row])

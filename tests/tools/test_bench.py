@@ -16,7 +16,9 @@ from tools.bench.harness import BenchError, ServerPart
 from tools.bench.report import Result, host_jitter, table, write_json
 
 TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
-            core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1, spine_ticks=2_000)
+            core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1, spine_ticks=2_000,
+            store_ticks=2_000, store_lag_seconds=0.5,
+            minute_job_minutes=1)
 EXPECTED = {
     "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
     "tick_latency_p99_record_written_at_82_per_s_during_scan",
@@ -26,6 +28,12 @@ EXPECTED = {
     "universe_scan_wall_time", "universe_scan_calls", "reconnect_to_41_confirmed_p99",
     "gap_detection_latency_p99", "gap_recovery_latency_p99", "allocation_2500_candidates_p99",
     "context_sync_1000_symbols", "memory_growth_simulated_day", "spine_ticks_to_outside_subscriber",
+    "store_parquet_rows_per_s_from_spine", "store_postgres_rows_per_s_from_spine",
+    "store_lag_p99_at_5000_per_s",
+    "store_bytes_per_million_ticks_jsonl", "store_bytes_per_million_ticks_parquet",
+    "store_bytes_per_million_ticks_postgres", "store_load_symbol_day_jsonl", "store_load_symbol_day_parquet",
+    "store_load_symbol_day_postgres",
+    "minute_jobs_seconds_per_minute", "minute_jobs_tick_latency_p99_record_written",
 }
 
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.logs import reset_logging, setup_logging
-from tools.bench import decisions, memory, pipeline, reconnect, scan, spine
+from tools.bench import decisions, memory, minute_jobs, pipeline, reconnect, scan, spine, store
 from tools.bench.harness import BenchServer
 from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
 
-GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory", "spine")
+GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory", "spine", "store",
+          "minute_jobs")
 LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.bench")
 
 
@@ -45,6 +46,9 @@ class Plan:
     latency_rounds: int = 1
     parse_seconds: float = 1.0
     spine_ticks: int = 100_000
+    store_ticks: int = 100_000
+    store_lag_seconds: float = 10.0
+    minute_job_minutes: int = 4
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
@@ -52,7 +56,8 @@ FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_sym
             latency_rounds=5)
 QUICK = Plan(throughput_window=1.5, max_rate=20_000, latency_window=2.5, per_symbol_sample=30, drops=8,
              gaps=8, core_runs=20, day_speed=2340.0, day_trade_rate=0.125, allocation_runs=100,
-             parse_seconds=0.5, spine_ticks=20_000)
+             parse_seconds=0.5, spine_ticks=20_000, store_ticks=20_000, store_lag_seconds=3.0,
+             minute_job_minutes=2)
 
 
 def run(
@@ -90,6 +95,9 @@ def run(
     attempt("memory", lambda: [memory.simulated_day_in_child(root / "day", speed=plan.day_speed,
                                                     trade_rate=plan.day_trade_rate)])
     attempt("spine", lambda: spine.throughput(root / "spine", ticks=plan.spine_ticks))
+    attempt("store", lambda: store.store_figures(root / "store", ticks=plan.store_ticks,
+                                                 lag_seconds=plan.store_lag_seconds))
+    attempt("minute_jobs", lambda: minute_jobs.results(minutes=plan.minute_job_minutes))
     return results, crashes
 
 

@@ -23,7 +23,8 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from kis.protocol import AckCode, TrId
+from core.subscriptions import AckCode
+from kis.protocol import TrId
 from tools.kis_sim.frames import TradeFormatter
 from tools.kis_sim.market import Market
 from tools.kis_sim.ws import ack_text

@@ -24,9 +24,9 @@ from typing import Any
 from actors.directory import Directory
 from actors.gap_recovery import GapRecoveryActor
 from actors.recorder import RecorderActor
-from config.settings import SlotSettings
 from core.context_sync import snapshot_from_record, synchronize_context
 from core.models import Candidate, TriggerKind
+from core.settings import SlotSettings
 from core.slots import ProviderAccount, SlotState, allocate_slots
 from kis.ticks import TradeFrame, TradeTick
 from kis.ws_codec import decode

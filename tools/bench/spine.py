@@ -26,6 +26,7 @@ from pathlib import Path
 import nats
 
 from config.settings import SpineSettings
+from core.settings import SessionSettings
 from kis.ticks import TradeTick
 from messages.market import TicksReceived
 from runtime.clock import KST
@@ -95,7 +96,7 @@ def baseline_rate(server: NatsServer, messages: list[TicksReceived], timeout: fl
     subjects = Subjects(INSTANCE)
     encoded = []
     for message in messages:
-        for fact in facts_of(message):
+        for fact in facts_of(message, SessionSettings()):
             encoded.append((subjects.of(fact.subject_pattern, **fact.subject_keys()),
                             fact.model_dump_json().encode()))
     listener = subscriber(server.url, subjects.ticks(), len(encoded), timeout)

@@ -18,7 +18,7 @@ from datetime import date
 from datetime import time as dtime
 from pathlib import Path
 
-from kis.protocol import MAX_REGISTRATIONS_PER_KEY
+from core.subscriptions import MAX_REGISTRATIONS_PER_KEY
 from tools.kis_sim.server import KisSimulator, SimConfig
 
 _CLIENT = r"""

@@ -1,4 +1,4 @@
-"""H0STCNT0 / H0STASP0 record and frame text, as the real KIS WebSocket sends them.
+"""Trade (H0STCNT0 / H0NXCNT0 / H0UNCNT0) and order book record and frame text, as KIS sends them.
 
 The feed formats each trade once and shares the text between every session subscribed to the
 symbol, so the formatter is the hot path: one f-string per record, no per-record validation.
@@ -146,7 +146,8 @@ def _diff_sign(diff: int) -> str:
 
 
 class TradeFormatter:
-    """Turns market trades into H0STCNT0 records (46 `^`-separated columns)."""
+    """Turns market trades into H0STCNT0-layout records (46 `^`-separated columns; H0NXCNT0 and H0UNCNT0
+    have the same layout). Use one formatter per feed: its running counts are that feed's."""
 
     def __init__(self, facts: Mapping[str, SymbolFacts] | None = None) -> None:
         self._facts = facts or {}
@@ -198,8 +199,11 @@ class TradeFormatter:
             f"{cum_volume * 100 / prev_same_hour if prev_same_hour else 0:.2f}^{state.open_tail}"
         )
 
-    def book_record(self, code: str, ask1: int, bid1: int, cum_volume: int, at: datetime) -> str:
-        """An H0STASP0 record (59 columns): ten price levels each side of the best ask/bid at `at`."""
+    def book_record(
+        self, code: str, ask1: int, bid1: int, cum_volume: int, at: datetime, wide: bool = False
+    ) -> str:
+        """An H0STASP0 record (59 columns): ten price levels each side of the best ask/bid at `at`; `wide`
+        adds the six mid-price columns of H0NXASP0 / H0UNASP0 (65 columns)."""
         seed = (cum_volume + 1) * 2_654_435_761 + at.second * 40_503 + at.microsecond
         asks = []
         bids = []
@@ -236,6 +240,9 @@ class TradeFormatter:
             "0",
             "0",
         )
+        if wide:
+            middle = (ask1 + bid1) // 2
+            fields += (str(middle), "0", "0", str(middle), "0", "0")  # KMID_*, NMID_*
         return "^".join(fields)
 
 

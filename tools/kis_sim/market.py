@@ -10,21 +10,31 @@ Two levels, both deterministic from `(seed, trading_date, code)`:
 Trading value is the minute's volume times its (O+H+L+C)/4; a tick's cumulative value is the value before its
 minute plus the minute value in proportion to the minute volume traded so far, so it reaches the bar's value
 at the minute's last tick.
+
+Two venues: KRX trades every symbol 09:00-15:30 (the walk above); Nextrade (NXT) trades the larger caps
+(`nxt_listed`) in its sessions (`config.settings.SessionSettings().nxt`: 08:00-08:50, 09:00-15:20,
+15:30-20:00). While KRX is open an NXT minute has KRX's prices and a share of its trades; outside KRX's
+hours NXT walks on its own at a quieter pace, from the previous close before the open and from KRX's close
+after it. `trades` are KRX's, `nxt_trades` NXT's, `unified_trades` both merged with combined running totals,
+which is what the H0STCNT0, H0NXCNT0 and H0UNCNT0 feeds carry.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import accumulate, repeat, starmap
 from typing import NamedTuple
 
+from core.settings import SessionSettings
 from runtime.clock import KST
 from tools.kis_sim.listings import (
     NORMAL_BITS,
@@ -52,6 +62,26 @@ __all__ = [
 
 SESSION_OPEN = time(9, 0)
 SESSION_CLOSE = time(15, 30)
+KRX, NXT = "KRX", "NXT"
+NXT_SESSIONS = SessionSettings().nxt
+NXT_LISTED_SHARE = 0.3
+"""The share of the universe, largest market caps first, that Nextrade lists (about 800 of 2,700 in 2025)."""
+NXT_MAIN_SHARE = 0.15
+"""NXT's share of a listed symbol's trades and volume while both venues trade."""
+NXT_BARS_PER_CALL = 30
+"""Minute bars in one NX/UN chart answer (KIS's page size)."""
+NXT_OFF_HOURS_ACTIVITY = 0.1
+"""Pre- and after-market trade rate and volume against an average KRX minute."""
+
+
+def _minute_of_day(moment: time) -> int:
+    return moment.hour * 60 + moment.minute
+
+
+_KRX_OPEN_MINUTE = _minute_of_day(SESSION_OPEN)
+_NXT_FIRST_MINUTE = min(_minute_of_day(session.start) for session in NXT_SESSIONS)
+_NXT_END_MINUTE = max(_minute_of_day(session.end) for session in NXT_SESSIONS)
+_NXT_MINUTES = _NXT_END_MINUTE - _NXT_FIRST_MINUTE
 _MINUTE_US = 60_000_000
 _MICROSECOND = timedelta(microseconds=1)
 _TICK_CACHE_SIZE = 8192
@@ -74,6 +104,7 @@ class Trade(NamedTuple):
     prev_close: int
     ask1: int
     bid1: int
+    venue: str = KRX
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +301,117 @@ class _DayPath:
         )
 
 
+class _NxtPath:
+    """One NXT-listed symbol's minutes from the first NXT session's start, extended lazily in order like
+    `_DayPath` and with the same columns, so the same tick and trade code reads both.
+
+    `krx_minute(m)` gives the symbol's KRX path through KRX minute `m`: an NXT minute inside KRX's hours
+    copies that minute's prices with a share of its trades; the others walk on their own.
+    """
+
+    def __init__(self, seed: int, day: date, listing: Listing, trade_rate: float) -> None:
+        self.listing = listing
+        self.lock = threading.Lock()
+        self.rng = random.Random(f"nxt:{seed}:{day.isoformat()}:{listing.code}")
+        self.upper, self.lower = price_limits(listing.prev_close)
+        self.sigma_minute = 0.5 * listing.daily_volatility / math.sqrt(SESSION_MINUTES)
+        self.off_hours_trades = trade_rate * 60.0 * NXT_OFF_HOURS_ACTIVITY
+        self.off_hours_volume = listing.avg_volume_20d / SESSION_MINUTES * NXT_OFF_HOURS_ACTIVITY
+        self.level = float(listing.prev_close)
+        self.walking = False
+        self.counts: list[int] = []
+        self.opens: list[int] = []
+        self.highs: list[int] = []
+        self.lows: list[int] = []
+        self.closes: list[int] = []
+        self.volumes: list[int] = []
+        self.values: list[int] = []
+        self.cum_volumes: list[int] = []
+        self.cum_values: list[int] = []
+        self.day_highs: list[int] = []
+        self.day_lows: list[int] = []
+        self.day_opens: list[int] = []
+        self.recent: tuple[int, _Ticks] | None = None
+
+    def extend(self, last_minute: int, krx_minute: Callable[[int], _DayPath]) -> None:
+        with self.lock:
+            while len(self.counts) <= last_minute:
+                self._add_minute(len(self.counts), krx_minute)
+
+    def _add_minute(self, minute: int, krx_minute: Callable[[int], _DayPath]) -> None:
+        draw, bits = self.rng.getrandbits, NORMAL_BITS
+        last = self.closes[-1] if minute else self.listing.prev_close
+        of_day = _NXT_FIRST_MINUTE + minute
+        in_session = any(_minute_of_day(session.start) <= of_day < _minute_of_day(session.end)
+                         for session in NXT_SESSIONS)
+        krx = of_day - _KRX_OPEN_MINUTE
+        row: tuple[int, int, int, int, int] | None = None  # open, high, low, close, count
+        volume = 0
+        if in_session and not self.listing.halted and 0 <= krx < SESSION_MINUTES:
+            self.walking = False
+            path = krx_minute(krx)
+            expected = path.counts[krx] * NXT_MAIN_SHARE
+            count = round(expected + math.sqrt(expected) * NORMALS[draw(bits)]) if expected else 0
+            if count > 0:
+                open_, close = path.opens[krx], path.closes[krx]
+                high, low = max(open_, close), min(open_, close)
+                if count >= 4:
+                    high, low = path.highs[krx], path.lows[krx]
+                row = (open_, high, low, close, count)
+                volume = max(count, int(path.volumes[krx] * NXT_MAIN_SHARE))
+        elif in_session and not self.listing.halted:
+            if not self.walking:  # a session starts: from the last price, KRX's close once KRX has closed
+                self.walking = True
+                if krx >= SESSION_MINUTES:
+                    last = krx_minute(SESSION_MINUTES - 1).closes[SESSION_MINUTES - 1]
+                self.level = float(last)
+            expected = self.off_hours_trades
+            count = round(expected + math.sqrt(expected) * NORMALS[draw(bits)])
+            if count > 0:
+                open_ = snap(self.level)
+                step = math.exp(NORMALS[draw(bits)] * self.sigma_minute)
+                self.level = min(self.upper, max(self.lower, self.level * step))
+                close = snap(self.level) if count > 1 else open_
+                high, low = max(open_, close), min(open_, close)
+                if count >= 4:
+                    wick = 0.6 * self.sigma_minute
+                    high = max(high, min(self.upper, snap(high * math.exp(abs(NORMALS[draw(bits)]) * wick))))
+                    low = min(low, max(self.lower, snap(low * math.exp(-abs(NORMALS[draw(bits)]) * wick))))
+                row = (open_, high, low, close, count)
+                noise = math.exp(NORMALS[draw(bits)] * 0.5 - 0.125)
+                volume = max(count, int(self.off_hours_volume * noise + 0.5))
+        else:
+            self.walking = False
+        cum_volume = self.cum_volumes[-1] if minute else 0
+        cum_value = self.cum_values[-1] if minute else 0
+        day_high = self.day_highs[-1] if minute else 0
+        day_low = self.day_lows[-1] if minute else 0
+        day_open = self.day_opens[-1] if minute else 0
+        if row is None:
+            open_ = high = low = close = last
+            count = value = 0
+        else:
+            open_, high, low, close, count = row
+            value = volume * (open_ + high + low + close) // 4
+            cum_volume += volume
+            cum_value += value
+            day_high = max(day_high, high)
+            day_low = low if day_low == 0 else min(day_low, low)
+            day_open = day_open or open_
+        self.opens.append(open_)
+        self.highs.append(high)
+        self.lows.append(low)
+        self.closes.append(close)
+        self.volumes.append(volume)
+        self.values.append(value)
+        self.cum_volumes.append(cum_volume)
+        self.cum_values.append(cum_value)
+        self.day_highs.append(day_high)
+        self.day_lows.append(day_low)
+        self.day_opens.append(day_open)
+        self.counts.append(count)  # last: readers check len(counts) without the lock
+
+
 class Market:
     """The simulated KRX market for one trading day. All queries are deterministic and thread-safe."""
 
@@ -294,6 +436,14 @@ class Market:
         self.scenario.check_symbols(self.listings)
         self.session_open = datetime.combine(trading_date, SESSION_OPEN, tzinfo=KST)
         self.session_close = datetime.combine(trading_date, SESSION_CLOSE, tzinfo=KST)
+        first = time(_NXT_FIRST_MINUTE // 60, _NXT_FIRST_MINUTE % 60)
+        self.nxt_open = datetime.combine(trading_date, first, tzinfo=KST)
+        by_cap = sorted(self.listings.values(), key=lambda listing: (-listing.market_cap, listing.code))
+        self.nxt_listed: frozenset[str] = frozenset(
+            listing.code for listing in by_cap[: round(len(by_cap) * NXT_LISTED_SHARE)]
+        )
+        """Codes Nextrade trades: the largest market caps."""
+        self._nxt_paths: dict[str, _NxtPath] = {}
         self._effects = {symbol: self._minute_effects(symbol) for symbol in self.scenario.symbols}
         self._paths: dict[str, _DayPath] = {}
         self._paths_lock = threading.Lock()
@@ -341,6 +491,163 @@ class Market:
             result.extend(self._trades_of(listing, path, minute, ticks, lo, hi))
         return result
 
+    def nxt_trades(self, code: str, start: datetime, end: datetime) -> list[Trade]:
+        """Every Nextrade trade of `code` with `start < time <= end` (none for a symbol NXT does not list)."""
+        listing = self.listings[code]
+        if code not in self.nxt_listed:
+            return []
+        start_us = (start - self.nxt_open) // _MICROSECOND
+        end_us = min((end - self.nxt_open) // _MICROSECOND, _NXT_MINUTES * _MINUTE_US - 1)
+        if end_us < 0 or end_us <= start_us:
+            return []
+        last_minute = end_us // _MINUTE_US
+        path = self._nxt_path(code, last_minute)
+        result: list[Trade] = []
+        for minute in range(max(0, start_us // _MINUTE_US), last_minute + 1):
+            if path.counts[minute] == 0:
+                continue
+            ticks = self._nxt_minute_ticks(path, minute)
+            base_us = minute * _MINUTE_US
+            lo = bisect.bisect_right(ticks.offsets_us, start_us - base_us)
+            hi = bisect.bisect_right(ticks.offsets_us, end_us - base_us)
+            if lo < hi:
+                result.extend(self._trades_of(listing, path, minute, ticks, lo, hi, NXT))
+        return result
+
+    def unified_trades(self, code: str, start: datetime, end: datetime) -> list[Trade]:
+        """Both venues' trades of `code` in time order, with the day's totals and extremes over both venues
+        (what KIS's unified feed carries): cumulative volume and value add up, high and low span both."""
+        krx = self.trades(code, start, end)
+        nxt = self.nxt_trades(code, start, end)
+        if not nxt and code not in self.nxt_listed:
+            return krx
+        totals = {KRX: self._running(code, start, KRX), NXT: self._running(code, start, NXT)}
+        pre_market = self._running(code, self.session_open, NXT)[0] > 0
+        result = []
+        for trade in sorted(krx + nxt, key=lambda t: (t.time, t.venue)):
+            totals[trade.venue] = (trade.cum_volume, trade.cum_value, trade.open, trade.high, trade.low)
+            (k_volume, k_value, k_open, k_high, k_low), (n_volume, n_value, n_open, n_high, n_low) = (
+                totals[KRX], totals[NXT]
+            )
+            day_open = (n_open if pre_market else k_open) or k_open or n_open
+            lows = [low for low in (k_low, n_low) if low]
+            result.append(trade._replace(
+                cum_volume=k_volume + n_volume, cum_value=k_value + n_value, open=day_open,
+                high=max(k_high, n_high), low=min(lows) if lows else trade.low,
+            ))
+        return result
+
+    def _feed_minute_bars(
+        self, code: str, at: datetime, until: time, market_code: str
+    ) -> list[MinuteBarState]:
+        """Minute bars of the NXT ("NX") or unified ("UN") trades, every minute of the window included."""
+        until_minute = until.replace(second=0, microsecond=0)
+        last_start = min(
+            at.replace(second=0, microsecond=0), datetime.combine(self.trading_date, until_minute, tzinfo=KST)
+        )
+        first_start = max(self.nxt_open, last_start - timedelta(minutes=NXT_BARS_PER_CALL - 1))
+        if last_start < first_start:
+            return []
+        trades_of = self.unified_trades if market_code == "UN" else self.nxt_trades
+        trades = trades_of(code, first_start - _MICROSECOND, min(at, last_start + timedelta(minutes=1)))
+        venues = (KRX, NXT) if market_code == "UN" else (NXT,)
+        running = [self._running(code, first_start - _MICROSECOND, venue) for venue in venues]
+        cum_volume, cum_value = sum(r[0] for r in running), sum(r[1] for r in running)
+        last = trades[0].price if trades else self.quote(code, at).price
+        bars = []
+        start = first_start
+        index = 0
+        while start <= last_start:
+            end = start + timedelta(minutes=1)
+            minute = []
+            while index < len(trades) and trades[index].time < end:
+                minute.append(trades[index])
+                index += 1
+            if minute:
+                prices = [trade.price for trade in minute]
+                volume = sum(trade.volume for trade in minute)
+                value = minute[-1].cum_value - cum_value
+                cum_volume, cum_value, last = minute[-1].cum_volume, minute[-1].cum_value, prices[-1]
+                bars.append(MinuteBarState(
+                    code, start, prices[0], max(prices), min(prices), last, volume, value,
+                    cum_volume, cum_value,
+                ))
+            else:
+                bars.append(MinuteBarState(code, start, last, last, last, last, 0, 0, cum_volume, cum_value))
+            start = end
+        return bars
+
+    def _running(self, code: str, at: datetime, venue: str) -> tuple[int, int, int, int, int]:
+        """(cumulative volume, value, day open, high, low) of `code` on `venue` through `at`."""
+        if venue == KRX:
+            quote = self.quote(code, at)
+            return quote.volume, quote.value, quote.open, quote.high, quote.low
+        if code not in self.nxt_listed:
+            return 0, 0, 0, 0, 0
+        at_us = min((at - self.nxt_open) // _MICROSECOND, _NXT_MINUTES * _MINUTE_US - 1)
+        if at_us < 0:
+            return 0, 0, 0, 0, 0
+        minute = at_us // _MINUTE_US
+        path = self._nxt_path(code, minute)
+        if minute:
+            volume, value = path.cum_volumes[minute - 1], path.cum_values[minute - 1]
+            day_open, high = path.day_opens[minute - 1], path.day_highs[minute - 1]
+            low = path.day_lows[minute - 1]
+        else:
+            volume = value = day_open = high = low = 0
+        if path.counts[minute]:
+            ticks = self._nxt_minute_ticks(path, minute)
+            upto = bisect.bisect_right(ticks.offsets_us, at_us - minute * _MINUTE_US)
+            if upto:
+                last = upto - 1
+                volume += ticks.cum_volumes[last]
+                value += ticks.cum_values[last]
+                day_open = day_open or ticks.prices[0]
+                high = max(high, ticks.highs[last])
+                low = ticks.lows[last] if low == 0 else min(low, ticks.lows[last])
+        return volume, value, day_open, high, low
+
+    def venue_quote(self, code: str, at: datetime, market_code: str) -> QuoteState:
+        """`quote` for a quote call's market code: "J" KRX's, "NX" Nextrade's, "UN" both venues' (totals
+        added up, the extremes of both, the price of the venue trading at `at`)."""
+        krx = self.quote(code, at)
+        if market_code == "J":
+            return krx
+        volume, value, day_open, high, low = self._running(code, at, NXT)
+        nxt_price = self._nxt_last_price(code, at)
+        if market_code == "NX":
+            price = nxt_price or krx.prev_close
+        else:
+            krx_open = self.session_open <= at < self.session_close
+            price = nxt_price if nxt_price and not krx_open else krx.price
+            pre_market = self._running(code, self.session_open, NXT)[0] > 0
+            day_open = (day_open if pre_market else krx.open) or krx.open or day_open
+            lows = [one for one in (low, krx.low) if one]
+            volume, value = volume + krx.volume, value + krx.value
+            high, low = max(high, krx.high), min(lows) if lows else 0
+        ask1, bid1 = _book_top(price, "1")
+        return dataclasses.replace(
+            krx, price=price, open=day_open, high=high, low=low, volume=volume, value=value,
+            ask1=ask1, bid1=bid1,
+        )
+
+    def _nxt_last_price(self, code: str, at: datetime) -> int:
+        """The price of `code`'s last Nextrade trade at or before `at`; 0 before its first of the day."""
+        if code not in self.nxt_listed:
+            return 0
+        at_us = min((at - self.nxt_open) // _MICROSECOND, _NXT_MINUTES * _MINUTE_US - 1)
+        if at_us < 0:
+            return 0
+        minute = at_us // _MINUTE_US
+        path = self._nxt_path(code, minute)
+        price = path.closes[minute - 1] if minute and path.cum_volumes[minute - 1] else 0
+        if path.counts[minute]:
+            ticks = self._nxt_minute_ticks(path, minute)
+            upto = bisect.bisect_right(ticks.offsets_us, at_us - minute * _MINUTE_US)
+            if upto:
+                price = ticks.prices[upto - 1]
+        return price
+
     def quote(self, code: str, at: datetime) -> QuoteState:
         """Price, day open/high/low and cumulative volume/value as of `at` (the last trade at or before)."""
         listing = self.listings[code]
@@ -381,13 +688,19 @@ class Market:
             ask1, bid1, halted,
         )
 
-    def minute_bars(self, code: str, at: datetime, until: time) -> list[MinuteBarState]:
+    def minute_bars(
+        self, code: str, at: datetime, until: time, market_code: str = "J"
+    ) -> list[MinuteBarState]:
         """Today's minute bars that start at or before `until` and have started by `at`, oldest first.
 
-        The minute in progress at `at` is included with the trades so far.
+        The minute in progress at `at` is included with the trades so far. `market_code` "J" gives KRX's
+        bars from 09:00; "NX" and "UN" the last `NXT_BARS_PER_CALL` minutes of NXT's or both venues'
+        trades (their running totals are that feed's).
         """
         if code not in self.listings:
             raise KeyError(code)
+        if market_code != "J":
+            return self._feed_minute_bars(code, at, until, market_code)
         at_us = self._session_us(at)
         if at_us < 0:
             return []
@@ -463,6 +776,26 @@ class Market:
             path.extend(last_minute)
         return path
 
+    def _nxt_path(self, code: str, last_minute: int) -> _NxtPath:
+        path = self._nxt_paths.get(code)
+        if path is None:
+            with self._paths_lock:
+                path = self._nxt_paths.get(code)
+                if path is None:
+                    path = _NxtPath(self.seed, self.trading_date, self.listings[code], self.trade_rate)
+                    self._nxt_paths[code] = path
+        if len(path.counts) <= last_minute:
+            path.extend(last_minute, lambda minute: self._path(code, minute))
+        return path
+
+    def _nxt_minute_ticks(self, path: _NxtPath, minute: int) -> _Ticks:
+        recent = path.recent
+        if recent is not None and recent[0] == minute:
+            return recent[1]
+        ticks = _build_ticks(self.seed, self.trading_date, path, minute, NXT)
+        path.recent = (minute, ticks)
+        return ticks
+
     def _minute_ticks(self, path: _DayPath, minute: int) -> _Ticks:
         recent = path.recent  # one read: another thread may replace it, never half-way
         if recent is not None and recent[0] == minute:
@@ -482,7 +815,8 @@ class Market:
         return ticks
 
     def _trades_of(
-        self, listing: Listing, path: _DayPath, minute: int, ticks: _Ticks, lo: int, hi: int
+        self, listing: Listing, path: _DayPath | _NxtPath, minute: int, ticks: _Ticks, lo: int, hi: int,
+        venue: str = KRX,
     ) -> list[Trade]:
         if minute > 0:
             day_open = path.day_opens[minute - 1]
@@ -495,7 +829,7 @@ class Market:
         minute_highs, minute_lows = ticks.highs, ticks.lows
         day_open = day_open or prices[0]
         code, prev_close = listing.code, listing.prev_close
-        base = self.session_open + timedelta(minutes=minute)
+        base = (self.session_open if venue == KRX else self.nxt_open) + timedelta(minutes=minute)
         microseconds = _MICROSECOND
         result = []
         append = result.append
@@ -509,7 +843,7 @@ class Market:
                 cum_volume + cum_volumes[i], cum_value + cum_values[i], side, day_open,
                 high if high > minute_high else minute_high,
                 minute_low if low == 0 or minute_low < low else low,
-                prev_close, ask1, bid1,
+                prev_close, ask1, bid1, venue,
             ))
         return result
 
@@ -541,16 +875,19 @@ def _book_top(price: int, side: str) -> tuple[int, int]:
     return price + tick_size(price), price
 
 
-def _build_ticks(seed: int, day: date, path: _DayPath, minute: int) -> _Ticks:
+def _build_ticks(
+    seed: int, day: date, path: _DayPath | _NxtPath, minute: int, venue: str = KRX
+) -> _Ticks:
     """The trades of one minute: a bridge open -> close through high and low, volumes summing to the bar's.
 
-    Hot (every subscribed or quoted symbol, every minute). The generator's draws and the arithmetic on them
-    are those of the first version, in the same order, so a seed still gives exactly the same ticks.
+    The generator's draws and the arithmetic on them are those of the first version, in the same order, so
+    a seed still gives exactly the same KRX ticks.
     """
     count = path.counts[minute]
     open_, high, low, close = path.opens[minute], path.highs[minute], path.lows[minute], path.closes[minute]
     volume, value = path.volumes[minute], path.values[minute]
-    rng = random.Random(f"ticks:{seed}:{day.isoformat()}:{path.listing.code}:{minute}")
+    kind = "ticks" if venue == KRX else "nxt-ticks"
+    rng = random.Random(f"{kind}:{seed}:{day.isoformat()}:{path.listing.code}:{minute}")
     draw = rng.random
     offsets = [int(u * _MINUTE_US) for u in starmap(draw, repeat((), count))]
     offsets.sort()

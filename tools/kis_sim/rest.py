@@ -382,7 +382,8 @@ class RestApp:
         market_key, code_key = f"FID_COND_MRKT_DIV_CODE{suffix}", f"FID_INPUT_ISCD{suffix}"
         if market_key not in query:
             raise missing_field(market_key)
-        if query[market_key] not in MARKET_CODES:
+        # KRX, Nextrade, unified; the multi-symbol price (numbered keys) has no unified code
+        if query[market_key] not in (("J", "NX") if suffix else ("J", "NX", "UN")):
             raise business_error(INPUT_ERROR_CODE, "ERROR : INPUT INVALID_CHECK_MRKT_DIV_CODE")
         code = query.get(code_key)
         if code is None:
@@ -560,7 +561,9 @@ class RestApp:
             until = now.time()
         else:
             until = time_of_day(int(match[1]), int(match[2]), int(match[3]))
-        bars = self.market.minute_bars(listing.code, now, until)[-protocol.MINUTE_BARS_PER_CALL :]
+        market_code = query["FID_COND_MRKT_DIV_CODE"]  # NX / UN: Nextrade's or both venues' trades
+        bars = self.market.minute_bars(listing.code, now, until, market_code)
+        bars = bars[-protocol.MINUTE_BARS_PER_CALL :]
         quote = self.market.quote(listing.code, now)
         day = self.market.trading_date.strftime("%Y%m%d")
         output1 = {

@@ -1,5 +1,9 @@
 """The simulator's KIS WebSocket server: subscribe/ack, PINGPONG, trade/order-book frames, encrypted notices.
 
+Trades are served on the three feeds KIS has: H0STCNT0 (KRX), H0NXCNT0 (Nextrade) and H0UNCNT0 (both
+venues unified), order books on H0STASP0 / H0NXASP0 / H0UNASP0. H0UNANC0, H0UNMKO0 and H0UNPGM0 (and the
+KRX market status) are acknowledged but send no data.
+
 An asyncio server (the `websockets` library) runs in its own thread. One feed task wakes every
 `feed_interval` real seconds, asks the market for each subscribed symbol's trades since the previous
 step, formats them once and writes the same frame to every session subscribed to the symbol. The
@@ -30,9 +34,10 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
+from core.subscriptions import MAX_REGISTRATIONS_PER_KEY, AckCode
 from kis.crypto import encrypt_notice
 from kis.fields import H0STCNI0_FIELDS
-from kis.protocol import ACK_MESSAGES, MAX_REGISTRATIONS_PER_KEY, WS_PATH, AckCode, TrId
+from kis.protocol import ACK_MESSAGES, WS_PATH, TrId
 from runtime.clock import Clock
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.frames import (
@@ -50,9 +55,17 @@ TR_ID_PATH_PREFIX = f"{WS_PATH}/"
 """KIS also serves `/tryitout/<TR_ID>` (its samples connect to `/tryitout/H0STCNT0`); the TR id in the path
 does not limit what the session may subscribe."""
 NOTICE_TR_IDS = frozenset({TrId.NOTICE_REAL.value, TrId.NOTICE_PAPER.value})
-SUBSCRIBABLE_TR_IDS = frozenset(
-    {TrId.TRADE.value, TrId.ORDER_BOOK.value, TrId.MARKET_STATUS.value, *NOTICE_TR_IDS}
-)
+TRADE_FEEDS = {
+    TrId.TRADE.value: "trades",
+    TrId.TRADE_NXT.value: "nxt_trades",
+    TrId.TRADE_UNIFIED.value: "unified_trades",
+}
+"""Each trade TR and the market method whose trades it carries."""
+BOOK_TR_IDS = frozenset({TrId.ORDER_BOOK.value, TrId.ORDER_BOOK_NXT.value, TrId.ORDER_BOOK_UNIFIED.value})
+SUBSCRIBABLE_TR_IDS = frozenset({
+    *TRADE_FEEDS, *BOOK_TR_IDS, TrId.MARKET_STATUS.value, TrId.MARKET_STATUS_UNIFIED.value,
+    TrId.EXPECTED_TRADE_UNIFIED.value, TrId.PROGRAM_TRADE_UNIFIED.value, *NOTICE_TR_IDS,
+})
 SUBSCRIBE, UNSUBSCRIBE = "1", "2"
 MIN_CATCH_UP = 60.0  # simulated seconds of trades one feed step may carry after a clock jump
 SLOW_CONSUMER_BYTES = 32 * 1024 * 1024  # unsent bytes after which a session is cut
@@ -68,6 +81,10 @@ class MarketFeed(Protocol):
     listings: Mapping[str, SymbolFacts]
 
     def trades(self, code: str, start: datetime, end: datetime) -> Sequence[Trade]: ...
+
+    def nxt_trades(self, code: str, start: datetime, end: datetime) -> Sequence[Trade]: ...
+
+    def unified_trades(self, code: str, start: datetime, end: datetime) -> Sequence[Trade]: ...
 
     def quote(self, code: str, at: datetime) -> QuoteLike: ...
 
@@ -235,11 +252,12 @@ class WsServer:
         self._require_pong_echo = require_pong_echo
         self._pong_timeout = pong_timeout
         self._closing: dict[asyncio.Task[None], _Session] = {}  # close handshakes under way
-        self._formatter = TradeFormatter(market.listings)
+        self._formatters = {tr_id: TradeFormatter(market.listings) for tr_id in TRADE_FEEDS}
+        self._book_formatter = TradeFormatter(market.listings)
         self._sessions: set[_Session] = set()
         self._by_key: dict[str, _Session] = {}
-        self._trade_subs: dict[str, set[_Session]] = {}
-        self._book_subs: dict[str, set[_Session]] = {}
+        self._subs: dict[str, dict[str, set[_Session]]] = {tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS)}
+        """TR id -> symbol -> the sessions subscribed to it, for the TRs that send data."""
         self._order_numbers = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
@@ -421,11 +439,7 @@ class WsServer:
         return ack_text(tr_id, tr_key, AckCode.UNSUBSCRIBE_SUCCESS, output=secret)
 
     def _index_for(self, tr_id: str) -> dict[str, set[_Session]] | None:
-        if tr_id == TrId.TRADE.value:
-            return self._trade_subs
-        if tr_id == TrId.ORDER_BOOK.value:
-            return self._book_subs
-        return None
+        return self._subs.get(tr_id)
 
     def _unindex(self, session: _Session, tr_id: str, tr_key: str) -> None:
         index = self._index_for(tr_id)
@@ -523,19 +537,21 @@ class WsServer:
     def _step(self, start: datetime, end: datetime, silent: bool) -> None:
         market = self._market
         listings = market.listings
-        for code, subscribers in list(self._trade_subs.items()):
-            if code not in listings:
-                continue
-            trades = market.trades(code, start, end)
-            if not trades:
-                continue
-            records = [self._formatter.record(t) for t in trades]
-            if silent:
-                continue
-            frames = data_frames(TrId.TRADE.value, records)
-            for i, frame in enumerate(frames):
-                first = i * MAX_RECORDS_PER_FRAME
-                self._send_data(subscribers, frame, trades[first:first + MAX_RECORDS_PER_FRAME])
+        for tr_id, method in TRADE_FEEDS.items():
+            trades_of = getattr(market, method)
+            formatter = self._formatters[tr_id]
+            for code, subscribers in list(self._subs[tr_id].items()):
+                if code not in listings:
+                    continue
+                trades = trades_of(code, start, end)
+                if not trades:
+                    continue
+                records = [formatter.record(t) for t in trades]
+                if silent:
+                    continue
+                for i, frame in enumerate(data_frames(tr_id, records)):
+                    first = i * MAX_RECORDS_PER_FRAME
+                    self._send_data(subscribers, frame, trades[first:first + MAX_RECORDS_PER_FRAME])
 
     def _send_data(self, subscribers: set[_Session], frame: str, trades: Sequence[Trade]) -> None:
         clean = []
@@ -565,12 +581,16 @@ class WsServer:
         self.records_sent += len(trades) * sent
 
     def _send_books(self, now: datetime) -> None:
-        for code, subscribers in self._book_subs.items():
-            if code not in self._market.listings:
-                continue
-            quote = self._market.quote(code, now)
-            record = self._formatter.book_record(code, quote.ask1, quote.bid1, quote.volume, now)
-            broadcast([s.ws for s in subscribers], f"0|{TrId.ORDER_BOOK.value}|001|{record}")
+        for tr_id in BOOK_TR_IDS:
+            wide = tr_id != TrId.ORDER_BOOK.value
+            for code, subscribers in self._subs[tr_id].items():
+                if code not in self._market.listings:
+                    continue
+                quote = self._market.quote(code, now)
+                record = self._book_formatter.book_record(
+                    code, quote.ask1, quote.bid1, quote.volume, now, wide
+                )
+                broadcast([s.ws for s in subscribers], f"0|{tr_id}|001|{record}")
 
     def _send_pingpong(self, now: datetime) -> None:
         stamp = now.strftime("%Y%m%d%H%M%S")

@@ -12,18 +12,18 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from app.derivatives_minute import CHAIN_TABLE, derivatives_minute
 from config.accounts import Account
 from core.option_matrix import atm_strike
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
+from pipeline.derivatives_minute import CHAIN_TABLE, derivatives_minute
 from runtime.clock import KST
 from store.postgres import migrate, upsert
 from store.tables import DOLPHA1_SIGNAL, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE, TABLES, to_table
 from tests.kis.test_rest_client import Recorder
-from tests.pg_server import postgres_server
 from tools.kis_sim.futures import Derivatives
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.pg_server import postgres_server
 
 NOW = datetime(2024, 3, 4, 11, 0, 30, tzinfo=KST)
 MINUTE = datetime(2024, 3, 4, 10, 59, tzinfo=KST)

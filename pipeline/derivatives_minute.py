@@ -1,6 +1,6 @@
 """One minute of the earlier pipeline's derivatives data: KOSPI200 futures bars, the option board, the matrix.
 
-`derivatives_minute` is the job an actor will run each minute (not wired yet): for the minute that closed
+`derivatives_minute` is the job `actors.minute_jobs` runs each minute: for the minute that closed
 last, the front and next futures' bars (`futures_101`), the front option month's board (`option_chain_raw`)
 and its matrix (`option_matrices_kospi200`), as rows for `store.postgres.upsert` or the Parquet writer.
 Rows carry aware KST times; the store turns them into the tables' wall times. The board is a real-account
@@ -33,10 +33,13 @@ class MinuteRows:
     tables: dict[str, list[dict[str, Any]]]
 
 
-def derivatives_minute(client: KisRestClient, clock: Clock, *, depth: int = DEFAULT_DEPTH) -> MinuteRows:
-    """Fetch and shape the minute that closed last before `clock.now()`: three futures/board calls. Outside
-    the derivatives session (08:45-15:45) there is no such minute: no call, no rows."""
-    minute = kst_minute(clock.now()) - timedelta(minutes=1)
+def derivatives_minute(
+    client: KisRestClient, clock: Clock, *, minute: datetime | None = None, depth: int = DEFAULT_DEPTH
+) -> MinuteRows:
+    """Fetch and shape `minute` (default: the minute that closed last before `clock.now()`): three
+    futures/board calls. Outside the derivatives session (08:45-15:45) there is no such minute: no call, no
+    rows. The board is the one KIS shows now, labelled with that minute."""
+    minute = kst_minute(minute) if minute is not None else kst_minute(clock.now()) - timedelta(minutes=1)
     if not in_session(minute, FUTURES_OPEN, FUTURES_CLOSE):
         return MinuteRows(minute, {KOSPI200_FUTURES_TABLE: [], CHAIN_TABLE: [], KOSPI200_MATRIX_TABLE: []})
     front, following = futures_pair(minute.date())

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the tests: a fresh cluster in a temporary folder on a free loopback port.
+"""A throwaway PostgreSQL server for tests and benchmarks: a fresh cluster in a temporary folder, loopback.
 
 It uses the machine's PostgreSQL binaries (`.ci/run` installs Debian's `postgresql` when they are missing).
 The server refuses to run as root, so a root test run starts it as the `postgres` user.

@@ -11,12 +11,12 @@ from datetime import time as clock_time
 import pytest
 from pydantic import SecretStr
 
-from app.stock_minute import signal_rows, stock_minute
 from config.accounts import Account
 from core.candles import Difference, Trade, candles_from_trades
 from core.dolpha1 import Bar, signals
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
+from pipeline.stock_minute import signal_rows, stock_minute
 from runtime.clock import KST
 from store.tables import DOLPHA1_SIGNAL, STOCKS_1M, to_table
 from tools.kis_sim.server import KisSimulator, SimConfig

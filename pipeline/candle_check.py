@@ -8,16 +8,17 @@ and `report` puts what is still missing in `system_status`, one row per table an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
 import psycopg
 
-from app.derivatives_minute import futures_row
-from app.stock_minute import kis_candle, stocks_1m_row
 from core.candles import expected_candles, minute_ranges, missing_minutes
 from kis.rest import KisRestClient
+from pipeline.derivatives_minute import futures_row
+from pipeline.stock_minute import kis_candle, stocks_1m_row
 from store.postgres import set_status, stored_minutes
 
 MAX_RANGES_SHOWN = 10
@@ -52,9 +53,16 @@ class CandleCheck:
 def check_day(
     conn: psycopg.Connection[Any], table: str, symbol: str, day: date, open_: time, close: time
 ) -> CandleCheck:
-    have = stored_minutes(conn, table, symbol, day)
-    missing = missing_minutes(day, open_, close, have)
-    return CandleCheck(table, symbol, day, expected_candles(open_, close), len(have), missing)
+    return check_minutes(table, symbol, day, open_, close, stored_minutes(conn, table, symbol, day))
+
+
+def check_minutes(
+    table: str, symbol: str, day: date, open_: time, close: time, have: Iterable[datetime]
+) -> CandleCheck:
+    """The check of minutes already read (from PostgreSQL or Parquet) against the session's."""
+    present = {minute for minute in have if minute.date() == day and open_ <= minute.time() < close}
+    missing = missing_minutes(day, open_, close, present)
+    return CandleCheck(table, symbol, day, expected_candles(open_, close), len(present), missing)
 
 
 def refill_stock(client: KisRestClient, check: CandleCheck) -> list[dict[str, Any]]:

@@ -11,17 +11,17 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from app.candle_check import check_day, refill_futures, refill_stock, report
-from app.derivatives_minute import futures_row
-from app.stock_minute import stock_minute
 from config.accounts import Account
 from core.candles import FUTURES_CLOSE, FUTURES_OPEN, STOCK_CLOSE, STOCK_OPEN
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
+from pipeline.candle_check import check_day, refill_futures, refill_stock, report
+from pipeline.derivatives_minute import futures_row
+from pipeline.stock_minute import stock_minute
 from runtime.clock import KST
 from store.postgres import migrate, upsert
-from tests.pg_server import PostgresServer, postgres_server
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.pg_server import PostgresServer, postgres_server
 
 DAY = datetime(2024, 3, 4).date()
 

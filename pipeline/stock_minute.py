@@ -1,6 +1,6 @@
 """One closed minute (or a span of minutes) of stock candles, and the dolpha1 signals of a symbol's day.
 
-`stock_minute` is the job an actor will run after each minute closes (not wired yet): it takes the candles
+`stock_minute` is the job `actors.minute_jobs` runs after each minute closes: it takes the candles
 built from a symbol's ticks, asks KIS for its minute bars (FHKST03010200) over the same minutes, keeps KIS's
 bar where there is one (`core.candles.reconcile` says why) and reports where the ticks disagreed. A symbol
 that is not streamed has no tick-built candles; its rows are KIS's bars alone. `signal_rows` turns a
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.bars import MinuteBar
 from core.candles import Candle, CandleSource, Difference, kst_minute, reconcile
 from core.dolpha1 import Bar, Params, signals
-from kis.models import MinuteBar
 from kis.rest import KisRestClient
 from runtime.clock import Clock
 
@@ -38,10 +38,11 @@ def stock_minute(
     built: Iterable[Candle] = (),
     *,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> StockMinutes:
     """Reconcile `symbol`'s tick-built candles with KIS's bars from `since` (default: the minute that closed
-    last) to the minute that closed last before `clock.now()`."""
-    last = kst_minute(clock.now()) - timedelta(minutes=1)
+    last) to `until` (default: the minute that closed last before `clock.now()`)."""
+    last = kst_minute(until) if until is not None else kst_minute(clock.now()) - timedelta(minutes=1)
     first = kst_minute(since) if since is not None else last
     bars = client.minute_bars(symbol, since=first.time(), until=last.time())
     kis = {bar.time: kis_candle(bar) for bar in bars if first <= bar.time <= last}
