@@ -45,7 +45,8 @@ from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
-from tools.kis_sim.scenario import ScenarioError
+from tools.kis_sim.listings import build_universe
+from tools.kis_sim.scenario import Scenario, ScenarioError
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 
@@ -207,6 +208,8 @@ def _sim_day(args: Any, settings: Settings) -> SimDay:
     if resumed_after is not None:
         print(f"observer: {data_root} holds {day:%Y-%m-%d} up to {resumed_after.astimezone(KST):%H:%M:%S}: "
               f"the simulated day resumes at {start:%H:%M:%S}", flush=True)
+    if args.scenario is not None:  # a bad one is one line here, before any process starts
+        Scenario.load(args.scenario).check_symbols(build_universe(args.seed, day, args.symbols).listings)
     scenario = args.scenario or write_demo_scenario(
         data_root / "sim" / "demo_scenario.json",
         seed=args.seed,

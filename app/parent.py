@@ -165,7 +165,8 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
         try:
             supervisor.start()
         except ChildStartFailed as error:
-            print(f"observer: {error}", file=sys.stderr)
+            if error.code != EXIT_CONFIG:  # a child that exits 2 has said why in one line already
+                print(f"observer: {error}", file=sys.stderr)
             return EXIT_CONFIG
         if simulated and sim.clock_anchor is not None:
             at, wall = sim.clock_anchor

@@ -60,7 +60,11 @@ class _Child:
 
 
 class ChildStartFailed(RuntimeError):
-    """A child did not get ready at its first start."""
+    """A child did not get ready at its first start; `code` is its exit code when it ended."""
+
+    def __init__(self, text: str, code: int | None = None) -> None:
+        super().__init__(text)
+        self.code = code
 
 
 class ProcessSupervisor:
@@ -99,7 +103,8 @@ class ProcessSupervisor:
                 if process is not None and process.poll() is not None:
                     self.stop()
                     ended = describe_exit(process.returncode)
-                    raise ChildStartFailed(f"{child.spec.name} ended at its start ({ended})")
+                    text = f"{child.spec.name} ended at its start ({ended})"
+                    raise ChildStartFailed(text, process.returncode)
                 if time.monotonic() >= deadline:
                     self.stop()
                     wait = child.spec.ready_timeout

@@ -15,9 +15,10 @@ import pytest
 
 from actors.base import ObserverActor
 from actors.directory import Directory
+from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
-from kis.models import MinuteBar, MultiQuote
+from kis.models import MultiQuote
 from kis.ticks import ExecutionNotice, TradeTick
 from messages.gaps import DowntimeFound
 from messages.market import ExecutionsReceived, ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
