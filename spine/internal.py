@@ -131,21 +131,26 @@ def _unwrap(document: dict[str, Any]) -> Any:
             raise NotCrossable(f"unknown message type {kind!r}")
 
 
+_TICK_TIME = TradeTick._fields.index("exchange_time")
+_TICK_RAW = TradeTick._fields.index("fields")
+_NOTICE_RAW = [field.name for field in dataclasses.fields(ExecutionNotice)].index("fields")
+
+
 def _tick_fields(tick: TradeTick) -> list[Any]:
     values: list[Any] = list(tick)
-    values[1] = tick.exchange_time.isoformat()
-    values[-1] = list(tick.fields)
+    values[_TICK_TIME] = tick.exchange_time.isoformat()
+    values[_TICK_RAW] = list(tick.fields)
     return values
 
 
 def _tick(values: list[Any]) -> TradeTick:
     values = list(values)
-    values[1] = datetime.fromisoformat(values[1])
-    values[-1] = tuple(values[-1])
+    values[_TICK_TIME] = datetime.fromisoformat(values[_TICK_TIME])
+    values[_TICK_RAW] = tuple(values[_TICK_RAW])
     return TradeTick(*values)
 
 
 def _notice(values: list[Any]) -> ExecutionNotice:
     values = list(values)
-    values[-1] = tuple(values[-1])
+    values[_NOTICE_RAW] = tuple(values[_NOTICE_RAW])
     return ExecutionNotice(*values)
