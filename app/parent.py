@@ -28,6 +28,7 @@ from loguru import logger
 from app.processes import ChildStartFailed, ProcessSpec, ProcessSupervisor
 from app.reconcile import reconcile_run
 from app.summary import summary_lines, write_summary
+from app.system import CONNECTIONS_CLOSED
 from config.settings import Settings
 from runtime.clock import Clock, SimulatedClock, SystemClock
 from runtime.logs import setup_logging
@@ -143,7 +144,12 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
         (run_dir / f"{role}.summary.json").unlink(missing_ok=True)
     specs.append(ProcessSpec("control", lambda: role_argv("control"), on_line=control_lines,
                              ready=control_ready, ready_timeout=CONTROL_READY_SECONDS))
-    specs.append(ProcessSpec("stream", lambda: role_argv("stream"), on_line=forward))
+    def stream_lines(line: str) -> None:
+        if line == CONNECTIONS_CLOSED:  # its connections are closed: control may stop as in one process
+            supervisor.stop_early("control")
+        forward(line)
+
+    specs.append(ProcessSpec("stream", lambda: role_argv("stream"), on_line=stream_lines))
     store_env = dict(os.environ)
     if settings.postgres_url is not None:  # by the environment: a password in argv would show in `ps`
         store_env["OBSERVER_POSTGRES_URL"] = settings.postgres_url

@@ -26,6 +26,7 @@ from spine.link import Link
 from spine.publisher import NoSpine, Publisher
 from spine.wire import Health
 
+CONNECTIONS_CLOSED = "observer: stream connections closed"
 REMOTE_FRESH_SECONDS = 5.0
 """The other process's word on its children counts this long (it repeats it every second)."""
 
@@ -83,8 +84,8 @@ class ObserverSystem:
         self._heartbeat = Heartbeat(self.context.spine, self.health, settings.spine.health_interval_seconds)
         self.specs = child_specs(self.context, role)
         if link is not None and role == "stream":  # the last gap markers come from control as it stops
-            self.specs = [replace(spec, before_stop=link.settle) if spec.id == "recorder" else spec
-                          for spec in self.specs]
+            self.specs = [replace(spec, before_stop=self._connections_closed) if spec.id == "recorder"
+                          else spec for spec in self.specs]
         self.child_ids = tuple(spec.id for spec in self.specs)
         self.all_child_ids = all_child_ids(self.context)
         self.remote_ids = tuple(child for child in self.all_child_ids if child not in self.child_ids)
@@ -142,6 +143,15 @@ class ObserverSystem:
         if self.publisher is not None:
             summary.update(self.publisher.figures())
         return summary
+
+    def _connections_closed(self) -> None:
+        """Stream process, stopping, between its connection actors and its recorder: once the control
+        process has what the connections said as they closed, say so (`run.py` then stops control, whose
+        gap actor marks the last gaps, as in one process) and wait until its markers are in."""
+        assert self.link is not None
+        self.link.flush()
+        print(CONNECTIONS_CLOSED, flush=True)
+        self.link.settle()
 
     def _figures(self) -> dict[str, Any]:
         """What the stream process shares with the control process's dashboard and summary."""

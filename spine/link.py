@@ -55,8 +55,8 @@ RELIABLE_RETRY_SECONDS = 0.25
 FAST_QUEUE_LIMIT = 200_000
 """Ticks waiting for NATS; past this they are dropped (counted)."""
 TELL_HEADER = "Observer-Tell"
-SETTLE_QUIET_SECONDS = 0.5
-SETTLE_LIMIT_SECONDS = 5.0
+SETTLE_QUIET_SECONDS = 1.0
+SETTLE_LIMIT_SECONDS = 15.0
 SHARE_INTERVAL_SECONDS = 1.0
 """How often a process shares its figures (counters, the quote board) with the others."""
 STOP_FLUSH_SECONDS = 2.0
@@ -198,17 +198,20 @@ class Link:
         if self._thread.is_alive():
             self._thread.join(STOP_FLUSH_SECONDS + 3.0)
 
-    def settle(self) -> None:
-        """Wait (up to SETTLE_LIMIT_SECONDS) until what this process told is acknowledged and nothing has
-        arrived for SETTLE_QUIET_SECONDS: the answers to its last messages are in."""
+    def flush(self) -> None:
+        """Wait (up to SETTLE_LIMIT_SECONDS) until everything told so far is acknowledged."""
         deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
         reliable = self._reliable
         while reliable is not None and (reliable.qsize() or self._sending) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def settle(self) -> None:
+        """Wait (up to SETTLE_LIMIT_SECONDS) until nothing has arrived for SETTLE_QUIET_SECONDS: the
+        answers to this process's last messages are in."""
         since = time.monotonic()
+        deadline = since + SETTLE_LIMIT_SECONDS
         while time.monotonic() < deadline:
-            quiet_from = max(since, self._received_at)
-            if time.monotonic() - quiet_from >= SETTLE_QUIET_SECONDS:
+            if time.monotonic() - max(since, self._received_at) >= SETTLE_QUIET_SECONDS:
                 return
             time.sleep(0.05)
 
