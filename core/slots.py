@@ -59,7 +59,7 @@ _NO_EXCLUSIONS: Mapping[str, Exclusion] = MappingProxyType({})
 CHURN_WINDOW = timedelta(hours=1)
 SIGN_UPPER_LIMIT = "1"
 SIGN_LOWER_LIMIT = "4"
-"""prdy_vrss_sign of a quote at the day's upper / lower price limit (KIS_API_FACTS.md section 4)."""
+"""prdy_vrss_sign of a quote at the day's upper / lower price limit (docs/kis_api_facts.md section 7)."""
 
 
 @dataclass(frozen=True, slots=True)

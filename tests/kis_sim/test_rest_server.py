@@ -597,15 +597,22 @@ def test_inquire_price_carries_every_documented_field_consistent_with_the_market
         assert support <= pivot <= resistance
 
 
-def test_nextrade_and_unified_market_codes_are_answered_like_krx(sim: Sim) -> None:
+def test_nextrade_and_unified_market_codes_answer_each_venues_quote(sim: Sim) -> None:
+    """J is KRX's quote, NX Nextrade's, UN both venues' (volumes added up), as KIS answers them."""
     headers = sim.headers("FHKST01010100")
-    prices = {
+    code = min(sim.market.nxt_listed)
+    answers = {
         market: sim.get(
-            protocol.INQUIRE_PRICE_PATH, headers, {**price_params(), "FID_COND_MRKT_DIV_CODE": market}
-        ).json()["output"]["stck_prpr"]
+            protocol.INQUIRE_PRICE_PATH, headers, {**price_params(code), "FID_COND_MRKT_DIV_CODE": market}
+        ).json()["output"]
         for market in ("J", "NX", "UN")
     }
-    assert prices == dict.fromkeys(("J", "NX", "UN"), prices["J"])
+    now = sim.clock.now()
+    for market, output in answers.items():
+        expected = sim.market.venue_quote(code, now, market)
+        answered = (output["stck_prpr"], output["acml_vol"])
+        assert answered == (str(expected.price), str(expected.volume)), market
+    assert int(answers["UN"]["acml_vol"]) > int(answers["J"]["acml_vol"])  # Nextrade's trades added
     rank_headers = {**headers, "tr_id": "FHPST01710000"}
     ranked = sim.get(protocol.VOLUME_RANK_PATH, rank_headers, rank_params(FID_COND_MRKT_DIV_CODE="UN"))
     assert ranked.json()["rt_cd"] == "0"

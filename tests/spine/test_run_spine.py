@@ -90,7 +90,7 @@ def environment() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("OBSERVER_", "KIS_", "TELEGRAM_", "DISCORD_"))}
     env.update(OBSERVER_SPINE__INSTANCE=INSTANCE, OBSERVER_SPINE__HEALTH_INTERVAL_SECONDS="1",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", OBSERVER_WEBSOCKET__FEED="krx")  # 09:30 starts Track B: a phase change
     return env
 
 

@@ -398,7 +398,7 @@ class RestApp:
     def _inquire_price(self, call: _Call) -> Response:
         listing = self._listing(call.query)
         now = self.clock.now()
-        quote = self.market.quote(listing.code, now)
+        quote = self.market.venue_quote(listing.code, now, call.query["FID_COND_MRKT_DIV_CODE"])
         history = self.market.history(listing.code)
         today = self.market.trading_date
         facts = fundamentals(listing)
