@@ -157,11 +157,13 @@ class SubscriptionBook:
         return self._diff()
 
     def on_disconnected(self) -> tuple[Registration, ...]:
-        """The session ended; the server forgot everything. Returns what was confirmed until now."""
-        was_confirmed = self.confirmed()
+        """The session ended; the server forgot everything. Returns what it may have been streaming: the
+        confirmed registrations, and those with a request in flight (a subscribe the server may have begun
+        serving, an unsubscribe it had not processed), whose frames in flight are lost with the session."""
+        was_streaming = tuple(self._states)
         self._connected = False
         self._states.clear()
-        return was_confirmed
+        return was_streaming
 
     def on_ack(self, tr_id: str, tr_key: str, msg_cd: str, msg1: str = "") -> AckResult:
         """Apply the server's answer for (tr_id, tr_key). Unknown registrations are reported unmatched."""

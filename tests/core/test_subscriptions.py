@@ -174,8 +174,8 @@ def test_reconnect_replays_every_target_and_clears_refusals() -> None:
     refusals = run_until_quiet(book, server, book.on_connected())
     assert len(refusals) == 1
     book.set_target(regs("A00001", "A00002", "A00003", "A00004"))  # A00004 pending at the drop
-    was_confirmed = book.on_disconnected()
-    assert set(was_confirmed) == set(regs("A00001", "A00002"))
+    may_have_streamed = book.on_disconnected()
+    assert set(may_have_streamed) == set(regs("A00001", "A00002", "A00004"))  # not the refused A00003
     assert book.confirmed() == () and book.pending() == ()
     assert book.set_target(regs("A00001", "A00002", "A00003")) == ()  # disconnected: nothing goes out
     server = ModelServer(capacity=3)
@@ -226,3 +226,14 @@ def test_any_sequence_settles_on_the_target(steps, capacity) -> None:
     if largest_target <= capacity:
         assert refusals == []
         assert confirmed == set(book.target)
+
+
+def test_a_symbol_being_unsubscribed_at_a_drop_may_still_have_been_streaming() -> None:
+    """The server streams a registration until it processes the unsubscribe: its frames in flight are lost
+    with the session, so the drop's gaps must cover it too."""
+    book, server = SubscriptionBook(), ModelServer(capacity=5)
+    run_until_quiet(book, server, book.on_connected())
+    run_until_quiet(book, server, book.set_target(regs("A00001", "A00002")))
+    unsubscribing = book.set_target(regs("A00001"))  # sent, not yet answered when the session drops
+    assert [command.registration for command in unsubscribing] == list(regs("A00002"))
+    assert set(book.on_disconnected()) == set(regs("A00001", "A00002"))

@@ -147,6 +147,9 @@ def restart_until_streaming(
         assert wait_for(lambda: bool(slot_targets(system)), timeout=WAIT), f"{case}: no slots"
         resumed = system.context.clock.now()
         assert wait_for(lambda: streaming(system), timeout=WAIT), f"{case}: not streaming"
+        # Ticks of this run on disk, so the next start finds what streamed before it (and opens its gaps).
+        on_disk = system.metrics.snapshot().get("ticks_recorded", 0)
+        assert wait_for(lambda: system.metrics.snapshot().get("ticks_recorded", 0) > on_disk, timeout=WAIT)
         print(f"{case}: slots filled {(resumed - started).total_seconds():.1f} s (clock) after the start")
         assert resumed - started <= rebalance, f"{case}: slots after {resumed - started}"
         assert system.stop() == 0
