@@ -38,7 +38,8 @@ def test_the_store_catches_up_after_a_run_and_its_ticks_equal_the_journal(
     assert sum(journal.values()) > 100
 
     data, out = tmp_path / "store-data", tmp_path / "store.out"
-    process = store_process(nats_server.url, data, out, "--instance", INSTANCE)
+    # The run's own store took the default consumer's messages: this one catches up on a consumer of its own.
+    process = store_process(nats_server.url, data, out, "--instance", INSTANCE, "--consumer", "catchup")
     try:
         assert wait_for(lambda: parquet_rows(data, "ticks") >= sum(journal.values()), timeout=90), (
             out.read_text()
