@@ -6,7 +6,9 @@ credentials its predecessor used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import SecretStr
@@ -15,6 +17,7 @@ from config.accounts import Account
 from config.settings import Settings
 from kis.rest import KisRestClient, TokenSource
 from runtime.clock import Clock
+from runtime.disk import free_bytes
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
 from runtime.quotes import QuoteBoard
@@ -32,7 +35,8 @@ class CredentialVault(Protocol):
 @dataclass(frozen=True)
 class ObserverContext:
     """Shared, long-lived services. `rest_url`/`ws_url` None means the real KIS servers of each account;
-    `spine` is where actors publish what they have made durable (nothing without NATS)."""
+    `spine` is where actors publish what they have made durable (nothing without NATS); `free_bytes` reads
+    the free disk under a path from the OS (a test hands in its own reading)."""
 
     settings: Settings
     clock: Clock
@@ -43,6 +47,7 @@ class ObserverContext:
     ws_url: str | None = None
     quotes: QuoteBoard = field(default_factory=QuoteBoard)
     spine: Spine = field(default_factory=NoSpine)
+    free_bytes: Callable[[Path], int] = free_bytes
 
     @property
     def accounts(self) -> tuple[Account, ...]:

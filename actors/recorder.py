@@ -40,6 +40,14 @@ records (snapshots, ledgers, markers) are never dropped. `ticks_recorded` counts
 OS, not ticks received; gauges `recorder_buffered_bytes` and `recorder_buffered_lines`, counter
 `ticks_dropped` and gauge `recorder_write_failing_since` tell the status view how it stands.
 
+The disk never fills silently: every `DISK_CHECK_SECONDS` the ticker reads the free space under the data
+dir (`context.free_bytes`). Below `storage.min_free_megabytes` the recorder sheds its lower-priority writer
+first: ticks and scan snapshots are still journaled but no longer handed to the spine, so neither its
+JetStream stream nor the Parquet store fed from it grows (counter `spine_shed`, gauge `disk_below_floor`);
+one warning and the SystemAlert `disk_floor` say so, again only after free space was back above the floor
+plus 10 % (one line) and fell again. Events (gaps, recovery, overflow) still go on the spine; the 21:00 job
+rebuilds the day's Parquet ticks from the journal.
+
 | message | effect |
 |---|---|
 | TicksReceived | one line per tick in the symbol's tick file; counter `ticks_recorded` once on disk |
@@ -69,6 +77,7 @@ from typing import Any
 from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
+from core.disk_floor import DiskFloor, FloorChange
 from core.gaps import Gap
 from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
@@ -100,6 +109,12 @@ WRITE_RECOVERED_ALERT = "recorder.write_recovered"
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
 PUBLISHED = (TicksReceived, ScanCompleted, OverflowRecorded, RecoveryRecorded, GapMarked)
 """What goes on the spine once it is in the journal (`spine.convert` turns each into public messages)."""
+SHED_BELOW_FLOOR = (TicksReceived, ScanCompleted)
+"""What stays off the spine while free disk is below `storage.min_free_megabytes`: the bulk of its stream."""
+DISK_CHECK_SECONDS = 5.0
+"""How often the free disk under the data dir is read (by the flush ticker)."""
+DISK_FLOOR_ALERT = "disk_floor"
+MIB = 1024 * 1024
 
 
 class _FlushDue:
@@ -142,6 +157,8 @@ class RecorderActor(ObserverActor):
         self._tick_counts: dict[JsonlWriter, _TickCount] = {}
         self._dropped: dict[tuple[str, date, str], _Dropped] = {}
         self._failing_since: datetime | None = None
+        self._floor = DiskFloor(context.settings.storage.min_free_megabytes * MIB)
+        self._disk_checked_at = float("-inf")
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -173,6 +190,7 @@ class RecorderActor(ObserverActor):
                 self._record_ticks(message)
             elif isinstance(message, _FlushDue):
                 self._flush_pass(time.monotonic() - (FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS))
+                self._check_disk()
             elif isinstance(message, ScanCompleted):
                 self._record_scan(message)
             elif isinstance(message, OverflowRecorded):
@@ -192,7 +210,11 @@ class RecorderActor(ObserverActor):
         except (TypeError, ValueError) as error:
             self._log_write_error(type(message).__name__, error)
         if isinstance(message, PUBLISHED):  # after the journal, whatever the disk said: the live feed goes on
-            self.context.spine.publish(message)
+            if self._floor.below and isinstance(message, SHED_BELOW_FLOOR):
+                shed = len(message.ticks) if isinstance(message, TicksReceived) else len(message.rows)
+                self.context.metrics.inc("spine_shed", shed)
+            else:
+                self.context.spine.publish(message)
         return None
 
     def _log_write_error(self, what: str, error: Exception, more: str = "", *, always: bool = False) -> None:
@@ -443,6 +465,36 @@ class RecorderActor(ObserverActor):
         text = f"recorder: data files are written again (failing since {since:%H:%M:%S}){lost}"
         self.log.info(text)
         self._alert(WRITE_RECOVERED_ALERT, text)
+
+    def _check_disk(self) -> None:
+        """Read the free disk under the data dir every `DISK_CHECK_SECONDS`: below the floor, ticks and scan
+        snapshots stay off the spine (one warning and one alert); back above it plus the margin, they go on
+        again (one line)."""
+        now = time.monotonic()
+        floor = self._floor.floor_bytes
+        if floor == 0 or now - self._disk_checked_at < DISK_CHECK_SECONDS:
+            return
+        self._disk_checked_at = now
+        root = self.paths.root
+        try:
+            free = self.context.free_bytes(root)
+        except OSError as error:
+            self.log.debug("free disk under {} unknown: {}", root, type(error).__name__)
+            return
+        match self._floor.update(free):
+            case FloorChange.FELL:
+                self.context.metrics.set("disk_below_floor", True)
+                text = (f"recorder: {free / MIB:,.0f} MiB free under {root}, below the floor of "
+                        f"{floor / MIB:,.0f} MiB (storage.min_free_megabytes): ticks and scan snapshots no "
+                        "longer go onto the spine (its stream, the Parquet store); the journal is still "
+                        "written")
+                self.log.warning(text)
+                self._alert(DISK_FLOOR_ALERT, text)
+            case FloorChange.RECOVERED:
+                self.context.metrics.set("disk_below_floor", False)
+                self.log.info("{:,.0f} MiB free under {} again: ticks and scan snapshots go onto the spine "
+                              "again ({:,} were kept off it so far)", free / MIB, root,
+                              self.context.metrics.count("spine_shed"))
 
     def _alert(self, key: str, text: str) -> None:
         self.directory.tell("notifier", SystemAlert(at=self.context.clock.now(), key=key, text=text))

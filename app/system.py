@@ -140,6 +140,7 @@ class ObserverSystem:
     def summary(self) -> dict[str, Any]:
         alive = self._alive_at_stop if self._alive_at_stop is not None else self.directory.child_ids()
         summary = build_summary(self.metrics, self.supervisor, self.child_ids, alive)
+        summary["spine_shed"] = self.metrics.count("spine_shed")
         if self.publisher is not None:
             summary.update(self.publisher.figures())
         return summary

@@ -114,8 +114,8 @@ class RecorderSettings(Section):
 
 
 class StorageSettings(Section):
-    """What the 21:00 job keeps, in days (today counts as one), and a second place for the day's archive (a
-    mounted disk); logs keep `log_retention_days`."""
+    """What the 21:00 job keeps, in days (today counts as one), a second place for the day's archive (a
+    mounted disk), and the free-space floor; logs keep `log_retention_days`."""
 
     journal_days: PositiveInt = 30
     """Days of tick journals (`scalp/`) and scan records (`swing/`) kept."""
@@ -127,6 +127,11 @@ class StorageSettings(Section):
     """Days of the gap, overflow and alert ledgers (`system/`) kept."""
     backup_copy_dir: Path | None = None
     """A second directory (e.g. a mounted disk) each day's archive is copied to; None: no copy."""
+    min_free_megabytes: int = Field(default=2048, ge=0)
+    """The free-space floor under the data dir (MiB). Below it one system alert goes out (again only once
+    free space was back above the floor plus 10 % and fell again) and ticks and scan snapshots stop going
+    onto the spine, so its JetStream stream and the Parquet store it feeds stop growing while the journal
+    is still written; the 21:00 job rebuilds the day's Parquet ticks from the journal. 0: no floor."""
 
 
 class TokenSettings(Section):

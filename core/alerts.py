@@ -115,6 +115,7 @@ _SYSTEM_LABELS: dict[str, str] = {
     "recorder.write_failed": "data files cannot be written",
     "recorder.write_recovered": "data files written again",
     "postgres": "PostgreSQL unreachable",
+    "disk_floor": "free disk below the floor",
 }
 
 

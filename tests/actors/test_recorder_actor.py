@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
 import os
 import subprocess
 import tarfile
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -23,7 +25,7 @@ from actors.directory import Directory
 from actors.notifier import NotifierActor
 from actors.recorder import RecorderActor, tick_line
 from actors.supervisor import ChildSpec, Supervisor
-from config.settings import RecorderSettings, Settings
+from config.settings import RecorderSettings, Settings, StorageSettings
 from core.alerts import make_alert
 from core.bars import MinuteBar
 from core.gaps import Gap
@@ -68,12 +70,14 @@ def ticks(symbol: str, at: datetime, count: int, first_cum: int = 1000) -> tuple
 
 
 class Recorder:
-    """A started RecorderActor on a manual simulated clock, without the simulator."""
+    """A started RecorderActor on a manual simulated clock, without the simulator; `context_changes` replace
+    fields of its context (a spine, the free-disk reading)."""
 
-    def __init__(self, tmp_path: Path, settings: Settings | None = None) -> None:
+    def __init__(self, tmp_path: Path, settings: Settings | None = None, **context_changes: object) -> None:
         self.clock = SimulatedClock(DAY, speed=0)
-        self.context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),),
-                                    settings=settings)
+        context = make_context(tmp_path, self.clock, rest_url=None, accounts=(sim_account("acct1"),),
+                               settings=settings)
+        self.context = dataclasses.replace(context, **context_changes)
         self.directory = Directory(self.clock)
         self.ref = RecorderActor.start("recorder", self.directory, self.context)
         self.directory.register("recorder", self.ref)
@@ -569,3 +573,117 @@ def test_a_full_filesystem_then_room_again_alerts_twice_and_loses_no_tick_unmark
     on_disk = {datetime.fromisoformat(row["exchange_time"]) for row in rows}
     markers = _markers(recorder)
     assert all(moment in on_disk or _covered(markers, "005930", moment) for moment in times)
+
+
+MIB = 1024 * 1024
+FLOOR_100_MIB = Settings(storage=StorageSettings(min_free_megabytes=100))
+
+
+class KeptSpine:
+    """A spine that keeps what the recorder hands it (the publisher itself is tested in tests/spine)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[object] = []
+
+    def publish(self, item: object) -> bool:
+        with self._lock:
+            self._items.append(item)
+        return True
+
+    def ticks(self) -> int:
+        with self._lock:
+            return sum(len(item.ticks) for item in self._items if isinstance(item, TicksReceived))
+
+    def kinds(self) -> list[str]:
+        with self._lock:
+            return [type(item).__name__ for item in self._items]
+
+
+class FreeDisk:
+    """The free-disk reading handed to the recorder, set by the test; `reads` counts the readings."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.reads = 0
+
+    def __call__(self, _path: Path) -> int:
+        self.reads += 1
+        return self.free
+
+    def set(self, free: int) -> None:
+        """Set the reading and wait until the recorder has read it twice (a whole check after the change)."""
+        self.free = free
+        seen = self.reads
+        assert wait_until(lambda: self.reads >= seen + 2, WAIT)
+
+
+def test_below_the_free_space_floor_ticks_stay_off_the_spine_but_reach_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recorder_module, "DISK_CHECK_SECONDS", 0.0)  # read at every flush pass
+    spine, disk = KeptSpine(), FreeDisk(500 * MIB)
+    recorder = Recorder(tmp_path, FLOOR_100_MIB, spine=spine, free_bytes=disk)
+    journal = Journal()
+    recorder.directory.register("notifier", RecordingActor.start("notifier", recorder.directory, journal))
+    metrics = recorder.context.metrics
+    recorder.frame("005930", 2)
+    recorder.barrier()
+    assert spine.ticks() == 2
+
+    disk.set(50 * MIB)
+    assert wait_until(lambda: _alert_keys(journal) == ["disk_floor"], WAIT)
+    assert "below the floor of 100 MiB" in journal.received(SystemAlert)[0].text
+    recorder.frame("005930", 3, first_cum=2000)
+    recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=1, rows=(_quote("005930"),), calls=1,
+                                duration_seconds=0.1))
+    recorder.tell(GapMarked(at=DAY, account="acct1", marker=gap_marker(
+        Gap(symbol="000660", start=DAY, end=DAY, expected=False, reason="unexpected_gap"), "test", at=DAY)))
+    recorder.barrier()
+    assert spine.ticks() == 2 and "ScanCompleted" not in spine.kinds() and "GapMarked" in spine.kinds()
+    assert metrics.count("spine_shed") == 3 + 1 and metrics.snapshot()["disk_below_floor"] is True
+
+    disk.set(105 * MIB)  # above the floor, not yet by the margin: still below, no second alert
+    recorder.frame("005930", 1, first_cum=3000)
+    recorder.barrier()
+    assert spine.ticks() == 2 and _alert_keys(journal) == ["disk_floor"]
+
+    disk.set(200 * MIB)
+    assert wait_until(lambda: metrics.snapshot()["disk_below_floor"] is False, WAIT)
+    recorder.frame("005930", 1, first_cum=4000)
+    recorder.barrier()
+    assert spine.ticks() == 3 and _alert_keys(journal) == ["disk_floor"]
+
+    disk.set(10 * MIB)  # fell again: alerted again
+    assert wait_until(lambda: _alert_keys(journal) == ["disk_floor", "disk_floor"], WAIT)
+    recorder.ref.stop()
+    assert len(read_jsonl(recorder.tick_file("005930")).records) == 2 + 3 + 1 + 1  # the journal kept them all
+
+
+def test_a_real_small_filesystem_below_the_floor_sheds_the_spine_first(
+    tmp_path: Path, tiny_filesystem: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 4 MiB tmpfs with a 2 MiB floor, read by the OS: a 3 MiB file takes it below, its removal back."""
+    monkeypatch.setattr(recorder_module, "DISK_CHECK_SECONDS", 0.0)
+    spine = KeptSpine()
+    recorder = Recorder(tmp_path, Settings(storage=StorageSettings(min_free_megabytes=2)), spine=spine)
+    journal = Journal()
+    recorder.directory.register("notifier", RecordingActor.start("notifier", recorder.directory, journal))
+    metrics = recorder.context.metrics
+    recorder.frame("005930", 2)
+    recorder.barrier()
+    assert spine.ticks() == 2
+    filler = tiny_filesystem / "filler"
+    filler.write_bytes(b"\0" * 3 * MIB)
+    assert wait_until(lambda: _alert_keys(journal) == ["disk_floor"], WAIT)
+    recorder.frame("005930", 3, first_cum=2000)
+    recorder.barrier()
+    assert spine.ticks() == 2
+    assert wait_until(lambda: metrics.count("ticks_recorded") == 5, WAIT)  # the journal is still written
+    filler.unlink()
+    assert wait_until(lambda: metrics.snapshot()["disk_below_floor"] is False, WAIT)
+    recorder.frame("005930", 1, first_cum=3000)
+    recorder.barrier()
+    assert spine.ticks() == 3
+    recorder.ref.stop()
+    assert len(read_jsonl(recorder.tick_file("005930")).records) == 6
