@@ -3,9 +3,10 @@
 This process runs the embedded NATS server (unless `--nats` names one), the simulator in simulator mode
 (`python -m tools.kis_sim`, whose CLOCK line gives every process the same simulated time), then the stream
 process (WebSocket sessions and the tick journal) and the control process (everything else, with the HTTP
-surface), each `run.py --role ...` against the same NATS; a store process (`python -m store`) joins when
-that module exists. At the end it stops them in reverse order, merges their summaries and, in simulator
-mode, reconciles the simulator's sent log with the journal.
+surface), each `run.py --role ...` against the same NATS; the store process (`python -m store`) starts
+before them, so it stops after them and writes their last facts. At the end it stops them in reverse order,
+merges their summaries, compares the day's Parquet ticks with the journal's (`store.journal.compare_ticks`)
+and, in simulator mode, reconciles the simulator's sent log with the journal.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from pyarrow import ArrowException
 
 from app.processes import ChildStartFailed, ProcessSpec, ProcessSupervisor
 from app.reconcile import reconcile_run
@@ -34,6 +36,7 @@ from runtime.clock import Clock, SimulatedClock, SystemClock
 from runtime.logs import setup_logging
 from runtime.paths import DataPaths
 from spine.server import free_port
+from store.journal import compare_ticks
 from tools.kis_sim.sent_log import app_key_hash
 
 EXIT_OK, EXIT_CONFIG = 0, 2
@@ -142,6 +145,15 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
 
     for role in ROLES_IN_ORDER:
         (run_dir / f"{role}.summary.json").unlink(missing_ok=True)
+    store_env = dict(os.environ)
+    if settings.postgres_url is not None:  # by the environment: a password in argv would show in `ps`
+        store_env["OBSERVER_POSTGRES_URL"] = settings.postgres_url
+    stores = (REPO / "store" / "__main__.py").exists() and importlib.util.find_spec("store") is not None
+    if stores:  # started before the processes that publish, stopped after them
+        specs.append(ProcessSpec("store", lambda: [
+            python, "-m", "store", "--nats", nats_url, "--data-dir", str(settings.data_dir),
+            "--instance", settings.spine.instance, "--log-dir", str(settings.log_dir),
+        ], on_line=forward, pid_file=run_dir / "store.pid", env=store_env))
     specs.append(ProcessSpec("control", lambda: role_argv("control"), on_line=control_lines,
                              ready=control_ready, ready_timeout=CONTROL_READY_SECONDS))
     def stream_lines(line: str) -> None:
@@ -150,14 +162,6 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
         forward(line)
 
     specs.append(ProcessSpec("stream", lambda: role_argv("stream"), on_line=stream_lines))
-    store_env = dict(os.environ)
-    if settings.postgres_url is not None:  # by the environment: a password in argv would show in `ps`
-        store_env["OBSERVER_POSTGRES_URL"] = settings.postgres_url
-    if (REPO / "store" / "__main__.py").exists() and importlib.util.find_spec("store") is not None:
-        specs.append(ProcessSpec("store", lambda: [
-            python, "-m", "store", "--nats", nats_url, "--data-dir", str(settings.data_dir),
-            "--instance", settings.spine.instance, "--log-dir", str(settings.log_dir),
-        ], on_line=forward, pid_file=run_dir / "store.pid", env=store_env))
 
     supervisor = ProcessSupervisor(specs)
     stop_requested = threading.Event()
@@ -192,6 +196,8 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
         summary["exit_code"] = exit_code = supervisor.exit_code
     elif summary.get("exit_code"):
         exit_code = int(summary["exit_code"])
+    if stores:
+        summary.update(_tick_check(paths, sim_day.day if sim_day is not None else clock.now().date()))
     if sent_log is not None:
         accounts = {app_key_hash(a.app_key.get_secret_value()): a.name for a in settings.accounts}
         summary.update(reconcile_run(paths, sent_log, accounts).figures())
@@ -231,6 +237,20 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if missing:
         merged["processes_without_summary"] = missing
     return merged
+
+
+def _tick_check(paths: DataPaths, day: date) -> dict[str, Any]:
+    """The summary's verdict on the day's Parquet ticks against the journal's (False when unreadable)."""
+    started = time.monotonic()
+    try:
+        figures = compare_ticks(paths, day).figures()
+    except (OSError, ValueError, ArrowException) as error:
+        logger.error("the Parquet ticks of {:%Y-%m-%d} could not be compared with the journal: {}", day,
+                     str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return {"parquet_ticks_equal_journal": False}
+    logger.info("Parquet ticks of {:%Y-%m-%d} against the journal in {:.1f} s: {}", day,
+                time.monotonic() - started, figures)
+    return figures
 
 
 def _read_summary(path: Path) -> dict[str, Any]:

@@ -9,10 +9,11 @@ is already in the table. The consumers acknowledge cumulatively (`AckPolicy.ALL`
 
 Parquet rows are buffered and written as part files every `flush_seconds` (and whenever `flush_rows`
 wait); when the phase becomes "shutdown" (after the close) and at stop, every partition with part files is
-compacted (those a killed run left too). An unreachable database is retried with backoff; the first
-failure of an outage is logged once and published as one system alert on the spine, and the rows wait in
-the stream meanwhile. The tick path never waits for any of this: the store is a process of its own and the
-stream keeps the messages.
+compacted (those a killed run left too). At stop the Parquet sink first takes what the stream still holds for
+it (up to `STOP_DRAIN_SECONDS`), so a run that stops its store last has every tick of the journal in Parquet.
+An unreachable database is retried with backoff; the first failure of an outage is logged once and published
+as one system alert on the spine, and the rows wait in the stream meanwhile. The tick path never waits for
+any of this: the store is a process of its own and the stream keeps the messages.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ COMPACT_PHASE = "shutdown"
 FETCH_BATCH = 1_000
 FETCH_SECONDS = 1.0
 GATHER_SECONDS = 0.05
+STOP_DRAIN_SECONDS = 15.0
+"""At stop, how long the Parquet sink goes on taking what the stream still holds for it (the run's last
+facts: `run.py` stops the store after the processes that publish)."""
 DATABASE_BACKOFF = Backoff(steps=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0), jitter=0.1)
 NATS_BACKOFF = Backoff(steps=(0.5, 1.0, 2.0, 5.0), jitter=0.1)
 LAG_SAMPLES = 1_000_000
@@ -220,6 +224,19 @@ class StoreRole:
                 deadline = min(deadline, time.monotonic() + GATHER_SECONDS)
         return msgs
 
+    async def _drain(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """At stop: what the stream still holds for the consumer, up to `STOP_DRAIN_SECONDS`, so the last
+        facts of a run are written before the store exits (what is left waits in the stream for the next
+        start)."""
+        msgs: list[Msg] = []
+        deadline = time.monotonic() + STOP_DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            batch = await self._fetch(sub, FETCH_BATCH, GATHER_SECONDS * 4)
+            msgs += batch
+            if not batch or batch[-1].metadata.num_pending == 0:
+                break
+        return msgs
+
     def _rows(self, msg: Msg) -> tuple[str, dict[str, Any]] | None:
         """The table and row of one message (its stream sequence added), or None; a bad message gets one
         log line per type and is skipped."""
@@ -262,20 +279,23 @@ class StoreRole:
         flushed_at = time.monotonic()
         while True:
             stopping = stop.is_set()
-            if not stopping:
+            if stopping:
+                msgs = await self._drain(sub)
+            else:
                 wait = min(FETCH_SECONDS, flushed_at + options.flush_seconds - time.monotonic())
-                for msg in await self._fetch(sub, FETCH_BATCH, wait):
-                    newest = msg
-                    mapped = self._rows(msg)
-                    if mapped is None:
-                        compact_due |= _is_phase(msg, COMPACT_PHASE)
-                        continue
-                    table, row = mapped
-                    day = day_of(table, row)
-                    if writer.add(table, day, row, seq=row[SEQ_COLUMN]):
-                        touched.add((table, day))
-                        arrived.append(msg.metadata.timestamp.timestamp())
-                        times.append(datetime.fromisoformat(row[TIME_COLUMN[table]]))
+                msgs = await self._fetch(sub, FETCH_BATCH, wait)
+            for msg in msgs:
+                newest = msg
+                mapped = self._rows(msg)
+                if mapped is None:
+                    compact_due |= _is_phase(msg, COMPACT_PHASE)
+                    continue
+                table, row = mapped
+                day = day_of(table, row)
+                if writer.add(table, day, row, seq=row[SEQ_COLUMN]):
+                    touched.add((table, day))
+                    arrived.append(msg.metadata.timestamp.timestamp())
+                    times.append(datetime.fromisoformat(row[TIME_COLUMN[table]]))
             due = time.monotonic() - flushed_at >= options.flush_seconds
             if due or writer.buffered >= options.flush_rows or stopping or compact_due:
                 written = await asyncio.to_thread(writer.flush)

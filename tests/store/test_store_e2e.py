@@ -1,19 +1,24 @@
-"""A short `run.py --sim` on a real spine, then the store role catching up from the stream: the Parquet
-ticks equal the JSONL journal's row for row."""
+"""A short `run.py --sim` on a real spine: its own store, stopped last, leaves Parquet ticks equal to the
+JSONL journal's row for row (the summary JSON says so), and a store started after the run catches up from
+the stream to the same rows."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from runtime.paths import DataPaths
 from spine.server import NatsServer
-from store.journal import journal_ticks
+from store.journal import compare_ticks, journal_ticks
+from store.parquet import partition_dir
 from tests.e2e.support import wait_for
 from tests.spine.test_run_spine import DAY, INSTANCE, REPO, command, environment
 from tests.store.spine_facts import parquet_rows, parquet_table, stop, store_process
@@ -34,8 +39,23 @@ def test_the_store_catches_up_after_a_run_and_its_ticks_equal_the_journal(
     completed = subprocess.run(run, cwd=REPO, env=environment(),
                                capture_output=True, text=True, timeout=200)  # fmt: skip
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
-    journal = Counter(identity(row) for row in journal_ticks(DataPaths(tmp_path / "data"), DAY))
+    paths = DataPaths(tmp_path / "data")
+    journal = Counter(identity(row) for row in journal_ticks(paths, DAY))
     assert sum(journal.values()) > 100
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["parquet_ticks_equal_journal"] is True, summary
+    assert summary["parquet_ticks"] == summary["journal_ticks"] == sum(journal.values())
+    day_file = partition_dir(paths.parquet_dir, "ticks", DAY) / "day.parquet"
+    table = pq.read_table(day_file)
+    pq.write_table(table.slice(1), day_file)  # one row removed
+    assert compare_ticks(paths, DAY).figures() == {"parquet_ticks_equal_journal": False,
+                                                   "journal_ticks": table.num_rows,
+                                                   "parquet_ticks": table.num_rows - 1}
+    prices = table["price"].to_pylist()
+    prices[0] += 1  # every row there, one of them one won off
+    pq.write_table(table.set_column(table.schema.get_field_index("price"), "price",
+                                    pa.array(prices, pa.int64())), day_file)
+    assert not compare_ticks(paths, DAY).equal
 
     data, out = tmp_path / "store-data", tmp_path / "store.out"
     # The run's own store took the default consumer's messages: this one catches up on a consumer of its own.
