@@ -2,7 +2,7 @@
 
 The row is the message's JSON object with its fields renamed where a table unites several message types
 (the gap events); times stay ISO 8601 text with their offset, which `store.tables.to_table` types. Messages
-the store keeps no table of (health, phase, scan summaries...) map to None.
+the store keeps no table of (scan summaries, day events...) map to None.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ TABLE_OF_TYPE: Mapping[str, str] = {
     "gap_recovered": "gaps",
     "gap_marked": "gaps",
     "alert": "alerts",
+    "phase": "phase_changes",
+    "health": "health",
 }
 """The message types the store keeps, and their table."""
 
@@ -50,6 +52,9 @@ def row_of(document: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
                        event=_GAP_EVENT[kind])
         case "gap_opened" | "gap_closed" | "gap_recovered":
             row["event"] = _GAP_EVENT[kind]
+        case "health":
+            for name in ("actors_down", "restarts", "counters"):
+                row[name] = json.dumps(row.get(name), ensure_ascii=False, sort_keys=True)
     return table, row
 
 

@@ -4,11 +4,12 @@ Migrations are numbered SQL scripts applied in order inside one transaction each
 `observer_migrations`. Ticks go in through COPY into a temporary table and one `INSERT ... ON CONFLICT DO
 NOTHING`, keyed on what identifies a trade (symbol, venue, time, source and the day's cumulative volume,
 which grows with every trade); `system_status` is the earlier pipeline's table of one row per component. When
-the TimescaleDB extension is available, `ticks` becomes a hypertable on its exchange time.
+the TimescaleDB extension can be enabled, `ticks`, `snapshots` and `health` become hypertables on their time
+(`HYPERTABLES`); when it cannot, they stay plain tables and one info line says so.
 
-The store role's event tables (migration 3: snapshots, triggers, slot changes, overflow, gaps, alerts) go
-in by `insert_events`, COPY and `ON CONFLICT DO NOTHING` on what identifies each event
-(`store.tables.EVENT_KEYS`).
+The store role's event tables (migration 3: snapshots, triggers, slot changes, overflow, gaps, alerts;
+migration 4: phase changes and health) go in by `insert_events`, COPY and `ON CONFLICT DO NOTHING` on what
+identifies each event (`store.tables.EVENT_KEYS`).
 
 The earlier pipeline's tables (migration 2) are written by `upsert`, keyed as `store.tables.KEYS` says: a row
 already there with the same values is left alone, a row whose values changed (a tick-built candle replaced
@@ -25,6 +26,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+from loguru import logger
 
 from store.tables import (
     EVENT_KEYS,
@@ -242,8 +244,39 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (at, key)
     );
     """,
+    """
+    CREATE TABLE phase_changes (
+        at timestamptz NOT NULL,
+        phase text NOT NULL,
+        previous text,
+        stream_seq bigint,
+        PRIMARY KEY (at, phase)
+    );
+    CREATE TABLE health (
+        at timestamptz NOT NULL,
+        uptime_seconds double precision NOT NULL,
+        phase text,
+        actors_alive bigint,
+        actors_total bigint,
+        actors_down text,
+        restarts text,
+        counters text,
+        published bigint,
+        dropped bigint,
+        stream_seq bigint,
+        PRIMARY KEY (at, uptime_seconds)
+    );
+    """,
 )
 """Migration N is `MIGRATIONS[N - 1]`; append, never edit one that has shipped."""
+
+HYPERTABLES: Mapping[int, Mapping[str, str]] = {
+    1: {"ticks": "exchange_time"},
+    4: {"ticks": "exchange_time", "snapshots": "scanned_at", "health": "at"},
+}
+"""The tables (and time columns) each migration makes TimescaleDB hypertables of, once its migrations are
+applied, when the extension can be enabled; migration 4 also takes `ticks` of a database migrated without
+it."""
 
 TICK_COLUMNS = (*(field.name for field in TICKS), "stream_seq")
 _IDENTITY = "(exchange_time, symbol, venue, source, (coalesce(cum_volume, -1)))"
@@ -258,21 +291,37 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
         )
     row = conn.execute("SELECT coalesce(max(version), 0) FROM observer_migrations").fetchone()
     version = int(row[0]) if row else 0
+    hypertables: dict[str, str] = {}
     for number in range(version + 1, len(MIGRATIONS) + 1):
         with conn.transaction():
             conn.execute(MIGRATIONS[number - 1])
             conn.execute("INSERT INTO observer_migrations (version) VALUES (%s)", (number,))
-            if number == 1:
-                _hypertable_if_available(conn)
+        hypertables.update(HYPERTABLES.get(number, {}))
+    if hypertables:
+        with conn.transaction():
+            _hypertables_if_available(conn, hypertables)
     return len(MIGRATIONS)
 
 
-def _hypertable_if_available(conn: psycopg.Connection[Any]) -> None:
+def _hypertables_if_available(conn: psycopg.Connection[Any], tables: Mapping[str, str]) -> bool:
+    """Make `tables` (name: time column) hypertables when TimescaleDB can be enabled; else they stay plain
+    tables and one info line says why. Whether they are hypertables now."""
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     if row is None:
-        return
-    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    conn.execute("SELECT create_hypertable('ticks', 'exchange_time', migrate_data => true)")
+        logger.info("PostgreSQL: TimescaleDB is not installed; {} stay plain tables", ", ".join(tables))
+        return False
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the migration's own work standing
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        logger.info("PostgreSQL: TimescaleDB could not be enabled ({}); {} stay plain tables", reason,
+                    ", ".join(tables))
+        return False
+    for table, column in tables.items():
+        conn.execute("SELECT create_hypertable(%s, %s, migrate_data => true, if_not_exists => true)",
+                     (table, column))
+    return True
 
 
 def insert_ticks(conn: psycopg.Connection[Any], rows: Iterable[Mapping[str, Any]]) -> int:

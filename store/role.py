@@ -286,9 +286,9 @@ class StoreRole:
                 msgs = await self._fetch(sub, FETCH_BATCH, wait)
             for msg in msgs:
                 newest = msg
+                compact_due |= _is_phase(msg, COMPACT_PHASE)
                 mapped = self._rows(msg)
                 if mapped is None:
-                    compact_due |= _is_phase(msg, COMPACT_PHASE)
                     continue
                 table, row = mapped
                 day = day_of(table, row)

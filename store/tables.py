@@ -227,6 +227,32 @@ ALERTS = pa.schema(
 )
 """Alerts that passed their cooldown: "<symbol>:<signal>" for market alerts, "system:<key>" for operations."""
 
+PHASE_CHANGES = pa.schema(
+    [
+        ("at", KST_TIMESTAMP),
+        ("phase", pa.string()),
+        ("previous", pa.string()),
+    ]
+)
+"""The day's phase changes (the spine's `phase` messages): `phase` began at `at`, after `previous`."""
+
+HEALTH = pa.schema(
+    [
+        ("at", KST_TIMESTAMP),
+        ("uptime_seconds", pa.float64()),
+        ("phase", pa.string()),
+        ("actors_alive", pa.int64()),
+        ("actors_total", pa.int64()),
+        ("actors_down", pa.string()),
+        ("restarts", pa.string()),
+        ("counters", pa.string()),
+        ("published", pa.int64()),
+        ("dropped", pa.int64()),
+    ]
+)
+"""Each process's health every few seconds (the spine's `health` messages); `actors_down` (a list),
+`restarts` and `counters` (objects) are their JSON as text."""
+
 EVENT_TABLES: Mapping[str, pa.Schema] = {
     "snapshots": SNAPSHOTS,
     "triggers": TRIGGERS,
@@ -234,6 +260,8 @@ EVENT_TABLES: Mapping[str, pa.Schema] = {
     "overflow": OVERFLOW,
     "gaps": GAPS,
     "alerts": ALERTS,
+    "phase_changes": PHASE_CHANGES,
+    "health": HEALTH,
 }
 """The tables the store role fills from the spine besides `ticks`, each keyed by its first (time) column."""
 
@@ -244,8 +272,11 @@ EVENT_KEYS: Mapping[str, tuple[str, ...]] = {
     "overflow": ("timestamp", "account", "symbol", "reason"),
     "gaps": ("at", "event", "account", "symbol", "start"),
     "alerts": ("at", "key"),
+    "phase_changes": ("at", "phase"),
+    "health": ("at", "uptime_seconds"),
 }
-"""What identifies an event row in PostgreSQL, so a replay from the spine inserts nothing twice."""
+"""What identifies an event row in PostgreSQL, so a replay from the spine inserts nothing twice (two
+processes' health messages of one moment differ in their uptime)."""
 
 KOSPI200_FUTURES_TABLE = "futures_101"
 KOSPI200_MATRIX_TABLE = "option_matrices_kospi200"

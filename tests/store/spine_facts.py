@@ -29,8 +29,8 @@ AT = datetime(2026, 9, 14, 9, 0, tzinfo=KST)
 
 
 def facts(first: int, count: int) -> Iterator[wire.Fact]:
-    """`count` ticks from number `first` on, with one event of every kind the store keeps each 500 ticks
-    and a health message (which no table keeps)."""
+    """`count` ticks from number `first` on, with one event of every kind the store keeps (health and phase
+    changes too) each 500 ticks."""
     for n in range(first, first + count):
         at = AT + timedelta(milliseconds=10 * n)
         yield wire.Tick(
@@ -129,6 +129,7 @@ def events(n: int, at: datetime) -> Iterator[wire.Fact]:
         expected=False,
     )
     yield wire.AlertSent(at=at, key=f"{symbol}:surge", text="급등")
+    yield wire.PhaseChange(at=at, phase="full_operation", previous="track_a_only")
     yield wire.Health(
         at=at,
         uptime_seconds=1.0,

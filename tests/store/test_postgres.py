@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 import psycopg
 import pytest
+from loguru import logger
 
 from runtime.clock import KST
 from spine import wire
@@ -156,3 +157,36 @@ def test_event_rows_from_the_spine_go_in_once_each(conn: psycopg.Connection) -> 
                        datetime(2026, 9, 14, 9, 32, tzinfo=KST), 7)]  # fmt: skip
     with pytest.raises(ValueError, match="not an event table"):
         insert_events(conn, "ticks; DROP TABLE gaps", [row])
+
+
+def test_phase_changes_and_health_are_migration_4_and_go_in_once_each(conn: psycopg.Connection) -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="INFO", format="{message}")
+    try:
+        assert migrate(conn) == len(MIGRATIONS) >= 4
+        migrate(conn)
+    finally:
+        logger.remove(sink)
+    installed = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    if installed is None:  # the suite's server has no TimescaleDB: plain tables, said once
+        said = [line for line in lines if "TimescaleDB" in line]
+        assert len(said) == 1 and "ticks, snapshots, health stay plain tables" in said[0], lines
+    at = datetime(2026, 9, 14, 9, 30, tzinfo=KST)
+    facts = [
+        wire.PhaseChange(at=at, phase="full_operation", previous="track_a_only"),
+        *(wire.Health(at=at, uptime_seconds=uptime, phase="full_operation", actors_alive=2, actors_total=2,
+                      actors_down=(), restarts={"recorder": 0}, counters={"scans": 1}, published=5, dropped=0)
+          for uptime in (3.0, 4.5)),  # two processes' health of one moment
+    ]  # fmt: skip
+    rows: dict[str, list[dict[str, object]]] = {}
+    for seq, fact in enumerate(facts, start=1):
+        table, row = row_of(json.loads(fact.model_dump_json()))
+        rows.setdefault(table, []).append({**row, "stream_seq": seq})
+    assert insert_events(conn, "phase_changes", rows["phase_changes"]) == 1
+    assert insert_events(conn, "health", rows["health"]) == 2
+    assert insert_events(conn, "health", rows["health"]) == 0  # delivered again
+    assert conn.execute("SELECT phase, previous FROM phase_changes").fetchall() == [
+        ("full_operation", "track_a_only")
+    ]
+    stored = conn.execute("SELECT uptime_seconds, restarts, counters FROM health ORDER BY 1").fetchall()
+    assert stored == [(3.0, '{"recorder": 0}', '{"scans": 1}'), (4.5, '{"recorder": 0}', '{"scans": 1}')]

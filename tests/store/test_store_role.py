@@ -29,7 +29,8 @@ from tests.store.spine_facts import (
 )
 from tools.pg_server import postgres_server
 
-EVENT_TABLES = ("ticks", "snapshots", "triggers", "slot_changes", "overflow", "gaps", "alerts")
+EVENT_TABLES = ("ticks", "snapshots", "triggers", "slot_changes", "overflow", "gaps", "alerts",
+                "phase_changes", "health")
 
 
 @pytest.mark.timeout(120)
