@@ -441,7 +441,9 @@ def test_every_tick_the_simulator_sent_is_recorded(tmp_path: Path, kis_sim) -> N
 
 # --- a disk that refuses writes ------------------------------------------------------------------------
 
-ONE_MIB = Settings(recorder=RecorderSettings(max_buffered_mb=1))
+ONE_MIB = Settings(recorder=RecorderSettings(max_buffered_mb=1),
+                   storage=StorageSettings(min_free_megabytes=0))
+"""A 1 MiB buffer, and no free-space floor: these tests fill a tiny disk on purpose."""
 FRAME = 999  # ticks per frame (the codec's count has three digits); about 270 KB of tick lines
 
 
