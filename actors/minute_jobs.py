@@ -75,11 +75,10 @@ from pipeline.candle_check import (
 )
 from pipeline.derivatives_minute import derivatives_minute
 from pipeline.futures_trades import futures_trade_facts, futures_trade_row
-from pipeline.stock_minute import signal_rows, stock_minute
+from pipeline.stock_minute import signal_fact, signal_rows, stock_minute
 from pipeline.store import PipelineStore
 from runtime.backoff import Backoff
 from runtime.ticker import Ticker
-from spine.wire import Dolpha1Signal
 from store.tables import KOSPI200_FUTURES_TABLE, KOSPI200_FUTURES_TRADES_TABLE
 
 GRACE = timedelta(seconds=5)
@@ -233,8 +232,7 @@ class MinuteJobsActor(ObserverActor):
         fresh = [s for s in signal_rows(symbol, session, self._params) if s["timestamp"] in new]
         self._store.write("dolpha1_signal", fresh)
         for signal in fresh:
-            self.context.spine.publish(Dolpha1Signal(minute=signal["timestamp"], **{
-                name: value for name, value in signal.items() if name != "timestamp"}))
+            self.context.spine.publish(signal_fact(signal))
             level = Level(signal["level"])
             if signal["changed"] and level in self._alert_levels:
                 self._alert_signal(signal, level)

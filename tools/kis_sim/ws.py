@@ -372,6 +372,10 @@ class WsServer:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def registered(self, tr_id: str) -> set[str]:
+        """The keys some session has registered on `tr_id` (a data TR: trades, books, futures trades)."""
+        return set(self._subs.get(tr_id, {}))
+
     # ---- handshake and messages --------------------------------------------------------------------------
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
