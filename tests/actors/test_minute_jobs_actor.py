@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -203,6 +204,10 @@ def test_the_candle_check_refills_the_day_after_the_close(
         assert int(conn.execute(f"SELECT count(*) FROM {KOSPI200_FUTURES_TABLE}").fetchone()[0]) == 840
     assert status == [(f"candles:{KOSPI200_FUTURES_TABLE}:{code}", "ok", "420 of 420 candles", 420)
                       for code in (FRONT, NEXT)]
+    report = json.loads(plane.context.paths.candle_report(datetime(2024, 3, 4).date()).read_text())
+    assert report["incomplete"] == 0
+    assert [(c["table"], c["symbol"], c["found"], c["missing"]) for c in report["checks"]] == [
+        (KOSPI200_FUTURES_TABLE, code, 420, []) for code in (FRONT, NEXT)]
 
 
 def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
