@@ -27,6 +27,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
+| futures trades (internal) | FuturesTradesReceived to `minute_jobs`; counter `futures_trades` |
 | frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksMissed to `gaps` |
 | session ended (internal) | ExpectedGapStarted to `gaps`, RECONNECTING to `slots`, reconnect after backoff |
 
