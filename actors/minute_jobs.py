@@ -127,10 +127,11 @@ class MinuteJobsActor(ObserverActor):
             self.log.info("minute jobs off (pipeline.stock_candles / derivatives / candle_check)")
             return
         account = self.context.accounts[0].name
-        if self.derivatives_on and self.context.accounts[0].paper:
-            self.log.warning("derivatives job off: KIS gives the option board to real accounts only")
+        if self.context.accounts[0].paper:
+            if self.derivatives_on:
+                self.log.warning("derivatives job off: KIS gives the option board to real accounts only")
             self.derivatives_on = False
-            self.futures_trades_on = False
+            self.futures_trades_on = False  # nor H0IFCNT0: the connection actor does not register it
         self._client = self.context.rest_client(account)
         url = self.context.settings.postgres_url
         self._store = PipelineStore(
