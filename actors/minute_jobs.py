@@ -5,13 +5,18 @@ Once a minute has closed (plus `GRACE` for the last frames in flight) the actor,
 - takes the streamed symbols' candles, built from their trades as they came (`TicksReceived`, a one-line
   hook in the connection actor; `core.candles.CandleBuilder`), reconciles them with KIS's minute bars for
   those symbols and the configured watch list (`pipeline.stock_minute`: one call per symbol and minute)
-  into `stocks_1m`, and dolpha1's features
-  and signals into `dolpha1_signal`; a signal that changed to the configured level raises an `AlertRaised`
+  into `stocks_1m`, and dolpha1's features and signals into `dolpha1_signal`, each also published
+  (`signal.dolpha1.<symbol>`); a signal that changed to the configured level raises an `AlertRaised`
   through the notifier, whose cooldown applies;
 - in the derivatives session, the KOSPI200 futures bars, the option board and its matrix
   (`pipeline.derivatives_minute`: three calls);
 - after the derivatives close, once a day, the expected-candle check of what it wrote today, refilling
-  what KIS still has (`pipeline.candle_check`), and the day's Parquet parts merged into one file.
+  what KIS still has (`pipeline.candle_check`); what still cannot be had goes to `system_status` and the
+  day's report (`observer/system/candles/YYYYMMDD_candles.json`), and the day's Parquet parts are merged.
+
+The front-month future's streamed trades (`FuturesTradesReceived` from the first account's connection
+actor, `pipeline.futures_trades`) go into `futures_trades_101` beside its candles and onto the spine
+(`futures.trade.<code>`) as they come.
 
 Calls go through the account's rate-limited client (the limiter is shared with the scanner), so they pace
 with the scan instead of bursting past it; the tick path only pays a tell. Rows go to Parquet and, when
@@ -23,6 +28,7 @@ Each job is switched by `pipeline.*` (unset: off, but `app.observer` turns it on
 | Message | Effect |
 |---|---|
 | TicksReceived | each trade into its running minute candle (only with `stock_candles`) |
+| FuturesTradesReceived | rows of `futures_trades_101`, and published (only with `futures_trades`) |
 | _MinuteDue (own ticker) | the jobs of every minute closed since the last run; flush and PostgreSQL retry |
 """
 
@@ -58,14 +64,22 @@ from kis.errors import KisError
 from kis.rest import KisRestClient
 from messages.alerts import AlertRaised, SystemAlert
 from messages.base import Message
-from messages.market import TicksReceived
-from pipeline.candle_check import CandleCheck, check_minutes, refill_futures, refill_stock
+from messages.market import FuturesTradesReceived, TicksReceived
+from pipeline.candle_check import (
+    CandleCheck,
+    check_minutes,
+    day_report,
+    refill_futures,
+    refill_stock,
+    write_day_report,
+)
 from pipeline.derivatives_minute import derivatives_minute
-from pipeline.stock_minute import signal_rows, stock_minute
+from pipeline.futures_trades import futures_trade_facts, futures_trade_row
+from pipeline.stock_minute import signal_fact, signal_rows, stock_minute
 from pipeline.store import PipelineStore
 from runtime.backoff import Backoff
 from runtime.ticker import Ticker
-from store.tables import KOSPI200_FUTURES_TABLE
+from store.tables import KOSPI200_FUTURES_TABLE, KOSPI200_FUTURES_TRADES_TABLE
 
 GRACE = timedelta(seconds=5)
 """A minute's jobs run this long after it closed: the last trades of the minute reach us and KIS's bar."""
@@ -90,6 +104,7 @@ class MinuteJobsActor(ObserverActor):
         self.stock_on = bool(settings.stock_candles)
         self.derivatives_on = bool(settings.derivatives)
         self.check_on = bool(settings.candle_check)
+        self.futures_trades_on = bool(settings.futures_trades)
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
         self._params = Params()
         self._alert_levels = ALERT_LEVELS[settings.signal_alerts]
@@ -105,16 +120,18 @@ class MinuteJobsActor(ObserverActor):
 
     @property
     def enabled(self) -> bool:
-        return self.stock_on or self.derivatives_on or self.check_on
+        return self.stock_on or self.derivatives_on or self.check_on or self.futures_trades_on
 
     def on_start(self) -> None:
         if not self.enabled or not self.context.accounts:
             self.log.info("minute jobs off (pipeline.stock_candles / derivatives / candle_check)")
             return
         account = self.context.accounts[0].name
-        if self.derivatives_on and self.context.accounts[0].paper:
-            self.log.warning("derivatives job off: KIS gives the option board to real accounts only")
+        if self.context.accounts[0].paper:
+            if self.derivatives_on:
+                self.log.warning("derivatives job off: KIS gives the option board to real accounts only")
             self.derivatives_on = False
+            self.futures_trades_on = False  # nor H0IFCNT0: the connection actor does not register it
         self._client = self.context.rest_client(account)
         url = self.context.settings.postgres_url
         self._store = PipelineStore(
@@ -126,8 +143,9 @@ class MinuteJobsActor(ObserverActor):
         )
         self._store.open()
         self._resume(self.context.clock.now().date())
-        jobs = [name for name, on in (("stock candles", self.stock_on), ("derivatives", self.derivatives_on),
-                                      ("candle check", self.check_on)) if on]
+        switches = (("stock candles", self.stock_on), ("derivatives", self.derivatives_on),
+                    ("candle check", self.check_on), ("futures trades", self.futures_trades_on))
+        jobs = [name for name, on in switches if on]
         where = "Parquet and PostgreSQL" if self._store.postgres else "Parquet"
         self.log.info("minute jobs: {} through {}, rows to {}", ", ".join(jobs), account, where)
         self._ticker = Ticker(self.actor_ref, lambda: _MinuteDue(at=self.context.clock.now()),
@@ -146,6 +164,9 @@ class MinuteJobsActor(ObserverActor):
                     add = self._builder.add
                     for tick in ticks:
                         add(tick.symbol, tick.exchange_time, tick.price, tick.volume)
+            case FuturesTradesReceived():
+                if self.futures_trades_on and self._store is not None:
+                    self._futures_trades(message)
             case _MinuteDue():
                 self._run_due()
         return None
@@ -212,6 +233,7 @@ class MinuteJobsActor(ObserverActor):
         fresh = [s for s in signal_rows(symbol, session, self._params) if s["timestamp"] in new]
         self._store.write("dolpha1_signal", fresh)
         for signal in fresh:
+            self.context.spine.publish(signal_fact(signal))
             level = Level(signal["level"])
             if signal["changed"] and level in self._alert_levels:
                 self._alert_signal(signal, level)
@@ -222,6 +244,14 @@ class MinuteJobsActor(ObserverActor):
         at = signal["timestamp"] + timedelta(minutes=1)
         alert = make_alert(signal["symbol"], "", f"dolpha1_{level}_{signal['side']}", threshold, distance, at)
         self.directory.tell("notifier", AlertRaised(at=self.context.clock.now(), alert=alert))
+
+    def _futures_trades(self, message: FuturesTradesReceived) -> None:
+        assert self._store is not None
+        rows = [futures_trade_row(message.day, trade) for trade in message.trades]
+        self.context.metrics.inc(f"rows_{KOSPI200_FUTURES_TRADES_TABLE}",
+                                 self._store.write(KOSPI200_FUTURES_TRADES_TABLE, rows))
+        for fact in futures_trade_facts(message):
+            self.context.spine.publish(fact)
 
     def _derivatives(self, minute: datetime) -> None:
         assert self._store is not None and self._client is not None
@@ -239,7 +269,8 @@ class MinuteJobsActor(ObserverActor):
     # --- after the close -------------------------------------------------------------------------
 
     def _check_day(self, day: date) -> None:
-        """Each symbol written today against the session's expected candles; refill, then report."""
+        """Each symbol written today against the session's expected candles; refill, then report (the log,
+        `system_status` and the day's report file)."""
         assert self._store is not None and self._client is not None
         self._store.flush_parquet()
         targets: list[tuple[str, str]] = [
@@ -248,7 +279,7 @@ class MinuteJobsActor(ObserverActor):
         ]
         if self._futures_day == day:
             targets += [(KOSPI200_FUTURES_TABLE, c.futures_code) for c in futures_pair(day)]
-        incomplete = 0
+        checks: list[CandleCheck] = []
         for table, symbol in targets:
             check = self._check(table, symbol, day)
             if not check.complete:
@@ -259,12 +290,18 @@ class MinuteJobsActor(ObserverActor):
                     self._job_failed(f"refill {table} {symbol}", error)
                 self._store.flush_parquet()
                 check = self._check(table, symbol, day)
-            incomplete += not check.complete
+            checks.append(check)
             self._store.report(check)
             self.log.info("candle check {} {} {:%Y-%m-%d}: {}", table, symbol, day, check.describe())
         self._store.compact(day)
+        document = day_report(day, checks, checked_at=self.context.clock.now())
+        path = self.context.paths.candle_report(day)
+        try:
+            write_day_report(path, document)
+        except OSError as error:
+            self.log.error("cannot write the day's candle report {}: {}", path, error.strerror or error)
         self.context.metrics.set("candle_checks", len(targets))
-        self.context.metrics.set("candle_checks_incomplete", incomplete)
+        self.context.metrics.set("candle_checks_incomplete", document["incomplete"])
 
     def _check(self, table: str, symbol: str, day: date) -> CandleCheck:
         assert self._store is not None

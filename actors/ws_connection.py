@@ -27,6 +27,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
+| futures trades (internal) | FuturesTradesReceived to `minute_jobs`; counter `futures_trades` |
 | frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksMissed to `gaps` |
 | session ended (internal) | ExpectedGapStarted to `gaps`, RECONNECTING to `slots`, reconnect after backoff |
 
@@ -47,6 +48,13 @@ SystemAlert when shedding starts. While shed, a timer checks every few seconds, 
 
 Execution notices: H0STCNI0 (H0STCNI9 on paper) with tr_key = the account's HTS id. KIS counts it among
 the 41 registrations of the key, so with an HTS id 40 remain for ticks; a 41st is refused and reported.
+
+Futures trades (`pipeline.futures_trades`, real accounts only: KIS serves H0IFCNT0 to no paper key): the
+first account's session also registers the front-month KOSPI200 future (`core.derivatives.futures_pair`,
+rolled on expiry day) while the notice and the stock target leave one of the key's 41 registrations free.
+Stocks always win: the futures registration opens no session of its own, and when the slot manager's target
+needs the last registration the futures one is released first. Its frames go to `minute_jobs` as
+`FuturesTradesReceived`; they are no stock ticks (no journal, no gaps).
 """
 
 from __future__ import annotations
@@ -67,15 +75,32 @@ from actors.base import ObserverActor, describe_exception
 from actors.context import ObserverContext
 from actors.directory import Directory
 from core.backpressure import LagMonitor, max_level
+from core.derivatives import futures_pair
 from core.gaps import RECONNECT, RESTART
 from core.schedule import Phase, phase_at
-from core.subscriptions import Action, Registration, SubscriptionBook, SubState, is_session_refusal
+from core.subscriptions import (
+    MAX_REGISTRATIONS_PER_KEY,
+    Action,
+    Registration,
+    SubscriptionBook,
+    SubState,
+    is_session_refusal,
+)
 from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TRADE_TR_IDS, TrId
-from kis.ticks import Ack, Decoded, ExecutionNoticeFrame, FrameError, PingPong, TradeFrame, TradeTick
+from kis.ticks import (
+    Ack,
+    Decoded,
+    ExecutionNoticeFrame,
+    FrameError,
+    FuturesTradeFrame,
+    PingPong,
+    TradeFrame,
+    TradeTick,
+)
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
 from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, TicksMissed
-from messages.market import ExecutionsReceived, TicksReceived
+from messages.market import ExecutionsReceived, FuturesTradesReceived, TicksReceived
 from messages.schedule import PhaseChanged
 from messages.streaming import (
     BackPressure,
@@ -265,6 +290,11 @@ class WSConnectionActor(ObserverActor):
         if self.account.hts_id:
             tr_id = TrId.NOTICE_PAPER if self.account.paper else TrId.NOTICE_REAL
             self._notice = Registration(tr_id.value, self.account.hts_id)
+        self._futures_on = (
+            bool(context.settings.pipeline.futures_trades)
+            and not self.account.paper
+            and self.account.name == context.accounts[0].name
+        )
         self._phase = Phase.IDLE
         self._session: KisWebSocketSession | None = None
         self._generation = 0
@@ -396,6 +426,8 @@ class WSConnectionActor(ObserverActor):
                 self._restart_session(TOKEN_REFRESH)
         elif isinstance(message, PhaseChanged):
             self._phase = message.phase
+            if self._futures_on:  # a new day may have rolled the front month
+                self._send(self.book.set_target(self._registrations()))
             self._apply_wanted()
         elif isinstance(message, DowntimeFound) and message.account == self.account.name:
             self._open_downtime(message)
@@ -427,8 +459,13 @@ class WSConnectionActor(ObserverActor):
         self._apply_wanted()
 
     def _registrations(self) -> list[Registration]:
+        """The notice, the stock target, then the front-month future when a registration is left for it."""
         notice = [self._notice] if self._notice is not None else []
-        return notice + [Registration(self._trade_tr, symbol) for symbol in self._trade_target]
+        wanted = notice + [Registration(self._trade_tr, symbol) for symbol in self._trade_target]
+        if self._futures_on and len(wanted) < MAX_REGISTRATIONS_PER_KEY:
+            front, _next = futures_pair(self.context.clock.now().date())
+            wanted.append(Registration(TrId.FUTURES_TRADE.value, front.futures_code))
+        return wanted
 
     # --- the session -----------------------------------------------------------------------------
 
@@ -584,6 +621,11 @@ class WSConnectionActor(ObserverActor):
                     at=self.context.clock.now(), account=self.account.name, notices=value.notices
                 ),
             )
+        elif isinstance(value, FuturesTradeFrame):
+            now = self.context.clock.now()
+            self.context.metrics.inc("futures_trades", len(value.trades))
+            self._tell("minute_jobs", FuturesTradesReceived(at=now, account=self.account.name, day=now.date(),
+                                                             trades=value.trades))
         elif isinstance(value, FrameError):
             self._frame_error(value)
 

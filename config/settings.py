@@ -193,6 +193,9 @@ class PipelineSettings(Section):
     """KOSPI200 futures bars, the option board and its matrix each minute of the futures session."""
     candle_check: bool | None = None
     """After the futures close: each table's day against the session's expected candles, refilled."""
+    futures_trades: bool | None = None
+    """The front-month KOSPI200 future's realtime trades (H0IFCNT0) on the first account's WebSocket while it
+    is open and has a registration no stock needs; recorded in `futures_trades_101` and published."""
     watchlist: tuple[str, ...] = ()
     """Symbols whose minute bars are fetched each minute whether or not they are streamed."""
     signal_alerts: Literal["off", "monitor", "trade"] = "trade"
@@ -204,7 +207,7 @@ class PipelineSettings(Section):
 
     def simulator_defaults(self) -> dict[str, bool]:
         """The jobs simulator mode turns on: those the configuration left unset."""
-        jobs = ("stock_candles", "derivatives", "candle_check")
+        jobs = ("stock_candles", "derivatives", "candle_check", "futures_trades")
         return {name: True for name in jobs if getattr(self, name) is None}
 
 

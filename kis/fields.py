@@ -44,9 +44,24 @@ H0STCNI0_FIELDS: tuple[str, ...] = (
     "CNTG_ISNM40", "ODER_PRC",
 )
 
+H0IFCNT0_FIELDS: tuple[str, ...] = (
+    "FUTS_SHRN_ISCD", "BSOP_HOUR", "FUTS_PRDY_VRSS", "PRDY_VRSS_SIGN", "FUTS_PRDY_CTRT", "FUTS_PRPR",
+    "FUTS_OPRC", "FUTS_HGPR", "FUTS_LWPR", "LAST_CNQN", "ACML_VOL", "ACML_TR_PBMN", "HTS_THPR", "MRKT_BASIS",
+    "DPRT", "NMSC_FCTN_STPL_PRC", "FMSC_FCTN_STPL_PRC", "SPEAD_PRC", "HTS_OTST_STPL_QTY",
+    "OTST_STPL_QTY_ICDC", "OPRC_HOUR", "OPRC_VRSS_PRPR_SIGN", "OPRC_VRSS_NMIX_PRPR", "HGPR_HOUR",
+    "HGPR_VRSS_PRPR_SIGN", "HGPR_VRSS_NMIX_PRPR", "LWPR_HOUR", "LWPR_VRSS_PRPR_SIGN", "LWPR_VRSS_NMIX_PRPR",
+    "SHNU_RATE", "CTTR", "ESDG", "OTST_STPL_RGBF_QTY_ICDC", "THPR_BASIS", "FUTS_ASKP1", "FUTS_BIDP1",
+    "ASKP_RSQN1", "BIDP_RSQN1", "SELN_CNTG_CSNU", "SHNU_CNTG_CSNU", "NTBY_CNTG_CSNU", "SELN_CNTG_SMTN",
+    "SHNU_CNTG_SMTN", "TOTAL_ASKP_RSQN", "TOTAL_BIDP_RSQN", "PRDY_VOL_VRSS_ACML_VOL_RATE",
+    "DSCS_BLTR_ACML_QTY", "DYNM_MXPR", "DYNM_LLAM", "DYNM_PRC_LIMT_YN",
+)
+"""Index futures trades (지수선물 실시간체결가, H0IFCNT0): 50 columns in KIS's published order. Prices are
+index points with two decimals; the record has a time of day (BSOP_HOUR) but no date."""
+
 H0STCNT0_INDEX = {name: i for i, name in enumerate(H0STCNT0_FIELDS)}
 H0STASP0_INDEX = {name: i for i, name in enumerate(H0STASP0_FIELDS)}
 H0STCNI0_INDEX = {name: i for i, name in enumerate(H0STCNI0_FIELDS)}
+H0IFCNT0_INDEX = {name: i for i, name in enumerate(H0IFCNT0_FIELDS)}
 
 assert len(H0STCNT0_FIELDS) == 46 and len(H0STASP0_FIELDS) == 59 and len(H0STCNI0_FIELDS) == 26
 assert len(H0UNASP0_FIELDS) == 65

@@ -141,6 +141,36 @@ class ExecutionNoticeFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class FuturesTrade:
+    """One H0IFCNT0 record (an index futures trade): prices in index points, volumes in contracts. The frame
+    has no date, so the time stays the raw KST `HHMMSS` string (`hour`)."""
+
+    symbol: str
+    hour: str
+    price: float
+    change: float
+    change_rate: float
+    open: float
+    high: float
+    low: float
+    volume: int
+    cum_volume: int
+    cum_value: int
+    theoretical: float
+    basis: float
+    open_interest: int
+    ask1: float
+    bid1: float
+    fields: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FuturesTradeFrame:
+    tr_id: str
+    trades: tuple[FuturesTrade, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OtherFrame:
     """A well-formed data frame of a TR this codec has no typed view for (e.g. H0STMKO0, H0UNPGM0)."""
 
@@ -173,4 +203,7 @@ class FrameError:
 
 _NON_TRADE_TRS = frozenset(tr.value for tr in TrId if tr.value.startswith("H0")) - frozenset(FEED_OF_TRADE_TR)
 
-Decoded = Ack | PingPong | TradeFrame | OrderBookFrame | ExecutionNoticeFrame | OtherFrame | FrameError
+Decoded = (
+    Ack | PingPong | TradeFrame | OrderBookFrame | ExecutionNoticeFrame | FuturesTradeFrame | OtherFrame
+    | FrameError
+)

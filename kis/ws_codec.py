@@ -4,8 +4,9 @@
 `FrameError` value, so a receive loop can hand every result on without a try block.
 
 Trades come on H0STCNT0 (KRX), H0NXCNT0 (NXT) or H0UNCNT0 (unified), all with the same columns; order
-books on H0STASP0 or, six columns wider, H0NXASP0 / H0UNASP0. What KIS may add is read through: columns
-appended to a record, control messages with more (or fewer optional) fields, header names in either case.
+books on H0STASP0 or, six columns wider, H0NXASP0 / H0UNASP0; index futures trades on H0IFCNT0. What KIS
+may add is read through: columns appended to a record, control messages with more (or fewer optional)
+fields, header names in either case.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pydantic import SecretStr
 from core.subscriptions import AckCode
 from kis.crypto import NoticeCryptoError, decrypt_notice
 from kis.fields import (
+    H0IFCNT0_FIELDS,
+    H0IFCNT0_INDEX,
     H0STASP0_FIELDS,
     H0STASP0_INDEX,
     H0STCNI0_FIELDS,
@@ -38,6 +41,8 @@ from kis.ticks import (
     ExecutionNotice,
     ExecutionNoticeFrame,
     FrameError,
+    FuturesTrade,
+    FuturesTradeFrame,
     NoticeKeys,
     OrderBook,
     OrderBookFrame,
@@ -214,6 +219,9 @@ def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
         # A KRX-width book record on a wider TR still types: the extra mid-price columns are not read.
         books = _typed_records(_order_book, fields, count, book_width, len(H0STASP0_FIELDS), 0, tr_id)
         return OrderBookFrame(tr_id, books)
+    if tr_id == TrId.FUTURES_TRADE:
+        width = len(H0IFCNT0_FIELDS)
+        return FuturesTradeFrame(tr_id, _typed_records(_futures_trade, fields, count, width, width, 0, tr_id))
     if tr_id == TrId.NOTICE_REAL or tr_id == TrId.NOTICE_PAPER:
         notices = _typed_records(
             _notice, fields, count, _NOTICE_WIDTH, _NOTICE_MIN_WIDTH, _NOTICE_SYMBOL, tr_id
@@ -336,6 +344,34 @@ def _order_book(f: tuple[str, ...], v: tuple[str, ...]) -> OrderBook:
         total_ask_size=int(v[_TOTAL_ASK]),
         total_bid_size=int(v[_TOTAL_BID]),
         cum_volume=int(v[_BOOK_VOLUME]),
+        fields=f,
+    )
+
+
+_F = H0IFCNT0_INDEX
+
+
+def _futures_trade(f: tuple[str, ...], v: tuple[str, ...]) -> FuturesTrade:
+    hour = f[_F["BSOP_HOUR"]]
+    if len(hour) != 6 or not hour.isdigit():
+        raise ValueError(f"bad trade time {hour[:8]!r}")
+    return FuturesTrade(
+        symbol=f[_F["FUTS_SHRN_ISCD"]],
+        hour=hour,
+        price=float(v[_F["FUTS_PRPR"]]),
+        change=float(v[_F["FUTS_PRDY_VRSS"]]),
+        change_rate=float(v[_F["FUTS_PRDY_CTRT"]]),
+        open=float(v[_F["FUTS_OPRC"]]),
+        high=float(v[_F["FUTS_HGPR"]]),
+        low=float(v[_F["FUTS_LWPR"]]),
+        volume=int(v[_F["LAST_CNQN"]]),
+        cum_volume=int(v[_F["ACML_VOL"]]),
+        cum_value=int(v[_F["ACML_TR_PBMN"]]),
+        theoretical=float(v[_F["HTS_THPR"]]),
+        basis=float(v[_F["MRKT_BASIS"]]),
+        open_interest=int(v[_F["HTS_OTST_STPL_QTY"]]),
+        ask1=float(v[_F["FUTS_ASKP1"]]),
+        bid1=float(v[_F["FUTS_BIDP1"]]),
         fields=f,
     )
 

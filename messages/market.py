@@ -7,7 +7,7 @@ from datetime import date
 from pydantic import ConfigDict, SkipValidation
 
 from kis.models import Holding, MultiQuote
-from kis.ticks import ExecutionNotice, TradeTick
+from kis.ticks import ExecutionNotice, FuturesTrade, TradeTick
 from messages.base import Message
 
 
@@ -74,3 +74,13 @@ class HoldingsLoaded(Message):
 
     account: str
     holdings: tuple[Holding, ...]
+
+
+class FuturesTradesReceived(Message):
+    """Index futures trades (H0IFCNT0) of one frame, from the connection actor to the minute jobs, which
+    record them beside the futures candles and publish them. `day` is the KST day they were received on:
+    the frame carries a time of day only."""
+
+    account: str
+    day: date
+    trades: tuple[FuturesTrade, ...]

@@ -3,14 +3,19 @@
 `check_day` counts a symbol's stored minutes of a candle table against the session's (390 for stocks
 09:00-15:30, 420 for KOSPI200 futures 08:45-15:45), `refill_stock` / `refill_futures` fetch the missing
 ranges again (KIS's minute charts answer today's minutes; every call passes the client's rate limiter),
-and `report` puts what is still missing in `system_status`, one row per table and symbol.
+and `report` puts what is still missing in `system_status`, one row per table and symbol. `day_report` is
+the day's report of the same checks, every minute still missing listed as ranges, which `write_day_report`
+puts in `observer/system/candles/YYYYMMDD_candles.json`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -49,6 +54,11 @@ class CandleCheck:
         more = f" and {len(ranges) - MAX_RANGES_SHOWN} more ranges" if len(ranges) > MAX_RANGES_SHOWN else ""
         return f"missing {len(self.missing)} of {self.expected} candles: {shown}{more}"
 
+    def missing_ranges(self) -> list[str]:
+        """Every missing minute as "HH:MM" or "HH:MM-HH:MM" ranges (none left out)."""
+        return [first.strftime("%H:%M") if first == last else f"{first:%H:%M}-{last:%H:%M}"
+                for first, last in minute_ranges(self.missing)]
+
 
 def check_day(
     conn: psycopg.Connection[Any], table: str, symbol: str, day: date, open_: time, close: time
@@ -83,6 +93,29 @@ def refill_futures(client: KisRestClient, check: CandleCheck) -> list[dict[str, 
         chart = client.fuop_minute_bars(check.symbol, since=first, until=last)
         rows += [futures_row(bar) for bar in chart.bars if bar.time in wanted]
     return rows
+
+
+def day_report(day: date, checks: Sequence[CandleCheck], *, checked_at: datetime) -> dict[str, Any]:
+    """The day's report of the candle checks after the refill: per table and symbol the expected and found
+    candles and the minutes that still cannot be had; `incomplete` counts the symbols with a gap left."""
+    return {
+        "day": day.isoformat(),
+        "checked_at": checked_at.isoformat(),
+        "incomplete": sum(1 for check in checks if not check.complete),
+        "checks": [
+            {"table": check.table, "symbol": check.symbol, "expected": check.expected, "found": check.found,
+             "complete": check.complete, "missing": check.missing_ranges()}
+            for check in checks
+        ],
+    }
+
+
+def write_day_report(path: Path, document: dict[str, Any]) -> None:
+    """Replace the report file at once (a reader sees the old one or the new one, never half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.tmp")
+    temporary.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def report(conn: psycopg.Connection[Any], check: CandleCheck, *, now: datetime) -> None:

@@ -4,7 +4,8 @@
 built from a symbol's ticks, asks KIS for its minute bars (FHKST03010200) over the same minutes, keeps KIS's
 bar where there is one (`core.candles.reconcile` says why) and reports where the ticks disagreed. A symbol
 that is not streamed has no tick-built candles; its rows are KIS's bars alone. `signal_rows` turns a
-symbol's candles of the session into `dolpha1_signal` rows. Rows carry aware KST times; the store converts.
+symbol's candles of the session into `dolpha1_signal` rows, and `signal_fact` one of them into the spine
+message. Rows carry aware KST times; the store converts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from core.candles import Candle, CandleSource, Difference, kst_minute, reconcile
 from core.dolpha1 import Bar, Params, signals
 from kis.rest import KisRestClient
 from runtime.clock import Clock
+from spine.wire import Dolpha1Signal
 
 TIMEFRAME = "1m"
 
@@ -81,3 +83,9 @@ def signal_rows(symbol: str, candles: Sequence[Candle], params: Params = Params(
          "trade_lower": s.trade_lower, "level": str(s.level), "side": str(s.side), "changed": s.changed}
         for s in signals(symbol, bars, params)
     ]
+
+
+def signal_fact(row: dict[str, Any]) -> Dolpha1Signal:
+    """A `dolpha1_signal` row as published (`signal.dolpha1.<symbol>`): its timestamp becomes `minute`."""
+    fields = {name: value for name, value in row.items() if name != "timestamp"}
+    return Dolpha1Signal(minute=row["timestamp"], **fields)

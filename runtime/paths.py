@@ -72,6 +72,10 @@ class DataPaths:
     def overflow_ledger(self, provider: str, day: date) -> Path:
         return self.observer / "system" / "overflow" / provider / f"{_day(day)}_overflow.jsonl"
 
+    def candle_report(self, day: date) -> Path:
+        """The day's expected-candle check: what the minute jobs' tables still miss after the refill."""
+        return self.observer / "system" / "candles" / f"{_day(day)}_candles.json"
+
     def alerts_ledger(self, day: date) -> Path:
         """Every alert that passed its cooldown (the notifier's ledger, for audits and the chaos day)."""
         return self.observer / "system" / "alerts" / f"{_day(day)}_alerts.jsonl"

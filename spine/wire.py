@@ -266,6 +266,59 @@ class AlertSent(Fact):
     text: str
 
 
+class FuturesTrade(Fact):
+    """One trade of a KOSPI200 futures contract streamed over the WebSocket (KIS's H0IFCNT0): prices in index
+    points, volumes in contracts. `exchange_time` is the trade's time of day on the day it was received
+    (the frame carries no date)."""
+
+    type: Literal["futures_trade"] = "futures_trade"
+    version: Literal[1] = 1
+    subject_pattern: ClassVar[str] = "futures.trade.{symbol}"
+    symbol: str
+    exchange_time: AwareDatetime
+    received_at: AwareDatetime
+    price: float
+    volume: int
+    cum_volume: int
+    change: float
+    open: float
+    high: float
+    low: float
+    ask1: float
+    bid1: float
+    open_interest: int
+    basis: float
+    account: str
+
+    def subject_keys(self) -> dict[str, str]:
+        return {"symbol": self.symbol}
+
+
+class Dolpha1Signal(Fact):
+    """dolpha1's features and signal of one symbol's closed minute (`minute`: the candle's start), as
+    stored in `dolpha1_signal`: session VWAP, Wilder's ATR, the monitor and trade bands (null until they
+    exist), the level and side, and `changed` when it differs from the minute before (what alerts)."""
+
+    type: Literal["dolpha1_signal"] = "dolpha1_signal"
+    version: Literal[1] = 1
+    subject_pattern: ClassVar[str] = "signal.dolpha1.{symbol}"
+    symbol: str
+    minute: AwareDatetime
+    close: float
+    vwap: float | None
+    atr: float | None
+    monitor_upper: float | None
+    monitor_lower: float | None
+    trade_upper: float | None
+    trade_lower: float | None
+    level: Literal["none", "monitor", "trade"]
+    side: Literal["", "long", "short"]
+    changed: bool
+
+    def subject_keys(self) -> dict[str, str]:
+        return {"symbol": self.symbol}
+
+
 class PhaseChange(Fact):
     """The operation phase became `phase` at the scheduled instant `at`."""
 
@@ -307,7 +360,8 @@ class Health(Fact):
 
 FACT_TYPES: tuple[type[Fact], ...] = (
     Tick, Snapshot, ScanDone, TriggerFired, SlotChanged, SlotTargets, Overflowed,
-    GapOpened, GapClosed, GapRecovered, GapMarked, AlertSent, PhaseChange, DayEventDue, Health,
+    GapOpened, GapClosed, GapRecovered, GapMarked, AlertSent, FuturesTrade, Dolpha1Signal, PhaseChange,
+    DayEventDue, Health,
 )  # fmt: skip
 """Every public message type, in the order the schemas and the README list them."""
 

@@ -267,6 +267,25 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (at, uptime_seconds)
     );
     """,
+    """
+    CREATE TABLE futures_trades_101 (
+        timestamp timestamp NOT NULL,
+        symbol text NOT NULL,
+        price double precision,
+        volume bigint,
+        cum_volume bigint NOT NULL,
+        change double precision,
+        open double precision,
+        high double precision,
+        low double precision,
+        ask1 double precision,
+        bid1 double precision,
+        open_interest bigint,
+        basis double precision,
+        theoretical double precision,
+        PRIMARY KEY (timestamp, symbol, cum_volume)
+    );
+    """,
 )
 """Migration N is `MIGRATIONS[N - 1]`; append, never edit one that has shipped."""
 

@@ -4,10 +4,11 @@ Symbols are text (KRX codes keep their leading zeros), times are timestamps in t
 volumes are integers of KRW and shares as KIS sends them. A row is the JSON dict of a journal line or of a
 spine message; `to_table` casts a batch of them, and every column a row lacks is null.
 
-The earlier pipeline's tables (realtime_pipeline_ht_api.md: `stocks_1m`, `futures_{sym3}`,
-`option_chain_raw`, `option_matrices_{underlying}`, `dolpha1_signal`) keep that document's time policy:
-timestamps are KST wall time without a zone (`KST_WALL`), converted from aware times by `kst_wall_time`
-and nowhere else; the rest of the observer stays zone-aware. Futures prices are index points (floats).
+The earlier pipeline's tables (realtime_pipeline_ht_api.md: `stocks_1m`, `futures_{sym3}` and the streamed
+`futures_trades_101`, `option_chain_raw`, `option_matrices_{underlying}`, `dolpha1_signal`) keep that
+document's time policy: timestamps are KST wall time without a zone (`KST_WALL`), converted from aware
+times by `kst_wall_time` and nowhere else; the rest of the observer stays zone-aware. Futures prices are
+index points (floats).
 """
 
 from __future__ import annotations
@@ -81,6 +82,27 @@ FUTURES = pa.schema(
 )
 """One underlying's futures minute candles (`futures_{sym3}`), front and next month, keyed by (timestamp,
 symbol)."""
+
+FUTURES_TRADES = pa.schema(
+    [
+        ("timestamp", KST_WALL),
+        ("symbol", pa.string()),
+        ("price", pa.float64()),
+        ("volume", pa.int64()),
+        ("cum_volume", pa.int64()),
+        ("change", pa.float64()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("ask1", pa.float64()),
+        ("bid1", pa.float64()),
+        ("open_interest", pa.int64()),
+        ("basis", pa.float64()),
+        ("theoretical", pa.float64()),
+    ]
+)
+"""One underlying's futures trades streamed over the WebSocket (H0IFCNT0), beside its minute candles, keyed by
+(timestamp, symbol, cum_volume): several trades share a second, never a cumulative volume."""
 
 OPTION_CHAIN_RAW = pa.schema(
     [
@@ -279,6 +301,7 @@ EVENT_KEYS: Mapping[str, tuple[str, ...]] = {
 processes' health messages of one moment differ in their uptime)."""
 
 KOSPI200_FUTURES_TABLE = "futures_101"
+KOSPI200_FUTURES_TRADES_TABLE = "futures_trades_101"
 KOSPI200_MATRIX_TABLE = "option_matrices_kospi200"
 _TABLE_PART = re.compile(r"^[0-9a-z]{1,32}$")
 
@@ -286,6 +309,7 @@ TABLES: Mapping[str, pa.Schema] = {
     "ticks": TICKS,
     "stocks_1m": STOCKS_1M,
     KOSPI200_FUTURES_TABLE: FUTURES,
+    KOSPI200_FUTURES_TRADES_TABLE: FUTURES_TRADES,
     "option_chain_raw": OPTION_CHAIN_RAW,
     KOSPI200_MATRIX_TABLE: OPTION_MATRIX,
     "dolpha1_signal": DOLPHA1_SIGNAL,
@@ -301,6 +325,7 @@ TIME_COLUMN: Mapping[str, str] = {
 KEYS: Mapping[str, tuple[str, ...]] = {
     "stocks_1m": ("timestamp", "symbol", "timeframe"),
     KOSPI200_FUTURES_TABLE: ("timestamp", "symbol"),
+    KOSPI200_FUTURES_TRADES_TABLE: ("timestamp", "symbol", "cum_volume"),
     "option_chain_raw": ("timestamp", "code"),
     KOSPI200_MATRIX_TABLE: ("timestamp", "underlying_symbol", "metric_type"),
     "dolpha1_signal": ("timestamp", "symbol"),

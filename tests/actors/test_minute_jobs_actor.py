@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from core.dolpha1 import Bar, Level, signals
 from messages.alerts import AlertRaised, SystemAlert
 from messages.streaming import SetSubscriptions
 from runtime.clock import KST
-from store.tables import KEYS, KOSPI200_FUTURES_TABLE, KOSPI200_MATRIX_TABLE
+from store.tables import KEYS, KOSPI200_FUTURES_TABLE, KOSPI200_FUTURES_TRADES_TABLE, KOSPI200_MATRIX_TABLE
 from tests.actors.data_plane_support import DataPlane, wait_until
 from tools.kis_sim.server import KisSimulator, SimConfig
 from tools.pg_server import PostgresServer, postgres_server
@@ -203,6 +204,10 @@ def test_the_candle_check_refills_the_day_after_the_close(
         assert int(conn.execute(f"SELECT count(*) FROM {KOSPI200_FUTURES_TABLE}").fetchone()[0]) == 840
     assert status == [(f"candles:{KOSPI200_FUTURES_TABLE}:{code}", "ok", "420 of 420 candles", 420)
                       for code in (FRONT, NEXT)]
+    report = json.loads(plane.context.paths.candle_report(datetime(2024, 3, 4).date()).read_text())
+    assert report["incomplete"] == 0
+    assert [(c["table"], c["symbol"], c["found"], c["missing"]) for c in report["checks"]] == [
+        (KOSPI200_FUTURES_TABLE, code, 420, []) for code in (FRONT, NEXT)]
 
 
 def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
@@ -239,3 +244,34 @@ def test_dolpha1_signals_raise_alerts_as_computed_from_the_stored_candles(
         bars = [Bar(r["timestamp"], r["high"], r["low"], r["close"], r["volume"]) for r in mine]
         for signal in signals(symbol, bars):  # the session's VWAP across the restart
             assert stored[(symbol, signal.minute)] == pytest.approx(signal.vwap)
+
+
+def test_the_front_future_streams_on_a_free_registration_and_yields_to_stocks(
+    tmp_path: Path, kis_sim: KisSimulator
+) -> None:
+    plane = DataPlane(tmp_path, kis_sim)
+    plane.peers("recorder", "triggers", "gaps", "notifier")
+    start_jobs(plane, PipelineSettings(stock_candles=False, derivatives=False, candle_check=False,
+                                       futures_trades=True))
+    few = plane.symbols(2)
+    stream(plane, few)
+    assert wait_until(lambda: kis_sim.ws.registered("H0IFCNT0") == {FRONT}, WAIT)
+    assert wait_until(lambda: plane.metrics.count(f"rows_{KOSPI200_FUTURES_TRADES_TABLE}") >= 6, WAIT)
+
+    full = plane.symbols(41)  # the key's 41 registrations all go to stocks: the future is released first
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=full))
+    plane.wait_confirmed(full)
+    assert kis_sim.ws.registered("H0IFCNT0") == set() and plane.status().refused == ()
+    plane.tell("ws.acct1", SetSubscriptions(at=kis_sim.clock.now(), account="acct1", symbols=few))
+    plane.wait_confirmed(few)
+    assert wait_until(lambda: kis_sim.ws.registered("H0IFCNT0") == {FRONT}, WAIT)  # room again
+    plane.barrier("ws.acct1")
+    plane.directory.ref("minute_jobs").stop()
+
+    trades = parquet(plane, KOSPI200_FUTURES_TRADES_TABLE)
+    assert trades and {row["symbol"] for row in trades} == {FRONT}
+    assert max(keys(KOSPI200_FUTURES_TRADES_TABLE, trades).values()) == 1
+    assert all(row["timestamp"].tzinfo is None and row["timestamp"].second % 15 == 0 for row in trades)
+    ordered = sorted(trades, key=lambda row: row["cum_volume"])
+    assert [row["timestamp"] for row in ordered] == sorted(row["timestamp"] for row in trades)
+    assert all(row["low"] <= row["price"] <= row["high"] for row in trades)

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from core.subscriptions import AckCode
 from kis.crypto import NoticeCryptoError, decrypt_notice, encrypt_notice
 from kis.fields import (
+    H0IFCNT0_FIELDS,
     H0STASP0_FIELDS,
     H0STCNI0_FIELDS,
     H0STCNI0_INDEX,
@@ -26,6 +27,7 @@ from kis.ticks import (
     Ack,
     ExecutionNoticeFrame,
     FrameError,
+    FuturesTradeFrame,
     NoticeKeys,
     OrderBookFrame,
     OtherFrame,
@@ -648,3 +650,33 @@ def test_an_error_names_whether_the_frame_could_have_carried_trades() -> None:
 
     assert isinstance(unified, FrameError) and unified.may_carry_trades
     assert isinstance(book, FrameError) and not book.may_carry_trades
+
+
+def futures_record(hour: str, price: str, cum: str, extra: tuple[str, ...] = ()) -> str:
+    values = dict.fromkeys(H0IFCNT0_FIELDS, "0")
+    values.update(FUTS_SHRN_ISCD="101W09", BSOP_HOUR=hour, FUTS_PRDY_VRSS="-1.25", FUTS_PRPR=price,
+                  FUTS_OPRC="352.00", FUTS_HGPR="353.10", FUTS_LWPR="349.80", LAST_CNQN="4", ACML_VOL=cum,
+                  ACML_TR_PBMN="8123456", HTS_THPR="351.02", MRKT_BASIS="0.71", HTS_OTST_STPL_QTY="250123",
+                  FUTS_ASKP1="350.55", FUTS_BIDP1="350.50")
+    return "^".join((*(values[name] for name in H0IFCNT0_FIELDS), *extra))
+
+
+def test_index_futures_trades_decode_with_their_fifty_columns_and_added_ones() -> None:
+    frame = decode(f"0|H0IFCNT0|002|{futures_record('101501', '350.55', '90210')}^"
+                   f"{futures_record('101502', '350.50', '90214')}")
+    assert isinstance(frame, FuturesTradeFrame) and len(frame.trades) == 2
+    first, second = frame.trades
+    assert (first.symbol, first.hour, first.price, first.change, first.volume, first.cum_volume) == (
+        "101W09", "101501", 350.55, -1.25, 4, 90210)
+    assert (first.open, first.high, first.low, first.ask1, first.bid1) == (352.0, 353.1, 349.8, 350.55, 350.5)
+    assert (first.theoretical, first.basis, first.open_interest, first.cum_value) == (351.02, 0.71, 250123,
+                                                                                        8123456)
+    assert (second.hour, second.cum_volume) == ("101502", 90214) and len(first.fields) == 50
+    wider = decode(f"0|H0IFCNT0|001|{futures_record('101503', '350.60', '90215', ('N', '7'))}")
+    assert isinstance(wider, FuturesTradeFrame) and wider.trades[0].price == 350.6  # KIS appended columns
+
+
+def test_a_garbled_futures_frame_is_an_error_that_costs_no_stock_a_gap() -> None:
+    error = decode(f"0|H0IFCNT0|001|{futures_record('10:15', '350.55', '90210')}")
+    assert isinstance(error, FrameError) and "H0IFCNT0" in error.reason
+    assert not error.may_carry_trades

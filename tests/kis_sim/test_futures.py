@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 import requests
 
+from core.candles import Trade, candles_from_trades
 from core.derivatives import Kind, futures_pair, option_months
 from kis import protocol
+from kis.fields import H0IFCNT0_FIELDS
+from kis.ticks import FuturesTradeFrame
+from kis.ws_codec import decode
 from runtime.clock import KST, SimulatedClock
 from tools.kis_sim.accounts import Accounts
 from tools.kis_sim.faults import Faults
@@ -212,3 +216,33 @@ def test_the_index_is_the_cap_weighted_move_of_the_largest_kospi_listings(market
     expected = PREV_LEVEL * sum(moves)
     assert derivatives.index_at(AT) == pytest.approx(expected, abs=0.006)  # the close of 09:59
     assert derivatives.index_at(datetime(2026, 3, 10, 8, 50, tzinfo=KST)) == PREV_LEVEL
+
+
+def test_futures_trades_replay_the_bars_and_read_back_as_kis_index_futures_records(market: Market) -> None:
+    derivatives = Derivatives(market)
+    start, end = datetime(2026, 3, 10, 9, 58, tzinfo=KST), datetime(2026, 3, 10, 10, 0, 30, tzinfo=KST)
+    ticks = derivatives.trades("101603", start, end)
+    assert derivatives.trades("201603350", start, end) == []  # options have no H0IFCNT0 trades
+    assert {tick.at.second for tick in ticks} == {0, 15, 30, 45} and ticks[-1].at.minute == 0
+    assert [tick.at for tick in ticks] == sorted(tick.at for tick in ticks) and ticks[-1].at < end
+    bars = {bar.start: bar for bar in derivatives.bars(derivatives.listed["101603"], end)}
+    candles = candles_from_trades(Trade("101603", t.at, t.price, t.volume) for t in ticks)
+    closed = [c for c in candles if c.minute < datetime(2026, 3, 10, 10, 0, tzinfo=KST)]
+    assert len(closed) == 2
+    for candle in closed:  # the stream's candles are the REST bars of the same minutes
+        bar = bars[candle.minute]
+        assert (candle.open, candle.high, candle.low, candle.close, candle.volume) == (
+            bar.open, bar.high, bar.low, bar.close, bar.volume)
+    assert ticks[-1].cum_volume == bars[datetime(2026, 3, 10, 9, 59, tzinfo=KST)].cum_volume + sum(
+        t.volume for t in ticks if t.at.minute == 0)
+
+    frame = f"0|H0IFCNT0|002|{derivatives.trade_record(ticks[0])}^{derivatives.trade_record(ticks[1])}"
+    decoded = decode(frame)
+    assert isinstance(decoded, FuturesTradeFrame)
+    first, second = decoded.trades
+    assert len(first.fields) == len(H0IFCNT0_FIELDS) == 50
+    assert (first.symbol, first.hour, first.price, first.volume, first.cum_volume) == (
+        "101603", "095800", ticks[0].price, ticks[0].volume, ticks[0].cum_volume)
+    assert (second.hour, second.price, second.high, second.low) == (
+        "095815", ticks[1].price, ticks[1].high, ticks[1].low)
+    assert first.open_interest == derivatives.open_interest(derivatives.listed["101603"])

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import time as clock_time
+from pathlib import Path
 
 import psycopg
 import pytest
 from pydantic import SecretStr
 
 from config.accounts import Account
-from core.candles import FUTURES_CLOSE, FUTURES_OPEN, STOCK_CLOSE, STOCK_OPEN
+from core.candles import FUTURES_CLOSE, FUTURES_OPEN, STOCK_CLOSE, STOCK_OPEN, session_minutes
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
-from pipeline.candle_check import check_day, refill_futures, refill_stock, report
+from pipeline.candle_check import (
+    check_day,
+    check_minutes,
+    day_report,
+    refill_futures,
+    refill_stock,
+    report,
+    write_day_report,
+)
 from pipeline.derivatives_minute import futures_row
 from pipeline.stock_minute import stock_minute
 from runtime.clock import KST
@@ -94,3 +104,28 @@ def test_futures_day_has_420_candles_and_gaps_are_refilled(
     assert check.missing == [at(8, 45), at(12, 0)]
     assert upsert(conn, "futures_101", refill_futures(client, check)) == 2
     assert check_day(conn, "futures_101", "101V03", DAY, FUTURES_OPEN, FUTURES_CLOSE).complete
+
+
+def test_the_day_report_lists_every_minute_still_missing(tmp_path: Path) -> None:
+    gone = [at(9, 3), at(9, 4), *(at(10, 2 * n) for n in range(12)), at(15, 29)]  # more than describe() shows
+    missing = check_minutes("stocks_1m", "005930", DAY, STOCK_OPEN, STOCK_CLOSE,
+                            [minute for minute in session_minutes(DAY, STOCK_OPEN, STOCK_CLOSE)
+                             if minute not in gone])
+    whole = check_minutes("futures_101", "101V03", DAY, FUTURES_OPEN, FUTURES_CLOSE,
+                          session_minutes(DAY, FUTURES_OPEN, FUTURES_CLOSE))
+    document = day_report(DAY, [missing, whole], checked_at=at(15, 47))
+    assert "more ranges" in missing.describe()
+    assert document == {
+        "day": "2024-03-04", "checked_at": "2024-03-04T15:47:00+09:00", "incomplete": 1,
+        "checks": [
+            {"table": "stocks_1m", "symbol": "005930", "expected": 390, "found": 375, "complete": False,
+             "missing": ["09:03-09:04", *(f"10:{2 * n:02d}" for n in range(12)), "15:29"]},
+            {"table": "futures_101", "symbol": "101V03", "expected": 420, "found": 420, "complete": True,
+             "missing": []},
+        ],
+    }
+    path = tmp_path / "observer" / "system" / "candles" / "20240304_candles.json"
+    write_day_report(path, document)
+    write_day_report(path, document)  # replaced, not appended
+    assert json.loads(path.read_text(encoding="utf-8")) == document
+    assert [p.name for p in path.parent.iterdir()] == ["20240304_candles.json"]

@@ -18,7 +18,7 @@ def test_simulator_mode_turns_on_only_the_jobs_left_unset(tmp_path: Path) -> Non
     settings = load_settings(config, {})
     assert settings.pipeline.stock_candles is None and settings.pipeline.derivatives is False
     defaults = settings.pipeline.simulator_defaults()
-    assert defaults == {"stock_candles": True, "candle_check": True}
+    assert defaults == {"stock_candles": True, "candle_check": True, "futures_trades": True}
     simulated = load_settings(config, {}, overrides={"pipeline": defaults})
     pipeline = simulated.pipeline
     assert (pipeline.stock_candles, pipeline.derivatives, pipeline.candle_check) == (True, False, True)

@@ -88,7 +88,8 @@ def test_pipeline_tables_are_migration_2_with_wall_timestamps(conn: psycopg.Conn
         "SELECT table_name, data_type FROM information_schema.columns WHERE column_name = 'timestamp'"
     ).fetchall())
     assert kinds == {name: "timestamp without time zone" for name in (
-        "stocks_1m", "futures_101", "option_chain_raw", "option_matrices_kospi200", "dolpha1_signal")} | {
+        "stocks_1m", "futures_101", "option_chain_raw", "option_matrices_kospi200", "dolpha1_signal",
+        "futures_trades_101")} | {
         "overflow": "timestamp with time zone"}  # the store role's event table keeps aware times
 
 
@@ -190,3 +191,17 @@ def test_phase_changes_and_health_are_migration_4_and_go_in_once_each(conn: psyc
     ]
     stored = conn.execute("SELECT uptime_seconds, restarts, counters FROM health ORDER BY 1").fetchall()
     assert stored == [(3.0, '{"recorder": 0}', '{"scans": 1}'), (4.5, '{"recorder": 0}', '{"scans": 1}')]
+
+
+def test_futures_trades_sharing_a_second_are_kept_apart_by_their_cumulative_volume(
+    conn: psycopg.Connection,
+) -> None:
+    migrate(conn)
+    second = datetime(2026, 3, 10, 9, 58, 15, tzinfo=KST)
+    rows = [{"timestamp": second, "symbol": "101603", "price": price, "volume": volume, "cum_volume": cum}
+            for price, volume, cum in ((350.05, 3, 1200), (350.10, 2, 1202))]
+    assert upsert(conn, "futures_trades_101", rows) == 2
+    assert upsert(conn, "futures_trades_101", rows) == 0  # a replay doubles nothing
+    query = "SELECT timestamp, cum_volume FROM futures_trades_101 ORDER BY cum_volume"
+    stored = conn.execute(query).fetchall()
+    assert stored == [(datetime(2026, 3, 10, 9, 58, 15), 1200), (datetime(2026, 3, 10, 9, 58, 15), 1202)]

@@ -7,6 +7,10 @@ rounded to 0.05 points; options are Black-Scholes prices of the index with a vol
 KRX's option ticks (0.01 below 10 points, 0.05 from 10). Everything is deterministic from the market's seed
 and trading date, so the same minute always answers the same.
 
+Futures trades for the WebSocket (H0IFCNT0, `trades` and `trade_record`): each minute's bar played as
+four trades at `TRADE_SECONDS` (open, the extremes, close) whose volumes sum to the bar's, so candles built
+from the stream equal the REST bars of the same minutes (a bar of fewer than four contracts skips trades).
+
 Served: the quarterly futures and monthly option months still trading (expiries on the second Thursday,
 moved before a closed day), the regular derivatives session 08:45-15:45 (an expiring contract stops at 15:20),
 completed minutes only (the minute in progress is not served), today's bars only (earlier dates hold no
@@ -25,6 +29,7 @@ from typing import Any
 
 from core.derivatives import ALL_MONTHS, QUARTER_MONTHS, Contract, Kind, listed_contracts
 from kis import protocol
+from kis.fields import H0IFCNT0_FIELDS
 from runtime.clock import KST
 from tools.kis_sim.listings import KOSPI, SESSION_MINUTES
 from tools.kis_sim.market import Market
@@ -44,6 +49,8 @@ MARKET_FUTURES, MARKET_OPTIONS = "F", "O"
 CALL_BOARD, PUT_BOARD = "CO", "PO"
 NO_DATA = ("KIOK0560", "조회할 자료가 없습니다.", "7")
 MINUTE = timedelta(minutes=1)
+TRADE_SECONDS = (0, 15, 30, 45)
+"""Where in its minute each of a bar's trades falls."""
 _YEAR_SECONDS = 365.0 * 86_400
 
 
@@ -130,6 +137,21 @@ class Bar:
     close: float
     volume: int
     cum_volume: int
+
+
+@dataclass(frozen=True, slots=True)
+class FuturesTick:
+    """One simulated futures trade: `cum_volume` counts the day's contracts up to and with it, `high` and
+    `low` are the day's so far."""
+
+    code: str
+    at: datetime
+    price: float
+    volume: int
+    cum_volume: int
+    open: float
+    high: float
+    low: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +290,75 @@ class Derivatives:
             cum_volume += volume
             bars.append(Bar(start, open_, high, low, close, volume, cum_volume))
             previous = close
+
+    def trades(self, code: str, start: datetime, end: datetime) -> list[FuturesTick]:
+        """A futures contract's trades at `start <= time < end` (empty for an unknown or option code): each
+        minute of its session as four trades at `TRADE_SECONDS`, open, the extreme nearer the open, the other,
+        close, with volumes that sum to the minute's bar."""
+        listed = self.listed.get(code)
+        if listed is None or listed.kind is not Kind.FUTURES:
+            return []
+        last = min(self.completed_minutes(end) + 1, self._last_minute(listed) + 1)
+        first = max(self.completed_minutes(start), 0)
+        if first >= last:
+            return []
+        with self._lock:
+            bars = self._bars.setdefault(listed.code, [])
+            if len(bars) < last:
+                self._extend(listed, bars, last)
+            day = bars[:last]
+        ticks = []
+        for minute in range(first, last):
+            bar = day[minute]
+            before = day[minute - 1].cum_volume if minute else 0
+            high_before = max((b.high for b in day[:minute]), default=bar.open)
+            low_before = min((b.low for b in day[:minute]), default=bar.open)
+            middle = (bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)
+            prices = (bar.open, *middle, bar.close)
+            share, rest = divmod(bar.volume, len(TRADE_SECONDS))
+            high, low, cum = high_before, low_before, before
+            for number, (second, price) in enumerate(zip(TRADE_SECONDS, prices, strict=True)):
+                volume = share + (1 if number < rest else 0)
+                high, low = max(high, price), min(low, price)
+                if volume == 0:
+                    continue
+                cum += volume
+                at = bar.start + timedelta(seconds=second)
+                if start <= at < end:
+                    ticks.append(FuturesTick(code, at, price, volume, cum, day[0].open, high, low))
+        return ticks
+
+    def trade_record(self, tick: FuturesTick) -> str:
+        """One H0IFCNT0 record of a trade (KIS's 50 columns, `^`-separated)."""
+        listed = self.listed[tick.code]
+        prev = self.prev_close(listed)
+        spot = self.index_at(tick.at)
+        theory = self.fair_price(listed, spot, tick.at)
+        step = FUTURES_PRICE_STEP
+        change = tick.price - prev
+        open_hour = self.open.strftime("%H%M%S")
+        values = {
+            "FUTS_SHRN_ISCD": tick.code, "BSOP_HOUR": tick.at.strftime("%H%M%S"),
+            "FUTS_PRDY_VRSS": f"{change:.2f}", "PRDY_VRSS_SIGN": _sign(change),
+            "FUTS_PRDY_CTRT": _rate(change, prev), "FUTS_PRPR": f"{tick.price:.2f}",
+            "FUTS_OPRC": f"{tick.open:.2f}", "FUTS_HGPR": f"{tick.high:.2f}", "FUTS_LWPR": f"{tick.low:.2f}",
+            "LAST_CNQN": str(tick.volume), "ACML_VOL": str(tick.cum_volume),
+            "ACML_TR_PBMN": str(int(tick.cum_volume * tick.price * CONTRACT_MULTIPLIER) // 1_000_000),
+            "HTS_THPR": f"{theory:.2f}", "MRKT_BASIS": f"{tick.price - spot:.2f}",
+            "DPRT": _rate(tick.price - theory, theory), "HTS_OTST_STPL_QTY": str(self.open_interest(listed)),
+            "OPRC_HOUR": open_hour, "OPRC_VRSS_PRPR_SIGN": _sign(tick.price - tick.open),
+            "OPRC_VRSS_NMIX_PRPR": f"{tick.price - tick.open:.2f}",
+            "HGPR_VRSS_PRPR_SIGN": _sign(tick.price - tick.high),
+            "HGPR_VRSS_NMIX_PRPR": f"{tick.price - tick.high:.2f}",
+            "LWPR_VRSS_PRPR_SIGN": _sign(tick.price - tick.low),
+            "LWPR_VRSS_NMIX_PRPR": f"{tick.price - tick.low:.2f}",
+            "ESDG": f"{tick.price - theory:.2f}", "THPR_BASIS": f"{theory - spot:.2f}",
+            "FUTS_ASKP1": f"{tick.price + step:.2f}", "FUTS_BIDP1": f"{tick.price:.2f}",
+            "DYNM_MXPR": f"{tick.price * 1.015:.2f}", "DYNM_LLAM": f"{tick.price * 0.985:.2f}",
+            "DYNM_PRC_LIMT_YN": "N",
+        }
+        blank = {name: "000000" if name.endswith("_HOUR") else "0" for name in H0IFCNT0_FIELDS}
+        return "^".join(values.get(name, blank[name]) for name in H0IFCNT0_FIELDS)
 
     def _volume_scale(self, listed: Listed) -> float:
         """Contracts a minute: the front futures most, the next far less, options by nearness to the money."""
@@ -476,4 +567,4 @@ def _rate(part: float, whole: float) -> str:
     return f"{part / whole * 100:.2f}" if whole else "0.00"
 
 
-__all__ = ["Derivatives", "Kospi200", "QueryError", "black_scholes", "smile"]
+__all__ = ["Derivatives", "FuturesTick", "Kospi200", "QueryError", "black_scholes", "smile"]

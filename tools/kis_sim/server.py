@@ -109,6 +109,7 @@ class KisSimulator:
             sent_log=self._sent_log,
             require_pong_echo=config.require_pong_echo,
             pong_timeout=config.pong_timeout,
+            derivatives=self._rest.app.derivatives,
         )
         try:
             self._rest.start()

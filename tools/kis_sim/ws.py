@@ -1,8 +1,9 @@
 """The simulator's KIS WebSocket server: subscribe/ack, PINGPONG, trade/order-book frames, encrypted notices.
 
 Trades are served on the three feeds KIS has: H0STCNT0 (KRX), H0NXCNT0 (Nextrade) and H0UNCNT0 (both
-venues unified), order books on H0STASP0 / H0NXASP0 / H0UNASP0. H0UNANC0, H0UNMKO0 and H0UNPGM0 (and the
-KRX market status) are acknowledged but send no data.
+venues unified), order books on H0STASP0 / H0NXASP0 / H0UNASP0, KOSPI200 futures trades on H0IFCNT0
+(from `tools.kis_sim.futures`, when the server is given the derivatives; not in the sent log). H0UNANC0,
+H0UNMKO0 and H0UNPGM0 (and the KRX market status) are acknowledged but send no data.
 
 An asyncio server (the `websockets` library) runs in its own thread. One feed task wakes every
 `feed_interval` real seconds, asks the market for each subscribed symbol's trades since the previous
@@ -47,6 +48,7 @@ from tools.kis_sim.frames import (
     data_frames,
     encrypted_frame,
 )
+from tools.kis_sim.futures import Derivatives
 from tools.kis_sim.market import Trade
 from tools.kis_sim.sent_log import SentLog, app_key_hash
 
@@ -61,10 +63,11 @@ TRADE_FEEDS = {
     TrId.TRADE_UNIFIED.value: "unified_trades",
 }
 """Each trade TR and the market method whose trades it carries."""
+FUTURES_TR = TrId.FUTURES_TRADE.value
 BOOK_TR_IDS = frozenset({TrId.ORDER_BOOK.value, TrId.ORDER_BOOK_NXT.value, TrId.ORDER_BOOK_UNIFIED.value})
 SUBSCRIBABLE_TR_IDS = frozenset({
     *TRADE_FEEDS, *BOOK_TR_IDS, TrId.MARKET_STATUS.value, TrId.MARKET_STATUS_UNIFIED.value,
-    TrId.EXPECTED_TRADE_UNIFIED.value, TrId.PROGRAM_TRADE_UNIFIED.value, *NOTICE_TR_IDS,
+    TrId.EXPECTED_TRADE_UNIFIED.value, TrId.PROGRAM_TRADE_UNIFIED.value, *NOTICE_TR_IDS, FUTURES_TR,
 })
 SUBSCRIBE, UNSUBSCRIBE = "1", "2"
 MIN_CATCH_UP = 60.0  # simulated seconds of trades one feed step may carry after a clock jump
@@ -236,10 +239,12 @@ class WsServer:
         sent_log: SentLog | None = None,
         require_pong_echo: bool = False,
         pong_timeout: float = PONG_TIMEOUT,
+        derivatives: Derivatives | None = None,
     ) -> None:
         if pong_timeout <= 0:
             raise ValueError(f"pong_timeout must be > 0 seconds, got {pong_timeout}")
         self._market = market
+        self._derivatives = derivatives
         self._accounts = accounts
         self._faults = faults
         self._clock = clock
@@ -256,7 +261,9 @@ class WsServer:
         self._book_formatter = TradeFormatter(market.listings)
         self._sessions: set[_Session] = set()
         self._by_key: dict[str, _Session] = {}
-        self._subs: dict[str, dict[str, set[_Session]]] = {tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS)}
+        self._subs: dict[str, dict[str, set[_Session]]] = {
+            tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS, FUTURES_TR)
+        }
         """TR id -> symbol -> the sessions subscribed to it, for the TRs that send data."""
         self._order_numbers = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -364,6 +371,10 @@ class WsServer:
 
     def session_count(self) -> int:
         return len(self._sessions)
+
+    def registered(self, tr_id: str) -> set[str]:
+        """The keys some session has registered on `tr_id` (a data TR: trades, books, futures trades)."""
+        return set(self._subs.get(tr_id, {}))
 
     # ---- handshake and messages --------------------------------------------------------------------------
 
@@ -552,6 +563,17 @@ class WsServer:
                 for i, frame in enumerate(data_frames(tr_id, records)):
                     first = i * MAX_RECORDS_PER_FRAME
                     self._send_data(subscribers, frame, trades[first:first + MAX_RECORDS_PER_FRAME])
+        if self._derivatives is not None and not silent:
+            self._send_futures(self._derivatives, start, end)
+
+    def _send_futures(self, derivatives: Derivatives, start: datetime, end: datetime) -> None:
+        for code, subscribers in list(self._subs[FUTURES_TR].items()):
+            ticks = derivatives.trades(code, start, end)
+            if not ticks:
+                continue
+            sessions = [s.ws for s in subscribers if s.ws.state is State.OPEN]
+            for frame in data_frames(FUTURES_TR, [derivatives.trade_record(tick) for tick in ticks]):
+                broadcast(sessions, frame)
 
     def _send_data(self, subscribers: set[_Session], frame: str, trades: Sequence[Trade]) -> None:
         clean = []
