@@ -5,7 +5,7 @@
 Prints a table (figure, target, a baseline measured in the same run, met) and writes the same as JSON:
 a list of objects with `name`, `figure`, `unit`, `target`, `baseline`, `met` and `detail`. The exit
 status is non-zero only when a benchmark crashed, never because a figure missed its target. `--quick`
-uses shorter windows and fewer repetitions (about 2 minutes); the published figures come from a full run.
+uses shorter windows and fewer repetitions (about 3 minutes); the published figures come from a full run.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Calla
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short windows, fewer repetitions (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="short windows, fewer repetitions (~3 min)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the results here")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
                         help=f"run only these groups ({', '.join(GROUPS)})")

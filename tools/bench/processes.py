@@ -17,6 +17,7 @@ against DESIGN.md's 20 MB, with its peak; the sum of their peaks against 400 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -141,8 +142,17 @@ class Run:
                 process.kill()
                 process.wait()
         if process.returncode != 0 or len(self.ticks) < 2:
-            raise BenchError(f"run.py --sim ended with {process.returncode} before the run was measured")
+            raise BenchError(f"run.py --sim ended with {process.returncode} ({len(self.ticks)} of 2 points "
+                             f"measured); its last errors: {' | '.join(self._errors())}")
         return dict(json.loads((self.root / "summary.json").read_text(encoding="utf-8")))
+
+    def _errors(self) -> list[str]:
+        lines = []
+        for log in sorted((self.root / "logs").glob("*.log")):
+            with contextlib.suppress(OSError):
+                lines += [f"{log.name}: {line.strip()[:300]}" for line in log.read_text().splitlines()
+                          if "ERROR" in line]
+        return lines[-5:]
 
     def _tick_files(self) -> list[Path]:
         return sorted((self.data / "observer" / "scalp").glob("*/*/*/ticks_*.jsonl"))
