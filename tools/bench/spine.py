@@ -66,37 +66,43 @@ def tick_messages(count: int) -> list[TicksReceived]:
 
 
 def subscriber(
-    url: str, subject: str, count: int, timeout: float, *, timed: bool = False
+    url: str, subject: str, count: int, timeout: float, *, then_timed: int = 0
 ) -> subprocess.Popen[str]:
-    """A plain nats-py subscriber in a child process; it prints READY, then `<received> <last monotonic>`,
-    and with `timed` a third number: the p99 in ms of wall time at receipt minus each tick's `received_at`
-    (its publication, for the fan-out's paced ticks)."""
+    """A plain nats-py subscriber in a child process; it prints READY, then `<received> <last monotonic>`
+    once `count` ticks came (or `timeout` passed). With `then_timed` it goes on for that many more ticks
+    and prints `<received> <last monotonic> <p99 ms>`, the p99 of wall time at receipt minus each tick's
+    `received_at` (its publication, for the fan-out's paced ticks)."""
     code = f"""
 import asyncio, json, time, nats
 from datetime import datetime
 async def main():
     nc = await nats.connect({url!r})
-    state = {{"n": 0, "last": 0.0}}
+    phases = [({count}, False)] + ([({then_timed}, True)] if {then_timed} else [])
+    state = {{"n": 0, "last": 0.0, "phase": 0}}
     delays = []
     done = asyncio.Event()
     async def on_message(msg):
         state["n"] += 1
         state["last"] = time.monotonic()
-        if {timed!r}:
+        wanted, timed = phases[state["phase"]]
+        if timed:
             sent = datetime.fromisoformat(json.loads(msg.data)["received_at"]).timestamp()
             delays.append(time.time() - sent)
-        if state["n"] >= {count}:
+        if state["n"] >= wanted:
             done.set()
     await nc.subscribe({subject!r}, cb=on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
     await nc.flush()
     print("READY", flush=True)
-    try:
-        await asyncio.wait_for(done.wait(), {timeout})
-    except asyncio.TimeoutError:
-        pass
-    delays.sort()
-    p99 = delays[int(len(delays) * 0.99)] * 1000 if delays else float("nan")
-    print(state["n"], state["last"], p99 if {timed!r} else "", flush=True)
+    for number, (_, timed) in enumerate(phases):
+        try:
+            await asyncio.wait_for(done.wait(), {timeout})
+        except asyncio.TimeoutError:
+            pass
+        delays.sort()
+        p99 = delays[int(len(delays) * 0.99)] * 1000 if delays else float("nan")
+        print(state["n"], state["last"], p99 if timed else "", flush=True)
+        state.update(n=0, phase=min(number + 1, len(phases) - 1))
+        done.clear()
     await nc.close()
 asyncio.run(main())
 """
@@ -108,15 +114,20 @@ asyncio.run(main())
 
 
 def received(process: subprocess.Popen[str]) -> tuple[int, float]:
+    """What a subscriber printed at its end: ticks received, the monotonic time of the last."""
     count, last, _ = received_timed(process)
     return count, last
 
 
-def received_timed(process: subprocess.Popen[str]) -> tuple[int, float, float]:
-    """What a subscriber printed at its end: ticks received, the monotonic time of the last, the p99 in ms
-    (NaN unless it was `timed`)."""
-    out, _ = process.communicate(timeout=120)
-    words = out.split()
+def received_timed(process: subprocess.Popen[str], *, last: bool = True) -> tuple[int, float, float]:
+    """The next line a subscriber prints: ticks received, the monotonic time of the last, the p99 in ms
+    (NaN for a phase that was not timed); after its `last` line the process is waited for."""
+    assert process.stdout is not None
+    words = process.stdout.readline().split()
+    if last:
+        process.wait(120)
+    if len(words) < 2:
+        raise RuntimeError("the outside subscriber ended without its figures")
     return int(words[0]), float(words[1]), float(words[2]) if len(words) > 2 else math.nan
 
 
@@ -188,45 +199,34 @@ def throughput(root: Path, ticks: int = 50_000, timeout: float = 60.0) -> list[R
                    f">= {TARGET_TICKS_PER_SECOND:,}", base, met, detail)]
 
 
-def fanout_rate(
-    server: NatsServer, messages: list[TicksReceived], subscribers: int, timeout: float
-) -> tuple[float, int]:
-    """As `publisher_rate`, to `subscribers` outside subscribers at once: the slowest one's rate, and the
-    fewest ticks any of them received."""
-    settings = SpineSettings(instance=INSTANCE, publish_queue_limit=len(messages) + 1)
+def fanout_run(
+    server: NatsServer, messages: list[TicksReceived], paced: list[TicksReceived], subscribers: int,
+    timeout: float,
+) -> tuple[float, int, float, int]:
+    """`subscribers` outside subscribers at once. First `messages` as fast as `publish()` takes them: the
+    slowest subscriber's rate and the fewest ticks any received. Then `paced` at FANOUT_RATE/s, each
+    stamped with the wall time of its `publish()` call: the worst p99 (ms) of publication -> receipt and
+    the fewest received."""
+    settings = SpineSettings(instance=INSTANCE, publish_queue_limit=len(messages) + len(paced) + 1)
     publisher = Publisher(server.url, settings, name="bench-fanout").start()
     if not publisher.wait_connected(20):
         raise RuntimeError("the publisher could not connect")
-    listeners = [subscriber(server.url, publisher.subjects.ticks(), len(messages), timeout)
-                 for _ in range(subscribers)]
+    listeners = [subscriber(server.url, publisher.subjects.ticks(), len(messages), timeout,
+                            then_timed=len(paced)) for _ in range(subscribers)]
     started = time.monotonic()
     for message in messages:
         publisher.publish(message)
-    ends = [received(listener) for listener in listeners]
-    publisher.stop()
-    slowest = min(count / max(last - started, 1e-9) for count, last in ends)
-    return slowest, min(count for count, _ in ends)
-
-
-def fanout_latency(
-    server: NatsServer, messages: list[TicksReceived], subscribers: int, rate: float, timeout: float
-) -> tuple[float, int]:
-    """Ticks published at `rate`/s, each stamped with the wall time of its `publish()` call: the worst p99
-    (ms) of publication -> receipt over `subscribers` outside subscribers, and the fewest ticks received."""
-    settings = SpineSettings(instance=INSTANCE, publish_queue_limit=len(messages) + 1)
-    publisher = Publisher(server.url, settings, name="bench-fanout-latency").start()
-    if not publisher.wait_connected(20):
-        raise RuntimeError("the publisher could not connect")
-    listeners = [subscriber(server.url, publisher.subjects.ticks(), len(messages), timeout, timed=True)
-                 for _ in range(subscribers)]
+    ends = [received_timed(listener, last=False) for listener in listeners]
+    rate = min(count / max(end - started, 1e-9) for count, end, _ in ends)
     started = time.monotonic()
-    for number, message in enumerate(messages):
+    for number, message in enumerate(paced):
         publisher.publish(message.model_copy(update={"at": datetime.now(KST)}))
         if number % PACE_BATCH == PACE_BATCH - 1:
-            time.sleep(max(0.0, started + (number + 1) / rate - time.monotonic()))
-    ends = [received_timed(listener) for listener in listeners]
+            time.sleep(max(0.0, started + (number + 1) / FANOUT_RATE - time.monotonic()))
+    timed = [received_timed(listener) for listener in listeners]
     publisher.stop()
-    return max(p99 for _, _, p99 in ends), min(count for count, _, _ in ends)
+    return (rate, min(count for count, _, _ in ends), max(p99 for _, _, p99 in timed),
+            min(count for count, _, _ in timed))
 
 
 def fanout(root: Path, ticks: int = 50_000, latency_seconds: float = 4.0, timeout: float = 60.0
@@ -236,10 +236,9 @@ def fanout(root: Path, ticks: int = 50_000, latency_seconds: float = 4.0, timeou
     messages = tick_messages(ticks)
     paced = tick_messages(int(FANOUT_RATE * latency_seconds))
     with NatsServer(root / "nats", log_file=root / "nats-server.log") as server:
-        one_rate, one_count = fanout_rate(server, messages, 1, timeout)
-        three_rate, three_count = fanout_rate(server, messages, FANOUT_SUBSCRIBERS, timeout)
-        one_p99, one_paced = fanout_latency(server, paced, 1, FANOUT_RATE, timeout)
-        three_p99, three_paced = fanout_latency(server, paced, FANOUT_SUBSCRIBERS, FANOUT_RATE, timeout)
+        one_rate, one_count, one_p99, one_paced = fanout_run(server, messages, paced, 1, timeout)
+        three_rate, three_count, three_p99, three_paced = fanout_run(server, messages, paced,
+                                                                     FANOUT_SUBSCRIBERS, timeout)
     whole = three_count == ticks and one_count == ticks
     return [
         Result("spine_fanout_three_subscribers", three_rate, "ticks/s",
