@@ -11,8 +11,9 @@ request that the other process acknowledges once its Directory has it, in order,
 nobody answers (the other process restarting, NATS restarting) for up to `RELIABLE_GIVE_UP_SECONDS`: a
 recovery record or a subscription change survives a kill on either side. Ticks told while this link has
 no NATS connection (up to `HELD_TICKS_LIMIT` messages) take that acknowledged path too, and so do the
-ticks after them until those are through: the tick triggers and the gap detector of the other process
-get the outage's ticks, in order, once NATS and the other side are back.
+ticks after them until those are through (once a child has acknowledged one, the rest for it are
+published without waiting): the tick triggers and the gap detector of the other process get the outage's
+ticks, in order, once NATS and the other side are back.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class Link:
         """Acknowledged messages: subject, data, and whether it is a held tick message."""
         self._held_ticks = 0
         """Tick messages in `_reliable` (counted on the link's loop only)."""
+        self._answering: set[str] = set()
+        """Subjects whose child acknowledged a held tick since NATS came back (on the link's loop only)."""
         self._sending = False
         self._ready = threading.Event()
         self._stopped = threading.Event()
@@ -306,26 +309,42 @@ class Link:
         logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
 
     async def _send_reliably(self, nc: Client, queue: asyncio.Queue[tuple[str, bytes, bool] | None]) -> None:
-        """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS."""
+        """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS.
+        A held tick for a child that has acknowledged one since the connection came back is published
+        without waiting (ticks stay at most once; the wait was only for the other side to be there)."""
         while (item := await queue.get()) is not None:
             subject, data, held_tick = item
             self._sending = True
-            deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
-            while True:
+            if held_tick and subject in self._answering:
                 try:
-                    await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
+                    await nc.publish(subject, data)
                     self.sent += 1
-                    break
-                except NatsError as error:
-                    if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
-                        self.dropped += 1
-                        logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
-                                       type(error).__name__)
-                        break
-                    await asyncio.sleep(RELIABLE_RETRY_SECONDS)
+                except NatsError:
+                    self.dropped += 1
+            else:
+                await self._request_until_acknowledged(nc, subject, data, held_tick)
             if held_tick:
                 self._held_ticks -= 1
             self._sending = False
+
+    async def _request_until_acknowledged(
+        self, nc: Client, subject: str, data: bytes, held_tick: bool
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
+        while True:
+            try:
+                await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
+                self.sent += 1
+                if held_tick:
+                    self._answering.add(subject)
+                return
+            except NatsError as error:
+                if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
+                    self.dropped += 1
+                    logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
+                                   type(error).__name__)
+                    return
+                await asyncio.sleep(RELIABLE_RETRY_SECONDS)
 
     async def _share_figures(self) -> None:
         while True:
@@ -381,6 +400,7 @@ class Link:
         logger.debug("link {}: {}", self.name, error)
 
     async def _on_disconnected(self) -> None:
+        self._answering.clear()
         if not self._stopped.is_set():
             logger.warning("link {}: NATS connection lost; reconnecting", self.name)
 
