@@ -17,7 +17,7 @@ from actors.system import all_child_ids, child_specs, ws_actor_id
 from app.downtime import downtime_found
 from app.summary import build_summary
 from config.settings import Settings
-from kis.token_vault import TokenVault
+from kis.token_vault import TokenCache, TokenVault
 from runtime.clock import Clock
 from runtime.metrics import COUNTERS, Metrics
 from runtime.paths import DataPaths
@@ -29,6 +29,19 @@ from spine.wire import Health
 CONNECTIONS_CLOSED = "observer: stream connections closed"
 REMOTE_FRESH_SECONDS = 5.0
 """The other process's word on its children counts this long (it repeats it every second)."""
+
+
+def credentials_for(
+    role: str, settings: Settings, clock: Clock, rest_url: str | None
+) -> TokenVault | TokenCache:
+    """The control process (and "all") owns the credentials: it issues, refreshes and writes the token
+    cache. The stream process reads that file at each connect, so it presents the approval key renewed at
+    08:30 from its next connect on, and no secret travels over NATS."""
+    if role == "stream":
+        return TokenCache(settings.accounts, clock, settings.tokens, rest_url=rest_url)
+    return TokenVault(
+        settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
+    )
 
 
 class ObserverSystem:
@@ -64,9 +77,7 @@ class ObserverSystem:
         self.metrics = Metrics()
         self.publisher = publisher
         self._started = time.monotonic()
-        self.vault = TokenVault(
-            settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
-        )
+        self.vault = credentials_for(role, settings, clock, rest_url)
         self.context = ObserverContext(
             settings=settings,
             clock=clock,
@@ -134,7 +145,8 @@ class ObserverSystem:
             self.link.stop()
         if self.publisher is not None:
             self.publisher.stop()
-        self.vault.close()
+        if isinstance(self.vault, TokenVault):
+            self.vault.close()
         return code
 
     def summary(self) -> dict[str, Any]:

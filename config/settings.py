@@ -143,7 +143,8 @@ class TokenSettings(Section):
     """Seconds between two token issuances for one app key (KIS issues one a minute, with a KakaoTalk message
     each time)."""
     cache_dir: str = "~/.cache/observer"
-    """Directory of the cached tokens (mode 0600, named by a hash of the key), reused across restarts."""
+    """Directory of the cached tokens (mode 0600, named by a hash of the key), reused across restarts; the
+    control process writes it, the stream process reads its approval keys from it."""
 
 
 class NotifierSettings(Section):

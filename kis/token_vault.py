@@ -14,6 +14,10 @@ vault issues as rarely as it can:
   caller whose rejected token was already replaced by another caller gets the replacement without a new
   issuance.
 
+One process owns issuance and the cache file: the control process's `TokenVault`. The stream process
+holds a `TokenCache`, which reads that file at each use and never issues or writes, so the approval key
+the control process renewed at 08:30 is the one the stream's next (re)connect presents.
+
 Every token, approval key, app key and secret is registered with `runtime.logs.register_secret`, so a
 log line can never show one; nothing here puts one in an exception message or a repr.
 """
@@ -59,6 +63,11 @@ DIRECTORY_MODE = 0o700
 
 class VaultClosed(RuntimeError):
     """The vault was closed while a caller waited for the next issuance slot."""
+
+
+class CredentialsUnavailable(RuntimeError):
+    """The token cache holds no valid credential of the kind asked for (the control process has not
+    written one yet, or it expired); the message names the account and the file, never a secret."""
 
 
 @dataclass(slots=True)
@@ -196,10 +205,8 @@ class TokenVault:
         return self._credentials[self._known(account)].too_soon
 
     def cache_path(self, account: str) -> Path:
-        """`{cache_dir}/{sha256(app key, server)[:32]}.json`: the key itself never names the file."""
         name = self._known(account)
-        material = f"{self._accounts[name].app_key.get_secret_value()}\n{self._servers[name]}"
-        return self.cache_dir / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
+        return cache_file(self.cache_dir, self._accounts[name], self._servers[name])
 
     # --- the source the REST clients use -------------------------------------------------------------
 
@@ -296,33 +303,18 @@ class TokenVault:
 
     def _read_cache(self, name: str, held: _Credentials) -> None:
         path = self.cache_path(name)
-        try:
+        with contextlib.suppress(OSError):
             mode = stat.S_IMODE(path.stat().st_mode)
-            raw = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        except OSError as error:
-            logger.warning("{}: token cache {} unreadable ({}); ignoring it", name, path, error.strerror)
-            return
-        if mode & 0o077:
-            logger.warning("{}: token cache {} had mode {:o}; tightened to 600", name, path, mode)
-            with contextlib.suppress(OSError):
+            if mode & 0o077:
+                logger.warning("{}: token cache {} had mode {:o}; tightened to 600", name, path, mode)
                 path.chmod(FILE_MODE)
-        try:
-            document = json.loads(raw)
-            token, issued_at, approval = _parse_cache(document)
-        except (ValueError, TypeError, KeyError, RecursionError) as error:
-            logger.warning("{}: token cache {} is not valid ({}); ignoring it", name, path, _reason(error))
-            return
-        now = self.clock.now()
-        if token is not None and token.is_valid_at(now, VALIDITY_MARGIN):
-            register_secret(token.token)
+        token, issued_at, approval = _read_cache_file(name, path, self.clock.now())
+        if token is not None:
             held.token, held.token_issued_at = token, issued_at
             logger.info(
                 "{}: reusing the cached access token (valid until {:%Y-%m-%d %H:%M})", name, token.expires_at
             )
-        if approval is not None and now - approval.issued_at < APPROVAL_LIFETIME - VALIDITY_MARGIN:
-            register_secret(approval.key)
+        if approval is not None:
             held.approval = approval
 
     def _save(self, name: str) -> None:
@@ -361,6 +353,81 @@ class TokenVault:
             )
 
 
+class TokenCache:
+    """The stream process's credentials (a `CredentialVault`): what the control process's `TokenVault` last
+    wrote to the cache file, read at every use. Nothing is issued or written here, so one process owns
+    issuance and the file, and a key renewed there is the one the next connect here presents. Sharing
+    the 0600 file keeps every secret off the spine."""
+
+    def __init__(
+        self,
+        accounts: Sequence[Account],
+        clock: Clock,
+        settings: TokenSettings | None = None,
+        *,
+        rest_url: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.clock = clock
+        self.cache_dir = (cache_dir or Path((settings or TokenSettings()).cache_dir)).expanduser()
+        self._paths = {
+            account.name: cache_file(
+                self.cache_dir, account, rest_url or (PAPER_REST_URL if account.paper else REAL_REST_URL)
+            )
+            for account in accounts
+        }
+        for account in accounts:
+            register_secret(account.app_key)
+            register_secret(account.app_secret)
+
+    def __repr__(self) -> str:
+        return f"TokenCache({', '.join(self._paths)}; cache {self.cache_dir})"
+
+    def approval_key(self, account: str) -> SecretStr:
+        """The approval key the control process last wrote for `account`; CredentialsUnavailable if none
+        is valid."""
+        _, _, approval = self._read(account)
+        if approval is None:
+            raise CredentialsUnavailable(f"{account}: no valid approval key in the token cache "
+                                         f"{self._paths[account]} (the control process writes it)")
+        return approval.key
+
+    def token_source(self, account: str) -> TokenSource:
+        return _CachedTokenSource(self, account)
+
+    def access_token(self, account: str) -> SecretStr:
+        """The access token the control process last wrote for `account`; CredentialsUnavailable if none
+        is valid."""
+        token, _, _ = self._read(account)
+        if token is None:
+            raise CredentialsUnavailable(f"{account}: no valid access token in the token cache "
+                                         f"{self._paths[account]} (the control process writes it)")
+        return token.token
+
+    def _read(self, account: str) -> tuple[AccessToken | None, datetime | None, ApprovalKey | None]:
+        if account not in self._paths:
+            raise KeyError(f"no account named {account!r} in the token cache")
+        return _read_cache_file(account, self._paths[account], self.clock.now())
+
+
+class _CachedTokenSource:
+    """`kis.rest.TokenSource` over the cache file: a rejected token is answered with a newer one from the
+    file when the control process has written one, else the rejection stands."""
+
+    def __init__(self, cache: TokenCache, account: str) -> None:
+        self._cache = cache
+        self._account = account
+
+    def __repr__(self) -> str:
+        return f"<cached token source {self._account}>"
+
+    def current(self) -> SecretStr:
+        return self._cache.access_token(self._account)
+
+    def refresh(self, rejected: SecretStr) -> SecretStr:
+        return self._cache.access_token(self._account)
+
+
 class _VaultTokenSource:
     """`kis.rest.TokenSource` for one account of the vault."""
 
@@ -376,6 +443,40 @@ class _VaultTokenSource:
 
     def refresh(self, rejected: SecretStr) -> SecretStr:
         return self._vault._refresh(self._account, rejected)
+
+
+def cache_file(cache_dir: Path, account: Account, server: str) -> Path:
+    """`{cache_dir}/{sha256(app key, server)[:32]}.json`: the key itself never names the file."""
+    material = f"{account.app_key.get_secret_value()}\n{server}"
+    return cache_dir / f"{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
+
+
+def _read_cache_file(
+    name: str, path: Path, now: datetime
+) -> tuple[AccessToken | None, datetime | None, ApprovalKey | None]:
+    """The credentials in `path` still valid at `now` (each None when absent, expired or unreadable; a
+    damaged file is logged in one line that quotes nothing of it). Every secret read is registered."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None, None
+    except OSError as error:
+        logger.warning("{}: token cache {} unreadable ({}); ignoring it", name, path, error.strerror)
+        return None, None, None
+    try:
+        token, issued_at, approval = _parse_cache(json.loads(raw))
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        logger.warning("{}: token cache {} is not valid ({}); ignoring it", name, path, _reason(error))
+        return None, None, None
+    if token is not None and token.is_valid_at(now, VALIDITY_MARGIN):
+        register_secret(token.token)
+    else:
+        token = issued_at = None
+    if approval is not None and now - approval.issued_at < APPROVAL_LIFETIME - VALIDITY_MARGIN:
+        register_secret(approval.key)
+    else:
+        approval = None
+    return token, issued_at, approval
 
 
 def _digest(secret: SecretStr) -> str:

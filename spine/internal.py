@@ -8,7 +8,7 @@ dataclasses): they travel as lists of their fields, in declaration order. Comput
 duration) are left out: the receiver computes them again.
 
 Nothing here carries a credential: no actor message holds a token or an approval key (`CredentialsRenewed`
-names the account only; each process reads its credentials from its own token vault).
+names the account only; the stream process reads the token cache the control process writes).
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ A tell never makes the caller wait. Trade ticks are published and forgotten (at 
 written in the stream process before anything is told, is their record). Every other message is sent as a
 request that the other process acknowledges once its Directory has it, in order, and sent again while
 nobody answers (the other process restarting, NATS restarting) for up to `RELIABLE_GIVE_UP_SECONDS`: a
-recovery record or a subscription change survives a kill on either side.
+recovery record or a subscription change survives a kill on either side. Ticks told while this link has
+no NATS connection (up to `HELD_TICKS_LIMIT` messages) take that acknowledged path too, and so do the
+ticks after them until those are through (once a child has acknowledged one, the rest for it are
+published without waiting): the tick triggers and the gap detector of the other process get the outage's
+ticks, in order, once NATS and the other side are back.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ RELIABLE_ACK_SECONDS = 2.0
 RELIABLE_RETRY_SECONDS = 0.25
 FAST_QUEUE_LIMIT = 200_000
 """Ticks waiting for NATS; past this they are dropped (counted)."""
+HELD_TICKS_LIMIT = 20_000
+"""Tick messages held for acknowledged delivery while NATS is away (minutes of a busy day at one message
+per socket read); past this the newest are dropped (counted)."""
 TELL_HEADER = "Observer-Tell"
 SETTLE_QUIET_SECONDS = 1.0
 SETTLE_LIMIT_SECONDS = 15.0
@@ -90,7 +97,12 @@ class Link:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Client | None = None
         self._outbox: asyncio.Queue[tuple[str, bytes] | None] | None = None
-        self._reliable: asyncio.Queue[tuple[str, bytes] | None] | None = None
+        self._reliable: asyncio.Queue[tuple[str, bytes, bool] | None] | None = None
+        """Acknowledged messages: subject, data, and whether it is a held tick message."""
+        self._held_ticks = 0
+        """Tick messages in `_reliable` (counted on the link's loop only)."""
+        self._answering: set[str] = set()
+        """Subjects whose child acknowledged a held tick since NATS came back (on the link's loop only)."""
         self._sending = False
         self._ready = threading.Event()
         self._stopped = threading.Event()
@@ -137,8 +149,7 @@ class Link:
     def tell(self, child_id: str, message: Any) -> bool:
         """Send `message` to the remote child; False when it cannot be sent (no link, no JSON form)."""
         loop = self._loop
-        outbox = self._outbox if isinstance(message, TicksReceived) else self._reliable
-        if loop is None or outbox is None or self._stopped.is_set():
+        if loop is None or self._outbox is None or self._reliable is None or self._stopped.is_set():
             self.dropped += 1
             return False
         try:
@@ -149,18 +160,33 @@ class Link:
             self.dropped += 1
             return False
         subject = internal_subject(self.instance, child_id)
+        enqueue = self._enqueue_ticks if isinstance(message, TicksReceived) else self._enqueue_reliable
         try:
-            loop.call_soon_threadsafe(self._enqueue, outbox, (subject, data))
+            loop.call_soon_threadsafe(enqueue, subject, data)
         except RuntimeError:  # the loop has closed
             self.dropped += 1
             return False
         return True
 
-    def _enqueue(self, queue: asyncio.Queue[tuple[str, bytes] | None], item: tuple[str, bytes]) -> None:
-        try:
-            queue.put_nowait(item)
-        except asyncio.QueueFull:
+    def _enqueue_reliable(self, subject: str, data: bytes) -> None:
+        assert self._reliable is not None
+        self._reliable.put_nowait((subject, data, False))
+
+    def _enqueue_ticks(self, subject: str, data: bytes) -> None:
+        """Ticks go out fast while NATS is here and none are held; else into the acknowledged queue after
+        those held (on the link's loop, so the order of tells is kept)."""
+        nc, outbox, reliable = self._nc, self._outbox, self._reliable
+        assert outbox is not None and reliable is not None
+        if nc is not None and nc.is_connected and not self._held_ticks:
+            try:
+                outbox.put_nowait((subject, data))
+            except asyncio.QueueFull:
+                self.dropped += 1
+        elif self._held_ticks >= HELD_TICKS_LIMIT:
             self.dropped += 1
+        else:
+            self._held_ticks += 1
+            reliable.put_nowait((subject, data, True))
 
     def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
         """The remote child's reply; `default` when nobody serves it; `pykka.Timeout` when it is too slow."""
@@ -282,25 +308,43 @@ class Link:
         await nc.flush()
         logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
 
-    async def _send_reliably(self, nc: Client, queue: asyncio.Queue[tuple[str, bytes] | None]) -> None:
-        """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS."""
+    async def _send_reliably(self, nc: Client, queue: asyncio.Queue[tuple[str, bytes, bool] | None]) -> None:
+        """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS.
+        A held tick for a child that has acknowledged one since the connection came back is published
+        without waiting (ticks stay at most once; the wait was only for the other side to be there)."""
         while (item := await queue.get()) is not None:
-            subject, data = item
+            subject, data, held_tick = item
             self._sending = True
-            deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
-            while True:
+            if held_tick and subject in self._answering:
                 try:
-                    await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
+                    await nc.publish(subject, data)
                     self.sent += 1
-                    break
-                except NatsError as error:
-                    if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
-                        self.dropped += 1
-                        logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
-                                       type(error).__name__)
-                        break
-                    await asyncio.sleep(RELIABLE_RETRY_SECONDS)
+                except NatsError:
+                    self.dropped += 1
+            else:
+                await self._request_until_acknowledged(nc, subject, data, held_tick)
+            if held_tick:
+                self._held_ticks -= 1
             self._sending = False
+
+    async def _request_until_acknowledged(
+        self, nc: Client, subject: str, data: bytes, held_tick: bool
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
+        while True:
+            try:
+                await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
+                self.sent += 1
+                if held_tick:
+                    self._answering.add(subject)
+                return
+            except NatsError as error:
+                if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
+                    self.dropped += 1
+                    logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
+                                   type(error).__name__)
+                    return
+                await asyncio.sleep(RELIABLE_RETRY_SECONDS)
 
     async def _share_figures(self) -> None:
         while True:
@@ -356,6 +400,7 @@ class Link:
         logger.debug("link {}: {}", self.name, error)
 
     async def _on_disconnected(self) -> None:
+        self._answering.clear()
         if not self._stopped.is_set():
             logger.warning("link {}: NATS connection lost; reconnecting", self.name)
 

@@ -16,7 +16,7 @@ from config.settings import TokenSettings
 from kis.errors import KisTokenTooSoon
 from kis.ratelimit import RateLimiterRegistry
 from kis.rest import KisRestClient
-from kis.token_vault import TokenVault
+from kis.token_vault import CredentialsUnavailable, TokenCache, TokenVault
 from tests.actors.control_plane_support import sim_account
 from tools.kis_sim.server import KisSimulator, SimConfig
 
@@ -244,3 +244,33 @@ def test_secrets_never_reach_the_log(sim, tmp_path):
     text = "\n".join(lines)
     assert "emergency refresh" in text
     assert not [secret for secret in secrets if secret in text]
+
+
+def test_the_token_cache_reads_what_the_vault_writes_and_never_writes_itself(sim, tmp_path):
+    account = sim_account()
+    cache = TokenCache([account], sim.clock, TokenSettings(cache_dir=str(tmp_path / "tokens")),
+                       rest_url=sim.rest_url)
+    with pytest.raises(CredentialsUnavailable, match="no valid approval key"):
+        cache.approval_key(account.name)
+    assert not (tmp_path / "tokens").exists()
+
+    vault = make_vault(sim, account, tmp_path / "tokens")
+    vault.ensure(account.name)
+    assert cache.approval_key(account.name) == vault.approval_key(account.name)
+    assert cache.token_source(account.name).current() == vault.access_token(account.name).token
+    sim.clock.advance(61)
+    vault.renew(account.name, "pre-market")
+    assert cache.approval_key(account.name) == vault.approval_key(account.name)  # read again at each use
+
+    path = vault.cache_path(account.name)
+    path.write_text('{"version": 1, "approval_key": ')
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        with pytest.raises(CredentialsUnavailable) as raised:
+            cache.approval_key(account.name)
+    finally:
+        logger.remove(sink)
+    assert str(path) in str(raised.value)
+    assert [line for line in lines if "not valid" in line] and '"version"' not in "".join(lines)
+    assert path.read_text() == '{"version": 1, "approval_key": '

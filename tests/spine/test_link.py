@@ -169,3 +169,47 @@ def test_a_remote_child_is_told_and_asked_over_nats_and_survives_a_server_kill(
         control_link.stop()
         stream_link.stop()
         pykka.ActorRegistry.stop_all()
+
+
+def test_ticks_told_while_nats_is_down_reach_the_other_process_in_order_once_both_are_back(
+    nats_server: NatsServer,
+) -> None:
+    """NATS is killed and the control process is gone; the stream keeps telling ticks. After NATS is back
+    and a new control process serves its children, it gets every one of them, in order."""
+    clock = SystemClock()
+    stream, control = Directory(clock), Directory(clock)
+    got: list[Any] = []
+    arrived = threading.Event()
+    control.register("triggers", Recording.start("triggers", control, got, arrived))
+    stream_link = Link(nats_server.url, "test", name="stream").start(stream)
+    stream.route_remote(stream_link, ["triggers"])
+    control_link = Link(nats_server.url, "test", name="control").start(control)
+    control_link.serve(["triggers"])
+    later: Link | None = None
+    try:
+        assert stream.tell("triggers", ticks_message())
+        assert wait_for(lambda: len(got) == 1, 5)
+        control_link.stop()
+        os.kill(nats_server.pid or 0, signal.SIGKILL)
+        assert wait_for(lambda: not stream_link.connected, 5)
+        told = [tick_numbered(number) for number in range(30)]
+        for message in told:
+            assert stream.tell("triggers", message)
+        assert wait_for(lambda: stream_link.connected, 20)
+        time.sleep(1.0)  # the stream is back first: what it held must wait for the other side
+        later = Link(nats_server.url, "test", name="control-again").start(control)
+        later.serve(["triggers"])
+        assert stream.tell("triggers", tick_numbered(30))  # after the outage, behind what was held
+        assert wait_for(lambda: len(got) == 32, 20), f"{len(got) - 1} of 31 arrived"
+        assert got[1:] == [*told, tick_numbered(30)]
+    finally:
+        if later is not None:
+            later.stop()
+        control_link.stop()
+        stream_link.stop()
+        pykka.ActorRegistry.stop_all()
+
+
+def tick_numbered(number: int) -> TicksReceived:
+    return TicksReceived(at=AT + timedelta(seconds=number), account="sim1",
+                         ticks=(trade("005930", 71000 + number),), received_mono=float(number), frames=1)

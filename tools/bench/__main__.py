@@ -5,7 +5,7 @@
 Prints a table (figure, target, a baseline measured in the same run, met) and writes the same as JSON:
 a list of objects with `name`, `figure`, `unit`, `target`, `baseline`, `met` and `detail`. The exit
 status is non-zero only when a benchmark crashed, never because a figure missed its target. `--quick`
-uses shorter windows and fewer repetitions (about 2 minutes); the published figures come from a full run.
+uses shorter windows and fewer repetitions (about 3 minutes); the published figures come from a full run.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.logs import reset_logging, setup_logging
-from tools.bench import decisions, memory, minute_jobs, pipeline, reconnect, scan, spine, store
+from tools.bench import decisions, memory, minute_jobs, pipeline, processes, reconnect, scan, spine, store
 from tools.bench.harness import BenchServer
 from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
 
-GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory", "spine", "store",
-          "minute_jobs")
+GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory", "spine", "fanout", "store",
+          "minute_jobs", "processes")
+PROCESS_RUN_SPEED = 10.0
+"""Simulated seconds per second of the `processes` group's run (about 2,000 ticks/s at one account)."""
 LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.bench")
 
 
@@ -49,6 +51,10 @@ class Plan:
     store_ticks: int = 100_000
     store_lag_seconds: float = 10.0
     minute_job_minutes: int = 4
+    fanout_ticks: int = 100_000
+    fanout_latency_seconds: float = 10.0
+    process_window: float = 60.0
+    """Real seconds of the `processes` group's run measured once ticks flow (its start comes before)."""
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
@@ -57,7 +63,7 @@ FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_sym
 QUICK = Plan(throughput_window=1.5, max_rate=20_000, latency_window=2.5, per_symbol_sample=30, drops=8,
              gaps=8, core_runs=20, day_speed=2340.0, day_trade_rate=0.125, allocation_runs=100,
              parse_seconds=0.5, spine_ticks=20_000, store_ticks=20_000, store_lag_seconds=3.0,
-             minute_job_minutes=2)
+             minute_job_minutes=2, fanout_ticks=20_000, fanout_latency_seconds=2.0, process_window=8.0)
 
 
 def run(
@@ -82,7 +88,7 @@ def run(
         results.extend(produced)
         say(f"[bench] {group} done in {time.monotonic() - started:.1f} s")
 
-    server_needed = set(groups) - {"core", "memory"}  # memory runs its own server (another clock)
+    server_needed = set(groups) & {"pipeline", "latency", "scan", "reconnect", "gaps"}
     server = BenchServer() if server_needed else None
     try:
         if server is not None:
@@ -95,9 +101,13 @@ def run(
     attempt("memory", lambda: [memory.simulated_day_in_child(root / "day", speed=plan.day_speed,
                                                     trade_rate=plan.day_trade_rate)])
     attempt("spine", lambda: spine.throughput(root / "spine", ticks=plan.spine_ticks))
+    attempt("fanout", lambda: spine.fanout(root / "fanout", ticks=plan.fanout_ticks,
+                                           latency_seconds=plan.fanout_latency_seconds))
     attempt("store", lambda: store.store_figures(root / "store", ticks=plan.store_ticks,
                                                  lag_seconds=plan.store_lag_seconds))
     attempt("minute_jobs", lambda: minute_jobs.results(minutes=plan.minute_job_minutes))
+    attempt("processes", lambda: processes.measure(root / "processes", speed=PROCESS_RUN_SPEED,
+                                                   window=plan.process_window))
     return results, crashes
 
 
@@ -138,7 +148,7 @@ def _run_with_server(plan: Plan, root: Path, server: BenchServer, attempt: Calla
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short windows, fewer repetitions (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="short windows, fewer repetitions (~3 min)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the results here")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
                         help=f"run only these groups ({', '.join(GROUPS)})")

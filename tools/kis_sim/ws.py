@@ -130,6 +130,7 @@ class _Session:
     drop_generation: int
     app_key: str | None = None
     key_hash: str = ""
+    approval_key: str = ""  # the key of its first registration (a session keeps one app key)
     subs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (tr_id, tr_key) -> (key, iv)
     closed: bool = False
     pong_due_since: float | None = None  # monotonic time of the oldest PINGPONG not answered yet
@@ -376,6 +377,11 @@ class WsServer:
         """The keys some session has registered on `tr_id` (a data TR: trades, books, futures trades)."""
         return set(self._subs.get(tr_id, {}))
 
+    def session_approval_keys(self) -> list[str]:
+        """The approval key each open session registered with (sessions not registered yet are left out),
+        so a test can tell which key a client presented after a refresh."""
+        return [session.approval_key for session in list(self._sessions) if session.approval_key]
+
     # ---- handshake and messages --------------------------------------------------------------------------
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -428,6 +434,7 @@ class WsServer:
                 return ack_text(tr_id, tr_key, AckCode.APPKEY_IN_USE)
             session.app_key = app_key
             session.key_hash = app_key_hash(app_key)
+            session.approval_key = approval_key
             self._by_key[app_key] = session
         if tr_id not in SUBSCRIBABLE_TR_IDS or tr_type not in (SUBSCRIBE, UNSUBSCRIBE):
             return ack_text(tr_id, tr_key, AckCode.INTERNAL_ERROR)
