@@ -681,7 +681,7 @@ class SlotManagerActor(ObserverActor):
         streams = self.streams()
         for name, symbols in self.targets().items():
             extras = streams.get(name, ExtraStreams())
-            if name not in forced and self._sent.get(name) == (symbols, extras):
+            if name not in forced and self._sent.get(name, ((), ExtraStreams())) == (symbols, extras):
                 continue
             message = SetSubscriptions(at=now, account=name, symbols=symbols, order_books=extras.order_books,
                                        program_trading=extras.program_trading)

@@ -104,14 +104,16 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
 def status_line(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> str:
     """The same as one log line, for when the output is not a terminal."""
     slots = " ".join(f"{account}={slots_text(snapshot, account).replace(' ', '')}"
-                     f"(registrations {registrations_text(snapshot, account).replace(' ', '')})"
                      for account in accounts_of(snapshot))
+    registrations = " ".join(f"{account}={registrations_text(snapshot, account).replace(' ', '')}"
+                             for account in accounts_of(snapshot))
     return (
         f"status {now} phase={snapshot.get('phase', '-')} ticks/s={ticks_per_second:.0f} "
         f"ticks={int(snapshot.get('ticks_recorded', 0))} scans={snapshot.get('scans', 0)} "
         f"last_scan={clock_time(snapshot.get('last_scan_at'))} triggers={snapshot.get('triggers', 0)} "
         f"slot_changes={snapshot.get('slot_changes', 0)} alerts={snapshot.get('alerts_sent', 0)} "
-        f"slots {slots or '-'} | {universe_text(snapshot)} | {context_text(snapshot)} | {disk_text(snapshot)}"
+        f"slots {slots or '-'} registrations(trades/books/program) {registrations or '-'} | "
+        f"{universe_text(snapshot)} | {context_text(snapshot)} | {disk_text(snapshot)}"
     )
 
 

@@ -101,10 +101,17 @@ def account(name: str, max_slots: int, account_no: str = "") -> Account:
                    max_slots=max_slots)
 
 
+TICKS_ONLY = {"order_book_held": False, "order_book_top": 0, "program_trading_held": False,
+              "program_trading_top": 0}
+"""Slots without order books or program trading: every registration is a tick slot."""
+
+
 def make_context(tmp_path: Path, *, capacities: tuple[int, int] = (3, 3), slots: SlotSettings | None = None,
-                 rest_url: str | None = None, account_no: str = "") -> ObserverContext:
+                 rest_url: str | None = None, account_no: str = "",
+                 streams: dict[str, Any] | None = None) -> ObserverContext:
     accounts = (account("acct1", capacities[0], account_no), account("acct2", capacities[1], account_no))
-    settings = Settings(accounts=accounts, slots=slots or SlotSettings(), websocket={"feed": "krx"})
+    websocket = {"feed": "krx", **(TICKS_ONLY if streams is None else streams)}
+    settings = Settings(accounts=accounts, slots=slots or SlotSettings(), websocket=websocket)
     clock = SimulatedClock(START, speed=0)
     return ObserverContext(settings=settings, clock=clock, metrics=Metrics(), paths=DataPaths(tmp_path),
                            vault=SimulatorVault(accounts, rest_url, clock), rest_url=rest_url)
