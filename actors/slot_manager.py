@@ -26,11 +26,12 @@ Pinned symbols are never removed. Rapid Symbol Churn: `core.slots.ChurnGuard` ra
 threshold from 1.2 to 1.5 while more than `slots.churn_replacements_per_hour` replacements happened in the
 last hour, and lowers it at `slots.calm_replacements_per_hour`; each change is logged.
 
-Registrations, not symbols (`core.streams`): a key's 41 (40 with an execution-notice registration) pay for
-trades, order books and program trading alike. Held positions and each key's best scored slots also stream
+Registrations, not symbols (`core.streams`): a key's 41 (40 with an execution-notice registration, fewer
+with the account's `max_slots`) pay for trades, order books and program trading alike; `slots.max_slots`
+caps the trade slots alone. Held positions and each key's best scored slots also stream
 their book (`websocket.order_book_held`, `order_book_top`) and program trading (`program_trading_held`,
-`program_trading_top`); the registrations they want (at most `websocket.extra_registrations_max`) are
-reserved first and the trades get the rest, so a symbol with both costs 3 and a full key never passes 41.
+`program_trading_top`); the trades get the most slots that leave room for the extras they want (at most
+`websocket.extra_registrations_max`), so a symbol with both costs 3 and a full key never passes 41.
 
 Pins (never evicted): held positions (the balance inquiry at start, then execution notices: a buy fill
 pins at once, a sale of the whole position unpins, after which the symbol's slot goes to the next
@@ -105,7 +106,6 @@ from core.streams import (
     ExtraStreams,
     StreamChoice,
     extra_streams,
-    reserved_registrations,
     trade_capacity,
     wanted_extras,
 )
@@ -143,10 +143,16 @@ class _FetchHoldings:
 
 
 def tick_capacity(account: Account, max_slots: int) -> int:
-    """Registrations for market data (ticks, books, program trading): the execution-notice registration (with
-    an HTS id) counts against the key's 41."""
+    """Slots for ticks before books and program trading take their share: the execution-notice registration
+    (with an HTS id) counts against the key's 41."""
+    return min(max_slots, registration_budget(account))
+
+
+def registration_budget(account: Account) -> int:
+    """Registrations the key's market data (ticks, books, program trading) may use: its `max_slots`, less the
+    execution-notice registration (with an HTS id), within KIS's 41."""
     notice_registrations = 1 if account.hts_id else 0
-    return min(account.max_slots, max_slots, MAX_REGISTRATIONS_PER_KEY - notice_registrations)
+    return min(account.max_slots, MAX_REGISTRATIONS_PER_KEY - notice_registrations)
 
 
 class SlotManagerActor(ObserverActor):
@@ -165,6 +171,7 @@ class SlotManagerActor(ObserverActor):
             ProviderAccount(account.name, tick_capacity(account, settings.slots.max_slots))
             for account in context.accounts
         )
+        self._registrations = {account.name: registration_budget(account) for account in context.accounts}
         self._store = StateStore(context.paths.state_dir)
         self._state = SlotState.initial(self._providers, settings.slots)
         self._held: dict[str, dict[str, int]] = {}
@@ -257,7 +264,7 @@ class SlotManagerActor(ObserverActor):
     def streams(self) -> dict[str, ExtraStreams]:
         """Each account's slotted symbols that also stream their order book and program trading, within the
         registrations its trades leave (`core.streams`)."""
-        registrations = {provider.name: provider.capacity for provider in self._providers}
+        registrations = self._registrations
         active = self._track_b_active()
         held = self._held_symbols()
         streams = {}
@@ -536,15 +543,17 @@ class SlotManagerActor(ObserverActor):
         self._apply(shed_slots(self._state, account, capacity, now), now, full=False)
 
     def _budgeted(self, state: SlotState) -> tuple[ProviderAccount, ...]:
-        """The pool with each account's trade slots: its registrations less those reserved for the books and
-        program trading its slots in `state` want (`core.streams`), and its shed level applied."""
+        """The pool with each account's trade slots: at most `slots.max_slots`, and few enough to leave room
+        for the books and program trading they want, counting the held positions its slots in `state` hold
+        (`core.streams`), with its shed level applied."""
         slots = {account.name: account.slots for account in state.accounts}
-        held, book, program = self._held_symbols(), self._book_choice, self._program_choice
+        held = self._held_symbols()
         budgeted = []
         for provider in self._providers:
-            wanted = wanted_extras(slots.get(provider.name, ()), held, book, program)
-            reserved = reserved_registrations(len(wanted), provider.capacity, self._max_extra)
-            capacity = trade_capacity(provider.capacity, reserved)
+            held_here = sum(1 for slot in slots.get(provider.name, ()) if slot.symbol in held)
+            budget = trade_capacity(self._registrations[provider.name], held_here, self._book_choice,
+                                    self._program_choice, self._max_extra)
+            capacity = min(provider.capacity, budget)
             if provider.name in self._shed_levels:
                 capacity = min(capacity, self._shed_capacity(provider.name, capacity))
             budgeted.append(replace(provider, capacity=capacity))

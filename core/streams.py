@@ -6,8 +6,8 @@ its order book and its program trading costs 3. So the budget is kept in registr
 - `wanted_extras` says which slotted symbols of one key should also stream a book or program trading:
   held positions first (when `held` is on), then the `top` best scored other slots, each choice in that
   order (held books, held program trading, then the top slots' books and program trading).
-- The slot manager reserves those registrations (`reserved_registrations`, at most `max_extra`) and gives
-  the trades what is left (`trade_capacity`), so a full key swaps a weak candidate's ticks for a held
+- The slot manager gives the trades the most slots that still leave room for the extras those slots want
+  (`trade_capacity`, at most `max_extra` of them), so a full key swaps a weak candidate's ticks for a held
   position's book instead of running over 41.
 - `extra_streams` then grants the wanted extras in order while the key has registrations left, so the
   total never exceeds the key's budget whatever the slots hold.
@@ -85,15 +85,18 @@ def wanted_extras(
     return tuple(wanted)
 
 
-def reserved_registrations(wanted: int, registrations: int, max_extra: int) -> int:
-    """Registrations kept from the trades for extra streams: what is wanted, at most `max_extra`, and never
-    all of the key (one registration always stays for trades)."""
-    return max(0, min(wanted, max_extra, registrations - 1))
-
-
-def trade_capacity(registrations: int, reserved: int) -> int:
-    """Trade slots of a key with `registrations` for market data once `reserved` went to extra streams."""
-    return max(0, registrations - reserved)
+def trade_capacity(registrations: int, held: int, book: StreamChoice, program: StreamChoice,
+                   max_extra: int) -> int:
+    """The most trade slots a key of `registrations` can give while the extras those slots would want (with
+    `held` held positions among them, at most `max_extra`) still fit beside them; at least one trade slot."""
+    per_held = int(book.held) + int(program.held)
+    for trades in range(registrations, 1, -1):
+        held_in = min(held, trades)
+        others = trades - held_in
+        wanted = held_in * per_held + min(book.top, others) + min(program.top, others)
+        if trades + min(wanted, max_extra) <= registrations:
+            return trades
+    return min(registrations, 1)
 
 
 def extra_streams(

@@ -12,7 +12,6 @@ from core.streams import (
     Stream,
     StreamChoice,
     extra_streams,
-    reserved_registrations,
     trade_capacity,
     wanted_extras,
 )
@@ -44,30 +43,28 @@ def test_choices_off_want_nothing() -> None:
 
 
 def test_a_symbol_with_book_and_program_costs_three_registrations() -> None:
-    held = {"100000"}
     only_held = StreamChoice(held=True, top=0)
-    wanted = wanted_extras(slots(1), held, only_held, only_held)
-    reserved = reserved_registrations(len(wanted), KEY, max_extra=12)
-    capacity = trade_capacity(KEY, reserved)
-    assert (reserved, capacity) == (2, 39)
+    capacity = trade_capacity(KEY, 1, only_held, only_held, max_extra=12)
+    assert capacity == 39
     full = slots(capacity)
+    held = {full[-1].symbol}
     granted = extra_streams(wanted_extras(full, held, only_held, only_held), KEY, len(full), 12)
-    assert granted == ExtraStreams(order_books=("100000",), program_trading=("100000",))
+    assert granted == ExtraStreams(order_books=(full[-1].symbol,), program_trading=(full[-1].symbol,))
     assert len(full) + granted.registrations == KEY
 
 
-def test_the_default_reserves_six_for_the_top_three_and_leaves_35_trade_slots() -> None:
-    wanted = wanted_extras(slots(41), set(), HELD_AND_TOP_3, HELD_AND_TOP_3)
-    reserved = reserved_registrations(len(wanted), KEY, max_extra=12)
-    assert trade_capacity(KEY, reserved) == 35
+def test_the_default_leaves_35_trade_slots_beside_the_top_three_books_and_programs() -> None:
+    assert trade_capacity(KEY, 0, HELD_AND_TOP_3, HELD_AND_TOP_3, max_extra=12) == 35
     granted = extra_streams(wanted_extras(slots(35), set(), HELD_AND_TOP_3, HELD_AND_TOP_3), KEY, 35, 12)
     assert granted.order_books == granted.program_trading == ("100000", "100001", "100002")
 
 
-def test_the_reservation_is_capped_and_never_takes_the_whole_key() -> None:
-    assert reserved_registrations(30, KEY, max_extra=12) == 12
-    assert reserved_registrations(30, 5, max_extra=40) == 4
-    assert trade_capacity(5, 4) == 1
+def test_a_small_key_gives_the_most_trade_slots_that_leave_room_for_their_extras() -> None:
+    # 10 registrations, one held: 3 trades want 2 + 2 + 2 extras (9 in all); 4 trades would want 8.
+    assert trade_capacity(10, 1, HELD_AND_TOP_3, HELD_AND_TOP_3, max_extra=12) == 3
+    assert trade_capacity(10, 1, HELD_AND_TOP_3, HELD_AND_TOP_3, max_extra=2) == 8
+    assert trade_capacity(2, 1, HELD_AND_TOP_3, HELD_AND_TOP_3, max_extra=12) == 1
+    assert trade_capacity(41, 30, HELD_AND_TOP_3, HELD_AND_TOP_3, max_extra=12) == 29
 
 
 def test_a_full_key_grants_only_what_its_trades_leave_held_positions_first() -> None:
@@ -91,7 +88,10 @@ def test_trades_and_extras_never_exceed_the_key(seed: int) -> None:
     assert len(slotted) + granted.registrations <= registrations
     assert granted.registrations <= max_extra
     assert set(granted.order_books) | set(granted.program_trading) <= {slot.symbol for slot in slotted}
-    assert trade_capacity(registrations, reserved_registrations(len(wanted), registrations, max_extra)) >= 1
+    capacity = trade_capacity(registrations, len(held), book, program, max_extra)
+    assert 1 <= capacity <= registrations
+    wanted = wanted_extras(slots(capacity), held, book, program)
+    assert capacity + extra_streams(wanted, registrations, capacity, max_extra).registrations <= registrations
 
 
 def test_a_negative_top_is_refused() -> None:
