@@ -386,7 +386,7 @@ class WSConnectionActor(ObserverActor):
             notice_confirmed=self._notice is not None and self._notice in self.book.confirmed(),
             order_books=tuple(reg.tr_key for reg in confirmed if reg.tr_id == self._book_tr),
             program_trading=tuple(reg.tr_key for reg in confirmed if reg.tr_id == self._program_tr),
-            registrations=len(self.book.confirmed()) + len(self.book.pending()),
+            registrations=len(confirmed) + len(self.book.pending()),
         )
 
     def _count_registrations(self) -> None:
