@@ -251,11 +251,14 @@ def test_book_and_program_frames_parse_and_agree_with_the_trading(kis_sim, sessi
     assert later.sell_volume >= first.sell_volume and later.buy_value >= first.buy_value  # the day's totals
 
 
-@pytest.mark.parametrize("tr_id", ["H0NXPGM0", "H0UNPGM0"])
-def test_nxt_and_unified_program_trading_is_served(session, approval, tr_id):
-    send_and_ack(session, approval, tr_id, "005930")
-    frame = decode(recv_until(session, lambda m: m.startswith(f"0|{tr_id}|"), 15))
-    assert isinstance(frame, ProgramTradeFrame) and frame.trades[0].symbol == "005930"
+def test_nxt_and_unified_program_trading_is_served(session, approval):
+    for tr_id in ("H0NXPGM0", "H0UNPGM0"):
+        send_and_ack(session, approval, tr_id, "005930")
+    seen: set[str] = set()
+    while len(seen) < 2:
+        frame = decode(recv_until(session, lambda m: m.startswith(("0|H0NXPGM0|", "0|H0UNPGM0|")), 15))
+        assert isinstance(frame, ProgramTradeFrame) and frame.trades[0].symbol == "005930"
+        seen.add(frame.tr_id)
 
 
 def test_drop_sessions_cuts_every_session_and_reconnects_work(kis_sim, session, approval):
