@@ -5,6 +5,8 @@ Files (provider = the account name, market from the day's universe, "KRX" when t
 | what | file |
 |---|---|
 | Track B ticks | `scalp/{account}/{market}/{YYYYMMDD}/ticks_{symbol}.jsonl` |
+| order books | `scalp/{account}/{market}/{YYYYMMDD}/orderbook_{symbol}.jsonl` |
+| program trading | `scalp/{account}/{market}/{YYYYMMDD}/program_{symbol}.jsonl` |
 | gap recovery (seed format) | `scalp/{account}/{market}/{YYYYMMDD}/recovery_{HHMMSS}_{symbol}.jsonl` |
 | Track A snapshots | `swing/{account}/{market}/{YYYYMMDD}/snapshots.jsonl` |
 | gap markers | `system/gaps/{account}/{YYYYMMDD}_gaps.jsonl` |
@@ -18,6 +20,11 @@ One tick file per symbol and day, because analysis loads one symbol at a time:
 received_at, price, volume, cum_volume, cum_value, change_rate, ask1, bid1, side, strength, source, venue,
 tr_id`. `venue` is KRX, NXT, or UN for a unified-feed trade made while both venues were in session
 (`core.sessions.venue_of`); `tr_id` is the feed's TR (H0UNCNT0, H0STCNT0 or H0NXCNT0).
+Order book lines have `symbol, exchange_time, received_at, asks, bids, ask_sizes, bid_sizes` (ten levels,
+best first), `total_ask_size, total_bid_size, cum_volume, tr_id`; program trading lines `symbol,
+exchange_time, received_at, sell_volume, sell_value, buy_volume, buy_value, net_volume, net_value,
+sell_resting, buy_resting, net_resting, tr_id` (the day's totals so far). Their frames carry no date:
+`exchange_time` is the frame's time on the day it arrived.
 `source` is "ws" for streamed ticks and "recovery" for minute bars back-filled into a gap (those rows add
 `open, high, low, close, gap_start, gap_end`, and `cum_volume` is null). Recovered rows are appended when
 the recovery happens, so sort by `exchange_time` before use. The day of a file is the clock's day when
@@ -36,8 +43,9 @@ everything again sends `recorder.write_recovered`. The memory is bounded by `rec
 past it, new ticks are dropped (not old ones: the lines kept are the oldest, contiguous with what is on
 disk, and a line half written by a partial write is never cut) and each symbol's stretch of dropped ticks
 becomes a gap marker (reason `recorder_buffer_full`) once ticks are kept again, or at the stop. Other
-records (snapshots, ledgers, markers) are never dropped. `ticks_recorded` counts tick lines handed to the
-OS, not ticks received; gauges `recorder_buffered_bytes` and `recorder_buffered_lines`, counter
+records (snapshots, ledgers, markers) are never dropped; order book and program trading lines are dropped
+with the ticks (counter `depth_dropped`), without gap markers. `ticks_recorded` counts tick lines handed to
+the OS, not ticks received; gauges `recorder_buffered_bytes` and `recorder_buffered_lines`, counter
 `ticks_dropped` and gauge `recorder_write_failing_since` tell the status view how it stands.
 
 The disk never fills silently: every `DISK_CHECK_SECONDS` the ticker reads the free space under the data
@@ -51,6 +59,8 @@ rebuilds the day's Parquet ticks from the journal.
 | message | effect |
 |---|---|
 | TicksReceived | one line per tick in the symbol's tick file; counter `ticks_recorded` once on disk |
+| OrderBooksReceived | one line per book in the symbol's order book file |
+| ProgramTradesReceived | one line per record in the symbol's program trading file |
 | ScanCompleted | one line per row in the swing snapshot file of the row's market |
 | OverflowRecorded | its lines in the account's overflow ledger |
 | RecoveryRecorded | the seed-format recovery file, plus "recovery" rows in the tick file |
@@ -58,7 +68,7 @@ rebuilds the day's Parquet ticks from the journal.
 | UniverseReady | symbol -> market map (also loaded from the universe snapshots at start) |
 | DayEventFired DAILY_BACKUP | close the files, pack the day into `backup/{YYYYMMDD}.tar.gz` + manifest |
 
-Each of the first five is then handed to the spine (`context.spine`), so what consumers see follows the
+Each of the first seven is then handed to the spine (`context.spine`), so what consumers see follows the
 journal.
 """
 
@@ -82,9 +92,15 @@ from core.gaps import Gap
 from core.recovery import GapMarker, RecoveryRecord, gap_marker
 from core.schedule import DayEvent
 from core.sessions import venue_of
-from kis.ticks import TradeTick
+from kis.ticks import OrderBook, ProgramTrade, TradeTick
 from messages.alerts import SystemAlert
-from messages.market import ScanCompleted, TicksReceived, UniverseReady
+from messages.market import (
+    OrderBooksReceived,
+    ProgramTradesReceived,
+    ScanCompleted,
+    TicksReceived,
+    UniverseReady,
+)
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.schedule import DayEventFired
 from runtime.jsonl import JsonlWriter, json_number, json_text
@@ -107,7 +123,10 @@ DROPPED_REASON = "recorder_buffer_full"
 WRITE_FAILED_ALERT = "recorder.write_failed"
 WRITE_RECOVERED_ALERT = "recorder.write_recovered"
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,32}")
-PUBLISHED = (TicksReceived, ScanCompleted, OverflowRecorded, RecoveryRecorded, GapMarked)
+PUBLISHED = (
+    TicksReceived, OrderBooksReceived, ProgramTradesReceived, ScanCompleted, OverflowRecorded,
+    RecoveryRecorded, GapMarked,
+)
 """What goes on the spine once it is in the journal (`spine.convert` turns each into public messages)."""
 SHED_BELOW_FLOOR = (TicksReceived, ScanCompleted)
 """What stays off the spine while free disk is below `storage.min_free_megabytes`: the bulk of its stream."""
@@ -191,6 +210,12 @@ class RecorderActor(ObserverActor):
             elif isinstance(message, _FlushDue):
                 self._flush_pass(time.monotonic() - (FLUSH_INTERVAL_SECONDS - FLUSH_CHECK_SECONDS))
                 self._check_disk()
+            elif isinstance(message, OrderBooksReceived):
+                lines = [book_line(book, message.at, message.tr_id) for book in message.books]
+                self._record_depth("book", message.account, message.at, lines)
+            elif isinstance(message, ProgramTradesReceived):
+                lines = [program_line(trade, message.at, message.tr_id) for trade in message.trades]
+                self._record_depth("program", message.account, message.at, lines)
             elif isinstance(message, ScanCompleted):
                 self._record_scan(message)
             elif isinstance(message, OverflowRecorded):
@@ -346,6 +371,24 @@ class RecorderActor(ObserverActor):
         if writer not in self._tick_counts:
             self._tick_counts[writer] = _TickCount(writer.lines_flushed)
         return writer
+
+    # --- order books and program trading --------------------------------------------------------
+
+    def _record_depth(self, kind: str, account: str, at: datetime, lines: list[dict[str, Any]]) -> None:
+        """Each line in its symbol's order book (`kind` "book") or program trading file; dropped while the
+        buffer is full, like new ticks."""
+        day = at.date()
+        path_of = self.paths.book_file if kind == "book" else self.paths.program_file
+        for line in lines:
+            symbol = line["symbol"]
+            if self._buffered >= self._buffer_limit:
+                self.context.metrics.inc("depth_dropped")
+                continue
+            if not _SAFE_NAME.fullmatch(symbol):
+                self.log.warning("record with an unusable symbol {!r} not recorded", symbol[:40])
+                continue
+            path = path_of(account, self.market_of(symbol), day, symbol)
+            self._writer((kind, account, day, symbol), lambda _key, path=path: path).write(line)
 
     # --- other records ---------------------------------------------------------------------------
 
@@ -553,6 +596,27 @@ def tick_line(tick: TradeTick, exchange_time: str, received_at: str, venue: str 
         f'"bid1":{tick.bid1},"side":{json_text(tick.side)},"strength":{json_number(tick.strength)},"source":"ws",'
         f'"venue":{json_text(venue)},"tr_id":{json_text(tick.tr_id)}}}'
     )
+
+
+def book_line(book: OrderBook, received_at: datetime, tr_id: str) -> dict[str, Any]:
+    """One order book record as its line."""
+    return {
+        "symbol": book.symbol, "exchange_time": book.exchange_time(received_at), "received_at": received_at,
+        "asks": book.asks, "bids": book.bids, "ask_sizes": book.ask_sizes, "bid_sizes": book.bid_sizes,
+        "total_ask_size": book.total_ask_size, "total_bid_size": book.total_bid_size,
+        "cum_volume": book.cum_volume, "tr_id": tr_id,
+    }
+
+
+def program_line(trade: ProgramTrade, received_at: datetime, tr_id: str) -> dict[str, Any]:
+    """One program trading record as its line."""
+    return {
+        "symbol": trade.symbol, "exchange_time": trade.exchange_time(received_at), "received_at": received_at,
+        "sell_volume": trade.sell_volume, "sell_value": trade.sell_value, "buy_volume": trade.buy_volume,
+        "buy_value": trade.buy_value, "net_volume": trade.net_volume, "net_value": trade.net_value,
+        "sell_resting": trade.sell_resting, "buy_resting": trade.buy_resting,
+        "net_resting": trade.net_resting, "tr_id": tr_id,
+    }
 
 
 def recovery_lines(record: RecoveryRecord) -> Iterator[dict[str, Any]]:

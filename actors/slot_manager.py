@@ -4,7 +4,8 @@ A thin shell over `core.slots`: it owns the `SlotState`, turns messages into `al
 `release_account`, `restore_account` and `shrink_capacity`, and sends the results on:
 
 - each account's full target set as `SetSubscriptions` to `ws.<account>`, only when it changed (and again
-  whenever that connection reports CONNECTED, so a restarted or reconnected session gets it);
+  whenever that connection reports CONNECTED, so a restarted or reconnected session gets it): the slotted
+  symbols, and those of them that also stream their order book and program trading;
 - overflow ledger lines as `OverflowRecorded` to `recorder`: one line when a symbol starts overflowing
   (or overflows for a new reason), not again at every rebalance while it stays out;
 - overflow-rate levels crossed (`core.overflow.OverflowMonitor`) as `SystemAlert` to `notifier` (a
@@ -24,6 +25,13 @@ re-subscribe cooldown (reason `stale`). A halt the venue announced is never judg
 Pinned symbols are never removed. Rapid Symbol Churn: `core.slots.ChurnGuard` raises the replacement
 threshold from 1.2 to 1.5 while more than `slots.churn_replacements_per_hour` replacements happened in the
 last hour, and lowers it at `slots.calm_replacements_per_hour`; each change is logged.
+
+Registrations, not symbols (`core.streams`): a key's 41 (40 with an execution-notice registration, fewer
+with the account's `max_slots`) pay for trades, order books and program trading alike; `slots.max_slots`
+caps the trade slots alone. Held positions and each key's best scored slots also stream
+their book (`websocket.order_book_held`, `order_book_top`) and program trading (`program_trading_held`,
+`program_trading_top`); the trades get the most slots that leave room for the extras they want (at most
+`websocket.extra_registrations_max`), so a symbol with both costs 3 and a full key never passes 41.
 
 Pins (never evicted): held positions (the balance inquiry at start, then execution notices: a buy fill
 pins at once, a sale of the whole position unpins, after which the symbol's slot goes to the next
@@ -94,6 +102,13 @@ from core.slots import (
     shrink_capacity,
     stale_symbols,
 )
+from core.streams import (
+    ExtraStreams,
+    StreamChoice,
+    extra_streams,
+    trade_capacity,
+    wanted_extras,
+)
 from core.subscriptions import MAX_REGISTRATIONS_PER_KEY
 from kis.models import Holding
 from kis.ticks import ExecutionNotice
@@ -128,9 +143,16 @@ class _FetchHoldings:
 
 
 def tick_capacity(account: Account, max_slots: int) -> int:
-    """Slots for ticks: the execution-notice registration (with an HTS id) counts against the key's 41."""
+    """Slots for ticks before books and program trading take their share: the execution-notice registration
+    (with an HTS id) counts against the key's 41."""
+    return min(max_slots, registration_budget(account))
+
+
+def registration_budget(account: Account) -> int:
+    """Registrations the key's market data (ticks, books, program trading) may use: its `max_slots`, less the
+    execution-notice registration (with an HTS id), within KIS's 41."""
     notice_registrations = 1 if account.hts_id else 0
-    return min(account.max_slots, max_slots, MAX_REGISTRATIONS_PER_KEY - notice_registrations)
+    return min(account.max_slots, MAX_REGISTRATIONS_PER_KEY - notice_registrations)
 
 
 class SlotManagerActor(ObserverActor):
@@ -141,10 +163,15 @@ class SlotManagerActor(ObserverActor):
         self.context = context
         settings = context.settings
         self._slot_settings = settings.slots
+        websocket = settings.websocket
+        self._book_choice = StreamChoice(websocket.order_book_held, websocket.order_book_top)
+        self._program_choice = StreamChoice(websocket.program_trading_held, websocket.program_trading_top)
+        self._max_extra = websocket.extra_registrations_max
         self._providers = tuple(
             ProviderAccount(account.name, tick_capacity(account, settings.slots.max_slots))
             for account in context.accounts
         )
+        self._registrations = {account.name: registration_budget(account) for account in context.accounts}
         self._store = StateStore(context.paths.state_dir)
         self._state = SlotState.initial(self._providers, settings.slots)
         self._held: dict[str, dict[str, int]] = {}
@@ -154,7 +181,7 @@ class SlotManagerActor(ObserverActor):
         self._synced_on: date | None = None
         self._phase = Phase.IDLE
         self._monitor = OverflowMonitor(settings.overflow)
-        self._sent: dict[str, tuple[str, ...]] = {}
+        self._sent: dict[str, tuple[tuple[str, ...], ExtraStreams]] = {}
         self._overflowing: dict[str, str] = {}
         self._holdings_pending: set[str] = set()
         self._sync_unknown = False
@@ -233,6 +260,23 @@ class SlotManagerActor(ObserverActor):
         """Each account's current target set (empty while Track B is not running)."""
         active = self._track_b_active()
         return {account.name: account.symbols if active else () for account in self._state.accounts}
+
+    def streams(self) -> dict[str, ExtraStreams]:
+        """Each account's slotted symbols that also stream their order book and program trading, within the
+        registrations its trades leave (`core.streams`)."""
+        registrations = self._registrations
+        active = self._track_b_active()
+        held = self._held_symbols()
+        streams = {}
+        for account in self._state.accounts:
+            if not active or not account.available:
+                streams[account.name] = ExtraStreams()
+                continue
+            wanted = wanted_extras(account.slots, held, self._book_choice, self._program_choice)
+            streams[account.name] = extra_streams(
+                wanted, registrations.get(account.name, 0), len(account.slots), self._max_extra
+            )
+        return streams
 
     def pinned(self) -> frozenset[str]:
         return frozenset(self._pins()) | frozenset(self._slot_settings.watchlist)
@@ -492,14 +536,32 @@ class SlotManagerActor(ObserverActor):
                 self._update_gauges()
             return
         self._shed_levels[account] = message.level
-        capacity = self._shed_capacity(account)
+        budgeted = {provider.name: provider.capacity for provider in self._budgeted(self._state)}
+        capacity = budgeted[account]
         self.log.warning("{} behind by {:.1f} s ({} messages waiting): shed level {}, {} slots", account,
                          message.lag_seconds, message.backlog, message.level, capacity)
         self._apply(shed_slots(self._state, account, capacity, now), now, full=False)
 
-    def _shed_capacity(self, account: str) -> int:
-        """The account's slots at its shed level; never fewer than the pinned symbols it holds."""
-        full = next(provider.capacity for provider in self._providers if provider.name == account)
+    def _budgeted(self, state: SlotState) -> tuple[ProviderAccount, ...]:
+        """The pool with each account's trade slots: at most `slots.max_slots`, and few enough to leave room
+        for the books and program trading they want, counting the held positions its slots in `state` hold
+        (`core.streams`), with its shed level applied."""
+        slots = {account.name: account.slots for account in state.accounts}
+        held = self._held_symbols()
+        budgeted = []
+        for provider in self._providers:
+            held_here = sum(1 for slot in slots.get(provider.name, ()) if slot.symbol in held)
+            budget = trade_capacity(self._registrations[provider.name], held_here, self._book_choice,
+                                    self._program_choice, self._max_extra)
+            capacity = min(provider.capacity, budget)
+            if provider.name in self._shed_levels:
+                capacity = min(capacity, self._shed_capacity(provider.name, capacity))
+            budgeted.append(replace(provider, capacity=capacity))
+        return tuple(budgeted)
+
+    def _shed_capacity(self, account: str, full: int) -> int:
+        """The account's slots at its shed level (of `full`, its trade slots unshed); never fewer than the
+        pinned symbols it holds."""
         fraction = self.context.settings.websocket.backpressure_shed_fraction
         pinned = sum(1 for slot in self._state.account(account).slots if slot.pinned)
         return max(shed_capacity(full, self._shed_levels.get(account, 0), fraction), pinned)
@@ -534,20 +596,19 @@ class SlotManagerActor(ObserverActor):
         now = self.context.clock.now()
         candidates = (*self._movers, *self._candidates)
         self._movers = ()  # the first allocation of Track B takes them; later rankings decide alone
-        providers = tuple(
-            replace(provider, capacity=self._shed_capacity(provider.name))
-            if provider.name in self._shed_levels else provider
-            for provider in self._providers
-        )
         placed = self._state.placement()
         self._last_data = {s: t for s, t in self._last_data.items() if s in placed}
         stale = stale_symbols(self._state, self._last_data, now, self._slot_settings,
                               watched_since=self._watched_since, exempt=self._halted)
         self._observe_churn(now, 0)  # the hour slides: the threshold may come down before this allocation
-        allocation = allocate_slots(
-            self._state, candidates, self._pins(), now, self._slot_settings, providers,
-            excluded=stale | self._holds, threshold=self._churn.threshold,
-        )
+        pins, excluded = self._pins(), stale | self._holds
+        providers = self._budgeted(self._state)
+        allocation = allocate_slots(self._state, candidates, pins, now, self._slot_settings, providers,
+                                    excluded=excluded, threshold=self._churn.threshold)
+        again = self._budgeted(allocation.state)
+        if again != providers:  # the new slots want another share of books and program trading
+            allocation = allocate_slots(self._state, candidates, pins, now, self._slot_settings, again,
+                                        excluded=excluded, threshold=self._churn.threshold)
         released = {symbol for symbol in stale if symbol not in allocation.state.placement()}
         if released:
             self.context.metrics.inc("slots_stale", len(released))
@@ -622,17 +683,21 @@ class SlotManagerActor(ObserverActor):
             )
 
     def _publish(self, force: Iterable[str] = ()) -> None:
-        """Tell each connection its target set when it differs from the last one it got (or is forced)."""
+        """Tell each connection its target set (symbols, books, program trading) when it differs from the last
+        one it got (or is forced)."""
         forced = set(force)
         now = self.context.clock.now()
+        streams = self.streams()
         for name, symbols in self.targets().items():
-            if name not in forced and self._sent.get(name, ()) == symbols:
+            extras = streams.get(name, ExtraStreams())
+            if name not in forced and self._sent.get(name, ((), ExtraStreams())) == (symbols, extras):
                 continue
-            message = SetSubscriptions(at=now, account=name, symbols=symbols)
+            message = SetSubscriptions(at=now, account=name, symbols=symbols, order_books=extras.order_books,
+                                       program_trading=extras.program_trading)
             delivered = self.directory.tell(f"ws.{name}", message)
             self.context.spine.publish(message)
             if delivered:
-                self._sent[name] = symbols
+                self._sent[name] = (symbols, extras)
             else:
                 self._sent.pop(name, None)
 
@@ -654,6 +719,10 @@ class SlotManagerActor(ObserverActor):
         manual |= {symbol for symbol, active in self._overrides.items() if active}
         manual -= {symbol for symbol, active in self._overrides.items() if not active}
         return manual.union(*(held.keys() for held in self._held.values()))
+
+    def _held_symbols(self) -> frozenset[str]:
+        """Every account's held positions (they get books and program trading first)."""
+        return frozenset().union(*(held.keys() for held in self._held.values()))
 
     def _account_names(self) -> tuple[str, ...]:
         return tuple(provider.name for provider in self._providers)
@@ -746,3 +815,4 @@ class SlotManagerProxy(ObserverActorProxy):
     held_out = proxy_method(SlotManagerActor.held_out)
     halted_in_slots = proxy_method(SlotManagerActor.halted_in_slots)
     replacement_threshold = proxy_method(SlotManagerActor.replacement_threshold)
+    streams = proxy_method(SlotManagerActor.streams)

@@ -28,6 +28,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
 | futures trades (internal) | FuturesTradesReceived to `minute_jobs`; counter `futures_trades` |
+| order books, program trading (internal) | OrderBooksReceived / ProgramTradesReceived to `recorder` |
 | frame errors (internal) | counter `frame_errors`, a log line (1/s at most); TicksMissed to `gaps` |
 | session ended (internal) | ExpectedGapStarted to `gaps`, RECONNECTING to `slots`, reconnect after backoff |
 
@@ -36,7 +37,10 @@ to `slots` and `gaps`; SystemAlert to `notifier` on suspension. Metrics: gauge `
 counters `frames`, `frame_errors`, `reconnects`.
 
 Tick registrations use the trade TR of `websocket.feed`: H0UNCNT0 (unified, the default), H0STCNT0 (KRX)
-or H0NXCNT0 (NXT).
+or H0NXCNT0 (NXT). The symbols the slot manager names for an order book or program trading get a
+registration of the feed's book TR (H0UNASP0 / H0STASP0 / H0NXASP0) or program TR (H0UNPGM0 / H0STPGM0 /
+H0NXPGM0) too; their frames go to `recorder` as OrderBooksReceived / ProgramTradesReceived. Gauges
+`registrations_{trades,books,program,notice}.<account>` count what is confirmed, for the status.
 
 Back-pressure (websocket_monitor_hybrid.md 5.3): the receive queue is bounded. A `Backlog` counts the trade
 messages the relay told and this actor has not handled yet; at `max_queue_messages` the relay drops new
@@ -86,21 +90,36 @@ from core.subscriptions import (
     SubState,
     is_session_refusal,
 )
-from kis.protocol import PAPER_WS_URL, REAL_WS_URL, TRADE_TR_IDS, TrId
+from kis.protocol import (
+    ORDER_BOOK_TR_IDS,
+    PAPER_WS_URL,
+    PROGRAM_TRADE_TR_IDS,
+    REAL_WS_URL,
+    TRADE_TR_IDS,
+    TrId,
+)
 from kis.ticks import (
     Ack,
     Decoded,
     ExecutionNoticeFrame,
     FrameError,
     FuturesTradeFrame,
+    OrderBookFrame,
     PingPong,
+    ProgramTradeFrame,
     TradeFrame,
     TradeTick,
 )
 from kis.ws_session import KisWebSocketSession, SessionClosed
 from messages.alerts import SystemAlert
 from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, TicksMissed
-from messages.market import ExecutionsReceived, FuturesTradesReceived, TicksReceived
+from messages.market import (
+    ExecutionsReceived,
+    FuturesTradesReceived,
+    OrderBooksReceived,
+    ProgramTradesReceived,
+    TicksReceived,
+)
 from messages.schedule import PhaseChanged
 from messages.streaming import (
     BackPressure,
@@ -130,7 +149,8 @@ PRESSURE_CHECKS_PER_RECOVERY = 4
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatus:
-    """What `WSConnectionActor.status()` answers (status view, tests): registrations by state."""
+    """What `WSConnectionActor.status()` answers (status view, tests): trade registrations by state, the
+    symbols whose order book and program trading are confirmed, and every registration held now."""
 
     state: ConnectionState
     target: tuple[str, ...]
@@ -139,6 +159,9 @@ class ConnectionStatus:
     refused: tuple[str, ...]
     open_gaps: tuple[str, ...]
     notice_confirmed: bool
+    order_books: tuple[str, ...] = ()
+    program_trading: tuple[str, ...] = ()
+    registrations: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +299,8 @@ class WSConnectionActor(ObserverActor):
         self.account = context.account(account)
         self.settings = context.settings.websocket
         self._trade_tr = TRADE_TR_IDS[self.settings.feed].value  # the feed a slot streams (websocket.feed)
+        self._book_tr = ORDER_BOOK_TR_IDS[self.settings.feed].value
+        self._program_tr = PROGRAM_TRADE_TR_IDS[self.settings.feed].value
         self.url = context.ws_url or (PAPER_WS_URL if self.account.paper else REAL_WS_URL)
         self.book = SubscriptionBook()
         self.backoff = Backoff(
@@ -285,6 +310,8 @@ class WSConnectionActor(ObserverActor):
         self._store: StateStore | None = None
         self._state_name = f"subscriptions.{self.account.name}"
         self._trade_target: tuple[str, ...] = ()
+        self._book_target: tuple[str, ...] = ()
+        self._program_target: tuple[str, ...] = ()
         self._restored_target: frozenset[str] = frozenset()  # until the start's DowntimeFound
         self._notice: Registration | None = None
         if self.account.hts_id:
@@ -376,6 +403,7 @@ class WSConnectionActor(ObserverActor):
     def status(self) -> ConnectionStatus:
         """Trade symbols by subscription state (call through a proxy: `proxy.status().get()`)."""
         trade = self._trade_tr
+        confirmed = self.book.confirmed()
         return ConnectionStatus(
             state=self._state,
             target=self._trade_target,
@@ -384,7 +412,19 @@ class WSConnectionActor(ObserverActor):
             refused=tuple(reg.tr_key for reg in self.book.refused() if reg.tr_id == trade),
             open_gaps=tuple(sorted(self._gaps)),
             notice_confirmed=self._notice is not None and self._notice in self.book.confirmed(),
+            order_books=tuple(reg.tr_key for reg in confirmed if reg.tr_id == self._book_tr),
+            program_trading=tuple(reg.tr_key for reg in confirmed if reg.tr_id == self._program_tr),
+            registrations=len(confirmed) + len(self.book.pending()),
         )
+
+    def _count_registrations(self) -> None:
+        """The confirmed registrations by kind, for the status: trades / books / program (and the notice)."""
+        kinds = {self._trade_tr: "trades", self._book_tr: "books", self._program_tr: "program"}
+        counts = dict.fromkeys(("trades", "books", "program", "notice"), 0)
+        for registration in self.book.confirmed():
+            counts[kinds.get(registration.tr_id, "notice")] += 1
+        for kind, count in counts.items():
+            self.context.metrics.set(f"registrations_{kind}.{self.account.name}", count)
 
     # --- messages --------------------------------------------------------------------------------
 
@@ -450,8 +490,10 @@ class WSConnectionActor(ObserverActor):
             self.log.warning("SetSubscriptions for {} reached {}; ignored", message.account, self.name)
             return
         target = tuple(dict.fromkeys(message.symbols))
-        if target != self._trade_target:
-            self._trade_target = target
+        books = tuple(symbol for symbol in dict.fromkeys(message.order_books) if symbol in target)
+        programs = tuple(symbol for symbol in dict.fromkeys(message.program_trading) if symbol in target)
+        if (target, books, programs) != (self._trade_target, self._book_target, self._program_target):
+            self._trade_target, self._book_target, self._program_target = target, books, programs
             self._save()
         self._send(self.book.set_target(self._registrations()))
         self._end_gaps()
@@ -459,9 +501,15 @@ class WSConnectionActor(ObserverActor):
         self._apply_wanted()
 
     def _registrations(self) -> list[Registration]:
-        """The notice, the stock target, then the front-month future when a registration is left for it."""
+        """The notice, every trade symbol, the books and program trading (all count against the 41), then the
+        front-month future when a registration is left for it."""
         notice = [self._notice] if self._notice is not None else []
-        wanted = notice + [Registration(self._trade_tr, symbol) for symbol in self._trade_target]
+        wanted = [
+            *notice,
+            *(Registration(self._trade_tr, symbol) for symbol in self._trade_target),
+            *(Registration(self._book_tr, symbol) for symbol in self._book_target),
+            *(Registration(self._program_tr, symbol) for symbol in self._program_target),
+        ]
         if self._futures_on and len(wanted) < MAX_REGISTRATIONS_PER_KEY:
             front, _next = futures_pair(self.context.clock.now().date())
             wanted.append(Registration(TrId.FUTURES_TRADE.value, front.futures_code))
@@ -545,6 +593,7 @@ class WSConnectionActor(ObserverActor):
         lived = time.monotonic() - self._session_opened
         self._session = None
         lost = self._trade_symbols(self.book.on_disconnected())
+        self._count_registrations()
         reason = self._restart_reason if intent == "restart" else RECONNECT
         self._restart_reason = RECONNECT
         if lost:
@@ -626,6 +675,14 @@ class WSConnectionActor(ObserverActor):
             self.context.metrics.inc("futures_trades", len(value.trades))
             self._tell("minute_jobs", FuturesTradesReceived(at=now, account=self.account.name, day=now.date(),
                                                              trades=value.trades))
+        elif isinstance(value, OrderBookFrame):
+            self._tell("recorder", OrderBooksReceived(
+                at=self.context.clock.now(), account=self.account.name, tr_id=value.tr_id, books=value.books
+            ))
+        elif isinstance(value, ProgramTradeFrame):
+            self._tell("recorder", ProgramTradesReceived(
+                at=self.context.clock.now(), account=self.account.name, tr_id=value.tr_id, trades=value.trades
+            ))
         elif isinstance(value, FrameError):
             self._frame_error(value)
 
@@ -656,6 +713,7 @@ class WSConnectionActor(ObserverActor):
                 )
         self._send(result.commands)
         self._end_gaps()
+        self._count_registrations()
 
     def _confirmed_trades(self) -> int:
         """Tick registrations live now: the notice registration shares the key's limit but is no slot."""
@@ -800,6 +858,8 @@ class WSConnectionActor(ObserverActor):
         document = {
             "day": self.context.clock.now().date().isoformat(),
             "symbols": list(self._trade_target),
+            "order_books": list(self._book_target),
+            "program_trading": list(self._program_target),
             "gaps": {symbol: [start.isoformat(), reason] for symbol, (start, reason) in self._gaps.items()},
         }
         if self._store is None:
@@ -819,6 +879,8 @@ class WSConnectionActor(ObserverActor):
             return
         try:
             symbols = tuple(str(symbol) for symbol in document.get("symbols", ()))
+            books = tuple(str(symbol) for symbol in document.get("order_books", ()))
+            programs = tuple(str(symbol) for symbol in document.get("program_trading", ()))
             gaps = {
                 str(symbol): (datetime.fromisoformat(start), str(reason))
                 for symbol, (start, reason) in dict(document.get("gaps", {})).items()
@@ -827,6 +889,7 @@ class WSConnectionActor(ObserverActor):
             self.log.warning("saved subscriptions unreadable, starting empty: {}", error)
             return
         self._trade_target = symbols
+        self._book_target, self._program_target = books, programs
         self._restored_target = frozenset(symbols)
         self._gaps = gaps
         self.log.info("restored {} target symbols ({} in an open gap)", len(symbols), len(gaps))

@@ -1,9 +1,10 @@
 """A live status view on a terminal (rich), plain periodic log lines otherwise.
 
 Everything comes from the shared metrics: the phase, the ticks on disk per second, each account's
-connection and slots (`used / capacity`), the day's universe build and context sync, what waits for the
-disk (and, when writes fail, since when and how many ticks were dropped), the counters and the recent
-triggers and alerts. Times are clock times in KST (`09:40:55`).
+connection, slots (`used / capacity`) and registrations (trades / order books / program trading), the day's
+universe build and context sync, what waits for the disk (and, when writes fail, since when and how many
+ticks were dropped), the counters and the recent triggers and alerts. Times are clock times in KST
+(`09:40:55`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def slots_text(snapshot: dict[str, Any], account: str) -> str:
     """`38 / 41`: the account's slots in use and its capacity (`?` until the slot manager says)."""
     used = snapshot.get(f"slots_in_use.{account}", 0)
     return f"{used} / {snapshot.get(f'slots_capacity.{account}', '?')}"
+
+
+def registrations_text(snapshot: dict[str, Any], account: str) -> str:
+    """`34 / 3 / 3`: the account's confirmed registrations of trades / order books / program trading."""
+    counts = (snapshot.get(f"registrations_{kind}.{account}", 0) for kind in ("trades", "books", "program"))
+    return " / ".join(str(count) for count in counts)
 
 
 def accounts_of(snapshot: dict[str, Any]) -> list[str]:
@@ -77,10 +84,12 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
     day = Text(f"{universe_text(snapshot)}  |  {context_text(snapshot)}")
     failing = snapshot.get("recorder_write_failing_since") is not None
     disk = Text(disk_text(snapshot), style="bold red" if failing else "")
-    accounts = Table("account", "connection", "slots used / capacity", box=None, header_style="bold")
+    accounts = Table("account", "connection", "slots used / capacity",
+                     "registrations trades / books / program", box=None, header_style="bold")
     for account in accounts_of(snapshot):
         connection = str(snapshot.get(f"ws_state.{account}", "-"))
-        accounts.add_row(account, connection, slots_text(snapshot, account))
+        registrations = registrations_text(snapshot, account)
+        accounts.add_row(account, connection, slots_text(snapshot, account), registrations)
     counts = Table(box=None, show_header=False)
     for name in COUNTERS:
         counts.add_row(name, f"{int(snapshot.get(name, 0)):,}")
@@ -96,12 +105,15 @@ def status_line(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> 
     """The same as one log line, for when the output is not a terminal."""
     slots = " ".join(f"{account}={slots_text(snapshot, account).replace(' ', '')}"
                      for account in accounts_of(snapshot))
+    registrations = " ".join(f"{account}={registrations_text(snapshot, account).replace(' ', '')}"
+                             for account in accounts_of(snapshot))
     return (
         f"status {now} phase={snapshot.get('phase', '-')} ticks/s={ticks_per_second:.0f} "
         f"ticks={int(snapshot.get('ticks_recorded', 0))} scans={snapshot.get('scans', 0)} "
         f"last_scan={clock_time(snapshot.get('last_scan_at'))} triggers={snapshot.get('triggers', 0)} "
         f"slot_changes={snapshot.get('slot_changes', 0)} alerts={snapshot.get('alerts_sent', 0)} "
-        f"slots {slots or '-'} | {universe_text(snapshot)} | {context_text(snapshot)} | {disk_text(snapshot)}"
+        f"slots {slots or '-'} registrations(trades/books/program) {registrations or '-'} | "
+        f"{universe_text(snapshot)} | {context_text(snapshot)} | {disk_text(snapshot)}"
     )
 
 

@@ -78,7 +78,8 @@ class AlertSettings(Section):
 
 
 class WebSocketSettings(Section):
-    """The realtime connection of each app key: reconnects, the feed, and shedding load when behind."""
+    """The realtime connection of each app key: reconnects, the feed, shedding load when behind, and which
+    slots stream their order book and program trading too."""
 
     reconnect_backoff_seconds: tuple[PositiveFloat, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
     """Seconds before each reconnect attempt after a drop; the last step repeats."""
@@ -103,6 +104,19 @@ class WebSocketSettings(Section):
     """While still behind, another step is shed at most this often."""
     backpressure_recover_seconds: PositiveFloat = 30.0
     """Caught up (lag below half the threshold) this long: every shed slot is taken back."""
+    order_book_held: bool = True
+    """Held positions also stream their 10-level order book (H0UNASP0, H0STASP0 or H0NXASP0 as `feed`
+    says), recorded beside their ticks; each book is one of the key's 41 registrations."""
+    order_book_top: int = Field(default=3, ge=0, le=40)
+    """So do the N best scored other slots of each key (0: only held positions)."""
+    program_trading_held: bool = True
+    """Held positions also stream their program trading (H0UNPGM0, H0STPGM0 or H0NXPGM0 as `feed` says);
+    one registration each."""
+    program_trading_top: int = Field(default=3, ge=0, le=40)
+    """So do the N best scored other slots of each key (0: only held positions)."""
+    extra_registrations_max: int = Field(default=12, ge=0, le=40)
+    """At most this many of a key's registrations go to order books and program trading (held positions
+    first); the trades keep the rest, so a full key gives up its weakest tick slots for them."""
 
 
 class RecorderSettings(Section):

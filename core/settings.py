@@ -165,7 +165,8 @@ class SlotSettings(Section):
     """Track B: who gets the WebSocket slots, and how often they change hands."""
 
     max_slots: int = Field(default=41, ge=1, le=41)
-    """WebSocket tick registrations per app key (KIS allows 41 per key)."""
+    """WebSocket tick slots (symbols whose trades stream) per app key; with the order books and program
+    trading (`websocket.order_book_*`, `program_trading_*`) they share the key's 41 registrations."""
     replacement_threshold: float = Field(default=1.2, ge=1.0)
     """A candidate replaces the weakest slotted symbol only when its score beats that symbol's times this."""
     min_dwell_seconds: float = Field(default=120.0, ge=0)

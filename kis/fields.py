@@ -33,6 +33,13 @@ H0UNASP0_FIELDS: tuple[str, ...] = (
 """H0UNASP0 (unified) and H0NXASP0 (NXT) order books: H0STASP0's columns and six mid-price columns. The
 H0UNCNT0 / H0NXCNT0 trade frames have H0STCNT0's 46 columns (column 21 is named CNTG_CLS_CODE there)."""
 
+H0STPGM0_FIELDS: tuple[str, ...] = (
+    "MKSC_SHRN_ISCD", "STCK_CNTG_HOUR", "SELN_CNQN", "SELN_TR_PBMN", "SHNU_CNQN", "SHNU_TR_PBMN",
+    "NTBY_CNQN", "NTBY_TR_PBMN", "SELN_RSQN", "SHNU_RSQN", "WHOL_NTBY_QTY",
+)
+"""H0STPGM0 (KRX), H0NXPGM0 (NXT) and H0UNPGM0 (unified) program trading: the day's program sell and buy
+volumes and values so far, their net, and the program orders resting in the book (KIS's examples_llm)."""
+
 # H0STCNI0 (real) / H0STCNI9 (paper) execution notice, 26 fields after decryption. The KIS API documentation
 # and most clients put OODER_NO at 3 and ODER_QTY at 16; the official examples_llm sample lists ODER_QTY at 3
 # and ACNT_NO2 at 16. This follows the documentation; older servers sent a 23-field variant that shares the
@@ -60,8 +67,9 @@ index points with two decimals; the record has a time of day (BSOP_HOUR) but no 
 
 H0STCNT0_INDEX = {name: i for i, name in enumerate(H0STCNT0_FIELDS)}
 H0STASP0_INDEX = {name: i for i, name in enumerate(H0STASP0_FIELDS)}
+H0STPGM0_INDEX = {name: i for i, name in enumerate(H0STPGM0_FIELDS)}
 H0STCNI0_INDEX = {name: i for i, name in enumerate(H0STCNI0_FIELDS)}
 H0IFCNT0_INDEX = {name: i for i, name in enumerate(H0IFCNT0_FIELDS)}
 
 assert len(H0STCNT0_FIELDS) == 46 and len(H0STASP0_FIELDS) == 59 and len(H0STCNI0_FIELDS) == 26
-assert len(H0UNASP0_FIELDS) == 65
+assert len(H0UNASP0_FIELDS) == 65 and len(H0STPGM0_FIELDS) == 11

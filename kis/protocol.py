@@ -56,6 +56,8 @@ class TrId(StrEnum):
     EXPECTED_TRADE_UNIFIED = "H0UNANC0"
     MARKET_STATUS = "H0STMKO0"
     MARKET_STATUS_UNIFIED = "H0UNMKO0"
+    PROGRAM_TRADE = "H0STPGM0"
+    PROGRAM_TRADE_NXT = "H0NXPGM0"
     PROGRAM_TRADE_UNIFIED = "H0UNPGM0"
     FUTURES_TRADE = "H0IFCNT0"
     NOTICE_REAL = "H0STCNI0"
@@ -77,6 +79,10 @@ ORDER_BOOK_TR_IDS: dict[str, TrId] = {
     "krx": TrId.ORDER_BOOK, "nxt": TrId.ORDER_BOOK_NXT, "unified": TrId.ORDER_BOOK_UNIFIED,
 }
 """The order book TR id of each feed; the NXT and unified books append six mid-price columns."""
+PROGRAM_TRADE_TR_IDS: dict[str, TrId] = {
+    "krx": TrId.PROGRAM_TRADE, "nxt": TrId.PROGRAM_TRADE_NXT, "unified": TrId.PROGRAM_TRADE_UNIFIED,
+}
+"""The program trading TR id of each feed; all three frames have the H0STPGM0 columns."""
 MARKET_CODES: dict[str, MarketCode] = {
     "krx": MarketCode.KRX, "nxt": MarketCode.NXT, "unified": MarketCode.UNIFIED,
 }

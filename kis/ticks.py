@@ -1,4 +1,5 @@
-"""Values decoded from the KIS WebSocket: ticks, order books, execution notices and control messages.
+"""Values decoded from the KIS WebSocket: ticks, order books, program trading, execution notices and control
+messages.
 
 Ticks arrive by the thousand per second, so ticks and trade frames are named tuples and the rest slots
 dataclasses, not pydantic models. Every data value keeps its raw field tuple so a recorder can store the frame
@@ -8,7 +9,7 @@ losslessly, and a tick names the TR it arrived on (KRX, NXT or the unified feed)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import NamedTuple
 
 from core.subscriptions import AckCode
@@ -66,6 +67,43 @@ class OrderBook:
     total_bid_size: int
     cum_volume: int
     fields: tuple[str, ...] = field(repr=False)
+
+    def exchange_time(self, received_at: datetime) -> datetime:
+        """`hour` on the day the record arrived (`received_at`, aware KST)."""
+        return stamp(self.hour, received_at)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramTrade:
+    """One H0STPGM0 / H0NXPGM0 / H0UNPGM0 record: the day's program trading of a symbol so far (volumes in
+    shares, values in KRW; net = buy - sell) and the program orders resting at `hour` (raw KST HHMMSS)."""
+
+    symbol: str
+    hour: str
+    sell_volume: int
+    sell_value: int
+    buy_volume: int
+    buy_value: int
+    net_volume: int
+    net_value: int
+    sell_resting: int
+    buy_resting: int
+    net_resting: int
+    fields: tuple[str, ...] = field(repr=False)
+
+    def exchange_time(self, received_at: datetime) -> datetime:
+        """`hour` on the day the record arrived (`received_at`, aware KST)."""
+        return stamp(self.hour, received_at)
+
+
+def stamp(hour: str, received_at: datetime) -> datetime:
+    """A frame's `HHMMSS` (no date on book and program frames) on the day of `received_at`; the arrival
+    time itself when the text is no time of day."""
+    hour = hour.zfill(6)
+    if len(hour) != 6 or not hour.isdigit() or hour[:2] > "23" or hour[2:4] > "59" or hour[4:] > "59":
+        return received_at
+    moment = time(int(hour[:2]), int(hour[2:4]), int(hour[4:]), tzinfo=received_at.tzinfo)
+    return datetime.combine(received_at.date(), moment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +173,12 @@ class OrderBookFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgramTradeFrame:
+    tr_id: str
+    trades: tuple[ProgramTrade, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionNoticeFrame:
     tr_id: str
     notices: tuple[ExecutionNotice, ...]
@@ -172,7 +216,7 @@ class FuturesTradeFrame:
 
 @dataclass(frozen=True, slots=True)
 class OtherFrame:
-    """A well-formed data frame of a TR this codec has no typed view for (e.g. H0STMKO0, H0UNPGM0)."""
+    """A well-formed data frame of a TR this codec has no typed view for (e.g. H0STMKO0, H0UNANC0)."""
 
     tr_id: str
     count: int
@@ -204,6 +248,6 @@ class FrameError:
 _NON_TRADE_TRS = frozenset(tr.value for tr in TrId if tr.value.startswith("H0")) - frozenset(FEED_OF_TRADE_TR)
 
 Decoded = (
-    Ack | PingPong | TradeFrame | OrderBookFrame | ExecutionNoticeFrame | FuturesTradeFrame | OtherFrame
-    | FrameError
+    Ack | PingPong | TradeFrame | OrderBookFrame | ProgramTradeFrame | ExecutionNoticeFrame
+    | FuturesTradeFrame | OtherFrame | FrameError
 )

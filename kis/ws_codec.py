@@ -4,9 +4,9 @@
 `FrameError` value, so a receive loop can hand every result on without a try block.
 
 Trades come on H0STCNT0 (KRX), H0NXCNT0 (NXT) or H0UNCNT0 (unified), all with the same columns; order
-books on H0STASP0 or, six columns wider, H0NXASP0 / H0UNASP0; index futures trades on H0IFCNT0. What KIS
-may add is read through: columns appended to a record, control messages with more (or fewer optional)
-fields, header names in either case.
+books on H0STASP0 or, six columns wider, H0NXASP0 / H0UNASP0; program trading on H0STPGM0 / H0NXPGM0 /
+H0UNPGM0 (11 columns each); index futures trades on H0IFCNT0. What KIS may add is read through: columns
+appended to a record, control messages with more (or fewer optional) fields, header names in either case.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from kis.fields import (
     H0STCNI0_INDEX,
     H0STCNT0_FIELDS,
     H0STCNT0_INDEX,
+    H0STPGM0_FIELDS,
+    H0STPGM0_INDEX,
     H0UNASP0_FIELDS,
 )
-from kis.protocol import FEED_OF_TRADE_TR, TrId
+from kis.protocol import FEED_OF_TRADE_TR, PROGRAM_TRADE_TR_IDS, TrId
 from kis.ticks import (
     Ack,
     Decoded,
@@ -48,6 +50,8 @@ from kis.ticks import (
     OrderBookFrame,
     OtherFrame,
     PingPong,
+    ProgramTrade,
+    ProgramTradeFrame,
     TradeFrame,
     TradeTick,
 )
@@ -62,6 +66,8 @@ _BOOK_WIDTHS = {
     TrId.ORDER_BOOK_NXT.value: len(H0UNASP0_FIELDS),
     TrId.ORDER_BOOK_UNIFIED.value: len(H0UNASP0_FIELDS),
 }
+_PROGRAM_WIDTH = len(H0STPGM0_FIELDS)
+_PROGRAM_TRS = frozenset(tr_id.value for tr_id in PROGRAM_TRADE_TR_IDS.values())
 _NOTICE_WIDTH = len(H0STCNI0_FIELDS)
 # Older servers sent 23 notice columns; the typed ones all sit in the shared first 18.
 _NOTICE_MIN_WIDTH = H0STCNI0_INDEX["ACNT_NAME"] + 1
@@ -222,6 +228,9 @@ def _decode_data(raw: str, keys: NoticeKeys | None) -> Decoded:
     if tr_id == TrId.FUTURES_TRADE:
         width = len(H0IFCNT0_FIELDS)
         return FuturesTradeFrame(tr_id, _typed_records(_futures_trade, fields, count, width, width, 0, tr_id))
+    if tr_id in _PROGRAM_TRS:
+        trades = _typed_records(_program_trade, fields, count, _PROGRAM_WIDTH, _PROGRAM_WIDTH, 0, tr_id)
+        return ProgramTradeFrame(tr_id, trades)
     if tr_id == TrId.NOTICE_REAL or tr_id == TrId.NOTICE_PAPER:
         notices = _typed_records(
             _notice, fields, count, _NOTICE_WIDTH, _NOTICE_MIN_WIDTH, _NOTICE_SYMBOL, tr_id
@@ -372,6 +381,26 @@ def _futures_trade(f: tuple[str, ...], v: tuple[str, ...]) -> FuturesTrade:
         open_interest=int(v[_F["HTS_OTST_STPL_QTY"]]),
         ask1=float(v[_F["FUTS_ASKP1"]]),
         bid1=float(v[_F["FUTS_BIDP1"]]),
+        fields=f,
+    )
+
+
+_P = H0STPGM0_INDEX
+
+
+def _program_trade(f: tuple[str, ...], v: tuple[str, ...]) -> ProgramTrade:
+    return ProgramTrade(
+        symbol=f[_P["MKSC_SHRN_ISCD"]],
+        hour=f[_P["STCK_CNTG_HOUR"]],
+        sell_volume=int(v[_P["SELN_CNQN"]]),
+        sell_value=int(v[_P["SELN_TR_PBMN"]]),
+        buy_volume=int(v[_P["SHNU_CNQN"]]),
+        buy_value=int(v[_P["SHNU_TR_PBMN"]]),
+        net_volume=int(v[_P["NTBY_CNQN"]]),
+        net_value=int(v[_P["NTBY_TR_PBMN"]]),
+        sell_resting=int(v[_P["SELN_RSQN"]]),
+        buy_resting=int(v[_P["SHNU_RSQN"]]),
+        net_resting=int(v[_P["WHOL_NTBY_QTY"]]),
         fields=f,
     )
 

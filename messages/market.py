@@ -7,7 +7,7 @@ from datetime import date
 from pydantic import ConfigDict, SkipValidation
 
 from kis.models import Holding, MultiQuote
-from kis.ticks import ExecutionNotice, FuturesTrade, TradeTick
+from kis.ticks import ExecutionNotice, FuturesTrade, OrderBook, ProgramTrade, TradeTick
 from messages.base import Message
 
 
@@ -58,6 +58,22 @@ class TicksReceived(Message):
     ticks: SkipValidation[tuple[TradeTick, ...]]
     received_mono: float
     frames: int = 1
+
+
+class OrderBooksReceived(Message):
+    """Order book records of one frame (H0STASP0 / H0NXASP0 / H0UNASP0 as `tr_id` says), as they arrived."""
+
+    account: str
+    tr_id: str
+    books: tuple[OrderBook, ...]
+
+
+class ProgramTradesReceived(Message):
+    """Program trading records of one frame (H0STPGM0 / H0NXPGM0 / H0UNPGM0 as `tr_id` says)."""
+
+    account: str
+    tr_id: str
+    trades: tuple[ProgramTrade, ...]
 
 
 class ExecutionsReceived(Message):

@@ -8,10 +8,13 @@ from messages.base import Message
 
 
 class SetSubscriptions(Message):
-    """The full target set of H0STCNT0 symbols for one account. Idempotent: the actor diffs and replays it."""
+    """The full target set of one account: the symbols whose trades stream, and those of them that also
+    stream their order book and their program trading. Idempotent: the actor diffs and replays it."""
 
     account: str
     symbols: tuple[str, ...]
+    order_books: tuple[str, ...] = ()
+    program_trading: tuple[str, ...] = ()
 
 
 class CurrentTargets(Message):

@@ -63,6 +63,14 @@ class DataPaths:
         """Every tick file of `provider` and `day`, whatever its market."""
         return sorted((self.observer / "scalp" / provider).glob(f"*/{_day(day)}/ticks_*.jsonl"))
 
+    def book_file(self, provider: str, market: str, day: date, symbol: str) -> Path:
+        """One symbol's order book updates of a day, beside its ticks."""
+        return self.scalp_dir(provider, market, day) / f"orderbook_{symbol}.jsonl"
+
+    def program_file(self, provider: str, market: str, day: date, symbol: str) -> Path:
+        """One symbol's program trading updates of a day, beside its ticks."""
+        return self.scalp_dir(provider, market, day) / f"program_{symbol}.jsonl"
+
     def recovery_file(self, provider: str, market: str, at: datetime, symbol: str) -> Path:
         return self.scalp_dir(provider, market, at.date()) / f"recovery_{at:%H%M%S}_{symbol}.jsonl"
 

@@ -15,15 +15,15 @@ from core.sessions import Venue, venue_of
 from core.settings import SessionSettings
 from core.slots import SlotChange
 from messages.gaps import ExpectedGapStarted
-from messages.market import ScanCompleted, TicksReceived
+from messages.market import OrderBooksReceived, ProgramTradesReceived, ScanCompleted, TicksReceived
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from messages.schedule import DayEventFired, PhaseChanged
 from messages.streaming import SetSubscriptions
 from spine import wire
 
 Publishable = (
-    wire.Fact | TicksReceived | ScanCompleted | OverflowRecorded | RecoveryRecorded | GapMarked
-    | PhaseChanged | DayEventFired | SetSubscriptions | Trigger
+    wire.Fact | TicksReceived | OrderBooksReceived | ProgramTradesReceived | ScanCompleted | OverflowRecorded
+    | RecoveryRecorded | GapMarked | PhaseChanged | DayEventFired | SetSubscriptions | Trigger
 )
 
 
@@ -35,6 +35,10 @@ def facts_of(item: Publishable, sessions: SessionSettings) -> Iterator[wire.Fact
             yield item
         case TicksReceived():
             yield from ticks_of(item, sessions)
+        case OrderBooksReceived():
+            yield from books_of(item)
+        case ProgramTradesReceived():
+            yield from program_trading_of(item)
         case ScanCompleted():
             yield from snapshots_of(item)
         case OverflowRecorded():
@@ -50,7 +54,8 @@ def facts_of(item: Publishable, sessions: SessionSettings) -> Iterator[wire.Fact
         case DayEventFired():
             yield wire.DayEventDue(at=item.at, event=item.event.value)
         case SetSubscriptions():
-            yield wire.SlotTargets(at=item.at, account=item.account, symbols=item.symbols)
+            yield wire.SlotTargets(at=item.at, account=item.account, symbols=item.symbols,
+                                   order_books=item.order_books, program_trading=item.program_trading)
         case Trigger():
             yield wire.TriggerFired(
                 symbol=item.symbol, kind=item.kind.value, strength=item.strength, value=item.value,
@@ -69,6 +74,29 @@ def ticks_of(message: TicksReceived, sessions: SessionSettings) -> Iterator[wire
             price=tick.price, volume=tick.volume, cum_volume=tick.cum_volume, source="ws",
             account=message.account, cum_value=tick.cum_value, change_rate=tick.change_rate,
             ask1=tick.ask1, bid1=tick.bid1, side=tick.side, strength=tick.strength,
+        )
+
+
+def books_of(message: OrderBooksReceived) -> Iterator[wire.Book]:
+    received = message.at
+    for book in message.books:
+        yield wire.Book(
+            symbol=book.symbol, exchange_time=book.exchange_time(received), received_at=received,
+            asks=book.asks, bids=book.bids, ask_sizes=book.ask_sizes, bid_sizes=book.bid_sizes,
+            total_ask_size=book.total_ask_size, total_bid_size=book.total_bid_size,
+            cum_volume=book.cum_volume, tr_id=message.tr_id, account=message.account,
+        )
+
+
+def program_trading_of(message: ProgramTradesReceived) -> Iterator[wire.ProgramTrading]:
+    received = message.at
+    for trade in message.trades:
+        yield wire.ProgramTrading(
+            symbol=trade.symbol, exchange_time=trade.exchange_time(received), received_at=received,
+            sell_volume=trade.sell_volume, sell_value=trade.sell_value, buy_volume=trade.buy_volume,
+            buy_value=trade.buy_value, net_volume=trade.net_volume, net_value=trade.net_value,
+            sell_resting=trade.sell_resting, buy_resting=trade.buy_resting, net_resting=trade.net_resting,
+            tr_id=message.tr_id, account=message.account,
         )
 
 

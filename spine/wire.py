@@ -60,6 +60,56 @@ class Tick(Fact):
         return {"symbol": self.symbol}
 
 
+class Book(Fact):
+    """One order book update of a symbol: ten ask and bid levels (best first) with their resting quantities,
+    the totals, and the day's volume; `exchange_time` is the frame's time on the day it arrived."""
+
+    type: Literal["book"] = "book"
+    version: Literal[1] = 1
+    subject_pattern: ClassVar[str] = "book.{symbol}"
+    symbol: str
+    exchange_time: AwareDatetime
+    received_at: AwareDatetime
+    asks: tuple[int, ...]
+    bids: tuple[int, ...]
+    ask_sizes: tuple[int, ...]
+    bid_sizes: tuple[int, ...]
+    total_ask_size: int
+    total_bid_size: int
+    cum_volume: int
+    tr_id: str
+    account: str
+
+    def subject_keys(self) -> dict[str, str]:
+        return {"symbol": self.symbol}
+
+
+class ProgramTrading(Fact):
+    """A symbol's program trading so far today (volumes in shares, values in KRW; net = buy - sell) and the
+    program orders resting in its book."""
+
+    type: Literal["program"] = "program"
+    version: Literal[1] = 1
+    subject_pattern: ClassVar[str] = "program.{symbol}"
+    symbol: str
+    exchange_time: AwareDatetime
+    received_at: AwareDatetime
+    sell_volume: int
+    sell_value: int
+    buy_volume: int
+    buy_value: int
+    net_volume: int
+    net_value: int
+    sell_resting: int
+    buy_resting: int
+    net_resting: int
+    tr_id: str
+    account: str
+
+    def subject_keys(self) -> dict[str, str]:
+        return {"symbol": self.symbol}
+
+
 class Snapshot(Fact):
     """One row of a Track A scan (intstock-multprice), as written to `snapshots.jsonl`."""
 
@@ -146,7 +196,8 @@ class SlotChanged(Fact):
 
 
 class SlotTargets(Fact):
-    """An account's whole target set of streamed symbols, sent whenever it changes (empty outside Track B)."""
+    """An account's whole target set of streamed symbols, sent whenever it changes (empty outside Track B),
+    with those of them that also stream their order book and their program trading."""
 
     type: Literal["slot_targets"] = "slot_targets"
     version: Literal[1] = 1
@@ -154,6 +205,8 @@ class SlotTargets(Fact):
     at: AwareDatetime
     account: str
     symbols: tuple[str, ...]
+    order_books: tuple[str, ...] = ()
+    program_trading: tuple[str, ...] = ()
 
     def subject_keys(self) -> dict[str, str]:
         return {"account": self.account}
@@ -359,7 +412,7 @@ class Health(Fact):
 
 
 FACT_TYPES: tuple[type[Fact], ...] = (
-    Tick, Snapshot, ScanDone, TriggerFired, SlotChanged, SlotTargets, Overflowed,
+    Tick, Book, ProgramTrading, Snapshot, ScanDone, TriggerFired, SlotChanged, SlotTargets, Overflowed,
     GapOpened, GapClosed, GapRecovered, GapMarked, AlertSent, FuturesTrade, Dolpha1Signal, PhaseChange,
     DayEventDue, Health,
 )  # fmt: skip

@@ -398,6 +398,10 @@ class InProcessSurface:
                 "connection": snapshot.get(f"ws_state.{account.name}", "not connected"),
                 "slots_used": int(snapshot.get(f"slots_in_use.{account.name}", 0)),
                 "capacity": tick_capacity(account, capacity),
+                "registrations": {
+                    kind: int(snapshot.get(f"registrations_{kind}.{account.name}", 0))
+                    for kind in ("trades", "books", "program", "notice")
+                },
                 "ticks": ticks.get(account.name, 0),
             }
             for account in self._context.accounts

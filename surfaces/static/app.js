@@ -80,6 +80,9 @@ function render(u) {
     const conn = el("div", a.connection, a.connection === "connected" ? "conn-connected" : "conn-bad");
     card.appendChild(conn);
     card.appendChild(el("div", "slots " + a.slots_used + " / " + a.capacity + " · ticks " + a.ticks));
+    const r = a.registrations;
+    card.appendChild(el("div", "registrations " + r.trades + " trades · " + r.books + " books · " + r.program
+                        + " program"));
     const bar = el("div", null, "bar"), fillBar = el("div");
     fillBar.style.width = (a.capacity ? Math.round(100 * a.slots_used / a.capacity) : 0) + "%";
     bar.appendChild(fillBar);

@@ -101,10 +101,17 @@ def account(name: str, max_slots: int, account_no: str = "") -> Account:
                    max_slots=max_slots)
 
 
+TICKS_ONLY = {"order_book_held": False, "order_book_top": 0, "program_trading_held": False,
+              "program_trading_top": 0}
+"""Slots without order books or program trading: every registration is a tick slot."""
+
+
 def make_context(tmp_path: Path, *, capacities: tuple[int, int] = (3, 3), slots: SlotSettings | None = None,
-                 rest_url: str | None = None, account_no: str = "") -> ObserverContext:
+                 rest_url: str | None = None, account_no: str = "",
+                 streams: dict[str, Any] | None = None) -> ObserverContext:
     accounts = (account("acct1", capacities[0], account_no), account("acct2", capacities[1], account_no))
-    settings = Settings(accounts=accounts, slots=slots or SlotSettings(), websocket={"feed": "krx"})
+    websocket = {"feed": "krx", **(TICKS_ONLY if streams is None else streams)}
+    settings = Settings(accounts=accounts, slots=slots or SlotSettings(), websocket=websocket)
     clock = SimulatedClock(START, speed=0)
     return ObserverContext(settings=settings, clock=clock, metrics=Metrics(), paths=DataPaths(tmp_path),
                            vault=SimulatorVault(accounts, rest_url, clock), rest_url=rest_url)
@@ -641,3 +648,32 @@ def test_rapid_churn_raises_the_replacement_threshold_and_calm_lowers_it(tmp_pat
     assert any("rapid symbol churn: 4 replacements in the last hour (more than 3): replacement threshold "
                "1.2 -> 1.5" in text for text in messages)
     assert any("symbol churn calmed" in text and "1.5 -> 1.2" in text for text in messages)
+
+
+def test_books_and_program_trading_share_the_key_with_the_tick_slots(tmp_path: Path) -> None:
+    """Default choices (held + top 3 each): a held symbol costs 3 registrations; `slots.max_slots` caps the
+    tick slots alone, and a key of 10 registrations trades its weakest tick slots for the extras."""
+    streams = {"order_book_held": True, "order_book_top": 3, "program_trading_held": True,
+               "program_trading_top": 3, "extra_registrations_max": 12}
+    harness = Harness(make_context(tmp_path, capacities=(10, 41), slots=SlotSettings(max_slots=5),
+                                   streams=streams))
+    harness.tell(HoldingsLoaded(at=START, account="acct1", holdings=(holding("200000"),)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(*(cand(f"{100000 + i:06d}", 60.0 - i) for i in range(20)))
+
+    last = {peer: harness.received(peer, SetSubscriptions)[-1] for peer in ("ws.acct1", "ws.acct2")}
+    for message in last.values():
+        assert len(message.symbols) + len(message.order_books) + len(message.program_trading) <= 41
+    # acct2 (41 registrations): 5 tick slots, the most max_slots allows, and all its extras beside them.
+    acct2 = last["ws.acct2"]
+    assert len(acct2.symbols) == 5 and len(acct2.order_books) == len(acct2.program_trading) == 3
+    # acct1 (10 registrations) holds 200000: 3 tick slots and the 6 extras they want (4 would want 8).
+    acct1 = last["ws.acct1"]
+    assert "200000" in acct1.symbols and "200000" in acct1.order_books and "200000" in acct1.program_trading
+    assert (len(acct1.symbols), len(acct1.order_books), len(acct1.program_trading)) == (3, 3, 3)
+
+
+def holding(symbol: str) -> Holding:
+    return Holding(symbol=symbol, name="held", quantity=10, orderable_quantity=10, avg_price=70_000.0,
+                   purchase_amount=700_000, price=70_000, eval_amount=700_000, profit_loss=0,
+                   profit_loss_rate=0.0)

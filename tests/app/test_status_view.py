@@ -55,6 +55,17 @@ def test_slots_show_as_used_over_capacity_per_account() -> None:
     assert "slots acct1=38/41 acct2=0/40" in line
 
 
+def test_registrations_show_split_into_trades_books_and_program() -> None:
+    metrics = Metrics()
+    for kind, count in (("trades", 34), ("books", 3), ("program", 2), ("notice", 1)):
+        metrics.set(f"registrations_{kind}.acct1", count)
+    metrics.set("ws_state.acct1", "connected")
+    screen = screen_of(metrics)
+    assert "registrations trades / books / program" in screen and "34 / 3 / 2" in screen
+    line = status_line(metrics.snapshot(), "2026-09-14 09:41:00 KST", 812.0)
+    assert "registrations(trades/books/program) acct1=34/3/2" in line
+
+
 def test_times_are_clock_times_not_iso_text() -> None:
     metrics = Metrics()
     metrics.set("last_scan_at", AT.isoformat())

@@ -20,6 +20,7 @@ from kis.fields import (
     H0STCNI0_INDEX,
     H0STCNT0_FIELDS,
     H0STCNT0_INDEX,
+    H0STPGM0_FIELDS,
     H0UNASP0_FIELDS,
 )
 from kis.protocol import ACK_MESSAGES
@@ -32,6 +33,7 @@ from kis.ticks import (
     OrderBookFrame,
     OtherFrame,
     PingPong,
+    ProgramTradeFrame,
     TradeFrame,
     TradeTick,
 )
@@ -428,6 +430,39 @@ def test_truncated_order_book_is_an_error_value() -> None:
     result = decode("0|H0STASP0|001|" + "^".join(["005930"] + ["1"] * 40))
 
     assert isinstance(result, FrameError) and "H0STASP0" in result.reason
+
+
+# --- H0STPGM0 / H0NXPGM0 / H0UNPGM0 program trading -------------------------------------------------------
+
+PROGRAM_RECORD = "005930^093001^1200^75240000^1500^94050000^300^18810000^420^610^190"
+
+
+@pytest.mark.parametrize("tr_id", ["H0STPGM0", "H0NXPGM0", "H0UNPGM0"])
+def test_program_trading_records_decode_on_every_feed(tr_id: str) -> None:
+    frame = decode(f"0|{tr_id}|002|{PROGRAM_RECORD}^{PROGRAM_RECORD.replace('005930', '000660')}")
+
+    assert isinstance(frame, ProgramTradeFrame) and frame.tr_id == tr_id
+    first, second = frame.trades
+    assert (first.symbol, first.hour, second.symbol) == ("005930", "093001", "000660")
+    assert (first.sell_volume, first.buy_volume, first.net_volume) == (1200, 1500, 300)
+    assert (first.sell_value, first.buy_value, first.net_value) == (75240000, 94050000, 18810000)
+    assert (first.sell_resting, first.buy_resting, first.net_resting) == (420, 610, 190)
+    assert len(first.fields) == len(H0STPGM0_FIELDS) == 11
+    received = datetime(2024, 3, 4, 9, 30, 2, tzinfo=KST)
+    assert first.exchange_time(received) == datetime(2024, 3, 4, 9, 30, 1, tzinfo=KST)
+
+
+def test_a_program_record_with_a_column_more_still_decodes() -> None:
+    (trade,) = decode(f"0|H0STPGM0|001|{PROGRAM_RECORD}^7").trades
+    assert trade.net_resting == 190
+
+
+def test_a_bad_program_frame_is_one_line_naming_its_tr_and_symbol() -> None:
+    result = decode("0|H0STPGM0|001|" + PROGRAM_RECORD.replace("^1200^", "^12x0^"))
+
+    assert isinstance(result, FrameError) and not result.may_carry_trades
+    assert (result.tr_id, result.tr_key) == ("H0STPGM0", "005930")
+    assert "H0STPGM0 record 1" in result.reason and "\n" not in result.reason
 
 
 def test_unknown_tr_data_frame_is_kept_whole() -> None:

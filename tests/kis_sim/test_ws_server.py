@@ -11,6 +11,8 @@ import websocket
 
 from kis.crypto import decrypt_notice
 from kis.fields import H0STASP0_FIELDS, H0STCNI0_INDEX
+from kis.ticks import OrderBookFrame, ProgramTradeFrame
+from kis.ws_codec import decode
 from runtime.clock import KST
 from tests.kis_sim.ws_helpers import (
     connect,
@@ -222,6 +224,41 @@ def test_order_book_frames_have_59_columns_around_the_last_price(kis_sim, sessio
     assert bids[0] < asks[0]
     quote = kis_sim.market.quote("005930", kis_sim.clock.now())
     assert abs(asks[0] - quote.price) <= 2 * (asks[1] - asks[0])
+
+
+def test_book_and_program_frames_parse_and_agree_with_the_trading(kis_sim, session, approval):
+    for tr_id in ("H0STASP0", "H0STPGM0"):
+        send_and_ack(session, approval, tr_id, "005930")
+    book = decode(recv_until(session, lambda m: m.startswith("0|H0STASP0|")))
+    assert isinstance(book, OrderBookFrame)
+    (levels,) = book.books
+    assert levels.symbol == "005930" and levels.bids[0] < levels.asks[0]
+    assert (levels.total_ask_size, levels.total_bid_size) == (sum(levels.ask_sizes), sum(levels.bid_sizes))
+    programs = []
+    while len(programs) < 2:
+        frame = decode(recv_until(session, lambda m: m.startswith("0|H0STPGM0|"), 15))
+        assert isinstance(frame, ProgramTradeFrame)
+        programs += frame.trades
+    quote = kis_sim.market.quote("005930", kis_sim.clock.now())
+    for trade in programs:
+        assert trade.symbol == "005930"
+        assert (trade.net_volume, trade.net_value) == (trade.buy_volume - trade.sell_volume,
+                                                       trade.buy_value - trade.sell_value)
+        assert trade.net_resting == trade.buy_resting - trade.sell_resting
+        assert 0 < trade.sell_volume + trade.buy_volume <= quote.volume
+        assert trade.sell_value >= trade.sell_volume * levels.bids[-1] // 2
+    first, later = programs[0], programs[-1]
+    assert later.sell_volume >= first.sell_volume and later.buy_value >= first.buy_value  # the day's totals
+
+
+def test_nxt_and_unified_program_trading_is_served(session, approval):
+    for tr_id in ("H0NXPGM0", "H0UNPGM0"):
+        send_and_ack(session, approval, tr_id, "005930")
+    seen: set[str] = set()
+    while len(seen) < 2:
+        frame = decode(recv_until(session, lambda m: m.startswith(("0|H0NXPGM0|", "0|H0UNPGM0|")), 15))
+        assert isinstance(frame, ProgramTradeFrame) and frame.trades[0].symbol == "005930"
+        seen.add(frame.tr_id)
 
 
 def test_drop_sessions_cuts_every_session_and_reconnects_work(kis_sim, session, approval):

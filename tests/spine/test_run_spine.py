@@ -102,6 +102,13 @@ def journal_ticks(tmp_path: Path) -> Counter[str]:
     return counts
 
 
+def journal_lines(tmp_path: Path, pattern: str) -> int:
+    """Lines of the account's day files named like `pattern` (order books, program trading)."""
+    paths = DataPaths(tmp_path / "data")
+    return sum(len(read_jsonl(path).records)
+               for path in (paths.observer / "scalp" / ACCOUNT).glob(f"*/{DAY:%Y%m%d}/{pattern}"))
+
+
 async def replay_ticks(url: str) -> int:
     """A consumer that starts after the run: every tick of the day from the stream."""
     nc = await nats.connect(url)
@@ -137,6 +144,8 @@ def test_every_tick_on_disk_reaches_an_outside_subscriber_and_the_stream(
     assert not listener.misfiled[:5]
     for kind in ("snapshot", "scan", "trigger", "slot", "slot_targets", "alert", "phase", "health"):
         assert listener.types[kind] > 0, f"no {kind} message: {listener.types}"
+    assert listener.types["book"] == journal_lines(tmp_path, "orderbook_*.jsonl") > 0, listener.types
+    assert listener.types["program"] == journal_lines(tmp_path, "program_*.jsonl") > 0, listener.types
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert summary["spine_dropped"] == 0
     assert summary["spine_published"] == sum(listener.types.values())

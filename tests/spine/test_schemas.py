@@ -9,6 +9,8 @@ from pathlib import Path
 from core.models import Trigger, TriggerKind
 from core.schedule import Phase
 from core.settings import SessionSettings
+from kis.ws_codec import decode
+from messages.market import OrderBooksReceived, ProgramTradesReceived
 from messages.schedule import PhaseChanged
 from runtime.clock import KST
 from spine import schemas, wire
@@ -65,3 +67,26 @@ def test_the_spine_page_lists_every_subject() -> None:
     missing = [schemas.subject_of(model) for model in wire.FACT_TYPES if f"`{schemas.subject_of(model)}`"
                not in page]
     assert not missing
+
+
+def test_order_books_and_program_trading_go_out_on_their_symbols_subjects() -> None:
+    book_record = "^".join(["005930", "093001", "0", *map(str, range(70_100, 71_100, 100)),
+                            *map(str, range(70_000, 69_000, -100)), *["10"] * 20, "100", "100",
+                            *["0"] * 8, "5000", *["0"] * 5])
+    (book,) = decode(f"0|H0UNASP0|001|{book_record}").books
+    program_record = "005930^093001^1200^75240000^1500^94050000^300^18810000^420^610^190"
+    (trade,) = decode(f"0|H0UNPGM0|001|{program_record}").trades
+    received = AT.replace(second=2)
+    (book_fact,) = facts_of(OrderBooksReceived(at=received, account="sim1", tr_id="H0UNASP0", books=(book,)),
+                            SESSIONS)
+    (program_fact,) = facts_of(ProgramTradesReceived(at=received, account="sim1", tr_id="H0UNPGM0",
+                                                     trades=(trade,)), SESSIONS)
+    subjects = Subjects("main")
+    assert subjects.of(book_fact.subject_pattern, **book_fact.subject_keys()) == "observer.main.book.005930"
+    program_subject = subjects.of(program_fact.subject_pattern, **program_fact.subject_keys())
+    assert program_subject == "observer.main.program.005930"
+    assert book_fact.exchange_time == AT.replace(minute=30, second=1) and book_fact.asks[0] == 70_100
+    assert (book_fact.cum_volume, book_fact.total_bid_size) == (5000, 100)
+    assert (program_fact.net_volume, program_fact.net_value) == (300, 18_810_000)
+    assert wire.parse(book_fact.model_dump_json()) == book_fact
+    assert wire.parse(program_fact.model_dump_json()) == program_fact

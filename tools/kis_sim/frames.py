@@ -1,4 +1,5 @@
-"""Trade (H0STCNT0 / H0NXCNT0 / H0UNCNT0) and order book record and frame text, as KIS sends them.
+"""Trade (H0STCNT0 / H0NXCNT0 / H0UNCNT0), order book and program trading record and frame text, as KIS
+sends them.
 
 The feed formats each trade once and shares the text between every session subscribed to the
 symbol, so the formatter is the hot path: one f-string per record, no per-record validation.
@@ -8,6 +9,7 @@ accumulated here per symbol from the trades seen, which is what a real feed's va
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
@@ -244,6 +246,36 @@ class TradeFormatter:
             middle = (ask1 + bid1) // 2
             fields += (str(middle), "0", "0", str(middle), "0", "0")  # KMID_*, NMID_*
         return "^".join(fields)
+
+
+class ProgramFormatter:
+    """H0STPGM0-layout records (11 columns; H0NXPGM0 and H0UNPGM0 alike) that agree with the symbol's trading:
+    programs take a fixed share of each side of the day's volume (5-15 %, by symbol), their values grow by
+    the new volume times the price at each update, net = buy - sell, and the resting program orders vary
+    with the volume."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, list[int]] = {}
+        """code -> [day volume seen, sell volume, sell value, buy volume, buy value]"""
+
+    def record(self, code: str, price: int, cum_volume: int, at: datetime) -> str:
+        seed = zlib.crc32(code.encode())
+        totals = self._totals.setdefault(code, [0, 0, 0, 0, 0])
+        if cum_volume > totals[0]:
+            sell = cum_volume * (5 + seed % 11) // 100
+            buy = cum_volume * (5 + (seed >> 8) % 11) // 100
+            totals[2] += (sell - totals[1]) * price
+            totals[4] += (buy - totals[3]) * price
+            totals[0], totals[1], totals[3] = cum_volume, sell, buy
+        _, sell_volume, sell_value, buy_volume, buy_value = totals
+        sell_resting = 100 + (cum_volume * 7_919 + seed) % 5_000
+        buy_resting = 100 + (cum_volume * 104_729 + seed) % 5_000
+        return "^".join(map(str, (
+            code, f"{at.hour:02d}{at.minute:02d}{at.second:02d}",
+            sell_volume, sell_value, buy_volume, buy_value,
+            buy_volume - sell_volume, buy_value - sell_value,
+            sell_resting, buy_resting, buy_resting - sell_resting,
+        )))
 
 
 def data_frames(tr_id: str, records: list[str]) -> list[str]:

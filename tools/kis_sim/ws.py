@@ -1,9 +1,10 @@
 """The simulator's KIS WebSocket server: subscribe/ack, PINGPONG, trade/order-book frames, encrypted notices.
 
 Trades are served on the three feeds KIS has: H0STCNT0 (KRX), H0NXCNT0 (Nextrade) and H0UNCNT0 (both
-venues unified), order books on H0STASP0 / H0NXASP0 / H0UNASP0, KOSPI200 futures trades on H0IFCNT0
-(from `tools.kis_sim.futures`, when the server is given the derivatives; not in the sent log). H0UNANC0,
-H0UNMKO0 and H0UNPGM0 (and the KRX market status) are acknowledged but send no data.
+venues unified), order books on H0STASP0 / H0NXASP0 / H0UNASP0 and program trading on H0STPGM0 / H0NXPGM0 /
+H0UNPGM0 (both every `book_interval` seconds), KOSPI200 futures trades on H0IFCNT0 (from
+`tools.kis_sim.futures`, when the server is given the derivatives; not in the sent log). H0UNANC0 and
+H0UNMKO0 (and the KRX market status) are acknowledged but send no data.
 
 An asyncio server (the `websockets` library) runs in its own thread. One feed task wakes every
 `feed_interval` real seconds, asks the market for each subscribed symbol's trades since the previous
@@ -43,6 +44,7 @@ from runtime.clock import Clock
 from tools.kis_sim.faults import Faults
 from tools.kis_sim.frames import (
     MAX_RECORDS_PER_FRAME,
+    ProgramFormatter,
     SymbolFacts,
     TradeFormatter,
     data_frames,
@@ -65,9 +67,12 @@ TRADE_FEEDS = {
 """Each trade TR and the market method whose trades it carries."""
 FUTURES_TR = TrId.FUTURES_TRADE.value
 BOOK_TR_IDS = frozenset({TrId.ORDER_BOOK.value, TrId.ORDER_BOOK_NXT.value, TrId.ORDER_BOOK_UNIFIED.value})
+PROGRAM_TR_IDS = frozenset({
+    TrId.PROGRAM_TRADE.value, TrId.PROGRAM_TRADE_NXT.value, TrId.PROGRAM_TRADE_UNIFIED.value,
+})
 SUBSCRIBABLE_TR_IDS = frozenset({
-    *TRADE_FEEDS, *BOOK_TR_IDS, TrId.MARKET_STATUS.value, TrId.MARKET_STATUS_UNIFIED.value,
-    TrId.EXPECTED_TRADE_UNIFIED.value, TrId.PROGRAM_TRADE_UNIFIED.value, *NOTICE_TR_IDS, FUTURES_TR,
+    *TRADE_FEEDS, *BOOK_TR_IDS, *PROGRAM_TR_IDS, TrId.MARKET_STATUS.value, TrId.MARKET_STATUS_UNIFIED.value,
+    TrId.EXPECTED_TRADE_UNIFIED.value, *NOTICE_TR_IDS, FUTURES_TR,
 })
 SUBSCRIBE, UNSUBSCRIBE = "1", "2"
 MIN_CATCH_UP = 60.0  # simulated seconds of trades one feed step may carry after a clock jump
@@ -260,10 +265,11 @@ class WsServer:
         self._closing: dict[asyncio.Task[None], _Session] = {}  # close handshakes under way
         self._formatters = {tr_id: TradeFormatter(market.listings) for tr_id in TRADE_FEEDS}
         self._book_formatter = TradeFormatter(market.listings)
+        self._program_formatters = {tr_id: ProgramFormatter() for tr_id in PROGRAM_TR_IDS}
         self._sessions: set[_Session] = set()
         self._by_key: dict[str, _Session] = {}
         self._subs: dict[str, dict[str, set[_Session]]] = {
-            tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS, FUTURES_TR)
+            tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS, *PROGRAM_TR_IDS, FUTURES_TR)
         }
         """TR id -> symbol -> the sessions subscribed to it, for the TRs that send data."""
         self._order_numbers = itertools.count(1)
@@ -521,6 +527,7 @@ class WsServer:
                     next_book = loop.time() + self._book_interval
                     if not silent:
                         self._send_books(now)
+                        self._send_programs(now)
                 if loop.time() >= next_pingpong:
                     next_pingpong = loop.time() + self._pingpong_interval
                     if not silent:
@@ -619,6 +626,16 @@ class WsServer:
                 record = self._book_formatter.book_record(
                     code, quote.ask1, quote.bid1, quote.volume, now, wide
                 )
+                broadcast([s.ws for s in subscribers], f"0|{tr_id}|001|{record}")
+
+    def _send_programs(self, now: datetime) -> None:
+        for tr_id in PROGRAM_TR_IDS:
+            formatter = self._program_formatters[tr_id]
+            for code, subscribers in self._subs[tr_id].items():
+                if code not in self._market.listings:
+                    continue
+                quote = self._market.quote(code, now)
+                record = formatter.record(code, quote.price, quote.volume, now)
                 broadcast([s.ws for s in subscribers], f"0|{tr_id}|001|{record}")
 
     def _send_pingpong(self, now: datetime) -> None:
