@@ -178,4 +178,7 @@ class ControlClient(_Connection):
         nc = self.client
         if nc is None:
             raise NoControl("the spine (NATS) is not connected: nothing was sent")
-        return self.call(ask(nc, self.instance, command, request, self.timeout), self.timeout + 2.0)
+        try:
+            return self.call(ask(nc, self.instance, command, request, self.timeout), self.timeout + 2.0)
+        except FutureTimeout:
+            raise NoControl(f"no control process answered within {self.timeout:g} s") from None
