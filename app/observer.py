@@ -43,7 +43,7 @@ from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
 from store import restore_command
 from surfaces import ctl
-from surfaces.launch import HttpOptions, HttpSurface, http_options
+from surfaces.launch import HttpOptions, HttpSurface, control_responder, http_options
 from surfaces.server import BindRefused
 from tools.kis_sim.listings import build_universe
 from tools.kis_sim.scenario import Scenario, ScenarioError
@@ -258,7 +258,9 @@ def run(
     (`app.reconcile`); `chaos` runs `app.chaos` against the system and the simulator (which it needs), and
     the exit code then also says whether the chaos day passed (`summary.chaos_verdict`). With `nats_url`
     every fact goes onto the spine there (`spine.publisher`); the journal on disk never waits for it.
-    `role` "control" or "stream" runs that part of the tree, linked to the rest over `nats_url`.
+    `role` "control" or "stream" runs that part of the tree, linked to the rest over `nats_url`. Unless
+    the role is "stream", a responder answers control commands on `observer.<instance>.control.*`; `http`
+    (which needs `nats_url`) serves the dashboard, its commands sent over the spine.
     """
     if chaos and simulator is None:
         print("observer: --chaos needs the simulator (simulator mode)", file=sys.stderr)
@@ -279,6 +281,10 @@ def run(
     )
     status = StatusView(system.metrics, clock)
     stop_requested = threading.Event()
+    if http is not None and nats_url is None:
+        raise ValueError("the HTTP surface sends its commands over the spine: run() needs nats_url with http")
+    surface = HttpSurface(system, http, nats_url) if http is not None and nats_url is not None else None
+    responder = control_responder(system, nats_url) if nats_url is not None and role != "stream" else None
 
     def request_stop(signum: int, _frame: object) -> None:
         logger.info("signal {} received: stopping", signal.Signals(signum).name)
@@ -286,13 +292,14 @@ def run(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     runner: ChaosRunner | None = None
-    surface = HttpSurface(system, http) if http is not None else None
     try:
         if surface is not None:
             surface.start()  # its DASHBOARD line among the first ones printed
         if publisher is not None:
             publisher.start()
         system.start()
+        if responder is not None:
+            responder.start()
         if role != "all":
             print(f"observer: {role} ready", flush=True)  # the parent starts the stream once control is
         status.start()
@@ -310,6 +317,8 @@ def run(
         status.stop()
         if surface is not None:
             surface.stop()
+        if responder is not None:
+            responder.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if publisher is not None:

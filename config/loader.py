@@ -37,8 +37,8 @@ from config.settings import Settings
 ENV_PREFIX = "OBSERVER_"
 ENV_NESTING = "__"
 CONFIG_FILE_ENV = "OBSERVER_CONFIG"
-HTTP_ENV = frozenset({"OBSERVER_HTTP_TOKEN", "OBSERVER_HTTP_TOKEN_NAME"})
-"""Read by the HTTP surface (`surfaces.server`), not settings: the token never enters the Settings object."""
+HTTP_ENV = frozenset({"OBSERVER_HTTP_TOKEN", "OBSERVER_HTTP_TOKEN_NAME", "OBSERVER_HTTP_TOKENS"})
+"""Read by the HTTP surface (`surfaces.server`), not settings: no token ever enters the Settings object."""
 ACCOUNTS_FILE_ENV = "KIS_ACCOUNTS_FILE"
 NOTIFIER_ENV = {
     "TELEGRAM_BOT_TOKEN": "telegram_bot_token",

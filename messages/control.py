@@ -13,6 +13,8 @@ from messages.base import Message
 
 MAX_TRIGGER_TTL_SECONDS = 6.5 * 3600
 """A manual trigger lives at most one trading session (09:00-15:30)."""
+MAX_PICKS = 200
+"""The most picks one load takes."""
 
 
 class ManualTrigger(Message):

@@ -3,7 +3,9 @@
     python -m spine.schemas          # rewrite the files
     python -m spine.schemas --check  # exit 1 when a file differs from the models
 
-Each schema names its subject pattern (`x-subject`), so the folder documents the whole interface.
+Each schema names its subject pattern (`x-subject`), so the folder documents the whole interface: the facts
+(`<type>.json`), the control requests (`control_<command>.json`, what a client sends) and their reply
+(`control_reply.json`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spine.subjects import ROOT
-from spine.wire import FACT_TYPES, Fact, type_name
+from spine.wire import CONTROL_REQUESTS, FACT_TYPES, ControlReply, ControlRequest, Fact, type_name
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -32,12 +34,25 @@ def schema_of(model: type[Fact]) -> dict[str, Any]:
     return {"$schema": DIALECT, "$id": f"{type_name(model)}.json", "x-subject": subject_of(model), **schema}
 
 
+def request_schema_of(model: type[ControlRequest]) -> dict[str, Any]:
+    """What a client sends (validation mode: a field with a default may be left out)."""
+    schema = model.model_json_schema(mode="validation")
+    subject = f"{ROOT}.<instance>.{model.subject_pattern()}"
+    return {"$schema": DIALECT, "$id": f"control_{model.command}.json", "x-subject": subject, **schema}
+
+
+def reply_schema() -> dict[str, Any]:
+    schema = ControlReply.model_json_schema(mode="serialization")
+    subject = f"the reply subject of a request on {ROOT}.<instance>.control.<command>"
+    return {"$schema": DIALECT, "$id": "control_reply.json", "x-subject": subject, **schema}
+
+
 def rendered() -> dict[str, str]:
-    """File name -> text, for every public message type."""
-    return {
-        f"{type_name(model)}.json": json.dumps(schema_of(model), indent=2, ensure_ascii=False) + "\n"
-        for model in FACT_TYPES
-    }
+    """File name -> text, for every public message type, control request and the control reply."""
+    documents = {f"{type_name(model)}.json": schema_of(model) for model in FACT_TYPES}
+    documents |= {f"control_{model.command}.json": request_schema_of(model) for model in CONTROL_REQUESTS}
+    documents["control_reply.json"] = reply_schema()
+    return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in documents.items()}
 
 
 def differences(folder: Path = SCHEMA_DIR) -> list[str]:

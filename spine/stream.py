@@ -1,4 +1,8 @@
-"""The JetStream stream that keeps an instance's day: every subject under `observer.<instance>.`.
+"""The JetStream stream that keeps an instance's day: every fact's subject under `observer.<instance>.`.
+
+Only the facts' subjects (`spine.wire.FACT_TYPES`): a control request (`observer.<instance>.control.*`)
+is no fact, and a stream holding its subject would answer the request itself (with a publish
+acknowledgement) before the control process could.
 
 File storage, messages older than `stream_max_age_hours` dropped (and the oldest first past the optional
 size cap), so a consumer that starts late replays the day with `DeliverPolicy.BY_START_TIME` or `ALL`.
@@ -7,12 +11,21 @@ Created when missing and brought to the configured limits when it exists; any pr
 
 from __future__ import annotations
 
+import re
+
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from config.settings import SpineSettings
 from spine.subjects import Subjects
+from spine.wire import FACT_TYPES
+
+
+def fact_subjects(subjects: Subjects) -> list[str]:
+    """Each fact type's subject, its keys as wildcards (`observer.main.tick.*`, `observer.main.alert`)."""
+    patterns = (re.sub(r"\{\w+\}", "*", model.subject_pattern) for model in FACT_TYPES)
+    return [f"{subjects.prefix}.{pattern}" for pattern in dict.fromkeys(patterns)]
 
 
 def stream_config(settings: SpineSettings) -> StreamConfig:
@@ -21,7 +34,7 @@ def stream_config(settings: SpineSettings) -> StreamConfig:
     return StreamConfig(
         name=subjects.stream_name,
         description=f"the observer's facts of instance {settings.instance!r}, kept for replay",
-        subjects=[subjects.everything],
+        subjects=fact_subjects(subjects),
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

@@ -33,7 +33,7 @@ class Subjects:
 
     @property
     def everything(self) -> str:
-        """The wildcard the JetStream stream captures."""
+        """Every subject of this instance (the filter of a consumer of the whole stream)."""
         return f"{self.prefix}.>"
 
     def of(self, pattern: str, **keys: str) -> str:

@@ -8,13 +8,19 @@ its subject pattern, and a test keeps those files equal to these models.
 
 Consumers need only a JSON parser: `json.loads(msg.data)["price"]`; Python consumers may also validate
 with `spine.wire.parse(msg.data)`.
+
+Control commands are requests, not facts: a `ControlRequest` subclass per command on
+`observer.<instance>.control.<command>` (its body is what `POST /api/control/<command>` takes, plus who
+asks), answered by the control process with a `ControlReply`. The stream keeps facts only.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from messages.control import MAX_PICKS, MAX_TRIGGER_TTL_SECONDS, Pick
 
 SCHEMA_VERSION = 1
 
@@ -434,3 +440,84 @@ def parse(data: bytes | str | dict[str, Any]) -> Fact:
     if model is None:
         raise ValueError(f"not a spine message type: {str(document.get('type'))[:40]!r}")
     return model.model_validate(document)
+
+
+class ControlRequest(BaseModel):
+    """A control command for the control process: the command's arguments, and `who` asks (a name the
+    audit file records; "nats" when not given). Sent as a NATS request; the reply is a `ControlReply`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: ClassVar[str]
+    who: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @classmethod
+    def subject_pattern(cls) -> str:
+        """Below `observer.<instance>.`."""
+        return f"control.{cls.command}"
+
+
+class PinRequest(ControlRequest):
+    """Pin `symbol` (a six-character KRX code of today's universe): it keeps a slot until unpinned."""
+
+    command: ClassVar[str] = "pin"
+    symbol: str
+
+
+class UnpinRequest(ControlRequest):
+    """Unpin `symbol`."""
+
+    command: ClassVar[str] = "unpin"
+    symbol: str
+
+
+class TriggerRequest(ControlRequest):
+    """A manual trigger on `symbol` that expires after `ttl_seconds`."""
+
+    command: ClassVar[str] = "trigger"
+    symbol: str
+    ttl_seconds: float = Field(gt=0, le=MAX_TRIGGER_TTL_SECONDS)
+
+
+class PicksRequest(ControlRequest):
+    """The day's picks (symbols, or {symbol, score} with score in [0, 1]): they replace the picks tier
+    at once (`when` "now") or at the next configured picks time of a trading day ("scheduled")."""
+
+    command: ClassVar[str] = "picks"
+    picks: list[str | Pick] = Field(min_length=1, max_length=MAX_PICKS)
+    when: Literal["now", "scheduled"] = "now"
+
+
+class ScanRequest(ControlRequest):
+    """A Track A pass now."""
+
+    command: ClassVar[str] = "scan"
+
+
+class TrackBRequest(ControlRequest):
+    """Pause (`paused` true) or resume (false) Track B."""
+
+    command: ClassVar[str] = "trackb"
+    paused: bool
+
+
+class ControlReply(BaseModel):
+    """The control process's answer to a control request: `done` says what it did, or `error` (one
+    sentence) why nothing was changed; `status` is the HTTP status the API answers with (200 when done)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_serialization_defaults_required=True)
+
+    type: Literal["control_reply"] = "control_reply"
+    version: Literal[1] = 1
+    ok: bool
+    command: str
+    status: int
+    done: str | None = None
+    error: str | None = None
+    at: AwareDatetime
+
+
+CONTROL_REQUESTS: tuple[type[ControlRequest], ...] = (
+    PinRequest, UnpinRequest, TriggerRequest, PicksRequest, ScanRequest, TrackBRequest,
+)  # fmt: skip
+"""Every control command's request, in the order the docs list them."""

@@ -1,8 +1,8 @@
 """What the HTTP surface reads and commands, behind one interface (`ObserverSurface`).
 
-`InProcessSurface` serves it from inside the observer process: the shared `Metrics`, the quote board, the
-data files, and the actors asked through the supervisor's `Directory`. A spine-backed surface can later
-implement the same interface over request/reply subjects, and the HTTP layer stays as it is.
+`InProcessSurface` reads from inside the control process: the shared `Metrics`, the quote board, the
+data files, and the actors asked through the supervisor's `Directory`. Its commands go over the spine as
+requests (`spine.control`) and the control process's responder (`surfaces.control`) carries them out.
 
 A sampler thread looks once a second at the tick counts and prices, for the ticks/s, sparklines and the
 last hour's charts, and builds the live update the event stream sends (`stream_state`).
@@ -28,11 +28,10 @@ from actors.system import ws_actor_id
 from core.calendar import is_trading_day
 from core.schedule import day_boundaries, next_boundary, phase_at
 from kis.ratelimit import PROCESS_LIMITERS
-from messages.market import UniverseReady
-from messages.universe import CurrentUniverse
 from runtime.metrics import COUNTERS
-from surfaces.audit import AuditLog
-from surfaces.commands import CommandError, parse_command
+from spine.control import ControlClient, NoControl
+from surfaces.commands import CommandError
+from surfaces.control import UniverseNames
 
 ASK_SECONDS = 3.0
 SAMPLE_SECONDS = 1.0
@@ -63,17 +62,17 @@ class ObserverSurface(Protocol):
 class InProcessSurface:
     """`system` is the running `app.system.ObserverSystem`; `start()` the sampler, `stop()` it."""
 
-    def __init__(self, system: Any, audit: AuditLog) -> None:
+    def __init__(self, system: Any, control: ControlClient) -> None:
         self._system = system
         self._context = system.context
         self._settings = system.context.settings
         self._clock = system.context.clock
         self._metrics = system.metrics
         self._directory = system.directory
-        self._audit = audit
+        self._control = control
+        self._names = UniverseNames(self._directory, self._clock)
         self.dashboard_url = ""
         self._lock = threading.Lock()
-        self._universe: UniverseReady | None = None
         self._prices: dict[str, deque[int]] = {}
         self._rates: dict[str, float] = {}
         self._last_counts: dict[str, int] = {}
@@ -304,32 +303,16 @@ class InProcessSurface:
     # --- the command side -------------------------------------------------------------------------------
 
     def command(self, name: str, body: Any, who: str) -> dict[str, Any]:
-        """Check, send to the control actor and wait for its answer; audited whether done or refused."""
-        now = self._clock.now()
+        """Send the command over the spine as `who` and hand back the control process's reply."""
+        if not isinstance(body, dict):
+            raise CommandError(400, "the request body must be a JSON object")
         try:
-            command = parse_command(name, body, now, self._settings.triggers.manual.picks_time)
-            if command.symbols:
-                names = self._names()
-                if not names:
-                    raise CommandError(409, "the universe is not loaded yet: try again in a moment")
-                missing = [symbol for symbol in command.symbols if symbol not in names]
-                if missing:
-                    raise CommandError(422, f"{missing[0]} is not in today's universe ({len(names)} symbols)")
-            if self._directory.ref(command.actor) is None:
-                raise CommandError(503, f"the {command.actor} actor is not running: nothing was changed")
-            try:
-                done = self._directory.ask(command.actor, command.message, timeout=ASK_SECONDS)
-            except pykka.Timeout as error:
-                raise CommandError(
-                    504, f"the {command.actor} actor did not answer within {ASK_SECONDS:g} s"
-                ) from error
-        except CommandError as error:
-            self._audit.append(who, name, body, ok=False, answer=error.sentence, at=now)
-            raise
-        answer = str(done) if done is not None else f"{name} sent to {command.actor}"
-        self._audit.append(who, name, body, ok=True, answer=answer, at=now)
-        logger.info("control: {} by {}: {}", name, who, answer)
-        return {"ok": True, "command": name, "done": answer, "at": now.isoformat()}
+            reply = self._control.send(name, {**body, "who": who})
+        except NoControl as error:
+            raise CommandError(503, str(error)) from None
+        if not reply.ok:
+            raise CommandError(reply.status, reply.error or f"{name} was refused")
+        return {"ok": True, "command": name, "done": reply.done, "at": reply.at.isoformat()}
 
     # --- the live stream --------------------------------------------------------------------------------
 
@@ -416,23 +399,6 @@ class InProcessSurface:
             expires = vault.token_expires_at(account.name)
             found[account.name] = None if expires is None else round((expires - now).total_seconds())
         return found
-
-    def _names(self) -> dict[str, tuple[str, str]]:
-        """The day's universe: symbol -> (name, market), asked of `universe` once per day."""
-        today = self._clock.now().date()
-        universe = self._universe
-        if (universe is None or universe.day != today) and self._directory.ref("universe") is not None:
-            try:
-                answer = self._directory.ask(
-                    "universe", CurrentUniverse(at=self._clock.now()), timeout=ASK_SECONDS
-                )
-            except pykka.Timeout:
-                answer = None
-            if isinstance(answer, UniverseReady):
-                universe = self._universe = answer
-        if universe is None:
-            return {}
-        return {p.symbol: (p.name, p.market) for p in universe.profiles}
 
     def _ask_proxy(self, child: str, method: str, default: Any = None) -> Any:
         """A query of a running actor; `default` when it is not running or too slow."""

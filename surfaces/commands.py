@@ -12,13 +12,20 @@ from typing import Any
 
 from core.calendar import is_trading_day, next_trading_day
 from messages.base import Message
-from messages.control import MAX_TRIGGER_TTL_SECONDS, ManualTrigger, Pick, PicksLoaded, ScanNow, TrackBPaused
+from messages.control import (
+    MAX_PICKS,
+    MAX_TRIGGER_TTL_SECONDS,
+    ManualTrigger,
+    Pick,
+    PicksLoaded,
+    ScanNow,
+    TrackBPaused,
+)
 from messages.selection import ManualOverride
 
 COMMANDS = ("pin", "unpin", "trigger", "picks", "scan", "trackb")
 SYMBOL = re.compile(r"^[0-9A-Z]{6}$")
 """A KRX short code: six characters, digits and capitals (005930, 0088M0)."""
-MAX_PICKS = 200
 
 
 class CommandError(Exception):

@@ -1,18 +1,23 @@
-"""`python run.py ctl ...`: a command-line client of the observer's HTTP API.
+"""`python run.py ctl ...`: a command-line client of the observer.
 
     python run.py ctl status
     python run.py ctl pin 005930 [--url http://127.0.0.1:8600]
     python run.py ctl trigger 005930 --ttl 600
     python run.py ctl picks 005930 000660:0.8 [--scheduled]
     python run.py ctl scan | trackb pause | trackb resume
+    python run.py ctl pin 005930 --nats nats://127.0.0.1:4222 [--instance main]
 
-The token comes from `OBSERVER_HTTP_TOKEN` (never a flag, so it stays out of the process list). Exit 0 when
-done, 1 when the observer refused (its sentence printed), 2 for a usage error or when it cannot be reached.
+Reads go to the HTTP API. A control command goes to the HTTP API too, which sends it over the spine to the
+control process; with `--nats URL` (or `OBSERVER_NATS_URL`) the command is sent over NATS directly, as
+`ctl:<login name>` in the audit. The HTTP token comes from `OBSERVER_HTTP_TOKEN` (never a flag, so it stays
+out of the process list). Exit 0 when done, 1 when the observer refused (its sentence printed), 2 for a
+usage error or when it cannot be reached (no control process answering over NATS included).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -21,9 +26,12 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from spine.control import NoControl, request_once
 from surfaces.server import DEFAULT_BIND, TOKEN_ENV
 
 READS = ("status", "slots", "candidates", "overflow", "alerts", "gaps", "health")
+NATS_ENV = "OBSERVER_NATS_URL"
+INSTANCE_ENV = "OBSERVER_SPINE__INSTANCE"
 TIMEOUT_SECONDS = 15.0
 
 
@@ -32,8 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run.py ctl", description="Read and steer a running observer.")
     url_help = f"the observer (http://{DEFAULT_BIND})"
     parser.add_argument("--url", default=f"http://{DEFAULT_BIND}", help=url_help)
+    nats_help = f"send control commands over NATS here, not through --url (${NATS_ENV})"
+    instance_help = f"the observer's spine.instance (${INSTANCE_ENV}, else main)"
+    parser.add_argument("--nats", default=os.environ.get(NATS_ENV) or None, help=nats_help)
+    parser.add_argument("--instance", default=os.environ.get(INSTANCE_ENV) or "main", help=instance_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS, help=url_help)
+    common.add_argument("--nats", default=argparse.SUPPRESS, help=nats_help)
+    common.add_argument("--instance", default=argparse.SUPPRESS, help=instance_help)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -85,6 +99,8 @@ def _pick(text: str) -> Any:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     path, body = request_for(args)
+    if body is not None and args.nats:
+        return _over_nats(args, body)
     url = args.url.rstrip("/") + path
     headers = {"Accept": "application/json"}
     token = os.environ.get(TOKEN_ENV)
@@ -116,3 +132,24 @@ def main(argv: Sequence[str]) -> int:
     else:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
     return 0
+
+
+def _over_nats(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Send the control command as a request on the spine and print the control process's reply."""
+    try:
+        reply = request_once(args.nats, args.instance, args.command, {**body, "who": f"ctl:{_login()}"})
+    except NoControl as error:
+        print(f"ctl: 503: {error}", file=sys.stderr)
+        return 2
+    if not reply.ok:
+        print(f"ctl: {reply.status}: {reply.error}", file=sys.stderr)
+        return 1
+    print(reply.done)
+    return 0
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container
+        return "unknown"

@@ -1,4 +1,5 @@
-"""Start and stop the HTTP surface around an observer run (the hook `app.observer` calls)."""
+"""Start and stop the control responder and the HTTP surface around an observer run (the hooks `app.observer`
+calls)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from spine.control import ControlClient, ControlResponder
 from surfaces.api import InProcessSurface
 from surfaces.audit import AuditLog
+from surfaces.control import ControlDesk
 from surfaces.server import Access, HttpServer, access_for, build_app, parse_bind
 
 
@@ -24,13 +27,22 @@ def http_options(bind: str) -> HttpOptions:
     return HttpOptions(host, port, access_for(host))
 
 
-class HttpSurface:
-    """The surface's sampler and server for one run: `start()` prints `DASHBOARD <url>`; `stop()`."""
+def control_responder(system: Any, nats_url: str) -> ControlResponder:
+    """The control process's responder to control requests (not started), auditing into
+    `<data-dir>/observer/system/audit.jsonl`."""
+    audit = AuditLog(system.context.paths.observer / "system" / "audit.jsonl")
+    desk = ControlDesk(system, audit)
+    return ControlResponder(nats_url, system.context.settings.spine.instance, desk.answer)
 
-    def __init__(self, system: Any, options: HttpOptions) -> None:
+
+class HttpSurface:
+    """The surface's sampler and server for one run: `start()` prints `DASHBOARD <url>`; `stop()`. Its
+    control commands go to the control process over the spine at `nats_url`."""
+
+    def __init__(self, system: Any, options: HttpOptions, nats_url: str) -> None:
         self._metrics = system.metrics
-        audit = AuditLog(system.context.paths.observer / "system" / "audit.jsonl")
-        self.surface = InProcessSurface(system, audit)
+        self._control = ControlClient(nats_url, system.context.settings.spine.instance)
+        self.surface = InProcessSurface(system, self._control)
         self._server: HttpServer | None = HttpServer(
             build_app(self.surface, options.access), options.host, options.port
         )
@@ -47,6 +59,7 @@ class HttpSurface:
         self.url = self._server.url
         self.surface.dashboard_url = self.url
         self._metrics.set("dashboard_url", self.url)
+        self._control.start()
         self.surface.start()
         print(f"DASHBOARD {self.url}", flush=True)
         return self
@@ -55,3 +68,4 @@ class HttpSurface:
         self.surface.stop()
         if self._server is not None:
             self._server.stop()
+        self._control.stop()

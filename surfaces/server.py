@@ -1,8 +1,10 @@
 """The observer's HTTP server: dashboard, JSON API, event stream, control, `/metrics`, `/healthz`, `/readyz`.
 
-Starlette on uvicorn, in a thread of the observer process. Loopback by default; any other address needs a
-token (`OBSERVER_HTTP_TOKEN`), and with a token every API read and control call needs
-`Authorization: Bearer <token>` (compared in constant time). Control calls take JSON only and refuse a
+Starlette on uvicorn, in a thread of the control process. Loopback by default; any other address needs a
+token, and with tokens every API read and control call needs `Authorization: Bearer <token>`, compared in
+constant time with each one. Tokens are named, and the name (never the token) is who the audit file records:
+`OBSERVER_HTTP_TOKENS="alice:tok1,bob:tok2"` gives several, `OBSERVER_HTTP_TOKEN` one (named by
+`OBSERVER_HTTP_TOKEN_NAME`, else "operator"); both may be set. Control calls take JSON only and refuse a
 foreign `Origin`, so a cross-site form cannot post one (there is no cookie to ride on anyway).
 """
 
@@ -13,9 +15,10 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,9 @@ from surfaces.prometheus import metrics_text
 DEFAULT_BIND = "127.0.0.1:8600"
 TOKEN_ENV = "OBSERVER_HTTP_TOKEN"
 TOKEN_NAME_ENV = "OBSERVER_HTTP_TOKEN_NAME"
+TOKENS_ENV = "OBSERVER_HTTP_TOKENS"
+DEFAULT_TOKEN_NAME = "operator"
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,32}$")
 STATIC = Path(__file__).parent / "static"
 STREAM_POLL_SECONDS = 0.25
 STREAM_KEEPALIVE_SECONDS = 15.0
@@ -56,20 +62,24 @@ class BindRefused(ValueError):
 
 @dataclass(frozen=True)
 class Access:
-    """Who may call: without `token` anyone who reaches the loopback address ("local")."""
+    """Who may call: with no `tokens` anyone who reaches the loopback address ("local"); else the holder
+    of one of them, (name, token) pairs."""
 
-    token: str | None = None
-    token_name: str = "operator"
+    tokens: tuple[tuple[str, str], ...] = ()
 
     def who(self, request: Request) -> str | None:
-        """The caller's name, or None when the token is missing or wrong."""
-        if self.token is None:
+        """The caller's token name, or None when the token is missing or wrong."""
+        if not self.tokens:
             return "local"
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
             return None
-        return self.token_name
+        offered = given.strip().encode()
+        found = None
+        for name, token in self.tokens:  # every one compared, so the time says nothing about which
+            if hmac.compare_digest(offered, token.encode()):
+                found = name
+        return found
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -99,12 +109,39 @@ def is_loopback(host: str) -> bool:
 def access_for(host: str, environ: dict[str, str] | None = None) -> Access:
     """The access rule for binding `host`: a non-loopback address without a token is refused."""
     env = os.environ if environ is None else environ
-    token = env.get(TOKEN_ENV) or None
-    if token is None and not is_loopback(host):
+    tokens = named_tokens(env)
+    if not tokens and not is_loopback(host):
         raise BindRefused(
-            f"binding {host} (not loopback) needs a token: set {TOKEN_ENV} and send it as a Bearer token"
+            f"binding {host} (not loopback) needs a token: set {TOKEN_ENV} (or {TOKENS_ENV}=NAME:TOKEN,...) "
+            "and send it as a Bearer token"
         )
-    return Access(token=token, token_name=env.get(TOKEN_NAME_ENV) or "operator")
+    return Access(tokens=tokens)
+
+
+def named_tokens(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(name, token) of `OBSERVER_HTTP_TOKENS` and `OBSERVER_HTTP_TOKEN`; BindRefused (naming the entry,
+    never a token) for a malformed list, a name used twice or one token under two names."""
+    pairs: list[tuple[str, str]] = []
+    for number, entry in enumerate((env.get(TOKENS_ENV) or "").split(","), start=1):
+        if not entry.strip():
+            continue
+        name, sep, token = entry.strip().partition(":")
+        if not sep or not TOKEN_NAME.match(name) or not token or any(c.isspace() for c in token):
+            raise BindRefused(
+                f"{TOKENS_ENV}: entry {number} is not NAME:TOKEN (a name of letters, digits, '_', '-', '.', "
+                "'@', at most 32, and a token without spaces)"
+            )
+        pairs.append((name, token))
+    single = env.get(TOKEN_ENV) or None
+    if single is not None:
+        pairs.append((env.get(TOKEN_NAME_ENV) or DEFAULT_TOKEN_NAME, single))
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise BindRefused(f"the token name {name!r} is given twice ({TOKENS_ENV}, {TOKEN_ENV})")
+    if len({token for _, token in pairs}) < len(pairs):
+        raise BindRefused(f"one token is given under two names ({TOKENS_ENV}, {TOKEN_ENV})")
+    return tuple(pairs)
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:

@@ -27,7 +27,8 @@ def test_the_schema_files_equal_the_models() -> None:
 
 def test_every_public_type_has_one_schema_naming_its_subject() -> None:
     files = sorted(path.name for path in schemas.SCHEMA_DIR.glob("*.json"))
-    assert files == sorted(f"{wire.type_name(model)}.json" for model in wire.FACT_TYPES)
+    controls = [f"control_{model.command}.json" for model in wire.CONTROL_REQUESTS] + ["control_reply.json"]
+    assert files == sorted([f"{wire.type_name(model)}.json" for model in wire.FACT_TYPES] + controls)
     tick = json.loads((schemas.SCHEMA_DIR / "tick.json").read_text(encoding="utf-8"))
     assert tick["x-subject"] == "observer.<instance>.tick.<symbol>"
     assert {"type", "version", "symbol", "venue", "exchange_time", "received_at", "price", "volume",
@@ -90,3 +91,21 @@ def test_order_books_and_program_trading_go_out_on_their_symbols_subjects() -> N
     assert (program_fact.net_volume, program_fact.net_value) == (300, 18_810_000)
     assert wire.parse(book_fact.model_dump_json()) == book_fact
     assert wire.parse(program_fact.model_dump_json()) == program_fact
+
+
+def test_the_control_requests_are_what_the_api_takes_and_name_their_subjects() -> None:
+    pin = json.loads((schemas.SCHEMA_DIR / "control_pin.json").read_text(encoding="utf-8"))
+    assert pin["x-subject"] == "observer.<instance>.control.pin" and pin["required"] == ["symbol"]
+    bodies = {
+        "pin": {"symbol": "005930", "who": "alice"},
+        "unpin": {"symbol": "005930"},
+        "trigger": {"symbol": "005930", "ttl_seconds": 600},
+        "picks": {"picks": ["005930", {"symbol": "000660", "score": 0.8}], "when": "scheduled"},
+        "scan": {},
+        "trackb": {"paused": True},
+    }
+    for model in wire.CONTROL_REQUESTS:
+        model.model_validate(bodies[model.command])
+    reply = wire.ControlReply(ok=False, command="pin", status=422, error="999999 is not in today's universe",
+                              at=AT)
+    assert list(json.loads(reply.model_dump_json()))[:2] == ["type", "version"]

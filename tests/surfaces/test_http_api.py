@@ -5,12 +5,14 @@ any answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from tests.deploy.test_monitoring_files import referenced_metrics
@@ -28,6 +30,7 @@ from tests.surfaces.support import (
 
 TOKEN = "surface-test-token-0123456789abcdef"
 TOKEN_NAME = "ops-desk"
+NAMED_TOKENS = {"alice": "alice-token-0123456789abcdef", "bob": "bob-token-0123456789abcdef"}
 READS = [
     "/api/status",
     "/api/slots",
@@ -39,14 +42,18 @@ READS = [
     "/metrics",
 ]
 CONTROLS = ["pin", "unpin", "trigger", "picks", "scan", "trackb"]
-SECRETS = (FAKE_APP_KEY, FAKE_APP_SECRET, TOKEN, "surfaceFAKEwebhookSECRET", "SIM-SECRET", "SIM-APPKEY")
+SECRETS = (FAKE_APP_KEY, FAKE_APP_SECRET, TOKEN, *NAMED_TOKENS.values(), "surfaceFAKEwebhookSECRET",
+           "SIM-SECRET", "SIM-APPKEY")
 
 
 @pytest.fixture(scope="module")
 def observer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp = tmp_path_factory.mktemp("surface")
     env = observer_env(
-        OBSERVER_HTTP_TOKEN=TOKEN, OBSERVER_HTTP_TOKEN_NAME=TOKEN_NAME, DISCORD_WEBHOOK_URL=WEBHOOK
+        OBSERVER_HTTP_TOKEN=TOKEN,
+        OBSERVER_HTTP_TOKEN_NAME=TOKEN_NAME,
+        OBSERVER_HTTP_TOKENS=",".join(f"{name}:{token}" for name, token in NAMED_TOKENS.items()),
+        DISCORD_WEBHOOK_URL=WEBHOOK,
     )
     running = start_observer(tmp, env=env)
     try:
@@ -105,7 +112,7 @@ def audit_lines(observer: RunningObserver) -> list[dict[str, Any]]:
 
 def test_every_way_in_needs_the_token(observer: RunningObserver) -> None:
     for path in [*READS, "/api/events"]:
-        for token in (None, "wrong-token", TOKEN[:-1]):
+        for token in (None, "wrong-token", TOKEN[:-1], NAMED_TOKENS["alice"] + "x"):
             status, answer, _ = call(observer.url, path, token=token)
             assert status == 401, (path, token, status)
             assert "token" in answer["error"]
@@ -124,6 +131,49 @@ def test_every_way_in_needs_the_token(observer: RunningObserver) -> None:
         status, _, _ = call(observer.url, path, token=TOKEN)
         assert status == 200, path
     assert audit_lines(observer) == [], "a refused caller changed nothing and left no command"
+
+
+def test_each_named_token_is_its_name_in_the_audit(observer: RunningObserver) -> None:
+    for name, token in [(TOKEN_NAME, TOKEN), *NAMED_TOKENS.items()]:
+        assert call(observer.url, "/api/status", token=token)[0] == 200
+        status, answer, _ = call(observer.url, "/api/control/scan", body={"who": "mallory"}, token=token)
+        assert status == 200 and answer["ok"], answer
+        last = audit_lines(observer)[-1]
+        assert (last["who"], last["what"], last["ok"]) == (name, "scan", True)
+        assert last["request"] == {}, "the caller's own `who` never replaces the token's name"
+
+
+def nats_url(observer: RunningObserver) -> str:
+    """The spine of the run, from its `observer: NATS <url> ...` line."""
+    for line in observer.output.read_text(errors="replace").splitlines():
+        if line.startswith("observer: NATS "):
+            return line.split()[2]
+    raise AssertionError("no NATS line")
+
+
+def test_an_outside_nats_client_pins_and_gets_the_reply(observer: RunningObserver) -> None:
+    wait_until(lambda: slotted(observer), 60, "slots filled")
+    symbol = universe_symbol(observer, set(slotted(observer)))
+
+    async def pin() -> dict[str, Any]:
+        nc = await nats.connect(nats_url(observer))
+        try:
+            request = json.dumps({"symbol": symbol, "who": "desk-bot"}).encode()
+            return json.loads((await nc.request("observer.main.control.pin", request, timeout=15)).data)
+        finally:
+            await nc.close()
+
+    reply = asyncio.run(pin())
+    assert (reply["type"], reply["ok"], reply["status"]) == ("control_reply", True, 200)
+    assert f"{symbol} pinned" in reply["done"] and reply["error"] is None
+    assert symbol in call(observer.url, "/api/slots", token=TOKEN)[1]["pinned"]
+    last = audit_lines(observer)[-1]
+    assert (last["who"], last["what"], last["ok"]) == ("desk-bot", "pin", True)
+    assert last["request"] == {"symbol": symbol}
+    done = ctl(observer, "unpin", symbol, "--nats", nats_url(observer))
+    assert done.returncode == 0 and f"{symbol} unpinned" in done.stdout, done.stderr
+    assert symbol not in call(observer.url, "/api/slots", token=TOKEN)[1]["pinned"]
+    assert audit_lines(observer)[-1]["who"].startswith("ctl:")
 
 
 def test_probes_and_the_page_need_no_token(observer: RunningObserver) -> None:

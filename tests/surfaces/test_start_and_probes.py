@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from starlette.requests import Request
 
 from surfaces.server import BindRefused, access_for, parse_bind
 from tests.surfaces.support import REPO, call, observer_env, start_observer, wait_until
@@ -32,11 +33,48 @@ def test_the_bind_rules() -> None:
     for bad in ("8600", "host:port", "127.0.0.1:70000"):
         with pytest.raises(BindRefused):
             parse_bind(bad)
-    assert access_for("127.0.0.1", {}).token is None
-    assert access_for("::1", {}).token is None
-    assert access_for("0.0.0.0", {"OBSERVER_HTTP_TOKEN": "t"}).token == "t"
+    assert access_for("127.0.0.1", {}).tokens == ()
+    assert access_for("::1", {}).tokens == ()
+    assert access_for("0.0.0.0", {"OBSERVER_HTTP_TOKEN": "t"}).tokens == (("operator", "t"),)
     with pytest.raises(BindRefused):
         access_for("0.0.0.0", {"OBSERVER_HTTP_TOKEN": ""})
+
+
+def request_with(header: str | None) -> Request:
+    headers = [] if header is None else [(b"authorization", header.encode())]
+    return Request({"type": "http", "method": "GET", "path": "/api/status", "headers": headers})
+
+
+def test_several_named_tokens_each_let_its_holder_in_by_name() -> None:
+    env = {"OBSERVER_HTTP_TOKENS": " alice:tok-a1 , bob:tok-b2,", "OBSERVER_HTTP_TOKEN": "tok-c3",
+           "OBSERVER_HTTP_TOKEN_NAME": "desk"}
+    access = access_for("0.0.0.0", env)
+    assert [name for name, _ in access.tokens] == ["alice", "bob", "desk"]
+    assert access.who(request_with("Bearer tok-a1")) == "alice"
+    assert access.who(request_with("bearer tok-b2")) == "bob"
+    assert access.who(request_with("Bearer tok-c3")) == "desk"
+    wrong = ("Bearer", "Bearer tok-a", "Bearer tok-a1x", "Basic tok-a1", "tok-a1", "Bearer alice")
+    for refused in (None, *wrong):
+        assert access.who(request_with(refused)) is None, refused
+    assert access_for("0.0.0.0", {"OBSERVER_HTTP_TOKENS": "ops:tok"}).who(request_with("Bearer tok")) == "ops"
+    assert access_for("127.0.0.1", {}).who(request_with(None)) == "local"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "words"),
+    [
+        ("alice", "entry 1 is not NAME:TOKEN"),
+        ("alice:secret-one,:secret-two", "entry 2 is not NAME:TOKEN"),
+        ("alice:secret one", "entry 1 is not NAME:TOKEN"),
+        ("al ice:secret-one", "entry 1 is not NAME:TOKEN"),
+        ("alice:secret-one,alice:secret-two", "'alice' is given twice"),
+        ("alice:secret-one,bob:secret-one", "one token is given under two names"),
+    ],
+)
+def test_a_malformed_token_list_is_one_line_without_the_token(tokens: str, words: str) -> None:
+    with pytest.raises(BindRefused) as refused:
+        access_for("0.0.0.0", {"OBSERVER_HTTP_TOKENS": tokens})
+    assert words in str(refused.value) and "secret" not in str(refused.value)
 
 
 def test_readyz_waits_for_the_websocket_and_healthz_follows_the_tree(tmp_path: Path) -> None:
