@@ -50,7 +50,8 @@ announcement.
 | ClockTick | scheduled picks when due; expire triggers; every rebalance interval: |
 |  | CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
-| ContextSynced | ranking sent at once, then the ContextSynced passed to `slots` |
+| ContextSynced | its baseline kept (saved) for the scan triggers (`core.triggers`); ranking sent at once, |
+|  | then the ContextSynced passed to `slots` |
 
 Metrics: `triggers` (new triggers, manual included).
 """
@@ -69,6 +70,7 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.alerts import AlertCooldown, alert_for_signal, alert_for_trigger
 from core.closeness import hybrid_ranking, rank_by_closeness
+from core.context_sync import BaselineMetrics
 from core.models import Candidate, Trigger, TriggerKind
 from core.scoring import Scored, rank_candidates, ranking_of, score_symbols
 from core.signals import HighWindow, ReturnWindow, SignalHit, SignalInputs, evaluate_signals
@@ -173,6 +175,8 @@ class TriggerActor(ObserverActor):
         self._sent_top: frozenset[str] | None = None
         self._book_changed = False
         self._warnings: tuple[str, ...] = ()
+        self._opening: BaselineMetrics | None = None
+        self._opening_day: date | None = None
         self._ticker: Ticker | None = None
 
     # --- life -----------------------------------------------------------------------------------------
@@ -219,6 +223,7 @@ class TriggerActor(ObserverActor):
             case PhaseChanged():
                 self._rebalance_now(self.context.clock.now())
             case ContextSynced():
+                self._on_context_synced(message)
                 # Track B's first allocation must see the scans before the sync: rank, then pass on.
                 self._rebalance_now(self.context.clock.now())
                 self.directory.tell("slots", message)
@@ -303,7 +308,7 @@ class TriggerActor(ObserverActor):
             rows.append(ScanRow(quote.symbol, float(quote.price), float(quote.open), float(quote.high),
                                 float(quote.low), float(quote.volume), float(quote.prev_close),
                                 profile.market_cap if profile else None, at))
-        found = evaluate_scan(rows, self._baselines, self._trigger_settings)
+        found = evaluate_scan(rows, self._baselines, self._trigger_settings, opening=self._opening_of(at))
         added = sum(self._add(trigger) for trigger in found)
         if self._signal_settings.enabled or self._hybrid:
             seconds = at.timestamp()
@@ -329,6 +334,21 @@ class TriggerActor(ObserverActor):
             # extend expiries, saved at that rebalance (a scan renews them again after a crash).
             self._save_book(now)
         self._send_if_material(now)
+
+    def _on_context_synced(self, message: ContextSynced) -> None:
+        """Keep the day's opening baseline for the scan triggers (none in degraded mode)."""
+        if message.baseline is None:
+            self.log.warning("context sync without a baseline ({}): scan triggers keep their daily baselines",
+                             message.degraded or "no reason given")
+        else:
+            self.log.info("opening baseline: volatility threshold {:.4f}, volume threshold {:.0f}, {} "
+                          "symbols", message.baseline.volatility_threshold, message.baseline.volume_threshold,
+                          message.baseline.sample_count)
+        self._opening, self._opening_day = message.baseline, message.at.date()
+        self._save_book(self.context.clock.now())
+
+    def _opening_of(self, at: datetime) -> BaselineMetrics | None:
+        return self._opening if self._opening_day == at.date() else None
 
     def _on_universe(self, message: UniverseReady) -> None:
         now = self.context.clock.now()
@@ -551,8 +571,10 @@ class TriggerActor(ObserverActor):
     def _save_book(self, now: datetime) -> None:
         live = [trigger.model_dump(mode="json") for trigger in self._book.live(now)]
         pending = self._pending_picks.model_dump(mode="json") if self._pending_picks else None
+        opening = self._opening.model_dump() if self._opening is not None else None
+        day = self._opening_day.isoformat() if self._opening_day else None
         document = {"overrides": dict(self._overrides), "live": live, "picks": list(self._picks),
-                    "pending_picks": pending}
+                    "pending_picks": pending, "opening": {"day": day, "baseline": opening}}
         if self._saver is None:
             self._save(BOOK_STATE, document)
         else:
@@ -581,6 +603,7 @@ class TriggerActor(ObserverActor):
                 self._pending_picks = PicksLoaded.model_validate(pending)
             except ValidationError:
                 self.log.warning("state {}: the scheduled picks are invalid; dropped", BOOK_STATE)
+        self._load_opening(document.get("opening"), now)
         live = document.get("live")
         for data in live if isinstance(live, list) else ():
             try:
@@ -591,6 +614,18 @@ class TriggerActor(ObserverActor):
                 continue
             if trigger.alive_at(now):
                 self._book.renew_or_add(trigger)
+
+    def _load_opening(self, saved: Any, now: datetime) -> None:
+        """Today's opening baseline, if the context sync gave one before this start."""
+        if not isinstance(saved, dict) or saved.get("day") != now.date().isoformat():
+            return
+        try:
+            baseline = saved.get("baseline")
+            self._opening = None if baseline is None else BaselineMetrics.model_validate(baseline)
+        except ValidationError:
+            self.log.warning("state {}: the opening baseline is invalid; dropped", BOOK_STATE)
+            return
+        self._opening_day = now.date()
 
     def _save(self, name: str, document: dict[str, Any]) -> None:
         try:
