@@ -56,7 +56,7 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.scheduler import tick_interval_seconds
-from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
+from core.context_sync import SnapshotQuote, TrackASnapshot, degraded_reason, synchronize_context
 from core.schedule import DayEvent, Phase, phase_at
 from kis.errors import KisError
 from kis.models import MultiQuote
@@ -377,11 +377,8 @@ class ScannerActor(ObserverActor):
         window_start = datetime.combine(now.date(), self._schedule.track_a_start, now.tzinfo)
         pool_slots = self.context.settings.slots.max_slots * max(1, len(self.context.accounts))
         synced = synchronize_context(self._opening, window_start, now, limit=pool_slots)
-        needed = self.settings.context_min_snapshots
-        degraded = None
-        if synced.snapshot_count < needed:
-            degraded = (f"{synced.snapshot_count} of the {needed} Track A snapshots needed: Track B started "
-                        "without context (degraded mode)")
+        degraded = degraded_reason(synced.snapshot_count, self.settings.context_min_snapshots)
+        if degraded is not None:
             synced_message = ContextSynced(at=now, movers=(), degraded=degraded)
         else:
             movers = tuple(

@@ -48,9 +48,10 @@ class ScanSettings(Section):
     """Seconds between scans in safe mode, which ends with the first scan without a failed call."""
     safe_mode_after_failures: PositiveInt = 3
     """Failed REST calls in a row (after their retries) that abort a scan and start safe mode (alerted)."""
-    context_min_snapshots: PositiveInt = 2
-    """Track A snapshots of the opening window the context sync needs; with fewer, Track B starts without
-    context (the seed's degraded mode: no baseline, no opening movers), and the status says so."""
+    context_min_snapshots: PositiveInt = 1
+    """Track A snapshots of the opening window the context sync needs (the seed reads 3 at its 10-minute
+    interval; a late start has 1); with fewer, Track B starts without context (the seed's degraded mode:
+    no baseline, no opening movers), and the status says so."""
 
 
 class RateLimitSettings(Section):
