@@ -43,10 +43,11 @@ def test_the_krx_day_keeps_the_seeds_times_and_the_unified_day_the_same_distance
 def test_each_step_is_a_day_event_of_the_schedule_at_its_time() -> None:
     events = {b.event: b.at.time() for b in day_boundaries(MONDAY, UNIFIED) if b.event is not None}
     steps = due(UNIFIED)
-    for event, step in ((DayEvent.WAKEUP, WakeupStep.WAKE), (DayEvent.WS_PRECONNECT, WakeupStep.WS_PRECONNECT),
-                        (DayEvent.SYSTEM_WARMUP, WakeupStep.SYSTEM_WARMUP),
-                        (DayEvent.HEALTH_CHECK, WakeupStep.HEALTH_CHECK),
-                        (DayEvent.TOKEN_REFRESH, WakeupStep.TOKEN_REFRESH), (DayEvent.READY, WakeupStep.READY)):
+    pairs = ((DayEvent.WAKEUP, WakeupStep.WAKE), (DayEvent.WS_PRECONNECT, WakeupStep.WS_PRECONNECT),
+             (DayEvent.SYSTEM_WARMUP, WakeupStep.SYSTEM_WARMUP),
+             (DayEvent.HEALTH_CHECK, WakeupStep.HEALTH_CHECK),
+             (DayEvent.TOKEN_REFRESH, WakeupStep.TOKEN_REFRESH), (DayEvent.READY, WakeupStep.READY))
+    for event, step in pairs:
         assert events[event] == steps[step]
 
 
