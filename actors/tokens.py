@@ -47,7 +47,7 @@ from actors.directory import Directory
 from actors.scheduler import tick_interval_seconds
 from core.calendar import is_trading_day
 from core.schedule import DayEvent
-from core.wakeup import WakeupDay, WakeupStep, missed_at_start, plan_day
+from core.wakeup import WakeupDay, WakeupStep, missed_at_start, passed_before_start, plan_day
 from kis.errors import KisError
 from kis.models import AccessToken, ApprovalKey
 from kis.token_vault import VaultClosed
@@ -303,6 +303,11 @@ class TokenActor(ObserverActor):
         actors are up (a token issued since the refresh time then counts as refreshed)."""
         day = self._today(now)
         if day is None:
+            return
+        passed = passed_before_start(day, now)
+        if passed:
+            self._day = day.skipped(passed, f"not run: started at {now:%H:%M}, after the wake-up sequence")
+            self._publish()
             return
         missed = missed_at_start(day, now)
         if missed:

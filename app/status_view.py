@@ -57,7 +57,7 @@ def context_text(snapshot: dict[str, Any]) -> str:
             f"{snapshot.get('context_movers', 0)} movers")
 
 
-STEP_MARKS = {"done": "ok", "retrying": "RETRYING", "failed": "FAILED", "pending": "-"}
+STEP_MARKS = {"done": "ok", "retrying": "RETRYING", "failed": "FAILED", "pending": "-", "skipped": "skipped"}
 
 
 def wakeup_text(snapshot: dict[str, Any]) -> str:

@@ -41,6 +41,8 @@ class StepState(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     """Given up for the day after its retries."""
+    SKIPPED = "skipped"
+    """Due before a start after the whole sequence: not run that day."""
 
 
 class StepRecord(BaseModel):
@@ -94,6 +96,12 @@ class WakeupDay(BaseModel):
         """Steps to try (again) now: failed ones whose retry time has come, and deferred ones (`deferred`)."""
         return tuple(r.step for r in self.steps if r.state in (StepState.PENDING, StepState.RETRYING)
                      and r.retry_at is not None and r.retry_at <= now)
+
+    def skipped(self, steps: tuple[WakeupStep, ...], detail: str) -> WakeupDay:
+        """The day with `steps` marked as not run (the process started after the sequence)."""
+        records = tuple(r.model_copy(update={"state": StepState.SKIPPED, "detail": detail})
+                        if r.step in steps else r for r in self.steps)
+        return self.model_copy(update={"steps": records})
 
     def deferred(self, steps: tuple[WakeupStep, ...], until: datetime) -> WakeupDay:
         """The day with `steps` (still pending) to be run at `until` instead of at their own event."""
@@ -155,6 +163,13 @@ def plan_day(day: date, schedule: ScheduleSettings) -> WakeupDay:
         StepRecord(step=step, due_at=datetime.combine(day, moment, tzinfo=KST))
         for step, moment in step_times(schedule)
     ))
+
+
+def passed_before_start(plan: WakeupDay, now: datetime) -> tuple[WakeupStep, ...]:
+    """Steps a process starting at `now`, after the ready step's time, never runs today."""
+    if now < plan.record(WakeupStep.READY).due_at:
+        return ()
+    return tuple(r.step for r in plan.steps if r.state is StepState.PENDING and r.due_at <= now)
 
 
 def missed_at_start(plan: WakeupDay, now: datetime) -> tuple[WakeupStep, ...]:

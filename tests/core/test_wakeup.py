@@ -10,7 +10,7 @@ from freezegun import freeze_time
 from config.settings import Settings
 from core.schedule import DayEvent, day_boundaries
 from core.settings import WakeupSettings
-from core.wakeup import StepState, WakeupStep, missed_at_start, plan_day
+from core.wakeup import StepState, WakeupStep, missed_at_start, passed_before_start, plan_day
 from runtime.clock import KST, SystemClock
 
 MONDAY = date(2026, 9, 14)
@@ -115,3 +115,13 @@ def test_a_start_in_the_middle_runs_the_missed_steps_later_and_none_after_the_re
     assert day.retries_due(later) == missed
     assert missed_at_start(plan_day(MONDAY, UNIFIED), datetime(2026, 9, 14, 7, 50, tzinfo=KST)) == ()
     assert missed_at_start(plan_day(MONDAY, UNIFIED), datetime(2026, 9, 14, 6, 59, tzinfo=KST)) == ()
+
+
+def test_a_start_after_the_sequence_skips_the_steps_already_due() -> None:
+    start = datetime(2026, 9, 14, 9, 25, tzinfo=KST)
+    day = plan_day(MONDAY, UNIFIED)
+    assert passed_before_start(day, datetime(2026, 9, 14, 7, 12, tzinfo=KST)) == ()
+    passed = passed_before_start(day, start)
+    assert passed == tuple(WakeupStep)
+    day = day.skipped(passed, "started at 09:25")
+    assert {r.state for r in day.steps} == {StepState.SKIPPED} and day.next_step() is None

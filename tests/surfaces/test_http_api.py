@@ -143,6 +143,12 @@ def test_the_api_answers_with_the_run(observer: RunningObserver) -> None:
     )
     assert status["trading_day"] is True
     assert status["accounts"][0]["account"] == "sim1" and status["accounts"][0]["capacity"] == 40
+    wakeup = status["wakeup"]  # started at 09:29, after the whole wake-up sequence: every step skipped
+    assert [row["step"] for row in wakeup["steps"]] == [
+        "wake", "ws_preconnect", "system_warmup", "health_check", "token_refresh", "health_after_refresh",
+        "ready"]
+    assert {row["state"] for row in wakeup["steps"]} == {"skipped"} and wakeup["next"] is None
+    assert set(status["context"]) == {"synced_at", "snapshots", "movers", "degraded", "baseline"}
     assert status["dashboard"] == observer.url
     wait_until(lambda: slotted(observer), 60, "slots filled")
     _, slots, _ = call(observer.url, "/api/slots", token=TOKEN)
