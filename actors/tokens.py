@@ -305,19 +305,17 @@ class TokenActor(ObserverActor):
         if day is None:
             return
         passed = passed_before_start(day, now)
+        missed = missed_at_start(day, now)
         if passed:
             self._day = day.skipped(passed, f"not run: started at {now:%H:%M}, after the wake-up sequence")
-            self._publish()
-            return
-        missed = missed_at_start(day, now)
-        if missed:
+        elif missed:
             later = now + timedelta(seconds=self._settings.retry_seconds)
             self._day = day.deferred(missed, later)
             self.log.info("started during the wake-up sequence: {} at {:%H:%M:%S}",
                           ", ".join(step.value for step in missed), later)
-            self._publish()
+        self._publish()
 
-    def _today(self, now: datetime) -> WakeupDay | None:
+    def _today(self, now: datetime, *, publish: bool = True) -> WakeupDay | None:
         """Today's record (a new one on a new trading day); None on a day without a market."""
         if not is_trading_day(now.date()):
             return None
@@ -325,7 +323,8 @@ class TokenActor(ObserverActor):
             self._day = plan_day(now.date(), self.context.settings.schedule)
             self._waiting.clear()
             self._refreshed.clear()
-            self._publish()
+            if publish:
+                self._publish()
         return self._day
 
     def _record_attempts(self, step: WakeupStep) -> int:
@@ -345,7 +344,7 @@ class TokenActor(ObserverActor):
     def _load_day(self, now: datetime) -> None:
         saved = self._store.load(STATE_NAME)
         if not saved or saved.get("day") != now.date().isoformat():
-            self._today(now)
+            self._today(now, publish=False)  # published once the start has looked at what it missed
             return
         refreshed = saved.pop("refreshed", [])
         try:
@@ -353,10 +352,9 @@ class TokenActor(ObserverActor):
         except ValidationError:
             self.log.warning("state {} is not a wake-up record; starting today's afresh", STATE_NAME)
             self._day = None
-            self._today(now)
+            self._today(now, publish=False)
             return
         self._refreshed = {str(account) for account in refreshed}
-        self._publish()
 
     # --- tokens ---------------------------------------------------------------------------------------
 
