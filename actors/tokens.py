@@ -22,7 +22,8 @@ one step per day event of the scheduler:
 | HEALTH_CHECK | per account: a token, one REST quote answered, the WebSocket open (waited for as above) |
 | TOKEN_REFRESH | renew token and approval key of every account not yet renewed today, each renewed |
 |  | connection restarted (`CredentialsRenewed`); then the health check again (`health_after_refresh`) |
-| READY | done when every step before is; else failed, naming them |
+| READY | done when every step before is, or when what they check (sessions, tokens, REST, |
+|  | universe) is well now; else failed, naming what is not |
 
 A failed step is alerted once (`SystemAlert` key `wakeup.<step>`) and tried again every
 `wakeup.retry_seconds` of clock time, at most `wakeup.max_retries` times. The record is saved (state
@@ -174,12 +175,24 @@ class TokenActor(ObserverActor):
             case WakeupStep.TOKEN_REFRESH:
                 return self._pre_market_refresh(now)
             case WakeupStep.READY:
-                assert self._day is not None
-                missing = self._day.unfinished()
-                names = ", ".join(s.value for s in missing)
-                text = f"not ready: {names}" if missing else "ready for the open"
-                self._finish(step, now, not missing, text)
+                self._ready(now)
         return None
+
+    def _ready(self, now: datetime) -> None:
+        """Every step done: ready. Otherwise what they check is checked once more, so a step that failed
+        early (a slow start) but whose cause has gone does not keep the system from being ready."""
+        assert self._day is not None
+        missing = ", ".join(step.value for step in self._day.unfinished())
+        if not missing:
+            self._finish(WakeupStep.READY, now, True, "ready for the open")
+            return
+        problems = [f"{account}: WebSocket {state}" for account, state in self._closed_sessions()]
+        problems += self._health_problems()
+        if (universe := self._universe_problem(now)) is not None:
+            problems.append(universe)
+        detail = (f"not ready: {'; '.join(problems)}" if problems
+                  else f"ready for the open (failed earlier, well now: {missing})")
+        self._finish(WakeupStep.READY, now, not problems, detail)
 
     def _wait_for_sessions(self, step: WakeupStep, now: datetime) -> None:
         """Pre-connect and health checks wait up to `preconnect_wait_seconds` for every session to open."""
@@ -225,13 +238,18 @@ class TokenActor(ObserverActor):
         """Credentials held for every account (issued only when missing) and today's universe announced."""
         problems = [f"{account}: credentials missing" for account in self._accounts()
                     if not self._attempt(account, "warm-up", lambda a: self.vault.ensure(a), alert=False)]
+        if (universe := self._universe_problem(now)) is not None:
+            problems.append(universe)
+        self._finish(WakeupStep.SYSTEM_WARMUP, now, not problems,
+                     "; ".join(problems) or "credentials held, universe loaded")
+
+    def _universe_problem(self, now: datetime) -> str | None:
+        """None when today's universe is announced (its first symbol becomes the REST probe)."""
         ready = self.directory.ask("universe", CurrentUniverse(at=now), timeout=2.0)
         if isinstance(ready, UniverseReady) and ready.day == now.date() and ready.profiles:
             self._probe = ready.profiles[0].symbol
-        else:
-            problems.append("today's universe is not built yet")
-        self._finish(WakeupStep.SYSTEM_WARMUP, now, not problems,
-                     "; ".join(problems) or "credentials held, universe loaded")
+            return None
+        return "today's universe is not built yet"
 
     def _pre_market_refresh(self, now: datetime) -> tuple[str, ...]:
         """Renew the token and approval key of every account not renewed yet today; each renewed account's
