@@ -177,6 +177,13 @@ def test_a_token_call_refused_once_is_alerted_once_retried_and_followed_by_a_hea
     alerts = journals["notifier"].received(SystemAlert)
     assert [a.key for a in alerts].count("wakeup.token_refresh") == 1
 
+    # At 08:50 only the warm-up has not succeeded (no universe actor runs here): the ready step checks
+    # again what failed and names what is still wrong, not the steps that merely failed earlier.
+    kis_sim.clock.set(dt.datetime.combine(kis_sim.clock.now().date(), dt.time(8, 50), tzinfo=KST))
+    directory.ask("tokens", DayEventFired(at=kis_sim.clock.now(), event=DayEvent.READY))
+    ready = step_of(context, "ready")
+    assert ready["state"] == "retrying" and ready["detail"] == "not ready: today's universe is not built yet"
+
 
 def step_of(context, step: str) -> dict:
     return next(row for row in context.metrics.snapshot()["wakeup"] if row["step"] == step)
