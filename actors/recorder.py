@@ -61,7 +61,8 @@ rebuilds the day's Parquet ticks from the journal.
 | TicksReceived | one line per tick in the symbol's tick file; counter `ticks_recorded` once on disk |
 | OrderBooksReceived | one line per book in the symbol's order book file |
 | ProgramTradesReceived | one line per record in the symbol's program trading file |
-| ScanCompleted | one line per row in the swing snapshot file of the row's market |
+| ScanCompleted | one line per row in the swing snapshot file of the row's market (`closing_pass` on |
+|  | the closing pass's) |
 | OverflowRecorded | its lines in the account's overflow ledger |
 | RecoveryRecorded | the seed-format recovery file, plus "recovery" rows in the tick file |
 | GapMarked | one line in the account's gap markers |
@@ -393,8 +394,10 @@ class RecorderActor(ObserverActor):
     # --- other records ---------------------------------------------------------------------------
 
     def _record_scan(self, message: ScanCompleted) -> None:
-        """One line per row in the snapshot file of the row's market."""
-        head = {"scan_no": message.scan_no, "scanned_at": message.at}
+        """One line per row in the snapshot file of the row's market (the closing pass's marked as such)."""
+        head: dict[str, object] = {"scan_no": message.scan_no, "scanned_at": message.at}
+        if message.closing:
+            head["closing_pass"] = True
         day = message.at.date()
         for row in message.rows:
             key = ("swing", message.account, self.market_of(row.symbol), day)

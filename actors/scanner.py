@@ -19,17 +19,26 @@ opening movers and `ContextSynced` goes to triggers, which passes it on to slots
 pass before it: Track B's first allocation then weighs the movers against that ranking. A scanner that
 starts after 09:30 (late start, restart) scans at once and syncs from that; if no pass succeeds within
 `SYNC_GRACE` of its waiting, it syncs from what it has (possibly nothing), so Track B never waits forever.
-The synced day is saved, so a restart does not sync twice.
+The synced day is saved, so a restart does not sync twice. With fewer than `scan.context_min_snapshots`
+snapshots in the window the sync is degraded (the seed's fallback): `ContextSynced` carries no baseline and
+no movers and says why, Track B starts without context, and the status shows it (`context_degraded`). The
+baseline otherwise goes with the movers to the trigger engine.
+
+Closing pass: at `DayEvent.CLOSING_PASS` (KRX's last close, 15:30) one more pass runs whatever the phase
+and interval (after the pass under way, if any); its `ScanCompleted` is marked `closing`, so the snapshots
+of the closing auction's prices are told apart.
 
 | message | effect |
 |---|---|
 | UniverseReady | the symbols to scan (also asked of `universe` with `CurrentUniverse` while it has none) |
 | ContextSyncDay (ask) | the day of the last context sync, or None |
 | ClockTick, PhaseChanged | start a pass when due; context sync when due |
+| DayEventFired(CLOSING_PASS) | the closing pass, now or right after the running pass |
 | ScanNow | (asked) start a pass now unless one runs; replies what it did |
 | internal pass result | ScanCompleted to triggers, recorder, slots; safe mode bookkeeping; sync if waiting |
 
-Metrics: `scans`, gauges `last_scan_at`, `scanner_safe_mode`.
+Metrics: `scans`, gauges `last_scan_at`, `scanner_safe_mode`, `context_synced_at`, `context_snapshots`,
+`context_movers`, `context_baseline`, `context_degraded`, `last_closing_pass_at`.
 """
 
 from __future__ import annotations
@@ -47,15 +56,15 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.scheduler import tick_interval_seconds
-from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
-from core.schedule import Phase, phase_at
+from core.context_sync import SnapshotQuote, TrackASnapshot, degraded_reason, synchronize_context
+from core.schedule import DayEvent, Phase, phase_at
 from kis.errors import KisError
 from kis.models import MultiQuote
 from kis.rest import KisRestClient
 from messages.alerts import SystemAlert
 from messages.control import ScanNow
 from messages.market import ScanCompleted, UniverseReady
-from messages.schedule import ClockTick, PhaseChanged
+from messages.schedule import ClockTick, DayEventFired, PhaseChanged
 from messages.selection import ContextSyncDay, ContextSynced
 from messages.universe import CurrentUniverse
 from runtime.state_store import StateStore
@@ -85,6 +94,7 @@ class _PassFinished:
     failures_in_a_row: int
     aborted: bool
     duration_seconds: float
+    closing: bool
 
 
 class _Pass:
@@ -168,6 +178,7 @@ class ScannerActor(ObserverActor):
         self._stopping = threading.Event()
         self._ticker: Ticker | None = None
         self._universe_asked_at: datetime | None = None
+        self._closing_due = False
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -194,6 +205,10 @@ class ScannerActor(ObserverActor):
             self._set_universe(message)
             self._evaluate()
         elif isinstance(message, ClockTick | PhaseChanged):
+            self._evaluate()
+        elif isinstance(message, DayEventFired) and message.event is DayEvent.CLOSING_PASS:
+            self.log.info("closing pass due: KRX's closing auction is over")
+            self._closing_due = True
             self._evaluate()
         elif isinstance(message, _PassFinished):
             self._finish_pass(message)
@@ -228,6 +243,12 @@ class ScannerActor(ObserverActor):
     def _evaluate(self) -> None:
         now = self.context.clock.now()
         self._roll_day(now.date())
+        if self._closing_due and self._worker is None:
+            if not self._symbols:
+                self._ask_universe(throttled=True)
+            if self._symbols:
+                self._closing_due = False
+                self._start_pass(now, closing=True)
         phase = phase_at(now, self._schedule)
         if phase not in TRACK_A_PHASES:
             return
@@ -264,15 +285,17 @@ class ScannerActor(ObserverActor):
 
     # --- passes ---------------------------------------------------------------------------------------
 
-    def _start_pass(self, now: datetime) -> None:
+    def _start_pass(self, now: datetime, *, closing: bool = False) -> None:
         self._last_start = now
         self._worker = threading.Thread(
-            target=self._run_pass, args=(now, self._symbols, self._failures_in_a_row),
+            target=self._run_pass, args=(now, self._symbols, self._failures_in_a_row, closing),
             name=f"{self.name}-pass", daemon=True,
         )
         self._worker.start()
 
-    def _run_pass(self, started_at: datetime, symbols: tuple[str, ...], failures_in_a_row: int) -> None:
+    def _run_pass(
+        self, started_at: datetime, symbols: tuple[str, ...], failures_in_a_row: int, closing: bool
+    ) -> None:
         """The pass thread: `concurrency` callers share the batches; the result goes back as a message."""
         began = time.monotonic()
         size = self.settings.batch_size
@@ -293,7 +316,7 @@ class ScannerActor(ObserverActor):
         result = _PassFinished(
             started_at=started_at, rows=scan.rows(), calls=scan.calls,
             failed_calls=scan.failed, failures_in_a_row=scan.failures_in_a_row, aborted=scan.aborted,
-            duration_seconds=time.monotonic() - began,
+            duration_seconds=time.monotonic() - began, closing=closing,
         )
         with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(result)
@@ -305,16 +328,18 @@ class ScannerActor(ObserverActor):
         scan = ScanCompleted(
             at=self.context.clock.now(), account=self.account, scan_no=self._scan_no, rows=result.rows,
             calls=result.calls, failed_calls=result.failed_calls,
-            duration_seconds=result.duration_seconds,
+            duration_seconds=result.duration_seconds, closing=result.closing,
         )
         for peer in ("triggers", "recorder", "slots"):
             self.directory.tell(peer, scan)
         metrics = self.context.metrics
         metrics.inc("scans")
         metrics.set("last_scan_at", result.started_at.isoformat())
+        if result.closing:
+            metrics.set("last_closing_pass_at", result.started_at.isoformat())
         self.log.info(
-            "scan {}: {} rows in {} calls ({} failed), {:.2f} s", self._scan_no, len(result.rows),
-            result.calls, result.failed_calls, result.duration_seconds,
+            "{} {}: {} rows in {} calls ({} failed), {:.2f} s", "closing pass" if result.closing else "scan",
+            self._scan_no, len(result.rows), result.calls, result.failed_calls, result.duration_seconds,
         )
         self._keep_for_sync(result)
         self._update_safe_mode(result)
@@ -352,21 +377,34 @@ class ScannerActor(ObserverActor):
         window_start = datetime.combine(now.date(), self._schedule.track_a_start, now.tzinfo)
         pool_slots = self.context.settings.slots.max_slots * max(1, len(self.context.accounts))
         synced = synchronize_context(self._opening, window_start, now, limit=pool_slots)
-        movers = tuple(
-            candidate.model_copy(update={"market_cap": self._market_caps.get(candidate.symbol, 0.0)})
-            for candidate in synced.candidates
-        )
-        self.directory.tell("triggers", ContextSynced(at=now, movers=movers))  # which passes it to slots
+        degraded = degraded_reason(synced.snapshot_count, self.settings.context_min_snapshots)
+        if degraded is not None:
+            synced_message = ContextSynced(at=now, movers=(), degraded=degraded)
+        else:
+            movers = tuple(
+                candidate.model_copy(update={"market_cap": self._market_caps.get(candidate.symbol, 0.0)})
+                for candidate in synced.candidates
+            )
+            synced_message = ContextSynced(at=now, movers=movers, baseline=synced.baseline)
+        self.directory.tell("triggers", synced_message)  # which passes it to slots
         self._synced_day = now.date()
         self._opening = []
         self._save_state()
         metrics = self.context.metrics
         metrics.set("context_synced_at", now)
         metrics.set("context_snapshots", synced.snapshot_count)
-        metrics.set("context_movers", len(movers))
+        metrics.set("context_movers", len(synced_message.movers))
+        metrics.set("context_degraded", degraded)
+        baseline = synced_message.baseline
+        metrics.set("context_baseline", baseline.model_dump() if baseline is not None else None)
+        if degraded is not None:
+            self.log.warning("context sync: {}", degraded)
+            return
         self.log.info(
-            "context synced from {} snapshots: {} movers, top {}", synced.snapshot_count, len(movers),
-            ", ".join(m.symbol for m in movers[:5]) or "none",
+            "context synced from {} snapshots: {} movers, top {}; baseline volume {:.0f}, volatility {:.4f}",
+            synced.snapshot_count, len(synced_message.movers),
+            ", ".join(m.symbol for m in synced_message.movers[:5]) or "none",
+            synced.baseline.avg_volume, synced.baseline.avg_volatility,
         )
 
     # --- universe and state ---------------------------------------------------------------------------

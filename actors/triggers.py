@@ -47,16 +47,22 @@ announcement.
 | ManualTrigger | (asked) a manual trigger with a TTL; replies what it did |
 | PicksLoaded | (asked) the day's picks replace the previous ones (manual triggers until 15:30) at once, or |
 |  | at its `apply_at` (`triggers.manual.picks_time`, 07:20), kept and saved until then; replies |
+| ClockTick (picks source) | at `picks_time` of a trading day (at start when later), the picks file or URL |
+|  | (`triggers.manual.picks_file` / `picks_url`) is read on a worker thread and replaces the picks tier; |
+|  | once a day (saved); a failure is alerted once and read again every `PICKS_RETRY_SECONDS` |
 | ClockTick | scheduled picks when due; expire triggers; every rebalance interval: |
 |  | CandidatesRanked, book saved |
 | PhaseChanged | ranking sent at once (e.g. FULL_OPERATION starts) |
-| ContextSynced | ranking sent at once, then the ContextSynced passed to `slots` |
+| ContextSynced | its baseline kept (saved) for the scan triggers (`core.triggers`); ranking sent at once, |
+|  | then the ContextSynced passed to `slots` |
 
 Metrics: `triggers` (new triggers, manual included).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -68,7 +74,9 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from core.alerts import AlertCooldown, alert_for_signal, alert_for_trigger
+from core.calendar import is_trading_day
 from core.closeness import hybrid_ranking, rank_by_closeness
+from core.context_sync import BaselineMetrics
 from core.models import Candidate, Trigger, TriggerKind
 from core.scoring import Scored, rank_candidates, ranking_of, score_symbols
 from core.signals import HighWindow, ReturnWindow, SignalHit, SignalInputs, evaluate_signals
@@ -83,12 +91,13 @@ from core.triggers import (
     minute_baseline,
 )
 from kis.ticks import TradeTick
-from messages.alerts import AlertRaised
+from messages.alerts import AlertRaised, SystemAlert
 from messages.control import ManualTrigger, Pick, PicksLoaded
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick, PhaseChanged
 from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
 from messages.universe import CurrentUniverse
+from runtime.picks_source import read_picks
 from runtime.state_saver import StateSaver
 from runtime.state_store import StateStore
 from runtime.ticker import Ticker
@@ -100,6 +109,17 @@ MAX_TICK_SECONDS = 1.0
 TICKS_PER_REBALANCE = 4
 UNIVERSE_ASK_SECONDS = 2.0
 SAVER_CLOSE_SECONDS = 5.0
+PICKS_RETRY_SECONDS = 300.0
+"""Clock seconds before a picks file or URL that could not be read is read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PicksRead:
+    """Internal: what the worker thread read from the picks file or URL for `day` (or why it could not)."""
+
+    day: date
+    picks: tuple[tuple[str, float], ...]
+    error: str | None
 
 
 def tick_interval_seconds(rebalance_seconds: float, speed: float) -> float:
@@ -173,6 +193,12 @@ class TriggerActor(ObserverActor):
         self._sent_top: frozenset[str] | None = None
         self._book_changed = False
         self._warnings: tuple[str, ...] = ()
+        self._opening: BaselineMetrics | None = None
+        self._opening_day: date | None = None
+        self._source_day: date | None = None
+        self._source_reading = False
+        self._source_retry_at: datetime | None = None
+        self._source_alerted: date | None = None
         self._ticker: Ticker | None = None
 
     # --- life -----------------------------------------------------------------------------------------
@@ -190,6 +216,7 @@ class TriggerActor(ObserverActor):
                               self._tick_seconds, name=f"{self.name}-ticker").start()
         self.log.info("triggers ready: {} profiles, {} live triggers, rebalance every {:.0f} s",
                       len(self._profiles), len(self._book), self._rebalance.total_seconds())
+        self._read_picks_source_if_due(now)
 
     def on_stop(self) -> None:
         self._stop_ticker()
@@ -216,9 +243,12 @@ class TriggerActor(ObserverActor):
                 return self._on_manual_trigger(message)
             case PicksLoaded():
                 return self._on_picks(message)
+            case _PicksRead():
+                self._on_picks_read(message)
             case PhaseChanged():
                 self._rebalance_now(self.context.clock.now())
             case ContextSynced():
+                self._on_context_synced(message)
                 # Track B's first allocation must see the scans before the sync: rank, then pass on.
                 self._rebalance_now(self.context.clock.now())
                 self.directory.tell("slots", message)
@@ -280,6 +310,7 @@ class TriggerActor(ObserverActor):
 
     def _on_clock_tick(self) -> None:
         now = self.context.clock.now()
+        self._read_picks_source_if_due(now)
         pending = self._pending_picks
         if pending is not None and pending.apply_at is not None and now >= pending.apply_at:
             self._load_picks(pending.picks, now)
@@ -303,7 +334,7 @@ class TriggerActor(ObserverActor):
             rows.append(ScanRow(quote.symbol, float(quote.price), float(quote.open), float(quote.high),
                                 float(quote.low), float(quote.volume), float(quote.prev_close),
                                 profile.market_cap if profile else None, at))
-        found = evaluate_scan(rows, self._baselines, self._trigger_settings)
+        found = evaluate_scan(rows, self._baselines, self._trigger_settings, opening=self._opening_of(at))
         added = sum(self._add(trigger) for trigger in found)
         if self._signal_settings.enabled or self._hybrid:
             seconds = at.timestamp()
@@ -329,6 +360,21 @@ class TriggerActor(ObserverActor):
             # extend expiries, saved at that rebalance (a scan renews them again after a crash).
             self._save_book(now)
         self._send_if_material(now)
+
+    def _on_context_synced(self, message: ContextSynced) -> None:
+        """Keep the day's opening baseline for the scan triggers (none in degraded mode)."""
+        if message.baseline is None:
+            self.log.warning("context sync without a baseline ({}): scan triggers keep their daily baselines",
+                             message.degraded or "no reason given")
+        else:
+            self.log.info("opening baseline: volatility threshold {:.4f}, volume threshold {:.0f}, {} "
+                          "symbols", message.baseline.volatility_threshold, message.baseline.volume_threshold,
+                          message.baseline.sample_count)
+        self._opening, self._opening_day = message.baseline, message.at.date()
+        self._save_book(self.context.clock.now())
+
+    def _opening_of(self, at: datetime) -> BaselineMetrics | None:
+        return self._opening if self._opening_day == at.date() else None
 
     def _on_universe(self, message: UniverseReady) -> None:
         now = self.context.clock.now()
@@ -385,6 +431,54 @@ class TriggerActor(ObserverActor):
             return (f"{len(message.picks)} picks will replace the current picks at "
                     f"{message.apply_at:%Y-%m-%d %H:%M} KST")
         return self._load_picks(message.picks, now)
+
+    def _read_picks_source_if_due(self, now: datetime) -> None:
+        """Start reading the picks file or URL at `picks_time` of a trading day not loaded from it yet."""
+        manual = self._trigger_settings.manual
+        if not (manual.picks_file or manual.picks_url) or self._source_reading:
+            return
+        today = now.date()
+        if self._source_day == today or not is_trading_day(today):
+            return
+        if now < datetime.combine(today, manual.picks_time, tzinfo=now.tzinfo):
+            return
+        if self._source_retry_at is not None and now < self._source_retry_at:
+            return
+        self._source_reading = True
+        threading.Thread(target=self._read_picks_source, args=(today, manual.picks_file, manual.picks_url),
+                         name=f"{self.name}-picks", daemon=True).start()
+
+    def _read_picks_source(self, day: date, file: str | None, url: str | None) -> None:
+        """The worker thread: read, and tell the result back (the mailbox never waits for the network)."""
+        try:
+            result = _PicksRead(day, read_picks(file, url), None)
+        except (OSError, ValueError) as error:
+            result = _PicksRead(day, (), str(error))
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(result)
+
+    def _on_picks_read(self, message: _PicksRead) -> None:
+        now = self.context.clock.now()
+        self._source_reading = False
+        if message.error is not None:
+            self._source_retry_at = now + timedelta(seconds=PICKS_RETRY_SECONDS)
+            self.log.warning("day's picks not loaded: {}; trying again at {:%H:%M:%S}", message.error,
+                             self._source_retry_at)
+            self.context.metrics.set("picks_source", f"not loaded: {message.error}")
+            if self._source_alerted != message.day:
+                self._source_alerted = message.day
+                self.directory.tell("notifier", SystemAlert(
+                    at=now, key="triggers.picks_source", text=f"day's picks not loaded: {message.error}"))
+            return
+        known = [(symbol, score) for symbol, score in message.picks
+                 if not self._profiles or symbol in self._profiles]
+        unknown = [symbol for symbol, _ in message.picks if self._profiles and symbol not in self._profiles]
+        if unknown:
+            self.log.warning("day's picks: {} not in today's universe, left out: {}", len(unknown),
+                             ", ".join(unknown[:10]))
+        self._source_day, self._source_retry_at = message.day, None
+        said = self._load_picks(tuple(Pick(symbol=symbol, score=score) for symbol, score in known), now)
+        self.context.metrics.set("picks_source", f"{said} (read {now:%H:%M})")
 
     def _load_picks(self, picks: tuple[Pick, ...], now: datetime) -> str:
         """Manual triggers (strength = score) until the close; the previous picks go unless pinned."""
@@ -551,8 +645,11 @@ class TriggerActor(ObserverActor):
     def _save_book(self, now: datetime) -> None:
         live = [trigger.model_dump(mode="json") for trigger in self._book.live(now)]
         pending = self._pending_picks.model_dump(mode="json") if self._pending_picks else None
+        opening = self._opening.model_dump() if self._opening is not None else None
+        day = self._opening_day.isoformat() if self._opening_day else None
         document = {"overrides": dict(self._overrides), "live": live, "picks": list(self._picks),
-                    "pending_picks": pending}
+                    "pending_picks": pending, "opening": {"day": day, "baseline": opening},
+                    "picks_source_day": self._source_day.isoformat() if self._source_day else None}
         if self._saver is None:
             self._save(BOOK_STATE, document)
         else:
@@ -581,6 +678,9 @@ class TriggerActor(ObserverActor):
                 self._pending_picks = PicksLoaded.model_validate(pending)
             except ValidationError:
                 self.log.warning("state {}: the scheduled picks are invalid; dropped", BOOK_STATE)
+        self._load_opening(document.get("opening"), now)
+        if document.get("picks_source_day") == now.date().isoformat():
+            self._source_day = now.date()
         live = document.get("live")
         for data in live if isinstance(live, list) else ():
             try:
@@ -591,6 +691,18 @@ class TriggerActor(ObserverActor):
                 continue
             if trigger.alive_at(now):
                 self._book.renew_or_add(trigger)
+
+    def _load_opening(self, saved: Any, now: datetime) -> None:
+        """Today's opening baseline, if the context sync gave one before this start."""
+        if not isinstance(saved, dict) or saved.get("day") != now.date().isoformat():
+            return
+        try:
+            baseline = saved.get("baseline")
+            self._opening = None if baseline is None else BaselineMetrics.model_validate(baseline)
+        except ValidationError:
+            self.log.warning("state {}: the opening baseline is invalid; dropped", BOOK_STATE)
+            return
+        self._opening_day = now.date()
 
     def _save(self, name: str, document: dict[str, Any]) -> None:
         try:

@@ -15,7 +15,9 @@ After `suspend_track_b_after_seconds` without a session the account is SUSPENDED
 SystemAlert), and attempts go on; CONNECTED is told again when a session is back.
 
 The connection is wanted while there is a trade target, or an execution-notice registration (the account
-has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
+has an `hts_id`) outside the IDLE phase, or from the wake-up sequence's pre-connect (`DayEventFired`
+WS_PRECONNECT, or a start in WARMUP or TRACK_A_ONLY after its time) until Track B ends: the session is open,
+without registrations, before the first slot needs it. Otherwise the session is closed.
 
 | message | effect |
 |---|---|
@@ -24,6 +26,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`, `slots`; counter `frames` |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
+| DayEventFired(WS_PRECONNECT) | open the session now, with no registration (the wake-up sequence) |
 | DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
@@ -81,7 +84,7 @@ from actors.directory import Directory
 from core.backpressure import LagMonitor, max_level
 from core.derivatives import futures_pair
 from core.gaps import RECONNECT, RESTART
-from core.schedule import Phase, phase_at
+from core.schedule import DayEvent, Phase, phase_at
 from core.subscriptions import (
     MAX_REGISTRATIONS_PER_KEY,
     Action,
@@ -120,7 +123,7 @@ from messages.market import (
     ProgramTradesReceived,
     TicksReceived,
 )
-from messages.schedule import PhaseChanged
+from messages.schedule import DayEventFired, PhaseChanged
 from messages.streaming import (
     BackPressure,
     ConnectionChanged,
@@ -144,6 +147,8 @@ MAX_TICKS_PER_MESSAGE = 256
 still hands on."""
 CONNECT_TIMEOUT_SECONDS = 5.0
 BACKPRESSURE = "backpressure"
+PRECONNECT_PHASES = frozenset({Phase.WARMUP, Phase.TRACK_A_ONLY, Phase.FULL_OPERATION})
+"""Phases in which a pre-connected session stays open without registrations."""
 PRESSURE_CHECKS_PER_RECOVERY = 4
 
 
@@ -323,6 +328,7 @@ class WSConnectionActor(ObserverActor):
             and self.account.name == context.accounts[0].name
         )
         self._phase = Phase.IDLE
+        self._preconnect = False
         self._session: KisWebSocketSession | None = None
         self._generation = 0
         self._connect_pending = False
@@ -351,7 +357,12 @@ class WSConnectionActor(ObserverActor):
     # --- lifecycle -------------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._phase = phase_at(self.context.clock.now(), self.context.settings.schedule)
+        now = self.context.clock.now()
+        schedule = self.context.settings.schedule
+        self._phase = phase_at(now, schedule)
+        preconnect_at = schedule.preconnect_time
+        self._preconnect = (self._phase in (Phase.WARMUP, Phase.TRACK_A_ONLY) and preconnect_at is not None
+                            and now.time() >= preconnect_at)
         self._store = StateStore(self.context.paths.state_dir)
         self._restore()
         self.book.set_target(self._registrations())
@@ -468,6 +479,11 @@ class WSConnectionActor(ObserverActor):
             self._phase = message.phase
             if self._futures_on:  # a new day may have rolled the front month
                 self._send(self.book.set_target(self._registrations()))
+            self._preconnect = self._preconnect and message.phase in PRECONNECT_PHASES
+            self._apply_wanted()
+        elif isinstance(message, DayEventFired) and message.event is DayEvent.WS_PRECONNECT:
+            self.log.info("pre-connect: opening the session before the open")
+            self._preconnect = True
             self._apply_wanted()
         elif isinstance(message, DowntimeFound) and message.account == self.account.name:
             self._open_downtime(message)
@@ -518,6 +534,8 @@ class WSConnectionActor(ObserverActor):
     # --- the session -----------------------------------------------------------------------------
 
     def _wanted(self) -> bool:
+        if self._preconnect and self._phase in PRECONNECT_PHASES:
+            return True
         return bool(self._trade_target) or (self._notice is not None and self._phase is not Phase.IDLE)
 
     def _apply_wanted(self) -> None:

@@ -2,8 +2,9 @@
 
 Everything comes from the shared metrics: the phase, the ticks on disk per second, each account's
 connection, slots (`used / capacity`) and registrations (trades / order books / program trading), the day's
-universe build and context sync, what waits for the disk (and, when writes fail, since when and how many
-ticks were dropped), the counters and the recent triggers and alerts. Times are clock times in KST
+universe build and context sync (degraded or not), the wake-up steps with the next one, what waits for the
+disk (and, when writes fail, since when and how many ticks were dropped), the counters and the recent
+triggers and alerts. Times are clock times in KST
 (`09:40:55`).
 """
 
@@ -56,8 +57,27 @@ def context_text(snapshot: dict[str, Any]) -> str:
     synced = snapshot.get("context_synced_at")
     if synced is None:
         return "context not synced yet"
+    degraded = snapshot.get("context_degraded")
+    if degraded:
+        return f"context DEGRADED at {clock_time(synced)}: {degraded}"
     return (f"context synced {clock_time(synced)} from {snapshot.get('context_snapshots', 0)} snapshots, "
             f"{snapshot.get('context_movers', 0)} movers")
+
+
+STEP_MARKS = {"done": "ok", "retrying": "RETRYING", "failed": "FAILED", "pending": "-", "skipped": "skipped"}
+
+
+def wakeup_text(snapshot: dict[str, Any]) -> str:
+    """The day's wake-up steps, each with its state, then the next one and its time."""
+    steps = snapshot.get("wakeup")
+    if not isinstance(steps, list) or not steps:
+        return "wake-up: no sequence today"
+    done = " ".join(f"{row['step']} {STEP_MARKS.get(row['state'], row['state'])}" for row in steps)
+    upcoming = next((row for row in steps if row["state"] in ("pending", "retrying")), None)
+    if upcoming is None:
+        return f"wake-up: {done}"
+    at = upcoming.get("retry_at") or upcoming["due_at"]
+    return f"wake-up: {done}; next {upcoming['step']} at {clock_time(at)}"
 
 
 def disk_text(snapshot: dict[str, Any]) -> str:
@@ -82,6 +102,7 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
         f"  dashboard {snapshot['dashboard_url']}" if snapshot.get("dashboard_url") else "",
     )
     day = Text(f"{universe_text(snapshot)}  |  {context_text(snapshot)}")
+    wakeup = Text(wakeup_text(snapshot))
     failing = snapshot.get("recorder_write_failing_since") is not None
     disk = Text(disk_text(snapshot), style="bold red" if failing else "")
     accounts = Table("account", "connection", "slots used / capacity",
@@ -98,7 +119,7 @@ def render(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> Group
     alerts = list(snapshot.get("recent_alerts", []))
     for i in range(max(len(triggers), len(alerts))):
         recent.add_row(triggers[i] if i < len(triggers) else "", alerts[i] if i < len(alerts) else "")
-    return Group(head, day, disk, accounts, counts, recent)
+    return Group(head, day, wakeup, disk, accounts, counts, recent)
 
 
 def status_line(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> str:
@@ -113,7 +134,8 @@ def status_line(snapshot: dict[str, Any], now: str, ticks_per_second: float) -> 
         f"last_scan={clock_time(snapshot.get('last_scan_at'))} triggers={snapshot.get('triggers', 0)} "
         f"slot_changes={snapshot.get('slot_changes', 0)} alerts={snapshot.get('alerts_sent', 0)} "
         f"slots {slots or '-'} registrations(trades/books/program) {registrations or '-'} | "
-        f"{universe_text(snapshot)} | {context_text(snapshot)} | {disk_text(snapshot)}"
+        f"{universe_text(snapshot)} | {context_text(snapshot)} | {wakeup_text(snapshot)} | "
+        f"{disk_text(snapshot)}"
     )
 
 

@@ -33,6 +33,7 @@ from core.settings import (
     SlotSettings,
     TriggerSettings,
     UniverseSettings,
+    WakeupSettings,
 )
 
 
@@ -47,6 +48,10 @@ class ScanSettings(Section):
     """Seconds between scans in safe mode, which ends with the first scan without a failed call."""
     safe_mode_after_failures: PositiveInt = 3
     """Failed REST calls in a row (after their retries) that abort a scan and start safe mode (alerted)."""
+    context_min_snapshots: PositiveInt = 1
+    """Track A snapshots of the opening window the context sync needs (the seed reads 3 at its 10-minute
+    interval; a late start has 1); with fewer, Track B starts without context (the seed's degraded mode:
+    no baseline, no opening movers), and the status says so."""
 
 
 class RateLimitSettings(Section):
@@ -263,6 +268,7 @@ class Settings(Section):
     tokens: TokenSettings = TokenSettings()
     sessions: SessionSettings = SessionSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    wakeup: WakeupSettings = WakeupSettings()
     notifier: NotifierSettings = NotifierSettings()
     spine: SpineSettings = SpineSettings()
     nats_url: str | None = None
@@ -294,10 +300,12 @@ class Settings(Section):
 
     @model_validator(mode="after")
     def _schedule_follows_sessions(self) -> Settings:
-        """Fill the unset phase times from the sessions of the venues the feed streams."""
-        if not self.schedule.resolved:
+        """Fill the unset phase times from the sessions of the venues the feed streams (the closing pass from
+        KRX's)."""
+        if not self.schedule.resolved or self.schedule.closing_pass_time is None:
             try:
-                schedule = self.schedule.following(*self.sessions.span(self.websocket.feed))
+                opens, closes = self.sessions.span(self.websocket.feed)
+                schedule = self.schedule.following(opens, closes, self.sessions.krx_close())
             except ValidationError as exc:
                 raise ValueError(
                     f"schedule: the times derived from the {self.websocket.feed} feed's sessions do not fit "

@@ -185,6 +185,15 @@ def opening_candidates(movers: Iterable[OpeningMover], detected_at: datetime) ->
     )
 
 
+def degraded_reason(snapshot_count: int, needed: int) -> str | None:
+    """Why a sync from `snapshot_count` snapshots is the seed's degraded mode (Track B starts without
+    context: no baseline, no opening movers), or None when there are enough."""
+    if snapshot_count >= needed:
+        return None
+    return (f"{snapshot_count} of the {needed} Track A snapshots needed: Track B started without context "
+            "(degraded mode)")
+
+
 class _StoredQuote(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

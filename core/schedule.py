@@ -9,7 +9,8 @@ Trading days: IDLE -> WARMUP -> TRACK_A_ONLY -> FULL_OPERATION -> TRACK_A_CLOSIN
 the unified feed (KRX and Nextrade, 08:00-20:00) 07:00, 08:00, 08:30, 19:30 and 20:00; with the KRX
 feed alone (09:00-15:30) 08:00, 09:00, 09:30, 15:00 and 15:30. Non-trading days stay IDLE.
 
-Day events: UNIVERSE_BUILD (05:00), WAKEUP (with WARMUP), TOKEN_REFRESH (half an hour before the open)
+Day events: UNIVERSE_BUILD (05:00), the wake-up sequence (WAKEUP with WARMUP, WS_PRECONNECT, SYSTEM_WARMUP,
+HEALTH_CHECK, TOKEN_REFRESH half an hour before the open, READY; `core.wakeup`), CLOSING_PASS (KRX's close)
 and DAILY_BACKUP (21:00) fire on trading days only. TOKEN_CHECK (23:00) fires every day, because a token ages
 on holidays and weekends too and the check keeps it from expiring unnoticed before the next trading day.
 
@@ -41,7 +42,12 @@ class Phase(StrEnum):
 class DayEvent(StrEnum):
     UNIVERSE_BUILD = "universe_build"
     WAKEUP = "wakeup"
+    WS_PRECONNECT = "ws_preconnect"
+    SYSTEM_WARMUP = "system_warmup"
+    HEALTH_CHECK = "health_check"
     TOKEN_REFRESH = "token_refresh"
+    READY = "ready"
+    CLOSING_PASS = "closing_pass"
     DAILY_BACKUP = "daily_backup"
     TOKEN_CHECK = "token_check"
 
@@ -49,7 +55,9 @@ class DayEvent(StrEnum):
 EVERY_DAY_EVENTS = frozenset({DayEvent.TOKEN_CHECK})
 """Events that fire on every calendar day; the others fire on trading days only."""
 
-DEFAULT_SCHEDULE = ScheduleSettings().following(*SessionSettings().span(DEFAULT_FEED))
+DEFAULT_SCHEDULE = ScheduleSettings().following(
+    *SessionSettings().span(DEFAULT_FEED), SessionSettings().krx_close()
+)
 """The default settings' schedule: the unified feed's trading day."""
 
 
@@ -90,15 +98,22 @@ def phase_starts(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[t
 
 
 def event_times(schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> tuple[tuple[time, DayEvent], ...]:
-    """Every day event with its KST time (on a trading day; see EVERY_DAY_EVENTS for the others)."""
+    """Every day event with its KST time (on a trading day; see EVERY_DAY_EVENTS for the others); the
+    closing pass only when the schedule has one (KRX sessions configured)."""
     _require_resolved(schedule)
-    return (
+    events = [
         (schedule.universe_time, DayEvent.UNIVERSE_BUILD),
         (schedule.wakeup_time, DayEvent.WAKEUP),
+        (schedule.preconnect_time, DayEvent.WS_PRECONNECT),
+        (schedule.system_warmup_time, DayEvent.SYSTEM_WARMUP),
+        (schedule.health_check_time, DayEvent.HEALTH_CHECK),
         (schedule.token_refresh_time, DayEvent.TOKEN_REFRESH),
+        (schedule.ready_time, DayEvent.READY),
+        (schedule.closing_pass_time, DayEvent.CLOSING_PASS),
         (schedule.backup_time, DayEvent.DAILY_BACKUP),
         (schedule.token_check_time, DayEvent.TOKEN_CHECK),
-    )
+    ]
+    return tuple((moment, event) for moment, event in events if moment is not None)
 
 
 def phase_at(moment: datetime, schedule: ScheduleSettings = DEFAULT_SCHEDULE) -> Phase:

@@ -122,7 +122,14 @@ class ManualRule(TriggerRule):
     symbols: tuple[str, ...] = ()
     """Symbols (6-digit codes) always watched, as manual overrides from the start."""
     picks_time: time = time(7, 20)
-    """KST time at which day's picks loaded with `"when": "scheduled"` replace the previous ones."""
+    """KST time at which day's picks loaded with `"when": "scheduled"` replace the previous ones, and the
+    picks file or URL is read (at start instead, when the process starts later on a trading day)."""
+    picks_file: str | None = None
+    """A JSON file of the day's picks, read at `picks_time`: a list of symbols or `{"symbol", "score"}`
+    objects, or `{"picks": [...]}`; they replace the whole picks tier. None: no file."""
+    picks_url: str | None = None
+    """An http(s) URL answering the same JSON as `picks_file`, fetched at `picks_time` (after the file when
+    both are set, the first that answers wins). None: no URL."""
 
 
 class RealtimeDetectorRule(Section):
@@ -272,6 +279,19 @@ def _naive(value: time | None) -> time | None:
     return value
 
 
+class WakeupSettings(Section):
+    """The pre-market wake-up sequence (`core.wakeup`): how a failed step is tried again."""
+
+    max_retries: int = Field(default=3, ge=0)
+    """Times a failed wake-up step (the pre-market token refresh included) is tried again before it has
+    failed for the day."""
+    retry_seconds: PositiveFloat = 60.0
+    """Seconds (clock time) from a failed attempt of a step to the next."""
+    preconnect_wait_seconds: PositiveFloat = 30.0
+    """Seconds the pre-connect and the health checks wait for every key's WebSocket to be open before they
+    count as failed."""
+
+
 class TradingSession(Section):
     """One continuous trading session of a venue, `start <= t < end` in KST (e.g. NXT's after-market)."""
 
@@ -316,6 +336,10 @@ class SessionSettings(Section):
         """The sessions of `venue` ("KRX" or "NXT")."""
         return self.krx if venue == "KRX" else self.nxt if venue == "NXT" else ()
 
+    def krx_close(self) -> time | None:
+        """The end of KRX's last session (its closing auction ends then), or None without KRX sessions."""
+        return max((session.end for session in self.krx), default=None)
+
     def span(self, feed: Feed) -> tuple[time, time]:
         """(first open, last close) over the venues `feed` carries."""
         sessions = [session for venue in FEED_VENUES[feed] for session in self.of(venue)]
@@ -325,9 +349,14 @@ class SessionSettings(Section):
 
 
 WAKEUP_BEFORE_OPEN = timedelta(hours=1)
-
-
+"""symbol_selection_architecture.md "Wake-up Schedule", relative to KRX's 09:00 open: wake-up 08:00,
+WebSocket pre-connect 08:03, system warm-up 08:05, health check 08:10, pre-market token refresh 08:30, ready
+08:50. A feed that opens at another time (the unified feed at 08:00) keeps the same distances."""
+PRECONNECT_BEFORE_OPEN = timedelta(minutes=57)
+SYSTEM_WARMUP_BEFORE_OPEN = timedelta(minutes=55)
+HEALTH_CHECK_BEFORE_OPEN = timedelta(minutes=50)
 TOKEN_REFRESH_BEFORE_OPEN = timedelta(minutes=30)
+READY_BEFORE_OPEN = timedelta(minutes=10)
 
 
 NOISE_MARGIN = timedelta(minutes=30)
@@ -349,7 +378,9 @@ class ScheduleSettings(Section):
 
     A phase time left unset follows the trading sessions of the feed (`Settings` fills it in): Track A runs
     from the first open to the last close, Track B from 30 minutes after the open to 30 minutes before the
-    close, the wakeup is an hour before the open and the token refresh half an hour before it.
+    close; the wake-up sequence keeps the seed's distances to the open (wake-up 60 minutes before it,
+    WebSocket pre-connect 57, system warm-up 55, health check 50, token refresh 30, ready 10), and the closing
+    pass follows KRX's last close.
     """
 
     universe_time: time = time(5, 0)
@@ -358,6 +389,15 @@ class ScheduleSettings(Section):
     """WARMUP starts (KST); unset: an hour before the first open."""
     token_refresh_time: time | None = None
     """Tokens and approval keys are renewed before the open (KST); unset: half an hour before it."""
+    preconnect_time: time | None = None
+    """Every key's WebSocket is opened, without registrations (KST); unset: 57 minutes before the open."""
+    system_warmup_time: time | None = None
+    """The warm-up checks the credentials and the day's universe (KST); unset: 55 minutes before the open."""
+    health_check_time: time | None = None
+    """The health check (token, REST, every WebSocket) runs (KST); unset: 50 minutes before the first open."""
+    ready_time: time | None = None
+    """The ready signal: every wake-up step done, or an alert naming those that are not (KST); unset: 10
+    minutes before the first open."""
     track_a_start: time | None = None
     """Track A's scans start (KST); unset: the first open of the feed's venues."""
     track_b_start: time | None = None
@@ -366,6 +406,9 @@ class ScheduleSettings(Section):
     """Track B stops (KST); unset: 30 minutes before the last close."""
     track_a_stop: time | None = None
     """Track A stops and SHUTDOWN begins (KST); unset: the last close."""
+    closing_pass_time: time | None = None
+    """A last Track A pass captures the closing auction's prices (KST); unset: KRX's last close (15:30), none
+    without KRX sessions."""
     backup_time: time = time(21, 0)
     """The daily job packs the day's archive and removes expired files (KST)."""
     token_check_time: time = time(23, 0)
@@ -378,15 +421,22 @@ class ScheduleSettings(Section):
     @property
     def resolved(self) -> bool:
         return None not in (
-            self.wakeup_time, self.token_refresh_time, self.track_a_start, self.track_b_start,
+            self.wakeup_time, self.preconnect_time, self.system_warmup_time, self.health_check_time,
+            self.token_refresh_time, self.ready_time, self.track_a_start, self.track_b_start,
             self.track_b_stop, self.track_a_stop,
         )
 
-    def following(self, opens: time, closes: time) -> ScheduleSettings:
-        """This schedule with every unset phase time derived from a trading day of `opens` to `closes`."""
+    def following(self, opens: time, closes: time, krx_close: time | None = None) -> ScheduleSettings:
+        """This schedule with every unset time derived from a trading day of `opens` to `closes` (the closing
+        pass from `krx_close`)."""
         derived = {
             "wakeup_time": _shifted(opens, -WAKEUP_BEFORE_OPEN),
+            "preconnect_time": _shifted(opens, -PRECONNECT_BEFORE_OPEN),
+            "system_warmup_time": _shifted(opens, -SYSTEM_WARMUP_BEFORE_OPEN),
+            "health_check_time": _shifted(opens, -HEALTH_CHECK_BEFORE_OPEN),
             "token_refresh_time": _shifted(opens, -TOKEN_REFRESH_BEFORE_OPEN),
+            "ready_time": _shifted(opens, -READY_BEFORE_OPEN),
+            "closing_pass_time": krx_close,
             "track_a_start": opens,
             "track_b_start": _shifted(opens, NOISE_MARGIN),
             "track_b_stop": _shifted(closes, -NOISE_MARGIN),

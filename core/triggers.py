@@ -12,6 +12,14 @@ Two profiles feed the same `Trigger` type:
 Every trigger carries its TTL as `expires_at`; `TriggerBook` renews a trigger while its condition keeps
 firing and drops it once the TTL passes without renewal (manual overrides never expire).
 
+The 09:30 context sync's baseline (`core.context_sync.BaselineMetrics`, the seed's
+`trigger_engine.set_baseline_metrics`) reaches `evaluate_scan` as `opening`: from then on a volatility spike
+also needs the symbol's intraday range (high - low) / open to reach the baseline's `volatility_threshold`
+(1.5 x the market's opening volatility), so a day that opens volatile everywhere does not make every
+symbol a spike (the seed's "trigger misfire" without a baseline). The baseline's volume figure sums
+cumulative snapshot volumes across the window, so it is not comparable with one row's volume and gates
+nothing; the volume surge keeps its 20-day baseline.
+
 Strength (0..1), as in the seed: volume surge ratio / severe (5x), trade velocity rate / (2 x threshold)
 (the seed's 20/s "high" for a 10/s threshold), volatility ratio / (1.5 x threshold) (the seed's 3.0 for
 2.0); the real-time detectors saturate at twice their threshold.
@@ -27,6 +35,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from core.calendar import KST
+from core.context_sync import BaselineMetrics
 from core.models import Trigger, TriggerKind
 from core.settings import (
     ManualRule,
@@ -157,9 +166,23 @@ def true_range(row: ScanRow) -> float:
     return max(0.0, high - low)
 
 
-def detect_volatility_spike(row: ScanRow, baseline: Baseline, rule: VolatilitySpikeRule) -> Trigger | None:
-    """Volatility spike: today's true range >= `rule.threshold` x the 14-day ATR."""
+def intraday_volatility(row: ScanRow) -> float:
+    """(high - low) / open: the measure of the context sync's volatility baseline (0 before a trade)."""
+    if row.open <= 0 or row.high <= 0 or row.low <= 0:
+        return 0.0
+    return (row.high - row.low) / row.open
+
+
+def detect_volatility_spike(
+    row: ScanRow, baseline: Baseline, rule: VolatilitySpikeRule, opening: BaselineMetrics | None = None
+) -> Trigger | None:
+    """Volatility spike: today's true range >= `rule.threshold` x the 14-day ATR, and, once the context
+    sync gave an `opening` baseline, an intraday range at least its `volatility_threshold`."""
     if not rule.enabled or baseline.atr_14d <= 0:
+        return None
+    if opening is not None and opening.volatility_threshold > 0 and not reaches(
+        intraday_volatility(row), opening.volatility_threshold
+    ):
         return None
     ratio = true_range(row) / baseline.atr_14d
     if not reaches(ratio, rule.threshold):
@@ -251,8 +274,10 @@ def evaluate_scan(
     baselines: Mapping[str, Baseline],
     settings: TriggerSettings,
     min_fraction: float = DEFAULT_MIN_SESSION_FRACTION,
+    opening: BaselineMetrics | None = None,
 ) -> tuple[Trigger, ...]:
-    """All Track A triggers of one scan; symbols without a baseline are skipped."""
+    """All Track A triggers of one scan; symbols without a baseline are skipped. `opening`: the context
+    sync's baseline, once there is one."""
     found: list[Trigger] = []
     for row in rows:
         baseline = baselines.get(row.symbol)
@@ -261,7 +286,7 @@ def evaluate_scan(
         surge = detect_volume_surge(row, baseline, settings.volume_surge, min_fraction)
         if surge is not None:
             found.append(surge)
-        spike = detect_volatility_spike(row, baseline, settings.volatility_spike)
+        spike = detect_volatility_spike(row, baseline, settings.volatility_spike, opening)
         if spike is not None:
             found.append(spike)
     return tuple(found)

@@ -42,6 +42,8 @@ class ScanCompleted(Message):
     calls: int
     failed_calls: int = 0
     duration_seconds: float
+    closing: bool = False
+    """The closing pass: the prices after KRX's closing auction (`DayEvent.CLOSING_PASS`)."""
 
 
 class TicksReceived(Message):

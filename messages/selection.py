@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.context_sync import BaselineMetrics
 from core.models import Candidate
 from messages.base import Message
 
@@ -13,9 +14,14 @@ class CandidatesRanked(Message):
 
 
 class ContextSynced(Message):
-    """Track B may start: baselines and opening movers from the first 30 minutes of Track A."""
+    """Track B may start: baselines and opening movers from the first 30 minutes of Track A.
+
+    `degraded` says why there is no context (too few snapshots): then `baseline` is None and there are no
+    movers, and Track B starts without context (the seed's degraded mode)."""
 
     movers: tuple[Candidate, ...]
+    baseline: BaselineMetrics | None = None
+    degraded: str | None = None
 
 
 class ContextSyncDay(Message):

@@ -107,6 +107,7 @@ def snapshots_of(message: ScanCompleted) -> Iterator[wire.Fact]:
     yield wire.ScanDone(
         at=message.at, account=message.account, scan_no=message.scan_no, rows=len(message.rows),
         calls=message.calls, failed_calls=message.failed_calls, duration_seconds=message.duration_seconds,
+        closing=message.closing,
     )
 
 

@@ -162,6 +162,8 @@ class ScanDone(Fact):
     calls: int
     failed_calls: int
     duration_seconds: float
+    closing: bool = False
+    """The closing pass, after KRX's closing auction."""
 
     def subject_keys(self) -> dict[str, str]:
         return {"account": self.account}

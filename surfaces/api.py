@@ -117,6 +117,16 @@ class InProcessSurface:
                 "fallback": bool(snapshot.get("universe_fallback", False)),
             },
             "last_scan_at": snapshot.get("last_scan_at"),
+            "last_closing_pass_at": snapshot.get("last_closing_pass_at"),
+            "wakeup": _wakeup(snapshot.get("wakeup")),
+            "context": {
+                "synced_at": _iso(snapshot.get("context_synced_at")),
+                "snapshots": snapshot.get("context_snapshots"),
+                "movers": snapshot.get("context_movers"),
+                "degraded": snapshot.get("context_degraded"),
+                "baseline": snapshot.get("context_baseline"),
+            },
+            "picks_source": snapshot.get("picks_source"),
             "scanner_safe_mode": bool(snapshot.get("scanner_safe_mode", False)),
             "track_b_paused": bool(self._ask_proxy("slots", "paused", default=False)),
             "ticks_per_second": round(sum(self._rates.values()), 1),
@@ -414,6 +424,19 @@ class InProcessSurface:
 def _boundary(boundary: Any) -> dict[str, Any]:
     what = boundary.phase.value if boundary.phase is not None else boundary.event.value
     return {"at": boundary.at.isoformat(), "what": what, "phase": boundary.is_phase_change}
+
+
+def _iso(value: Any) -> Any:
+    """A datetime gauge as ISO text (a gauge shared by another process is text already)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _wakeup(steps: Any) -> dict[str, Any]:
+    """The day's wake-up steps (`core.wakeup`) and the next one to run, for the status."""
+    rows = steps if isinstance(steps, list) else []
+    upcoming = next((row for row in rows if row.get("state") in ("pending", "retrying")), None)
+    return {"steps": rows, "next": upcoming["step"] if upcoming else None,
+            "done": [row["step"] for row in rows if row.get("state") == "done"]}
 
 
 def _tail(path: Path, lines: int = RECENT_LINES) -> list[dict[str, Any]]:

@@ -233,6 +233,20 @@ def test_a_snapshot_line_is_the_scans_head_and_the_rows_fields(tmp_path: Path) -
     assert read_jsonl(path).records == [{"scan_no": 2, "scanned_at": DAY.isoformat(), **odd.model_dump()}]
 
 
+def test_the_closing_pass_lines_are_marked_as_such(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path)
+    for scan_no, closing in ((7, False), (8, True)):
+        recorder.tell(ScanCompleted(at=DAY, account="acct1", scan_no=scan_no, rows=(_quote("005930"),),
+                                    calls=1, duration_seconds=0.1, closing=closing))
+    recorder.barrier()
+    recorder.ref.stop()
+    path = recorder.context.paths.swing_dir("acct1", "KRX", DAY.date()) / "snapshots.jsonl"
+    regular, closing_line = read_jsonl(path).records
+    assert "closing_pass" not in regular
+    assert closing_line == {"scan_no": 8, "scanned_at": DAY.isoformat(), "closing_pass": True,
+                            **_quote("005930").model_dump()}
+
+
 def test_scan_rows_go_to_the_snapshot_file_of_their_market_in_order(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
     markets = {"005930": "KOSPI", "035720": "KOSDAQ", "000660": "KOSPI"}

@@ -13,13 +13,15 @@ import pytest
 from actors.directory import Directory
 from actors.scanner import CALLS_IN_FLIGHT, ScannerActor
 from actors.scheduler import SchedulerActor
+from app.status_view import context_text
 from config.settings import RateLimitSettings, ScanSettings, Settings
 from core.context_sync import SnapshotQuote, TrackASnapshot, synchronize_context
+from core.schedule import DayEvent
 from kis.protocol import TrId
 from messages.alerts import SystemAlert
 from messages.control import ScanNow
 from messages.market import ScanCompleted, SymbolProfile, UniverseReady
-from messages.schedule import ClockTick
+from messages.schedule import ClockTick, DayEventFired
 from messages.selection import ContextSynced
 from messages.system import Ping
 from runtime.clock import KST
@@ -261,3 +263,47 @@ def test_a_pass_forced_by_hand_runs_at_once_but_never_beside_another(tmp_path, k
         "a Track A pass is already running: nothing started")
     assert wait_until(lambda: len(run.scans()) == 2)
     assert [scan.scan_no for scan in run.scans()] == [1, 2]
+
+
+def test_a_sync_with_too_few_snapshots_starts_track_b_without_context_and_says_so(tmp_path, kis_sim):
+    """Opening passes at 09:00 and 09:20 of the 3 asked for: the seed's degraded mode, no baseline, no
+    movers, and the status view shows it."""
+    run = Scanning(tmp_path, kis_sim, scan=ScanSettings(interval_seconds=1200, context_min_snapshots=3))
+    run.move_to(at(9, 0), expect_scans=1)
+    run.move_to(at(9, 20), expect_scans=2)
+    run.move_to(at(9, 30, 1))  # FULL_OPERATION: the sync (the next pass is due at 09:40)
+    assert wait_until(lambda: run.journals["triggers"].received(ContextSynced) != [])
+    synced = run.journals["triggers"].received(ContextSynced)[0]
+    assert synced.movers == () and synced.baseline is None
+    assert synced.degraded is not None and "2 of the 3" in synced.degraded
+    shown = run.context.metrics.snapshot()
+    assert shown["context_degraded"] == synced.degraded and shown["context_baseline"] is None
+    assert "context DEGRADED" in context_text(shown) and "2 of the 3" in context_text(shown)
+
+
+def test_a_sync_with_enough_snapshots_hands_the_baseline_on(tmp_path, kis_sim):
+    run = Scanning(tmp_path, kis_sim, scan=ScanSettings(interval_seconds=1200, context_min_snapshots=2))
+    run.move_to(at(9, 0), expect_scans=1)
+    run.move_to(at(9, 20), expect_scans=2)
+    run.move_to(at(9, 30, 1))
+    assert wait_until(lambda: run.journals["triggers"].received(ContextSynced) != [])
+    synced = run.journals["triggers"].received(ContextSynced)[0]
+    assert synced.degraded is None and synced.movers
+    assert synced.baseline is not None and synced.baseline.sample_count == len(run.universe.profiles)
+    assert run.context.metrics.snapshot()["context_baseline"] == synced.baseline.model_dump()
+
+
+def test_the_closing_pass_runs_at_krxs_close_after_track_a_and_is_marked(tmp_path, kis_sim):
+    run = Scanning(tmp_path, kis_sim, scan=ScanSettings(interval_seconds=600), start=at(15, 25))
+    assert wait_until(lambda: len(run.scans()) == 1)  # TRACK_A_CLOSING: a pass at once
+    run.move_to(at(15, 30))  # SHUTDOWN: no more regular passes
+    run.move_to(at(15, 30, 1))
+    assert len(run.scans()) == 1
+    run.directory.ask("scanner", DayEventFired(at=at(15, 30), event=DayEvent.CLOSING_PASS))
+    scans = run.move_to(at(15, 30, 2), expect_scans=2)
+    assert [scan.closing for scan in scans] == [False, True]
+    assert run.journals["recorder"].received(ScanCompleted)[-1].closing
+    assert len(scans[-1].rows) == len(run.universe.profiles)
+    assert run.context.metrics.snapshot()["last_closing_pass_at"] == at(15, 30, 1).isoformat()
+    run.move_to(at(15, 45))
+    assert len(run.scans()) == 2

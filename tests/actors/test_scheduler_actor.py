@@ -38,11 +38,16 @@ TRADING_DAY = [
     ("event", DayEvent.UNIVERSE_BUILD, time(5, 0)),
     ("phase", Phase.WARMUP, time(8, 0)),
     ("event", DayEvent.WAKEUP, time(8, 0)),
+    ("event", DayEvent.WS_PRECONNECT, time(8, 3)),
+    ("event", DayEvent.SYSTEM_WARMUP, time(8, 5)),
+    ("event", DayEvent.HEALTH_CHECK, time(8, 10)),
     ("event", DayEvent.TOKEN_REFRESH, time(8, 30)),
+    ("event", DayEvent.READY, time(8, 50)),
     ("phase", Phase.TRACK_A_ONLY, time(9, 0)),
     ("phase", Phase.FULL_OPERATION, time(9, 30)),
     ("phase", Phase.TRACK_A_CLOSING, time(15, 0)),
     ("phase", Phase.SHUTDOWN, time(15, 30)),
+    ("event", DayEvent.CLOSING_PASS, time(15, 30)),
     ("phase", Phase.IDLE, time(21, 0)),
     ("event", DayEvent.DAILY_BACKUP, time(21, 0)),
     ("event", DayEvent.TOKEN_CHECK, time(23, 0)),
@@ -139,8 +144,8 @@ def test_a_pause_is_caught_up_in_order_in_one_tick(tmp_path):
         directory, journals, _, _ = start_system(tmp_path, clock)
         frozen.move_to(kst(MONDAY, 16, 0))
         sent = barrier(directory, clock)
-        assert len(sent) == 8
-        assert schedule_of(journals["scanner"]) == expected_day(MONDAY)[:8]
+        assert len(sent) == 13
+        assert schedule_of(journals["scanner"]) == expected_day(MONDAY)[:13]
 
 
 def test_a_pause_over_a_weekend_catches_up_friday_evening_to_monday_morning(tmp_path):
@@ -156,7 +161,7 @@ def test_a_pause_over_a_weekend_catches_up_friday_evening_to_monday_morning(tmp_
             ("event", DayEvent.TOKEN_CHECK, kst(friday, 23)),
             ("event", DayEvent.TOKEN_CHECK, kst(friday + timedelta(days=1), 23)),
             ("event", DayEvent.TOKEN_CHECK, kst(friday + timedelta(days=2), 23)),
-            *expected_day(monday)[:5],
+            *expected_day(monday)[:9],
         ]
 
 
@@ -174,7 +179,7 @@ def test_a_restarted_scheduler_resumes_where_the_last_one_stopped(tmp_path):
         directory.register("scheduler", SchedulerActor.start("scheduler", directory, context))
         barrier(directory, clock)
 
-        assert schedule_of(journals["universe"]) == expected_day(MONDAY)[4:6]
+        assert schedule_of(journals["universe"]) == expected_day(MONDAY)[8:10]
 
 
 def test_the_ticker_delivers_without_being_asked(tmp_path):
@@ -214,7 +219,8 @@ def scans_reported(journal: Journal, count: int) -> bool:
 def test_the_control_plane_lives_through_a_whole_trading_day(tmp_path):
     """Real tokens, universe, scanner and scheduler on the simulator (following the frozen wall clock)
     from 04:55 to 23:00: the universe before the open, the 08:30 renewal reaching the connection, a scan
-    every 10 minutes from 09:00 to 15:20 and none outside, context sync right after the 09:30 scan."""
+    every 10 minutes from 09:00 to 15:20, the closing pass at 15:30 and none outside, context sync right
+    after the 09:30 scan."""
     with freeze_time(kst(MONDAY, 4, 55)) as frozen:
         clock = SystemClock()
         config = SimConfig(seed=5, wall_clock=True, n_symbols=60, pingpong_interval=0.5)
@@ -240,7 +246,7 @@ def test_the_control_plane_lives_through_a_whole_trading_day(tmp_path):
                 frozen.move_to(now)
                 directory.ask("scheduler", ClockTick(at=now))
                 directory.ask("scanner", ClockTick(at=now))
-                if kst(MONDAY, 9) <= now < kst(MONDAY, 15, 30) and now.minute % 10 == 0:
+                if kst(MONDAY, 9) <= now <= kst(MONDAY, 15, 30) and now.minute % 10 == 0:
                     scan_times.append(now)
                 assert wait_until(partial(scans_reported, journals["triggers"], len(scan_times)))
                 for name in ("scanner", "tokens", "triggers", "slots", "ws.acct1"):
@@ -251,11 +257,17 @@ def test_the_control_plane_lives_through_a_whole_trading_day(tmp_path):
                 assert len(renewed) == (1 if now >= kst(MONDAY, 8, 30) else 0), f"at {now:%H:%M}"
 
     scans = journals["triggers"].received(ScanCompleted)
-    assert [scan.at for scan in scans] == scan_times and len(scans) == 39
+    assert [scan.at for scan in scans] == scan_times and len(scans) == 40
+    assert [scan.closing for scan in scans] == [False] * 39 + [True]  # the closing auction's prices
     assert journals["recorder"].received(ScanCompleted) == scans
     assert synced[0].at == kst(MONDAY, 9, 30) and synced[0].movers
     assert journals["triggers"].received(UniverseReady)[0].day == MONDAY
-    assert journals["notifier"].received(SystemAlert) == []
+    # No WebSocket runs here (ws.acct1 only records): the wake-up steps that need one fail and say so.
+    alerts = {alert.key for alert in journals["notifier"].received(SystemAlert)}
+    assert alerts == {"wakeup.ws_preconnect", "wakeup.health_check", "wakeup.health_after_refresh",
+                      "wakeup.ready"}
+    steps = {row["step"]: row["state"] for row in context.metrics.snapshot()["wakeup"]}
+    assert steps["wake"] == steps["system_warmup"] == steps["token_refresh"] == "done"
     assert context.metrics.snapshot()["phases_seen"] == [
         "idle", "warmup", "track_a_only", "full_operation", "track_a_closing", "shutdown",
     ]

@@ -10,6 +10,7 @@ import pytest
 from actors.directory import Directory
 from actors.scheduler import SchedulerActor
 from actors.tokens import TokenActor
+from actors.ws_connection import WSConnectionActor
 from config.settings import RateLimitSettings, Settings
 from core.schedule import DayEvent
 from kis.token_vault import TokenVault
@@ -17,7 +18,8 @@ from messages.alerts import SystemAlert
 from messages.schedule import ClockTick, DayEventFired
 from messages.streaming import CredentialsRenewed
 from messages.system import Ping
-from tests.actors.control_plane_support import make_context, start_recorders
+from runtime.clock import KST
+from tests.actors.control_plane_support import make_context, start_recorders, wait_until
 from tools.kis_sim.server import SimConfig
 
 
@@ -111,8 +113,8 @@ def test_token_check_renews_only_tokens_of_23_hours(tmp_path, kis_sim, accounts)
     assert context.metrics.snapshot()["token_age_hours.acct1"] == 0.0
 
 
-def test_a_failed_refresh_is_alerted_and_the_old_token_kept(tmp_path, kis_sim, accounts):
-    settings = Settings(rate_limit=RateLimitSettings(max_retries=0))
+def test_a_failed_refresh_is_alerted_once_and_the_old_token_kept(tmp_path, kis_sim, accounts):
+    settings = Settings(rate_limit=RateLimitSettings(max_retries=0), websocket={"feed": "krx"})
     context, directory, journals = start_tokens(tmp_path, kis_sim, accounts, settings)
     vault = vault_of(context)
     held = vault.access_token("acct1").token.get_secret_value()
@@ -123,9 +125,65 @@ def test_a_failed_refresh_is_alerted_and_the_old_token_kept(tmp_path, kis_sim, a
     settle(directory, kis_sim, "notifier")
 
     assert renewed == ()
-    alerts = journals["notifier"].received(SystemAlert)
-    assert sorted(alert.key for alert in alerts) == ["tokens.acct1", "tokens.acct2"]
-    assert all("EGW00201" in alert.text for alert in alerts)
+    alerts = [a for a in journals["notifier"].received(SystemAlert) if a.key == "wakeup.token_refresh"]
+    assert len(alerts) == 1
+    assert "acct1, acct2" in alerts[0].text and "tried again up to 3 times" in alerts[0].text
     assert journals["ws.acct1"].received(CredentialsRenewed) == []
     assert vault.access_token("acct1").token.get_secret_value() == held
     assert directory.ref("tokens") is not None
+
+
+def test_a_token_call_refused_once_is_alerted_once_retried_and_followed_by_a_health_check(
+    tmp_path, kis_sim, accounts
+):
+    """The wake-up sequence on the simulator's KRX day at 08:20: each connection pre-connects at its start
+    (past 08:03), the 08:30 refresh meets a refused token call, alerts once, succeeds at its retry a minute
+    later, and the health check after it finds tokens, REST and both WebSockets well."""
+    settings = Settings(rate_limit=RateLimitSettings(max_retries=0), websocket={"feed": "krx"})
+    context = make_context(tmp_path, kis_sim.clock, rest_url=kis_sim.rest_url, accounts=accounts,
+                           settings=settings)
+    context = dataclasses.replace(context, ws_url=kis_sim.ws_url)
+    directory = Directory(kis_sim.clock)
+    journals = start_recorders(directory, "notifier")
+    directory.register("tokens", TokenActor.start("tokens", directory, context))
+    for account in accounts:
+        name = f"ws.{account.name}"
+        directory.register(name, WSConnectionActor.start(name, directory, context, account.name))
+    settle(directory, kis_sim, "tokens")
+
+    def connected() -> bool:
+        shown = context.metrics.snapshot()
+        return all(shown.get(f"ws_state.{a.name}") == "connected" for a in accounts)
+
+    assert wait_until(connected)  # pre-connected, with nothing to subscribe yet
+    assert kis_sim.ws.session_count() == len(accounts)
+
+    kis_sim.clock.set(dt.datetime.combine(kis_sim.clock.now().date(), dt.time(8, 30), tzinfo=KST))
+    kis_sim.faults.rate_limit_burst(0.3)
+    directory.ask("tokens", DayEventFired(at=kis_sim.clock.now(), event=DayEvent.TOKEN_REFRESH))
+    assert wait_until(lambda: not kis_sim.faults.rest_rate_limited())
+    assert step_of(context, "token_refresh")["state"] == "retrying"
+
+    kis_sim.clock.advance(60)
+    directory.ask("tokens", ClockTick(at=kis_sim.clock.now()))
+    assert step_of(context, "token_refresh")["state"] == "done"
+    assert step_of(context, "token_refresh")["attempts"] == 2
+    assert all(vault_of(context).issued_count(a.name) == 2 for a in accounts)
+    assert wait_until(connected)  # each session restarted with its new approval key
+    directory.ask("tokens", ClockTick(at=kis_sim.clock.now()))
+    health = step_of(context, "health_after_refresh")
+    assert health["state"] == "done", health
+    settle(directory, kis_sim, "notifier")
+    alerts = journals["notifier"].received(SystemAlert)
+    assert [a.key for a in alerts].count("wakeup.token_refresh") == 1
+
+    # At 08:50 only the warm-up has not succeeded (no universe actor runs here): the ready step checks
+    # again what failed and names what is still wrong, not the steps that merely failed earlier.
+    kis_sim.clock.set(dt.datetime.combine(kis_sim.clock.now().date(), dt.time(8, 50), tzinfo=KST))
+    directory.ask("tokens", DayEventFired(at=kis_sim.clock.now(), event=DayEvent.READY))
+    ready = step_of(context, "ready")
+    assert ready["state"] == "retrying" and ready["detail"] == "not ready: today's universe is not built yet"
+
+
+def step_of(context, step: str) -> dict:
+    return next(row for row in context.metrics.snapshot()["wakeup"] if row["step"] == step)

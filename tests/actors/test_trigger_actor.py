@@ -4,9 +4,11 @@ signals, and a crash that keeps the live triggers. `slots` and `notifier` are re
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,15 +19,16 @@ from actors.base import ObserverActor
 from actors.context import ObserverContext
 from actors.directory import Directory
 from actors.supervisor import ChildSpec, Supervisor
-from actors.triggers import TriggerActor
+from actors.triggers import PICKS_RETRY_SECONDS, TriggerActor
 from config.accounts import Account
 from config.settings import Settings
+from core.context_sync import BaselineMetrics
 from core.models import TriggerKind
 from core.settings import ManualRule, SignalSettings, SlotSettings, TriggerSettings
 from kis.models import MultiQuote
 from kis.rest import TokenSource
 from kis.ticks import TradeTick
-from messages.alerts import AlertRaised
+from messages.alerts import AlertRaised, SystemAlert
 from messages.control import ManualTrigger, Pick, PicksLoaded
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.schedule import ClockTick
@@ -473,3 +476,131 @@ def test_mode_b_breakout_alerts_once_per_cooldown(tmp_path: Path) -> None:
     harness.tell(trades(121, 700, 71_200))
     harness.tell(trades(700, 701, 71_700))  # 638 s after the first alert
     assert harness.alerts() == [("005930", "breakout"), ("005930", "breakout")]
+
+
+def test_the_context_syncs_baseline_reaches_the_scan_triggers_and_outlives_a_restart(tmp_path: Path) -> None:
+    """A 4,000-won range is twice the ATR: a spike before the sync; after a sync whose opening half hour moved
+    every symbol 5 % on average (threshold 7.5 %), the same 5.7 % range stands out no more."""
+    harness = Harness(make_context(tmp_path))
+    harness.tell(UNIVERSE)
+    harness.tell(scan(1, quote("005930", 100_000, high=74_000)))
+    assert harness.live() == [("005930", TriggerKind.VOLATILITY_SPIKE)]
+
+    baseline = BaselineMetrics(avg_volume=1e6, avg_volatility=0.05, volume_threshold=1.5e6,
+                               volatility_threshold=0.075, sample_count=3)
+    harness.tell(ContextSynced(at=START, movers=(), baseline=baseline))
+    harness.tell(scan(2, quote("000660", 100_000, high=74_000)))
+    assert harness.live() == [("005930", TriggerKind.VOLATILITY_SPIKE)]
+    harness.tell(scan(3, quote("035720", 100_000, high=76_000)))  # 8.6 %: still a spike
+    assert ("035720", TriggerKind.VOLATILITY_SPIKE) in harness.live()
+
+    harness.tell(Crash(at=START, reason="test"))
+    harness.supervisor.status.wait_until(lambda status: status.restarts("triggers") == 1, WAIT)
+    harness.tell(UNIVERSE)
+    harness.tell(scan(4, quote("000660", 100_000, high=74_000)))
+    assert ("000660", TriggerKind.VOLATILITY_SPIKE) not in harness.live()
+
+
+def picks_settings(**source: Any) -> TriggerSettings:
+    return TriggerSettings(manual=ManualRule(**source))
+
+
+def live_soon(harness: Harness, expected: list[tuple[str, TriggerKind]]) -> bool:
+    """The picks are read on a worker thread: wait for the actor to have them."""
+    pause = threading.Event()
+    for _ in range(int(WAIT / 0.05)):
+        if harness.live() == expected:
+            return True
+        pause.wait(0.05)
+    return False
+
+
+PICKED = [("000660", TriggerKind.MANUAL), ("035720", TriggerKind.MANUAL)]
+
+
+def test_the_picks_file_replaces_the_whole_tier_at_the_picks_time_once_a_day(tmp_path: Path) -> None:
+    picks = tmp_path / "picks.json"
+    picks.write_text(json.dumps({"picks": ["000660", {"stock_code": "035720", "score": 0.5}]}))
+    settings = picks_settings(picks_file=str(picks), picks_time=time(10, 5))
+    harness = Harness(make_context(tmp_path, triggers=settings))
+    answer = harness.directory.ask("triggers", PicksLoaded(at=START, picks=(Pick(symbol="051910"),)),
+                                   timeout=WAIT)
+    assert answer.startswith("1 picks loaded")
+    harness.clock_tick()
+    assert harness.live() == [("051910", TriggerKind.MANUAL)]  # 10:00: before the picks time
+
+    harness.clock.advance(300)
+    harness.clock_tick()
+    assert live_soon(harness, PICKED)  # the control API's pick went with the tier
+    strengths = {t.symbol: t.strength for t in harness.directory.proxy("triggers").live_triggers().get()}
+    assert strengths == {"000660": 1.0, "035720": 0.5}
+    assert "2 picks loaded" in harness.context.metrics.snapshot()["picks_source"]
+
+    picks.write_text(json.dumps(["005930"]))  # read once a day, even across a restart
+    harness.tell(Crash(at=START, reason="test"))
+    harness.supervisor.status.wait_until(lambda status: status.restarts("triggers") == 1, WAIT)
+    harness.clock_tick()
+    threading.Event().wait(0.5)  # time enough for a read, if one had started
+    harness.clock_tick()
+    assert harness.live() == PICKED
+
+
+class PicksServer:
+    """A real HTTP server on loopback answering the picks document (or an error status)."""
+
+    def __init__(self) -> None:
+        self.status, self.body = 200, b"[]"
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/picks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def picks_server() -> Iterator[PicksServer]:
+    server = PicksServer()
+    yield server
+    server.close()
+
+
+def test_a_start_after_the_picks_time_loads_them_from_the_url_and_a_failure_alerts_once(
+    tmp_path: Path, picks_server: PicksServer
+) -> None:
+    picks_server.status, picks_server.body = 503, b"busy"
+    missing = str(tmp_path / "no-such-picks.json")  # the file first; the URL answers when it is missing
+    settings = picks_settings(picks_file=missing, picks_url=picks_server.url, picks_time=time(7, 20))
+    harness = Harness(make_context(tmp_path, triggers=settings))
+
+    def alerted() -> list[SystemAlert]:
+        return harness.received("notifier", SystemAlert)
+
+    pause = threading.Event()
+    while not alerted() and pause.wait(0.05) is False:
+        pass
+    assert "HTTP 503" in alerted()[0].text and "no-such-picks.json" in alerted()[0].text
+    assert "busy" not in alerted()[0].text
+    harness.clock.advance(60)
+    harness.clock_tick()
+    assert harness.live() == []  # the next read waits for PICKS_RETRY_SECONDS
+
+    picks_server.status = 200
+    picks_server.body = json.dumps(["000660", {"symbol": "035720", "score": 0.5}]).encode()
+    harness.clock.advance(PICKS_RETRY_SECONDS)
+    harness.clock_tick()
+    assert live_soon(harness, PICKED)
+    assert len(alerted()) == 1

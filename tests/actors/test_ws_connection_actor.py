@@ -18,14 +18,14 @@ from actors.ws_connection import (
     TicksShed,
 )
 from core.gaps import RESTART
-from core.schedule import Phase
+from core.schedule import DayEvent, Phase
 from core.subscriptions import AckCode
 from kis.ticks import Ack, PingPong, TradeFrame, TradeTick
 from kis.ws_session import SessionClosed
 from messages.alerts import SystemAlert
 from messages.gaps import DowntimeFound, ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import ExecutionsReceived, TicksReceived
-from messages.schedule import PhaseChanged
+from messages.schedule import DayEventFired, PhaseChanged
 from messages.streaming import (
     BackPressure,
     ConnectionChanged,
@@ -343,6 +343,21 @@ def test_nothing_is_opened_without_a_target_and_the_session_closes_when_emptied(
     assert wait_until(lambda: plane.status().state is ConnectionState.STOPPED, WAIT)
     assert wait_until(lambda: plane.sim.ws.session_count() == 0, WAIT)
     assert plane.directory.ref("ws.acct1").is_alive()
+
+
+def test_the_wake_up_pre_connect_opens_a_session_without_registrations_until_track_b_ends(
+    plane: DataPlane,
+) -> None:
+    plane.start_ws()
+    plane.barrier("ws.acct1")
+    assert plane.sim.ws.session_count() == 0
+    now = plane.sim.clock.now()
+    plane.tell("ws.acct1", DayEventFired(at=now, event=DayEvent.WS_PRECONNECT))
+    assert wait_until(lambda: plane.status().state is ConnectionState.CONNECTED, WAIT)
+    assert plane.sim.ws.session_count() == 1 and plane.status().confirmed == ()
+    plane.tell("ws.acct1", PhaseChanged(at=now, phase=Phase.TRACK_A_CLOSING, previous=Phase.FULL_OPERATION))
+    assert wait_until(lambda: plane.status().state is ConnectionState.STOPPED, WAIT)
+    assert wait_until(lambda: plane.sim.ws.session_count() == 0, WAIT)
 
 
 def test_a_notice_only_session_follows_the_phase(tmp_path, kis_sim) -> None:

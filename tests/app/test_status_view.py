@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 from rich.console import Console
 
-from app.status_view import render, status_line
+from app.status_view import render, status_line, wakeup_text
 from runtime.clock import KST
 from runtime.metrics import Metrics
 
@@ -112,3 +112,30 @@ def test_the_screen_names_the_dashboard_when_there_is_one():
     console = Console(record=True, width=160)
     console.print(render(metrics.snapshot(), "2026-09-14 09:31:05 KST", 0.0))
     assert "dashboard http://127.0.0.1:8600/" in console.export_text()
+
+
+def test_the_wake_up_steps_done_and_the_next_one_are_shown() -> None:
+    metrics = Metrics()
+    assert "wake-up: no sequence today" in screen_of(metrics)
+    rows = [
+        {"step": "wake", "due_at": AT.replace(hour=7, minute=0).isoformat(), "state": "done", "attempts": 1,
+         "detail": "", "retry_at": None},
+        {"step": "ws_preconnect", "due_at": AT.replace(hour=7, minute=3).isoformat(), "state": "retrying",
+         "attempts": 1, "detail": "acct1: WebSocket reconnecting",
+         "retry_at": AT.replace(hour=7, minute=4, second=0).isoformat()},
+        {"step": "health_check", "due_at": AT.replace(hour=7, minute=10).isoformat(), "state": "pending",
+         "attempts": 0, "detail": "", "retry_at": None},
+    ]
+    metrics.set("wakeup", rows)
+    text = wakeup_text(metrics.snapshot())
+    assert text == "wake-up: wake ok ws_preconnect RETRYING health_check -; next ws_preconnect at 07:04:00"
+    assert text in screen_of(metrics) and text in status_line(metrics.snapshot(), "now", 0.0)
+
+
+def test_a_degraded_context_sync_says_so() -> None:
+    metrics = Metrics()
+    metrics.set("context_synced_at", AT.replace(minute=30, second=0))
+    metrics.set("context_snapshots", 1)
+    metrics.set("context_degraded", "1 of the 2 Track A snapshots needed: Track B started without context "
+                                    "(degraded mode)")
+    assert "context DEGRADED at 09:30:00: 1 of the 2 Track A snapshots needed" in screen_of(metrics)

@@ -11,6 +11,7 @@ import pytest
 from core.context_sync import (
     SnapshotQuote,
     TrackASnapshot,
+    degraded_reason,
     snapshot_from_record,
     synchronize_context,
 )
@@ -152,3 +153,10 @@ def test_bad_snapshot_records_get_a_one_line_error(record, message):
     with pytest.raises(ValueError, match=message) as caught:
         snapshot_from_record(record)
     assert "\n" not in str(caught.value)
+
+
+def test_too_few_snapshots_is_the_degraded_mode_and_says_how_many() -> None:
+    assert degraded_reason(3, 2) is None and degraded_reason(1, 1) is None
+    reason = degraded_reason(1, 2)
+    assert reason is not None and "1 of the 2" in reason and "degraded mode" in reason
+    assert degraded_reason(0, 1) is not None

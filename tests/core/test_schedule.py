@@ -30,11 +30,16 @@ TRADING_DAY_SEQUENCE = [
     ("05:00", None, DayEvent.UNIVERSE_BUILD),
     ("08:00", Phase.WARMUP, None),
     ("08:00", None, DayEvent.WAKEUP),
+    ("08:03", None, DayEvent.WS_PRECONNECT),
+    ("08:05", None, DayEvent.SYSTEM_WARMUP),
+    ("08:10", None, DayEvent.HEALTH_CHECK),
     ("08:30", None, DayEvent.TOKEN_REFRESH),
+    ("08:50", None, DayEvent.READY),
     ("09:00", Phase.TRACK_A_ONLY, None),
     ("09:30", Phase.FULL_OPERATION, None),
     ("15:00", Phase.TRACK_A_CLOSING, None),
     ("15:30", Phase.SHUTDOWN, None),
+    ("15:30", None, DayEvent.CLOSING_PASS),
     ("21:00", Phase.IDLE, None),
     ("21:00", None, DayEvent.DAILY_BACKUP),
     ("23:00", None, DayEvent.TOKEN_CHECK),
@@ -159,6 +164,7 @@ def test_jump_over_chuseok_and_the_weekend() -> None:
     assert [(b.at.date().day, b.at.strftime("%H:%M"), b.phase or b.event) for b in seen] == [
         (23, "15:00", Phase.TRACK_A_CLOSING),
         (23, "15:30", Phase.SHUTDOWN),
+        (23, "15:30", DayEvent.CLOSING_PASS),
         (23, "21:00", Phase.IDLE),
         (23, "21:00", DayEvent.DAILY_BACKUP),
         (23, "23:00", DayEvent.TOKEN_CHECK),
@@ -169,7 +175,11 @@ def test_jump_over_chuseok_and_the_weekend() -> None:
         (28, "05:00", DayEvent.UNIVERSE_BUILD),
         (28, "08:00", Phase.WARMUP),
         (28, "08:00", DayEvent.WAKEUP),
+        (28, "08:03", DayEvent.WS_PRECONNECT),
+        (28, "08:05", DayEvent.SYSTEM_WARMUP),
+        (28, "08:10", DayEvent.HEALTH_CHECK),
         (28, "08:30", DayEvent.TOKEN_REFRESH),
+        (28, "08:50", DayEvent.READY),
         (28, "09:00", Phase.TRACK_A_ONLY),
     ]
 
@@ -224,9 +234,14 @@ UNIFIED_DAY_SEQUENCE = [
     ("05:00", None, DayEvent.UNIVERSE_BUILD),
     ("07:00", Phase.WARMUP, None),
     ("07:00", None, DayEvent.WAKEUP),
+    ("07:03", None, DayEvent.WS_PRECONNECT),
+    ("07:05", None, DayEvent.SYSTEM_WARMUP),
+    ("07:10", None, DayEvent.HEALTH_CHECK),
     ("07:30", None, DayEvent.TOKEN_REFRESH),
+    ("07:50", None, DayEvent.READY),
     ("08:00", Phase.TRACK_A_ONLY, None),
     ("08:30", Phase.FULL_OPERATION, None),
+    ("15:30", None, DayEvent.CLOSING_PASS),
     ("19:30", Phase.TRACK_A_CLOSING, None),
     ("20:00", Phase.SHUTDOWN, None),
     ("21:00", Phase.IDLE, None),
@@ -355,3 +370,16 @@ def test_splitting_an_interval_changes_nothing(a: datetime, b: datetime, c: date
     first, middle, last = sorted((a, b, c))
     joined = boundaries_between(first, middle) + boundaries_between(middle, last)
     assert joined == boundaries_between(first, last)
+
+
+def test_the_closing_pass_follows_krxs_last_close_on_every_feed_and_needs_krx_sessions() -> None:
+    def closing(settings: Settings) -> list[str]:
+        return [b.at.strftime("%H:%M") for b in core_schedule.day_boundaries(TRADING_MONDAY.date(),
+                settings.schedule) if b.event is DayEvent.CLOSING_PASS]
+
+    assert closing(Settings()) == ["15:30"]  # unified: Track A goes on to 20:00, the pass is extra
+    assert closing(Settings(websocket={"feed": "krx"})) == ["15:30"]  # with SHUTDOWN, after it
+    later_close = Settings(sessions={"krx": [{"name": "regular", "start": "09:00", "end": "16:00"}]})
+    assert closing(later_close) == ["16:00"]
+    assert closing(Settings(schedule={"closing_pass_time": "15:35"})) == ["15:35"]
+    assert closing(Settings(websocket={"feed": "nxt"}, sessions={"krx": []})) == []

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.context_sync import BaselineMetrics
 from core.models import Trigger, TriggerKind
 from core.settings import (
     ManualRule,
@@ -133,6 +134,25 @@ def test_evaluate_scan_checks_every_row_with_a_baseline():
         ("A00001", TriggerKind.VOLUME_SURGE),
         ("A00002", TriggerKind.VOLUME_SURGE),
     ]
+
+
+def opening(avg_volatility: float) -> BaselineMetrics:
+    return BaselineMetrics(avg_volume=1e6, avg_volatility=avg_volatility, volume_threshold=1.5e6,
+                           volatility_threshold=1.5 * avg_volatility, sample_count=100)
+
+
+def test_the_context_syncs_baseline_makes_a_spike_stand_out_from_a_volatile_open():
+    """A 3 % range is a spike against a 100-won ATR, but not on a day whose opening half hour moved every
+    symbol 2.5 % on average (threshold 3.75 %); on a calm open (1 % average, threshold 1.5 %) it is."""
+    wide = row(high=10_300, low=10_000)
+    rule, daily = VolatilitySpikeRule(), Baseline(1000, 100)
+    assert detect_volatility_spike(wide, daily, rule) is not None
+    assert detect_volatility_spike(wide, daily, rule, opening(0.025)) is None
+    assert detect_volatility_spike(wide, daily, rule, opening(0.01)) is not None
+    assert detect_volatility_spike(wide, daily, rule, opening(0.0)) is not None  # no volatility measured
+    rows = [wide, row(5000, symbol="A00002")]
+    found = evaluate_scan(rows, {"005930": daily, "A00002": daily}, TriggerSettings(), opening=opening(0.025))
+    assert [(t.symbol, t.kind) for t in found] == [("A00002", TriggerKind.VOLUME_SURGE)]  # volume: unchanged
 
 
 # --- pure tick detectors -----------------------------------------------------------------------

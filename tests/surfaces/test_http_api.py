@@ -193,6 +193,14 @@ def test_the_api_answers_with_the_run(observer: RunningObserver) -> None:
     )
     assert status["trading_day"] is True
     assert status["accounts"][0]["account"] == "sim1" and status["accounts"][0]["capacity"] == 40
+    # Started at 09:29, after the whole wake-up sequence: every step skipped (once the tokens actor is up).
+    wakeup = wait_until(lambda: call(observer.url, "/api/status", token=TOKEN)[1]["wakeup"]["steps"] and
+                        call(observer.url, "/api/status", token=TOKEN)[1]["wakeup"], 30, "the wake-up steps")
+    assert [row["step"] for row in wakeup["steps"]] == [
+        "wake", "ws_preconnect", "system_warmup", "health_check", "token_refresh", "health_after_refresh",
+        "ready"]
+    assert {row["state"] for row in wakeup["steps"]} == {"skipped"} and wakeup["next"] is None
+    assert set(status["context"]) == {"synced_at", "snapshots", "movers", "degraded", "baseline"}
     assert status["dashboard"] == observer.url
     wait_until(lambda: slotted(observer), 60, "slots filled")
     _, slots, _ = call(observer.url, "/api/slots", token=TOKEN)
