@@ -403,14 +403,18 @@ class WSConnectionActor(ObserverActor):
 
     def _open_downtime(self, message: DowntimeFound) -> None:
         """The observer was not running: each symbol of the target restored at the start (what was wanted
-        at the stop, whatever the slot manager has told since) that streamed earlier today has a gap from
-        its last tick on disk, which ends as any expected gap (confirmed again, refused or no longer
-        wanted). Symbols that had left the target before the stop missed nothing."""
+        at the stop, whatever the slot manager has told since) has a gap from its last tick on disk, or,
+        with none on disk, from the account's last one (a symbol subscribed just before a kill may have had
+        all its ticks still in memory); the gap ends as any expected gap (confirmed again, refused or no
+        longer wanted). Symbols that had left the target before the stop missed nothing."""
         restored, self._restored_target = self._restored_target, frozenset()
-        starts = {symbol: last for symbol, last in message.last_streamed if symbol in restored}
-        self._open_gaps(starts, RESTART)
+        last = dict(message.last_streamed)
+        latest = max(last.values(), default=None)
+        starts = {symbol: last.get(symbol, latest) for symbol in restored if latest is not None}
+        self._open_gaps({symbol: at for symbol, at in starts.items() if at is not None}, RESTART)
         self.log.info("{} of {} restored target symbols streamed earlier today: gaps from their last ticks "
-                      "on disk", len(starts), len(restored))
+                      "on disk (the others' from the account's last)", len(restored.intersection(last)),
+                      len(restored))
         self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:

@@ -52,7 +52,7 @@ KILLS_BY_FRACTION: tuple[tuple[str, float], ...] = (("control", 0.04), ("stream"
 """The processes killed (SIGKILL), by fraction of the duration, before the faults begin."""
 SPACING_MARGIN_SECONDS = 0.5
 KILL_READY_TIMEOUT_SECONDS = 60.0
-"""How long a kill waits for every process to be up before it goes ahead anyway."""
+"""How long the plan's start, or a kill, waits for every process to be up before it gives up."""
 CHAOS_LINE = "observer: chaos: "
 """A role process's stdout line for each step it ran (`CHAOS_LINE + step.describe()`)."""
 
@@ -206,8 +206,10 @@ def write_role_plan(path: Path, steps: Sequence[ChaosStep], started: float, spac
 
 
 class ChaosRunner:
-    """The parent's runner of a plan: its kills and faults on a thread of their own, and the record of every
-    step done (the roles' crashes through `on_line`). `start()` once every process is up."""
+    """The parent's runner of a plan: its kills and its faults, each on a thread of their own (a kill that
+    waits for every process to be up delays no fault), and the record of every step done (the roles'
+    crashes through `on_line`). A role's plan file is written once its kill is done, so none of its crashes
+    happens in the incarnation the kill ends."""
 
     def __init__(
         self,
@@ -227,25 +229,39 @@ class ChaosRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._done: list[ChaosStep] = []
-        self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
+        parent = self.plan.of("parent")
+        self._threads = [
+            threading.Thread(target=self._run, args=(steps,), name=f"chaos-{name}", daemon=True)
+            for name, steps in (("kills", [step for step in parent if step.fault is Fault.KILL]),
+                                ("faults", [step for step in parent if step.fault is not Fault.KILL]))
+        ]
 
-    def start(self) -> ChaosRunner:
+    def start(self, stop: threading.Event | None = None) -> bool:
+        """Wait until every process is up, then start the plan's clock; False (nothing started) when `stop`
+        is set or KILL_READY_TIMEOUT_SECONDS pass first."""
         for child in self.plan.spared:
             logger.warning("chaos: the run is too short to crash {} at a safe pace; spared", child)
+        if not self._wait_until_ready(stop):
+            logger.error("chaos: the processes were not all up within {:g} s; no chaos",
+                         KILL_READY_TIMEOUT_SECONDS)
+            return False
         logger.info("chaos: {} steps planned", len(self.plan.steps))
         with self._lock:
             self._started = time.time()
         for role in ("control", "stream"):
             self.write_plan(role)
-        self._thread.start()
-        return self
+        for thread in self._threads:
+            thread.start()
+        return True
 
     def write_plan(self, role: str) -> None:
-        """(Re)write `role`'s plan file with its crashes not done yet; before the start, none is written
-        (the role waits for it)."""
+        """(Re)write `role`'s plan file with its crashes not done yet; before the start, and while the kill
+        of `role` is still to come, none is written (the role waits for it)."""
         with self._lock:
             started, done = self._started, set(self._done)
-        if started is None:
+        killed_first = any(step.fault is Fault.KILL and step.target == role and step not in done
+                           for step in self.plan.steps)
+        if started is None or killed_first:
             self._plan_file(role).unlink(missing_ok=True)
             return
         remaining = [step for step in self.plan.of(role) if step not in done]
@@ -263,8 +279,9 @@ class ChaosRunner:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(5.0)
+        for thread in self._threads:
+            if thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(5.0)
 
     def done(self) -> tuple[ChaosStep, ...]:
         """The steps done, in plan order."""
@@ -286,32 +303,34 @@ class ChaosRunner:
     def _elapsed(self) -> float:
         return time.time() - (self._started or time.time())
 
-    def _run(self) -> None:
-        for step in self.plan.of("parent"):
+    def _run(self, steps: Sequence[ChaosStep]) -> None:
+        for step in steps:
             if self._stop.wait(max(0.0, step.at - self._elapsed())):
                 return
             if step.fault is Fault.KILL and not self._wait_until_ready():
-                return
+                logger.error("chaos: {}: the processes were not all up; skipped", step.describe())
+                continue
             try:
                 applied = self._kill(step.target) if step.fault is Fault.KILL else self._apply(step)
             except Exception as error:  # a step must never take the run down
                 logger.error("chaos: {} failed: {}", step.describe(), error)
                 continue
-            if applied:
-                self._record(step)
-            else:
+            if not applied:
                 logger.warning("chaos: {}: not running, skipped", step.describe())
-        logger.info("chaos: the parent's steps are done")
+                continue
+            self._record(step)
+            if step.fault is Fault.KILL and step.target in ("control", "stream"):
+                self.write_plan(step.target)  # its next incarnation runs its crashes
 
     def _apply(self, step: ChaosStep) -> bool:
         self._arm(step.sim_spec())
         return True
 
-    def _wait_until_ready(self) -> bool:
-        """Until every process is up (or KILL_READY_TIMEOUT_SECONDS); False when the run stops first."""
+    def _wait_until_ready(self, stop: threading.Event | None = None) -> bool:
+        """Until every process is up; False when the run stops or KILL_READY_TIMEOUT_SECONDS pass first."""
         deadline = time.monotonic() + KILL_READY_TIMEOUT_SECONDS
-        while not self._ready() and time.monotonic() < deadline:
-            if self._stop.wait(0.2):
+        while not self._ready():
+            if time.monotonic() >= deadline or self._stop.wait(0.2) or (stop is not None and stop.is_set()):
                 return False
         return not self._stop.is_set()
 

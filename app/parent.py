@@ -237,7 +237,7 @@ def run_processes(
             print(f"observer: simulated {clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x; "
                   f"READY rest={sim.rest_url} ws={sim.ws_url}", flush=True)
         if runner is not None:
-            runner.start()
+            runner.start(stop_requested)  # the chaos day's duration counts from every process up
         _wait(stop_requested, supervisor, duration)
         if runner is not None:
             runner.stop()
