@@ -118,10 +118,12 @@ class ConnectionStatus:
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """A decoded control message or non-trade frame from the receive thread of session `generation`."""
+    """A decoded control message or non-trade frame from the receive thread of session `generation`,
+    which arrived `at` (a bad frame's gap ends there, however late the actor gets to it)."""
 
     generation: int
     value: Decoded
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +213,7 @@ class FrameRelay:
                 self.on_drained()
         elif not isinstance(value, PingPong):
             self.on_drained()
-            self._tell(SessionEvent(self._generation, value))
+            self._tell(SessionEvent(self._generation, value, self._clock.now()))
 
     def on_drained(self) -> None:
         at = self._at
@@ -283,6 +285,8 @@ class WSConnectionActor(ObserverActor):
         self._frame_error_logged_at = 0.0
         self._backlog = Backlog()
         self._started_mono = time.monotonic()
+        self._last_handled_trade: datetime | None = None
+        """Exchange time of the last trade this incarnation passed on: a crash loses the ones queued after."""
         self._pressure = LagMonitor(
             lag_limit=self.settings.backpressure_lag_seconds,
             backlog_limit=max(self.settings.max_queue_messages // 4, 1),
@@ -320,8 +324,11 @@ class WSConnectionActor(ObserverActor):
             self._generation += 1
             session.close()
         if crashed and confirmed:
-            # The next incarnation re-subscribes and closes these gaps (they are saved below).
-            self._open_gap(confirmed, self.context.clock.now(), "actor_restart")
+            # The next incarnation re-subscribes and closes these gaps (they are saved below). They start
+            # at the last trade passed on: the ones still queued for this incarnation are lost with it.
+            now = self.context.clock.now()
+            last = self._last_handled_trade
+            self._open_gap(confirmed, now if last is None else min(now, last), "actor_restart")
         if not crashed:
             self._end_at_stop(confirmed)
         self._save()
@@ -365,6 +372,8 @@ class WSConnectionActor(ObserverActor):
                 for peer in TICK_PEERS:
                     tell(peer, message)
             self.context.metrics.inc("frames", message.frames)
+            if message.ticks:
+                self._last_handled_trade = message.ticks[-1].exchange_time
             if message.received_mono >= self._started_mono:  # told by this incarnation's relay
                 self._backlog.handled += 1
                 now = time.monotonic()
@@ -378,7 +387,7 @@ class WSConnectionActor(ObserverActor):
         elif isinstance(message, SessionEvent):
             self.context.metrics.inc("frames")
             if message.generation == self._generation:
-                self._on_session_event(message.value)
+                self._on_session_event(message.value, message.at or self.context.clock.now())
         elif isinstance(message, SessionEnded):
             if message.generation == self._generation:
                 self._on_session_ended(message)
@@ -578,7 +587,7 @@ class WSConnectionActor(ObserverActor):
                 self.log.warning("{}; the session's end will trigger a reconnect", error)
                 return
 
-    def _on_session_event(self, value: Decoded) -> None:
+    def _on_session_event(self, value: Decoded, at: datetime) -> None:
         if isinstance(value, Ack):
             self._on_ack(value)
         elif isinstance(value, ExecutionNoticeFrame):
@@ -589,7 +598,7 @@ class WSConnectionActor(ObserverActor):
                 ),
             )
         elif isinstance(value, FrameError):
-            self._frame_error(value)
+            self._frame_error(value, at)
 
     def _on_ack(self, ack: Ack) -> None:
         if is_session_refusal(ack.msg_cd):
@@ -655,9 +664,9 @@ class WSConnectionActor(ObserverActor):
         self._tell("gaps", TicksMissed(at=message.at, account=self.account.name, symbols=message.symbols,
                                        reason=BACKPRESSURE))
 
-    def _frame_error(self, error: FrameError) -> None:
+    def _frame_error(self, error: FrameError, at: datetime) -> None:
         self.context.metrics.inc("frame_errors")
-        self._account_for_unreadable(error)
+        self._account_for_unreadable(error, at)
         now = time.monotonic()
         if now - self._frame_error_logged_at < FRAME_ERROR_LOG_INTERVAL_SECONDS:
             self._frame_errors_unlogged += 1
@@ -667,17 +676,16 @@ class WSConnectionActor(ObserverActor):
         self._frame_error_logged_at, self._frame_errors_unlogged = now, 0
         self.log.warning("bad frame skipped: {} [{}]{}", error.reason, error.raw_excerpt, more)
 
-    def _account_for_unreadable(self, error: FrameError) -> None:
-        """A frame that may have carried trades is a gap: of the symbol it names when that one streams
-        here, else of every streaming symbol (which one lost ticks cannot be known)."""
+    def _account_for_unreadable(self, error: FrameError, at: datetime) -> None:
+        """A frame that may have carried trades, arrived `at`, is a gap: of the symbol it names when that
+        one streams here, else of every streaming symbol (which one lost ticks cannot be known)."""
         if not error.may_carry_trades:
             return
         streaming = self._trade_symbols(self.book.confirmed())
         symbols = (error.tr_key,) if error.tr_key in streaming else streaming
         if symbols:
-            self._tell("gaps", TicksMissed(
-                at=self.context.clock.now(), account=self.account.name, symbols=symbols, reason=BAD_FRAME
-            ))
+            missed = TicksMissed(at=at, account=self.account.name, symbols=symbols, reason=BAD_FRAME)
+            self._tell("gaps", missed)
 
     # --- expected gaps ---------------------------------------------------------------------------
 

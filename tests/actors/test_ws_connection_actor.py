@@ -319,10 +319,13 @@ def test_a_restarted_actor_resubscribes_its_saved_target_and_closes_the_gap(plan
     symbols = plane.symbols(3)
     subscribe(plane, symbols)
     plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.received("recorder", TicksReceived) != [], WAIT)
     plane.tell(name, Crash(at=plane.sim.clock.now()))
     assert wait_until(lambda: ends.received(ChildFailed) != [], WAIT)
     started = plane.received("gaps", ExpectedGapStarted)
     assert [m.reason for m in started] == ["actor_restart"]
+    # from the last trade passed on: any queued behind the crash are inside the gap
+    assert started[0].at == plane.received("recorder", TicksReceived)[-1].ticks[-1].exchange_time
     plane.start_ws()  # what the supervisor does: a new incarnation with the same context
     plane.wait_confirmed(symbols)
     assert wait_until(
