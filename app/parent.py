@@ -246,6 +246,8 @@ def run_processes(
         if runner is not None:
             runner.stop()
         supervisor.stop()
+        for role in ROLES_IN_ORDER if runner is not None else ():
+            chaos_file(role).unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary = merge_summaries([_read_summary(run_dir / f"{role}.summary.json") for role in ROLES_IN_ORDER])
