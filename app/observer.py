@@ -40,7 +40,7 @@ from surfaces.launch import HttpOptions, HttpSurface, http_options
 from surfaces.server import BindRefused
 from tools.kis_sim.starter import ScenarioError, check_scenario
 
-EXIT_OK, EXIT_CONFIG = 0, 2
+EXIT_CONFIG = 2
 
 
 @dataclass(frozen=True)
