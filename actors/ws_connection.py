@@ -22,6 +22,7 @@ has an `hts_id`) outside the IDLE phase; otherwise the session is closed.
 | SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff; |
 |  | passed on to `gaps` (after the ticks before it), which stops timing the symbols that left |
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`, `slots`; counter `frames` |
+|  | (once the tree is stopping, to `recorder` only: a backlog drains within the shutdown timeout) |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
@@ -369,7 +370,9 @@ class WSConnectionActor(ObserverActor):
         if isinstance(message, TicksReceived):
             if self.directory is not None:
                 tell = self.directory.tell
-                for peer in TICK_PEERS:
+                # Stopping: the journal only, so a backlog drains within the shutdown timeout; the stop's
+                # gap (from each symbol's last tick the gap actor saw) covers what the others miss.
+                for peer in ("recorder",) if self.directory.is_stopping else TICK_PEERS:
                     tell(peer, message)
             self.context.metrics.inc("frames", message.frames)
             if message.ticks:

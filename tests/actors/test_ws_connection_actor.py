@@ -334,6 +334,22 @@ def test_a_restarted_actor_resubscribes_its_saved_target_and_closes_the_gap(plan
     assert all(m.started_at == started[0].at for m in plane.received("gaps", ExpectedGapEnded))
 
 
+def test_once_the_tree_is_stopping_ticks_go_to_the_journal_only(plane: DataPlane) -> None:
+    """A stop behind a deep backlog must finish within the shutdown timeout: the recorder keeps getting
+    every tick, the other peers (whose part the stop's gap covers) none."""
+    plane.start_ws()
+    symbols = plane.symbols(3)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.received("triggers", TicksReceived) != [], WAIT)
+    plane.directory.stopping()
+    time.sleep(0.2)  # what was told before the stop began
+    before = {peer: len(plane.received(peer, TicksReceived)) for peer in ("recorder", "triggers", "gaps")}
+    assert wait_until(lambda: len(plane.received("recorder", TicksReceived)) > before["recorder"] + 2, WAIT)
+    assert len(plane.received("triggers", TicksReceived)) == before["triggers"]
+    assert len(plane.received("gaps", TicksReceived)) == before["gaps"]
+
+
 def test_nothing_is_opened_without_a_target_and_the_session_closes_when_emptied(plane: DataPlane) -> None:
     plane.start_ws()
     plane.barrier("ws.acct1")
