@@ -415,18 +415,19 @@ class WSConnectionActor(ObserverActor):
 
     def _open_downtime(self, message: DowntimeFound) -> None:
         """The observer was not running: each symbol of the target restored at the start (what was wanted
-        at the stop, whatever the slot manager has told since) has a gap from its last tick on disk, or,
-        with none on disk, from the account's last one (a symbol subscribed just before a kill may have had
-        all its ticks still in memory); the gap ends as any expected gap (confirmed again, refused or no
-        longer wanted). Symbols that had left the target before the stop missed nothing."""
+        at the stop, whatever the slot manager has told since) has a gap from its last tick on disk; one
+        with none on disk (subscribed just before a kill, all its ticks still in the recorder's buffers)
+        from the earliest of the others' last ticks, as every file is flushed within the same second or so.
+        The gap ends as any expected gap (confirmed again, refused or no longer wanted). Symbols that had
+        left the target before the stop missed nothing."""
         restored, self._restored_target = self._restored_target, frozenset()
         last = dict(message.last_streamed)
-        latest = max(last.values(), default=None)
-        starts = {symbol: last.get(symbol, latest) for symbol in restored if latest is not None}
-        self._open_gaps({symbol: at for symbol, at in starts.items() if at is not None}, RESTART)
+        on_disk = {symbol: at for symbol, at in last.items() if symbol in restored}
+        earliest = min(on_disk.values(), default=max(last.values(), default=None))
+        if earliest is not None:
+            self._open_gaps({symbol: on_disk.get(symbol, earliest) for symbol in restored}, RESTART)
         self.log.info("{} of {} restored target symbols streamed earlier today: gaps from their last ticks "
-                      "on disk (the others' from the account's last)", len(restored.intersection(last)),
-                      len(restored))
+                      "on disk (the others' from the earliest of those)", len(on_disk), len(restored))
         self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:

@@ -382,9 +382,9 @@ def test_a_notice_only_session_follows_the_phase(tmp_path, kis_sim) -> None:
 
 def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: DataPlane) -> None:
     """What the tick files say was streamed before this start: the restored target's symbols get a gap
-    from their own last tick (one without a tick on disk from the account's last tick), ended when
-    confirmed again or at once when the slot manager has dropped them meanwhile; a symbol outside the
-    restored target missed nothing."""
+    from their own last tick (one without a tick on disk from the earliest of theirs), ended when confirmed
+    again or at once when the slot manager has dropped them meanwhile; a symbol outside the restored target
+    missed nothing."""
     name = plane.start_ws()
     symbols = plane.symbols(3)
     subscribe(plane, symbols)
@@ -408,7 +408,7 @@ def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: D
 
     assert wait_until(lambda: len(restart_ends()) == 3, WAIT)
     assert restart_ends() == {symbols[0]: last[symbols[0]], symbols[1]: last[symbols[1]],
-                              symbols[2]: last["999999"]}
+                              symbols[2]: last[symbols[0]]}
     started = {symbol: m.at for m in plane.received("gaps", ExpectedGapStarted) if m.reason == RESTART
                for symbol in m.symbols}
     assert started == restart_ends()
