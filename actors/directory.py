@@ -201,6 +201,12 @@ class Directory:
         with self._lock:
             self._stopping = True
 
+    @property
+    def is_stopping(self) -> bool:
+        """Whether an orderly stop of every child has begun."""
+        with self._lock:
+            return self._stopping
+
     # --- the supervisor's side -----------------------------------------------------------------
 
     def attach_supervisor(self, supervisor: pykka.ActorRef[Any]) -> None:

@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 EXIT_ESCALATED = 1
+MAX_RESTARTS, PERIOD_SECONDS = 5, 30.0
+"""The default restart limit: one restart more than `MAX_RESTARTS` within `PERIOD_SECONDS` escalates."""
 
 
 class Restart(enum.Enum):
@@ -362,8 +364,8 @@ class Supervisor:
         specs: Sequence[ChildSpec],
         *,
         clock: Clock,
-        max_restarts: int = 5,
-        period_seconds: float = 30.0,
+        max_restarts: int = MAX_RESTARTS,
+        period_seconds: float = PERIOD_SECONDS,
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         name: str = "supervisor",

@@ -4,6 +4,8 @@ process (everything else); role "all" runs both in one process."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from actors.context import ObserverContext
 from actors.gap_recovery import GapRecoveryActor
 from actors.minute_jobs import MinuteJobsActor
@@ -60,6 +62,14 @@ def child_specs(context: ObserverContext, role: str = "all") -> list[ChildSpec]:
     ]
     specs.append(ChildSpec("scheduler", actor_class=SchedulerActor, kwargs=shared))
     return [spec for spec in specs if role == "all" or role_of(spec.id) == role]
+
+
+def child_ids_for(account_names: Sequence[str]) -> tuple[str, ...]:
+    """The ids `child_specs` gives the whole tree with these accounts, without a context: what a process
+    that runs none of them (`run.py --role all`'s parent) needs to plan a chaos day."""
+    services = ("recorder", "notifier", "tokens", "universe", "scanner", "triggers", "slots", "gaps",
+                "minute_jobs")
+    return (*services, *(ws_actor_id(name) for name in account_names), "scheduler")
 
 
 def all_child_ids(context: ObserverContext) -> tuple[str, ...]:

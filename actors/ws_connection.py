@@ -24,6 +24,7 @@ without registrations, before the first slot needs it. Otherwise the session is 
 | SetSubscriptions (own account) | new target (saved to the state store); subscribe/unsubscribe the diff; |
 |  | passed on to `gaps` (after the ticks before it), which stops timing the symbols that left |
 | TicksReceived (receive thread) | forwarded to `recorder`, `triggers`, `gaps`, `slots`; counter `frames` |
+|  | (once the tree is stopping, to `recorder` only: a backlog drains within the shutdown timeout) |
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | DayEventFired(WS_PRECONNECT) | open the session now, with no registration (the wake-up sequence) |
@@ -171,10 +172,12 @@ class ConnectionStatus:
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """A decoded control message or non-trade frame from the receive thread of session `generation`."""
+    """A decoded control message or non-trade frame from the receive thread of session `generation`,
+    which arrived `at` (a bad frame's gap ends there, however late the actor gets to it)."""
 
     generation: int
     value: Decoded
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +267,7 @@ class FrameRelay:
                 self.on_drained()
         elif not isinstance(value, PingPong):
             self.on_drained()
-            self._tell(SessionEvent(self._generation, value))
+            self._tell(SessionEvent(self._generation, value, self._clock.now()))
 
     def on_drained(self) -> None:
         at = self._at
@@ -346,6 +349,8 @@ class WSConnectionActor(ObserverActor):
         self._frame_error_logged_at = 0.0
         self._backlog = Backlog()
         self._started_mono = time.monotonic()
+        self._last_handled_trade: datetime | None = None
+        """Exchange time of the last trade this incarnation passed on: a crash loses the ones queued after."""
         self._pressure = LagMonitor(
             lag_limit=self.settings.backpressure_lag_seconds,
             backlog_limit=max(self.settings.max_queue_messages // 4, 1),
@@ -388,8 +393,11 @@ class WSConnectionActor(ObserverActor):
             self._generation += 1
             session.close()
         if crashed and confirmed:
-            # The next incarnation re-subscribes and closes these gaps (they are saved below).
-            self._open_gap(confirmed, self.context.clock.now(), "actor_restart")
+            # The next incarnation re-subscribes and closes these gaps (they are saved below). They start
+            # at the last trade passed on: the ones still queued for this incarnation are lost with it.
+            now = self.context.clock.now()
+            last = self._last_handled_trade
+            self._open_gap(confirmed, now if last is None else min(now, last), "actor_restart")
         if not crashed:
             self._end_at_stop(confirmed)
         self._save()
@@ -443,9 +451,13 @@ class WSConnectionActor(ObserverActor):
         if isinstance(message, TicksReceived):
             if self.directory is not None:
                 tell = self.directory.tell
-                for peer in TICK_PEERS:
+                # Stopping: the journal only, so a backlog drains within the shutdown timeout; the stop's
+                # gap (from each symbol's last tick the gap actor saw) covers what the others miss.
+                for peer in ("recorder",) if self.directory.is_stopping else TICK_PEERS:
                     tell(peer, message)
             self.context.metrics.inc("frames", message.frames)
+            if message.ticks:
+                self._last_handled_trade = message.ticks[-1].exchange_time
             if message.received_mono >= self._started_mono:  # told by this incarnation's relay
                 self._backlog.handled += 1
                 now = time.monotonic()
@@ -459,7 +471,7 @@ class WSConnectionActor(ObserverActor):
         elif isinstance(message, SessionEvent):
             self.context.metrics.inc("frames")
             if message.generation == self._generation:
-                self._on_session_event(message.value)
+                self._on_session_event(message.value, message.at or self.context.clock.now())
         elif isinstance(message, SessionEnded):
             if message.generation == self._generation:
                 self._on_session_ended(message)
@@ -491,14 +503,19 @@ class WSConnectionActor(ObserverActor):
 
     def _open_downtime(self, message: DowntimeFound) -> None:
         """The observer was not running: each symbol of the target restored at the start (what was wanted
-        at the stop, whatever the slot manager has told since) that streamed earlier today has a gap from
-        its last tick on disk, which ends as any expected gap (confirmed again, refused or no longer
-        wanted). Symbols that had left the target before the stop missed nothing."""
+        at the stop, whatever the slot manager has told since) has a gap from its last tick on disk; one
+        with none on disk (subscribed just before a kill, all its ticks still in the recorder's buffers)
+        from the earliest of the others' last ticks, as every file is flushed within the same second or so.
+        The gap ends as any expected gap (confirmed again, refused or no longer wanted). Symbols that had
+        left the target before the stop missed nothing."""
         restored, self._restored_target = self._restored_target, frozenset()
-        starts = {symbol: last for symbol, last in message.last_streamed if symbol in restored}
-        self._open_gaps(starts, RESTART)
+        last = dict(message.last_streamed)
+        on_disk = {symbol: at for symbol, at in last.items() if symbol in restored}
+        earliest = min(on_disk.values(), default=max(last.values(), default=None))
+        if earliest is not None:
+            self._open_gaps({symbol: on_disk.get(symbol, earliest) for symbol in restored}, RESTART)
         self.log.info("{} of {} restored target symbols streamed earlier today: gaps from their last ticks "
-                      "on disk", len(starts), len(restored))
+                      "on disk (the others' from the earliest of those)", len(on_disk), len(restored))
         self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:
@@ -678,7 +695,7 @@ class WSConnectionActor(ObserverActor):
                 self.log.warning("{}; the session's end will trigger a reconnect", error)
                 return
 
-    def _on_session_event(self, value: Decoded) -> None:
+    def _on_session_event(self, value: Decoded, at: datetime) -> None:
         if isinstance(value, Ack):
             self._on_ack(value)
         elif isinstance(value, ExecutionNoticeFrame):
@@ -702,7 +719,7 @@ class WSConnectionActor(ObserverActor):
                 at=self.context.clock.now(), account=self.account.name, tr_id=value.tr_id, trades=value.trades
             ))
         elif isinstance(value, FrameError):
-            self._frame_error(value)
+            self._frame_error(value, at)
 
     def _on_ack(self, ack: Ack) -> None:
         if is_session_refusal(ack.msg_cd):
@@ -769,9 +786,9 @@ class WSConnectionActor(ObserverActor):
         self._tell("gaps", TicksMissed(at=message.at, account=self.account.name, symbols=message.symbols,
                                        reason=BACKPRESSURE))
 
-    def _frame_error(self, error: FrameError) -> None:
+    def _frame_error(self, error: FrameError, at: datetime) -> None:
         self.context.metrics.inc("frame_errors")
-        self._account_for_unreadable(error)
+        self._account_for_unreadable(error, at)
         now = time.monotonic()
         if now - self._frame_error_logged_at < FRAME_ERROR_LOG_INTERVAL_SECONDS:
             self._frame_errors_unlogged += 1
@@ -781,17 +798,16 @@ class WSConnectionActor(ObserverActor):
         self._frame_error_logged_at, self._frame_errors_unlogged = now, 0
         self.log.warning("bad frame skipped: {} [{}]{}", error.reason, error.raw_excerpt, more)
 
-    def _account_for_unreadable(self, error: FrameError) -> None:
-        """A frame that may have carried trades is a gap: of the symbol it names when that one streams
-        here, else of every streaming symbol (which one lost ticks cannot be known)."""
+    def _account_for_unreadable(self, error: FrameError, at: datetime) -> None:
+        """A frame that may have carried trades, arrived `at`, is a gap: of the symbol it names when that
+        one streams here, else of every streaming symbol (which one lost ticks cannot be known)."""
         if not error.may_carry_trades:
             return
         streaming = self._trade_symbols(self.book.confirmed())
         symbols = (error.tr_key,) if error.tr_key in streaming else streaming
         if symbols:
-            self._tell("gaps", TicksMissed(
-                at=self.context.clock.now(), account=self.account.name, symbols=symbols, reason=BAD_FRAME
-            ))
+            missed = TicksMissed(at=at, account=self.account.name, symbols=symbols, reason=BAD_FRAME)
+            self._tell("gaps", missed)
 
     # --- expected gaps ---------------------------------------------------------------------------
 

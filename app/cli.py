@@ -11,7 +11,7 @@ from actors.system import ROLES
 from app.chaos import CHAOS_DEFAULT_DURATION
 from core.calendar import is_trading_day, previous_trading_day
 from runtime.arguments import clock_time, positive_integer, positive_number, trading_date
-from tools.kis_sim.scenario import Scenario, ScenarioError
+from tools.kis_sim.starter import ScenarioError, check_scenario
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def simulated_day(text: str) -> date:
 def scenario_file(text: str) -> Path:
     """A scenario file that reads and validates (its symbols are checked against the market later)."""
     try:
-        Scenario.load(text)
+        check_scenario(Path(text))
     except ScenarioError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return Path(text)
@@ -100,14 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--chaos",
         action="store_true",
         help=(
-            "a chaos day: WebSocket drops, refused reconnects, rate-limit bursts, an expired token, bad "
-            "frames, a silent session and one crash per actor, then the sent ticks are reconciled with "
-            f"the recorded ones; runs {CHAOS_DEFAULT_DURATION:g} s unless --duration is given; "
-            "needs simulator mode"
+            "a chaos day: SIGKILL of the control process, the stream process and the NATS server, "
+            "WebSocket drops, refused reconnects, rate-limit bursts, an expired token, bad frames, a silent "
+            "session and one crash per actor, then the sent ticks are reconciled with the recorded ones; "
+            f"runs {CHAOS_DEFAULT_DURATION:g} s unless --duration is given; needs simulator mode"
         ),
     )
     sim.add_argument("--kis-rest", metavar="URL", help="a role's shared simulator: REST URL")
     sim.add_argument("--kis-ws", metavar="URL", help="a role's shared simulator: WebSocket URL")
+    sim.add_argument(
+        "--chaos-plan", type=Path, metavar="FILE",
+        help="--role control|stream: the crashes of its actors on a chaos day (a file the parent writes)",
+    )
     sim.add_argument(
         "--sim-clock", type=clock_anchor, metavar="ISO@EPOCH",
         help="--role control|stream: the shared simulator's time at a wall-clock moment (its CLOCK line)",

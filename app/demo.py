@@ -6,7 +6,7 @@ import json
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from tools.kis_sim.listings import build_universe
+from tools.kis_sim.starter import tradable_symbols
 
 SURGING_SYMBOLS = 60
 """More than one account's 41 slots: the weakest surges land in the overflow ledger."""
@@ -16,23 +16,15 @@ def demo_scenario(
     seed: int, day: date, n_symbols: int, start: time, min_close: int
 ) -> list[dict[str, object]]:
     """Volume surges of graded strength on tradable symbols, starting a simulated minute after `start`."""
-    universe = build_universe(seed, day, n_symbols)
-    tradable = sorted(
-        (
-            listing
-            for listing in universe.listings.values()
-            if not listing.halted and listing.prev_close >= min_close
-        ),
-        key=lambda listing: listing.code,
-    )
+    tradable = tradable_symbols(seed, day, n_symbols, min_close)
     begin = datetime.combine(day, start) + timedelta(minutes=1)
     events: list[dict[str, object]] = []
-    for rank, listing in enumerate(tradable[:SURGING_SYMBOLS]):
+    for rank, symbol in enumerate(tradable[:SURGING_SYMBOLS]):
         at = begin + timedelta(seconds=5 * (rank % 12))
         events.append(
             {
                 "at": at.strftime("%H:%M:%S"),
-                "symbol": listing.code,
+                "symbol": symbol,
                 "event": "volume_surge",
                 "factor": 4.0 + (rank % 7),
                 "minutes": 40,

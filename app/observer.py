@@ -17,17 +17,10 @@ from typing import Any
 from loguru import logger
 
 from actors.supervisor import Supervisor
-from app.chaos import (
-    CHAOS_DEFAULT_DURATION,
-    CHAOS_PINGPONG_INTERVAL_SECONDS,
-    CHAOS_SILENCE_TIMEOUT_SECONDS,
-    ChaosRunner,
-    chaos_plan,
-)
+from app.chaos import CHAOS_SILENCE_TIMEOUT_SECONDS, CrashRunner
 from app.cli import build_parser
 from app.demo import write_demo_scenario
 from app.parent import SimDay, run_processes
-from app.reconcile import reconcile_run
 from app.sim_day import DayAlreadyRun, start_time
 from app.status_view import StatusView
 from app.summary import conclude, summary_lines, write_summary
@@ -45,12 +38,9 @@ from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, control_responder, http_options
 from surfaces.server import BindRefused
-from tools.kis_sim.listings import build_universe
-from tools.kis_sim.scenario import Scenario, ScenarioError
-from tools.kis_sim.sent_log import app_key_hash
-from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.kis_sim.starter import ScenarioError, check_scenario
 
-EXIT_OK, EXIT_CONFIG = 0, 2
+EXIT_CONFIG = 2
 
 
 @dataclass(frozen=True)
@@ -117,11 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "tokens": {"cache_dir": str(Path(settings.data_dir) / "sim" / "tokens")},
                 "pipeline": settings.pipeline.simulator_defaults(),
             }
-            if args.chaos:
+            if args.chaos or args.chaos_plan is not None:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
         sim_day = _sim_day(args, settings) if mode.simulated and args.role == "all" else None
-        simulator = _simulator(args, settings, sim_day) if sim_day is not None and args.chaos else None
     except (ConfigError, BindRefused, ScenarioError, DayAlreadyRun, OSError) as error:
         print(f"observer: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -134,28 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.role != "all":
         return run_role(args, settings, mode, http)
     with ExitStack() as stack:
+        nats_server = None
         try:
-            nats_url = settings.nats_url or stack.enter_context(embedded_nats(settings)).url
+            if settings.nats_url is None:
+                nats_server = stack.enter_context(embedded_nats(settings))
         except (ServerBinaryMissing, RuntimeError, OSError) as error:
             print(f"observer: {error}", file=sys.stderr)
             return EXIT_CONFIG
+        nats_url = settings.nats_url or nats_server.url
         where = "" if settings.nats_url else f" (embedded, store {DataPaths(settings.data_dir).nats_dir})"
         print(f"observer: NATS {nats_url}{where}", flush=True)
-        if not args.chaos:
-            return run_processes(args, settings, sim_day, nats_url)
-        clock: Clock = SystemClock()
-        rest_url = ws_url = None
-        if simulator is not None:
-            stack.enter_context(simulator)
-            clock, rest_url, ws_url = simulator.clock, simulator.rest_url, simulator.ws_url
-            started = f"{clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x"
-            print(f"observer: simulated {started}; {simulator.ready_line()}", flush=True)
-        duration = args.duration
-        if args.chaos and duration is None:
-            duration = CHAOS_DEFAULT_DURATION
-        return run(settings, clock, rest_url, ws_url, duration, args.summary_json, simulator, args.chaos,
-                   http=http, nats_url=nats_url)
-    return EXIT_OK
+        return run_processes(args, settings, sim_day, nats_url, nats_server)
 
 
 def run_role(args: Any, settings: Settings, mode: Mode, http: HttpOptions | None) -> int:
@@ -185,7 +163,8 @@ def run_role(args: Any, settings: Settings, mode: Mode, http: HttpOptions | None
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
     try:
         return run(settings, clock, rest_url, ws_url, args.duration, args.summary_json,
-                   http=http if role == "control" else None, nats_url=settings.nats_url, role=role)
+                   http=http if role == "control" else None, nats_url=settings.nats_url, role=role,
+                   chaos_plan=args.chaos_plan)
     finally:
         pid_file.unlink(missing_ok=True)
 
@@ -209,7 +188,7 @@ def _sim_day(args: Any, settings: Settings) -> SimDay:
         print(f"observer: {data_root} holds {day:%Y-%m-%d} up to {resumed_after.astimezone(KST):%H:%M:%S}: "
               f"the simulated day resumes at {start:%H:%M:%S}", flush=True)
     if args.scenario is not None:  # a bad one is one line here, before any process starts
-        Scenario.load(args.scenario).check_symbols(build_universe(args.seed, day, args.symbols).listings)
+        check_scenario(args.scenario, seed=args.seed, day=day, n_symbols=args.symbols)
     scenario = args.scenario or write_demo_scenario(
         data_root / "sim" / "demo_scenario.json",
         seed=args.seed,
@@ -222,22 +201,6 @@ def _sim_day(args: Any, settings: Settings) -> SimDay:
     return SimDay(day=day, start=start, scenario=scenario, sent_log=sent_log)
 
 
-def _simulator(args: Any, settings: Settings, sim_day: SimDay) -> KisSimulator:
-    """The in-process simulator of a `--chaos` day (not started)."""
-    chaos = {"pingpong_interval": CHAOS_PINGPONG_INTERVAL_SECONDS} if args.chaos else {}
-    config = SimConfig(
-        seed=args.seed,
-        date=sim_day.day,
-        start=sim_day.start,
-        speed=args.speed,
-        scenario=sim_day.scenario,
-        sent_log=sim_day.sent_log,
-        n_symbols=args.symbols,
-        **chaos,
-    )
-    return KisSimulator(config)
-
-
 def run(
     settings: Settings,
     clock: Clock,
@@ -245,28 +208,20 @@ def run(
     ws_url: str | None,
     duration: float | None,
     summary_path: Path | None,
-    simulator: KisSimulator | None = None,
-    chaos: bool = False,
     http: HttpOptions | None = None,
     *,
     nats_url: str | None = None,
     role: str = "all",
+    chaos_plan: Path | None = None,
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
 
-    With `simulator` the summary adds the reconciliation of its sent log with the recorded files
-    (`app.reconcile`); `chaos` runs `app.chaos` against the system and the simulator (which it needs), and
-    the exit code then also says whether the chaos day passed (`summary.chaos_verdict`). With `nats_url`
-    every fact goes onto the spine there (`spine.publisher`); the journal on disk never waits for it.
-    `role` "control" or "stream" runs that part of the tree, linked to the rest over `nats_url`. Unless
-    the role is "stream", a responder answers control commands on `observer.<instance>.control.*`; `http`
-    (which needs `nats_url`) serves the dashboard, its commands sent over the spine.
+    With `nats_url` every fact goes onto the spine there (`spine.publisher`); the journal on disk never
+    waits for it. `role` "control" or "stream" runs that part of the tree, linked to the rest over
+    `nats_url`. Unless the role is "stream", a responder answers control commands on
+    `observer.<instance>.control.*`; `http` (which needs `nats_url`) serves the dashboard, its commands sent
+    over the spine. `chaos_plan`: the file of a chaos day's crashes of this process's actors (`app.chaos`).
     """
-    if chaos and simulator is None:
-        print("observer: --chaos needs the simulator (simulator mode)", file=sys.stderr)
-        return EXIT_CONFIG
-    if chaos and duration is None:
-        duration = CHAOS_DEFAULT_DURATION
     publisher = None if nats_url is None else Publisher(
         nats_url, settings.spine, sessions=settings.sessions, name="observer" if role == "all" else role
     )
@@ -291,7 +246,7 @@ def run(
         stop_requested.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    runner: ChaosRunner | None = None
+    runner: CrashRunner | None = None
     try:
         if surface is not None:
             surface.start()  # its DASHBOARD line among the first ones printed
@@ -303,10 +258,8 @@ def run(
         if role != "all":
             print(f"observer: {role} ready", flush=True)  # the parent starts the stream once control is
         status.start()
-        if chaos and simulator is not None and duration is not None:
-            max_restarts, period = system.supervisor.restart_limit
-            plan = chaos_plan(duration, system.child_ids, max_restarts=max_restarts, period_seconds=period)
-            runner = ChaosRunner(plan, system.directory, simulator.faults, clock).start()
+        if chaos_plan is not None:
+            runner = CrashRunner(chaos_plan, system.directory, clock).start()
         _wait(stop_requested, system.supervisor, duration)
         if runner is not None:
             runner.stop()
@@ -324,36 +277,13 @@ def run(
         if publisher is not None:
             publisher.stop()  # already stopped by the system's stop, unless the start failed
     summary = system.summary()
-    if simulator is not None:
-        summary.update(_reconciliation(settings, simulator))
-    chaos_steps = (len(runner.done()) if runner is not None else 0) if chaos else None
-    exit_code, failures = conclude(summary, exit_code, chaos_steps)
-    for failure in failures:
-        logger.error("chaos day failed: {}", failure)
+    exit_code, _ = conclude(summary, exit_code, None)
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)
     for line in summary_lines(summary):
         print(f"observer: {line}", flush=True)
     return exit_code
-
-
-def _reconciliation(settings: Settings, simulator: KisSimulator) -> dict[str, Any]:
-    """The simulator's sent log against the recorded files (the simulator is stopped first: its log is
-    complete only then)."""
-
-    simulator.stop()
-    sent_log = simulator.config.sent_log
-    if sent_log is None:
-        return {}
-    accounts = {
-        app_key_hash(account.app_key.get_secret_value()): account.name for account in settings.accounts
-    }
-    started = time.monotonic()
-    result = reconcile_run(DataPaths(Path(settings.data_dir)), sent_log, accounts)
-    logger.info("reconciled {} sent ticks with the recorded files in {:.1f} s",
-                result.sim_ticks_sent, time.monotonic() - started)
-    return result.figures()
 
 
 def _wait(stop_requested: threading.Event, supervisor: Supervisor, duration: float | None) -> None:

@@ -6,7 +6,9 @@ process (WebSocket sessions and the tick journal) and the control process (every
 surface), each `run.py --role ...` against the same NATS; the store process (`python -m store`) starts
 before them, so it stops after them and writes their last facts. At the end it stops them in reverse order,
 merges their summaries, compares the day's Parquet ticks with the journal's (`store.journal.compare_ticks`)
-and, in simulator mode, reconciles the simulator's sent log with the journal.
+and, in simulator mode, reconciles the simulator's sent log with the journal. A chaos day (`--chaos`,
+`app.chaos`) runs its plan over these processes: this one kills and arms simulator faults, each role crashes
+its own actors.
 """
 
 from __future__ import annotations
@@ -27,17 +29,25 @@ from typing import Any
 from loguru import logger
 from pyarrow import ArrowException
 
+from actors.supervisor import MAX_RESTARTS, PERIOD_SECONDS
+from actors.system import child_ids_for
+from app.chaos import (
+    CHAOS_DEFAULT_DURATION,
+    CHAOS_PINGPONG_INTERVAL_SECONDS,
+    ChaosRunner,
+    chaos_plan,
+)
 from app.processes import ChildStartFailed, ProcessSpec, ProcessSupervisor
 from app.reconcile import reconcile_run
-from app.summary import summary_lines, write_summary
+from app.summary import conclude, summary_lines, write_summary
 from app.system import CONNECTIONS_CLOSED
 from config.settings import Settings
 from runtime.clock import Clock, SimulatedClock, SystemClock
 from runtime.logs import setup_logging
 from runtime.paths import DataPaths
-from spine.server import free_port
+from spine.server import NatsServer, free_port
 from store.journal import compare_ticks
-from tools.kis_sim.sent_log import app_key_hash
+from tools.kis_sim.starter import app_key_hash, arm_faults, simulator_argv
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 REPO = Path(__file__).resolve().parents[1]
@@ -87,10 +97,19 @@ class SimDay:
     sent_log: Path
 
 
-def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_url: str) -> int:
+def run_processes(
+    args: Any,
+    settings: Settings,
+    sim_day: SimDay | None,
+    nats_url: str,
+    nats_server: NatsServer | None = None,
+) -> int:
     """Run the child processes until a signal, `--duration` or the supervisor giving up; the exit code.
-    `sim_day` None: live mode (no simulator)."""
+    `sim_day` None: live mode (no simulator). `nats_server`: the embedded NATS server (None: `--nats`), whose
+    restarts the summary counts and which a chaos day kills."""
     simulated = sim_day is not None
+    chaos = bool(args.chaos) and simulated
+    duration = CHAOS_DEFAULT_DURATION if chaos and args.duration is None else args.duration
     paths = DataPaths(Path(settings.data_dir))
     run_dir = paths.observer / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,16 +125,16 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
         rest_port, ws_port = free_port(), free_port()
         sim_clock: list[Clock] = []
 
-        def simulator_argv() -> list[str]:
+        def sim_argv() -> list[str]:
             # A restarted simulator goes on from the shared clock's time, not from the day's start.
-            start = sim_clock[0].now() if sim_clock else sim_day.start
-            return [python, "-m", "tools.kis_sim", "--print-clock", "--seed", str(args.seed),
-                    "--date", f"{sim_day.day:%Y%m%d}", "--start", start.strftime("%H:%M:%S"),
-                    "--speed", f"{args.speed:g}", "--n-symbols", str(args.symbols),
-                    "--rest-port", str(rest_port), "--ws-port", str(ws_port),
-                    "--scenario", str(sim_day.scenario), "--sent-log", str(sim_day.sent_log)]
+            start = sim_clock[0].now().time() if sim_clock else sim_day.start
+            pingpong = CHAOS_PINGPONG_INTERVAL_SECONDS if chaos else None
+            return simulator_argv(
+                python, seed=args.seed, day=sim_day.day, start=start, speed=args.speed,
+                n_symbols=args.symbols, rest_port=rest_port, ws_port=ws_port, scenario=sim_day.scenario,
+                sent_log=sim_day.sent_log, pingpong_interval=pingpong)
 
-        specs.append(ProcessSpec("simulator", simulator_argv, on_line=sim.on_line, ready=sim.ready,
+        specs.append(ProcessSpec("simulator", sim_argv, on_line=sim.on_line, ready=sim.ready,
                                  pid_file=run_dir / "simulator.pid"))
     else:
         sim_clock = []
@@ -130,17 +149,22 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
         if simulated:
             argv += ["--speed", f"{args.speed:g}", "--accounts", str(args.accounts),
                      "--kis-rest", sim.rest_url, "--kis-ws", sim.ws_url, "--sim-clock", sim.sim_clock]
+        if runner is not None:
+            runner.write_plan(role)  # what is left of its crashes (none written before the start)
+            argv += ["--chaos-plan", str(chaos_file(role))]
         return argv
 
     def forward(line: str) -> None:
         if line.startswith("DASHBOARD "):
             print(line, flush=True)
 
-    control_ready = threading.Event()
+    control_ready, stream_ready = threading.Event(), threading.Event()
 
     def control_lines(line: str) -> None:
         if line == "observer: control ready":
             control_ready.set()
+        if runner is not None:
+            runner.on_line(line)
         forward(line)
 
     for role in ROLES_IN_ORDER:
@@ -159,11 +183,44 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
     def stream_lines(line: str) -> None:
         if line == CONNECTIONS_CLOSED:  # its connections are closed: control may stop as in one process
             supervisor.stop_early("control")
+        elif line == "observer: stream ready":
+            stream_ready.set()
+        if runner is not None:
+            runner.on_line(line)
         forward(line)
 
     specs.append(ProcessSpec("stream", lambda: role_argv("stream"), on_line=stream_lines))
 
     supervisor = ProcessSupervisor(specs)
+
+    def chaos_file(role: str) -> Path:
+        return run_dir / f"{role}.chaos.json"
+
+    def kill(name: str) -> bool:
+        if name == "nats":
+            pid = nats_server.pid if nats_server is not None else None
+        else:
+            pid = supervisor.pid(name)
+        if pid is None:
+            return False
+        {"control": control_ready, "stream": stream_ready}.get(name, threading.Event()).clear()
+        os.kill(pid, signal.SIGKILL)
+        return True
+
+    def every_process_up() -> bool:
+        nats_up = nats_server is None or nats_server.pid is not None
+        return control_ready.is_set() and stream_ready.is_set() and nats_up
+
+    runner: ChaosRunner | None = None
+    if chaos:
+        assert duration is not None
+        kills = ("control", "stream", "nats") if nats_server is not None else ("control", "stream")
+        plan = chaos_plan(duration, child_ids_for([account.name for account in settings.accounts]),
+                          max_restarts=MAX_RESTARTS, period_seconds=PERIOD_SECONDS, kills=kills)
+        runner = ChaosRunner(plan, kill=kill, arm=lambda spec: arm_faults(sim.rest_url, spec),
+                             ready=every_process_up, plan_file=chaos_file)
+        for role in ROLES_IN_ORDER:
+            chaos_file(role).unlink(missing_ok=True)
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -184,14 +241,24 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
             sim_clock.append(clock)
             print(f"observer: simulated {clock.now():%Y-%m-%d %H:%M} KST at {args.speed:g}x; "
                   f"READY rest={sim.rest_url} ws={sim.ws_url}", flush=True)
-        _wait(stop_requested, supervisor, args.duration)
+        if runner is not None:
+            runner.start(stop_requested)  # the chaos day's duration counts from every process up
+        _wait(stop_requested, supervisor, duration)
+        if runner is not None:
+            runner.stop()
         exit_code = supervisor.stop()
     finally:
+        if runner is not None:
+            runner.stop()
         supervisor.stop()
+        for role in ROLES_IN_ORDER if runner is not None else ():
+            chaos_file(role).unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary = merge_summaries([_read_summary(run_dir / f"{role}.summary.json") for role in ROLES_IN_ORDER])
     summary["process_restarts"] = supervisor.restart_counts()
+    if nats_server is not None:
+        summary["process_restarts"]["nats"] = nats_server.restarts
     if supervisor.exit_code:
         summary["exit_code"] = exit_code = supervisor.exit_code
     elif summary.get("exit_code"):
@@ -201,6 +268,12 @@ def run_processes(args: Any, settings: Settings, sim_day: SimDay | None, nats_ur
     if sent_log is not None:
         accounts = {app_key_hash(a.app_key.get_secret_value()): a.name for a in settings.accounts}
         summary.update(reconcile_run(paths, sent_log, accounts).figures())
+    if runner is not None:
+        summary["chaos_done"] = [step.describe() for step in runner.done()]
+        summary["chaos_missed"] = [step.describe() for step in runner.missed()]
+        exit_code, failures = conclude(summary, exit_code, len(runner.done()))
+        for failure in failures:
+            logger.error("chaos day failed: {}", failure)
     if args.summary_json is not None:
         write_summary(args.summary_json, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)

@@ -39,7 +39,8 @@ RECONCILED = (
 
 
 def chaos_verdict(summary: dict[str, Any]) -> list[str]:
-    """What keeps a chaos day from passing (empty: it passed): a lost tick, an actor down, a duplicate."""
+    """What keeps a chaos day from passing (empty: it passed): a lost tick, an actor down, a duplicate
+    alert, an escalation, a planned step that did not run."""
     failures = []
     if summary.get("ticks_lost", 0):
         sample = summary.get("ticks_lost_sample", [])[:3]
@@ -50,6 +51,8 @@ def chaos_verdict(summary: dict[str, Any]) -> list[str]:
         failures.append(f"{summary['duplicate_alerts']} alerts inside their cooldown")
     if summary.get("exit_code") not in (0, None):
         failures.append(f"the supervisor stopped with exit code {summary['exit_code']}")
+    if summary.get("chaos_missed"):
+        failures.append(f"planned steps that did not run: {', '.join(summary['chaos_missed'])}")
     return failures
 
 
@@ -72,7 +75,8 @@ def conclude(summary: dict[str, Any], exit_code: int, chaos_steps: int | None) -
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The last lines printed at exit: the reconciliation (in simulator mode), actors and restarts."""
+    """The last lines printed at exit: the reconciliation (in simulator mode), actors and restarts, the
+    processes restarted, and a chaos day's steps that ran and its verdict."""
     lines = []
     if "sim_ticks_sent" in summary:
         lines.append(" ".join(f"{name}={summary[name]}" for name in RECONCILED))
@@ -82,9 +86,15 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"ticks_recorded={summary['ticks_recorded']} actors_alive={summary['actors_alive']}/"
         f"{summary['actors_total']} restarts: {restarts}"
     )
+    processes = {name: count for name, count in summary.get("process_restarts", {}).items() if count}
+    if processes:
+        lines.append("process restarts: " + ", ".join(f"{name} {count}" for name, count in processes.items()))
     if "chaos_passed" in summary:
+        if "chaos_done" in summary:
+            lines.append(f"chaos steps ran: {', '.join(summary['chaos_done']) or 'none'}")
+        missed = summary.get("chaos_missed", [])
         lines.append(f"chaos day {'passed' if summary['chaos_passed'] else 'FAILED'} "
-                     f"({summary['chaos_steps']} steps)")
+                     f"({summary['chaos_steps']} of {summary['chaos_steps'] + len(missed)} steps)")
     return lines
 
 

@@ -319,16 +319,35 @@ def test_a_restarted_actor_resubscribes_its_saved_target_and_closes_the_gap(plan
     symbols = plane.symbols(3)
     subscribe(plane, symbols)
     plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.received("recorder", TicksReceived) != [], WAIT)
     plane.tell(name, Crash(at=plane.sim.clock.now()))
     assert wait_until(lambda: ends.received(ChildFailed) != [], WAIT)
     started = plane.received("gaps", ExpectedGapStarted)
     assert [m.reason for m in started] == ["actor_restart"]
+    # from the last trade passed on: any queued behind the crash are inside the gap
+    assert started[0].at == plane.received("recorder", TicksReceived)[-1].ticks[-1].exchange_time
     plane.start_ws()  # what the supervisor does: a new incarnation with the same context
     plane.wait_confirmed(symbols)
     assert wait_until(
         lambda: {s for m in plane.received("gaps", ExpectedGapEnded) for s in m.symbols} == set(symbols), WAIT
     )
     assert all(m.started_at == started[0].at for m in plane.received("gaps", ExpectedGapEnded))
+
+
+def test_once_the_tree_is_stopping_ticks_go_to_the_journal_only(plane: DataPlane) -> None:
+    """A stop behind a deep backlog must finish within the shutdown timeout: the recorder keeps getting
+    every tick, the other peers (whose part the stop's gap covers) none."""
+    plane.start_ws()
+    symbols = plane.symbols(3)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: plane.received("triggers", TicksReceived) != [], WAIT)
+    plane.directory.stopping()
+    time.sleep(0.2)  # what was told before the stop began
+    before = {peer: len(plane.received(peer, TicksReceived)) for peer in ("recorder", "triggers", "gaps")}
+    assert wait_until(lambda: len(plane.received("recorder", TicksReceived)) > before["recorder"] + 2, WAIT)
+    assert len(plane.received("triggers", TicksReceived)) == before["triggers"]
+    assert len(plane.received("gaps", TicksReceived)) == before["gaps"]
 
 
 def test_nothing_is_opened_without_a_target_and_the_session_closes_when_emptied(plane: DataPlane) -> None:
@@ -378,8 +397,9 @@ def test_a_notice_only_session_follows_the_phase(tmp_path, kis_sim) -> None:
 
 def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: DataPlane) -> None:
     """What the tick files say was streamed before this start: the restored target's symbols get a gap
-    from their own last tick, ended when confirmed again or at once when the slot manager has dropped them
-    meanwhile; a symbol outside the restored target missed nothing."""
+    from their own last tick (one without a tick on disk from the earliest of theirs), ended when confirmed
+    again or at once when the slot manager has dropped them meanwhile; a symbol outside the restored target
+    missed nothing."""
     name = plane.start_ws()
     symbols = plane.symbols(3)
     subscribe(plane, symbols)
@@ -401,8 +421,9 @@ def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: D
         return {symbol: m.started_at for m in plane.received("gaps", ExpectedGapEnded) if m.reason == RESTART
                 for symbol in m.symbols}
 
-    assert wait_until(lambda: len(restart_ends()) == 2, WAIT)
-    assert restart_ends() == {symbols[0]: last[symbols[0]], symbols[1]: last[symbols[1]]}
+    assert wait_until(lambda: len(restart_ends()) == 3, WAIT)
+    assert restart_ends() == {symbols[0]: last[symbols[0]], symbols[1]: last[symbols[1]],
+                              symbols[2]: last[symbols[0]]}
     started = {symbol: m.at for m in plane.received("gaps", ExpectedGapStarted) if m.reason == RESTART
                for symbol in m.symbols}
     assert started == restart_ends()

@@ -25,7 +25,7 @@ from tools.kis_sim.conformance import (
     INQUIRE_PRICE_FIELDS,
     SEARCH_INFO_FIELDS,
 )
-from tools.kis_sim.faults import Faults
+from tools.kis_sim.faults import FAULTS_PATH, Faults
 from tools.kis_sim.listings import tick_size
 from tools.kis_sim.market import Market
 from tools.kis_sim.rest import DAILY_PRICE_PATH, SEARCH_INFO_PATH, RestServer
@@ -310,6 +310,22 @@ def test_expire_tokens_fault_and_the_next_token_is_new(sim: Sim) -> None:
     assert fresh != headers["authorization"].split()[1]
     ok = sim.get(protocol.INQUIRE_PRICE_PATH, {**headers, "authorization": f"Bearer {fresh}"}, price_params())
     assert ok.status_code == 200 and ok.json()["rt_cd"] == "0"
+
+
+def test_a_fault_spec_posted_to_the_faults_path_is_armed_even_during_a_rate_limit(sim: Sim) -> None:
+    epoch = sim.faults.token_epoch()
+    armed = sim.session.post(sim.url + FAULTS_PATH, data=b"rate_limit=5,expire_tokens,refuse=5")
+    assert armed.status_code == 200 and armed.json() == {"armed": 3}
+    assert sim.faults.rest_rate_limited() and sim.faults.ws_refusing()
+    assert sim.faults.token_epoch() == epoch + 1
+    again = sim.session.post(sim.url + FAULTS_PATH, data=b"drop")
+    assert again.status_code == 200 and again.json() == {"armed": 1}
+
+
+def test_a_bad_fault_spec_arms_nothing_and_says_why(sim: Sim) -> None:
+    refused = sim.session.post(sim.url + FAULTS_PATH, data=b"html=2,boom")
+    assert refused.status_code == 400 and "boom" in refused.json()["error"]
+    assert not sim.faults.take_html_error()
 
 
 @pytest.mark.parametrize(

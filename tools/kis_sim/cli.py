@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time as time_module
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import time
 from pathlib import Path
 from types import FrameType
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from runtime.arguments import clock_time, non_negative_number, positive_number, trading_date
 from runtime.clock import Clock
-from tools.kis_sim.faults import Faults
+from tools.kis_sim.faults import FaultSpecError, parse_faults
 from tools.kis_sim.scenario import ScenarioError
 
 if TYPE_CHECKING:
@@ -35,79 +35,6 @@ comma-separated faults, armed once the servers listen:
   html=N             answer the next N /uapi calls with an HTML error page (HTTP 502)
   empty=N            answer the next N /uapi calls with HTTP 200 and an empty body
 durations are real (wall) seconds; e.g. --faults drop_every=30,malformed=5,refuse=10"""
-
-
-class FaultSpecError(ValueError):
-    """A `--faults` item could not be understood; the message names the item."""
-
-
-def _seconds(name: str, value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise FaultSpecError(f"fault {name}: {value!r} is not a number of seconds") from None
-    if seconds < 0:
-        raise FaultSpecError(f"fault {name}: needs seconds >= 0, got {value}")
-    return seconds
-
-
-def _count(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise FaultSpecError(f"fault {name}: {value!r} is not a whole number")
-    return int(value)
-
-
-def _slow_rest(faults: Faults, value: str) -> None:
-    delay, sep, duration = value.partition(":")
-    if not sep:
-        raise FaultSpecError(f"fault slow_rest: expected DELAY:SECONDS, got {value!r}")
-    faults.slow_rest(_seconds("slow_rest", delay), _seconds("slow_rest", duration))
-
-
-def _drop_every(faults: Faults, value: str) -> None:
-    seconds = _seconds("drop_every", value)
-    if seconds == 0:
-        raise FaultSpecError("fault drop_every: needs a positive number of seconds")
-    faults.drop_every(seconds)
-
-
-_WITH_VALUE: dict[str, Callable[[Faults, str], None]] = {
-    "drop_every": _drop_every,
-    "refuse": lambda f, v: f.refuse_reconnects(_seconds("refuse", v)),
-    "malformed": lambda f, v: f.malformed_frames(_count("malformed", v)),
-    "truncated": lambda f, v: f.truncated_frames(_count("truncated", v)),
-    "silence": lambda f, v: f.silence_sessions(_seconds("silence", v)),
-    "rate_limit": lambda f, v: f.rate_limit_burst(_seconds("rate_limit", v)),
-    "slow_rest": _slow_rest,
-    "html": lambda f, v: f.html_errors(_count("html", v)),
-    "empty": lambda f, v: f.empty_bodies(_count("empty", v)),
-}
-_WITHOUT_VALUE: dict[str, Callable[[Faults], None]] = {
-    "drop": Faults.drop_sessions,
-    "expire_tokens": Faults.expire_tokens,
-}
-
-
-def parse_faults(spec: str) -> list[Callable[[Faults], None]]:
-    """Parse a `--faults` spec into actions; raises FaultSpecError before anything is armed."""
-    actions: list[Callable[[Faults], None]] = []
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if name in _WITHOUT_VALUE and not sep:
-            actions.append(_WITHOUT_VALUE[name])
-        elif name in _WITH_VALUE and sep:
-            setter, text = _WITH_VALUE[name], value.strip()
-            probe = Faults()
-            setter(probe, text)  # validate now, so a bad spec fails before the servers start
-            actions.append(lambda faults, setter=setter, text=text: setter(faults, text))
-        else:
-            known = sorted([*_WITH_VALUE, *_WITHOUT_VALUE])
-            raise FaultSpecError(f"unknown fault item {item!r}; known: {', '.join(known)}")
-    return actions
 
 
 def _port(text: str) -> int:

@@ -1,4 +1,5 @@
-"""Fault switches of the KIS simulator, flipped by tests and the CLI, read by the REST and WebSocket servers.
+"""Fault switches of the KIS simulator, flipped by tests, the CLI (`--faults`) and a POST to the REST port's
+`/_sim/faults` (the chaos day's), read by the REST and WebSocket servers; both speak `parse_faults`'s spec.
 
 Windows are measured in real (monotonic) seconds, because faults model the network and the gateway, which
 run on the wall clock even when the simulated market runs fast. Every method is thread-safe.
@@ -176,3 +177,83 @@ def _non_negative(seconds: float) -> float:
     if value < 0:
         raise ValueError(f"a fault duration must be >= 0, got {value}")
     return value
+
+
+# ---- the fault spec language ----------------------------------------------------------------------------
+
+
+FAULTS_PATH = "/_sim/faults"
+"""The simulator's REST path a fault spec is POSTed to, to arm it now (not a KIS path)."""
+
+
+class FaultSpecError(ValueError):
+    """A `--faults` item could not be understood; the message names the item."""
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise FaultSpecError(f"fault {name}: {value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise FaultSpecError(f"fault {name}: needs seconds >= 0, got {value}")
+    return seconds
+
+
+def _whole_count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise FaultSpecError(f"fault {name}: {value!r} is not a whole number")
+    return int(value)
+
+
+def _slow_rest(faults: Faults, value: str) -> None:
+    delay, sep, duration = value.partition(":")
+    if not sep:
+        raise FaultSpecError(f"fault slow_rest: expected DELAY:SECONDS, got {value!r}")
+    faults.slow_rest(_seconds("slow_rest", delay), _seconds("slow_rest", duration))
+
+
+def _drop_every(faults: Faults, value: str) -> None:
+    seconds = _seconds("drop_every", value)
+    if seconds == 0:
+        raise FaultSpecError("fault drop_every: needs a positive number of seconds")
+    faults.drop_every(seconds)
+
+
+_WITH_VALUE: dict[str, Callable[[Faults, str], None]] = {
+    "drop_every": _drop_every,
+    "refuse": lambda f, v: f.refuse_reconnects(_seconds("refuse", v)),
+    "malformed": lambda f, v: f.malformed_frames(_whole_count("malformed", v)),
+    "truncated": lambda f, v: f.truncated_frames(_whole_count("truncated", v)),
+    "silence": lambda f, v: f.silence_sessions(_seconds("silence", v)),
+    "rate_limit": lambda f, v: f.rate_limit_burst(_seconds("rate_limit", v)),
+    "slow_rest": _slow_rest,
+    "html": lambda f, v: f.html_errors(_whole_count("html", v)),
+    "empty": lambda f, v: f.empty_bodies(_whole_count("empty", v)),
+}
+_WITHOUT_VALUE: dict[str, Callable[[Faults], None]] = {
+    "drop": Faults.drop_sessions,
+    "expire_tokens": Faults.expire_tokens,
+}
+
+
+def parse_faults(spec: str) -> list[Callable[[Faults], None]]:
+    """Parse a `--faults` spec into actions; raises FaultSpecError before anything is armed."""
+    actions: list[Callable[[Faults], None]] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if name in _WITHOUT_VALUE and not sep:
+            actions.append(_WITHOUT_VALUE[name])
+        elif name in _WITH_VALUE and sep:
+            setter, text = _WITH_VALUE[name], value.strip()
+            probe = Faults()
+            setter(probe, text)  # validate now, so a bad spec fails before the servers start
+            actions.append(lambda faults, setter=setter, text=text: setter(faults, text))
+        else:
+            known = sorted([*_WITH_VALUE, *_WITHOUT_VALUE])
+            raise FaultSpecError(f"unknown fault item {item!r}; known: {', '.join(known)}")
+    return actions

@@ -30,7 +30,7 @@ from kis import protocol
 from kis.protocol import ErrorCode, TrId
 from runtime.clock import Clock
 from tools.kis_sim.accounts import Account, Accounts, TokenCheck, TooSoon, WrongSecret
-from tools.kis_sim.faults import Faults
+from tools.kis_sim.faults import FAULTS_PATH, Faults, FaultSpecError, parse_faults
 from tools.kis_sim.futures import Derivatives, QueryError
 from tools.kis_sim.listings import KOSDAQ, KOSPI, DailyBarState, Listing, fundamentals, tick_size
 from tools.kis_sim.market import Market, QuoteState
@@ -214,6 +214,8 @@ class RestApp:
     def _answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         parts = urlsplit(target)
         path = parts.path
+        if path == FAULTS_PATH and method == "POST":  # before every fault: a rate limit cannot lock it out
+            return self._arm_faults(body)
         try:
             delay = self.faults.rest_delay()
             if delay > 0:
@@ -253,6 +255,17 @@ class RestApp:
             with self._lock:
                 self.errors["EGW00002"] += 1
             return _json(500, {"rt_cd": "1", "msg_cd": "EGW00002", "msg1": GATEWAY_MESSAGES["EGW00002"]})
+
+    def _arm_faults(self, body: bytes) -> Response:
+        """Arm the faults of a `--faults` spec now; a bad spec arms nothing and answers 400 with why."""
+        try:
+            actions = parse_faults(body.decode("utf-8", errors="replace"))
+        except FaultSpecError as error:
+            return _json(400, {"error": str(error)})
+        for action in actions:
+            action(self.faults)
+        logger.info("KIS simulator: faults armed: {}", body.decode("utf-8", errors="replace"))
+        return _json(200, {"armed": len(actions)})
 
     # ---- gateway ----------------------------------------------------------------------------------------
 
