@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also write PostgreSQL (default: OBSERVER_POSTGRES_URL; none: Parquet only)")
     parser.add_argument("--instance", default=os.environ.get("OBSERVER_SPINE__INSTANCE", "main"),
                         help="the spine instance to read (default: OBSERVER_SPINE__INSTANCE or main)")
-    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR", help="write DIR/store.log too")
+    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="write everything to DIR/store.log; the console then shows warnings and errors only")
     parser.add_argument("--flush-seconds", type=float, default=60.0, metavar="S",
                         help="write buffered rows as a Parquet part every S seconds (<= 300; default 60)")
     parser.add_argument("--consumer", default="store",
@@ -44,8 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_logging(log_dir: Path | None) -> None:
+    """The console has the INFO lines only when there is no log file (under `run.py`, whose first lines are
+    the mode, NATS and the dashboard, the store's own go to `store.log`)."""
     logger.remove()
-    logger.add(sys.stderr, level="INFO", format=LOG_FORMAT, diagnose=False, backtrace=False)
+    console = "INFO" if log_dir is None else "WARNING"
+    logger.add(sys.stderr, level=console, format=LOG_FORMAT, diagnose=False, backtrace=False)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         logger.add(log_dir / "store.log", level="DEBUG", format=LOG_FORMAT, rotation="00:00",

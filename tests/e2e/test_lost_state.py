@@ -28,7 +28,7 @@ WS = f"ws.{ACCOUNT}"
 SIM_SYMBOLS = 60
 WAIT = 30.0
 STATE_FILES = ("slots", "scanner", "triggers", "trigger_universe", "alert_cooldowns", "scheduler",
-               f"subscriptions.{ACCOUNT}")
+               "wakeup", f"subscriptions.{ACCOUNT}")
 """Every document of the state store a day's run writes (checked against the folder after the first run)."""
 
 

@@ -2,8 +2,9 @@
 manager and WebSocket connection on the simulator (following the frozen wall clock) from 04:55 to 23:00.
 
 The control plane alone is covered by tests/actors/test_scheduler_actor.py; this adds the streaming half:
-no tick subscription before the context sync, streaming from 09:30, every subscription gone at 15:00, and
-nothing at all on a weekend or a KRX holiday.
+no tick subscription before the context sync (the wake-up's 08:03 pre-connect opens the session with no
+registration), streaming from 09:30, every subscription gone at 15:00, and nothing at all on a weekend or a
+KRX holiday.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.actors.control_plane_support import (
     wait_until,
 )
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.kis_sim.ws import TRADE_FEEDS
 
 MONDAY = date(2024, 3, 4)
 SATURDAY = date(2024, 3, 9)
@@ -67,6 +69,8 @@ class TriggersStandIn(RecordingActor):
 
 
 STEP = timedelta(minutes=10)
+PRECONNECT = datetime(2024, 3, 4, 8, 3, tzinfo=KST)
+"""The wake-up's WebSocket pre-connect on the KRX feed (noticed at the 08:10 step)."""
 """The scan interval: every step is a scan during Track A."""
 
 
@@ -114,6 +118,10 @@ class Plane:
         """No target and no tick registration, confirmed or pending."""
         status = self.ws_status()
         return self.targets() == () and status.target == () and not status.confirmed and not status.pending
+
+    def never_subscribed(self) -> bool:
+        """No tick registration at the simulator on any trade feed (a pre-connected session may be open)."""
+        return self.not_streaming() and not any(self.sim.ws.registered(tr_id) for tr_id in TRADE_FEEDS)
 
     def never_connected(self) -> bool:
         return (
@@ -175,17 +183,22 @@ def test_track_b_streams_only_between_the_context_sync_and_15_00(tmp_path: Path)
         with KisSimulator(sim_config(tmp_path)) as sim:
             plane = start_plane(tmp_path, clock, sim)
             streaming_at: list[datetime] = []
+            preconnected: list[bool] = []
             scans = 0
             now = kst(MONDAY, 4, 50)
             while now < kst(MONDAY, 23, 0):
                 now += STEP
                 frozen.move_to(now)
-                scans += kst(MONDAY, 9) <= now < kst(MONDAY, 15, 30)
+                scans += kst(MONDAY, 9) <= now <= kst(MONDAY, 15, 30)  # 15:30: the closing pass
                 plane.tick(now, scans)
                 if now == kst(MONDAY, 5, 0):
                     assert wait_until(lambda: plane.journals["triggers"].received(UniverseReady), timeout=20)
                 if not plane.synced():
-                    assert plane.never_connected(), f"subscribed before the context sync, at {now:%H:%M}"
+                    assert plane.never_subscribed(), f"subscribed before the context sync, at {now:%H:%M}"
+                    if now < PRECONNECT:
+                        assert plane.never_connected(), f"connected before the pre-connect, at {now:%H:%M}"
+                    else:
+                        preconnected.append(wait_until(lambda: plane.sim.ws.session_count() == 1))
                 elif now < track_b_stop:
                     assert wait_until(plane.streaming), f"not streaming at {now:%H:%M}"
                     streaming_at.append(now)
@@ -198,7 +211,8 @@ def test_track_b_streams_only_between_the_context_sync_and_15_00(tmp_path: Path)
             synced = plane.synced()
             assert len(synced) == 1 and synced[0].at == track_b_start and synced[0].movers
             assert streaming_at[0] == track_b_start and streaming_at[-1] == track_b_stop - STEP
-            assert scans == 39
+            assert scans == 40  # the last one the closing pass at 15:30
+            assert preconnected and all(preconnected), "the pre-connect opened no session before the open"
             ticks = [t for frame in plane.journals["recorder"].received(TicksReceived) for t in frame.ticks]
             stop_all()
         sent = read_jsonl(tmp_path / "kis_sim_sent.jsonl").records
