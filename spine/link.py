@@ -104,6 +104,8 @@ class Link:
         self._answering: set[str] = set()
         """Subjects whose child acknowledged a held tick since NATS came back (on the link's loop only)."""
         self._sending = False
+        self._last_encoded: tuple[Any, bytes] | None = None
+        """The last message told and its JSON: a tick batch told to several remote actors is encoded once."""
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._directory: LocalDirectory | None = None
@@ -152,8 +154,13 @@ class Link:
         if loop is None or self._outbox is None or self._reliable is None or self._stopped.is_set():
             self.dropped += 1
             return False
+        last = self._last_encoded
         try:
-            data = encode(message)
+            if last is not None and last[0] is message:
+                data = last[1]
+            else:
+                data = encode(message)
+                self._last_encoded = (message, data)
         except NotCrossable as error:
             logger.error("link {}: {} for {!r} not sent: {}", self.name, type(message).__name__, child_id,
                          error)
