@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--instance", default=os.environ.get("OBSERVER_SPINE__INSTANCE", "main"),
                         help="the spine instance to read (default: OBSERVER_SPINE__INSTANCE or main)")
     parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
-                        help="write everything to DIR/store.log; the console then shows warnings and errors only")
+                        help="write everything to DIR/store.log; the console then shows warnings only")
     parser.add_argument("--flush-seconds", type=float, default=60.0, metavar="S",
                         help="write buffered rows as a Parquet part every S seconds (<= 300; default 60)")
     parser.add_argument("--consumer", default="store",

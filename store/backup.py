@@ -49,7 +49,8 @@ def day_files(paths: DataPaths, day: date) -> Iterator[Path]:
     for kind in ("gaps", "overflow"):
         yield from observer.glob(f"system/{kind}/*/{stamp}_{kind}.jsonl")
     yield from observer.glob(f"system/alerts/{stamp}_alerts.jsonl")
-    yield from observer.glob(f"system/audit/{stamp}_audit.jsonl")
+    yield from observer.glob(f"system/candles/{stamp}_candles.json")
+    yield from observer.glob("system/audit.jsonl")  # the control audit: one short line per command, whole
     for folder in paths.parquet_dir.glob(f"*/date={stamp}"):
         yield from (path for path in folder.glob("*.parquet") if path.is_file())
     yield from paths.universe_dir.glob(f"{stamp}_*.json")

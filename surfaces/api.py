@@ -244,7 +244,7 @@ class InProcessSurface:
             "alive": alive,
             "ready": ready,
             "reasons": why_not_alive + why_not_ready,
-            "spine": "in-process",
+            "spine": self.spine_state(),
             "actors": [
                 {"id": child, "running": child in running, "restarts": int(restarts.get(child, 0))}
                 for child in self._system.all_child_ids
@@ -253,13 +253,23 @@ class InProcessSurface:
             "dead_letters": self._directory.dead_letter_count,
         }
 
+    def spine_state(self) -> str:
+        """"connected" or "disconnected" (the publisher's NATS connection), "none" without a spine."""
+        publisher = getattr(self._system, "publisher", None)
+        if publisher is None:
+            return "none"
+        return "connected" if publisher.connected else "disconnected"
+
     def liveness(self) -> tuple[bool, list[str]]:
-        """The actor tree is alive: the supervisor runs and every child is running."""
+        """The actor tree is alive (the supervisor runs, every child runs) and the spine is connected."""
         if self._system.supervisor.stopped.is_set():
             return False, ["the supervisor has stopped"]
         running = set(self._system.running_ids())
         down = [child for child in self._system.all_child_ids if child not in running]
-        return (not down, [f"actor {child} is not running" for child in down])
+        reasons = [f"actor {child} is not running" for child in down]
+        if self.spine_state() == "disconnected":
+            reasons.append("the spine (NATS) is not connected")
+        return (not reasons, reasons)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """On a trading day: every token valid, every WebSocket connected, today's universe loaded."""
@@ -307,6 +317,7 @@ class InProcessSurface:
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "disk_free_bytes": free,
             "alive": self.liveness()[0],
+            "spine_connected": self.spine_state() != "disconnected",
             "phase": phase_at(self._clock.now(), self._settings.schedule).value,
         }
 

@@ -104,7 +104,8 @@ class ObserverCollector(Collector):
             "observer_up", "1 while the actor tree is alive", value=1 if f["alive"] else 0
         )
         yield GaugeMetricFamily(
-            "observer_spine_connected", "1 when the spine is connected (in-process: 1)", value=1
+            "observer_spine_connected", "1 when the spine (NATS) is connected",
+            value=1 if f["spine_connected"] else 0,
         )
 
 

@@ -29,7 +29,8 @@ def lay_out_a_day(paths: DataPaths) -> set[str]:
         paths.gap_markers("sim1", DAY): '{"symbol":"005930"}\n',
         paths.overflow_ledger("sim1", DAY): '{"symbol":"000660"}\n',
         paths.alerts_ledger(DAY): '{"text":"surge"}\n',
-        paths.observer / "system" / "audit" / "20260914_audit.jsonl": '{"who":"local","what":"pin"}\n',
+        paths.observer / "system" / "audit.jsonl": '{"who":"local","what":"pin"}\n',
+        paths.observer / "system" / "candles" / "20260914_candles.json": '{"missing":{}}\n',
         paths.universe_dir / "20260914_kr_stocks.json": '{"metadata":{"market":"kr_stocks"}}\n',
         paths.state_dir / "slots.json": '{"day":"2026-09-14"}\n',
     }

@@ -218,6 +218,7 @@ def test_the_api_answers_with_the_run(observer: RunningObserver) -> None:
     }
     _, health, _ = call(observer.url, "/api/health", token=TOKEN)
     assert health["alive"] is True and {a["id"] for a in health["actors"]} >= {"slots", "triggers", "ws.sim1"}
+    assert health["spine"] == "connected"
     _, gaps, _ = call(observer.url, "/api/gaps", token=TOKEN)
     assert set(gaps) >= {"detected", "recovered", "marked", "rate", "open"}
     _, overflow, _ = call(observer.url, "/api/overflow", token=TOKEN)
@@ -396,6 +397,7 @@ def test_zz_metrics_agree_with_the_summary(observer: RunningObserver, tmp_path: 
     # held positions (websocket.extra_registrations_max: 12 at most) are the tick slots.
     assert 40 - 12 <= metric(text, "observer_slots_capacity") <= 40 - 6
     assert metric(text, "observer_rest_calls_total") > 0
+    assert metric(text, "observer_spine_connected") == 1
     assert 0 < metric(text, "observer_token_expiry_seconds") <= 24 * 3600
     for name in referenced_metrics():
         assert f"\n{name}" in text, f"deploy/ names {name}, which /metrics does not export"
