@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import WebSocketSettings
+from core.streams import StreamChoice, trade_capacity
+from core.subscriptions import MAX_REGISTRATIONS_PER_KEY
 from runtime.paths import DataPaths
 from tests.e2e.support import overflow_records, surge_scenario
 from tests.e2e.test_run_sim import ACCOUNT, DAY, FIRST_SCAN_AT, REPO, SEED, START, SYMBOLS, held_symbols
@@ -23,11 +26,29 @@ HALT_AT, HALT_MINUTES = "09:33", 20
 """After Track B's first allocation (09:30); the 09:38 and 09:48 scans see it, the 09:58 one does not."""
 DURATION = 115.0
 """Real seconds: from 09:27 to about 10:05 at 20x, past the scan after the halt."""
+HELD = 2
+"""The simulated account's held positions at this seed: pinned, each with its book and program trading."""
+
+
+def _tick_slots() -> int:
+    """The sim key's trade slots with the default order books and program trading: its 40 registrations (one
+    goes to execution notices) less the extras its held positions and best slots take (`core.streams`)."""
+    websocket = WebSocketSettings()
+    return trade_capacity(MAX_REGISTRATIONS_PER_KEY - 1, HELD,
+                          StreamChoice(websocket.order_book_held, websocket.order_book_top),
+                          StreamChoice(websocket.program_trading_held, websocket.program_trading_top),
+                          websocket.extra_registrations_max)
+
+
+SURGES = _tick_slots() - HELD
+"""Every surge has a tick slot beside the held positions, so no overflowing surge takes a halted symbol's
+slot for good: the halted ones find room when trading resumes instead of having to beat the replacement
+threshold (30 surges fitted the 40 slots a key had before books and program trading shared them)."""
 
 
 @pytest.mark.timeout(240)
 def test_halted_symbols_leave_their_slots_and_come_back_when_trading_resumes(tmp_path: Path) -> None:
-    scenario = surge_scenario(SEED, DAY, SYMBOLS, 30, scan_at=FIRST_SCAN_AT)
+    scenario = surge_scenario(SEED, DAY, SYMBOLS, SURGES, scan_at=FIRST_SCAN_AT)
     halted = scenario.ranked_symbols[:2]
     halts = [{"at": HALT_AT, "symbol": symbol, "event": "halt", "minutes": HALT_MINUTES} for symbol in halted]
     events = [*scenario.events, *halts]
@@ -46,7 +67,7 @@ def test_halted_symbols_leave_their_slots_and_come_back_when_trading_resumes(tmp
     assert completed.returncode == 0, out.read_text(encoding="utf-8", errors="replace")[-3000:]
 
     paths = DataPaths(tmp_path / "data")
-    assert not set(halted) & held_symbols(paths)
+    assert len(held_symbols(paths)) == HELD and not set(halted) & held_symbols(paths)
     slots_log = (tmp_path / "logs" / "slots.log").read_text(encoding="utf-8")
     ledger = overflow_records(paths, ACCOUNT, DAY)
     for symbol in halted:
