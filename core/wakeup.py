@@ -143,6 +143,8 @@ class WakeupDay(BaseModel):
 
 def step_times(schedule: ScheduleSettings) -> tuple[tuple[WakeupStep, time], ...]:
     """Each step's KST time in a resolved schedule (the health check after the refresh: the refresh's)."""
+    if not schedule.resolved:
+        raise ValueError("the schedule has unset wake-up times: take it from a Settings, which derives them")
     times = (
         (WakeupStep.WAKE, schedule.wakeup_time),
         (WakeupStep.WS_PRECONNECT, schedule.preconnect_time),
@@ -152,8 +154,6 @@ def step_times(schedule: ScheduleSettings) -> tuple[tuple[WakeupStep, time], ...
         (WakeupStep.HEALTH_AFTER_REFRESH, schedule.token_refresh_time),
         (WakeupStep.READY, schedule.ready_time),
     )
-    if any(moment is None for _, moment in times):
-        raise ValueError("the schedule has unset wake-up times: take it from a Settings, which derives them")
     return tuple((step, moment) for step, moment in times if moment is not None)
 
 

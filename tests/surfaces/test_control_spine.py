@@ -8,7 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ from surfaces.api import InProcessSurface
 from surfaces.launch import control_responder
 from surfaces.server import Access, HttpServer, build_app
 from tests.surfaces.support import REPO, call, observer_env
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats-server.log").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
