@@ -204,7 +204,8 @@ class MinuteJobsActor(ObserverActor):
         last = min(last, datetime.combine(last.date(), STOCK_CLOSE, tzinfo=KST) - timedelta(minutes=1))
         if first > last:
             return
-        symbols = sorted({c.symbol for c in built} | set(self.context.settings.pipeline.watchlist))
+        streamed = self._builder.traded_since(first)
+        symbols = sorted(streamed | {c.symbol for c in built} | set(self.context.settings.pipeline.watchlist))
         for symbol in symbols:
             try:
                 minutes = stock_minute(

@@ -121,8 +121,12 @@ class CandleBuilder:
 
     def __init__(self) -> None:
         self._running: dict[tuple[datetime, str], _Running] = {}
+        self._last_trade: dict[str, datetime] = {}
 
     def add(self, symbol: str, moment: datetime, price: float, volume: int) -> None:
+        latest = self._last_trade.get(symbol)
+        if latest is None or moment > latest:
+            self._last_trade[symbol] = moment
         key = (kst_minute(moment), symbol)
         entry = self._running.get(key)
         if entry is None:
@@ -143,6 +147,11 @@ class CandleBuilder:
             c = self._running.pop((start, symbol))
             candles.append(Candle(symbol, start, c.open, c.high, c.low, c.close, c.volume))
         return candles
+
+    def traded_since(self, moment: datetime) -> set[str]:
+        """The symbols with a trade at or after `moment`: those streamed over a span of minutes even when one of
+        its minutes had no trade of theirs, or began before the builder did."""
+        return {symbol for symbol, last in self._last_trade.items() if last >= moment}
 
 
 def reconcile(built: Candle | None, kis: Candle | None) -> Reconciled | None:

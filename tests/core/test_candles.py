@@ -130,3 +130,6 @@ def test_the_streaming_builder_gives_the_candles_of_the_batch_function() -> None
     assert first == [c for c in candles_from_trades(trades) if c.minute < at(9, 1)]
     assert builder.take_before(at(9, 1)) == []
     assert builder.take_before(at(9, 3)) == [c for c in candles_from_trades(trades) if c.minute >= at(9, 1)]
+    # a symbol streamed over 09:01-09:02 without a trade in 09:01 is still one of the span's symbols
+    assert builder.traded_since(at(9, 1)) == {"005930", "000660"}
+    assert builder.traded_since(at(9, 1, 30)) == {"000660"}
