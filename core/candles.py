@@ -149,8 +149,8 @@ class CandleBuilder:
         return candles
 
     def traded_since(self, moment: datetime) -> set[str]:
-        """The symbols with a trade at or after `moment`: those streamed over a span of minutes even when one of
-        its minutes had no trade of theirs, or began before the builder did."""
+        """The symbols with a trade at or after `moment`: those streamed over a span of minutes, even when
+        one of its minutes had no trade of theirs or began before the builder did."""
         return {symbol for symbol, last in self._last_trade.items() if last >= moment}
 
 

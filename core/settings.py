@@ -220,9 +220,8 @@ class SignalSettings(Section):
     enabled: bool = False
     """Evaluate the drop signals (disparity, return, turnover) and alert on them (on in hybrid profiles)."""
     disparity_threshold: float = -0.08
-    """Alerts when price / moving average - 1 is at or below this (-0.08 = 8 % under the average)."""
-    disparity_ma_days: PositiveInt = 20
-    """Trading days of the disparity's moving average (the baselines are built over 20 days)."""
+    """Alerts when price / the 20-day average close (the universe's baselines) - 1 is at or below this
+    (-0.08 = 8 % under the average)."""
     return_minutes: PositiveInt = 5
     """Minutes of the return measured for the return-drop signal."""
     return_threshold_pct: float = -3.0
