@@ -201,6 +201,9 @@ class SpineSettings(Section):
     dropped (counted), so neither the tick path nor memory waits for a slow spine."""
     health_interval_seconds: PositiveFloat = 5.0
     """Seconds between two health messages (actors, restarts, counters) on the spine."""
+    replicas: int = Field(default=1, ge=1, le=5)
+    """JetStream copies of the stream and the key-value buckets: 1 on one server, 3 on a three-server cluster
+    (a server may then die without losing a message); applied whenever they are created or set up again."""
 
 
 class PipelineSettings(Section):

@@ -59,6 +59,12 @@ def server_binary() -> Path:
     )
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a `--nats` value: one URL, or a cluster's as a comma-separated list (nats-py tries them
+    in turn and fails over between them)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))

@@ -45,6 +45,7 @@ from config.settings import SpineSettings
 from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
 from spine import wire
+from spine.server import server_urls
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
 from store.facts import day_of, row_of
@@ -148,7 +149,7 @@ class StoreRole:
         attempt = 0
         while not stop.is_set():
             try:
-                nc = await nats.connect(self.options.nats_url, name=f"observer-{self.options.instance}-store",
+                nc = await nats.connect(server_urls(self.options.nats_url), name=f"observer-{self.options.instance}-store",
                                         max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                         connect_timeout=2, allow_reconnect=True)
             except (NatsError, OSError, TimeoutError) as error:
