@@ -73,7 +73,8 @@ def request_once(
 
     async def once() -> ControlReply:
         try:
-            nc = await nats.connect(server_urls(url), connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+            nc = await nats.connect(server_urls(url), connect_timeout=2, max_reconnect_attempts=0,
+                                    allow_reconnect=False)
         except (NatsError, OSError, TimeoutError) as error:
             raise NoControl(f"cannot reach NATS: {type(error).__name__}") from None
         try:

@@ -129,8 +129,9 @@ class Publisher:
             self._wake()
         return True
 
-    def stop(self, timeout: float = STOP_FLUSH_SECONDS + 2.0) -> None:
-        """Send what is queued (NATS willing, within `timeout`), then close the connection."""
+    def stop(self, timeout: float = ACK_WAIT_SECONDS + STOP_FLUSH_SECONDS + 2.0) -> None:
+        """Send what is queued (NATS willing, within `timeout`; on a cluster until the stream acknowledged
+        it, sent again if need be), then close the connection."""
         with self._lock:
             self._stopping = True
         self._wake()
@@ -149,6 +150,11 @@ class Publisher:
     def wait_connected(self, timeout: float) -> bool:
         """Until the first connection and stream setup are done (for tests and the startup line)."""
         return self._connected.wait(timeout)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Facts sent on a cluster that the stream has not acknowledged yet (they are sent again)."""
+        return len(self._in_flight)
 
     def figures(self) -> dict[str, int]:
         return {"spine_published": self.published, "spine_dropped": self.dropped}
@@ -179,7 +185,7 @@ class Publisher:
         resending = asyncio.create_task(self._resend_loop(nc))
         try:
             await self._send_loop(nc)
-            await self._wait_acknowledged(STOP_FLUSH_SECONDS)
+            await self._wait_acknowledged(ACK_WAIT_SECONDS + STOP_FLUSH_SECONDS)
         finally:
             resending.cancel()
             await self._close(nc)

@@ -70,8 +70,10 @@ def bucket_config(settings: SpineSettings, bucket: str, *, ttl: float | None = N
                           storage=StorageType.FILE, replicas=settings.replicas)
 
 
-async def ensure_bucket(js: JetStreamContext, settings: SpineSettings, bucket: str, *, ttl: float | None = None,
-                        history: int = 1, description: str | None = None) -> KeyValue:
+async def ensure_bucket(
+    js: JetStreamContext, settings: SpineSettings, bucket: str, *, ttl: float | None = None, history: int = 1,
+    description: str | None = None,
+) -> KeyValue:
     """The bucket, created when missing; an existing one gets the configured number of replicas (its
     stream `KV_<bucket>` updated in place, its keys kept)."""
     config = bucket_config(settings, bucket, ttl=ttl, history=history, description=description)

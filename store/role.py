@@ -149,7 +149,8 @@ class StoreRole:
         attempt = 0
         while not stop.is_set():
             try:
-                nc = await nats.connect(server_urls(self.options.nats_url), name=f"observer-{self.options.instance}-store",
+                nc = await nats.connect(server_urls(self.options.nats_url),
+                                        name=f"observer-{self.options.instance}-store",
                                         max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                         connect_timeout=2, allow_reconnect=True)
             except (NatsError, OSError, TimeoutError) as error:

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from spine.server import server_binary
+from spine.server import DIE_WITH_PARENT, server_binary
 
 CLUSTER_NAME = "observer"
 READY_TIMEOUT_SECONDS = 30.0
@@ -65,7 +66,8 @@ class ClusterServer:
     def start(self, log: IO[bytes] | int) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, preexec_fn=DIE_WITH_PARENT,
+                                        start_new_session=True)
 
     def kill(self) -> None:
         """SIGKILL, as a crashed host: no goodbye to the cluster."""
@@ -88,7 +90,8 @@ class ClusterServer:
     def healthy(self) -> bool:
         """The server's `/healthz`: up, and its JetStream a current member of the cluster."""
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.monitor_port}/healthz", timeout=1.0) as reply:
+            url = f"http://{self.host}:{self.monitor_port}/healthz"
+            with urllib.request.urlopen(url, timeout=1.0) as reply:
                 return bool(json.loads(reply.read()).get("status") == "ok")
         except (OSError, ValueError, urllib.error.URLError):
             return False
@@ -109,9 +112,11 @@ class NatsCluster:
         cluster_ports = [base + size + number for number in range(size)]
         routes = [f"nats://127.0.0.1:{port}" for port in cluster_ports]
         self.servers = [
-            ClusterServer(name=f"n{number + 1}", client_port=base + number, cluster_port=cluster_ports[number],
-                          monitor_port=base + 2 * size + number, store_dir=self.root / f"n{number + 1}",
-                          routes=[route for route in routes if route != routes[number]])
+            ClusterServer(
+                name=f"n{number + 1}", client_port=base + number, cluster_port=cluster_ports[number],
+                monitor_port=base + 2 * size + number, store_dir=self.root / f"n{number + 1}",
+                routes=[route for route in routes if route != routes[number]],
+            )
             for number in range(size)
         ]
 
@@ -157,35 +162,34 @@ class NatsCluster:
 
 
 def _free_block(count: int) -> int:
-    """The first of `count` consecutive loopback ports free now (searched from `FIRST_CLIENT_PORT` up)."""
-    import socket
-
-    port = FIRST_CLIENT_PORT + os.getpid() % 2000 * 10
-    while port < 60_000:
-        taken = False
-        for candidate in range(port, port + count):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", candidate)) == 0:
-                    taken = True
-                    break
-                try:
-                    probe.bind(("127.0.0.1", candidate))
-                except OSError:
-                    taken = True
-                    break
-        if not taken:
+    """The first of `count` consecutive loopback ports free now, searched upwards from a start that differs
+    between processes (parallel test runs rarely meet)."""
+    port = FIRST_CLIENT_PORT + os.getpid() % 1000 * 20
+    while port + count < 65_000:
+        if all(_is_free(candidate) for candidate in range(port, port + count)):
             return port
         port += count
     raise RuntimeError("no block of free loopback ports for the NATS cluster")
 
 
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.nats_cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", required=True, type=Path, help="one store folder and log per server under DIR")
+    parser.add_argument("--dir", required=True, type=Path,
+                        help="one store folder and log per server under DIR")
     parser.add_argument("--servers", type=int, default=3, help="how many servers (default 3)")
     parser.add_argument("--port", type=int, default=None,
-                        help="the first client port (default: a free block); cluster and monitoring ports follow")
+                        help="the first client port (default: a free block); cluster and monitoring ports "
+                             "follow")
     args = parser.parse_args(argv)
     if args.servers < 1:
         print("python -m tools.nats_cluster: --servers must be at least 1", file=sys.stderr)
