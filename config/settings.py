@@ -275,7 +275,8 @@ class Settings(Section):
     notifier: NotifierSettings = NotifierSettings()
     spine: SpineSettings = SpineSettings()
     nats_url: str | None = None
-    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
+    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`; a cluster's URLs comma-separated);
+    None: `run.py` starts its own."""
     pipeline: PipelineSettings = PipelineSettings()
     postgres_url: SecretStr | None = None
     """PostgreSQL for the pipeline's tables besides Parquet (`--postgres`, `OBSERVER_POSTGRES_URL`)."""
