@@ -7,15 +7,14 @@ outage), so the tick path and the journal never notice. nats-py reconnects by it
 was sent during a short outage in its own buffer (`PENDING_BYTES`); the stream (`spine.stream`) is set
 up again after every reconnect.
 
-On a cluster (`spine.replicas` above 1) every fact is published with a message id and a reply subject, and
-the stream acknowledges it once stored.
-What is not acknowledged within `ACK_WAIT_SECONDS` (the server it went to died, the stream was electing a
-leader on a cluster) is sent again with the same id, which the stream stores once (its duplicate window is
-two minutes); after `RESEND_FOR_SECONDS` it is given up and counted as dropped. So a cluster losing a server
-loses no fact, and a live subscriber may, around such a loss, see a fact twice. At most `MAX_IN_FLIGHT`
-facts wait for their acknowledgement; beyond that the publisher waits and its queue fills as for a slow
-server. On one server facts are published plainly (the acknowledgements cost about 10 us of CPU per fact):
-that server's death stops the spine whatever the publisher does, and the journal on disk is the record.
+On a cluster (`spine.replicas` above 1) each fact goes out with a message id and a reply subject, and the
+stream acknowledges it once stored. One not acknowledged within `ACK_WAIT_SECONDS` (its server died, the
+stream was electing a leader) is sent again with the same id, which the stream stores once (its duplicate
+window is two minutes); after `RESEND_FOR_SECONDS` it is given up and counted as dropped. So a cluster
+losing a server loses no fact, and a live subscriber may, around such a loss, see a fact twice. At most
+`MAX_IN_FLIGHT` facts wait for their acknowledgement; beyond that the publisher waits and its queue fills
+as for a slow server. On one server facts are published plainly (acknowledgements cost about 10 us of CPU
+per fact): that server's death stops the spine whatever the publisher does, and the journal is the record.
 """
 
 from __future__ import annotations
