@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--nats",
         metavar="URL",
-        help="publish on this NATS server or cluster (env OBSERVER_NATS_URL) instead of starting one",
+        help="publish on this NATS server or cluster (a cluster's URLs comma-separated; env "
+             "OBSERVER_NATS_URL) instead of starting one",
     )
     parser.add_argument(
         "--role", choices=ROLES, default="all",

@@ -201,6 +201,9 @@ class SpineSettings(Section):
     dropped (counted), so neither the tick path nor memory waits for a slow spine."""
     health_interval_seconds: PositiveFloat = 5.0
     """Seconds between two health messages (actors, restarts, counters) on the spine."""
+    replicas: int = Field(default=1, ge=1, le=5)
+    """JetStream copies of the stream and the key-value buckets: 1 on one server, 3 on a three-server cluster
+    (a server may then die without losing a message); applied whenever they are created or set up again."""
 
 
 class PipelineSettings(Section):
@@ -272,7 +275,8 @@ class Settings(Section):
     notifier: NotifierSettings = NotifierSettings()
     spine: SpineSettings = SpineSettings()
     nats_url: str | None = None
-    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`); None: `run.py` starts its own."""
+    """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`; a cluster's URLs comma-separated);
+    None: `run.py` starts its own."""
     pipeline: PipelineSettings = PipelineSettings()
     postgres_url: SecretStr | None = None
     """PostgreSQL for the pipeline's tables besides Parquet (`--postgres`, `OBSERVER_POSTGRES_URL`)."""

@@ -24,6 +24,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from spine.server import server_urls
 from spine.subjects import Subjects
 from spine.wire import ControlReply
 
@@ -72,7 +73,8 @@ def request_once(
 
     async def once() -> ControlReply:
         try:
-            nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+            nc = await nats.connect(server_urls(url), connect_timeout=2, max_reconnect_attempts=0,
+                                    allow_reconnect=False)
         except (NatsError, OSError, TimeoutError) as error:
             raise NoControl(f"cannot reach NATS: {type(error).__name__}") from None
         try:
@@ -122,7 +124,7 @@ class _Connection:
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
-            self.url,
+            server_urls(self.url),
             name=self.name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT_SECONDS,

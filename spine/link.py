@@ -47,6 +47,7 @@ from spine.internal import (
     encode_failure,
     internal_subject,
 )
+from spine.server import server_urls
 from spine.subjects import token
 
 PENDING_BYTES = 16 * 1024 * 1024
@@ -270,7 +271,7 @@ class Link:
         self._outbox = asyncio.Queue(FAST_QUEUE_LIMIT)
         self._reliable = asyncio.Queue()
         nc = await nats.connect(
-            self.url,
+            server_urls(self.url),
             name=f"observer-{self.name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT_SECONDS,

@@ -6,6 +6,15 @@ NATS is slow or gone the queue fills and new facts are dropped (counted in `drop
 outage), so the tick path and the journal never notice. nats-py reconnects by itself and keeps what
 was sent during a short outage in its own buffer (`PENDING_BYTES`); the stream (`spine.stream`) is set
 up again after every reconnect.
+
+On a cluster (`spine.replicas` above 1) each fact goes out with a message id and a reply subject, and the
+stream acknowledges it once stored. One not acknowledged within `ACK_WAIT_SECONDS` (its server died, the
+stream was electing a leader) is sent again with the same id, which the stream stores once (its duplicate
+window is two minutes); after `RESEND_FOR_SECONDS` it is given up and counted as dropped. So a cluster
+losing a server loses no fact, and a live subscriber may, around such a loss, see a fact twice. At most
+`MAX_IN_FLIGHT` facts wait for their acknowledgement; beyond that the publisher waits and its queue fills
+as for a slow server. On one server facts are published plainly (acknowledgements cost about 10 us of CPU
+per fact): that server's death stops the spine whatever the publisher does, and the journal is the record.
 """
 
 from __future__ import annotations
@@ -13,17 +22,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
+import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Protocol
 
 import nats
 from loguru import logger
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from config.settings import SpineSettings
 from core.settings import SessionSettings
 from spine.convert import Publishable, facts_of
+from spine.server import server_urls
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
 
@@ -33,6 +47,24 @@ RECONNECT_WAIT_SECONDS = 0.5
 STOP_FLUSH_SECONDS = 3.0
 ITEMS_PER_TURN = 500
 """Items sent before the loop lets nats-py's own tasks (flusher, reader, pings) run."""
+ACK_WAIT_SECONDS = 3.0
+"""A fact the stream has not acknowledged this long after it was sent is sent again (same message id)."""
+RESEND_FOR_SECONDS = 60.0
+"""How long a fact is sent again before it is given up (well inside the stream's duplicate window)."""
+MAX_IN_FLIGHT = 10_000
+"""Facts sent and not yet acknowledged; at this many the publisher waits for acknowledgements."""
+RESEND_CHECK_SECONDS = 0.5
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A fact sent to the stream and not acknowledged yet."""
+
+    subject: str
+    data: bytes
+    first_sent: float
+    sent: float
 
 
 class Publisher:
@@ -66,6 +98,14 @@ class Publisher:
         self._setup_task: asyncio.Task[None] | None = None
         self._unpublishable: set[str] = set()
         self._warned_unreachable = False
+        self._origin = f"{settings.instance}-{name}-{uuid.uuid4().hex[:12]}"
+        """The message ids' prefix: one per publisher, so no two publishers' ids meet in the stream."""
+        self._acknowledged = False
+        """Facts are published for the stream's acknowledgement: on a cluster, once the stream is set up."""
+        self._sequence = 0
+        self._in_flight: dict[int, _InFlight] = {}
+        self._ack_prefix = ""
+        self._room: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name=f"spine-{name}", daemon=True)
 
     # --- any thread ---------------------------------------------------------------------------------
@@ -88,8 +128,9 @@ class Publisher:
             self._wake()
         return True
 
-    def stop(self, timeout: float = STOP_FLUSH_SECONDS + 2.0) -> None:
-        """Send what is queued (NATS willing, within `timeout`), then close the connection."""
+    def stop(self, timeout: float = ACK_WAIT_SECONDS + STOP_FLUSH_SECONDS + 2.0) -> None:
+        """Send what is queued (NATS willing, within `timeout`; on a cluster until the stream acknowledged
+        it, sent again if need be), then close the connection."""
         with self._lock:
             self._stopping = True
         self._wake()
@@ -108,6 +149,11 @@ class Publisher:
     def wait_connected(self, timeout: float) -> bool:
         """Until the first connection and stream setup are done (for tests and the startup line)."""
         return self._connected.wait(timeout)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Facts sent on a cluster that the stream has not acknowledged yet (they are sent again)."""
+        return len(self._in_flight)
 
     def figures(self) -> dict[str, int]:
         return {"spine_published": self.published, "spine_dropped": self.dropped}
@@ -129,20 +175,25 @@ class Publisher:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         nc = await self._connect()
         if nc is None:
             return
         self._nc = nc
+        resending = asyncio.create_task(self._resend_loop(nc))
         try:
             await self._send_loop(nc)
+            await self._wait_acknowledged(ACK_WAIT_SECONDS + STOP_FLUSH_SECONDS)
         finally:
+            resending.cancel()
             await self._close(nc)
 
     async def _connect(self) -> Client | None:
         """Connect (retrying for as long as it takes); None when a stop comes first."""
         assert self._wakeup is not None
         connecting = asyncio.create_task(nats.connect(
-            self.url,
+            server_urls(self.url),
             name=f"observer-{self.settings.instance}-{self.name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT_SECONDS,
@@ -165,6 +216,8 @@ class Publisher:
             self._wakeup.clear()
         nc = connecting.result()
         logger.info("spine: connected to {}", self.url)
+        self._ack_prefix = nc.new_inbox()
+        await nc.subscribe(f"{self._ack_prefix}.*", cb=self._on_ack)
         await self._setup_stream(nc)
         self._connected.set()
         return nc
@@ -172,7 +225,8 @@ class Publisher:
     async def _setup_stream(self, nc: Client) -> None:
         try:
             await ensure_stream(nc.jetstream(timeout=5.0), self.settings)
-        except (TimeoutError, NatsError) as error:
+            self._acknowledged = self.settings.replicas > 1
+        except (TimeoutError, NatsError) as error:  # acknowledged or not, as after the last setup
             logger.warning("spine: the JetStream stream {} could not be set up ({}); live subscribers get "
                            "every fact, replay waits for the next connection", self.subjects.stream_name,
                            type(error).__name__)
@@ -200,7 +254,11 @@ class Publisher:
         try:
             for fact in facts_of(item, self.sessions):
                 subject = subjects.of(fact.subject_pattern, **fact.subject_keys())
-                await nc.publish(subject, fact.model_dump_json().encode())
+                data = fact.model_dump_json().encode()
+                if self._acknowledged:
+                    await self._send_stored(nc, subject, data)
+                else:
+                    await nc.publish(subject, data)
                 self.published += 1
         except (NatsError, OSError) as error:
             self._count_drop(type(error).__name__)
@@ -217,6 +275,72 @@ class Publisher:
             with self._lock:
                 self._dropping = False
             logger.info("spine: publishing again ({} facts dropped so far)", self.dropped)
+
+    async def _send_stored(self, nc: Client, subject: str, data: bytes) -> None:
+        """Publish for the stream's acknowledgement, once fewer than `MAX_IN_FLIGHT` wait for theirs."""
+        assert self._room is not None
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            self._room.clear()
+            await self._room.wait()
+        self._sequence += 1
+        now = time.monotonic()
+        entry = _InFlight(subject, data, first_sent=now, sent=now)
+        self._in_flight[self._sequence] = entry
+        await self._publish_stored(nc, self._sequence, entry)
+
+    async def _publish_stored(self, nc: Client, number: int, entry: _InFlight) -> None:
+        await nc.publish(entry.subject, entry.data, reply=f"{self._ack_prefix}.{number}",
+                         headers={MSG_ID_HEADER: f"{self._origin}-{number}"})
+
+    async def _on_ack(self, msg: Msg) -> None:
+        """The stream's answer to one fact: stored (forgotten here), or an error (sent again later)."""
+        if msg.headers and msg.headers.get("Status"):  # no responders: no stream there right now
+            return
+        if b'"error"' in msg.data:
+            return
+        number = msg.subject.rpartition(".")[2]
+        acknowledged = number.isdigit() and self._in_flight.pop(int(number), None) is not None
+        if acknowledged and self._room is not None and len(self._in_flight) < MAX_IN_FLIGHT:
+            self._room.set()
+
+    async def _resend_loop(self, nc: Client) -> None:
+        """Send again what waited `ACK_WAIT_SECONDS` for its acknowledgement; give up after
+        `RESEND_FOR_SECONDS` (counted as dropped)."""
+        while True:
+            await asyncio.sleep(RESEND_CHECK_SECONDS)
+            now = time.monotonic()
+            due = []
+            for number, entry in self._in_flight.items():  # in order of sending: the oldest first
+                if now - entry.sent < ACK_WAIT_SECONDS:
+                    break
+                due.append(number)
+            for number in due:
+                entry = self._in_flight.pop(number)
+                if now - entry.first_sent >= RESEND_FOR_SECONDS:
+                    self.published -= 1
+                    self._count_drop(f"not stored within {RESEND_FOR_SECONDS:.0f} s")
+                    continue
+                if not nc.is_connected:  # nats-py resends its buffer itself once connected again
+                    entry.sent = now
+                    self._in_flight[number] = entry
+                    continue
+                entry.sent = now
+                self._in_flight[number] = entry  # to the end: the dict stays in order of sending
+                try:
+                    await self._publish_stored(nc, number, entry)
+                except (NatsError, OSError):
+                    continue
+            if self._room is not None and len(self._in_flight) < MAX_IN_FLIGHT:
+                self._room.set()
+
+    async def _wait_acknowledged(self, timeout: float) -> None:
+        """At stop: until every fact sent is acknowledged (or `timeout`), resends included."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._in_flight:
+            logger.warning("spine: {} facts sent but not acknowledged by the stream at stop",
+                           len(self._in_flight))
 
     def _count_drop(self, why: str) -> None:
         with self._lock:

@@ -59,6 +59,12 @@ def server_binary() -> Path:
     )
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a `--nats` value: one URL, or a cluster's as a comma-separated list (nats-py tries them
+    in turn and fails over between them)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
@@ -72,6 +78,8 @@ def _die_with_parent_thread() -> None:
 
 _PR_SET_PDEATHSIG = 1
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+DIE_WITH_PARENT = _die_with_parent_thread if _PRCTL is not None else None
+"""A `preexec_fn` ending a child with the thread that started it (None where Linux's prctl is missing)."""
 
 
 class NatsServer:
@@ -207,7 +215,7 @@ class NatsServer:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent_thread if _PRCTL is not None else None,
+                preexec_fn=DIE_WITH_PARENT,
                 start_new_session=True,  # a terminal's Ctrl-C is the observer's to handle: it stops NATS last
             )
         finally:

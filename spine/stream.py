@@ -7,6 +7,8 @@ acknowledgement) before the control process could.
 File storage, messages older than `stream_max_age_hours` dropped (and the oldest first past the optional
 size cap), so a consumer that starts late replays the day with `DeliverPolicy.BY_START_TIME` or `ALL`.
 Created when missing and brought to the configured limits when it exists; any process may call it.
+`spine.replicas` copies of it are kept (3 on a three-server cluster, so a dead server loses nothing), and the
+key-value buckets made with `ensure_bucket` get as many.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from __future__ import annotations
 import re
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
 from config.settings import SpineSettings
 from spine.subjects import Subjects
 from spine.wire import FACT_TYPES
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+"""How long the stream remembers a message id: a publication sent again within it is stored once."""
 
 
 def fact_subjects(subjects: Subjects) -> list[str]:
@@ -40,6 +46,8 @@ def stream_config(settings: SpineSettings) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         max_age=settings.stream_max_age_hours * 3600.0,
         max_bytes=max_bytes,
+        num_replicas=settings.replicas,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
     )
 
 
@@ -53,3 +61,28 @@ async def ensure_stream(js: JetStreamContext, settings: SpineSettings) -> None:
         await js.add_stream(config)
         return
     await js.update_stream(config)
+
+
+def bucket_config(settings: SpineSettings, bucket: str, *, ttl: float | None = None, history: int = 1,
+                  description: str | None = None) -> KeyValueConfig:
+    """A key-value bucket of the instance, file-stored, with `spine.replicas` copies."""
+    return KeyValueConfig(bucket=bucket, description=description, history=history, ttl=ttl,
+                          storage=StorageType.FILE, replicas=settings.replicas)
+
+
+async def ensure_bucket(
+    js: JetStreamContext, settings: SpineSettings, bucket: str, *, ttl: float | None = None, history: int = 1,
+    description: str | None = None,
+) -> KeyValue:
+    """The bucket, created when missing; an existing one gets the configured number of replicas (its
+    stream `KV_<bucket>` updated in place, its keys kept)."""
+    config = bucket_config(settings, bucket, ttl=ttl, history=history, description=description)
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(config)
+    info = await js.stream_info(f"KV_{bucket}")
+    if info.config.num_replicas != settings.replicas:
+        info.config.num_replicas = settings.replicas
+        await js.update_stream(info.config)
+    return kv

@@ -302,7 +302,16 @@ _IDENTITY = "(exchange_time, symbol, venue, source, (coalesce(cum_volume, -1)))"
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:
-    """Apply every migration not yet applied, each in its own transaction; the schema version now."""
+    """Apply every migration not yet applied, each in its own transaction; the schema version now. Stores
+    starting together (store workers) take turns: the first migrates, the others find it done."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        return _migrate(conn)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _migrate(conn: psycopg.Connection[Any]) -> int:
     with conn.transaction():
         conn.execute(
             "CREATE TABLE IF NOT EXISTS observer_migrations (version int PRIMARY KEY, applied_at timestamptz"
@@ -320,6 +329,10 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
         with conn.transaction():
             _hypertables_if_available(conn, hypertables)
     return len(MIGRATIONS)
+
+
+MIGRATION_LOCK = 0x0B5E_7E12
+"""The advisory lock (a number of this application's choosing) held while a store migrates the schema."""
 
 
 def _hypertables_if_available(conn: psycopg.Connection[Any], tables: Mapping[str, str]) -> bool:

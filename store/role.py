@@ -14,6 +14,12 @@ it (up to `STOP_DRAIN_SECONDS`), so a run that stops its store last has every ti
 An unreachable database is retried with backoff; the first failure of an outage is logged once and published
 as one system alert on the spine, and the rows wait in the stream meanwhile. The tick path never waits for
 any of this: the store is a process of its own and the stream keeps the messages.
+
+Store workers (`shared`): several stores, on any hosts, pull from one durable consumer
+(`<consumer>_postgres_shared`, created by the first, never replaced) and meet in one PostgreSQL database.
+Each message goes to one worker, acknowledged on its own once its row is committed; what a dead worker held
+goes to another after `ack_wait_seconds`, and the rows' keys make that redelivery write nothing twice.
+Workers write no Parquet: a host that wants Parquet runs a store of its own consumer, a whole copy.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
+import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
@@ -45,6 +53,7 @@ from config.settings import SpineSettings
 from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
 from spine import wire
+from spine.server import server_urls
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
 from store.facts import day_of, row_of
@@ -71,18 +80,29 @@ class StoreOptions:
     """What `python -m store` is given."""
 
     nats_url: str
-    data_dir: Path
+    data_dir: Path | None
+    """Parquet goes under it; None for a store worker (`shared`), which writes PostgreSQL only."""
     postgres_url: str | None = None
     instance: str = "main"
     flush_seconds: float = 60.0
     """How often buffered rows become a Parquet part file (at most 300: a row group at least every 5 min)."""
     flush_rows: int = 100_000
     consumer: str = "store"
-    """The durable consumers' name stem; two stores sharing one stream need different ones."""
+    """The durable consumers' name stem: two stores on one stream need different ones, workers the same."""
+    shared: bool = False
+    """One of several store workers sharing `<consumer>_postgres_shared`: PostgreSQL only, no Parquet."""
+    ack_wait_seconds: float = 10.0
+    """A worker's message not acknowledged this long goes to another worker (its own death, a stuck write)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.flush_seconds <= 300:
             raise ValueError(f"flush_seconds must be in (0, 300], got {self.flush_seconds}")
+        if self.shared and not self.postgres_url:
+            raise ValueError("store workers (--shared) meet in PostgreSQL: give --postgres URL")
+        if (self.data_dir is None) != self.shared:
+            raise ValueError("a store writes Parquet under --data-dir; a worker (--shared) has none")
+        if not 1 <= self.ack_wait_seconds <= 600:
+            raise ValueError(f"ack_wait_seconds must be in [1, 600], got {self.ack_wait_seconds}")
 
 
 @dataclass
@@ -119,7 +139,7 @@ class StoreRole:
         self.options = options
         self.clock = clock or SystemClock()
         self.subjects = Subjects(options.instance)
-        self.parquet_root = options.data_dir / "observer" / "parquet"
+        self.parquet_root = (options.data_dir or Path()) / "observer" / "parquet"
         self.stats = StoreStats()
         self._rng = random.Random()
         self._unfit: set[str] = set()
@@ -134,7 +154,8 @@ class StoreRole:
             js = nc.jetstream(timeout=10.0)
             if not await self._stream_ready(js, stop):
                 return
-            tasks = [asyncio.create_task(self._parquet(js, stop), name="store-parquet")]
+            tasks = [] if self.options.shared else [
+                asyncio.create_task(self._parquet(js, stop), name="store-parquet")]
             if self.options.postgres_url:
                 tasks.append(asyncio.create_task(self._postgres(js, stop), name="store-postgres"))
             await asyncio.gather(*tasks)
@@ -148,7 +169,8 @@ class StoreRole:
         attempt = 0
         while not stop.is_set():
             try:
-                nc = await nats.connect(self.options.nats_url, name=f"observer-{self.options.instance}-store",
+                nc = await nats.connect(server_urls(self.options.nats_url),
+                                        name=f"observer-{self.options.instance}-store",
                                         max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                         connect_timeout=2, allow_reconnect=True)
             except (NatsError, OSError, TimeoutError) as error:
@@ -202,6 +224,23 @@ class StoreRole:
         )  # fmt: skip
         return await js.pull_subscribe(self.subjects.everything, durable=durable,
                                        stream=self.subjects.stream_name, config=config)
+
+    async def _join(self, js: JetStreamContext, sink: str) -> JetStreamContext.PullSubscription:
+        """The workers' durable consumer of `sink`, made by whichever worker comes first and never replaced:
+        each message to one worker, acknowledged on its own."""
+        durable = f"{self.options.consumer}_{sink}_shared"
+        stream = self.subjects.stream_name
+        try:
+            await js.consumer_info(stream, durable)
+        except NotFoundError:
+            config = ConsumerConfig(
+                durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.options.ack_wait_seconds,
+                max_ack_pending=-1, max_deliver=-1, deliver_policy=DeliverPolicy.ALL,
+                filter_subject=self.subjects.everything,
+            )  # fmt: skip
+            await js.add_consumer(stream, config)  # the same config from two workers at once: one consumer
+        logger.info("store: a worker of {} (shared with the other workers)", durable)
+        return await js.pull_subscribe_bind(durable, stream=stream)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int, timeout: float) -> list[Msg]:
         """Up to `batch` messages: what arrives within `timeout`, gathered for `GATHER_SECONDS` after the
@@ -322,7 +361,8 @@ class StoreRole:
     # --- PostgreSQL ---------------------------------------------------------------------------------
 
     async def _postgres(self, js: JetStreamContext, stop: asyncio.Event) -> None:
-        sub = await self._subscribe(js, "postgres", ack_wait=60.0)
+        shared = self.options.shared
+        sub = await (self._join(js, "postgres") if shared else self._subscribe(js, "postgres", ack_wait=60.0))
         sink = self.stats.postgres
         database = _describe(self.options.postgres_url or "")
         conn: psycopg.Connection[Any] | None = None
@@ -344,6 +384,8 @@ class StoreRole:
                             conn = await asyncio.to_thread(_open, self.options.postgres_url or "")
                         written = await asyncio.to_thread(_write, conn, batch)
                         break
+                    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as error:
+                        logger.debug("store: {} with another writer; the batch again", type(error).__name__)
                     except psycopg.Error as error:
                         conn = await asyncio.to_thread(_close, conn)
                         if outage_since is None:
@@ -362,7 +404,9 @@ class StoreRole:
                     outage_since, attempt = None, 0
                 sink.wrote(written, [datetime.fromisoformat(row[TIME_COLUMN[table]])
                                      for table, rows in batch.items() for row in rows])
-                if msgs:
+                if shared:
+                    await _acknowledge_each(msgs)
+                elif msgs:
                     await _acknowledge(msgs[-1])
                 sink.status = "running" if not pending else "catching_up"
                 if time.monotonic() - status_at >= 1.0 or not msgs:
@@ -398,6 +442,8 @@ class StoreRole:
             return
         now = self.clock.now()
         sinks = (("store.parquet", self.stats.parquet), ("store.postgres", self.stats.postgres))
+        if self.options.shared:  # a row per worker: its rows written, its state
+            sinks = ((f"store.postgres@{socket.gethostname()}:{os.getpid()}", self.stats.postgres),)
         for component, sink in sinks:
             message = sink.message or (f"{pending} messages behind the spine" if pending else "caught up")
             set_status(conn, component, sink.status, now=now, message=message, data_count=sink.rows,
@@ -456,6 +502,16 @@ async def _acknowledge(msg: Msg) -> None:
         await msg.ack_sync(timeout=5.0)
     except (NatsError, TimeoutError) as error:  # not acknowledged: delivered again, skipped as a duplicate
         logger.debug("store: acknowledgement lost ({})", type(error).__name__)
+
+
+async def _acknowledge_each(msgs: list[Msg]) -> None:
+    """Acknowledge every message of a worker's batch (one by one: the others' messages lie between them)."""
+    for msg in msgs:
+        try:
+            await msg.ack()
+        except NatsError as error:  # not acknowledged: another worker gets it, its row already there
+            logger.debug("store: acknowledgement lost ({})", type(error).__name__)
+            return
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
