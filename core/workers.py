@@ -1,0 +1,89 @@
+"""Which stream workers are alive and which accounts they serve, judged from their heartbeats.
+
+A stream worker (`run.py --role stream [--accounts a,b]`) announces itself every few seconds with the
+accounts it serves and each one's session state. The control process keeps a `Roster` of what it heard:
+a worker not heard for `timeout` seconds is dead, and the accounts no live worker serves leave the slot
+pool (their symbols fail over to the others) until a worker serves them again. An account a worker names
+but cannot stream yet (its session is held by another worker, state `waiting`) is not served by it.
+
+Times are plain seconds of a monotonic clock the caller reads: liveness is a matter of real seconds, not
+of the (possibly simulated) market clock. Right after the control starts, every configured account counts
+as served for one timeout (`grace_until`): a restarted control has not heard the workers yet, and taking
+their accounts away would move every slot for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+WAITING = "waiting"
+"""The session state of an account whose worker waits for another worker to let go of its session."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """One heartbeat as the control heard it: the worker, its host, each account's session state, when."""
+
+    worker: str
+    host: str
+    sessions: Mapping[str, str]
+    heard_at: float
+
+    @property
+    def streaming(self) -> frozenset[str]:
+        """The accounts this worker streams (every named one but those waiting for their session)."""
+        return frozenset(account for account, state in self.sessions.items() if state != WAITING)
+
+
+@dataclass(frozen=True, slots=True)
+class RosterChange:
+    """What one judgement found: workers that died, accounts no longer served, accounts served again,
+    and accounts a live worker names that the control's pool does not know."""
+
+    dead: tuple[WorkerBeat, ...] = ()
+    lost: tuple[str, ...] = ()
+    back: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.dead or self.lost or self.back)
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """The live workers and the accounts they served at the last `judge`. Immutable: `heard` and `judge`
+    return the next roster."""
+
+    accounts: tuple[str, ...]
+    grace_until: float
+    beats: Mapping[str, WorkerBeat] = field(default_factory=dict)
+    served: frozenset[str] = frozenset()
+
+    @classmethod
+    def starting(cls, accounts: Iterable[str], now: float, timeout: float) -> Roster:
+        """A fresh roster: every account counts as served until `now + timeout`."""
+        pool = tuple(accounts)
+        return cls(pool, now + timeout, MappingProxyType({}), frozenset(pool))
+
+    def heard(self, beat: WorkerBeat) -> Roster:
+        """The roster with `beat` as its worker's latest word."""
+        beats = {**self.beats, beat.worker: beat}
+        return Roster(self.accounts, self.grace_until, MappingProxyType(beats), self.served)
+
+    def judge(self, now: float, timeout: float) -> tuple[Roster, RosterChange]:
+        """Drop the workers not heard for more than `timeout` seconds and say which accounts changed."""
+        live = {name: beat for name, beat in self.beats.items() if now - beat.heard_at <= timeout}
+        dead = tuple(beat for name, beat in sorted(self.beats.items()) if name not in live)
+        pool = frozenset(self.accounts)
+        streaming = frozenset().union(*(beat.streaming for beat in live.values()))
+        served = pool if now < self.grace_until else streaming & pool
+        change = RosterChange(
+            dead=dead,
+            lost=tuple(account for account in self.accounts if account in self.served - served),
+            back=tuple(account for account in self.accounts if account in served - self.served),
+            unknown=tuple(sorted(streaming - pool)),
+        )
+        return Roster(self.accounts, self.grace_until, MappingProxyType(live), served), change
+
