@@ -64,3 +64,11 @@ class BackPressure(Message):
     level: int
     lag_seconds: float
     backlog: int
+
+
+class AccountsServed(Message):
+    """The accounts some live stream worker streams now (the control's `spine.workers.WorkerWatch`, on every
+    change): the slot manager allocates only to these; `dead` names the workers just found dead."""
+
+    served: tuple[str, ...]
+    dead: tuple[str, ...] = ()
