@@ -724,6 +724,9 @@ class SlotManagerActor(ObserverActor):
         streams = self.streams()
         for name, symbols in self.targets().items():
             extras = streams.get(name, ExtraStreams())
+            if name in self._unserved:  # no worker streams it: told again once one does
+                self._sent.pop(name, None)
+                continue
             if name not in forced and self._sent.get(name, ((), ExtraStreams())) == (symbols, extras):
                 continue
             message = SetSubscriptions(at=now, account=name, symbols=symbols, order_books=extras.order_books,

@@ -199,7 +199,8 @@ class ObserverSystem:
         self.leases = SessionLeases(self.link.url, settings.spine.instance, self.holder,
                                     tuple(account.name for account in settings.accounts),
                                     settings.workers.session_lease_seconds, self._lease_lost)
-        self._worker_beat.start()
+        self.leases.open()
+        self._worker_beat.start()  # its first word already says which accounts are held and which wait
         return self.leases.acquire(stop)
 
     def abandon(self) -> None:

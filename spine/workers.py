@@ -113,6 +113,8 @@ class _LoopThread:
         logger.debug("{}: {}", self.name, error)
 
     def close(self) -> None:
+        if self._thread.ident is None:
+            return
         nc = self.nc
         if nc is not None:
             with contextlib.suppress(Exception):
@@ -122,7 +124,8 @@ class _LoopThread:
 
 
 class SessionLeases:
-    """A stream worker's leases on its accounts' sessions: `acquire()` before any session opens, renewed
+    """A stream worker's leases on its accounts' sessions: `open()` then `acquire()` before any session
+    opens, renewed
     on the loop's thread until `release()`. `on_lost(account)` is called (from that thread) when another
     worker took an account's entry meanwhile: the caller must stop streaming it at once."""
 
@@ -136,33 +139,39 @@ class SessionLeases:
         self._thread = _LoopThread(url, f"sessions-{holder.worker}")
         self._kv: KeyValue | None = None
         self._revisions: dict[str, int] = {}
+        self._told: set[str] = set()
         self._stopped = threading.Event()
 
     def states(self) -> dict[str, str]:
         """Each account: "held" (this worker streams it) or "waiting"."""
         return {account: HELD if account in self._revisions else WAITING for account in self.accounts}
 
-    def acquire(self, stop: threading.Event) -> bool:
-        """Wait until every account's entry is this worker's (one log line per account found held by
-        another); False when `stop` was set first."""
+    def open(self) -> bool:
+        """Connect, and take every account's entry that is free now; True when all are this worker's."""
         self._thread.start()
         self._kv = self._thread.call(self._bucket(), CONNECT_WAIT_SECONDS)
-        told: set[str] = set()
-        while not stop.is_set():
-            for account in self.accounts:
-                if account in self._revisions:
-                    continue
-                other = self._thread.call(self._take(account), CONNECT_WAIT_SECONDS)
-                if other is not None and account not in told:
-                    told.add(account)
-                    logger.warning("{}: its session is held by worker {} on {} (pid {}): waiting until it is "
-                                   "free (at most {:g} s after that worker ends)", account, other.worker,
-                                   other.host, other.pid, self.ttl)
-            if len(self._revisions) == len(self.accounts):
-                self._thread.spawn(self._renew())
-                return True
-            stop.wait(min(1.0, self.ttl / 4))
-        return False
+        return self._take_free()
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """After `open`: wait until every account's entry is this worker's (one log line per account held by
+        another), then renew them; False when `stop` was set first."""
+        while not self._take_free():
+            if stop.wait(min(1.0, self.ttl / 4)):
+                return False
+        self._thread.spawn(self._renew())
+        return True
+
+    def _take_free(self) -> bool:
+        for account in self.accounts:
+            if account in self._revisions:
+                continue
+            other = self._thread.call(self._take(account), CONNECT_WAIT_SECONDS)
+            if other is not None and account not in self._told:
+                self._told.add(account)
+                logger.warning("{}: its session is held by worker {} on {} (pid {}): waiting until it is "
+                               "free (at most {:g} s after that worker ends)", account, other.worker,
+                               other.host, other.pid, self.ttl)
+        return len(self._revisions) == len(self.accounts)
 
     def release(self) -> None:
         """Delete this worker's entries (the next worker need not wait for them to expire) and close."""
