@@ -542,7 +542,7 @@ class SlotManagerActor(ObserverActor):
                 dead = f" (dead: {', '.join(message.dead)})" if message.dead else ""
                 self.log.warning("{}: no live stream worker streams it{}: failover of its {} symbols",
                                  account, dead, len(symbols))
-                if symbols:
+                if symbols and account not in message.stopped:
                     self.directory.tell("gaps", TicksMissed(at=now, account=account, symbols=symbols,
                                                             reason="worker_lost"))
                 self._apply(release_account(self._state, account, now), now, full=False)

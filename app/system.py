@@ -167,6 +167,9 @@ class ObserverSystem:
     def stop(self) -> int:
         """Stop the tree in reverse start order (unless the supervisor already gave up); the exit code."""
         self._alive_at_stop = self.supervisor.directory.child_ids()
+        if self.leases is not None:  # a stream worker: its last heartbeat says it stops cleanly
+            self._worker_beat.stop()
+            self.context.spine.publish(self.worker_heartbeat(stopping=True))
         code = self.supervisor.exit_code if self.supervisor.stopped.is_set() else self.supervisor.stop()
         self._heartbeat.stop()
         self._worker_beat.stop()
@@ -217,7 +220,7 @@ class ObserverSystem:
             self.lease_lost = account
             os.kill(os.getpid(), signal.SIGTERM)
 
-    def worker_heartbeat(self) -> WorkerHeartbeat:
+    def worker_heartbeat(self, *, stopping: bool = False) -> WorkerHeartbeat:
         """This stream worker's `worker` message: each account's lease or, once held, its session state."""
         leases = self.leases.states() if self.leases is not None else {}
         snapshot = self.metrics.snapshot()
@@ -228,19 +231,24 @@ class ObserverSystem:
             sessions[account.name] = str(state) if lease == HELD else lease
         return WorkerHeartbeat(at=self.context.clock.now(), worker=self.holder.worker, host=self.holder.host,
                                pid=self.holder.pid, sessions=sessions,
-                               interval_seconds=self.context.settings.workers.heartbeat_seconds)
+                               interval_seconds=self.context.settings.workers.heartbeat_seconds,
+                               stopping=stopping)
 
     def _workers_changed(self, change: RosterChange, roster: Roster) -> None:
         """The control process: tell `slots` the accounts a live worker streams (the watch's thread)."""
+        timeout = self.context.settings.workers.timeout_seconds
         for dead in change.dead:
-            logger.warning("stream worker {} on {} not heard for {:g} s: dead ({})", dead.worker, dead.host,
-                           self.context.settings.workers.timeout_seconds, ", ".join(sorted(dead.sessions)))
+            how = "stopped" if dead.stopping else "dead"
+            logger.warning("stream worker {} on {} not heard for {:g} s: {} ({})", dead.worker, dead.host,
+                           timeout, how, ", ".join(sorted(dead.sessions)))
         if change.unknown:
             logger.warning("stream workers stream accounts this control does not know: {}",
                            ", ".join(change.unknown))
         served = tuple(sorted(roster.served))
+        stopped = tuple(sorted({name for dead in change.dead if dead.stopping for name in dead.sessions}))
         self.directory.tell("slots", AccountsServed(at=self.context.clock.now(), served=served,
-                                                    dead=tuple(dead.worker for dead in change.dead)))
+                                                    dead=tuple(dead.worker for dead in change.dead),
+                                                    stopped=stopped))
 
     def _connections_closed(self) -> None:
         """Stream process, stopping, between its connection actors and its recorder: once the control

@@ -7,7 +7,9 @@ pool (their symbols fail over to the others) until a worker serves them again. A
 but cannot stream yet (its session is held by another worker, state `waiting`) is not served by it.
 
 Times are plain seconds of a monotonic clock the caller reads: liveness is a matter of real seconds, not
-of the (possibly simulated) market clock. Right after the control starts, every configured account counts
+of the (possibly simulated) market clock. A worker that stops cleanly says so in its last heartbeat and is
+then judged like a dead one, after the same timeout (a control stopping with it moves nothing), but its
+accounts need no gaps of their own. Right after the control starts, every configured account counts
 as served for one timeout (`grace_until`): a restarted control has not heard the workers yet, and taking
 their accounts away would move every slot for nothing.
 """
@@ -24,12 +26,14 @@ WAITING = "waiting"
 
 @dataclass(frozen=True, slots=True)
 class WorkerBeat:
-    """One heartbeat as the control heard it: the worker, its host, each account's session state, when."""
+    """One heartbeat as the control heard it: the worker, its host, each account's session state, when;
+    `stopping`: its last word before a clean stop (its connections recorded their own gaps as they closed)."""
 
     worker: str
     host: str
     sessions: Mapping[str, str]
     heard_at: float
+    stopping: bool = False
 
     @property
     def streaming(self) -> frozenset[str]:

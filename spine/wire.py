@@ -433,6 +433,8 @@ class WorkerHeartbeat(Fact):
     pid: int
     sessions: dict[str, str]
     interval_seconds: float
+    stopping: bool = False
+    """The worker's last heartbeat before a clean stop."""
 
     def subject_keys(self) -> dict[str, str]:
         return {"worker": self.worker}

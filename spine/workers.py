@@ -284,7 +284,8 @@ class WorkerWatch:
             logger.warning("worker watch: unreadable heartbeat on {}: {}", msg.subject,
                            str(error).splitlines()[0])
             return
-        beat = WorkerBeat(heartbeat.worker, heartbeat.host, dict(heartbeat.sessions), self._monotonic())
+        beat = WorkerBeat(heartbeat.worker, heartbeat.host, dict(heartbeat.sessions), self._monotonic(),
+                          heartbeat.stopping)
         with self._lock:
             known = heartbeat.worker in self._roster.beats
             self._roster = self._roster.heard(beat)

@@ -338,6 +338,15 @@ def test_an_account_no_live_worker_streams_fails_over_with_its_gaps_and_comes_ba
     assert len(harness.received("gaps", TicksMissed)) == 1
 
 
+def test_a_cleanly_stopped_workers_accounts_fail_over_without_gaps_of_their_own(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0))
+    harness.tell(AccountsServed(at=START, served=("acct2",), dead=("vm1-acct1",), stopped=("acct1",)))
+    assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"}
+    assert harness.received("gaps", TicksMissed) == []  # its connections marked their gaps as they closed
+
+
 def test_max_subscribe_over_shrinks_the_account(tmp_path: Path) -> None:
     harness = Harness(make_context(tmp_path, capacities=(3, 4)))
     harness.tell(ContextSynced(at=START, movers=()))

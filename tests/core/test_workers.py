@@ -49,6 +49,16 @@ def test_a_silent_worker_dies_after_the_timeout_and_its_accounts_come_back_with_
     assert roster.served == frozenset(POOL)
 
 
+def test_a_worker_that_stopped_cleanly_is_judged_after_the_timeout_and_says_it_stopped() -> None:
+    roster = Roster.starting(POOL, now=0.0, timeout=TIMEOUT)
+    roster = roster.heard(beat("a", 10.0, *POOL))
+    last = WorkerBeat("a", "host-a", dict.fromkeys(POOL, "stopped"), 11.0, stopping=True)
+    roster, change = roster.heard(last).judge(12.0, TIMEOUT)
+    assert not change  # a control stopping with it within the timeout moves nothing
+    roster, change = roster.judge(17.5, TIMEOUT)
+    assert change.dead == (last,) and change.lost == POOL
+
+
 def test_an_account_waiting_for_its_session_is_not_served_and_unknown_accounts_are_named() -> None:
     roster = Roster.starting(POOL, now=0.0, timeout=TIMEOUT)
     roster = roster.heard(beat("a", 10.0, "acct1", "acct2", "acct3", "acct4"))
