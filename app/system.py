@@ -118,7 +118,7 @@ class ObserverSystem:
         self.watch: WorkerWatch | None = None
         if link is not None and role == "control":
             self.watch = WorkerWatch(link.url, settings.spine.instance, names, workers.timeout_seconds,
-                                     self._workers_changed)
+                                     workers.start_grace_seconds, self._workers_changed)
         self.specs = child_specs(self.context, role)
         if link is not None and role == "stream":  # the last gap markers come from control as it stops
             self.specs = [replace(spec, before_stop=self._connections_closed) if spec.id == "recorder"

@@ -10,8 +10,8 @@ Times are plain seconds of a monotonic clock the caller reads: liveness is a mat
 of the (possibly simulated) market clock. A worker that stops cleanly says so in its last heartbeat and is
 then judged like a dead one, after the same timeout (a control stopping with it moves nothing), but its
 accounts need no gaps of their own. Right after the control starts, every configured account counts
-as served for one timeout (`grace_until`): a restarted control has not heard the workers yet, and taking
-their accounts away would move every slot for nothing.
+as served for a grace period (`grace_until`): the workers start after the control, and a restarted control
+has not heard them yet; taking their accounts away would move every slot for nothing.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ class Roster:
     served: frozenset[str] = frozenset()
 
     @classmethod
-    def starting(cls, accounts: Iterable[str], now: float, timeout: float) -> Roster:
-        """A fresh roster: every account counts as served until `now + timeout`."""
+    def starting(cls, accounts: Iterable[str], now: float, grace: float) -> Roster:
+        """A fresh roster: every account counts as served until `now + grace`."""
         pool = tuple(accounts)
-        return cls(pool, now + timeout, MappingProxyType({}), frozenset(pool))
+        return cls(pool, now + grace, MappingProxyType({}), frozenset(pool))
 
     def heard(self, beat: WorkerBeat) -> Roster:
         """The roster with `beat` as its worker's latest word."""

@@ -224,10 +224,13 @@ class SessionLeases:
                 try:
                     self._revisions[account] = await kv.update(token(account), self.holder.encode(),
                                                                last=revision)
-                except KeyWrongLastSequenceError:
+                except KeyWrongLastSequenceError:  # expired (NATS away longer than the lease) or taken
                     del self._revisions[account]
-                    logger.error("{}: its session lease was taken by another worker", account)
-                    self._on_lost(account)
+                    other = await self._take(account)
+                    if other is not None:
+                        logger.error("{}: its session lease was taken by worker {} on {}", account,
+                                     other.worker, other.host)
+                        self._on_lost(account)
                 except (NatsError, TimeoutError) as error:  # NATS away: renewed at the next round
                     logger.warning("{}: session lease not renewed ({}); trying again", account,
                                    type(error).__name__)
@@ -246,14 +249,14 @@ class WorkerWatch:
     thread) whenever a judgement finds a change; `stop()`."""
 
     def __init__(self, url: str, instance: str, accounts: Sequence[str], timeout_seconds: float,
-                 on_change: Callable[[RosterChange, Roster], None],
+                 grace_seconds: float, on_change: Callable[[RosterChange, Roster], None],
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout_seconds
         self._subject = Subjects(instance).of("worker.*")
         self._monotonic = monotonic
         self._on_change = on_change
         self._lock = threading.Lock()
-        self._roster = Roster.starting(accounts, monotonic(), timeout_seconds)
+        self._roster = Roster.starting(accounts, monotonic(), grace_seconds)
         self._thread = _LoopThread(url, "worker-watch")
         self._stopped = threading.Event()
 

@@ -23,7 +23,7 @@ def beat(worker: str, at: float, *accounts: str, state: str = "connected") -> Wo
 
 
 def test_every_account_counts_as_served_until_the_workers_had_a_timeout_to_speak() -> None:
-    roster = Roster.starting(POOL, now=100.0, timeout=TIMEOUT)
+    roster = Roster.starting(POOL, now=100.0, grace=TIMEOUT)
     roster, change = roster.judge(103.0, TIMEOUT)
     assert roster.served == frozenset(POOL) and not change
     roster = roster.heard(beat("a", 104.0, "acct1", "acct2"))
@@ -33,7 +33,7 @@ def test_every_account_counts_as_served_until_the_workers_had_a_timeout_to_speak
 
 
 def test_a_silent_worker_dies_after_the_timeout_and_its_accounts_come_back_with_it() -> None:
-    roster = Roster.starting(POOL, now=0.0, timeout=TIMEOUT)
+    roster = Roster.starting(POOL, now=0.0, grace=TIMEOUT)
     roster = roster.heard(beat("a", 10.0, "acct1", "acct2")).heard(beat("b", 10.0, "acct3", "acct4"))
     roster, _ = roster.judge(10.0, TIMEOUT)
     roster = roster.heard(beat("a", 14.0, "acct1", "acct2"))
@@ -50,7 +50,7 @@ def test_a_silent_worker_dies_after_the_timeout_and_its_accounts_come_back_with_
 
 
 def test_a_worker_that_stopped_cleanly_is_judged_after_the_timeout_and_says_it_stopped() -> None:
-    roster = Roster.starting(POOL, now=0.0, timeout=TIMEOUT)
+    roster = Roster.starting(POOL, now=0.0, grace=TIMEOUT)
     roster = roster.heard(beat("a", 10.0, *POOL))
     last = WorkerBeat("a", "host-a", dict.fromkeys(POOL, "stopped"), 11.0, stopping=True)
     roster, change = roster.heard(last).judge(12.0, TIMEOUT)
@@ -60,7 +60,7 @@ def test_a_worker_that_stopped_cleanly_is_judged_after_the_timeout_and_says_it_s
 
 
 def test_an_account_waiting_for_its_session_is_not_served_and_unknown_accounts_are_named() -> None:
-    roster = Roster.starting(POOL, now=0.0, timeout=TIMEOUT)
+    roster = Roster.starting(POOL, now=0.0, grace=TIMEOUT)
     roster = roster.heard(beat("a", 10.0, "acct1", "acct2", "acct3", "acct4"))
     roster = roster.heard(beat("b", 10.0, "acct4", "acct9", state=WAITING))
     roster, change = roster.judge(10.0, TIMEOUT)

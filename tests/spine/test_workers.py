@@ -96,8 +96,9 @@ def test_a_killed_workers_symbols_stream_on_the_other_workers_key_with_their_gap
         directory.tell("slots", AccountsServed(at=kis_sim.clock.now(), served=tuple(sorted(roster.served)),
                                                dead=tuple(dead.worker for dead in change.dead)))
 
-    watch = WorkerWatch(server.url, INSTANCE, ("sim1", "sim2"), context.settings.workers.timeout_seconds,
-                        changed).start()
+    workers_settings = context.settings.workers
+    watch = WorkerWatch(server.url, INSTANCE, ("sim1", "sim2"), workers_settings.timeout_seconds,
+                        workers_settings.start_grace_seconds, changed).start()
     try:
         slots = directory.proxy("slots", SlotManagerProxy)
         # Both workers heard, each streaming its own key (its lease held, its session up).
