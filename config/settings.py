@@ -212,8 +212,8 @@ class WorkerSettings(Section):
     """A worker not heard for this many seconds is dead: the control moves its accounts' symbols to the
     other accounts' free slots and records their gaps."""
     start_grace_seconds: PositiveFloat = 30.0
-    """For this long after the control starts, every configured account counts as served: the workers start
-    after it (or a restarted control has not heard them yet)."""
+    """For this long after the control starts, an account no worker has streamed yet counts as served: the
+    workers start after it (or a restarted control has not heard them yet)."""
     session_lease_seconds: PositiveFloat = 10.0
     """Life of a key's session lease (a JetStream key-value entry the streaming worker renews); a second
     worker for the same key waits until it is free."""

@@ -9,9 +9,10 @@ but cannot stream yet (its session is held by another worker, state `waiting`) i
 Times are plain seconds of a monotonic clock the caller reads: liveness is a matter of real seconds, not
 of the (possibly simulated) market clock. A worker that stops cleanly says so in its last heartbeat and is
 then judged like a dead one, after the same timeout (a control stopping with it moves nothing), but its
-accounts need no gaps of their own. Right after the control starts, every configured account counts
-as served for a grace period (`grace_until`): the workers start after the control, and a restarted control
-has not heard them yet; taking their accounts away would move every slot for nothing.
+accounts need no gaps of their own. Right after the control starts, an account no worker has streamed yet
+counts as served for a grace period (`grace_until`): the workers start after the control, and a restarted
+control has not heard them yet; taking their accounts away would move every slot for nothing. An account a
+worker has streamed follows that worker from then on, grace or not.
 """
 
 from __future__ import annotations
@@ -57,24 +58,26 @@ class RosterChange:
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    """The live workers and the accounts they served at the last `judge`. Immutable: `heard` and `judge`
-    return the next roster."""
+    """The live workers, the accounts they served at the last `judge`, and the accounts any worker has
+    streamed since the start (`streamed`). Immutable: `heard` and `judge` return the next roster."""
 
     accounts: tuple[str, ...]
     grace_until: float
     beats: Mapping[str, WorkerBeat] = field(default_factory=dict)
     served: frozenset[str] = frozenset()
+    streamed: frozenset[str] = frozenset()
 
     @classmethod
     def starting(cls, accounts: Iterable[str], now: float, grace: float) -> Roster:
-        """A fresh roster: every account counts as served until `now + grace`."""
+        """A fresh roster: every account counts as served until `now + grace` unless a worker streams it."""
         pool = tuple(accounts)
         return cls(pool, now + grace, MappingProxyType({}), frozenset(pool))
 
     def heard(self, beat: WorkerBeat) -> Roster:
         """The roster with `beat` as its worker's latest word."""
         beats = {**self.beats, beat.worker: beat}
-        return Roster(self.accounts, self.grace_until, MappingProxyType(beats), self.served)
+        return Roster(self.accounts, self.grace_until, MappingProxyType(beats), self.served,
+                      self.streamed | beat.streaming)
 
     def judge(self, now: float, timeout: float) -> tuple[Roster, RosterChange]:
         """Drop the workers not heard for more than `timeout` seconds and say which accounts changed."""
@@ -82,12 +85,13 @@ class Roster:
         dead = tuple(beat for name, beat in sorted(self.beats.items()) if name not in live)
         pool = frozenset(self.accounts)
         streaming = frozenset().union(*(beat.streaming for beat in live.values()))
-        served = pool if now < self.grace_until else streaming & pool
+        unheard = pool - self.streamed if now < self.grace_until else frozenset()
+        served = (streaming & pool) | unheard
         change = RosterChange(
             dead=dead,
             lost=tuple(account for account in self.accounts if account in self.served - served),
             back=tuple(account for account in self.accounts if account in served - self.served),
             unknown=tuple(sorted(streaming - pool)),
         )
-        return Roster(self.accounts, self.grace_until, MappingProxyType(live), served), change
+        return Roster(self.accounts, self.grace_until, MappingProxyType(live), served, self.streamed), change
 

@@ -32,6 +32,17 @@ def test_every_account_counts_as_served_until_the_workers_had_a_timeout_to_speak
     assert change.lost == ("acct3", "acct4") and change.back == () and change.dead == ()
 
 
+def test_inside_the_grace_a_heard_workers_death_counts_and_only_unheard_accounts_are_spared() -> None:
+    roster = Roster.starting(POOL, now=0.0, grace=30.0)
+    roster = roster.heard(beat("a", 1.0, "acct1", "acct2")).heard(beat("b", 1.0, "acct3"))
+    roster, change = roster.judge(5.0, TIMEOUT)
+    assert roster.served == frozenset(POOL) and not change
+    roster, change = roster.judge(7.5, TIMEOUT)
+    assert change.lost == ("acct1", "acct2", "acct3") and roster.served == {"acct4"}
+    roster, change = roster.judge(30.5, TIMEOUT)
+    assert change.lost == ("acct4",) and roster.served == frozenset()
+
+
 def test_a_silent_worker_dies_after_the_timeout_and_its_accounts_come_back_with_it() -> None:
     roster = Roster.starting(POOL, now=0.0, grace=TIMEOUT)
     roster = roster.heard(beat("a", 10.0, "acct1", "acct2")).heard(beat("b", 10.0, "acct3", "acct4"))
