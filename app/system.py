@@ -239,8 +239,8 @@ class ObserverSystem:
         timeout = self.context.settings.workers.timeout_seconds
         for dead in change.dead:
             how = "stopped" if dead.stopping else "dead"
-            logger.warning("stream worker {} on {} not heard for {:g} s: {} ({})", dead.worker, dead.host,
-                           timeout, how, ", ".join(sorted(dead.sessions)))
+            logger.warning("stream worker {} on {} (pid {}) not heard for {:g} s: {} ({})", dead.worker,
+                           dead.host, dead.pid, timeout, how, ", ".join(sorted(dead.sessions)))
         if change.unknown:
             logger.warning("stream workers stream accounts this control does not know: {}",
                            ", ".join(change.unknown))

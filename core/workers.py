@@ -27,14 +27,22 @@ WAITING = "waiting"
 
 @dataclass(frozen=True, slots=True)
 class WorkerBeat:
-    """One heartbeat as the control heard it: the worker, its host, each account's session state, when;
-    `stopping`: its last word before a clean stop (its connections recorded their own gaps as they closed)."""
+    """One heartbeat as the control heard it: the worker, its host and process, each account's session
+    state, when; `stopping`: its last word before a clean stop (its connections recorded their own gaps as
+    they closed)."""
 
     worker: str
     host: str
     sessions: Mapping[str, str]
     heard_at: float
     stopping: bool = False
+    pid: int = 0
+
+    @property
+    def process(self) -> tuple[str, int]:
+        """One worker process: a restarted worker, or a second one started by mistake with the same id (its
+        session lease keeps it waiting), is another process of the same worker."""
+        return (self.worker, self.pid)
 
     @property
     def streaming(self) -> frozenset[str]:
@@ -63,7 +71,7 @@ class Roster:
 
     accounts: tuple[str, ...]
     grace_until: float
-    beats: Mapping[str, WorkerBeat] = field(default_factory=dict)
+    beats: Mapping[tuple[str, int], WorkerBeat] = field(default_factory=dict)
     served: frozenset[str] = frozenset()
     streamed: frozenset[str] = frozenset()
 
@@ -75,7 +83,7 @@ class Roster:
 
     def heard(self, beat: WorkerBeat) -> Roster:
         """The roster with `beat` as its worker's latest word."""
-        beats = {**self.beats, beat.worker: beat}
+        beats = {**self.beats, beat.process: beat}
         return Roster(self.accounts, self.grace_until, MappingProxyType(beats), self.served,
                       self.streamed | beat.streaming)
 

@@ -288,9 +288,9 @@ class WorkerWatch:
                            str(error).splitlines()[0])
             return
         beat = WorkerBeat(heartbeat.worker, heartbeat.host, dict(heartbeat.sessions), self._monotonic(),
-                          heartbeat.stopping)
+                          heartbeat.stopping, heartbeat.pid)
         with self._lock:
-            known = heartbeat.worker in self._roster.beats
+            known = beat.process in self._roster.beats
             self._roster = self._roster.heard(beat)
         if not known:
             logger.info("stream worker {} on {} (pid {}) heard: {}", beat.worker, beat.host, heartbeat.pid,

@@ -53,7 +53,7 @@ def test_a_silent_worker_dies_after_the_timeout_and_its_accounts_come_back_with_
     roster, change = roster.judge(16.5, TIMEOUT)
     assert [dead.worker for dead in change.dead] == ["b"]
     assert change.lost == ("acct3", "acct4")
-    assert roster.served == {"acct1", "acct2"} and set(roster.beats) == {"a"}
+    assert roster.served == {"acct1", "acct2"} and {b.worker for b in roster.beats.values()} == {"a"}
     roster = roster.heard(beat("a", 29.0, "acct1", "acct2")).heard(beat("b", 30.0, "acct3", "acct4"))
     roster, change = roster.judge(30.0, TIMEOUT)
     assert change.back == ("acct3", "acct4") and change.lost == ()
@@ -68,6 +68,20 @@ def test_a_worker_that_stopped_cleanly_is_judged_after_the_timeout_and_says_it_s
     assert not change  # a control stopping with it within the timeout moves nothing
     roster, change = roster.judge(17.5, TIMEOUT)
     assert change.dead == (last,) and change.lost == POOL
+
+
+def test_two_processes_of_one_worker_are_two_workers_and_the_waiting_one_serves_nothing() -> None:
+    roster = Roster.starting(POOL, now=0.0, grace=TIMEOUT)
+    holder = WorkerBeat("vm1-acct1", "vm1", {"acct1": "connected"}, 10.0, pid=100)
+    standby = WorkerBeat("vm1-acct1", "vm1", {"acct1": WAITING}, 10.0, pid=200)
+    roster, _ = roster.heard(holder).heard(standby).judge(10.0, TIMEOUT)
+    assert len(roster.beats) == 2 and roster.served == {"acct1"}
+    standby = WorkerBeat("vm1-acct1", "vm1", {"acct1": WAITING}, 15.0, pid=200)
+    roster, change = roster.heard(standby).judge(16.5, TIMEOUT)  # the holder died; the standby still waits
+    assert change.lost == ("acct1",) and change.dead == (holder,)
+    taken = WorkerBeat("vm1-acct1", "vm1", {"acct1": "connected"}, 20.0, pid=200)
+    roster, change = roster.heard(taken).judge(20.0, TIMEOUT)
+    assert change.back == ("acct1",)
 
 
 def test_an_account_waiting_for_its_session_is_not_served_and_unknown_accounts_are_named() -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -50,17 +51,20 @@ def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
     return dataclasses.replace(kis_sim_config, start=datetime(2024, 3, 4, 10, 0).time())
 
 
-def worker(tmp_path: Path, name: str, nats_url: str, sim: KisSimulator) -> subprocess.Popen[bytes]:
+def worker(
+    tmp_path: Path, name: str, nats_url: str, sim: KisSimulator, label: str = ""
+) -> subprocess.Popen[bytes]:
     """`run.py --role stream --accounts <name>` against the shared simulator, in a data dir of its own (no
     token cache there: it issues its own approval key)."""
+    label = label or name
     _, iso, wall = clock_line(sim.clock).split()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KIS_", "OBSERVER_"))}
     command = [sys.executable, str(REPO / "run.py"), "--sim", "--role", "stream", "--accounts", name,
                "--nats", nats_url, "--kis-rest", sim.rest_url, "--kis-ws", sim.ws_url,
                "--sim-clock", f"{iso}@{wall}", "--speed", f"{sim.config.speed:g}",
-               "--data-dir", str(tmp_path / name / "data"), "--log-dir", str(tmp_path / name / "logs"),
+               "--data-dir", str(tmp_path / label / "data"), "--log-dir", str(tmp_path / label / "logs"),
                "--http", "off"]
-    out = (tmp_path / f"{name}.out").open("wb")
+    out = (tmp_path / f"{label}.out").open("wb")
     return subprocess.Popen(command, cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=out,
                             stderr=subprocess.STDOUT)
 
@@ -68,6 +72,12 @@ def worker(tmp_path: Path, name: str, nats_url: str, sim: KisSimulator) -> subpr
 def candidate(symbol: str, score: float, at: datetime) -> Candidate:
     return Candidate(symbol=symbol, score=score, trigger=TriggerKind.VOLUME_SURGE, strength=0.5,
                      detected_at=at)
+
+
+def sessions_per_key(sim: KisSimulator) -> dict[str, int]:
+    """Open WebSocket sessions by the app key they registered with (the simulator's word)."""
+    keys = [sim.accounts.app_key_for_approval(key) for key in sim.ws.session_approval_keys()]
+    return dict(Counter(key for key in keys if key is not None))
 
 
 def streamed_on(journal_ticks: list[TicksReceived], account: str, since: int = 0) -> set[str]:
@@ -104,6 +114,11 @@ def test_a_killed_workers_symbols_stream_on_the_other_workers_key_with_their_gap
         # Both workers heard, each streaming its own key (its lease held, its session up).
         streaming = lambda: sorted(a for beat in watch.roster.beats.values() for a in beat.streaming)  # noqa: E731
         assert wait_until(lambda: streaming() == ["sim1", "sim2"], 60), watch.roster
+        # A second worker for sim1's key waits for its session (one line says so) and streams nothing.
+        workers["standby"] = worker(tmp_path, "sim1", server.url, kis_sim, label="standby")
+        waiting = lambda: [b for b in watch.roster.beats.values() if b.sessions == {"sim1": WAITING}]  # noqa: E731
+        assert wait_until(lambda: len(waiting()) == 1, 60), watch.roster
+        assert "sim1: its session is held by worker" in (tmp_path / "standby.out").read_text(encoding="utf-8")
         now = kis_sim.clock.now()
         chosen = sorted(kis_sim.market.listings)[:6]
         movers = tuple(candidate(symbol, 10.0 - i, now) for i, symbol in enumerate(chosen))
@@ -126,6 +141,8 @@ def test_a_killed_workers_symbols_stream_on_the_other_workers_key_with_their_gap
         assert set(slots.targets().get(timeout=10)["sim1"]) == set(chosen)
         missed = [m for m in journals["gaps"].received(TicksMissed) if m.reason == "worker_lost"]
         assert [(m.account, set(m.symbols)) for m in missed] == [("sim2", moved)]
+        assert watch.roster.served == {"sim1"} and len(waiting()) == 1
+        assert sessions_per_key(kis_sim) == {"SIM-APPKEY-0001-observer": 1}  # never two sessions for a key
     finally:
         watch.stop()
         link.stop()
