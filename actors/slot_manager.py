@@ -60,6 +60,8 @@ retried at the next phase change if it failed, and is skipped for accounts witho
 | SubscriptionRefused | `shrink_capacity` to the accepted count; the refused symbol overflows |
 | ConnectionChanged | SUSPENDED, or RECONNECTING >= `suspend_track_b_after_seconds`: failover; |
 |  | CONNECTED: restore, and send the account its target set again |
+| AccountsServed | (the control's worker watch) an account no live stream worker streams fails over at once |
+|  | and its symbols get `worker_lost` gaps (TicksMissed to `gaps`); served again: restored |
 | CurrentTargets (ask) | the account's target set (asked by a connection that lost its saved one) |
 | BackPressure | level > 0: the account's capacity shrinks (`core.backpressure.shed_capacity`), its lowest |
 |  | scored symbols are unsubscribed at once (ledger reason `backpressure`); 0: capacity back, allocate |
@@ -114,11 +116,13 @@ from kis.models import Holding
 from kis.ticks import ExecutionNotice
 from messages.alerts import SystemAlert
 from messages.control import TrackBPaused
+from messages.gaps import TicksMissed
 from messages.market import ExecutionsReceived, HoldingsLoaded, ScanCompleted, TicksReceived
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
 from messages.streaming import (
+    AccountsServed,
     BackPressure,
     ConnectionChanged,
     ConnectionState,
@@ -193,6 +197,8 @@ class SlotManagerActor(ObserverActor):
         self._holds: dict[str, Exclusion] = {}
         self._halted: set[str] = set()
         self._marked: set[str] = set()
+        self._unserved: set[str] = set()
+        """Accounts no live stream worker streams (failed over until one does)."""
 
     # --- life -----------------------------------------------------------------------------------------
 
@@ -239,6 +245,8 @@ class SlotManagerActor(ObserverActor):
                 self._on_refused(message)
             case ConnectionChanged():
                 self._on_connection(message)
+            case AccountsServed():
+                self._on_served(message)
             case _FetchHoldings():
                 self._fetch_holdings()
             case CurrentTargets():
@@ -517,10 +525,36 @@ class SlotManagerActor(ObserverActor):
             )
             self._apply(release_account(self._state, account, now), now, full=False)
         elif message.state is ConnectionState.CONNECTED:
-            if not available:
+            if not available and account not in self._unserved:
                 self.log.info("{} is connected again: it takes its symbols back", account)
                 self._apply(restore_account(self._state, account, now), now, full=False)
             self._publish(force=(account,))
+
+    def _on_served(self, message: AccountsServed) -> None:
+        """A dead worker's accounts fail over now and their symbols' gaps are recorded; an account a worker
+        streams again takes its symbols back and gets its target set."""
+        now = self.context.clock.now()
+        served = set(message.served)
+        for account in self._account_names():
+            if account not in served and account not in self._unserved:
+                self._unserved.add(account)
+                symbols = self._state.account(account).symbols
+                dead = f" (dead: {', '.join(message.dead)})" if message.dead else ""
+                self.log.warning("{}: no live stream worker streams it{}: failover of its {} symbols",
+                                 account, dead, len(symbols))
+                if symbols and account not in message.stopped:
+                    self.directory.tell("gaps", TicksMissed(at=now, account=account, symbols=symbols,
+                                                            reason="worker_lost"))
+                self._apply(release_account(self._state, account, now), now, full=False)
+                self._save()
+            elif account in served and account in self._unserved:
+                self._unserved.discard(account)
+                self.log.info("{}: a stream worker streams it again: it takes its symbols back", account)
+                self._apply(restore_account(self._state, account, now), now, full=False)
+                self._save()
+                if self._track_b_active():
+                    self._allocate()
+                self._publish(force=(account,))
 
     def _on_backpressure(self, message: BackPressure) -> None:
         """Shed the account's lowest scored symbols now; at level 0 its full capacity is allocated again."""
@@ -690,6 +724,9 @@ class SlotManagerActor(ObserverActor):
         streams = self.streams()
         for name, symbols in self.targets().items():
             extras = streams.get(name, ExtraStreams())
+            if name in self._unserved:  # no worker streams it: told again once one does
+                self._sent.pop(name, None)
+                continue
             if name not in forced and self._sent.get(name, ((), ExtraStreams())) == (symbols, extras):
                 continue
             message = SetSubscriptions(at=now, account=name, symbols=symbols, order_books=extras.order_books,
@@ -742,6 +779,7 @@ class SlotManagerActor(ObserverActor):
             "overrides": self._overrides,
             "synced_on": self._synced_on.isoformat() if self._synced_on else None,
             "paused": self._paused,
+            "unserved": sorted(self._unserved),
             "churn": {"replaced_at": [moment.isoformat() for moment in self._churn.replaced_at],
                       "raised": self._churn.raised},
         }
@@ -759,6 +797,9 @@ class SlotManagerActor(ObserverActor):
         if isinstance(overrides, dict):
             self._overrides = {str(k): v for k, v in overrides.items() if isinstance(v, bool)}
         self._paused = document.get("paused") is True
+        unserved = document.get("unserved")
+        if isinstance(unserved, list):
+            self._unserved = {str(account) for account in unserved} & set(self._account_names())
         if document.get("day") != today.isoformat():
             self.log.info("saved slot state is from {}; the day starts with empty slots", document.get("day"))
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import NoReturn
@@ -12,6 +13,8 @@ from app.chaos import CHAOS_DEFAULT_DURATION
 from core.calendar import is_trading_day, previous_trading_day
 from runtime.arguments import clock_time, positive_integer, positive_number, trading_date
 from tools.kis_sim.starter import ScenarioError, check_scenario
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -91,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--symbols", type=positive_integer, default=400, help="listed symbols in the simulated market (400)"
     )
-    sim.add_argument(
-        "--accounts", type=positive_integer, default=1, help="simulated app keys in the provider pool (1)"
+    parser.add_argument(
+        "--accounts", type=account_choice, default=1, metavar="N|NAME,NAME",
+        help="a number: simulated app keys in the simulator's pool (1); names (acct3,acct4, or sim3,sim4 in "
+             "simulator mode): the accounts a --role stream worker streams (default: every configured one)",
     )
     sim.add_argument(
         "--scenario", type=scenario_file, help="scenario JSON for the simulator (default: a demo one)"
@@ -118,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="--role control|stream: the shared simulator's time at a wall-clock moment (its CLOCK line)",
     )
     return parser
+
+
+def account_choice(text: str) -> int | tuple[str, ...]:
+    """A whole number >= 1 (the simulator's pool size) or a comma list of distinct account names."""
+    if re.fullmatch(r"\s*[-+]?\d+\s*", text):
+        return positive_integer(text.strip())
+    names = tuple(name.strip() for name in text.split(","))
+    if all(ACCOUNT_NAME.fullmatch(name) for name in names) and len(set(names)) == len(names):
+        return names
+    shown = repr(text) if len(text) <= 40 else f"{len(text)} characters (not shown)"
+    raise argparse.ArgumentTypeError(
+        f"expected a number of simulated keys or distinct account names separated by commas, got {shown}")
 
 
 def clock_anchor(text: str) -> tuple[datetime, float]:

@@ -25,6 +25,7 @@ from app.sim_day import DayAlreadyRun, start_time
 from app.status_view import StatusView
 from app.summary import conclude, summary_lines, write_summary
 from app.system import ObserverSystem
+from config.accounts import Account
 from config.loader import ConfigError, load_settings
 from config.settings import Settings
 from core.calendar import is_trading_day, previous_trading_day
@@ -79,6 +80,27 @@ def sim_accounts(count: int) -> list[dict[str, Any]]:
     ]
 
 
+def sim_pool(accounts: int | tuple[str, ...]) -> list[dict[str, Any]]:
+    """The simulated keys: `count` of them, or those named (`sim2,sim3`) for a stream worker."""
+    if isinstance(accounts, int):
+        return sim_accounts(accounts)
+    numbers = [int(name[3:]) if name.startswith("sim") and name[3:].isdigit() else 0 for name in accounts]
+    wrong = [name for name, number in zip(accounts, numbers, strict=True) if number < 1]
+    if wrong:
+        raise ConfigError(f"--accounts: simulator mode names its keys sim1, sim2...; got {', '.join(wrong)}")
+    return [account for account in sim_accounts(max(numbers)) if account["name"] in accounts]
+
+
+def worker_accounts(settings: Settings, names: tuple[str, ...]) -> tuple[Account, ...]:
+    """The configured accounts a stream worker started with `--accounts` streams, in the order named."""
+    known = {account.name: account for account in settings.accounts}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"--accounts: no configured account named {', '.join(unknown)} "
+                          f"(configured: {', '.join(known) or 'none'})")
+    return tuple(known[name] for name in names)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["ctl"]:
@@ -101,15 +123,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.chaos and not mode.simulated:
             raise ConfigError("--chaos runs against the simulator only: use it with --sim")
         http = None if args.http == "off" else http_options(args.http)
+        if isinstance(args.accounts, tuple) and args.role != "stream":
+            raise ConfigError(f"--accounts {','.join(args.accounts)} names the accounts of a stream worker: "
+                              "use it with --role stream (a number sets the simulator's pool size)")
         if mode.simulated:
             sim_overrides: dict[str, Any] = {
-                "accounts": sim_accounts(args.accounts),
+                "accounts": sim_pool(args.accounts),
                 "tokens": {"cache_dir": str(Path(settings.data_dir) / "sim" / "tokens")},
                 "pipeline": settings.pipeline.simulator_defaults(),
             }
             if args.chaos or args.chaos_plan is not None:
                 sim_overrides["websocket"] = {"silence_timeout_seconds": CHAOS_SILENCE_TIMEOUT_SECONDS}
             settings = load_settings(args.config, overrides={**overrides, **sim_overrides})
+        if isinstance(args.accounts, tuple):
+            settings = settings.model_copy(update={"accounts": worker_accounts(settings, args.accounts)})
         sim_day = _sim_day(args, settings) if mode.simulated and args.role == "all" else None
     except (ConfigError, BindRefused, ScenarioError, DayAlreadyRun, OSError) as error:
         print(f"observer: {error}", file=sys.stderr)
@@ -164,7 +191,7 @@ def run_role(args: Any, settings: Settings, mode: Mode, http: HttpOptions | None
     try:
         return run(settings, clock, rest_url, ws_url, args.duration, args.summary_json,
                    http=http if role == "control" else None, nats_url=settings.nats_url, role=role,
-                   chaos_plan=args.chaos_plan)
+                   chaos_plan=args.chaos_plan, named_accounts=isinstance(args.accounts, tuple))
     finally:
         pid_file.unlink(missing_ok=True)
 
@@ -213,6 +240,7 @@ def run(
     nats_url: str | None = None,
     role: str = "all",
     chaos_plan: Path | None = None,
+    named_accounts: bool = False,
 ) -> int:
     """Run the actor tree until a signal, `duration` or an escalation; then stop it and write the summary.
 
@@ -226,7 +254,8 @@ def run(
         nats_url, settings.spine, sessions=settings.sessions, name="observer" if role == "all" else role
     )
     link = None if role == "all" or nats_url is None else Link(nats_url, settings.spine.instance, name=role)
-    system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher, role=role, link=link)
+    system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher, role=role, link=link,
+                            named_accounts=named_accounts)
     on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
@@ -252,6 +281,9 @@ def run(
             surface.start()  # its DASHBOARD line among the first ones printed
         if publisher is not None:
             publisher.start()
+        if role == "stream" and not system.hold_sessions(stop_requested):
+            system.abandon()
+            return 0
         system.start()
         if responder is not None:
             responder.start()
@@ -264,6 +296,10 @@ def run(
         if runner is not None:
             runner.stop()
         exit_code = system.stop()
+        if system.lease_lost is not None:
+            print(f"observer: {system.lease_lost}: another stream worker took its session lease: stopped",
+                  file=sys.stderr, flush=True)
+            exit_code = 1
     finally:
         if runner is not None:
             runner.stop()

@@ -155,7 +155,8 @@ class StatusView:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.ident is not None:  # a stream worker stopped while it waited for its leases
+            self._thread.join(timeout=2.0)
 
     def _run(self) -> None:
         last_ticks, last_time = 0, time.monotonic()

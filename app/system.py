@@ -5,10 +5,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from actors.context import ObserverContext
 from actors.directory import Directory
@@ -17,14 +23,17 @@ from actors.system import all_child_ids, child_specs, ws_actor_id
 from app.downtime import downtime_found
 from app.summary import build_summary
 from config.settings import Settings
+from core.workers import Roster, RosterChange
 from kis.token_vault import TokenCache, TokenVault
+from messages.streaming import AccountsServed
 from runtime.clock import Clock
 from runtime.metrics import COUNTERS, Metrics
 from runtime.paths import DataPaths
 from spine.health import Heartbeat
 from spine.link import Link
 from spine.publisher import NoSpine, Publisher
-from spine.wire import Health
+from spine.wire import Health, WorkerHeartbeat
+from spine.workers import HELD, Holder, SessionLeases, WorkerWatch
 
 CONNECTIONS_CLOSED = "observer: stream connections closed"
 REMOTE_FRESH_SECONDS = 5.0
@@ -32,13 +41,16 @@ REMOTE_FRESH_SECONDS = 5.0
 
 
 def credentials_for(
-    role: str, settings: Settings, clock: Clock, rest_url: str | None
+    role: str, settings: Settings, clock: Clock, rest_url: str | None, *, own_approval: bool = False
 ) -> TokenVault | TokenCache:
     """The control process (and "all") owns the credentials: it issues, refreshes and writes the token
     cache. The stream process reads that file at each connect, so it presents the approval key renewed at
-    08:30 from its next connect on, and no secret travels over NATS."""
+    08:30 from its next connect on, and no secret travels over NATS. `own_approval` (a worker for named
+    accounts, maybe on another machine): an account without an approval key in that file gets one issued
+    by the worker itself (`TokenCache`)."""
     if role == "stream":
-        return TokenCache(settings.accounts, clock, settings.tokens, rest_url=rest_url)
+        return TokenCache(settings.accounts, clock, settings.tokens, rest_url=rest_url,
+                          own_approval=own_approval)
     return TokenVault(
         settings.accounts, clock, settings.tokens, rest_url=rest_url, rate_limits=settings.rate_limit
     )
@@ -55,7 +67,10 @@ class ObserverSystem:
 
     `role` "control" or "stream" runs that process's part of the tree (`actors.system.role_of`) and
     reaches the other part over `link`, a `spine.link.Link` to the same NATS (started here, stopped at
-    `stop()`); "all" runs the whole tree in this process.
+    `stop()`); "all" runs the whole tree in this process. A stream process is a stream worker: it holds
+    its accounts' session leases (`hold_sessions`, before `start`) and publishes a `worker` heartbeat;
+    `named_accounts` (`--accounts a,b`) lets it issue its own approval keys. The control process follows
+    the workers' heartbeats (`spine.workers.WorkerWatch`) and tells `slots` which accounts are served.
     """
 
     def __init__(
@@ -69,6 +84,7 @@ class ObserverSystem:
         publisher: Publisher | None = None,
         role: str = "all",
         link: Link | None = None,
+        named_accounts: bool = False,
     ) -> None:
         if role != "all" and link is None:
             raise ValueError(f"role {role!r} needs a link to the other processes")
@@ -77,7 +93,7 @@ class ObserverSystem:
         self.metrics = Metrics()
         self.publisher = publisher
         self._started = time.monotonic()
-        self.vault = credentials_for(role, settings, clock, rest_url)
+        self.vault = credentials_for(role, settings, clock, rest_url, own_approval=named_accounts)
         self.context = ObserverContext(
             settings=settings,
             clock=clock,
@@ -93,6 +109,16 @@ class ObserverSystem:
         elif link is not None:
             link.follow(self._absorb)
         self._heartbeat = Heartbeat(self.context.spine, self.health, settings.spine.health_interval_seconds)
+        names = tuple(account.name for account in settings.accounts)
+        self.holder = Holder(f"{socket.gethostname()}-{'+'.join(names)}", socket.gethostname(), os.getpid())
+        self.leases: SessionLeases | None = None
+        self.lease_lost: str | None = None
+        workers = settings.workers
+        self._worker_beat = Heartbeat(self.context.spine, self.worker_heartbeat, workers.heartbeat_seconds)
+        self.watch: WorkerWatch | None = None
+        if link is not None and role == "control":
+            self.watch = WorkerWatch(link.url, settings.spine.instance, names, workers.timeout_seconds,
+                                     workers.start_grace_seconds, self._workers_changed)
         self.specs = child_specs(self.context, role)
         if link is not None and role == "stream":  # the last gap markers come from control as it stops
             self.specs = [replace(spec, before_stop=self._connections_closed) if spec.id == "recorder"
@@ -130,6 +156,8 @@ class ObserverSystem:
         self.supervisor.start()
         if self.link is not None:
             self.link.serve(self.child_ids)
+        if self.watch is not None:
+            self.watch.start()
         for message in downtime:
             self.directory.tell(ws_actor_id(message.account), message)
         if self.publisher is not None:
@@ -139,8 +167,16 @@ class ObserverSystem:
     def stop(self) -> int:
         """Stop the tree in reverse start order (unless the supervisor already gave up); the exit code."""
         self._alive_at_stop = self.supervisor.directory.child_ids()
+        if self.leases is not None:  # a stream worker: its last heartbeat says it stops cleanly
+            self._worker_beat.stop()
+            self.context.spine.publish(self.worker_heartbeat(stopping=True))
         code = self.supervisor.exit_code if self.supervisor.stopped.is_set() else self.supervisor.stop()
         self._heartbeat.stop()
+        self._worker_beat.stop()
+        if self.watch is not None:
+            self.watch.stop()
+        if self.leases is not None:
+            self.leases.release()
         if self.link is not None:
             self.link.stop()
         if self.publisher is not None:
@@ -156,6 +192,63 @@ class ObserverSystem:
         if self.publisher is not None:
             summary.update(self.publisher.figures())
         return summary
+
+    def hold_sessions(self, stop: threading.Event) -> bool:
+        """A stream worker, before `start`: heartbeats from now on, then wait until this worker holds the
+        session lease of every account it streams (`spine.workers.SessionLeases`); False when `stop` was set
+        first. A lease taken away later stops the process (SIGTERM to itself, exit code 1)."""
+        assert self.role == "stream" and self.link is not None
+        settings = self.context.settings
+        self.leases = SessionLeases(self.link.url, settings.spine.instance, self.holder,
+                                    tuple(account.name for account in settings.accounts),
+                                    settings.workers.session_lease_seconds, self._lease_lost)
+        self.leases.open()
+        self._worker_beat.start()  # its first word already says which accounts are held and which wait
+        return self.leases.acquire(stop)
+
+    def abandon(self) -> None:
+        """A stream worker stopped before it held its leases: end the heartbeats and the leases' connection
+        (the tree never started)."""
+        self._worker_beat.stop()
+        if self.leases is not None:
+            self.leases.release()
+        if self.publisher is not None:
+            self.publisher.stop()
+
+    def _lease_lost(self, account: str) -> None:
+        if self.lease_lost is None:
+            self.lease_lost = account
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def worker_heartbeat(self, *, stopping: bool = False) -> WorkerHeartbeat:
+        """This stream worker's `worker` message: each account's lease or, once held, its session state."""
+        leases = self.leases.states() if self.leases is not None else {}
+        snapshot = self.metrics.snapshot()
+        sessions = {}
+        for account in self.context.accounts:
+            lease = leases.get(account.name, HELD)
+            state = snapshot.get(f"ws_state.{account.name}", "starting")
+            sessions[account.name] = str(state) if lease == HELD else lease
+        return WorkerHeartbeat(at=self.context.clock.now(), worker=self.holder.worker, host=self.holder.host,
+                               pid=self.holder.pid, sessions=sessions,
+                               interval_seconds=self.context.settings.workers.heartbeat_seconds,
+                               stopping=stopping)
+
+    def _workers_changed(self, change: RosterChange, roster: Roster) -> None:
+        """The control process: tell `slots` the accounts a live worker streams (the watch's thread)."""
+        timeout = self.context.settings.workers.timeout_seconds
+        for dead in change.dead:
+            how = "stopped" if dead.stopping else "dead"
+            logger.warning("stream worker {} on {} (pid {}) not heard for {:g} s: {} ({})", dead.worker,
+                           dead.host, dead.pid, timeout, how, ", ".join(sorted(dead.sessions)))
+        if change.unknown:
+            logger.warning("stream workers stream accounts this control does not know: {}",
+                           ", ".join(change.unknown))
+        served = tuple(sorted(roster.served))
+        stopped = tuple(sorted({name for dead in change.dead if dead.stopping for name in dead.sessions}))
+        self.directory.tell("slots", AccountsServed(at=self.context.clock.now(), served=served,
+                                                    dead=tuple(dead.worker for dead in change.dead),
+                                                    stopped=stopped))
 
     def _connections_closed(self) -> None:
         """Stream process, stopping, between its connection actors and its recorder: once the control

@@ -206,6 +206,28 @@ class SpineSettings(Section):
     (a server may then die without losing a message); applied whenever they are created or set up again."""
 
 
+class WorkerSettings(Section):
+    """Stream workers on several machines (`workers`): their heartbeats, the lease on each key's session."""
+
+    heartbeat_seconds: PositiveFloat = 2.0
+    """Seconds between two heartbeats of a stream worker (`observer.<instance>.worker.<id>`)."""
+    timeout_seconds: PositiveFloat = 6.0
+    """A worker not heard for this many seconds is dead: the control moves its accounts' symbols to the
+    other accounts' free slots and records their gaps."""
+    start_grace_seconds: PositiveFloat = 30.0
+    """For this long after the control starts, an account no worker has streamed yet counts as served: the
+    workers start after it (or a restarted control has not heard them yet)."""
+    session_lease_seconds: PositiveFloat = 10.0
+    """Life of a key's session lease (a JetStream key-value entry the streaming worker renews); a second
+    worker for the same key waits until it is free."""
+
+    @model_validator(mode="after")
+    def _timeout_outlives_heartbeats(self) -> WorkerSettings:
+        if self.timeout_seconds <= self.heartbeat_seconds:
+            raise ValueError("workers.timeout_seconds must be longer than workers.heartbeat_seconds")
+        return self
+
+
 class PipelineSettings(Section):
     """The earlier pipeline's minute jobs (`actors.minute_jobs`). A job left None is off, except in simulator
     mode, which turns it on (`simulator_defaults`) so a newcomer sees candles and a matrix."""
@@ -274,6 +296,7 @@ class Settings(Section):
     wakeup: WakeupSettings = WakeupSettings()
     notifier: NotifierSettings = NotifierSettings()
     spine: SpineSettings = SpineSettings()
+    workers: WorkerSettings = WorkerSettings()
     nats_url: str | None = None
     """An existing NATS server or cluster (`--nats`, `OBSERVER_NATS_URL`; a cluster's URLs comma-separated);
     None: `run.py` starts its own."""

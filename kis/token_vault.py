@@ -357,7 +357,12 @@ class TokenCache:
     """The stream process's credentials (a `CredentialVault`): what the control process's `TokenVault` last
     wrote to the cache file, read at every use. Nothing is issued or written here, so one process owns
     issuance and the file, and a key renewed there is the one the next connect here presents. Sharing
-    the 0600 file keeps every secret off the spine."""
+    the 0600 file keeps every secret off the spine.
+
+    `own_approval` (a stream worker on another machine, `--accounts`): when the file holds no valid approval
+    key for an account, issue one with the account's own app key and secret and keep it in memory until it
+    nears its end. No access token is ever issued here and the file is never written, so the control
+    process's credentials are untouched."""
 
     def __init__(
         self,
@@ -367,8 +372,14 @@ class TokenCache:
         *,
         rest_url: str | None = None,
         cache_dir: Path | None = None,
+        own_approval: bool = False,
     ) -> None:
         self.clock = clock
+        self._accounts = {account.name: account for account in accounts}
+        self._rest_url = rest_url
+        self._own_approval = own_approval
+        self._own: dict[str, ApprovalKey] = {}
+        self._own_lock = threading.Lock()
         self.cache_dir = (cache_dir or Path((settings or TokenSettings()).cache_dir)).expanduser()
         self._paths = {
             account.name: cache_file(
@@ -387,10 +398,29 @@ class TokenCache:
         """The approval key the control process last wrote for `account`; CredentialsUnavailable if none
         is valid."""
         _, _, approval = self._read(account)
+        if approval is None and self._own_approval:
+            approval = self._issued_here(account)
         if approval is None:
             raise CredentialsUnavailable(f"{account}: no valid approval key in the token cache "
                                          f"{self._paths[account]} (the control process writes it)")
         return approval.key
+
+    def _issued_here(self, account: str) -> ApprovalKey:
+        """This worker's own approval key for `account`: the one held while valid, else a new one."""
+        with self._own_lock:
+            held = self._own.get(account)
+            if held is not None and self.clock.now() - held.issued_at < APPROVAL_LIFETIME - VALIDITY_MARGIN:
+                return held
+            client = KisRestClient(self._accounts[account], base_url=self._rest_url, clock=self.clock)
+            try:
+                approval = client.issue_approval_key()
+            finally:
+                client.close()
+            register_secret(approval.key)
+            self._own[account] = approval
+            logger.info("{}: no approval key in the token cache here: issued this worker's own WebSocket "
+                        "approval key (kept in memory; the control's tokens are untouched)", account)
+            return approval
 
     def token_source(self, account: str) -> TokenSource:
         return _CachedTokenSource(self, account)

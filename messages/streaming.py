@@ -64,3 +64,13 @@ class BackPressure(Message):
     level: int
     lag_seconds: float
     backlog: int
+
+
+class AccountsServed(Message):
+    """The accounts some live stream worker streams now (the control's `spine.workers.WorkerWatch`, on every
+    change): the slot manager allocates only to these; `dead` names the workers just found dead; `stopped`
+    are accounts whose worker stopped cleanly (their connections recorded their gaps themselves)."""
+
+    served: tuple[str, ...]
+    dead: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()

@@ -1,4 +1,5 @@
-"""The heartbeat: a `health` message on the spine every few seconds, from a thread of its own."""
+"""The heartbeat: a `health` message (or a stream worker's `worker` message) on the spine every few seconds,
+from a thread of its own."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from collections.abc import Callable
 from loguru import logger
 
 from spine.publisher import Spine
-from spine.wire import Health
+from spine.wire import Fact
 
 
 class Heartbeat:
     """`start()`: publish `build()` now and every `interval_seconds`; `stop()` ends it."""
 
-    def __init__(self, spine: Spine, build: Callable[[], Health], interval_seconds: float) -> None:
+    def __init__(self, spine: Spine, build: Callable[[], Fact], interval_seconds: float) -> None:
         self._spine = spine
         self._build = build
         self._interval = interval_seconds
@@ -35,6 +36,6 @@ class Heartbeat:
             try:
                 self._spine.publish(self._build())
             except Exception as error:  # a pulse that cannot be built must not end the pulse
-                logger.error("spine: health message not built: {}", error)
+                logger.error("spine: heartbeat message not built: {}", error)
             if self._stopped.wait(self._interval):
                 return

@@ -9,7 +9,9 @@ A tell never makes the caller wait. Trade ticks are published and forgotten (at 
 written in the stream process before anything is told, is their record). Every other message is sent as a
 request that the other process acknowledges once its Directory has it, in order, and sent again while
 nobody answers (the other process restarting, NATS restarting) for up to `RELIABLE_GIVE_UP_SECONDS`: a
-recovery record or a subscription change survives a kill on either side. Ticks told while this link has
+recovery record or a subscription change survives a kill on either side. Each child has a lane of its own
+(in order within it), so a child nobody answers (a dead stream worker's connection) holds up no message for
+another. Ticks told while this link has
 no NATS connection (up to `HELD_TICKS_LIMIT` messages) take that acknowledged path too, and so do the
 ticks after them until those are through (once a child has acknowledged one, the rest for it are
 published without waiting): the tick triggers and the gap detector of the other process get the outage's
@@ -104,7 +106,8 @@ class Link:
         """Tick messages in `_reliable` (counted on the link's loop only)."""
         self._answering: set[str] = set()
         """Subjects whose child acknowledged a held tick since NATS came back (on the link's loop only)."""
-        self._sending = False
+        self._unsent = 0
+        """Acknowledged messages queued or on their way (on the link's loop only)."""
         self._last_encoded: tuple[Any, bytes] | None = None
         """The last message told and its JSON: a tick batch told to several remote actors is encoded once."""
         self._ready = threading.Event()
@@ -236,7 +239,7 @@ class Link:
         """Wait (up to SETTLE_LIMIT_SECONDS) until everything told so far is acknowledged."""
         deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
         reliable = self._reliable
-        while reliable is not None and (reliable.qsize() or self._sending) and time.monotonic() < deadline:
+        while reliable is not None and (reliable.qsize() or self._unsent) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def settle(self) -> None:
@@ -317,12 +320,28 @@ class Link:
         logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
 
     async def _send_reliably(self, nc: Client, queue: asyncio.Queue[tuple[str, bytes, bool] | None]) -> None:
-        """Each message in order, until the other process acknowledges it or RELIABLE_GIVE_UP_SECONDS.
-        A held tick for a child that has acknowledged one since the connection came back is published
-        without waiting (ticks stay at most once; the wait was only for the other side to be there)."""
+        """Hand each message to its child's lane (started at the child's first message); at the end, let
+        every lane finish."""
+        lanes: dict[str, asyncio.Queue[tuple[str, bytes, bool] | None]] = {}
+        senders: list[asyncio.Task[None]] = []
         while (item := await queue.get()) is not None:
+            lane = lanes.get(item[0])
+            if lane is None:
+                lane = lanes[item[0]] = asyncio.Queue()
+                senders.append(asyncio.create_task(self._send_lane(nc, lane)))
+            self._unsent += 1
+            lane.put_nowait(item)
+        for lane in lanes.values():
+            lane.put_nowait(None)
+        await asyncio.gather(*senders)
+
+    async def _send_lane(self, nc: Client, lane: asyncio.Queue[tuple[str, bytes, bool] | None]) -> None:
+        """One child's messages in order, each until the other process acknowledges it or
+        RELIABLE_GIVE_UP_SECONDS. A held tick for a child that has acknowledged one since the connection
+        came back is published without waiting (ticks stay at most once; the wait was only for the other
+        side to be there)."""
+        while (item := await lane.get()) is not None:
             subject, data, held_tick = item
-            self._sending = True
             if held_tick and subject in self._answering:
                 try:
                     await nc.publish(subject, data)
@@ -333,7 +352,7 @@ class Link:
                 await self._request_until_acknowledged(nc, subject, data, held_tick)
             if held_tick:
                 self._held_ticks -= 1
-            self._sending = False
+            self._unsent -= 1
 
     async def _request_until_acknowledged(
         self, nc: Client, subject: str, data: bytes, held_tick: bool

@@ -419,10 +419,31 @@ class Health(Fact):
     dropped: int
 
 
+class WorkerHeartbeat(Fact):
+    """A stream worker's pulse, every `workers.heartbeat_seconds`: who it is, where it runs, and the session
+    state of each account it serves ("waiting" while another worker holds that key's session). The control
+    process allocates slots only to accounts a live worker streams."""
+
+    type: Literal["worker"] = "worker"
+    version: Literal[1] = 1
+    subject_pattern: ClassVar[str] = "worker.{worker}"
+    at: AwareDatetime
+    worker: str
+    host: str
+    pid: int
+    sessions: dict[str, str]
+    interval_seconds: float
+    stopping: bool = False
+    """The worker's last heartbeat before a clean stop."""
+
+    def subject_keys(self) -> dict[str, str]:
+        return {"worker": self.worker}
+
+
 FACT_TYPES: tuple[type[Fact], ...] = (
     Tick, Book, ProgramTrading, Snapshot, ScanDone, TriggerFired, SlotChanged, SlotTargets, Overflowed,
     GapOpened, GapClosed, GapRecovered, GapMarked, AlertSent, FuturesTrade, Dolpha1Signal, PhaseChange,
-    DayEventDue, Health,
+    DayEventDue, Health, WorkerHeartbeat,
 )  # fmt: skip
 """Every public message type, in the order the schemas and the README list them."""
 

@@ -28,11 +28,13 @@ from kis.rest import KisRestClient, TokenSource
 from kis.ticks import ExecutionNotice, TradeTick
 from messages.alerts import SystemAlert
 from messages.control import TrackBPaused
+from messages.gaps import TicksMissed
 from messages.market import ExecutionsReceived, HoldingsLoaded, ScanCompleted, TicksReceived
 from messages.recording import OverflowRecorded
 from messages.schedule import PhaseChanged
 from messages.selection import CandidatesRanked, ContextSyncDay, ContextSynced, ManualOverride
 from messages.streaming import (
+    AccountsServed,
     BackPressure,
     ConnectionChanged,
     ConnectionState,
@@ -46,7 +48,7 @@ from runtime.paths import DataPaths
 
 START = datetime(2024, 3, 4, 9, 40, tzinfo=KST)  # a Monday, in FULL_OPERATION
 WAIT = 10.0
-PEERS = ("recorder", "notifier", "ws.acct1", "ws.acct2")
+PEERS = ("recorder", "notifier", "gaps", "ws.acct1", "ws.acct2")
 
 
 class Journal(ObserverActor):
@@ -310,6 +312,39 @@ def test_failover_moves_symbols_and_restore_takes_them_back(tmp_path: Path) -> N
     harness.tell(ConnectionChanged(at=START, account="acct1", state=ConnectionState.CONNECTED))
     assert set(harness.targets("ws.acct1")[-1]) == home
     assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"} - home
+
+
+def test_an_account_no_live_worker_streams_fails_over_with_its_gaps_and_comes_back_with_a_worker(
+    tmp_path: Path,
+) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0))
+    home = set(harness.targets("ws.acct1")[-1])
+    told_before = len(harness.targets("ws.acct1"))
+
+    harness.tell(AccountsServed(at=START, served=("acct2",), dead=("vm1-acct1",)))
+    assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"}
+    assert len(harness.targets("ws.acct1")) == told_before  # nobody streams it: nothing is sent to it
+    missed = harness.received("gaps", TicksMissed)
+    assert [(m.account, set(m.symbols), m.reason) for m in missed] == [("acct1", home, "worker_lost")]
+    # A late word from the dead worker's connection does not bring the account back; a worker does.
+    harness.tell(ConnectionChanged(at=START, account="acct1", state=ConnectionState.CONNECTED))
+    assert not harness.slots().snapshot().get(timeout=WAIT).account("acct1").available
+
+    harness.tell(AccountsServed(at=START, served=("acct1", "acct2")))
+    assert set(harness.targets("ws.acct1")[-1]) == home
+    assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"} - home
+    assert len(harness.received("gaps", TicksMissed)) == 1
+
+
+def test_a_cleanly_stopped_workers_accounts_fail_over_without_gaps_of_their_own(tmp_path: Path) -> None:
+    harness = Harness(make_context(tmp_path, capacities=(2, 4)))
+    harness.tell(ContextSynced(at=START, movers=()))
+    harness.rank(cand("000001", 10.0), cand("000002", 9.0), cand("000003", 8.0))
+    harness.tell(AccountsServed(at=START, served=("acct2",), dead=("vm1-acct1",), stopped=("acct1",)))
+    assert set(harness.targets("ws.acct2")[-1]) == {"000001", "000002", "000003"}
+    assert harness.received("gaps", TicksMissed) == []  # its connections marked their gaps as they closed
 
 
 def test_max_subscribe_over_shrinks_the_account(tmp_path: Path) -> None:

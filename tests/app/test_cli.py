@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from app.observer import worker_accounts
+from config.accounts import Account
+from config.loader import ConfigError
+from config.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO_UNKNOWN_SYMBOL = [{"at": "09:30", "symbol": "999999", "event": "volume_surge", "factor": 3}]
 
@@ -19,6 +24,10 @@ CASES = [
     ("symbols-word", ["--symbols", "many"], "whole number"),
     ("accounts-zero", ["--accounts", "0"], ">= 1"),
     ("accounts-negative", ["--accounts", "-2"], ">= 1"),
+    ("accounts-names-need-stream", ["--accounts", "sim1,sim2"], "--role stream"),
+    ("accounts-bad-names", ["--accounts", "sim1,,sim1"], "account names separated by commas"),
+    ("accounts-not-simulated", ["--role", "stream", "--nats", "nats://127.0.0.1:9", "--accounts", "acct3"],
+     "sim1, sim2"),
     ("speed-zero", ["--speed", "0"], "> 0"),
     ("speed-negative", ["--speed", "-10"], "> 0"),
     ("speed-infinite", ["--speed", "inf"], "finite"),
@@ -61,3 +70,12 @@ def test_a_bad_value_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], na
     assert named.lower() in lines[0].lower(), lines[0]
     assert "READY" not in done.stdout
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_stream_worker_streams_the_named_configured_accounts_and_an_unknown_name_is_one_line() -> None:
+    accounts = tuple(Account(name=f"acct{i}", app_key=f"KEY{i}" * 8, app_secret=f"SECRET{i}" * 20)
+                     for i in range(1, 5))
+    settings = Settings(accounts=accounts)
+    assert [a.name for a in worker_accounts(settings, ("acct4", "acct3"))] == ["acct4", "acct3"]
+    with pytest.raises(ConfigError, match=r"no configured account named acct9 \(configured: acct1, acct2"):
+        worker_accounts(settings, ("acct3", "acct9"))
