@@ -199,7 +199,7 @@ class ObserverSystem:
         first. A lease taken away later stops the process (SIGTERM to itself, exit code 1)."""
         assert self.role == "stream" and self.link is not None
         settings = self.context.settings
-        self.leases = SessionLeases(self.link.url, settings.spine.instance, self.holder,
+        self.leases = SessionLeases(self.link.url, settings.spine, self.holder,
                                     tuple(account.name for account in settings.accounts),
                                     settings.workers.session_lease_seconds, self._lease_lost)
         self.leases.open()

@@ -29,10 +29,13 @@ from loguru import logger
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from config.settings import SpineSettings
 from core.workers import WAITING, Roster, RosterChange, WorkerBeat
+from spine.server import server_urls
+from spine.stream import ensure_bucket
 from spine.subjects import Subjects, token
 from spine.wire import WorkerHeartbeat
 
@@ -104,7 +107,7 @@ class _LoopThread:
 
     async def _connect(self) -> None:
         self.nc = await nats.connect(
-            self.url, name=f"observer-{self.name}", max_reconnect_attempts=-1,
+            server_urls(self.url), name=f"observer-{self.name}", max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT_SECONDS, allow_reconnect=True, connect_timeout=2,
             error_cb=self._on_error,
         )
@@ -129,12 +132,13 @@ class SessionLeases:
     on the loop's thread until `release()`. `on_lost(account)` is called (from that thread) when another
     worker took an account's entry meanwhile: the caller must stop streaming it at once."""
 
-    def __init__(self, url: str, instance: str, holder: Holder, accounts: Sequence[str], ttl_seconds: float,
-                 on_lost: Callable[[str], None]) -> None:
+    def __init__(self, url: str, spine: SpineSettings, holder: Holder, accounts: Sequence[str],
+                 ttl_seconds: float, on_lost: Callable[[str], None]) -> None:
         self.holder = holder
         self.accounts = tuple(accounts)
         self.ttl = ttl_seconds
-        self.bucket = bucket_name(instance)
+        self.spine = spine
+        self.bucket = bucket_name(spine.instance)
         self._on_lost = on_lost
         self._thread = _LoopThread(url, f"sessions-{holder.worker}")
         self._kv: KeyValue | None = None
@@ -183,12 +187,7 @@ class SessionLeases:
 
     async def _bucket(self) -> KeyValue:
         assert self._thread.nc is not None
-        js = self._thread.nc.jetstream()
-        try:
-            return await js.create_key_value(bucket=self.bucket, ttl=self.ttl, history=1)
-        except BadRequestError:  # made earlier with another TTL: use it as it is
-            logger.info("session leases: bucket {} exists with other settings; used as it is", self.bucket)
-            return await js.key_value(self.bucket)
+        return await ensure_bucket(self._thread.nc.jetstream(), self.spine, self.bucket, ttl=self.ttl)
 
     async def _take(self, account: str) -> Holder | None:
         """Create the account's entry; None when it is now this worker's, else who holds it."""

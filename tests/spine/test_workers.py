@@ -25,7 +25,7 @@ import pytest
 
 from actors.directory import Directory
 from actors.slot_manager import SlotManagerActor, SlotManagerProxy
-from config.settings import Settings
+from config.settings import Settings, SpineSettings
 from core.models import Candidate, TriggerKind
 from core.workers import WAITING, Roster, RosterChange
 from messages.gaps import TicksMissed
@@ -162,11 +162,12 @@ def test_a_second_holder_waits_and_a_restarted_worker_takes_over_its_dead_predec
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lost: list[str] = []
-    first = SessionLeases(server.url, INSTANCE, Holder("vm1-acct1", "vm1", dead.pid), ("acct1",), 5.0,
+    spine = SpineSettings(instance=INSTANCE)
+    first = SessionLeases(server.url, spine, Holder("vm1-acct1", "vm1", dead.pid), ("acct1",), 5.0,
                           on_lost=lost.append)
-    other = SessionLeases(server.url, INSTANCE, Holder("vm2-acct1", "vm2", os.getpid()), ("acct1",), 5.0,
+    other = SessionLeases(server.url, spine, Holder("vm2-acct1", "vm2", os.getpid()), ("acct1",), 5.0,
                           on_lost=lambda _account: None)
-    again = SessionLeases(server.url, INSTANCE, Holder("vm1-acct1", "vm1", os.getpid()), ("acct1",), 5.0,
+    again = SessionLeases(server.url, spine, Holder("vm1-acct1", "vm1", os.getpid()), ("acct1",), 5.0,
                           on_lost=lambda _account: None)
     try:
         assert first.open() and first.acquire(threading.Event())
