@@ -19,7 +19,9 @@ that floor back with it, by `FEED_LAG_LIMIT_SECONDS` at most: its ticks in fligh
 | TicksReceived | detector per tick; an unexpected gap is handled by the policy |
 | ExpectedGapStarted | open gaps noted (for the suspension marker) |
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
-| TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy |
+| TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy; |
+|  | `until_next_tick` (a dead worker's symbols): to the symbol's next tick from any account, at |
+|  | most `MOVE_LIMIT_SECONDS` after `at` (no tick by then: it found no slot, or is quiet) |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
 | SetSubscriptions (passed on by the connection) | symbols that left or joined the account's target: |
 |  | their tracking ends (no silence measured across a time not subscribed) |
@@ -62,6 +64,8 @@ IN_FLIGHT_SECONDS = 2.0
 FEED_LAG_LIMIT_SECONDS = 30.0
 QUEUE_LIMIT = 500
 WORKER_STOP_SECONDS = 5.0
+MOVE_LIMIT_SECONDS = 60.0
+"""A moved symbol's gap ends here when no tick of it came: its new subscription is long confirmed by then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,8 @@ class GapRecoveryActor(ObserverActor):
         self._worker: threading.Thread | None = None
         self._pending: dict[int, tuple[str, Gap]] = {}  # job sequence -> gap whose outcome is not back
         self._targets: dict[str, tuple[str, ...]] = {}  # account -> its connection's last target set
+        self._moving: dict[str, tuple[str, datetime, datetime, str]] = {}
+        """Symbol -> (old account, gap start, latest end, reason): a gap that ends at its next tick."""
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -147,6 +153,10 @@ class GapRecoveryActor(ObserverActor):
                 gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
                 self._mark(account, gap, f"still open: {why}")
             self._open.clear()
+            for symbol, (account, start, _limit, reason) in self._moving.items():
+                gap = Gap(symbol=symbol, start=start, end=max(now, start), expected=True, reason=reason)
+                self._mark(account, gap, f"still open: {why}")
+            self._moving.clear()
         if worker is not None:
             worker.join(WORKER_STOP_SECONDS)
 
@@ -186,6 +196,8 @@ class GapRecoveryActor(ObserverActor):
         """Exchange times have whole seconds: only the first tick of each new second carries timing, so
         the detector sees intervals of one second or more (a run of same-second ticks would otherwise
         give a zero median and flag every ordinary one-second step)."""
+        if self._moving:
+            self._end_moves(message)
         observe = self.detector.observe
         last_tick = self._last_tick
         for tick in message.ticks:
@@ -232,8 +244,29 @@ class GapRecoveryActor(ObserverActor):
         for symbol in message.symbols:
             last = self._last_tick.get(symbol)
             start = fallback if last is None or last > message.at else last
+            if message.until_next_tick:
+                limit = message.at + timedelta(seconds=MOVE_LIMIT_SECONDS)
+                self._moving[symbol] = (message.account, start, limit, message.reason)
+                continue
             for gap in self.detector.mark_expected((symbol,), start, message.at, message.reason):
                 self._handle(message.account, gap)
+
+    def _end_moves(self, message: TicksReceived) -> None:
+        """Close the moving gaps of the symbols ticking again on another account (at their first tick there:
+        the dead account's ticks still in flight are older) and of those past their limit."""
+        ended: dict[str, datetime] = {}
+        for tick in message.ticks:
+            moving = self._moving.get(tick.symbol)
+            if moving is not None and moving[0] != message.account and tick.symbol not in ended:
+                ended[tick.symbol] = tick.exchange_time
+        now = self.context.clock.now()
+        for symbol, (_account, _start, limit, _reason) in self._moving.items():
+            if symbol not in ended and limit <= now:
+                ended[symbol] = limit
+        for symbol, end in ended.items():
+            account, start, limit, reason = self._moving.pop(symbol)
+            for gap in self.detector.mark_expected((symbol,), start, max(start, min(end, limit)), reason):
+                self._handle(account, gap)
 
     def _retarget(self, message: SetSubscriptions) -> None:
         """The first target seen of an account (this incarnation's detector is fresh) only sets where the

@@ -544,7 +544,7 @@ class SlotManagerActor(ObserverActor):
                                  account, dead, len(symbols))
                 if symbols and account not in message.stopped:
                     self.directory.tell("gaps", TicksMissed(at=now, account=account, symbols=symbols,
-                                                            reason="worker_lost"))
+                                                            reason="worker_lost", until_next_tick=True))
                 self._apply(release_account(self._state, account, now), now, full=False)
                 self._save()
             elif account in served and account in self._unserved:

@@ -42,8 +42,11 @@ class DowntimeFound(Message):
 
 class TicksMissed(Message):
     """`symbols` of `account` may have missed ticks between their last one received and `at`: a frame
-    that could not be read ("bad_frame"), or the stream closed by a stop ("observer_stop")."""
+    that could not be read ("bad_frame"), or the stream closed by a stop ("observer_stop"). With
+    `until_next_tick` the symbols' streams move to another account (a dead worker's, "worker_lost"), so
+    each gap runs on to the symbol's next tick received from any account."""
 
     account: str
     symbols: tuple[str, ...]
     reason: str
+    until_next_tick: bool = False

@@ -12,7 +12,7 @@ from actors.gap_recovery import FEED_LAG_LIMIT_SECONDS, IN_FLIGHT_SECONDS, expec
 from config.settings import WebSocketSettings
 from kis.ticks import TradeTick
 from messages.alerts import SystemAlert
-from messages.gaps import ExpectedGapEnded, ExpectedGapStarted
+from messages.gaps import ExpectedGapEnded, ExpectedGapStarted, TicksMissed
 from messages.market import TicksReceived
 from messages.streaming import ConnectionChanged, ConnectionState, SetSubscriptions
 from runtime.clock import KST
@@ -334,3 +334,33 @@ def test_a_symbol_taken_back_after_a_replacement_gets_no_gap_over_the_time_it_wa
     across = [(start, end) for start, end in gap_ranges(plane).get(dropped, ())
               if start < back_at and end > left_at]
     assert across == []
+
+
+def test_a_dead_workers_symbol_has_one_gap_from_its_last_tick_to_its_first_on_another_account(
+    tmp_path: Path, kis_sim
+) -> None:
+    """The slot manager tells the gap actor a dead worker's symbols (`until_next_tick`): their gap covers the
+    time until they stream on the other account, not only until the death was found."""
+    plane = gaps_plane(tmp_path, kis_sim)
+    moved, quiet = plane.symbols(2)
+    found = kis_sim.clock.now().replace(microsecond=0) - timedelta(seconds=40)
+    last = found - timedelta(seconds=6)
+    plane.tell("gaps", trades_at(moved, last))
+    plane.tell("gaps", TicksMissed(at=found, account="acct1", symbols=(moved,), reason="worker_lost",
+                                   until_next_tick=True))
+    late = trades_at(moved, last + timedelta(seconds=1))  # the dead account's tick still in flight
+    plane.tell("gaps", late)
+    first_elsewhere = found + timedelta(seconds=4)
+    elsewhere = trades_at(moved, first_elsewhere)
+    plane.tell("gaps", elsewhere.model_copy(update={"account": "acct2"}))
+    plane.tell("gaps", TicksMissed(at=found, account="acct1", symbols=(quiet,), reason="worker_lost",
+                                   until_next_tick=True))
+    plane.tell("gaps", trades_at(moved, kis_sim.clock.now()))  # any tick checks the quiet one's limit
+    assert wait_until(lambda: plane.metrics.count("gaps_detected") == 1, WAIT)
+    plane.barrier("gaps")
+    pykka.ActorRegistry.stop_all()
+    ranges = gap_ranges(plane)
+    assert ranges[moved] and {start for start, _end in ranges[moved]} == {last}
+    assert max(end for _start, end in ranges[moved]) == first_elsewhere
+    (marker,) = [m for m in markers(plane) if m["symbol"] == quiet]  # its limit is 60 s ahead: still open
+    assert "still open" in marker["detail"]
