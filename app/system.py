@@ -21,6 +21,7 @@ from kis.token_vault import TokenCache, TokenVault
 from runtime.clock import Clock
 from runtime.metrics import COUNTERS, Metrics
 from runtime.paths import DataPaths
+from runtime.state_store import StateReplica
 from spine.health import Heartbeat
 from spine.link import Link
 from spine.publisher import NoSpine, Publisher
@@ -55,7 +56,8 @@ class ObserverSystem:
 
     `role` "control" or "stream" runs that process's part of the tree (`actors.system.role_of`) and
     reaches the other part over `link`, a `spine.link.Link` to the same NATS (started here, stopped at
-    `stop()`); "all" runs the whole tree in this process.
+    `stop()`); "all" runs the whole tree in this process. `state_replica` (the control role's) gets a copy
+    of every state document and universe file the actors save.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class ObserverSystem:
         publisher: Publisher | None = None,
         role: str = "all",
         link: Link | None = None,
+        state_replica: StateReplica | None = None,
     ) -> None:
         if role != "all" and link is None:
             raise ValueError(f"role {role!r} needs a link to the other processes")
@@ -87,6 +90,7 @@ class ObserverSystem:
             rest_url=rest_url,
             ws_url=ws_url,
             spine=publisher if publisher is not None else NoSpine(),
+            state_replica=state_replica,
         )
         if link is not None and role == "stream":
             link.share(self._figures)

@@ -104,6 +104,10 @@ class ObserverCollector(Collector):
             "observer_up", "1 while the actor tree is alive", value=1 if f["alive"] else 0
         )
         yield GaugeMetricFamily(
+            "observer_control_active", "1 for the active control process, 0 for a standby one",
+            value=1 if f["control_active"] else 0,
+        )
+        yield GaugeMetricFamily(
             "observer_spine_connected", "1 when the spine (NATS) is connected",
             value=1 if f["spine_connected"] else 0,
         )
