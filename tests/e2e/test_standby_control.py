@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,6 +90,14 @@ def get_json(url: str) -> Any:
         return json.loads(answer.read())
 
 
+def probe(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def metric(url: str, name: str) -> float:
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as answer:
         text = answer.read().decode()
@@ -144,6 +153,7 @@ def test_the_standby_takes_over_within_15_s_with_the_slots_and_no_second_session
 
     assert get_json(f"{b_url}/api/status")["control"] == "standby"
     assert metric(b_url, "observer_control_active") == 0
+    assert probe(f"{b_url}/healthz") == 200 and probe(f"{b_url}/readyz") == 503  # alive, not the one to use
     assert get_json(f"{a_url}/api/status")["control"] == "active"
     assert metric(a_url, "observer_control_active") == 1
 
