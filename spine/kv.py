@@ -141,11 +141,18 @@ class _NatsThread:
 
 
 async def _bucket(nc: Client, name: str, ttl: float | None) -> KeyValue:
+    """The bucket `name`, created if missing; an existing one gets `ttl` if it was made with another."""
     js = nc.jetstream()
     try:
-        return await js.key_value(name)
+        kv = await js.key_value(name)
     except BucketNotFoundError:
         return await js.create_key_value(bucket=name, history=1, ttl=ttl)
+    if ttl is not None and (await kv.status()).ttl != ttl:
+        config = (await js.stream_info(f"KV_{name}")).config
+        config.max_age = ttl
+        await js.update_stream(config)
+        logger.info("{}: time to live set to {:g} s", name, ttl)
+    return kv
 
 
 class ControlLease(_NatsThread):

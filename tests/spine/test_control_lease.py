@@ -3,14 +3,17 @@ over at once, a dead holder's lease expires, and a takeover starts from the newe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from pathlib import Path
 
+import nats
+
 from runtime.paths import DataPaths
 from runtime.state_store import StateStore
-from spine.kv import ControlLease, StateReplica
+from spine.kv import LEASE_KEY, ControlLease, StateReplica
 from spine.server import NatsServer
 
 TTL = 2.0
@@ -59,7 +62,31 @@ def test_a_restarted_holder_takes_its_own_lease_back_without_waiting(nats_server
         after.release()
 
 
-def test_a_takeover_restores_the_newest_copy_of_each_document(nats_server: NatsServer, tmp_path: Path) -> None:
+def test_an_active_control_steps_down_when_another_holds_the_lease(nats_server: NatsServer) -> None:
+    """What an active control that stopped renewing (paused, cut off) finds when it comes back: another
+    control took the expired lease. Played here by writing the other holder into the bucket directly."""
+    active = lease(nats_server, "host-a:/data")
+    try:
+        assert active.held.wait(5.0)
+        asyncio.run(take_over(nats_server.url, active.bucket, "host-b:/data"))
+        assert active.lost.wait(TTL)
+        assert not active.held.is_set()
+    finally:
+        active.stop()
+
+
+async def take_over(url: str, bucket: str, holder: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(bucket)
+        await kv.put(LEASE_KEY, json.dumps({"holder": holder}).encode())
+    finally:
+        await nc.close()
+
+
+def test_a_takeover_restores_the_newest_copy_of_each_document(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
     active_paths, standby_paths = DataPaths(tmp_path / "a"), DataPaths(tmp_path / "b")
     replica = StateReplica(nats_server.url, "test")
     replica.start()
@@ -95,7 +122,8 @@ def test_a_takeover_restores_the_newest_copy_of_each_document(nats_server: NatsS
         third.restore(third_paths)
     finally:
         third.stop()
-    assert json.loads((third_paths.state_dir / "triggers.json").read_text()) == {"live": ["newer on this disk"]}
+    restored = json.loads((third_paths.state_dir / "triggers.json").read_text())
+    assert restored == {"live": ["newer on this disk"]}
 
 
 def test_a_silenced_replica_writes_nothing_more(nats_server: NatsServer, tmp_path: Path) -> None:
@@ -114,3 +142,24 @@ def test_a_silenced_replica_writes_nothing_more(nats_server: NatsServer, tmp_pat
     finally:
         reader.stop()
     assert StateStore(DataPaths(tmp_path / "b").state_dir).load("slots") == {"version": 1}
+
+
+def test_a_changed_time_to_live_reaches_the_existing_bucket(nats_server: NatsServer) -> None:
+    first = lease(nats_server, "host-a:/data")
+    assert first.held.wait(5.0)
+    first.release()
+    longer = ControlLease(nats_server.url, "test", "host-a:/data", TTL * 2)
+    longer.start()
+    try:
+        assert longer.held.wait(5.0)
+        assert asyncio.run(bucket_ttl(nats_server.url, longer.bucket)) == TTL * 2
+    finally:
+        longer.release()
+
+
+async def bucket_ttl(url: str, bucket: str) -> float | None:
+    nc = await nats.connect(url)
+    try:
+        return (await (await nc.jetstream().key_value(bucket)).status()).ttl
+    finally:
+        await nc.close()
