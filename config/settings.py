@@ -201,7 +201,7 @@ class SpineSettings(Section):
     dropped (counted), so neither the tick path nor memory waits for a slow spine."""
     health_interval_seconds: PositiveFloat = 5.0
     """Seconds between two health messages (actors, restarts, counters) on the spine."""
-    control_lease_seconds: float = Field(default=8.0, ge=2.0, le=60.0)
+    control_lease_seconds: float = Field(default=6.0, ge=2.0, le=60.0)
     """The control lease's time to live: a standby control takes over at most this long (plus its start)
     after the active one died; the active one renews it every quarter of it."""
 
