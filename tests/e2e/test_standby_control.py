@@ -141,13 +141,14 @@ def test_the_standby_takes_over_within_15_s_with_the_slots_and_no_second_session
     # Control A shares its host (its data dir, the token cache) with the stream; control B is elsewhere.
     host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
     active = start("control", "control-a", host_a, "--http", "127.0.0.1:0")
-    wait_for(lambda: active.said("observer: control ready"), 90, "control A ready")
-    stream = start("stream", "stream", host_a, "--http", "off")
+    wait_for(lambda: active.said("observer: control active"), 60, "control A holding the lease")
     # The token cache is the one directory the two hosts share (a network mount): the new active control
     # reads the valid tokens there instead of asking KIS again within the minute it allows one per key.
     (host_b / "sim").mkdir(parents=True)
     (host_b / "sim" / "tokens").symlink_to(host_a / "sim" / "tokens", target_is_directory=True)
     standby = start("control", "control-b", host_b, "--http", "127.0.0.1:0")
+    wait_for(lambda: active.said("observer: control ready"), 90, "control A ready")
+    stream = start("stream", "stream", host_a, "--http", "off")
     wait_for(lambda: standby.said("DASHBOARD"), 60, "control B's dashboard")
     a_url, b_url = active.value("DASHBOARD").rstrip("/"), standby.value("DASHBOARD").rstrip("/")
 
@@ -158,7 +159,7 @@ def test_the_standby_takes_over_within_15_s_with_the_slots_and_no_second_session
     assert metric(a_url, "observer_control_active") == 1
 
     registered = wait_for(lambda: streamed(kis_sim), 90, "slots streamed")
-    time.sleep(2.0)  # the first allocation settles
+    time.sleep(1.0)  # the first allocation settles
     slots_before = get_json(f"{a_url}/api/slots")
     registered = streamed(kis_sim)
     assert kis_sim.ws.sessions_per_key() and set(kis_sim.ws.sessions_per_key().values()) == {1}
