@@ -1,11 +1,12 @@
 """A standby control, as a user runs one: a stream process and two `run.py --role control` processes (each
 with its own data dir, as on two hosts) against one nats-server and the simulator over real sockets. The
 active one is SIGKILLed; the standby takes the lease within 15 s, resumes the slots the active one held (from
-the spine's key-value store, not from its disk), and the stream's WebSocket session is neither reopened nor
-doubled: the simulator saw one session per app key all along."""
+the spine's key-value store, not from its disk), no credential is in that store, and the stream's WebSocket
+session is neither reopened nor doubled: the simulator saw one session per app key all along."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -20,8 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
+from spine.kv import lease_bucket, state_bucket
 from spine.server import NatsServer
 from tests.spine.conftest import nats_server  # noqa: F401
 from tools.kis_sim.cli import clock_line
@@ -115,6 +118,20 @@ def held(slots: dict[str, Any]) -> dict[str, set[tuple[str, str]]]:
             for account in slots["accounts"]}
 
 
+async def bucket_contents(url: str) -> dict[str, str]:
+    """Every key and value in the control's key-value buckets."""
+    nc = await nats.connect(url)
+    contents = {}
+    try:
+        for bucket in (lease_bucket("main"), state_bucket("main")):
+            kv = await nc.jetstream().key_value(bucket)
+            for key in await kv.keys():
+                contents[key] = ((await kv.get(key)).value or b"").decode()
+    finally:
+        await nc.close()
+    return contents
+
+
 @pytest.fixture
 def roles() -> Iterator[list[Role]]:
     started: list[Role] = []
@@ -175,6 +192,14 @@ def test_the_standby_takes_over_within_15_s_with_the_slots_and_no_second_session
     assert held(slots_after) == held(slots_before) and held(slots_before)  # the same symbols, held since then
     assert get_json(f"{b_url}/api/status")["control"] == "active"
     assert metric(b_url, "observer_control_active") == 1
+
+    secrets = {"SIM-APPKEY-0001-observer", "SIM-SECRET-0001-observer"}
+    for cache in (host_a / "sim" / "tokens").glob("*.json"):
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        secrets |= {cached["access_token"], cached["approval_key"]}
+    on_the_spine = asyncio.run(bucket_contents(nats_server.url))
+    assert any(key.startswith("universe.") for key in on_the_spine) and "state.slots" in on_the_spine
+    assert not [key for key, value in on_the_spine.items() if any(secret in value for secret in secrets)]
 
     time.sleep(3.0)  # the new control's slot targets have reached the stream
     assert streamed(kis_sim) == registered
