@@ -326,29 +326,11 @@ def _become_active(
     if not lease.held.wait(2.0):
         print(f"observer: control standby: the control lease is held by {lease.holder or 'another'}",
               flush=True)
-    ended = threading.Event()
-
-    def watch_deadline() -> None:
-        while not ended.is_set() and not stop_requested.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                stop_requested.set()
-            ended.wait(0.2)
-
-    watcher = threading.Thread(target=watch_deadline, name="standby-deadline", daemon=True)
-    watcher.start()
-    try:
-        if not lease.wait(stop_requested):
-            return False
-    finally:
-        ended.set()
+    if not lease.wait(stop_requested, deadline):
+        return False
     taken = time.monotonic()
     replica.start()
-    try:
-        restored = replica.restore(system.context.paths)
-    except (TimeoutError, OSError) as error:
-        restored = []
-        logger.warning("control: state copies not read from the spine ({}); starting from the disk",
-                       type(error).__name__)
+    restored = replica.restore(system.context.paths) or []
     system.metrics.set("control", "active")
     logger.info("control lease held: {} state copies newer than the disk restored", len(restored))
     print(f"observer: control active ({len(restored)} state copies restored from the spine in "

@@ -120,8 +120,9 @@ class _NatsThread:
 
     async def _connect_and_work(self) -> None:
         self._wake = asyncio.Event()
-        nc = await nats.connect(self.url, name=f"observer-{self.name}", max_reconnect_attempts=-1,
-                                reconnect_time_wait=RECONNECT_WAIT_SECONDS, connect_timeout=2)
+        nc = await self._connect()
+        if nc is None:
+            return
         self._nc = nc
         self._ready.set()
         try:
@@ -131,6 +132,21 @@ class _NatsThread:
                 await asyncio.wait_for(nc.drain(), 2.0)
             if not nc.is_closed:
                 await nc.close()
+
+    async def _connect(self) -> Client | None:
+        """A connection, tried again every second until it is made (None: stopped first)."""
+        complained = False
+        while not self.stopping:
+            try:
+                return await nats.connect(self.url, name=f"observer-{self.name}", max_reconnect_attempts=-1,
+                                          reconnect_time_wait=RECONNECT_WAIT_SECONDS, connect_timeout=2)
+            except (NatsError, OSError, TimeoutError) as error:
+                if not complained:
+                    logger.warning("{}: NATS at {} not reached ({}); trying again", self.name, self.url,
+                                   type(error).__name__)
+                    complained = True
+                await self._sleep(1.0)
+        return None
 
     async def main(self, nc: Client) -> None:
         raise NotImplementedError
@@ -171,9 +187,10 @@ class ControlLease(_NatsThread):
         self._revision = 0
         self._release = threading.Event()
 
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until this control holds the lease (True) or `stop` is set (False)."""
-        while not stop.is_set():
+    def wait(self, stop: threading.Event, deadline: float | None = None) -> bool:
+        """Block until this control holds the lease (True), or `stop` is set or the monotonic `deadline`
+        passes (False)."""
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if self.held.wait(0.2):
                 return True
         return False
@@ -279,10 +296,16 @@ class StateReplica(_NatsThread):
         """Wait until every document put so far is in the bucket (or failed); False on timeout."""
         return self._idle.wait(timeout)
 
-    def restore(self, paths: DataPaths, timeout: float = 10.0) -> list[str]:
+    def restore(self, paths: DataPaths, timeout: float = 10.0) -> list[str] | None:
         """Write to disk every copy in the bucket that is newer than the disk's file, and put in the bucket
-        every state document whose file is newer than its copy; the keys restored from the bucket."""
-        return self.call(lambda: self._restore(paths), timeout)
+        every state document whose file is newer than its copy; the keys restored from the bucket (None,
+        after one warning, when the bucket could not be read: the actors start from the disk)."""
+        try:
+            return self.call(lambda: self._restore(paths), timeout)
+        except (NatsError, TimeoutError, RuntimeError, OSError) as error:
+            logger.warning("state replica: {} not read ({}); starting from the disk", self.bucket,
+                           type(error).__name__)
+            return None
 
     async def main(self, nc: Client) -> None:
         complained = False
