@@ -101,10 +101,12 @@ def probe(url: str) -> int:
         return error.code
 
 
-def metric(url: str, name: str) -> float:
+def metric(url: str, name: str) -> float | None:
+    """The first sample of `name` on `url`'s /metrics (None when it has none)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} "))
+    return next((float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith((f"{name} ", f"{name}{{"))), None)
 
 
 def streamed(kis_sim: KisSimulator) -> set[tuple[str, str]]:
@@ -171,6 +173,8 @@ def test_the_standby_takes_over_within_15_s_with_the_slots_and_no_second_session
 
     assert get_json(f"{b_url}/api/status")["control"] == "standby"
     assert metric(b_url, "observer_control_active") == 0
+    assert metric(b_url, "observer_up") == 1
+    assert metric(b_url, "observer_slots_in_use") is None  # no slot or token figures to alert on
     assert probe(f"{b_url}/healthz") == 200 and probe(f"{b_url}/readyz") == 503  # alive, not the one to use
     assert get_json(f"{a_url}/api/status")["control"] == "active"
     assert metric(a_url, "observer_control_active") == 1
