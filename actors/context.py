@@ -21,6 +21,7 @@ from runtime.disk import free_bytes
 from runtime.metrics import Metrics
 from runtime.paths import DataPaths
 from runtime.quotes import QuoteBoard
+from runtime.state_store import StateReplica, StateStore
 from spine.publisher import NoSpine, Spine
 
 
@@ -48,6 +49,8 @@ class ObserverContext:
     quotes: QuoteBoard = field(default_factory=QuoteBoard)
     spine: Spine = field(default_factory=NoSpine)
     free_bytes: Callable[[Path], int] = free_bytes
+    state_replica: StateReplica | None = None
+    """The control process's copy of its saved state in the spine's key-value store (`spine.kv`)."""
 
     @property
     def accounts(self) -> tuple[Account, ...]:
@@ -58,6 +61,10 @@ class ObserverContext:
             if account.name == name:
                 return account
         raise KeyError(f"no account named {name!r}")
+
+    def state_store(self) -> StateStore:
+        """The process's state documents (`observer/state/`), written through to `state_replica` if any."""
+        return StateStore(self.paths.state_dir, replica=self.state_replica)
 
     def rest_client(self, account: str) -> KisRestClient:
         """A new client for `account`; the per-key rate limiter and the token source are shared."""

@@ -51,7 +51,6 @@ from messages.alerts import AlertRaised, SystemAlert
 from runtime.jsonl import JsonlWriter
 from runtime.logs import register_secret
 from runtime.metrics import Metrics
-from runtime.state_store import StateStore
 from spine.wire import AlertSent
 
 if TYPE_CHECKING:
@@ -318,7 +317,7 @@ class NotifierActor(ObserverActor):
         super().__init__(name, directory)
         self.context = context
         self._session = session
-        self._store = StateStore(context.paths.state_dir)
+        self._store = context.state_store()
         self._cooldown = AlertCooldown(context.settings.alerts.cooldown_seconds)
         self._dispatcher: AlertDispatcher | None = None
         self._log_only = True

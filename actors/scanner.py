@@ -67,7 +67,6 @@ from messages.market import ScanCompleted, UniverseReady
 from messages.schedule import ClockTick, DayEventFired, PhaseChanged
 from messages.selection import ContextSyncDay, ContextSynced
 from messages.universe import CurrentUniverse
-from runtime.state_store import StateStore
 from runtime.ticker import Ticker
 
 TRACK_A_PHASES = frozenset({Phase.TRACK_A_ONLY, Phase.FULL_OPERATION, Phase.TRACK_A_CLOSING})
@@ -163,7 +162,7 @@ class ScannerActor(ObserverActor):
         self.account = account or context.accounts[0].name
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
         self.concurrency = max(1, concurrency)
-        self._store = StateStore(context.paths.state_dir)
+        self._store = context.state_store()
         self._symbols: tuple[str, ...] = ()
         self._market_caps: dict[str, float] = {}
         self._day: date | None = None

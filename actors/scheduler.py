@@ -26,7 +26,6 @@ from actors.context import ObserverContext
 from actors.directory import Directory
 from core.schedule import boundaries_between, phase_at
 from messages.schedule import ClockTick, DayEventFired, PhaseChanged, message_for
-from runtime.state_store import StateStore
 from runtime.ticker import Ticker
 
 STATE_NAME = "scheduler"
@@ -60,7 +59,7 @@ class SchedulerActor(ObserverActor):
         super().__init__(name, directory)
         self.context = context
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
-        self._state = StateStore(context.paths.state_dir)
+        self._state = context.state_store()
         self._last: datetime = context.clock.now()
         self._ticker: Ticker | None = None
 

@@ -130,7 +130,6 @@ from messages.streaming import (
     SetSubscriptions,
     SubscriptionRefused,
 )
-from runtime.state_store import StateStore
 from spine.convert import slot_changed
 
 STATE_NAME = "slots"
@@ -176,7 +175,7 @@ class SlotManagerActor(ObserverActor):
             for account in context.accounts
         )
         self._registrations = {account.name: registration_budget(account) for account in context.accounts}
-        self._store = StateStore(context.paths.state_dir)
+        self._store = context.state_store()
         self._state = SlotState.initial(self._providers, settings.slots)
         self._held: dict[str, dict[str, int]] = {}
         self._overrides: dict[str, bool] = {}

@@ -57,7 +57,6 @@ from messages.market import UniverseReady
 from messages.schedule import ClockTick, DayEventFired
 from messages.streaming import ConnectionState, CredentialsRenewed
 from messages.universe import CurrentUniverse
-from runtime.state_store import StateStore
 from runtime.ticker import Ticker
 
 DEFAULT_CHECK_INTERVAL_SECONDS = 600.0
@@ -113,7 +112,7 @@ class TokenActor(ObserverActor):
         self.max_age = timedelta(hours=context.settings.tokens.proactive_refresh_hours)
         self.tick_seconds = tick_seconds or tick_interval_seconds(context.clock.speed)
         self._settings = context.settings.wakeup
-        self._store = StateStore(context.paths.state_dir)
+        self._store = context.state_store()
         self._last_check: datetime | None = None
         self._day: WakeupDay | None = None
         self._waiting: dict[WakeupStep, datetime] = {}

@@ -99,7 +99,6 @@ from messages.selection import CandidatesRanked, ContextSynced, ManualOverride
 from messages.universe import CurrentUniverse
 from runtime.picks_source import read_picks
 from runtime.state_saver import StateSaver
-from runtime.state_store import StateStore
 from runtime.ticker import Ticker
 
 UNIVERSE_STATE = "trigger_universe"
@@ -170,7 +169,7 @@ class TriggerActor(ObserverActor):
             settings.slots.rebalance_interval_seconds, context.clock.speed)
         capacities = [min(a.max_slots, settings.slots.max_slots) for a in context.accounts]
         self._pool_slots = sum(capacities) if capacities else settings.slots.max_slots
-        self._store = StateStore(context.paths.state_dir)
+        self._store = context.state_store()
         self._saver: StateSaver | None = None
         self._day: date | None = None
         self._profiles: dict[str, Profile] = {}

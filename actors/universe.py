@@ -246,7 +246,9 @@ class UniverseBuilder:
     ) -> None:
         self.context = context
         self.settings = context.settings.universe
-        self.store = UniverseStore(context.paths.universe_dir, cache_days=self.settings.cache_days)
+        self.store = UniverseStore(
+            context.paths.universe_dir, cache_days=self.settings.cache_days, replica=context.state_replica
+        )
         self.stopping = stopping
         self.progress = progress
         self.alert = alert

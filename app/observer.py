@@ -32,6 +32,7 @@ from core.calendar import is_trading_day, previous_trading_day
 from runtime.clock import KST, Clock, SimulatedClock, SystemClock
 from runtime.logs import register_secret, setup_logging
 from runtime.paths import DataPaths
+from spine.kv import ControlLease, StateReplica, control_id
 from spine.link import Link
 from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
@@ -42,6 +43,8 @@ from surfaces.server import BindRefused
 from tools.kis_sim.starter import ScenarioError, check_scenario
 
 EXIT_CONFIG = 2
+EXIT_LEASE_LOST = 4
+"""Another control process took the control lease from this one (which had stopped renewing it)."""
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,13 @@ def run(
         nats_url, settings.spine, sessions=settings.sessions, name="observer" if role == "all" else role
     )
     link = None if role == "all" or nats_url is None else Link(nats_url, settings.spine.instance, name=role)
+    lease = replica = None
+    if role == "control" and nats_url is not None:
+        lease = ControlLease(nats_url, settings.spine, control_id(settings.data_dir),
+                             settings.spine.control_lease_seconds)
+        replica = StateReplica(nats_url, settings.spine)
     system = ObserverSystem(settings, clock, rest_url, ws_url, publisher=publisher, role=role, link=link,
-                            named_accounts=named_accounts)
+                            named_accounts=named_accounts, state_replica=replica)
     on_terminal = sys.stdout.isatty()
     setup_logging(
         Path(settings.log_dir),
@@ -276,9 +284,16 @@ def run(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     runner: CrashRunner | None = None
+    deadline = None if duration is None else time.monotonic() + duration
     try:
         if surface is not None:
             surface.start()  # its DASHBOARD line among the first ones printed
+        status.start()
+        if lease is not None and replica is not None and not _become_active(
+            lease, replica, system, stop_requested, deadline
+        ):
+            print("observer: control standby stopped", flush=True)
+            return 0
         if publisher is not None:
             publisher.start()
         if role == "stream" and not system.hold_sessions(stop_requested):
@@ -289,18 +304,26 @@ def run(
             responder.start()
         if role != "all":
             print(f"observer: {role} ready", flush=True)  # the parent starts the stream once control is
-        status.start()
         if chaos_plan is not None:
             runner = CrashRunner(chaos_plan, system.directory, clock).start()
-        _wait(stop_requested, system.supervisor, duration)
+        if lease is None and duration is not None:  # a control's duration counts its time as standby too
+            deadline = time.monotonic() + duration
+        _wait(stop_requested, system.supervisor, deadline, lease)
         if runner is not None:
             runner.stop()
+        if lease is not None and replica is not None and lease.lost.is_set():
+            replica.silence()  # what this control saves as it stops is no longer the instance's state
         exit_code = system.stop()
         if system.lease_lost is not None:
             print(f"observer: {system.lease_lost}: another stream worker took its session lease: stopped",
                   file=sys.stderr, flush=True)
             exit_code = 1
     finally:
+        if replica is not None:
+            replica.flush(5.0)
+            replica.stop()
+        if lease is not None:
+            lease.release()  # a standby takes over at once (a lost lease is not ours to release)
         if runner is not None:
             runner.stop()
         status.stop()
@@ -314,6 +337,8 @@ def run(
             publisher.stop()  # already stopped by the system's stop, unless the start failed
     summary = system.summary()
     exit_code, _ = conclude(summary, exit_code, None)
+    if lease is not None and lease.lost.is_set():
+        exit_code = EXIT_LEASE_LOST
     if summary_path is not None:
         write_summary(summary_path, summary)
     logger.info("stopped with exit code {}: {}", exit_code, summary)
@@ -322,10 +347,41 @@ def run(
     return exit_code
 
 
-def _wait(stop_requested: threading.Event, supervisor: Supervisor, duration: float | None) -> None:
-    """Until a signal, the end of `duration` (real seconds) or the supervisor giving up."""
-    deadline = None if duration is None else time.monotonic() + duration
+def _become_active(
+    lease: ControlLease,
+    replica: StateReplica,
+    system: ObserverSystem,
+    stop_requested: threading.Event,
+    deadline: float | None,
+) -> bool:
+    """Wait as the standby control until this one holds the control lease (False: stopped first); then
+    bring the disk up to the newest state the spine holds, for the actors to start from."""
+    system.metrics.set("control", "standby")
+    lease.start()
+    if not lease.held.wait(2.0):
+        print(f"observer: control standby: the control lease is held by {lease.holder or 'another'}",
+              flush=True)
+    if not lease.wait(stop_requested, deadline):
+        return False
+    taken = time.monotonic()
+    replica.start()
+    restored = replica.restore(system.context.paths) or []
+    system.metrics.set("control", "active")
+    logger.info("control lease held: {} state copies newer than the disk restored", len(restored))
+    print(f"observer: control active ({len(restored)} state copies restored from the spine in "
+          f"{time.monotonic() - taken:.2f} s)", flush=True)
+    return True
+
+
+def _wait(
+    stop_requested: threading.Event, supervisor: Supervisor, deadline: float | None,
+    lease: ControlLease | None = None,
+) -> None:
+    """Until a signal, the `deadline` (monotonic) or the supervisor giving up, or another control took the
+    lease from this one."""
     while not stop_requested.is_set() and not supervisor.stopped.is_set():
+        if lease is not None and lease.lost.is_set():
+            return
         remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
         if remaining <= 0:
             return

@@ -29,6 +29,7 @@ from messages.streaming import AccountsServed
 from runtime.clock import Clock
 from runtime.metrics import COUNTERS, Metrics
 from runtime.paths import DataPaths
+from runtime.state_store import StateReplica
 from spine.health import Heartbeat
 from spine.link import Link
 from spine.publisher import NoSpine, Publisher
@@ -70,7 +71,9 @@ class ObserverSystem:
     `stop()`); "all" runs the whole tree in this process. A stream process is a stream worker: it holds
     its accounts' session leases (`hold_sessions`, before `start`) and publishes a `worker` heartbeat;
     `named_accounts` (`--accounts a,b`) lets it issue its own approval keys. The control process follows
-    the workers' heartbeats (`spine.workers.WorkerWatch`) and tells `slots` which accounts are served.
+    the workers' heartbeats (`spine.workers.WorkerWatch`) and tells `slots` which accounts are served;
+    `state_replica` (the control role's) gets a copy of every state document and universe file the actors
+    save.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class ObserverSystem:
         role: str = "all",
         link: Link | None = None,
         named_accounts: bool = False,
+        state_replica: StateReplica | None = None,
     ) -> None:
         if role != "all" and link is None:
             raise ValueError(f"role {role!r} needs a link to the other processes")
@@ -103,6 +107,7 @@ class ObserverSystem:
             rest_url=rest_url,
             ws_url=ws_url,
             spine=publisher if publisher is not None else NoSpine(),
+            state_replica=state_replica,
         )
         if link is not None and role == "stream":
             link.share(self._figures)

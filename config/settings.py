@@ -204,6 +204,9 @@ class SpineSettings(Section):
     replicas: int = Field(default=1, ge=1, le=5)
     """JetStream copies of the stream and the key-value buckets: 1 on one server, 3 on a three-server cluster
     (a server may then die without losing a message); applied whenever they are created or set up again."""
+    control_lease_seconds: float = Field(default=6.0, ge=2.0, le=60.0)
+    """The control lease's time to live: a standby control takes over at most this long (plus its start)
+    after the active one died; the active one renews it every quarter of it."""
 
 
 class WorkerSettings(Section):

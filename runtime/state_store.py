@@ -3,6 +3,10 @@
 A save is atomic (temporary file, fsync, rename, fsync of the folder), so a file is either the old
 version or the new one. A file that is nevertheless unreadable (edited by hand, disk trouble) is moved
 aside as `<name>.json.corrupt-<n>` with one warning: never deleted, never a crash.
+
+With a `replica` (the control process's copy in the spine's key-value store, `spine.kv.StateReplica`) every
+save is also handed to it, stamped with the file's modification time, so a standby control on another host
+starts from the same documents.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -20,11 +24,22 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _TEMP_MARK = ".tmp-"
 
 
+class StateReplica(Protocol):
+    """A second home for saved documents; `put` must not wait for the network."""
+
+    def put(self, key: str, text: str, saved_at: float) -> None: ...
+
+
+STATE_KEY_PREFIX = "state."
+"""A state document's key in a replica: `state.<name>`."""
+
+
 class StateStore:
     """JSON objects stored as `<root>/<name>.json`. Safe to share between actors (one name per owner)."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, replica: StateReplica | None = None) -> None:
         self.root = Path(root)
+        self.replica = replica
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._remove_abandoned_temporaries()
@@ -43,16 +58,9 @@ class StateStore:
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as error:
             raise TypeError(f"state {name!r} cannot be saved as JSON: {error}") from None
-        temporary = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
-        try:
-            with temporary.open("w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        self._sync_folder()
+        write_atomically(path, text.encode("utf-8"))
+        if self.replica is not None:
+            self.replica.put(f"{STATE_KEY_PREFIX}{name}", text, path.stat().st_mtime)
 
     def load(self, name: str) -> dict[str, Any] | None:
         """The saved document, or None when there is none or it was unreadable (then moved aside)."""
@@ -92,19 +100,6 @@ class StateStore:
         logger.warning("state {}: {} is invalid ({}); moved to {}, starting without it", name, path, reason,
                        aside.name)
 
-    def _sync_folder(self) -> None:
-        """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-        try:
-            descriptor = os.open(self.root, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(descriptor)
-        except OSError:
-            pass
-        finally:
-            os.close(descriptor)
-
     def _remove_abandoned_temporaries(self) -> None:
         """A save cut off before its rename leaves a temporary behind; the real file is intact.
 
@@ -115,3 +110,34 @@ class StateStore:
             if own not in leftover.name:
                 leftover.unlink(missing_ok=True)
                 logger.debug("state: removed unfinished save {}", leftover.name)
+
+
+def write_atomically(path: Path, data: bytes, modified_at: float | None = None) -> None:
+    """Replace `path` with `data` (temporary file, fsync, rename, fsync of the folder); `modified_at` sets its
+    modification time (a copy keeps its original's)."""
+    temporary = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
+    try:
+        with temporary.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        if modified_at is not None:
+            os.utime(temporary, (modified_at, modified_at))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -8,7 +8,8 @@ user's tools.
 Writes are atomic (temp file, fsync, hard link into place, directory fsync): a reader sees the whole
 snapshot or none, and the link fails if the day's file already exists, so the day's universe cannot be
 replaced even by a racing writer. A corrupt or invalid file yields one error line, never a crash: it is
-skipped by listing-based fallback and reported by `load`.
+skipped by listing-based fallback and reported by `load`. With a `replica` (the control process's copy in the
+spine's key-value store) each written file is also handed to it as `universe.<file name without .json>`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from core.universe import (
     format_day,
     parse_day,
 )
+from runtime.state_store import StateReplica
 
 _FILE_NAME = re.compile(r"^(\d{8})_([A-Za-z0-9_]+)\.json$")
 KR_STOCKS = "kr_stocks"
+UNIVERSE_KEY_PREFIX = "universe."
 """The market name of the whole day's universe in the seed's format."""
 
 
@@ -75,9 +78,12 @@ def _one_line(error: ValidationError) -> str:
 class UniverseStore:
     """Reads and writes the day's snapshots under one directory, keeping an in-memory cache of them."""
 
-    def __init__(self, directory: Path | str, cache_days: int = 10) -> None:
+    def __init__(
+        self, directory: Path | str, cache_days: int = 10, replica: StateReplica | None = None
+    ) -> None:
         self.directory = Path(directory)
         self.cache_days = cache_days
+        self.replica = replica
         self._cache: dict[tuple[date, str], UniverseSnapshot] = {}
 
     def path_for(self, day: date, market: str) -> Path:
@@ -137,6 +143,9 @@ class UniverseStore:
         data = snapshot.model_dump_json(indent=2).encode("utf-8")
         if not self._write_once(path, data):
             return self.load(snapshot.day, snapshot.market)
+        if self.replica is not None:
+            key = f"{UNIVERSE_KEY_PREFIX}{path.stem}"
+            self.replica.put(key, snapshot.model_dump_json(), path.stat().st_mtime)
         self._remember(snapshot)
         return snapshot
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from loguru import logger
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -74,15 +75,19 @@ async def ensure_bucket(
     js: JetStreamContext, settings: SpineSettings, bucket: str, *, ttl: float | None = None, history: int = 1,
     description: str | None = None,
 ) -> KeyValue:
-    """The bucket, created when missing; an existing one gets the configured number of replicas (its
-    stream `KV_<bucket>` updated in place, its keys kept)."""
+    """The bucket, created when missing; an existing one gets the configured number of replicas and `ttl`
+    (its stream `KV_<bucket>` updated in place, its keys kept)."""
     config = bucket_config(settings, bucket, ttl=ttl, history=history, description=description)
     try:
         kv = await js.key_value(bucket)
     except BucketNotFoundError:
         return await js.create_key_value(config)
     info = await js.stream_info(f"KV_{bucket}")
-    if info.config.num_replicas != settings.replicas:
-        info.config.num_replicas = settings.replicas
+    changed = info.config.num_replicas != settings.replicas
+    info.config.num_replicas = settings.replicas
+    if ttl is not None and info.config.max_age != ttl:
+        logger.info("{}: time to live set to {:g} s", bucket, ttl)
+        info.config.max_age, changed = ttl, True
+    if changed:
         await js.update_stream(info.config)
     return kv

@@ -105,6 +105,7 @@ class InProcessSurface:
         upcoming = next_boundary(now, schedule)
         return {
             "now": now.isoformat(),
+            "control": self.control_state(),
             "phase": phase_at(now, schedule).value,
             "trading_day": is_trading_day(now.date()),
             "schedule": [_boundary(b) for b in day_boundaries(now.date(), schedule)],
@@ -260,8 +261,15 @@ class InProcessSurface:
             return "none"
         return "connected" if publisher.connected else "disconnected"
 
+    def control_state(self) -> str:
+        """"active", or "standby" while another control process holds the control lease (`spine.kv`)."""
+        return str(self._metrics.snapshot().get("control", "active"))
+
     def liveness(self) -> tuple[bool, list[str]]:
-        """The actor tree is alive (the supervisor runs, every child runs) and the spine is connected."""
+        """The actor tree is alive (the supervisor runs, every child runs) and the spine is connected; a
+        standby control, which runs no actor, is alive."""
+        if self.control_state() == "standby":
+            return True, []
         if self._system.supervisor.stopped.is_set():
             return False, ["the supervisor has stopped"]
         running = set(self._system.running_ids())
@@ -272,7 +280,10 @@ class InProcessSurface:
         return (not reasons, reasons)
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """On a trading day: every token valid, every WebSocket connected, today's universe loaded."""
+        """On a trading day: every token valid, every WebSocket connected, today's universe loaded. A standby
+        control is never ready (a load balancer sends users to the active one)."""
+        if self.control_state() == "standby":
+            return False, ["standby control: another control process is active"]
         now = self._clock.now()
         if not is_trading_day(now.date()):
             return True, []
@@ -317,6 +328,7 @@ class InProcessSurface:
             "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "disk_free_bytes": free,
             "alive": self.liveness()[0],
+            "control_active": self.control_state() == "active",
             "spine_connected": self.spine_state() != "disconnected",
             "phase": phase_at(self._clock.now(), self._settings.schedule).value,
         }

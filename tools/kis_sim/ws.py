@@ -23,6 +23,7 @@ import secrets
 import string
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -268,6 +269,8 @@ class WsServer:
         self._program_formatters = {tr_id: ProgramFormatter() for tr_id in PROGRAM_TR_IDS}
         self._sessions: set[_Session] = set()
         self._by_key: dict[str, _Session] = {}
+        self._sessions_per_key: Counter[str] = Counter()
+        """App key hash -> sessions that ever registered with that key (a reconnect counts again)."""
         self._subs: dict[str, dict[str, set[_Session]]] = {
             tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS, *PROGRAM_TR_IDS, FUTURES_TR)
         }
@@ -383,6 +386,11 @@ class WsServer:
         """The keys some session has registered on `tr_id` (a data TR: trades, books, futures trades)."""
         return set(self._subs.get(tr_id, {}))
 
+    def sessions_per_key(self) -> dict[str, int]:
+        """How many sessions registered with each app key (by its hash) since the server started: a client
+        that reconnected, or opened a second session, counts more than one."""
+        return dict(self._sessions_per_key)
+
     def session_approval_keys(self) -> list[str]:
         """The approval key each open session registered with (sessions not registered yet are left out),
         so a test can tell which key a client presented after a refresh."""
@@ -442,6 +450,7 @@ class WsServer:
             session.key_hash = app_key_hash(app_key)
             session.approval_key = approval_key
             self._by_key[app_key] = session
+            self._sessions_per_key[session.key_hash] += 1
         if tr_id not in SUBSCRIBABLE_TR_IDS or tr_type not in (SUBSCRIBE, UNSUBSCRIBE):
             return ack_text(tr_id, tr_key, AckCode.INTERNAL_ERROR)
         slot = (tr_id, tr_key)
