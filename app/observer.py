@@ -36,6 +36,7 @@ from spine.kv import ControlLease, StateReplica, control_id
 from spine.link import Link
 from spine.publisher import Publisher
 from spine.server import NatsServer, ServerBinaryMissing
+from spine.workers import NatsUnreachable
 from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, control_responder, http_options
@@ -296,9 +297,16 @@ def run(
             return 0
         if publisher is not None:
             publisher.start()
-        if role == "stream" and not system.hold_sessions(stop_requested):
-            system.abandon()
-            return 0
+        if role == "stream":
+            try:
+                holding = system.hold_sessions(stop_requested)
+            except NatsUnreachable as error:
+                print(f"observer: {error}", file=sys.stderr, flush=True)
+                system.abandon()
+                return 1
+            if not holding:
+                system.abandon()
+                return 0
         system.start()
         if responder is not None:
             responder.start()
@@ -359,8 +367,8 @@ def _become_active(
     system.metrics.set("control", "standby")
     lease.start()
     if not lease.held.wait(2.0):
-        print(f"observer: control standby: the control lease is held by {lease.holder or 'another'}",
-              flush=True)
+        holder = f"held by {lease.holder}" if lease.holder else "not read yet (NATS not reached)"
+        print(f"observer: control standby: the control lease is {holder}", flush=True)
     if not lease.wait(stop_requested, deadline):
         return False
     taken = time.monotonic()

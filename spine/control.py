@@ -24,7 +24,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from spine.server import server_urls
+from spine.server import quiet_nats_errors, server_urls
 from spine.subjects import Subjects
 from spine.wire import ControlReply
 
@@ -74,7 +74,7 @@ def request_once(
     async def once() -> ControlReply:
         try:
             nc = await nats.connect(server_urls(url), connect_timeout=2, max_reconnect_attempts=0,
-                                    allow_reconnect=False)
+                                    allow_reconnect=False, error_cb=quiet_nats_errors)
         except (NatsError, OSError, TimeoutError) as error:
             raise NoControl(f"cannot reach NATS: {type(error).__name__}") from None
         try:

@@ -39,7 +39,7 @@ from core.standby import Copy, LeaseStep, lease_step, newest_copy
 from runtime.paths import DataPaths
 from runtime.state_store import STATE_KEY_PREFIX, write_atomically
 from runtime.universe_store import UNIVERSE_KEY_PREFIX
-from spine.server import server_urls
+from spine.server import quiet_nats_errors, server_urls
 from spine.stream import ensure_bucket
 from spine.subjects import token
 
@@ -143,7 +143,8 @@ class _NatsThread:
             try:
                 return await nats.connect(server_urls(self.url), name=f"observer-{self.name}",
                                           max_reconnect_attempts=-1,
-                                          reconnect_time_wait=RECONNECT_WAIT_SECONDS, connect_timeout=2)
+                                          reconnect_time_wait=RECONNECT_WAIT_SECONDS, connect_timeout=2,
+                                          error_cb=quiet_nats_errors)
             except (NatsError, OSError, TimeoutError) as error:
                 if not complained:
                     logger.warning("{}: NATS at {} not reached ({}); trying again", self.name, self.url,

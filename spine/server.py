@@ -65,6 +65,12 @@ def server_urls(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
 
 
+async def quiet_nats_errors(error: Exception) -> None:
+    """An `error_cb` for nats-py, whose default logs a traceback for every failed attempt while a server is
+    away: the caller says so once in its own words."""
+    logger.debug("nats: {}", error)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))

@@ -126,6 +126,10 @@ class _LoopThread:
         self._thread.join(5.0)
 
 
+class NatsUnreachable(RuntimeError):
+    """The spine could not be reached to take the session leases; the message says so in one line."""
+
+
 class SessionLeases:
     """A stream worker's leases on its accounts' sessions: `open()` then `acquire()` before any session
     opens, renewed
@@ -151,9 +155,14 @@ class SessionLeases:
         return {account: HELD if account in self._revisions else WAITING for account in self.accounts}
 
     def open(self) -> bool:
-        """Connect, and take every account's entry that is free now; True when all are this worker's."""
-        self._thread.start()
-        self._kv = self._thread.call(self._bucket(), CONNECT_WAIT_SECONDS)
+        """Connect, and take every account's entry that is free now; True when all are this worker's.
+        NatsUnreachable when NATS does not answer (a worker must not stream without its leases)."""
+        try:
+            self._thread.start()
+            self._kv = self._thread.call(self._bucket(), CONNECT_WAIT_SECONDS)
+        except (TimeoutError, NatsError, OSError) as error:
+            raise NatsUnreachable(f"NATS at {self._thread.url} does not answer ({type(error).__name__}): "
+                                  "no session lease, so no session opened") from None
         return self._take_free()
 
     def acquire(self, stop: threading.Event) -> bool:

@@ -53,7 +53,7 @@ from config.settings import SpineSettings
 from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
 from spine import wire
-from spine.server import server_urls
+from spine.server import quiet_nats_errors, server_urls
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
 from store.facts import day_of, row_of
@@ -172,7 +172,7 @@ class StoreRole:
                 nc = await nats.connect(server_urls(self.options.nats_url),
                                         name=f"observer-{self.options.instance}-store",
                                         max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                        connect_timeout=2, allow_reconnect=True)
+                                        connect_timeout=2, allow_reconnect=True, error_cb=quiet_nats_errors)
             except (NatsError, OSError, TimeoutError) as error:
                 if attempt == 0:
                     logger.warning("store: NATS at {} does not answer ({}); still trying",
