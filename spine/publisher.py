@@ -23,7 +23,9 @@ from nats.errors import Error as NatsError
 
 from config.settings import SpineSettings
 from core.settings import SessionSettings
-from spine.convert import Publishable, facts_of
+from messages.market import TicksReceived
+from spine import wire
+from spine.convert import Publishable, facts_of, tick_messages
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
 
@@ -65,6 +67,8 @@ class Publisher:
         self._connected = threading.Event()
         self._setup_task: asyncio.Task[None] | None = None
         self._unpublishable: set[str] = set()
+        self._tick_subjects: dict[str, str] = {}
+        """Each symbol's tick subject, made once."""
         self._warned_unreachable = False
         self._thread = threading.Thread(target=self._run, name=f"spine-{name}", daemon=True)
 
@@ -198,10 +202,19 @@ class Publisher:
     async def _send(self, nc: Client, item: Publishable) -> None:
         subjects = self.subjects
         try:
-            for fact in facts_of(item, self.sessions):
-                subject = subjects.of(fact.subject_pattern, **fact.subject_keys())
-                await nc.publish(subject, fact.model_dump_json().encode())
-                self.published += 1
+            if isinstance(item, TicksReceived):  # the bulk of the traffic: no model per tick
+                for symbol, data in tick_messages(item, self.sessions):
+                    subject = self._tick_subjects.get(symbol)
+                    if subject is None:
+                        subject = self._tick_subjects[symbol] = subjects.of(wire.Tick.subject_pattern,
+                                                                            symbol=symbol)
+                    await nc.publish(subject, data)
+                    self.published += 1
+            else:
+                for fact in facts_of(item, self.sessions):
+                    subject = subjects.of(fact.subject_pattern, **fact.subject_keys())
+                    await nc.publish(subject, fact.model_dump_json().encode())
+                    self.published += 1
         except (NatsError, OSError) as error:
             self._count_drop(type(error).__name__)
             return
