@@ -108,7 +108,6 @@ from runtime.jsonl import JsonlWriter, json_number, json_text
 from runtime.ticker import Ticker
 from runtime.universe_store import UniverseFileError, UniverseStore
 from store.backup import BackupResult, pack_day
-from store.journal import import_journal_day
 from store.retention import KeepDays, enforce
 
 DEFAULT_MARKET = "KRX"
@@ -574,7 +573,10 @@ class RecorderActor(ObserverActor):
     def backup(self, day: date) -> BackupResult:
         """The day's close: every file flushed and closed, the day's ticks rebuilt in Parquet from the
         journal (the source of truth), the day archived (`store.backup.pack_day`), old days removed
-        (`store.retention`). Files reopen on the next line written."""
+        (`store.retention`). Files reopen on the next line written. `store.journal` (pyarrow) is imported
+        here: the stream process needs it for this job only, not all day."""
+        from store.journal import import_journal_day
+
         self._mark_dropped()
         self._close_all()
         storage = self.context.settings.storage

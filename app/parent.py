@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pyarrow import ArrowException
 
 from actors.supervisor import MAX_RESTARTS, PERIOD_SECONDS
 from actors.system import child_ids_for
@@ -38,7 +37,6 @@ from app.chaos import (
     chaos_plan,
 )
 from app.processes import ChildStartFailed, ProcessSpec, ProcessSupervisor
-from app.reconcile import reconcile_run
 from app.summary import conclude, summary_lines, write_summary
 from app.system import CONNECTIONS_CLOSED
 from config.settings import Settings
@@ -46,7 +44,6 @@ from runtime.clock import Clock, SimulatedClock, SystemClock
 from runtime.logs import setup_logging
 from runtime.paths import DataPaths
 from spine.server import NatsServer, free_port
-from store.journal import compare_ticks
 from tools.kis_sim.starter import app_key_hash, arm_faults, simulator_argv
 
 EXIT_OK, EXIT_CONFIG = 0, 2
@@ -266,6 +263,8 @@ def run_processes(
     if stores:
         summary.update(_tick_check(paths, sim_day.day if sim_day is not None else clock.now().date()))
     if sent_log is not None:
+        from app.reconcile import reconcile_run  # pyarrow, as in `_tick_check`
+
         accounts = {app_key_hash(a.app_key.get_secret_value()): a.name for a in settings.accounts}
         summary.update(reconcile_run(paths, sent_log, accounts).figures())
     if runner is not None:
@@ -313,7 +312,13 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _tick_check(paths: DataPaths, day: date) -> dict[str, Any]:
-    """The summary's verdict on the day's Parquet ticks against the journal's (False when unreadable)."""
+    """The summary's verdict on the day's Parquet ticks against the journal's (False when unreadable).
+    pyarrow is imported here, once the children have stopped: no process carries it while the day runs
+    unless it writes Parquet."""
+    from pyarrow import ArrowException
+
+    from store.journal import compare_ticks
+
     started = time.monotonic()
     try:
         figures = compare_ticks(paths, day).figures()

@@ -36,7 +36,9 @@ from nats.errors import Error as NatsError
 
 from config.settings import SpineSettings
 from core.settings import SessionSettings
-from spine.convert import Publishable, facts_of
+from messages.market import TicksReceived
+from spine import wire
+from spine.convert import Publishable, facts_of, tick_messages
 from spine.server import server_urls
 from spine.stream import ensure_stream
 from spine.subjects import Subjects
@@ -97,6 +99,8 @@ class Publisher:
         self._connected = threading.Event()
         self._setup_task: asyncio.Task[None] | None = None
         self._unpublishable: set[str] = set()
+        self._tick_subjects: dict[str, str] = {}
+        """Each symbol's tick subject, made once."""
         self._warned_unreachable = False
         self._origin = f"{settings.instance}-{name}-{uuid.uuid4().hex[:12]}"
         """The message ids' prefix: one per publisher, so no two publishers' ids meet in the stream."""
@@ -252,9 +256,19 @@ class Publisher:
     async def _send(self, nc: Client, item: Publishable) -> None:
         subjects = self.subjects
         try:
-            for fact in facts_of(item, self.sessions):
-                subject = subjects.of(fact.subject_pattern, **fact.subject_keys())
-                data = fact.model_dump_json().encode()
+            if isinstance(item, TicksReceived):  # the bulk of the traffic: no model per tick
+                messages: list[tuple[str, bytes]] = []
+                for symbol, data in tick_messages(item, self.sessions):
+                    subject = self._tick_subjects.get(symbol)
+                    if subject is None:
+                        subject = self._tick_subjects[symbol] = subjects.of(wire.Tick.subject_pattern,
+                                                                            symbol=symbol)
+                    messages.append((subject, data))
+            else:
+                facts = facts_of(item, self.sessions)
+                messages = [(subjects.of(f.subject_pattern, **f.subject_keys()), f.model_dump_json().encode())
+                            for f in facts]
+            for subject, data in messages:
                 if self._acknowledged:
                     await self._send_stored(nc, subject, data)
                 else:

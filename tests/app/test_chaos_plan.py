@@ -73,7 +73,8 @@ def test_the_parent_knows_the_tree_without_building_it(tmp_path: Path) -> None:
     clock = SimulatedClock(datetime(2024, 11, 20, 9, 30, tzinfo=KST), speed=0)
     system = ObserverSystem(settings, clock)
     try:
-        assert child_ids_for([account.name for account in settings.accounts]) == system.all_child_ids
+        ids = child_ids_for([account.name for account in settings.accounts])
+        assert ids == system.child_ids == system.all_child_ids  # role "all" builds the whole tree
     finally:
         system.vault.close()
 

@@ -3,6 +3,7 @@ messages with the same values (ledger lines, gap markers, recovered bars, scan r
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from actors.recorder import recovery_lines
@@ -19,7 +20,7 @@ from messages.market import ScanCompleted, TicksReceived
 from messages.recording import GapMarked, OverflowRecorded, RecoveryRecorded
 from runtime.clock import KST
 from spine import wire
-from spine.convert import facts_of
+from spine.convert import facts_of, tick_messages
 
 AT = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
 SESSIONS = SessionSettings()
@@ -82,3 +83,24 @@ def test_a_unified_tick_names_the_venue_in_session_as_the_tick_file_does() -> No
     venues = [fact.venue for fact in facts_of(message, SESSIONS)]
     assert venues == ["NXT", "UN"]
     assert venues == [venue_of("unified", tick.exchange_time, SESSIONS) for tick in message.ticks]
+
+
+def test_streamed_ticks_go_out_as_the_json_of_their_models() -> None:
+    """The publisher writes a streamed tick's JSON without a model: it says what `wire.Tick` says."""
+    def tick(symbol: str, at: datetime, rate: float, side: str, strength: float, tr_id: str) -> TradeTick:
+        return TradeTick(symbol, at, 70000, -100, "5", rate, 7, 1_000, 70_000_000, 70100, 70200, 69900, 70100,
+                         70000, side, strength, "0", ("raw",), tr_id)
+
+    at = AT.replace(microsecond=250_000)
+    account = '계좌 "1"'
+    message = TicksReceived(at=AT + timedelta(microseconds=1), account=account, received_mono=0.0, ticks=(
+        tick("005930", at, -0.14, "1", 101.5, "H0UNCNT0"),
+        tick("000660", AT.replace(hour=16), 1e-05, "", float("nan"), "H0UNCNT0"),
+        tick("Q530\\1", AT, 0.0, "매수", float("inf"), "H0STCNT0"),
+    ))
+    written = list(tick_messages(message, SESSIONS))
+    modelled = [fact.model_dump_json() for fact in facts_of(message, SESSIONS)]
+    assert [symbol for symbol, _ in written] == [json.loads(text)["symbol"] for text in modelled]
+    assert [wire.parse(data) for _, data in written] == [wire.parse(text) for text in modelled]
+    assert [json.loads(data) for _, data in written] == [json.loads(text) for text in modelled]
+    assert [list(json.loads(data))[:2] for _, data in written] == [["type", "version"]] * 3

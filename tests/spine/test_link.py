@@ -34,10 +34,10 @@ AT = datetime(2026, 9, 14, 9, 31, 5, tzinfo=KST)
 GAP = Gap(symbol="005930", start=AT - timedelta(seconds=70), end=AT, expected=True, reason="observer_restart")
 
 
-def trade(symbol: str, price: int) -> TradeTick:
+def trade(symbol: str, price: int, raw: tuple[str, ...] = ()) -> TradeTick:
     return TradeTick(
         symbol, AT, price, 100, "2", 0.14, 3, 1000, 1000 * price, price - 50, price + 50,
-        price - 60, price + 10, price, "1", 101.5, "0", ("raw", symbol),
+        price - 60, price + 10, price, "1", 101.5, "0", raw,
     )  # fmt: skip
 
 
@@ -77,7 +77,14 @@ def test_every_crossing_message_round_trips() -> None:
         assert type(back) is type(message)
     ticks = decode(encode(ticks_message())).ticks
     assert all(isinstance(tick, TradeTick) for tick in ticks)
-    assert ticks[1].exchange_time == AT and ticks[1].fields == ("raw", "000660")
+    assert ticks[1].exchange_time == AT
+
+
+def test_a_tick_crosses_without_its_raw_record() -> None:
+    """The raw KIS record stays in the stream process: no actor of another process reads it."""
+    raw = ticks_message().model_copy(update={"ticks": (trade("005930", 71000, raw=("a^b", "005930")),)})
+    assert b"a^b" not in encode(raw)
+    assert decode(encode(raw)).ticks == (trade("005930", 71000),)
 
 
 def test_replies_round_trip_and_strangers_are_refused() -> None:

@@ -4,8 +4,10 @@ and the journal of a day converted row for row."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -20,7 +22,7 @@ from runtime.clock import KST
 from runtime.jsonl import read_jsonl
 from runtime.paths import DataPaths
 from store.journal import import_journal_day
-from store.parquet import COMPACTED, ParquetWriter, compact, partition_dir
+from store.parquet import COMPACTED, TYPED_BATCH_ROWS, ParquetWriter, compact, partition_dir
 from store.tables import STOCKS_1M, TICKS, to_table
 
 DAY = date(2026, 9, 14)
@@ -120,6 +122,33 @@ def test_parts_then_compaction_keep_every_row_once_in_time_order(tmp_path: Path)
     prices = pq.read_table(folder / COMPACTED)["price"].to_pylist()
     assert prices == [70005, 70002, 70004, 70003, 70001]
     assert compact(tmp_path, "ticks", DAY) == 5  # again: nothing changes
+
+
+def test_a_busy_minute_waits_typed_and_comes_out_whole_in_order(tmp_path: Path) -> None:
+    """Rows wait typed in Arrow batches, not as dicts of JSON values (about 1 KB each): 10,000 tick rows
+    hold a few MB of Python objects, and their part file has every one of them in the order they came."""
+    def row(n: int) -> dict[str, Any]:
+        at, received = f"2026-09-14T09:31:{n % 60:02d}+09:00", "2026-09-14T09:31:00+09:00"
+        return json.loads(tick_line(tick("005930", n % 60, 70_000 + n, n), at, received, "KRX"))
+
+    warm = ParquetWriter(tmp_path / "warm")  # the first typing's one-time allocations, outside the count
+    for n in range(TYPED_BATCH_ROWS):
+        warm.add("ticks", DAY, row(n))
+    writer = ParquetWriter(tmp_path)
+    tracemalloc.start()
+    try:
+        for n in range(10_000):
+            writer.add("ticks", DAY, row(n), seq=n + 1)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 6 * 1024 * 1024
+    assert writer.buffered == 10_000
+    assert writer.flush() == 10_000 and writer.buffered == 0
+    (part,) = partition_dir(tmp_path, "ticks", DAY).glob("part-*.parquet")
+    table = pq.read_table(part)
+    assert table["stream_seq"].to_pylist() == list(range(1, 10_001))
+    assert table["price"].to_pylist() == [70_000 + n for n in range(10_000)]
 
 
 def test_a_replay_after_a_restart_writes_nothing_twice(tmp_path: Path) -> None:
