@@ -149,7 +149,7 @@ class NatsServer:
         with self._lock:
             process = self._process
         if process is not None:
-            _terminate(process)
+            terminate(process)
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(STOP_TIMEOUT_SECONDS + 2.0)
         if self.pid_file is not None:
@@ -247,7 +247,8 @@ class NatsServer:
         return False
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL when it has not ended within `STOP_TIMEOUT_SECONDS`."""
     if process.poll() is not None:
         return
     process.terminate()

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from spine.server import DIE_WITH_PARENT, server_binary
+from spine.server import DIE_WITH_PARENT, server_binary, terminate
 
 CLUSTER_NAME = "observer"
 READY_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 10.0
 FIRST_CLIENT_PORT = 14222
 
 
@@ -77,15 +76,8 @@ class ClusterServer:
             self.process.wait(5.0)
 
     def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5.0)
+        if self.process is not None:
+            terminate(self.process)
 
     def healthy(self) -> bool:
         """The server's `/healthz`: up, and its JetStream a current member of the cluster."""
