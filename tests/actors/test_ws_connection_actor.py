@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from datetime import datetime, timedelta
 
@@ -427,6 +428,43 @@ def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: D
     started = {symbol: m.at for m in plane.received("gaps", ExpectedGapStarted) if m.reason == RESTART
                for symbol in m.symbols}
     assert started == restart_ends()
+    assert plane.status().open_gaps == ()
+
+
+def test_a_start_after_a_kill_opens_a_gap_for_a_symbol_that_just_left_the_target(plane: DataPlane) -> None:
+    """A kill right after the slot manager dropped a symbol: its last ticks may never have reached the disk
+    (queued, or in the recorder's buffers), so the next start opens its restart gap too, from its last tick
+    on disk, and ends it at once (it is not wanted). One that left well before the kill missed nothing."""
+    name = plane.start_ws()
+    symbols = plane.symbols(4)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    subscribe(plane, symbols[2:])  # symbols[0] and symbols[1] leave the target
+    assert wait_until(lambda: plane.status().target == symbols[2:], WAIT)
+    state = plane.context.paths.state_dir / "subscriptions.acct1.json"
+    killed = json.loads(state.read_text(encoding="utf-8"))  # what a SIGKILL leaves: the state last saved
+    left_at = datetime.fromisoformat(killed["left"][symbols[1]])
+    killed["left"][symbols[1]] = (left_at - timedelta(seconds=40)).isoformat()  # it left 40 s before the kill
+    ref = plane.directory.ref(name)
+    assert ref is not None
+    ref.stop()
+    plane.directory.unregister(name)
+    state.write_text(json.dumps(killed), encoding="utf-8")
+
+    plane.start_ws()  # a new process
+    now = plane.sim.clock.now()
+    last = {symbols[0]: now - timedelta(seconds=3), symbols[1]: now - timedelta(seconds=45),
+            symbols[2]: now - timedelta(seconds=2)}
+    plane.tell(name, DowntimeFound(at=now, account="acct1", last_streamed=tuple(sorted(last.items()))))
+    plane.wait_confirmed(symbols[2:])
+
+    def restart_ends() -> dict[str, datetime]:
+        return {symbol: m.started_at for m in plane.received("gaps", ExpectedGapEnded) if m.reason == RESTART
+                for symbol in m.symbols}
+
+    assert wait_until(lambda: len(restart_ends()) == 3, WAIT)
+    assert restart_ends() == {symbols[0]: last[symbols[0]], symbols[2]: last[symbols[2]],
+                              symbols[3]: last[symbols[0]]}
     assert plane.status().open_gaps == ()
 
 
