@@ -359,6 +359,8 @@ class WSConnectionActor(ObserverActor):
         self._started_mono = time.monotonic()
         self._last_handled_trade: datetime | None = None
         """Exchange time of the last trade this incarnation passed on: a crash loses the ones queued after."""
+        self._last_trades: dict[str, datetime] = {}
+        """Symbol -> exchange time of its last trade this incarnation passed on: where a miss begins."""
         self._pressure = LagMonitor(
             lag_limit=self.settings.backpressure_lag_seconds,
             backlog_limit=max(self.settings.max_queue_messages // 4, 1),
@@ -418,7 +420,7 @@ class WSConnectionActor(ObserverActor):
         now = self.context.clock.now()
         account = self.account.name
         if streaming:
-            self._tell("gaps", TicksMissed(at=now, account=account, symbols=streaming, reason=OBSERVER_STOP))
+            self._tell_missed(streaming, now, OBSERVER_STOP)
         opened: dict[tuple[datetime, str], list[str]] = {}
         for symbol, started in self._gaps.items():
             opened.setdefault(started, []).append(symbol)
@@ -467,6 +469,9 @@ class WSConnectionActor(ObserverActor):
             self.context.metrics.inc("frames", message.frames)
             if message.ticks:
                 self._last_handled_trade = message.ticks[-1].exchange_time
+                last_trades = self._last_trades
+                for tick in message.ticks:
+                    last_trades[tick.symbol] = tick.exchange_time
             if message.received_mono >= self._started_mono:  # told by this incarnation's relay
                 self._backlog.handled += 1
                 now = time.monotonic()
@@ -518,7 +523,8 @@ class WSConnectionActor(ObserverActor):
         So does a symbol that left the target less than `LEFT_RECENTLY_SECONDS` before the newest tick on
         disk: it streamed until its unsubscription was confirmed, and a kill soon after loses its ticks
         still queued or buffered. The gap ends as any expected gap (confirmed again, refused or no longer
-        wanted: a symbol that left ends at once). Symbols that had left the target earlier missed nothing."""
+        wanted: a symbol that left ends at once). Symbols that had left the target earlier missed nothing.
+        A gap saved open at the kill (a drop just before it) reaches back to the last tick on disk too."""
         restored, self._restored_target = self._restored_target, frozenset()
         left, self._restored_left = self._restored_left, {}
         last = dict(message.last_streamed)
@@ -531,9 +537,10 @@ class WSConnectionActor(ObserverActor):
         earliest = min(on_disk.values(), default=newest)
         if earliest is not None:
             self._open_gaps({symbol: on_disk.get(symbol, earliest) for symbol in missed}, RESTART)
-        self.log.info("{} of {} restored target symbols and {} that had just left it streamed earlier today: "
-                      "gaps from their last ticks on disk (the others' from the earliest of those)",
-                      len(on_disk), len(restored), len(leaving))
+        streamed = on_disk.keys()
+        self.log.info("{} of {} restored target symbols and {} of {} that had just left it streamed earlier "
+                      "today: gaps from their last ticks on disk (the others' from the earliest of those)",
+                      len(restored & streamed), len(restored), len(leaving & streamed), len(leaving))
         self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:
@@ -805,8 +812,7 @@ class WSConnectionActor(ObserverActor):
         self.context.metrics.inc("ticks_shed_bursts")
         self.log.warning("receive queue full ({} messages): trades of {} symbols dropped, gaps marked",
                          self.settings.max_queue_messages, len(message.symbols))
-        self._tell("gaps", TicksMissed(at=message.at, account=self.account.name, symbols=message.symbols,
-                                       reason=BACKPRESSURE))
+        self._tell_missed(message.symbols, message.at, BACKPRESSURE)
 
     def _frame_error(self, error: FrameError, at: datetime) -> None:
         self.context.metrics.inc("frame_errors")
@@ -828,8 +834,15 @@ class WSConnectionActor(ObserverActor):
         streaming = self._trade_symbols(self.book.confirmed())
         symbols = (error.tr_key,) if error.tr_key in streaming else streaming
         if symbols:
-            missed = TicksMissed(at=at, account=self.account.name, symbols=symbols, reason=BAD_FRAME)
-            self._tell("gaps", missed)
+            self._tell_missed(symbols, at, BAD_FRAME)
+
+    def _tell_missed(self, symbols: tuple[str, ...], at: datetime, reason: str) -> None:
+        """TicksMissed to `gaps`, with each symbol's last trade passed on before the miss: its gap starts
+        there, whatever later ticks reach the gap actor first."""
+        last = self._last_trades
+        since = tuple((symbol, last[symbol]) for symbol in symbols if symbol in last)
+        self._tell("gaps", TicksMissed(at=at, account=self.account.name, symbols=symbols, reason=reason,
+                                       since=since))
 
     # --- expected gaps ---------------------------------------------------------------------------
 
@@ -837,10 +850,13 @@ class WSConnectionActor(ObserverActor):
         self._open_gaps(dict.fromkeys(symbols, at), reason)
 
     def _open_gaps(self, starts: dict[str, datetime], reason: str) -> None:
-        """A gap per symbol from its own start, unless the symbol's gap is open already."""
+        """A gap per symbol from its own start; a symbol whose gap is open already keeps it, moved back to
+        this start (and reason) when that is earlier: a gap saved open before a kill began after ticks the
+        kill lost unwritten, which the restart's gap from the last tick on disk covers."""
         fresh: dict[datetime, list[str]] = {}
         for symbol, at in starts.items():
-            if symbol not in self._gaps:
+            opened = self._gaps.get(symbol)
+            if opened is None or at < opened[0]:
                 self._gaps[symbol] = (at, reason)
                 fresh.setdefault(at, []).append(symbol)
         for at, symbols in fresh.items():

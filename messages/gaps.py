@@ -42,8 +42,15 @@ class DowntimeFound(Message):
 
 class TicksMissed(Message):
     """`symbols` of `account` may have missed ticks between their last one received and `at`: a frame
-    that could not be read ("bad_frame"), or the stream closed by a stop ("observer_stop")."""
+    that could not be read ("bad_frame"), trades dropped at the receive queue's bound ("backpressure"), or
+    the stream closed by a stop ("observer_stop").
+
+    `since` (symbol, exchange time) is each symbol's last tick received before the miss, as the connection
+    saw them in arrival order: ticks received after the miss may reach the gap actor first (another
+    process's link sends them on a faster path), so its own last tick can be past the missed ones.
+    """
 
     account: str
     symbols: tuple[str, ...]
     reason: str
+    since: tuple[tuple[str, AwareDatetime], ...] = ()
