@@ -35,8 +35,7 @@ when a buffer passes 64 KiB, so a crash loses at most the last second; a torn la
 readers. A tick file is flushed by the tick that finds its oldest line `TICK_FLUSH_AGE_SECONDS` old, one
 file at a time between ticks; a ticker catches the files no tick came for. Flushing every file at once on
 the ticker held the recorder 2-3 ms a second at 5,000 records/s (41 files), and each tick arriving
-meanwhile waited out the whole of it. Gap markers and recovery files are handed to the OS at once: they are
-the only record of the ticks they say are missing.
+meanwhile waited out the whole of it.
 
 A disk that refuses writes (full, read-only, gone): every line stays in memory and is retried by the
 ticker; the first failure sends the SystemAlert `recorder.write_failed`, the first flush pass that writes
@@ -330,11 +329,7 @@ class RecorderActor(ObserverActor):
         self.log.warning("{:,} dropped ticks of {} symbols marked as gaps", total, len(dropped))
 
     def _write_marker(self, account: str, day: date, marker: GapMarker) -> None:
-        """A gap marker is handed to the OS at once, like a recovery file: a kill of the process soon after
-        must not lose the one record of the ticks it says are missing."""
-        writer = self._writer(("gaps", account, day), self._gaps_path)
-        writer.write(marker.to_json_dict())
-        writer.flush()
+        self._writer(("gaps", account, day), self._gaps_path).write(marker.to_json_dict())
 
     def _count_ticks(self, writer: JsonlWriter) -> None:
         """Add the tick lines `writer` handed to the OS since the last count to `ticks_recorded` (its

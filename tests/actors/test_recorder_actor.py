@@ -146,18 +146,6 @@ def test_a_tick_flushes_its_own_file_once_its_oldest_line_is_old_enough(
     assert len(read_jsonl(recorder.tick_file("000660")).records) == 1
 
 
-def test_a_gap_marker_reaches_the_disk_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kill of the process right after a gap was marked must not lose the marker with the buffers."""
-    monkeypatch.setattr(recorder_module, "FLUSH_CHECK_SECONDS", 60.0)  # the ticker does not look meanwhile
-    recorder = Recorder(tmp_path)
-    gap = Gap(symbol="005930", start=DAY, end=DAY + timedelta(seconds=90), expected=True, reason="x")
-    marker = gap_marker(gap, "longer than 60 s: not back-filled", at=DAY)
-    recorder.tell(GapMarked(at=DAY, account="acct1", marker=marker))
-    recorder.barrier()
-    markers = recorder.context.paths.gap_markers("acct1", DAY.date())
-    assert read_jsonl(markers).records == [marker.to_json_dict()]
-
-
 def test_a_crash_keeps_every_line_received_before_it(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path)
     journal = Journal()
