@@ -19,9 +19,9 @@ that floor back with it, by `FEED_LAG_LIMIT_SECONDS` at most: its ticks in fligh
 | TicksReceived | detector per tick; an unexpected gap is handled by the policy |
 | ExpectedGapStarted | open gaps noted (for the suspension marker) |
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
-| TicksMissed | a gap per symbol from its last tick to `at` (bad frame, stop), handled by the policy; |
-|  | `until_next_tick` (a dead worker's symbols): to the symbol's next tick from any account, at |
-|  | most `MOVE_LIMIT_SECONDS` after `at` (no tick by then: it found no slot, or is quiet) |
+| TicksMissed | a gap per symbol from its last tick before the miss to `at` (bad frame, backpressure, |
+|  | stop), handled by the policy; `until_next_tick` (a dead worker's symbols): to the symbol's next |
+|  | tick from another account, at most `MOVE_LIMIT_SECONDS` after `at` (none by then: no slot, or quiet) |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
 | SetSubscriptions (passed on by the connection) | symbols that left or joined the account's target: |
 |  | their tracking ends (no silence measured across a time not subscribed) |
@@ -216,11 +216,13 @@ class GapRecoveryActor(ObserverActor):
                 self._feed_head[message.account] = newest
 
     def _open_expected(self, message: ExpectedGapStarted) -> None:
-        """The start is fixed now: ticks seen later may come from after the reconnect."""
+        """The start is fixed now: ticks seen later may come from after the reconnect. A gap open already
+        only moves back (a restart after a kill reaches back to the last tick on disk)."""
         head = self._feed_head.get(message.account)
         for symbol in message.symbols:
-            if (message.account, symbol) not in self._open:
-                start = expected_gap_start(self._last_tick.get(symbol), message.at, head)
+            opened = self._open.get((message.account, symbol))
+            start = expected_gap_start(self._last_tick.get(symbol), message.at, head)
+            if opened is None or start < opened[0]:
                 self._open[(message.account, symbol)] = (start, message.reason)
                 self.context.spine.publish(gap_opened(message, symbol, start))
 
@@ -238,11 +240,13 @@ class GapRecoveryActor(ObserverActor):
                 self._handle(message.account, gap)
 
     def _missed(self, message: TicksMissed) -> None:
-        """The missed ticks came after each symbol's last tick received, so the gap starts there
-        (`IN_FLIGHT_SECONDS` before `at` when this incarnation has seen no tick of the symbol)."""
+        """The missed ticks came after each symbol's last tick received before them, so the gap starts
+        there: the connection's `since` (ticks after the miss may have reached this actor first), else this
+        actor's last tick of the symbol, else `IN_FLIGHT_SECONDS` before `at`."""
         fallback = message.at - timedelta(seconds=IN_FLIGHT_SECONDS)
+        since = dict(message.since)
         for symbol in message.symbols:
-            last = self._last_tick.get(symbol)
+            last = since.get(symbol, self._last_tick.get(symbol))
             start = fallback if last is None or last > message.at else last
             if message.until_next_tick:
                 limit = message.at + timedelta(seconds=MOVE_LIMIT_SECONDS)

@@ -28,7 +28,8 @@ without registrations, before the first slot needs it. Otherwise the session is 
 | CredentialsRenewed (own account) | graceful restart: close, reconnect at once with a new approval key |
 | PhaseChanged | connect or close as the phase makes the session wanted or not |
 | DayEventFired(WS_PRECONNECT) | open the session now, with no registration (the wake-up sequence) |
-| DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk |
+| DowntimeFound (own account, at a start) | a gap per restored target symbol from its last tick on disk, |
+|  | and per symbol that left the target shortly before the stop (`LEFT_RECENTLY_SECONDS`) |
 | acks (internal) | subscription state; refusals -> SubscriptionRefused to `slots` (once) |
 | execution notices (internal) | ExecutionsReceived to `slots` |
 | futures trades (internal) | FuturesTradesReceived to `minute_jobs`; counter `futures_trades` |
@@ -74,7 +75,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pykka
@@ -151,6 +152,10 @@ BACKPRESSURE = "backpressure"
 PRECONNECT_PHASES = frozenset({Phase.WARMUP, Phase.TRACK_A_ONLY, Phase.FULL_OPERATION})
 """Phases in which a pre-connected session stays open without registrations."""
 PRESSURE_CHECKS_PER_RECOVERY = 4
+LEFT_RECENTLY_SECONDS = 30.0
+"""How long a symbol that left the target is remembered (saved with the target): one that left less than
+this before the newest tick on disk may have streamed until the process was killed, its last ticks still in
+flight or in the recorder's buffers, so the next start opens its restart gap too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +326,9 @@ class WSConnectionActor(ObserverActor):
         self._book_target: tuple[str, ...] = ()
         self._program_target: tuple[str, ...] = ()
         self._restored_target: frozenset[str] = frozenset()  # until the start's DowntimeFound
+        self._left: dict[str, datetime] = {}
+        """Symbol -> when it left the trade target, for `LEFT_RECENTLY_SECONDS` (saved with the target)."""
+        self._restored_left: dict[str, datetime] = {}  # until the start's DowntimeFound
         self._notice: Registration | None = None
         if self.account.hts_id:
             tr_id = TrId.NOTICE_PAPER if self.account.paper else TrId.NOTICE_REAL
@@ -351,6 +359,8 @@ class WSConnectionActor(ObserverActor):
         self._started_mono = time.monotonic()
         self._last_handled_trade: datetime | None = None
         """Exchange time of the last trade this incarnation passed on: a crash loses the ones queued after."""
+        self._last_trades: dict[str, datetime] = {}
+        """Symbol -> exchange time of its last trade this incarnation passed on: where a miss begins."""
         self._pressure = LagMonitor(
             lag_limit=self.settings.backpressure_lag_seconds,
             backlog_limit=max(self.settings.max_queue_messages // 4, 1),
@@ -400,6 +410,7 @@ class WSConnectionActor(ObserverActor):
             self._open_gap(confirmed, now if last is None else min(now, last), "actor_restart")
         if not crashed:
             self._end_at_stop(confirmed)
+            self._left.clear()  # a stop drains every tick told to the journal: none is lost
         self._save()
         self._publish_state(ConnectionState.STOPPED, tell=False)
 
@@ -409,7 +420,7 @@ class WSConnectionActor(ObserverActor):
         now = self.context.clock.now()
         account = self.account.name
         if streaming:
-            self._tell("gaps", TicksMissed(at=now, account=account, symbols=streaming, reason=OBSERVER_STOP))
+            self._tell_missed(streaming, now, OBSERVER_STOP)
         opened: dict[tuple[datetime, str], list[str]] = {}
         for symbol, started in self._gaps.items():
             opened.setdefault(started, []).append(symbol)
@@ -458,6 +469,9 @@ class WSConnectionActor(ObserverActor):
             self.context.metrics.inc("frames", message.frames)
             if message.ticks:
                 self._last_handled_trade = message.ticks[-1].exchange_time
+                last_trades = self._last_trades
+                for tick in message.ticks:
+                    last_trades[tick.symbol] = tick.exchange_time
             if message.received_mono >= self._started_mono:  # told by this incarnation's relay
                 self._backlog.handled += 1
                 now = time.monotonic()
@@ -506,16 +520,27 @@ class WSConnectionActor(ObserverActor):
         at the stop, whatever the slot manager has told since) has a gap from its last tick on disk; one
         with none on disk (subscribed just before a kill, all its ticks still in the recorder's buffers)
         from the earliest of the others' last ticks, as every file is flushed within the same second or so.
-        The gap ends as any expected gap (confirmed again, refused or no longer wanted). Symbols that had
-        left the target before the stop missed nothing."""
+        So does a symbol that left the target less than `LEFT_RECENTLY_SECONDS` before the newest tick on
+        disk: it streamed until its unsubscription was confirmed, and a kill soon after loses its ticks
+        still queued or buffered. The gap ends as any expected gap (confirmed again, refused or no longer
+        wanted: a symbol that left ends at once). Symbols that had left the target earlier missed nothing.
+        A gap saved open at the kill (a drop just before it) reaches back to the last tick on disk too."""
         restored, self._restored_target = self._restored_target, frozenset()
+        left, self._restored_left = self._restored_left, {}
         last = dict(message.last_streamed)
-        on_disk = {symbol: at for symbol, at in last.items() if symbol in restored}
-        earliest = min(on_disk.values(), default=max(last.values(), default=None))
+        newest = max(last.values(), default=None)
+        recently = newest - timedelta(seconds=LEFT_RECENTLY_SECONDS) if newest is not None else None
+        leaving = {symbol for symbol, at in left.items()
+                   if recently is not None and at >= recently and symbol not in restored}
+        missed = restored | leaving
+        on_disk = {symbol: at for symbol, at in last.items() if symbol in missed}
+        earliest = min(on_disk.values(), default=newest)
         if earliest is not None:
-            self._open_gaps({symbol: on_disk.get(symbol, earliest) for symbol in restored}, RESTART)
-        self.log.info("{} of {} restored target symbols streamed earlier today: gaps from their last ticks "
-                      "on disk (the others' from the earliest of those)", len(on_disk), len(restored))
+            self._open_gaps({symbol: on_disk.get(symbol, earliest) for symbol in missed}, RESTART)
+        streamed = on_disk.keys()
+        self.log.info("{} of {} restored target symbols and {} of {} that had just left it streamed earlier "
+                      "today: gaps from their last ticks on disk (the others' from the earliest of those)",
+                      len(restored & streamed), len(restored), len(leaving & streamed), len(leaving))
         self._end_gaps()
 
     def _set_target(self, message: SetSubscriptions) -> None:
@@ -526,6 +551,10 @@ class WSConnectionActor(ObserverActor):
         books = tuple(symbol for symbol in dict.fromkeys(message.order_books) if symbol in target)
         programs = tuple(symbol for symbol in dict.fromkeys(message.program_trading) if symbol in target)
         if (target, books, programs) != (self._trade_target, self._book_target, self._program_target):
+            now = self.context.clock.now()
+            self._left.update(dict.fromkeys(set(self._trade_target) - set(target), now))
+            for symbol in target:
+                self._left.pop(symbol, None)
             self._trade_target, self._book_target, self._program_target = target, books, programs
             self._save()
         self._send(self.book.set_target(self._registrations()))
@@ -783,8 +812,7 @@ class WSConnectionActor(ObserverActor):
         self.context.metrics.inc("ticks_shed_bursts")
         self.log.warning("receive queue full ({} messages): trades of {} symbols dropped, gaps marked",
                          self.settings.max_queue_messages, len(message.symbols))
-        self._tell("gaps", TicksMissed(at=message.at, account=self.account.name, symbols=message.symbols,
-                                       reason=BACKPRESSURE))
+        self._tell_missed(message.symbols, message.at, BACKPRESSURE)
 
     def _frame_error(self, error: FrameError, at: datetime) -> None:
         self.context.metrics.inc("frame_errors")
@@ -806,8 +834,15 @@ class WSConnectionActor(ObserverActor):
         streaming = self._trade_symbols(self.book.confirmed())
         symbols = (error.tr_key,) if error.tr_key in streaming else streaming
         if symbols:
-            missed = TicksMissed(at=at, account=self.account.name, symbols=symbols, reason=BAD_FRAME)
-            self._tell("gaps", missed)
+            self._tell_missed(symbols, at, BAD_FRAME)
+
+    def _tell_missed(self, symbols: tuple[str, ...], at: datetime, reason: str) -> None:
+        """TicksMissed to `gaps`, with each symbol's last trade passed on before the miss: its gap starts
+        there, whatever later ticks reach the gap actor first."""
+        last = self._last_trades
+        since = tuple((symbol, last[symbol]) for symbol in symbols if symbol in last)
+        self._tell("gaps", TicksMissed(at=at, account=self.account.name, symbols=symbols, reason=reason,
+                                       since=since))
 
     # --- expected gaps ---------------------------------------------------------------------------
 
@@ -815,10 +850,13 @@ class WSConnectionActor(ObserverActor):
         self._open_gaps(dict.fromkeys(symbols, at), reason)
 
     def _open_gaps(self, starts: dict[str, datetime], reason: str) -> None:
-        """A gap per symbol from its own start, unless the symbol's gap is open already."""
+        """A gap per symbol from its own start; a symbol whose gap is open already keeps it, moved back to
+        this start (and reason) when that is earlier: a gap saved open before a kill began after ticks the
+        kill lost unwritten, which the restart's gap from the last tick on disk covers."""
         fresh: dict[datetime, list[str]] = {}
         for symbol, at in starts.items():
-            if symbol not in self._gaps:
+            opened = self._gaps.get(symbol)
+            if opened is None or at < opened[0]:
                 self._gaps[symbol] = (at, reason)
                 fresh.setdefault(at, []).append(symbol)
         for at, symbols in fresh.items():
@@ -888,12 +926,17 @@ class WSConnectionActor(ObserverActor):
             self.directory.tell(peer, message)
 
     def _save(self) -> None:
-        """Target and open gaps survive a restart of this actor (same day only)."""
+        """Target, symbols that left it recently and open gaps survive a restart of this actor (same day
+        only)."""
+        now = self.context.clock.now()
+        forgotten = now - timedelta(seconds=LEFT_RECENTLY_SECONDS)
+        self._left = {symbol: at for symbol, at in self._left.items() if at >= forgotten}
         document = {
-            "day": self.context.clock.now().date().isoformat(),
+            "day": now.date().isoformat(),
             "symbols": list(self._trade_target),
             "order_books": list(self._book_target),
             "program_trading": list(self._program_target),
+            "left": {symbol: at.isoformat() for symbol, at in self._left.items()},
             "gaps": {symbol: [start.isoformat(), reason] for symbol, (start, reason) in self._gaps.items()},
         }
         if self._store is None:
@@ -919,12 +962,16 @@ class WSConnectionActor(ObserverActor):
                 str(symbol): (datetime.fromisoformat(start), str(reason))
                 for symbol, (start, reason) in dict(document.get("gaps", {})).items()
             }
+            left = {str(symbol): datetime.fromisoformat(at)
+                    for symbol, at in dict(document.get("left", {})).items()}
         except (TypeError, ValueError) as error:
             self.log.warning("saved subscriptions unreadable, starting empty: {}", error)
             return
         self._trade_target = symbols
         self._book_target, self._program_target = books, programs
         self._restored_target = frozenset(symbols)
+        self._left = left
+        self._restored_left = dict(left)
         self._gaps = gaps
         self.log.info("restored {} target symbols ({} in an open gap)", len(symbols), len(gaps))
 

@@ -258,11 +258,12 @@ class ObserverSystem:
     def _connections_closed(self) -> None:
         """Stream process, stopping, between its connection actors and its recorder: once the control
         process has what the connections said as they closed, say so (`run.py` then stops control, whose
-        gap actor marks the last gaps, as in one process) and wait until its markers are in."""
+        gap actor marks the last gaps, as in one process) and wait until its markers are in: until its link
+        says it stopped (or SETTLE_LIMIT_SECONDS, when control is not running)."""
         assert self.link is not None
         self.link.flush()
         print(CONNECTIONS_CLOSED, flush=True)
-        self.link.settle()
+        self.link.settle("control")
 
     def _figures(self) -> dict[str, Any]:
         """What the stream process shares with the control process's dashboard and summary."""

@@ -42,11 +42,18 @@ class DowntimeFound(Message):
 
 class TicksMissed(Message):
     """`symbols` of `account` may have missed ticks between their last one received and `at`: a frame
-    that could not be read ("bad_frame"), or the stream closed by a stop ("observer_stop"). With
-    `until_next_tick` the symbols' streams move to another account (a dead worker's, "worker_lost"), so
-    each gap runs on to the symbol's next tick received from any account."""
+    that could not be read ("bad_frame"), trades dropped at the receive queue's bound ("backpressure"), or
+    the stream closed by a stop ("observer_stop"). With `until_next_tick` the symbols' streams move to
+    another account (a dead worker's, "worker_lost"), so each gap runs on to the symbol's next tick received
+    from another account.
+
+    `since` (symbol, exchange time) is each symbol's last tick received before the miss, as the connection
+    saw them in arrival order: ticks received after the miss may reach the gap actor first (another
+    process's link sends them on a faster path), so its own last tick can be past the missed ones.
+    """
 
     account: str
     symbols: tuple[str, ...]
     reason: str
     until_next_tick: bool = False
+    since: tuple[tuple[str, AwareDatetime], ...] = ()

@@ -112,6 +112,8 @@ class Link:
         """The last message told and its JSON: a tick batch told to several remote actors is encoded once."""
         self._ready = threading.Event()
         self._stopped = threading.Event()
+        self._peers_stopped: set[str] = set()
+        """Names of the other processes' links that said they stopped (after their last acknowledged send)."""
         self._directory: LocalDirectory | None = None
         self._local: tuple[str, ...] = ()
         self._share: Callable[[], dict[str, Any]] | None = None
@@ -132,6 +134,11 @@ class Link:
     @property
     def figures_subject(self) -> str:
         return f"{INTERNAL_ROOT}.{token(self.instance)}._figures"
+
+    @property
+    def stopped_subject(self) -> str:
+        """Where a link says, as it stops, that everything its process told was acknowledged (or given up)."""
+        return f"{INTERNAL_ROOT}.{token(self.instance)}._stopped"
 
     def start(self, directory: LocalDirectory) -> Link:
         """Connect (waiting up to CONNECT_WAIT_SECONDS; nats-py keeps trying after that); messages that
@@ -242,13 +249,16 @@ class Link:
         while reliable is not None and (reliable.qsize() or self._unsent) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def settle(self) -> None:
-        """Wait (up to SETTLE_LIMIT_SECONDS) until nothing has arrived for SETTLE_QUIET_SECONDS: the
-        answers to this process's last messages are in."""
+    def settle(self, peer: str | None = None) -> None:
+        """Wait (up to SETTLE_LIMIT_SECONDS) until nothing has arrived for SETTLE_QUIET_SECONDS and, with
+        `peer`, until the link of that name said it stopped: the answers to this process's last messages
+        are in, however long the other process takes to send them (a stopping control process marks its
+        last gaps only after its other actors stopped)."""
         since = time.monotonic()
         deadline = since + SETTLE_LIMIT_SECONDS
         while time.monotonic() < deadline:
-            if time.monotonic() - max(since, self._received_at) >= SETTLE_QUIET_SECONDS:
+            quiet = time.monotonic() - max(since, self._received_at) >= SETTLE_QUIET_SECONDS
+            if quiet and (peer is None or peer in self._peers_stopped):
                 return
             time.sleep(0.05)
 
@@ -288,6 +298,7 @@ class Link:
         self._nc = nc
         if self._follow is not None:
             await nc.subscribe(self.figures_subject, cb=self._on_figures)
+        await nc.subscribe(self.stopped_subject, cb=self._on_peer_stopped)
         sharing = asyncio.create_task(self._share_figures()) if self._share is not None else None
         reliable = asyncio.create_task(self._send_reliably(nc, self._reliable))
         await nc.flush()
@@ -302,6 +313,8 @@ class Link:
                 logger.debug("link {}: dropped a message for {}: {}", self.name, subject, error)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(reliable, STOP_FLUSH_SECONDS)
+        with contextlib.suppress(NatsError):
+            await nc.publish(self.stopped_subject, self.name.encode())
         if sharing is not None:
             sharing.cancel()
             await self._publish_figures()
@@ -384,6 +397,11 @@ class Link:
             return
         with contextlib.suppress(NatsError):
             await nc.publish(self.figures_subject, json.dumps(share(), default=str).encode())
+
+    async def _on_peer_stopped(self, msg: Msg) -> None:
+        name = msg.data.decode(errors="replace")
+        if name != self.name:
+            self._peers_stopped.add(name)
 
     async def _on_figures(self, msg: Msg) -> None:
         if self._follow is None:

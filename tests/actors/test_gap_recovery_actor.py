@@ -105,6 +105,50 @@ def test_an_expected_gap_starts_where_the_feed_was_at_the_drop_not_where_it_is_a
     assert datetime.fromisoformat(gap["start"]) == last_before
 
 
+def test_a_gap_open_already_moves_back_to_an_earlier_start_but_never_forward(tmp_path: Path, kis_sim) -> None:
+    """A drop's gap, then the restart after a kill reaches back to the last tick on disk: the gap starts
+    there; a later start told for it changes nothing."""
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbol = plane.symbols(1)[0]
+    dropped = kis_sim.clock.now().replace(microsecond=0) - timedelta(seconds=20)
+    on_disk = dropped - timedelta(seconds=1.5)
+    plane.tell("gaps", trades_at(symbol, on_disk - timedelta(seconds=1), on_disk,
+                                 dropped - timedelta(seconds=0.5)))  # the last one never reached the disk
+    for at, reason in ((dropped, "websocket_reconnect"), (on_disk, "observer_restart"),
+                       (dropped, "websocket_reconnect")):
+        plane.tell("gaps", ExpectedGapStarted(at=at, account="acct1", symbols=(symbol,), reason=reason))
+    plane.tell("gaps", ExpectedGapEnded(at=dropped + timedelta(seconds=2), account="acct1", symbols=(symbol,),
+                                        started_at=on_disk, reason="observer_restart"))
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
+    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+    assert datetime.fromisoformat(gap["start"]) == on_disk
+
+
+def test_a_bad_frames_gap_starts_at_the_last_tick_before_it_even_when_later_ticks_arrive_first(
+    tmp_path: Path, kis_sim
+) -> None:
+    """The connection told the bad frame before the ticks after it, but those crossed the link on its
+    faster path and came first: the gap starts at the last tick before the frame (the message's `since`),
+    not at one after it, so the frame's own ticks are inside it."""
+    plane = gaps_plane(tmp_path, kis_sim)
+    symbol = plane.symbols(1)[0]
+    arrived = kis_sim.clock.now().replace(microsecond=0) - timedelta(seconds=20)
+    last_before = arrived - timedelta(seconds=2)
+    plane.tell("gaps", trades_at(symbol, last_before - timedelta(seconds=1), last_before))
+    plane.tell("gaps", trades_at(symbol, arrived - timedelta(seconds=0.5)))  # after the frame, here first
+    plane.tell("gaps", TicksMissed(at=arrived, account="acct1", symbols=(symbol,), reason="bad_frame",
+                                   since=((symbol, last_before),)))
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
+    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+    assert (datetime.fromisoformat(gap["start"]), gap["reason"]) == (last_before, "bad_frame")
+
+
 def test_a_short_gap_is_back_filled_from_minute_bars(tmp_path: Path, kis_sim) -> None:
     plane = gaps_plane(tmp_path, kis_sim)
     symbol = plane.symbols(1)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from datetime import datetime, timedelta
 
@@ -428,6 +429,87 @@ def test_a_start_opens_a_gap_from_each_target_symbols_last_tick_on_disk(plane: D
                for symbol in m.symbols}
     assert started == restart_ends()
     assert plane.status().open_gaps == ()
+
+
+def test_a_start_after_a_kill_opens_a_gap_for_a_symbol_that_just_left_the_target(plane: DataPlane) -> None:
+    """A kill right after the slot manager dropped a symbol: its last ticks may never have reached the disk
+    (queued, or in the recorder's buffers), so the next start opens its restart gap too, from its last tick
+    on disk, and ends it at once (it is not wanted). One that left well before the kill missed nothing."""
+    name = plane.start_ws()
+    symbols = plane.symbols(4)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    subscribe(plane, symbols[2:])  # symbols[0] and symbols[1] leave the target
+    assert wait_until(lambda: plane.status().target == symbols[2:], WAIT)
+    state = plane.context.paths.state_dir / "subscriptions.acct1.json"
+    killed = json.loads(state.read_text(encoding="utf-8"))  # what a SIGKILL leaves: the state last saved
+    left_at = datetime.fromisoformat(killed["left"][symbols[1]])
+    killed["left"][symbols[1]] = (left_at - timedelta(seconds=40)).isoformat()  # it left 40 s before the kill
+    ref = plane.directory.ref(name)
+    assert ref is not None
+    ref.stop()
+    plane.directory.unregister(name)
+    state.write_text(json.dumps(killed), encoding="utf-8")
+
+    plane.start_ws()  # a new process
+    now = plane.sim.clock.now()
+    last = {symbols[0]: now - timedelta(seconds=3), symbols[1]: now - timedelta(seconds=45),
+            symbols[2]: now - timedelta(seconds=2)}
+    plane.tell(name, DowntimeFound(at=now, account="acct1", last_streamed=tuple(sorted(last.items()))))
+    plane.wait_confirmed(symbols[2:])
+
+    def restart_ends() -> dict[str, datetime]:
+        return {symbol: m.started_at for m in plane.received("gaps", ExpectedGapEnded) if m.reason == RESTART
+                for symbol in m.symbols}
+
+    assert wait_until(lambda: len(restart_ends()) == 3, WAIT)
+    assert restart_ends() == {symbols[0]: last[symbols[0]], symbols[2]: last[symbols[2]],
+                              symbols[3]: last[symbols[0]]}
+    assert plane.status().open_gaps == ()
+
+
+def test_a_gap_open_at_a_kill_reaches_back_to_the_last_tick_on_disk(plane: DataPlane) -> None:
+    """A kill right after a drop: the drop's gap, saved open, starts after ticks that were still in the
+    recorder's buffers; at the next start it becomes the restart's gap, from the last tick on disk."""
+    name = plane.start_ws()
+    symbols = plane.symbols(2)
+    subscribe(plane, symbols)
+    plane.wait_confirmed(symbols)
+    state = plane.context.paths.state_dir / "subscriptions.acct1.json"
+    killed = json.loads(state.read_text(encoding="utf-8"))
+    now = plane.sim.clock.now()
+    dropped = now - timedelta(seconds=5)
+    killed["gaps"] = {symbol: [dropped.isoformat(), "websocket_reconnect"] for symbol in symbols}
+    ref = plane.directory.ref(name)
+    assert ref is not None
+    ref.stop()
+    plane.directory.unregister(name)
+    state.write_text(json.dumps(killed), encoding="utf-8")  # what a SIGKILL during the drop leaves
+
+    plane.sim.faults.refuse_reconnects(1.0)  # the downtime is told before any symbol is confirmed again
+    plane.start_ws()
+    last = {symbols[0]: dropped - timedelta(seconds=2), symbols[1]: dropped + timedelta(seconds=1)}
+    plane.tell(name, DowntimeFound(at=now, account="acct1", last_streamed=tuple(sorted(last.items()))))
+    plane.wait_confirmed(symbols)
+    assert wait_until(lambda: len(plane.received("gaps", ExpectedGapEnded)) >= 2, WAIT)
+    ends = {symbol: (m.started_at, m.reason) for m in plane.received("gaps", ExpectedGapEnded)
+            for symbol in m.symbols}
+    assert ends == {symbols[0]: (last[symbols[0]], RESTART), symbols[1]: (dropped, "websocket_reconnect")}
+    started = [(m.symbols, m.at, m.reason) for m in plane.received("gaps", ExpectedGapStarted)]
+    assert started == [((symbols[0],), last[symbols[0]], RESTART)]
+
+
+def test_a_miss_tells_each_symbols_last_tick_passed_on_before_it(plane: DataPlane) -> None:
+    """The gap actor may get the ticks after a miss before the miss itself (over the link between
+    processes): the connection says where each symbol's gap begins, from the ticks it passed on in order."""
+    plane.start_ws()
+    plane.tell("ws.acct1", TicksReceived(at=START, account="acct1", ticks=(tick_at(3), tick_at(5)),
+                                         received_mono=0.0))
+    plane.tell("ws.acct1", TicksShed(("005930", "000660"), START.replace(second=9)))
+    plane.tell("ws.acct1", TicksReceived(at=START, account="acct1", ticks=(tick_at(8),), received_mono=0.0))
+    assert wait_until(lambda: plane.received("gaps", TicksMissed), WAIT)
+    (missed,) = plane.received("gaps", TicksMissed)
+    assert missed.symbols == ("005930", "000660") and missed.since == (("005930", START.replace(second=5)),)
 
 
 def test_a_full_receive_queue_drops_trades_and_reports_their_symbols_before_the_next_ones() -> None:

@@ -27,7 +27,7 @@ from messages.streaming import ConnectionChanged, ConnectionState, CurrentTarget
 from messages.system import Crash
 from runtime.clock import KST, SystemClock
 from spine.internal import MESSAGE_TYPES, NotCrossable, decode, encode, internal_subject
-from spine.link import Link, RemoteError
+from spine.link import SETTLE_QUIET_SECONDS, Link, RemoteError
 from spine.server import NatsServer
 
 AT = datetime(2026, 9, 14, 9, 31, 5, tzinfo=KST)
@@ -220,3 +220,34 @@ def test_ticks_told_while_nats_is_down_reach_the_other_process_in_order_once_bot
 def tick_numbered(number: int) -> TicksReceived:
     return TicksReceived(at=AT + timedelta(seconds=number), account="sim1",
                          ticks=(trade("005930", 71000 + number),), received_mono=float(number), frames=1)
+
+
+def test_settling_waits_until_the_other_process_said_it_stopped(nats_server: NatsServer) -> None:
+    """A stopping stream process keeps its recorder until control's last messages are in: control sends
+    its last gap markers only after its other actors stopped, which may be more than a quiet second."""
+    clock = SystemClock()
+    stream, control = Directory(clock), Directory(clock)
+    got: list[Any] = []
+    recorder = Recording.start("recorder", stream, got, threading.Event())
+    stream.register("recorder", recorder)
+    stream_link = Link(nats_server.url, "test", name="stream").start(stream)
+    control_link = Link(nats_server.url, "test", name="control").start(control)
+    control.route_remote(control_link, ["recorder"])
+    stream_link.serve(["recorder"])
+    last = GapMarked(at=AT, account="sim1", marker=gap_marker(
+        Gap(symbol="005930", start=AT, end=AT, expected=True, reason="observer_stop"), "stopped", at=AT))
+
+    def control_stops_late() -> None:
+        time.sleep(SETTLE_QUIET_SECONDS + 0.5)
+        control.tell("recorder", last)
+        control_link.stop()
+
+    stopping = threading.Thread(target=control_stops_late)
+    stopping.start()
+    try:
+        stream_link.settle("control")
+        assert last in got
+    finally:
+        stopping.join()
+        stream_link.stop()
+        pykka.ActorRegistry.stop_all()
