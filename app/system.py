@@ -97,6 +97,7 @@ class ObserverSystem:
         self.metrics = Metrics()
         self.publisher = publisher
         self._started = time.monotonic()
+        self._named_accounts = named_accounts
         self.vault = credentials_for(role, settings, clock, rest_url, own_approval=named_accounts)
         self.context = ObserverContext(
             settings=settings,
@@ -259,11 +260,12 @@ class ObserverSystem:
         """Stream process, stopping, between its connection actors and its recorder: once the control
         process has what the connections said as they closed, say so (`run.py` then stops control, whose
         gap actor marks the last gaps, as in one process) and wait until its markers are in: until its link
-        says it stopped (or SETTLE_LIMIT_SECONDS, when control is not running)."""
+        says it stopped (or SETTLE_LIMIT_SECONDS, when control is not running). A worker of named accounts
+        stops alone (the control goes on), so it waits only for the answers to its last messages."""
         assert self.link is not None
         self.link.flush()
         print(CONNECTIONS_CLOSED, flush=True)
-        self.link.settle("control")
+        self.link.settle(None if self._named_accounts else "control")
 
     def _figures(self) -> dict[str, Any]:
         """What the stream process shares with the control process's dashboard and summary."""
