@@ -25,6 +25,7 @@ Prints one JSON summary; exit 0 when every check holds, 3 when one fails, 1 when
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -65,6 +66,8 @@ LIMIT_SECONDS = 15.0
 UP_TIMEOUT_SECONDS = 180.0
 """The first control issues four keys' tokens and builds the universe before it says ready."""
 STOP_TIMEOUT_SECONDS = 40.0
+CONNECTIONS_CLOSED = "observer: stream connections closed"
+"""A stream worker's line as it stops, once what its connections said as they closed is on the spine."""
 
 
 def app_key(number: int) -> str:
@@ -224,7 +227,8 @@ class ClusterDay:
 
     def worker(self, name: str) -> RoleProcess:
         self.worker_starts[name] += 1
-        argv = self.role_argv("stream", self.root / name, "--accounts", ",".join(WORKERS[name]), "--http", "off")
+        accounts = ",".join(WORKERS[name])
+        argv = self.role_argv("stream", self.root / name, "--accounts", accounts, "--http", "off")
         return self.spawn(name, argv)
 
     @contextmanager
@@ -245,20 +249,39 @@ class ClusterDay:
             try:
                 yield
             finally:
-                order = {"worker": 0, "control": 1, "store": 2}
-                for process in sorted(self.processes, key=lambda p: order[p.name.split("-")[0]]):
-                    process.stop()
+                self.stop_all()
+
+    def stop_all(self) -> None:
+        """As `run.py` stops its processes: the stream workers first; once each has said its connections
+        are closed (or is gone) the controls, whose gap actors mark the last gaps while the workers' recorders
+        still take them; the store last, so it writes the last facts."""
+        by_kind: dict[str, list[RoleProcess]] = {"worker": [], "control": [], "store": []}
+        for process in self.processes:
+            by_kind[process.name.split("-")[0]].append(process)
+        for process in by_kind["worker"]:
+            if process.alive:
+                process.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: all(not p.alive or p.said(CONNECTIONS_CLOSED) for p in by_kind["worker"]),
+                     STOP_TIMEOUT_SECONDS, "the workers' connections closed")
+        for process in by_kind["control"]:
+            if process.alive:
+                process.process.send_signal(signal.SIGTERM)
+        for process in [*by_kind["worker"], *by_kind["control"], *by_kind["store"]]:
+            process.stop()
 
     def bring_up(self) -> None:
         """Control A, then standby B (sharing A's token cache, as a network mount would), the workers and the
         store; returns once A is ready and both workers stream."""
         self.control_a = self.control("control-a")
-        wait_for(lambda: self.control_a.said("observer: control active"), UP_TIMEOUT_SECONDS, "control A active")
+        wait_for(lambda: self.control_a.said("observer: control active"), UP_TIMEOUT_SECONDS,
+                 "control A active")
         tokens = self.root / "control-b" / "sim" / "tokens"
         tokens.parent.mkdir(parents=True, exist_ok=True)
         tokens.symlink_to(self.root / "control-a" / "sim" / "tokens", target_is_directory=True)
         self.control_b = self.control("control-b")
-        wait_for(lambda: self.control_a.said("observer: control ready"), UP_TIMEOUT_SECONDS, "control A ready")
+        wait_for(lambda: self.control_a.said("observer: control ready"), UP_TIMEOUT_SECONDS,
+                 "control A ready")
         self.store = self.spawn("store", [sys.executable, "-m", "store", "--nats", self.cluster.urls,
                                           "--data-dir", str(self.root / "store"), "--log-dir",
                                           str(self.root / "store" / "logs")])
@@ -358,7 +381,8 @@ class ClusterDay:
         }
         self.check(reconciliation.ticks_lost == 0, f"{reconciliation.ticks_lost} ticks lost outside gaps")
         self.check(reconciliation.sim_ticks_sent > 0, "no tick sent")
-        self.check(not refused, f"a second session was tried for a key: {summary['sessions_refused_key_in_use']}")
+        self.check(not refused,
+                   f"a second session was tried for a key: {summary['sessions_refused_key_in_use']}")
         self.check(self.watch.max_open_per_key <= 1, "two sessions open for one key")
         self.check(all(count <= allowed[account] for account, count in sessions.items()),
                    f"a key reopened its session though its worker did not restart: {sessions}")
@@ -388,7 +412,8 @@ class ClusterDay:
                     self.failures.append(str(error))
                     self.figures.setdefault("takeover_seconds", None)
                     self.figures.setdefault("reassignment_seconds", None)
-                ended_alive = [p.name for p in (self.control_b, self.store, *self.workers.values()) if p.alive]
+                last = (self.control_b, self.store, *self.workers.values())
+                ended_alive = [process.name for process in last if process.alive]
                 self.figures["alive_at_end"] = ended_alive
             finally:
                 self.watch.stop()
@@ -410,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="real seconds of the plan once every process is up (120)")
     parser.add_argument("--speed", type=positive_number, default=5.0,
                         help="simulated seconds per real second (5)")
-    parser.add_argument("--date", type=trading_date, default=date(2024, 3, 4), help="simulated day (20240304)")
+    parser.add_argument("--date", type=trading_date, default=date(2024, 3, 4),
+                        help="simulated day YYYYMMDD (20240304)")
     parser.add_argument("--start", type=clock_time, default=time_of_day(10, 0),
                         help="simulated start HH:MM (10:00)")
     parser.add_argument("--symbols", type=int, default=400, help="listed symbols (400)")
