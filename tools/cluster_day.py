@@ -194,7 +194,7 @@ class ClusterDay:
     """The layout of the day, its plan and what was measured; `run()` returns the summary."""
 
     def __init__(self, root: Path, *, duration: float, speed: float, day: date, start: time_of_day,
-                 symbols: int, seed: int) -> None:
+                 symbols: int, seed: int, restart_worker: bool = True) -> None:
         self.root = root
         self.duration = duration
         self.speed = speed
@@ -202,6 +202,7 @@ class ClusterDay:
         self.start = start
         self.symbols = symbols
         self.seed = seed
+        self.restart_worker = restart_worker
         self.events: dict[str, float] = {}
         self.figures: dict[str, Any] = {}
         self.failures: list[str] = []
@@ -340,13 +341,14 @@ class ClusterDay:
         self.figures["symbols_on_the_dead_worker"] = len(moved)
         self.figures["symbols_moved"] = len(moved & set().union(*self.slotted().values()))
 
-        self.at(RESTART_WORKER_AT, settled + SETTLE_SECONDS)
-        self.workers["worker-2"] = self.worker("worker-2")
-        back = wait_for(lambda: all(self.watch.registered().get(a) for a in WORKERS["worker-2"]), 60,
-                        "the restarted worker streaming")
-        self.figures["worker_back_seconds"] = round(time.monotonic() - self.events["worker_killed"], 2)
+        if self.restart_worker:
+            self.at(RESTART_WORKER_AT, settled + SETTLE_SECONDS)
+            self.workers["worker-2"] = self.worker("worker-2")
+            wait_for(lambda: all(self.watch.registered().get(a) for a in WORKERS["worker-2"]), 60,
+                     "the restarted worker streaming")
+            self.figures["worker_back_seconds"] = round(time.monotonic() - self.events["worker_killed"], 2)
 
-        self.at(KILL_NATS_AT, time.monotonic() + SETTLE_SECONDS if back else 0.0)
+        self.at(KILL_NATS_AT, time.monotonic() + SETTLE_SECONDS)
         victim = self.cluster.servers[0]
         victim.kill()
         self.events["nats_killed"] = time.monotonic()
@@ -399,11 +401,13 @@ class ClusterDay:
 
     def run(self) -> tuple[int, dict[str, Any]]:
         self.root.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
         with self.layout():
             self.watch = Watch(self.sim).start()
             try:
                 try:
                     self.bring_up()
+                    self.figures["up_seconds"] = round(time.monotonic() - began, 1)
                 except AssertionError as error:
                     return EXIT_NOT_UP, {"error": f"the layout did not come up: {error}"}
                 try:
@@ -413,17 +417,22 @@ class ClusterDay:
                     self.figures.setdefault("takeover_seconds", None)
                     self.figures.setdefault("reassignment_seconds", None)
                 last = (self.control_b, self.store, *self.workers.values())
+                if not self.restart_worker:
+                    last = (self.control_b, self.store, self.workers["worker-1"])
                 ended_alive = [process.name for process in last if process.alive]
                 self.figures["alive_at_end"] = ended_alive
             finally:
                 self.watch.stop()
-        for process in (self.control_b, self.store, *self.workers.values()):
-            self.check(process.name in ended_alive, f"{process.name} died during the day")
+        for name in ("control-b", "store", *(WORKERS if self.restart_worker else ["worker-1"])):
+            self.check(name in ended_alive, f"{name} died during the day")
         self.check(self.figures.get("takeover_seconds") is not None
                    and self.figures.get("reassignment_seconds") is not None, "the plan did not complete")
         if None in (self.figures.get("takeover_seconds"), self.figures.get("reassignment_seconds")):
             return EXIT_FAILED_CHECK, {**self.figures, "failed_checks": self.failures}
+        stopped = time.monotonic()
         summary = self.conclude()
+        summary["reconcile_seconds"] = round(time.monotonic() - stopped, 1)
+        summary["total_seconds"] = round(time.monotonic() - began, 1)
         return (EXIT_OK if not self.failures else EXIT_FAILED_CHECK), summary
 
 
@@ -441,9 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="simulated start HH:MM (10:00)")
     parser.add_argument("--symbols", type=int, default=400, help="listed symbols (400)")
     parser.add_argument("--seed", type=int, default=1, help="market model seed (1)")
+    parser.add_argument("--no-restart", action="store_true",
+                        help="leave the killed worker dead (default: restarted, it takes its keys back)")
     args = parser.parse_args(argv)
     day = ClusterDay(args.dir, duration=args.duration, speed=args.speed, day=args.date, start=args.start,
-                     symbols=args.symbols, seed=args.seed)
+                     symbols=args.symbols, seed=args.seed, restart_worker=not args.no_restart)
     code, summary = day.run()
     print(json.dumps(summary, indent=1, default=str), flush=True)
     return code
