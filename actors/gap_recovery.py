@@ -20,8 +20,9 @@ that floor back with it, by `FEED_LAG_LIMIT_SECONDS` at most: its ticks in fligh
 | ExpectedGapStarted | open gaps noted (for the suspension marker) |
 | ExpectedGapEnded | one expected gap per symbol, handled by the policy |
 | TicksMissed | a gap per symbol from its last tick before the miss to `at` (bad frame, backpressure, |
-|  | stop), handled by the policy; `until_next_tick` (a dead worker's symbols): to the symbol's next |
-|  | tick from another account, at most `MOVE_LIMIT_SECONDS` after `at` (none by then: no slot, or quiet) |
+|  | stop), handled by the policy; `until_next_tick` (a dead worker's symbols): from its last tick |
+|  | received `UNJOURNALED_SECONDS` before its last one to its next tick from another account, at most |
+|  | `MOVE_LIMIT_SECONDS` after `at` (no tick by then: it found no slot, or is quiet) |
 | ConnectionChanged SUSPENDED | a marker per open gap of that account ("still open") + SystemAlert |
 | SetSubscriptions (passed on by the connection) | symbols that left or joined the account's target: |
 |  | their tracking ends (no silence measured across a time not subscribed) |
@@ -38,6 +39,8 @@ import contextlib
 import itertools
 import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,6 +69,10 @@ QUEUE_LIMIT = 500
 WORKER_STOP_SECONDS = 5.0
 MOVE_LIMIT_SECONDS = 60.0
 """A moved symbol's gap ends here when no tick of it came: its new subscription is long confirmed by then."""
+UNJOURNALED_SECONDS = 3.0
+"""Real seconds of a symbol's last ticks a SIGKILLed stream worker's journal may lack: its recorder hands
+lines to the OS within a second (`actors.recorder.FLUSH_INTERVAL_SECONDS`), and the ticks took a while to
+reach this actor. A dead worker's gap starts before them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,9 @@ class GapRecoveryActor(ObserverActor):
         self.context = context
         self.detector = GapDetector(context.settings.gaps)
         self._last_tick: dict[str, datetime] = {}
+        self._recent: dict[str, deque[tuple[float, datetime]]] = {}
+        """Symbol -> (arrival, exchange time) of its ticks of the last UNJOURNALED_SECONDS and the one
+        before them."""
         self._feed_head: dict[str, datetime] = {}  # account -> newest exchange time of its feed
         self._open: dict[tuple[str, str], tuple[datetime, str]] = {}  # (account, symbol) -> (start, reason)
         self._marked_open: set[tuple[str, str]] = set()  # open gaps already marked "still open" (suspension)
@@ -200,12 +210,14 @@ class GapRecoveryActor(ObserverActor):
             self._end_moves(message)
         observe = self.detector.observe
         last_tick = self._last_tick
+        arrived = time.monotonic()
         for tick in message.ticks:
             symbol, at = tick.symbol, tick.exchange_time
             previous = last_tick.get(symbol)
             if previous is not None and at <= previous:
                 continue
             last_tick[symbol] = at
+            self._arrived(symbol, at, arrived)
             gap = observe(symbol, at)
             if gap is not None:
                 self._handle(message.account, gap)
@@ -214,6 +226,14 @@ class GapRecoveryActor(ObserverActor):
             head = self._feed_head.get(message.account)
             if head is None or newest > head:
                 self._feed_head[message.account] = newest
+
+    def _arrived(self, symbol: str, at: datetime, arrived: float) -> None:
+        """Keep the symbol's ticks of the last UNJOURNALED_SECONDS (and the one before them, the last one
+        surely on a dead worker's disk)."""
+        recent = self._recent.setdefault(symbol, deque())
+        recent.append((arrived, at))
+        while len(recent) > 1 and recent[1][0] < arrived - UNJOURNALED_SECONDS:
+            recent.popleft()
 
     def _open_expected(self, message: ExpectedGapStarted) -> None:
         """The start is fixed now: ticks seen later may come from after the reconnect. A gap open already
@@ -242,12 +262,17 @@ class GapRecoveryActor(ObserverActor):
     def _missed(self, message: TicksMissed) -> None:
         """The missed ticks came after each symbol's last tick received before them, so the gap starts
         there: the connection's `since` (ticks after the miss may have reached this actor first), else this
-        actor's last tick of the symbol, else `IN_FLIGHT_SECONDS` before `at`."""
+        actor's last tick of the symbol, else `IN_FLIGHT_SECONDS` before `at`. A dead worker's
+        (`until_next_tick`) starts at the last tick received UNJOURNALED_SECONDS before its last one: the
+        ticks after that may have died in its recorder's buffers."""
         fallback = message.at - timedelta(seconds=IN_FLIGHT_SECONDS)
         since = dict(message.since)
         for symbol in message.symbols:
             last = since.get(symbol, self._last_tick.get(symbol))
             start = fallback if last is None or last > message.at else last
+            recent = self._recent.get(symbol)
+            if message.until_next_tick and recent and last is not None and last <= message.at:
+                start = min(start, recent[0][1])
             if message.until_next_tick:
                 limit = message.at + timedelta(seconds=MOVE_LIMIT_SECONDS)
                 self._moving[symbol] = (message.account, start, limit, message.reason)
@@ -281,6 +306,7 @@ class GapRecoveryActor(ObserverActor):
             return
         for symbol in self.detector.retarget(previous, message.symbols):
             self._last_tick.pop(symbol, None)
+            self._recent.pop(symbol, None)
 
     def _handle(self, account: str, gap: Gap) -> None:
         self.context.metrics.inc("gaps_detected")

@@ -100,6 +100,7 @@ from core.slots import (
     allocate_slots,
     market_exclusion,
     release_account,
+    release_accounts,
     restore_account,
     shrink_capacity,
     stale_symbols,
@@ -534,19 +535,22 @@ class SlotManagerActor(ObserverActor):
         streams again takes its symbols back and gets its target set."""
         now = self.context.clock.now()
         served = set(message.served)
+        lost = [account for account in self._account_names()
+                if account not in served and account not in self._unserved]
+        for account in lost:  # all first: no symbol of a lost account moves to another lost one
+            self._unserved.add(account)
+            symbols = self._state.account(account).symbols
+            dead = f" (dead: {', '.join(message.dead)})" if message.dead else ""
+            self.log.warning("{}: no live stream worker streams it{}: failover of its {} symbols",
+                             account, dead, len(symbols))
+            if symbols and account not in message.stopped:
+                self.directory.tell("gaps", TicksMissed(at=now, account=account, symbols=symbols,
+                                                        reason="worker_lost", until_next_tick=True))
+        if lost:
+            self._apply(release_accounts(self._state, lost, now), now, full=False)
+            self._save()
         for account in self._account_names():
-            if account not in served and account not in self._unserved:
-                self._unserved.add(account)
-                symbols = self._state.account(account).symbols
-                dead = f" (dead: {', '.join(message.dead)})" if message.dead else ""
-                self.log.warning("{}: no live stream worker streams it{}: failover of its {} symbols",
-                                 account, dead, len(symbols))
-                if symbols and account not in message.stopped:
-                    self.directory.tell("gaps", TicksMissed(at=now, account=account, symbols=symbols,
-                                                            reason="worker_lost", until_next_tick=True))
-                self._apply(release_account(self._state, account, now), now, full=False)
-                self._save()
-            elif account in served and account in self._unserved:
+            if account in served and account in self._unserved:
                 self._unserved.discard(account)
                 self.log.info("{}: a stream worker streams it again: it takes its symbols back", account)
                 self._apply(restore_account(self._state, account, now), now, full=False)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
@@ -327,11 +327,13 @@ def _spill_block(
         spill.add(name, symbol[begin].as_py(), table.slice(begin, end - begin).select(SPILLED))
 
 
-def tick_files(paths: DataPaths, account: str) -> dict[str, list[Path]]:
-    """Symbol -> the account's tick files of that symbol, every day."""
+def tick_files(roots: Sequence[DataPaths], account: str) -> dict[str, list[Path]]:
+    """Symbol -> the account's tick files of that symbol, every day, in every data root (a stream worker
+    per host journals under its own)."""
     found: dict[str, list[Path]] = defaultdict(list)
-    for path in sorted((paths.observer / "scalp" / account).glob("*/*/ticks_*.jsonl")):
-        found[path.stem.removeprefix("ticks_")].append(path)
+    for paths in roots:
+        for path in sorted((paths.observer / "scalp" / account).glob("*/*/ticks_*.jsonl")):
+            found[path.stem.removeprefix("ticks_")].append(path)
     return found
 
 
@@ -365,10 +367,10 @@ def _streamed(path: Path, block: pa.RecordBatch | pa.Table) -> pa.Table:
     return pa.table({"second": seconds, "cum_volume": block.column("cum_volume")})
 
 
-def gap_cover(paths: DataPaths, accounts: Iterable[str]) -> GapCover:
-    """Recovered gaps from the recovery files, marked gaps from the gap markers."""
+def gap_cover(roots: Sequence[DataPaths], accounts: Iterable[str]) -> GapCover:
+    """Recovered gaps from the recovery files, marked gaps from the gap markers, of every data root."""
     cover = GapCover()
-    for account in accounts:
+    for paths, account in ((paths, account) for paths in roots for account in accounts):
         for path in sorted((paths.observer / "scalp" / account).glob("*/*/recovery_*.jsonl")):
             for row in JsonlReader(path):
                 try:
@@ -389,19 +391,21 @@ def gap_cover(paths: DataPaths, accounts: Iterable[str]) -> GapCover:
     return cover
 
 
-def alert_ledger(paths: DataPaths) -> Iterator[dict[str, Any]]:
-    for path in sorted((paths.observer / "system" / "alerts").glob("*_alerts.jsonl")):
-        yield from JsonlReader(path)
+def alert_ledger(roots: Sequence[DataPaths]) -> Iterator[dict[str, Any]]:
+    for paths in roots:
+        for path in sorted((paths.observer / "system" / "alerts").glob("*_alerts.jsonl")):
+            yield from JsonlReader(path)
 
 
 def reconcile_run(
-    paths: DataPaths, sent_log: Path, accounts_by_key_hash: Mapping[str, str]
+    paths: DataPaths | Sequence[DataPaths], sent_log: Path, accounts_by_key_hash: Mapping[str, str]
 ) -> Reconciliation:
-    """Read a run's files (`paths`: its data root) and reconcile them with the simulator's sent log, one
-    (account, symbol) at a time."""
+    """Read a run's files (`paths`: its data root, or the roots of processes on several hosts, taken
+    together) and reconcile them with the simulator's sent log, one (account, symbol) at a time."""
+    roots = [paths] if isinstance(paths, DataPaths) else list(paths)
     accounts = sorted(set(accounts_by_key_hash.values()))
-    cover = gap_cover(paths, accounts)
-    files = {account: tick_files(paths, account) for account in accounts}
+    cover = gap_cover(roots, accounts)
+    files = {account: tick_files(roots, account) for account in accounts}
     matched = recovered = marked = 0
     lost_count = 0
     sample: list[SentRecord] = []
@@ -426,4 +430,4 @@ def reconcile_run(
                                      key=lambda r: (r.second, r.account, r.symbol, r.cum_volume))
         total, faulty = spill.sent, spill.faulty
     return Reconciliation(total, matched, recovered, marked, lost_count, faulty,
-                          duplicate_alerts(alert_ledger(paths)), tuple(describe_lost(r) for r in sample))
+                          duplicate_alerts(alert_ledger(roots)), tuple(describe_lost(r) for r in sample))

@@ -393,31 +393,40 @@ def allocate_slots(
 
 
 def release_account(state: SlotState, account: str, now: datetime) -> Allocation:
-    """Failover: `account` is down; hand its symbols to the other accounts' free slots.
+    """Failover: `account` is down; its symbols go to the other accounts (`release_accounts`)."""
+    return release_accounts(state, (account,), now)
+
+
+def release_accounts(state: SlotState, accounts: Sequence[str], now: datetime) -> Allocation:
+    """Failover: `accounts` are down together (a dead worker's keys); hand their symbols to the other
+    accounts' free slots, never to one of them.
 
     Pinned symbols move first (evicting the weakest unpinned symbol if no slot is free), then by score.
     Moved symbols remember their home account so `restore_account` can take them back. Symbols that find no
-    slot overflow. The account gets no new symbols until it is restored.
+    slot overflow. The accounts get no new symbols until they are restored.
     """
     pool = _Pool(state, now)
-    failed = pool.get(account)
-    if not failed.available:
+    failed = [pool.get(account) for account in accounts]
+    failed = [account for account in failed if account.available]
+    if not failed:
         return pool.finish()
-    failed.available = False
-    moving = sorted(failed.slots.values(), key=_move_order)
-    for slot in moving:
-        pool.remove(slot.symbol, f"account {account} failed", cooldown=False)
+    for account in failed:
+        account.available = False
+    moving = sorted(((slot, account.name) for account in failed for slot in account.slots.values()),
+                    key=lambda item: _move_order(item[0]))
+    for slot, name in moving:
+        pool.remove(slot.symbol, f"account {name} failed", cooldown=False)
         pool.competitors.add(slot.symbol)
-    for slot in moving:
-        home = slot.home or account
+    for slot, name in moving:
+        home = slot.home or name
         target = pool.free_account()
         if target is None and slot.pinned:
             target = pool.evict_for_pinned(slot.symbol)
         if target is None:
             pool.overflow_slot(slot, OverflowReason.ACCOUNT_UNAVAILABLE,
-                               f"account {account} failed and no other account has a free slot", account)
+                               f"account {name} failed and no other account has a free slot", name)
             continue
-        pool.place(target, _moved(slot, home, target.name), f"moved from failed account {account}")
+        pool.place(target, _moved(slot, home, target.name), f"moved from failed account {name}")
     return pool.finish()
 
 

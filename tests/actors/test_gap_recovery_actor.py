@@ -408,3 +408,22 @@ def test_a_dead_workers_symbol_has_one_gap_from_its_last_tick_to_its_first_on_an
     assert max(end for _start, end in ranges[moved]) == first_elsewhere
     (marker,) = [m for m in markers(plane) if m["symbol"] == quiet]  # its limit is 60 s ahead: still open
     assert "still open" in marker["detail"]
+
+
+def test_a_dead_workers_gap_covers_the_last_seconds_its_journal_may_lack(tmp_path: Path, kis_sim) -> None:
+    """A SIGKILLed worker's recorder had not written its last second of ticks: the gap starts at the tick
+    received before the last UNJOURNALED_SECONDS, not at the last tick this actor saw."""
+    plane = gaps_plane(tmp_path, kis_sim)
+    (moved,) = plane.symbols(1)
+    found = kis_sim.clock.now().replace(microsecond=0) - timedelta(seconds=40)
+    last = found - timedelta(seconds=6)
+    for seconds in (2, 1, 0):  # three seconds' ticks arriving within a real second
+        plane.tell("gaps", trades_at(moved, last - timedelta(seconds=seconds)))
+    plane.tell("gaps", TicksMissed(at=found, account="acct1", symbols=(moved,), reason="worker_lost",
+                                   until_next_tick=True))
+    elsewhere = trades_at(moved, found + timedelta(seconds=4))
+    plane.tell("gaps", elsewhere.model_copy(update={"account": "acct2"}))
+    assert wait_until(lambda: plane.metrics.count("gaps_detected") == 1, WAIT)
+    plane.barrier("gaps")
+    pykka.ActorRegistry.stop_all()
+    assert {start for start, _end in gap_ranges(plane)[moved]} == {last - timedelta(seconds=2)}

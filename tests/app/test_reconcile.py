@@ -111,6 +111,19 @@ def test_records_inside_gaps_count_as_marked_or_recovered_by_whole_second(tmp_pa
     assert (result.ticks_in_marked_gaps, result.ticks_in_recovered_gaps, result.ticks_lost) == (2, 1, 1)
 
 
+def test_the_data_dirs_of_several_hosts_reconcile_together(tmp_path: Path) -> None:
+    """A stream worker journals under its data dir, the control that marked a gap under another: each
+    alone loses ticks, the two together none."""
+    worker, control = Run(tmp_path / "worker"), Run(tmp_path / "control")
+    worker.sent("005930", at("09:31:05"), 100)
+    worker.sent("005930", at("09:31:20"), 120)
+    worker.recorded("005930", at("09:31:05"), 100)
+    control.marked("005930", at("09:31:10"), at("09:31:30"))
+    assert reconcile_run(worker.paths, worker.sent_log, ACCOUNTS).ticks_lost == 1
+    together = reconcile_run([worker.paths, control.paths], worker.sent_log, ACCOUNTS)
+    assert (together.ticks_recorded, together.ticks_in_marked_gaps, together.ticks_lost) == (1, 1, 0)
+
+
 def test_a_recovered_gap_wins_over_a_marker_for_the_same_record() -> None:
     cover = GapCover()
     cover.add_marked("sim1", "005930", at("09:31:00"), at("09:33:00"))

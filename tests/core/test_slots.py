@@ -26,6 +26,7 @@ from core.slots import (
     churn_raised,
     market_exclusion,
     release_account,
+    release_accounts,
     restore_account,
     shrink_capacity,
     stale_symbols,
@@ -347,6 +348,20 @@ def test_a_failed_account_gets_nothing_until_restored_then_takes_its_symbols_bac
 
     refill = allocate_slots(restored.state, candidates, {"pin"}, at(301), DEFAULT, accounts)
     assert "x" in held(refill, "a")
+
+
+def test_accounts_failing_together_hand_nothing_to_each_other():
+    """A dead worker's two keys: no symbol of one moves to the other (nor evicts one of its symbols), so
+    each failed account's symbols are exactly what it held, all told as moved or overflowed."""
+    result = release_accounts(pool_state(), ("a", "b"), at(5))
+    state = result.state
+    assert not state.account("a").available and not state.account("b").available
+    assert held(result, "a") == () and held(result, "b") == ()
+    assert result.diffs["b"].subscribe == () and set(result.diffs["b"].unsubscribe) == {"b1"}
+    assert held(result, "c") == ("c2", "pin")  # the pinned one evicts the weakest there
+    unavailable = OverflowReason.ACCOUNT_UNAVAILABLE
+    assert codes(result) == {"a1": unavailable, "a2": unavailable, "b1": unavailable,
+                             "c1": OverflowReason.REPLACED}
 
 
 def test_releasing_an_account_twice_changes_nothing_the_second_time():

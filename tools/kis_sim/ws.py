@@ -271,6 +271,8 @@ class WsServer:
         self._by_key: dict[str, _Session] = {}
         self._sessions_per_key: Counter[str] = Counter()
         """App key hash -> sessions that ever registered with that key (a reconnect counts again)."""
+        self._refused_in_use: Counter[str] = Counter()
+        """App key hash -> second sessions refused while the key's session was open (APPKEY_IN_USE)."""
         self._subs: dict[str, dict[str, set[_Session]]] = {
             tr: {} for tr in (*TRADE_FEEDS, *BOOK_TR_IDS, *PROGRAM_TR_IDS, FUTURES_TR)
         }
@@ -391,6 +393,20 @@ class WsServer:
         that reconnected, or opened a second session, counts more than one."""
         return dict(self._sessions_per_key)
 
+    def refused_in_use(self) -> dict[str, int]:
+        """By app key hash: the sessions refused because the key already had one open (a client that tried
+        to open a second session for a key; KIS allows one)."""
+        return dict(self._refused_in_use)
+
+    def open_sessions_per_key(self) -> dict[str, int]:
+        """By app key hash: the sessions open now that registered with it."""
+        return dict(Counter(session.key_hash for session in list(self._sessions) if session.key_hash))
+
+    def registered_by_key(self) -> dict[str, set[str]]:
+        """By app key hash: the symbols each open session has registered for trades (any trade feed)."""
+        return {session.key_hash: {key for tr_id, key in list(session.subs) if tr_id in TRADE_FEEDS}
+                for session in list(self._sessions) if session.key_hash}
+
     def session_approval_keys(self) -> list[str]:
         """The approval key each open session registered with (sessions not registered yet are left out),
         so a test can tell which key a client presented after a refresh."""
@@ -445,6 +461,7 @@ class WsServer:
             holder = self._by_key.get(app_key)
             if holder is not None and not holder.closed:
                 session.closed = True
+                self._refused_in_use[app_key_hash(app_key)] += 1
                 return ack_text(tr_id, tr_key, AckCode.APPKEY_IN_USE)
             session.app_key = app_key
             session.key_hash = app_key_hash(app_key)
