@@ -11,13 +11,11 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import pytest
 from spine.kv import lease_bucket, state_bucket
 from spine.server import NatsServer
 from tests.spine.conftest import nats_server  # noqa: F401
+from tools.bench.roles import Role, wait_for
 from tools.kis_sim.cli import clock_line
 from tools.kis_sim.server import KisSimulator, SimConfig
 
@@ -40,52 +39,6 @@ FEEDS = ("H0STCNT0", "H0NXCNT0", "H0UNCNT0")
 def kis_sim_config(kis_sim_config: SimConfig) -> SimConfig:
     """Real time (speed 1), so the slots barely move while the controls hand over."""
     return dataclasses.replace(kis_sim_config, speed=1.0)
-
-
-class Role:
-    """One `run.py --role ...` child; its stdout lines collected as they come."""
-
-    def __init__(self, argv: list[str], out: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KIS_", "TELEGRAM_", "DISCORD_",
-                                                                           "OBSERVER_"))}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.lines: list[tuple[float, str]] = []
-        self._log = out.open("w", encoding="utf-8")
-        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append((time.monotonic(), line.rstrip("\n")))
-            self._log.write(line)
-            self._log.flush()
-
-    def said(self, text: str) -> float | None:
-        """When a line containing `text` came (monotonic), None before it does."""
-        return next((at for at, line in list(self.lines) if text in line), None)
-
-    def value(self, prefix: str) -> str:
-        return next(line.split()[1] for _, line in self.lines if line.startswith(prefix))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
 def get_json(url: str) -> Any:
