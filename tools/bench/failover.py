@@ -5,16 +5,23 @@ to 10 accounts.
     python -m tools.bench --only failover scaling [--quick]
 
 `failover`: one nats-server, the KIS simulator in this process (real time, from 10:00), two
-`run.py --role control --accounts sim1,sim2` processes (each its own data dir, as on two hosts, sharing the
-token cache as a network mount would) and two `run.py --role stream --accounts simN` workers. Each control
-kill SIGKILLs the active control and times the kill -> the standby's `observer: control ready`; the killed one
-is started again on its host as the next standby. The baseline is the first control's cold start (its start ->
-`control ready`): what a restart without a standby would cost. Each worker kill SIGKILLs the worker streaming
-the most symbols and times the kill -> the first tick of one of its symbols on the other worker's key, seen
-by a subscriber to the public ticks on NATS; the killed worker is started again. The baseline is a worker's
-cold start (its start -> its first tick on NATS). At the end every process is stopped, the simulator's sent
-log is reconciled (`app.reconcile`) with the tick files of both workers and the gap files of both controls,
-merged into one data tree: ticks lost outside recorded gaps must be 0.
+`run.py --role control --accounts 2` processes (each its own data dir, as on two hosts, sharing the token
+cache as a network mount would) and two `run.py --role stream --accounts simN` workers.
+
+Each control kill SIGKILLs the active control and times the kill -> the standby's `observer: control ready`;
+the killed one is started again on its host as the next standby. The baseline is the lease's time to live
+(`spine.control_lease_seconds`), the floor of a takeover: the dead control's lease must expire first. The
+detail splits each takeover into the wait for the lease (kill -> `control active`) and the activation, and
+gives the first control's cold start (its start -> `control ready`).
+
+Each worker kill SIGKILLs the worker streaming the most symbols and times the kill -> the first tick of one
+of its symbols on the other worker's key, seen by a subscriber to the public ticks on NATS; the killed worker
+is started again. The baseline is a worker's cold start (its start -> its first tick on NATS).
+
+At the end every process is stopped and the simulator's sent log is reconciled (`app.reconcile`) with the
+tick files of both workers and the gap files of both controls, merged into one data tree: ticks lost outside
+recorded gaps must be 0. The simulator's open sessions per app key are sampled after every takeover,
+reassignment and restart: never more than one.
 
 `scaling`: for 1..10 accounts, ticks/s through the stream side's publisher onto NATS to a subscriber in
 another process (`tools.bench.spine.publisher_rate`, ticks spread over the accounts' 41 symbols each), and the
@@ -31,6 +38,7 @@ import random
 import shutil
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
@@ -39,6 +47,7 @@ from pathlib import Path
 import nats
 
 from app.reconcile import Reconciliation, reconcile_run
+from config.settings import SpineSettings
 from core.models import Candidate, TriggerKind
 from core.settings import SlotSettings
 from core.slots import ProviderAccount, SlotState, allocate_slots
@@ -126,10 +135,17 @@ class Cluster:
     sim: KisSimulator
     nats_url: str
     roles: list[Role] = field(default_factory=list)
+    most_sessions: int = 0
+    """The most WebSocket sessions seen open at once on one app key (KIS allows one)."""
+
+    def sample_sessions(self) -> None:
+        keys = [self.sim.accounts.app_key_for_approval(key) for key in self.sim.ws.session_approval_keys()]
+        per_key = Counter(key for key in keys if key is not None)
+        self.most_sessions = max(self.most_sessions, *per_key.values(), 0)
 
     def control(self, host: str) -> Role:
         argv = role_argv(self.sim, self.nats_url, "control", self.root / host, self.root / f"logs-{host}",
-                         "--accounts", ",".join(ACCOUNTS), "--http", "off")
+                         "--accounts", str(len(ACCOUNTS)), "--http", "off")
         return self._start(argv, host)
 
     def worker(self, account: str) -> Role:
@@ -159,7 +175,7 @@ def failover(root: Path, *, control_kills: int, worker_kills: int) -> list[Resul
     cluster = Cluster(root, sim, server.url)
     watch = TickWatch(server.url).start()
     try:
-        takeovers, control_cold = _control_kills(cluster, control_kills)
+        takeovers, leases, control_cold = _control_kills(cluster, control_kills)
         reassignments, worker_cold, detail = _worker_kills(cluster, watch, worker_kills)
     finally:
         watch.stop()
@@ -167,29 +183,35 @@ def failover(root: Path, *, control_kills: int, worker_kills: int) -> list[Resul
         sim.stop()
         server.stop()
     reconciliation = _reconcile(root, config)
+    ttl = SpineSettings().control_lease_seconds
+    split = (f"lease taken p50 {percentile(sorted(leases), 50):.1f} s after the kill, then ready p50 "
+             f"{percentile(sorted(t - w for t, w in zip(takeovers, leases, strict=True)), 50):.1f} s later; "
+             f"a control's cold start {control_cold:.1f} s; baseline: the lease's time to live")
     return [
-        _percentile_result("control_failover", takeovers, 50, control_cold, "a control's cold start"),
-        _percentile_result("control_failover", takeovers, 99, control_cold, "a control's cold start"),
+        _percentile_result("control_failover", takeovers, 50, ttl, split),
+        _percentile_result("control_failover", takeovers, 99, ttl, split),
         _percentile_result("worker_reassignment", reassignments, 50, worker_cold,
-                           f"a worker's cold start to its first tick; {detail}"),
+                           f"{detail}; baseline: a worker's cold start to its first tick"),
         _percentile_result("worker_reassignment", reassignments, 99, worker_cold,
-                           f"a worker's cold start to its first tick; {detail}"),
+                           f"{detail}; baseline: a worker's cold start to its first tick"),
         Result("failover_ticks_lost_outside_gaps", float(reconciliation.ticks_lost), "ticks", "0",
                float(reconciliation.sim_ticks_sent), reconciliation.ticks_lost == 0,
                f"over {control_kills} control and {worker_kills} worker kills; baseline: ticks the simulator "
                f"sent; {reconciliation.ticks_recorded:,} recorded, "
                f"{reconciliation.ticks_in_recovered_gaps:,} in recovered and "
                f"{reconciliation.ticks_in_marked_gaps:,} in marked gaps"
+               + f"; at most {cluster.most_sessions} session(s) open on one app key at the samples"
                + (f"; lost e.g. {', '.join(reconciliation.lost_sample[:3])}" if reconciliation.lost_sample
                   else "")),
     ]
 
 
-def _control_kills(cluster: Cluster, kills: int) -> tuple[list[float], float]:
-    """Kill the active control `kills` times: the takeover times (s), and the first control's cold start."""
+def _control_kills(cluster: Cluster, kills: int) -> tuple[list[float], list[float], float]:
+    """Kill the active control `kills` times: the takeover times (kill -> ready) and lease waits (kill -> the
+    lease taken) in s, and the first control's cold start."""
     started = time.monotonic()
     active = cluster.control("host-a")
-    ready = wait_for(lambda: active.said("observer: control ready"), START_SECONDS, "control A ready")
+    ready = active.wait_line("observer: control ready", START_SECONDS, "control A ready")
     cold = ready - started
     # The token cache is the one directory the hosts share: the new active control reads the valid tokens
     # there instead of asking KIS again within the minute it allows one per key.
@@ -199,22 +221,22 @@ def _control_kills(cluster: Cluster, kills: int) -> tuple[list[float], float]:
     standby = cluster.control("host-b")
     for account in ACCOUNTS:
         worker = cluster.worker(account)
-        wait_for(lambda worker=worker: worker.said("observer: stream ready"), START_SECONDS,
-                 f"{account} ready")
-    wait_for(lambda: standby.said("observer: control standby"), START_SECONDS, "control B standing by")
+        worker.wait_line("observer: stream ready", START_SECONDS, f"{account} ready")
+    standby.wait_line("observer: control standby", START_SECONDS, "control B standing by")
     hosts = {id(active): "host-a", id(standby): "host-b"}
-    takeovers = []
+    takeovers, leases = [], []
     for _ in range(kills):
         killed = active.kill()
-        took = wait_for(lambda standby=standby: standby.said("observer: control ready"), WAIT_SECONDS,
-                        "the standby control active")
+        took = standby.wait_line("observer: control ready", WAIT_SECONDS, "the standby control active")
         takeovers.append(took - killed)
+        cluster.sample_sessions()
+        leases.append(standby.wait_line("observer: control active", 1, "the standby's lease") - killed)
         again = cluster.control(hosts[id(active)])
         hosts[id(again)] = hosts[id(active)]
-        wait_for(lambda again=again: again.said("observer: control standby"), START_SECONDS,
-                 "the restarted control standing by")
+        again.wait_line("observer: control standby", START_SECONDS, "the restarted control standing by")
+        cluster.sample_sessions()
         active, standby = standby, again
-    return takeovers, cold
+    return takeovers, leases, cold
 
 
 def _worker_kills(cluster: Cluster, watch: TickWatch, kills: int) -> tuple[list[float], float, str]:
@@ -237,12 +259,13 @@ def _worker_kills(cluster: Cluster, watch: TickWatch, kills: int) -> tuple[list[
                             WAIT_SECONDS,
                             f"a symbol of {victim} ticking on {other}")
         times.append(moved_at - killed)
+        cluster.sample_sessions()
         moved_counts.append(len(moved))
         restarted = cluster.worker(victim)
         workers[victim] = restarted
-        wait_for(lambda restarted=restarted: restarted.said("observer: stream ready"), START_SECONDS,
-                 f"{victim} restarted")
+        restarted.wait_line("observer: stream ready", START_SECONDS, f"{victim} restarted")
         time.sleep(HEARD_SECONDS)
+        cluster.sample_sessions()
     detail = f"symbols on the killed worker's key: {', '.join(str(count) for count in moved_counts)}"
     return times, cold, detail
 
@@ -255,8 +278,7 @@ def _percentile_result(name: str, samples: list[float], q: int, baseline: float,
     ordered = sorted(samples)
     figure = percentile(ordered, q)
     return Result(f"{name}_p{q}", figure, "s", f"< {LIMIT_SECONDS:g}", baseline, figure < LIMIT_SECONDS,
-                  f"over {len(samples)} SIGKILLs (each: {', '.join(f'{s:.1f}' for s in samples)} s); "
-                  f"baseline: {what}")
+                  f"over {len(samples)} SIGKILLs (each: {', '.join(f'{s:.1f}' for s in samples)} s); {what}")
 
 
 def _reconcile(root: Path, config: SimConfig) -> Reconciliation:

@@ -44,6 +44,18 @@ class Role:
         """When a line containing `text` came (monotonic), None before it does."""
         return next((at for at, line in list(self.lines) if text in line), None)
 
+    def wait_line(self, text: str, timeout: float, what: str) -> float:
+        """When a line containing `text` came, waiting up to `timeout`; AssertionError naming `what` (with the
+        process's last lines if it ended first) when none does."""
+
+        def said_or_ended() -> float | None:
+            if (at := self.said(text)) is None and self.process.poll() is not None:
+                last = "\n".join(line for _, line in self.lines[-5:])
+                raise AssertionError(f"{what}: the process ended with {self.process.returncode}:\n{last}")
+            return at
+
+        return wait_for(said_or_ended, timeout, what)
+
     def value(self, prefix: str) -> str:
         return next(line.split()[1] for _, line in self.lines if line.startswith(prefix))
 
