@@ -128,7 +128,7 @@ def run(
                                                    window=plan.process_window))
     attempt("scaling", lambda: failover.scaling(root / "scaling", accounts=plan.scaling_accounts,
                                                 ticks=plan.scaling_ticks,
-                                                allocation_runs=max(10, plan.allocation_runs // 10)))
+                                                allocation_runs=max(10, plan.allocation_runs // 4)))
     attempt("failover", lambda: failover.failover(root / "failover", control_kills=plan.control_kills,
                                                   worker_kills=plan.worker_kills))
     return results, crashes
