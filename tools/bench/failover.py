@@ -16,7 +16,8 @@ gives the first control's cold start (its start -> `control ready`).
 
 Each worker kill SIGKILLs the worker streaming the most symbols and times the kill -> the first tick of one
 of its symbols on the other worker's key, seen by a subscriber to the public ticks on NATS; the killed worker
-is started again. The baseline is a worker's cold start (its start -> its first tick on NATS).
+is started again, and the next kill waits until no symbol ticked on both keys for 5 s (none is moving back to
+it). The baseline is a worker's cold start (its start -> its first tick on NATS).
 
 At the end every process is stopped and the simulator's sent log is reconciled (`app.reconcile`) with the
 tick files of both workers and the gap files of both controls, merged into one data tree: ticks lost outside
@@ -249,11 +250,7 @@ def _worker_kills(cluster: Cluster, watch: TickWatch, kills: int) -> tuple[list[
     cold = max(_first_tick(watch, account) - workers[account].started for account in ACCOUNTS)
     times, moved_counts = [], []
     for _ in range(kills):
-        now = time.monotonic()
-        held = {account: watch.symbols(account, now - RECENT_SECONDS) for account in ACCOUNTS}
-        victim = max(ACCOUNTS, key=lambda account: len(held[account]))
-        other = next(account for account in ACCOUNTS if account != victim)
-        moved = held[victim]
+        victim, other, moved = wait_for(lambda: _settled(watch), WAIT_SECONDS, "the symbols settled")
         killed = workers[victim].kill()
         moved_at = wait_for(lambda other=other, moved=moved, killed=killed: watch.first(other, moved, killed),
                             WAIT_SECONDS,
@@ -268,6 +265,18 @@ def _worker_kills(cluster: Cluster, watch: TickWatch, kills: int) -> tuple[list[
         cluster.sample_sessions()
     detail = f"symbols on the killed worker's key: {', '.join(str(count) for count in moved_counts)}"
     return times, cold, detail
+
+
+def _settled(watch: TickWatch) -> tuple[str, str, set[str]] | None:
+    """The worker streaming the most symbols, the other one and its symbols, once no symbol ticked on both
+    keys within `RECENT_SECONDS` (none is moving between them); None before."""
+    now = time.monotonic()
+    held = {account: watch.symbols(account, now - RECENT_SECONDS) for account in ACCOUNTS}
+    victim = max(ACCOUNTS, key=lambda account: len(held[account]))
+    other = next(account for account in ACCOUNTS if account != victim)
+    if not held[victim] or held[victim] & held[other]:
+        return None
+    return victim, other, held[victim]
 
 
 def _first_tick(watch: TickWatch, account: str) -> float:
