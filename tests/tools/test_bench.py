@@ -19,7 +19,7 @@ TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbo
             core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1, spine_ticks=2_000,
             store_ticks=2_000, store_lag_seconds=0.5,
             minute_job_minutes=1, fanout_ticks=2_000, fanout_latency_seconds=0.5, scaling_accounts=(1, 2),
-            scaling_ticks=2_000)
+            scaling_ticks=2_000, scaling_allocation_runs=3)
 EXPECTED = {
     "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
     "tick_latency_p99_record_written_at_82_per_s_during_scan",

@@ -72,6 +72,7 @@ class Plan:
     worker_kills: int = 5
     scaling_accounts: tuple[int, ...] = (1, 2, 3, 5, 10)
     scaling_ticks: int = 100_000
+    scaling_allocation_runs: int = 250
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
@@ -81,7 +82,8 @@ QUICK = Plan(throughput_window=1.5, max_rate=20_000, latency_window=2.5, per_sym
              gaps=8, core_runs=20, day_speed=2340.0, day_trade_rate=0.125, allocation_runs=100,
              parse_seconds=0.5, spine_ticks=20_000, store_ticks=20_000, store_lag_seconds=3.0,
              minute_job_minutes=2, fanout_ticks=20_000, fanout_latency_seconds=2.0, process_window=30.0,
-             control_kills=5, worker_kills=3, scaling_accounts=(1, 2, 5, 10), scaling_ticks=20_000)
+             control_kills=5, worker_kills=3, scaling_accounts=(1, 2, 5, 10), scaling_ticks=20_000,
+             scaling_allocation_runs=25)
 
 
 def run(
@@ -128,7 +130,7 @@ def run(
                                                    window=plan.process_window))
     attempt("scaling", lambda: failover.scaling(root / "scaling", accounts=plan.scaling_accounts,
                                                 ticks=plan.scaling_ticks,
-                                                allocation_runs=max(10, plan.allocation_runs // 4)))
+                                                allocation_runs=plan.scaling_allocation_runs))
     attempt("failover", lambda: failover.failover(root / "failover", control_kills=plan.control_kills,
                                                   worker_kills=plan.worker_kills))
     return results, crashes
