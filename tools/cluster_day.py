@@ -27,15 +27,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import date
 from datetime import time as time_of_day
@@ -50,6 +48,7 @@ from tools.kis_sim.cli import clock_line
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 from tools.nats_cluster import NatsCluster
+from tools.roles import STOP_TIMEOUT_SECONDS, Role, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_NOT_UP, EXIT_FAILED_CHECK = 0, 1, 3
@@ -65,7 +64,6 @@ LIMIT_SECONDS = 15.0
 """Takeover of the control, reassignment of a dead worker's symbols (issue 31)."""
 UP_TIMEOUT_SECONDS = 180.0
 """The first control issues four keys' tokens and builds the universe before it says ready."""
-STOP_TIMEOUT_SECONDS = 40.0
 CONNECTIONS_CLOSED = "observer: stream connections closed"
 """A stream worker's line as it stops, once what its connections said as they closed is on the spine."""
 
@@ -76,72 +74,6 @@ def app_key(number: int) -> str:
 
 
 KEY_HASHES = {app_key_hash(app_key(number)): f"sim{number}" for number in range(1, KEYS + 1)}
-
-
-class RoleProcess:
-    """One child process (`run.py --role ...`, the store); its stdout lines kept with their monotonic
-    times and copied to `out`."""
-
-    def __init__(self, name: str, argv: list[str], out: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        child_env = {key: value for key, value in os.environ.items()
-                     if not key.startswith(("KIS_", "TELEGRAM_", "DISCORD_", "OBSERVER_"))}
-        child_env.update(env or {}, PYTHONUNBUFFERED="1")
-        self.lines: list[tuple[float, str]] = []
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._log = out.open("a", encoding="utf-8")
-        self.process = subprocess.Popen(argv, cwd=REPO, env=child_env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self._reader = threading.Thread(target=self._read, name=f"out-{name}", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append((time.monotonic(), line.rstrip("\n")))
-            self._log.write(line)
-            self._log.flush()
-
-    def said(self, text: str) -> float | None:
-        """When a line containing `text` came (monotonic), None before it does."""
-        return next((at for at, line in list(self.lines) if text in line), None)
-
-    def value(self, prefix: str) -> str:
-        """The word after `prefix` on the first line starting with it."""
-        return next(line.split()[1] for _, line in list(self.lines) if line.startswith(prefix))
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed host."""
-        if self.alive:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
-        """SIGTERM and wait (SIGKILL after `timeout`); the exit code."""
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._reader.join(5)
-        self._log.close()
-        return self.process.returncode
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """`condition()`'s first true value, polled; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
 def control_state(url: str) -> str:
@@ -217,16 +149,16 @@ class ClusterDay:
                 "--speed", f"{self.speed:g}", "--data-dir", str(data), "--log-dir", str(data / "logs"),
                 *extra]
 
-    def spawn(self, name: str, argv: list[str]) -> RoleProcess:
-        process = RoleProcess(name, argv, self.root / f"{name}.out", env={"OBSERVER_SPINE__REPLICAS": "3"})
+    def spawn(self, name: str, argv: list[str]) -> Role:
+        process = Role(argv, self.root / f"{name}.out", name=name, env={"OBSERVER_SPINE__REPLICAS": "3"})
         self.processes.append(process)
         return process
 
-    def control(self, name: str) -> RoleProcess:
+    def control(self, name: str) -> Role:
         return self.spawn(name, self.role_argv("control", self.root / name, "--accounts", str(KEYS),
                                                "--http", "127.0.0.1:0"))
 
-    def worker(self, name: str) -> RoleProcess:
+    def worker(self, name: str) -> Role:
         self.worker_starts[name] += 1
         accounts = ",".join(WORKERS[name])
         argv = self.role_argv("stream", self.root / name, "--accounts", accounts, "--http", "off")
@@ -236,7 +168,7 @@ class ClusterDay:
     def layout(self) -> Iterator[None]:
         """The simulator, the cluster and (as they are started) the processes; everything stopped at the end:
         the workers first (a control still takes what their connections say as they close), the store last."""
-        self.processes: list[RoleProcess] = []
+        self.processes: list[Role] = []
         scenario = write_demo_scenario(self.root / "sim" / "scenario.json", seed=self.seed, day=self.day,
                                        n_symbols=self.symbols, start=self.start, min_close=MIN_CLOSE)
         self.sent_log = self.root / "sim" / "sent.jsonl"
@@ -256,7 +188,7 @@ class ClusterDay:
         """As `run.py` stops its processes: the stream workers first; once each has said its connections
         are closed (or is gone) the controls, whose gap actors mark the last gaps while the workers' recorders
         still take them; the store last, so it writes the last facts."""
-        by_kind: dict[str, list[RoleProcess]] = {"worker": [], "control": [], "store": []}
+        by_kind: dict[str, list[Role]] = {"worker": [], "control": [], "store": []}
         for process in self.processes:
             by_kind[process.name.split("-")[0]].append(process)
         for process in by_kind["worker"]:

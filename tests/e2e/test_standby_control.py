@@ -25,10 +25,9 @@ import pytest
 from spine.kv import lease_bucket, state_bucket
 from spine.server import NatsServer
 from tests.spine.conftest import nats_server  # noqa: F401
-from tools.cluster_day import RoleProcess as Role
-from tools.cluster_day import wait_for
 from tools.kis_sim.cli import clock_line
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.roles import Role, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TAKEOVER_LIMIT_SECONDS = 15.0
@@ -107,7 +106,7 @@ def test_the_standby_takes_over_within_15_s_with_the_slots_and_no_second_session
     def start(role: str, name: str, data: Path, *extra: str) -> Role:
         argv = [*common, "--role", role, "--data-dir", str(data), "--log-dir", str(tmp_path / f"logs-{name}"),
                 *extra]
-        started = Role(name, argv, tmp_path / f"{name}.out")
+        started = Role(argv, tmp_path / f"{name}.out")
         roles.append(started)
         return started
 

@@ -18,7 +18,8 @@ from tools.bench.report import Result, host_jitter, table, write_json
 TINY = Plan(throughput_window=0.5, max_rate=5_000, latency_window=0.5, per_symbol_sample=3, drops=2, gaps=2,
             core_runs=3, day_speed=11_700.0, day_trade_rate=0.02, parse_seconds=0.1, spine_ticks=2_000,
             store_ticks=2_000, store_lag_seconds=0.5,
-            minute_job_minutes=1, fanout_ticks=2_000, fanout_latency_seconds=0.5)
+            minute_job_minutes=1, fanout_ticks=2_000, fanout_latency_seconds=0.5, scaling_accounts=(1, 2),
+            scaling_ticks=2_000, scaling_allocation_runs=3)
 EXPECTED = {
     "tick_pipeline_throughput", "tick_pipeline_throughput_1_record_frames",
     "tick_latency_p99_record_written_at_82_per_s_during_scan",
@@ -35,12 +36,14 @@ EXPECTED = {
     "store_bytes_per_million_ticks_postgres", "store_load_symbol_day_jsonl", "store_load_symbol_day_parquet",
     "store_load_symbol_day_postgres",
     "minute_jobs_seconds_per_minute", "minute_jobs_tick_latency_p99_record_written",
+    "spine_ticks_1_accounts", "spine_ticks_2_accounts",
+    "allocation_1_accounts_p50", "allocation_2_accounts_p50",
 }
 
 
-IN_PROCESS_GROUPS = tuple(group for group in GROUPS if group != "processes")
-"""`processes` runs the whole of `python run.py --sim` (the e2e tests run it; CI's quick bench runs the
-group)."""
+IN_PROCESS_GROUPS = tuple(group for group in GROUPS if group not in ("processes", "failover"))
+"""`processes` runs the whole of `python run.py --sim`, `failover` several `run.py --role` processes killed
+again and again (minutes); the e2e tests run those processes."""
 
 
 @pytest.mark.timeout(180)

@@ -5,7 +5,8 @@
 Prints a table (figure, target, a baseline measured in the same run, met) and writes the same as JSON:
 a list of objects with `name`, `figure`, `unit`, `target`, `baseline`, `met` and `detail`. The exit
 status is non-zero only when a benchmark crashed, never because a figure missed its target. `--quick`
-uses shorter windows and fewer repetitions (about 3 minutes); the published figures come from a full run.
+uses shorter windows and fewer repetitions (about 3 minutes, plus several for `failover`); the published
+figures come from a full run.
 """
 
 from __future__ import annotations
@@ -20,12 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.logs import reset_logging, setup_logging
-from tools.bench import decisions, memory, minute_jobs, pipeline, processes, reconnect, scan, spine, store
+from tools.bench import (
+    decisions,
+    failover,
+    memory,
+    minute_jobs,
+    pipeline,
+    processes,
+    reconnect,
+    scan,
+    spine,
+    store,
+)
 from tools.bench.harness import BenchServer
 from tools.bench.report import Result, host_jitter, machine, steal_seconds, table, write_json
 
 GROUPS = ("pipeline", "latency", "scan", "reconnect", "gaps", "core", "memory", "spine", "fanout", "store",
-          "minute_jobs", "processes")
+          "minute_jobs", "processes", "failover", "scaling")
 PROCESS_RUN_SPEED = 10.0
 """Simulated seconds per second of the `processes` group's run (about 2,000 ticks/s at one account)."""
 LOGGED_ACTORS = ("recorder", "notifier", "triggers", "slots", "gaps", "ws.bench")
@@ -56,6 +68,11 @@ class Plan:
     process_window: float = 60.0
     """Real seconds of the `processes` group's run measured once ticks flow (its start comes before); 30 in
     the quick run, since an 8 s window was mostly the first scan and the slots filling."""
+    control_kills: int = 10
+    worker_kills: int = 5
+    scaling_accounts: tuple[int, ...] = (1, 2, 3, 5, 10)
+    scaling_ticks: int = 100_000
+    scaling_allocation_runs: int = 250
 
 
 FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_symbol_sample=100, drops=20,
@@ -64,7 +81,9 @@ FULL = Plan(throughput_window=5.0, max_rate=120_000, latency_window=6.0, per_sym
 QUICK = Plan(throughput_window=1.5, max_rate=20_000, latency_window=2.5, per_symbol_sample=30, drops=8,
              gaps=8, core_runs=20, day_speed=2340.0, day_trade_rate=0.125, allocation_runs=100,
              parse_seconds=0.5, spine_ticks=20_000, store_ticks=20_000, store_lag_seconds=3.0,
-             minute_job_minutes=2, fanout_ticks=20_000, fanout_latency_seconds=2.0, process_window=30.0)
+             minute_job_minutes=2, fanout_ticks=20_000, fanout_latency_seconds=2.0, process_window=30.0,
+             control_kills=5, worker_kills=3, scaling_accounts=(1, 2, 5, 10), scaling_ticks=20_000,
+             scaling_allocation_runs=25)
 
 
 def run(
@@ -109,6 +128,11 @@ def run(
     attempt("minute_jobs", lambda: minute_jobs.results(minutes=plan.minute_job_minutes))
     attempt("processes", lambda: processes.measure(root / "processes", speed=PROCESS_RUN_SPEED,
                                                    window=plan.process_window))
+    attempt("scaling", lambda: failover.scaling(root / "scaling", accounts=plan.scaling_accounts,
+                                                ticks=plan.scaling_ticks,
+                                                allocation_runs=plan.scaling_allocation_runs))
+    attempt("failover", lambda: failover.failover(root / "failover", control_kills=plan.control_kills,
+                                                  worker_kills=plan.worker_kills))
     return results, crashes
 
 

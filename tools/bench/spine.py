@@ -54,14 +54,17 @@ FANOUT_P99_MS = 50.0
 PACE_BATCH = 50
 
 
-def tick_messages(count: int) -> list[TicksReceived]:
-    """`count` single-tick messages over `SYMBOLS` symbols, one per exchange millisecond."""
+def tick_messages(count: int, accounts: int = 0) -> list[TicksReceived]:
+    """`count` single-tick messages over `SYMBOLS` symbols, one per exchange millisecond; with `accounts`,
+    over 41 symbols of each of that many accounts (sim1, sim2, ...) in turn."""
+    symbols = 41 * accounts if accounts else SYMBOLS
     messages = []
     for i in range(count):
         at = AT + timedelta(milliseconds=i)
-        tick = TradeTick(f"{i % SYMBOLS:06d}", at, 70_000 + i % 50, 100, "2", 0.14, 1 + i % 9, 1_000 + i,
+        account = f"sim{i % symbols // 41 + 1}" if accounts else "bench"
+        tick = TradeTick(f"{i % symbols:06d}", at, 70_000 + i % 50, 100, "2", 0.14, 1 + i % 9, 1_000 + i,
                          70_000_000, 69_900, 70_100, 69_800, 70_100, 70_000, "1", 101.5, "0", ())
-        messages.append(TicksReceived(at=at, account="bench", ticks=(tick,), received_mono=0.0))
+        messages.append(TicksReceived(at=at, account=account, ticks=(tick,), received_mono=0.0))
     return messages
 
 
