@@ -12,7 +12,7 @@
 - With no channel configured it runs log-only (one line says so at start).
 - Ledger: every alert that passes the cooldown is also one line of `DataPaths.alerts_ledger(day)`
   (`at`, `key`, `cooldown_seconds`, `text`), written through at once, so a duplicate inside a cooldown
-  (after a crash, a restart) can be proven absent (`app.reconcile`).
+  (after a crash, a restart) can be proven absent (`tools.reconcile`).
 - The bot token and webhook URL are secrets: they are only ever put into request URLs, never logged
   (errors are reported by exception type and HTTP status only) and are registered for log redaction.
 

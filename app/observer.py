@@ -19,7 +19,6 @@ from loguru import logger
 from actors.supervisor import Supervisor
 from app.chaos import CHAOS_SILENCE_TIMEOUT_SECONDS, CrashRunner
 from app.cli import build_parser
-from app.demo import write_demo_scenario
 from app.parent import SimDay, run_processes
 from app.sim_day import DayAlreadyRun, start_time
 from app.status_view import StatusView
@@ -41,6 +40,7 @@ from store import restore_command
 from surfaces import ctl
 from surfaces.launch import HttpOptions, HttpSurface, control_responder, http_options
 from surfaces.server import BindRefused
+from tools.demo import write_demo_scenario
 from tools.kis_sim.starter import ScenarioError, check_scenario
 
 EXIT_CONFIG = 2

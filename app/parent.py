@@ -263,7 +263,7 @@ def run_processes(
     if stores:
         summary.update(_tick_check(paths, sim_day.day if sim_day is not None else clock.now().date()))
     if sent_log is not None:
-        from app.reconcile import reconcile_run  # pyarrow, as in `_tick_check`
+        from tools.reconcile import reconcile_run  # pyarrow, as in `_tick_check`
 
         accounts = {app_key_hash(a.app_key.get_secret_value()): a.name for a in settings.accounts}
         summary.update(reconcile_run(paths, sent_log, accounts).figures())

@@ -12,7 +12,7 @@ dead: two of three carry on). The control is not restarted: the standby carries 
 everything stops (workers first, the store last) and the checks run:
 
 - ticks_lost: the simulator's sent records against the union of every data dir's tick journals, recovered and
-  marked gaps (`app.reconcile`); must be 0;
+  marked gaps (`tools.reconcile`); must be 0;
 - one session per key: the simulator never refused a second session for a key (KIS allows one), and no key
   opened more sessions than its worker was started;
 - one active control: never both controls' `/api/status` active at once, and the standby active only after the
@@ -40,14 +40,14 @@ from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
-from app.demo import write_demo_scenario
-from app.reconcile import reconcile_run
 from runtime.arguments import clock_time, positive_number, trading_date
 from runtime.paths import DataPaths
+from tools.demo import write_demo_scenario
 from tools.kis_sim.cli import clock_line
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
 from tools.nats_cluster import NatsCluster
+from tools.reconcile import reconcile_run
 from tools.roles import STOP_TIMEOUT_SECONDS, Role, wait_for
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""app.reconcile on small hand-made run folders: the recorder's and notifier's file layout, real formats."""
+"""tools.reconcile on small hand-made run folders: the recorder's and notifier's file layout, real formats."""
 
 import json
 import subprocess
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from app.reconcile import GapCover, SentRecord, classify, duplicate_alerts, reconcile_run
 from core.bars import MinuteBar
 from core.gaps import Gap
 from core.recovery import build_recovery_records, gap_marker
 from runtime.clock import KST
 from runtime.paths import DataPaths
+from tools.reconcile import GapCover, SentRecord, classify, duplicate_alerts, reconcile_run
 
 DAY = datetime(2026, 11, 20, tzinfo=KST).date()
 KEY, OTHER_KEY = "k" * 16, "o" * 16
@@ -186,7 +186,7 @@ MEASURE = """
 import json, sys, time, tracemalloc
 from pathlib import Path
 import pyarrow as pa
-from app.reconcile import reconcile_run
+from tools.reconcile import reconcile_run
 from runtime.paths import DataPaths
 root, warm = Path(sys.argv[1]), Path(sys.argv[2])
 reconcile_run(DataPaths(warm), warm / "sim" / "sent.jsonl", {"k" * 16: "sim1"})

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from app.reconcile import alert_ledger, duplicate_alerts
 from runtime.jsonl import read_jsonl
 from runtime.paths import DataPaths
+from tools.reconcile import alert_ledger, duplicate_alerts
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "20241120"

@@ -19,7 +19,7 @@ of its symbols on the other worker's key, seen by a subscriber to the public tic
 is started again, and the next kill waits until no symbol ticked on both keys for 5 s (none is moving back to
 it). The baseline is a worker's cold start (its start -> its first tick on NATS).
 
-At the end every process is stopped and the simulator's sent log is reconciled (`app.reconcile`) with the
+At the end every process is stopped and the simulator's sent log is reconciled (`tools.reconcile`) with the
 tick files of both workers and the gap files of both controls, merged into one data tree: ticks lost outside
 recorded gaps must be 0. The simulator's open sessions per app key are sampled after every takeover,
 reassignment and restart: never more than one.
@@ -47,7 +47,6 @@ from pathlib import Path
 
 import nats
 
-from app.reconcile import Reconciliation, reconcile_run
 from config.settings import SpineSettings
 from core.models import Candidate, TriggerKind
 from core.settings import SlotSettings
@@ -62,6 +61,7 @@ from tools.bench.server import BENCH_START
 from tools.bench.spine import TARGET_TICKS_PER_SECOND, publisher_rate, tick_messages
 from tools.kis_sim.sent_log import app_key_hash
 from tools.kis_sim.server import KisSimulator, SimConfig
+from tools.reconcile import Reconciliation, reconcile_run
 from tools.roles import Role, role_argv, wait_for
 
 LIMIT_SECONDS = 15.0
