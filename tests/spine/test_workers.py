@@ -30,17 +30,23 @@ from nats.aio.msg import Msg
 
 from actors.directory import Directory
 from actors.slot_manager import SlotManagerActor, SlotManagerProxy
+from app.system import ObserverSystem
+from config.loader import load_settings
 from config.settings import Settings, SpineSettings
 from core.gaps import Gap
 from core.models import Candidate, TriggerKind
 from core.recovery import gap_marker
 from core.workers import WAITING, Roster, RosterChange
 from kis.models import MultiQuote
+from kis.ticks import TradeTick
 from messages.gaps import TicksMissed
 from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
 from messages.recording import GapMarked, OverflowRecorded
 from messages.selection import ContextSynced
 from messages.streaming import AccountsServed
+from runtime.clock import KST, SimulatedClock
+from runtime.metrics import Metrics
+from runtime.quotes import QuoteBoard
 from spine.link import Link
 from spine.server import NatsServer
 from spine.workers import HELD, Holder, SessionLeases, WorkerWatch
@@ -296,4 +302,58 @@ def test_two_workers_write_and_publish_each_record_once_and_both_get_the_univers
             process.kill()
             process.wait(10)
         pykka.ActorRegistry.stop_all()
+        server.stop()
+
+
+def worker_figures(process: str, account: str, ticks: int, recorder_restarts: int) -> dict[str, Any]:
+    """What a stream worker's `ObserverSystem` shares: its counters, its quote board, its children."""
+    metrics, quotes = Metrics(), QuoteBoard()
+    metrics.inc("ticks_recorded", ticks)
+    metrics.set(f"ws_state.{account}", "connected")
+    quotes.record(account, trades(account, ticks))
+    return {"process": process, "metrics": metrics.shareable(), "quotes": quotes.shareable(),
+            "running": ["recorder", f"ws.{account}"], "restarts": {"recorder": recorder_restarts}}
+
+
+def trades(account: str, count: int) -> list[TradeTick]:
+    symbol = "005930" if account == "sim1" else "000660"
+    at = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
+    return [TradeTick(symbol, at, 71000 + i, 1, "2", 0.1, 1, 1, 1, 1, 1, 1, 1, 1, "1", 100.0, "0", ())
+            for i in range(count)]
+
+
+@pytest.mark.timeout(40)
+def test_the_control_shows_every_workers_actors_and_adds_up_their_counters(tmp_path: Path) -> None:
+    """Two stream workers share their figures over the link; the control's status (running actors, restarts,
+    counters, the quote board) holds both, summed, instead of flipping between them."""
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats-server.log").start()
+    settings = load_settings(None, overrides={"data_dir": str(tmp_path / "data"),
+                                              "log_dir": str(tmp_path / "logs")})
+    clock = SimulatedClock(datetime(2024, 3, 4, 10, 0, tzinfo=KST), speed=0)
+    control = ObserverSystem(settings, clock, role="control",
+                             link=Link(server.url, INSTANCE, name="control"))
+    shared = {"vm1-sim1/11": worker_figures("vm1-sim1/11", "sim1", 30, 1),
+              "vm2-sim2/22": worker_figures("vm2-sim2/22", "sim2", 12, 2)}
+    links = [Link(server.url, INSTANCE, name=f"stream-{process}") for process in shared]
+    for stream_link, figures in zip(links, shared.values(), strict=True):
+        stream_link.share(lambda figures=figures: figures)
+    assert control.link is not None
+    control.link.start(control.directory)
+    try:
+        for stream_link in links:
+            stream_link.start(Directory(clock))
+        assert wait_until(lambda: control.metrics.count("ticks_recorded") == 42, 10), (
+            control.metrics.count("ticks_recorded"))
+        time.sleep(2.5)  # several rounds of sharing from both: the sums stay
+        assert control.metrics.count("ticks_recorded") == 42
+        assert control.context.quotes.account_ticks() == {"sim1": 30, "sim2": 12}
+        assert set(control.context.quotes.symbols()) == {"005930", "000660"}
+        assert {"recorder", "ws.sim1", "ws.sim2"} <= set(control.running_ids())
+        assert control.restart_counts()["recorder"] == 3
+        snapshot = control.metrics.snapshot()
+        assert snapshot["ws_state.sim1"] == snapshot["ws_state.sim2"] == "connected"
+    finally:
+        for stream_link in links:
+            stream_link.stop()
+        control.link.stop()
         server.stop()
