@@ -70,6 +70,9 @@ HELD_TICKS_LIMIT = 20_000
 """Tick messages held for acknowledged delivery while NATS is away (minutes of a busy day at one message
 per socket read); past this the newest are dropped (counted)."""
 TELL_HEADER = "Observer-Tell"
+NOT_RUNNING = b"not running"
+"""The answer to a tell whose child is not running in that process (stopping): the sender sends it again
+(a queue group may hand it to another process serving the child)."""
 SETTLE_QUIET_SECONDS = 1.0
 SETTLE_LIMIT_SECONDS = 15.0
 SHARE_INTERVAL_SECONDS = 1.0
@@ -333,9 +336,10 @@ class Link:
         if nc is None:
             return
         for child_id in self._local:
-            on_message = self._inbound(child_id)
-            await nc.subscribe(internal_subject(self.instance, child_id), queue=QUEUE_GROUP, cb=on_message)
-            await nc.subscribe(every_process_subject(self.instance, child_id), cb=on_message)
+            await nc.subscribe(internal_subject(self.instance, child_id), queue=QUEUE_GROUP,
+                               cb=self._inbound(child_id, every=False))
+            await nc.subscribe(every_process_subject(self.instance, child_id), cb=self._inbound(child_id,
+                                                                                                every=True))
         await nc.flush()
         logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
 
@@ -380,18 +384,22 @@ class Link:
         deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
         while True:
             try:
-                await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
-                self.sent += 1
-                if held_tick:
-                    self._answering.add(subject)
-                return
+                reply = await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS,
+                                         headers={TELL_HEADER: "1"})
             except NatsError as error:
-                if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
-                    self.dropped += 1
-                    logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
-                                   type(error).__name__)
+                why = type(error).__name__
+            else:
+                if reply.data != NOT_RUNNING:
+                    self.sent += 1
+                    if held_tick:
+                        self._answering.add(subject)
                     return
-                await asyncio.sleep(RELIABLE_RETRY_SECONDS)
+                why = "its child is not running"
+            if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
+                self.dropped += 1
+                logger.warning("link {}: gave up a message for {}: {}", self.name, subject, why)
+                return
+            await asyncio.sleep(RELIABLE_RETRY_SECONDS)
 
     async def _share_figures(self) -> None:
         while True:
@@ -414,7 +422,10 @@ class Link:
             return
         self._follow(figures)
 
-    def _inbound(self, child_id: str) -> Any:
+    def _inbound(self, child_id: str, *, every: bool) -> Any:
+        """The handler of one of `child_id`'s subjects; `every`: the broadcast one, where a process whose
+        child is not running stays silent (another's acknowledgement must be the answer)."""
+
         async def on_message(msg: Msg) -> None:
             directory = self._directory
             if directory is None:
@@ -428,9 +439,9 @@ class Link:
             self._received_at = time.monotonic()
             if not msg.reply or (msg.headers or {}).get(TELL_HEADER):
                 delivered = directory.tell(child_id, message)
-                if msg.reply and delivered:  # else unanswered: sent again, maybe to another process
+                if msg.reply and (delivered or not every):
                     with contextlib.suppress(NatsError):
-                        await msg.respond(b"")
+                        await msg.respond(b"" if delivered else NOT_RUNNING)
                 return
             loop = asyncio.get_running_loop()
             try:
