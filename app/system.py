@@ -10,7 +10,9 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,40 @@ from spine.workers import HELD, Holder, SessionLeases, WorkerWatch
 
 CONNECTIONS_CLOSED = "observer: stream connections closed"
 REMOTE_FRESH_SECONDS = 5.0
-"""The other process's word on its children counts this long (it repeats it every second)."""
+"""Another process's word on its children counts this long (it repeats it every second)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """The latest figures one other process (a stream worker) shared, and when they arrived."""
+
+    figures: dict[str, Any]
+    at: float
+
+
+def merged_figures(shared: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Several processes' figures (`ObserverSystem._figures`, oldest word first) as one process's: counters
+    and tick counts add up, gauges, lists and last prices are the latest word on each name."""
+    counts: Counter[str] = Counter()
+    gauges: dict[str, Any] = {}
+    sets: dict[str, list[str]] = {}
+    prices: dict[str, int] = {}
+    ticks: Counter[str] = Counter()
+    accounts: Counter[str] = Counter()
+    for figures in shared:
+        metrics, quotes = figures.get("metrics", {}), figures.get("quotes", {})
+        counts.update({name: int(count) for name, count in metrics.get("counts", {}).items()})
+        gauges.update(metrics.get("gauges", {}))
+        for name, items in metrics.get("sets", {}).items():
+            merged = sets.setdefault(name, [])
+            merged += [item for item in items if item not in merged]
+        prices.update(quotes.get("prices", {}))
+        ticks.update({symbol: int(count) for symbol, count in quotes.get("ticks", {}).items()})
+        accounts.update({account: int(count) for account, count in quotes.get("accounts", {}).items()})
+    return {
+        "metrics": {"counts": dict(counts), "gauges": gauges, "sets": sets},
+        "quotes": {"prices": prices, "ticks": dict(ticks), "accounts": dict(accounts)},
+    }
 
 
 def credentials_for(
@@ -132,9 +167,8 @@ class ObserverSystem:
         self.child_ids = tuple(spec.id for spec in self.specs)
         self.all_child_ids = all_child_ids(self.context)
         self.remote_ids = tuple(child for child in self.all_child_ids if child not in self.child_ids)
-        self._remote_running: tuple[str, ...] = ()
-        self._remote_restarts: dict[str, int] = {}
-        self._remote_seen_at = 0.0
+        self._heard: dict[str, Heard] = {}
+        """Each other process's latest figures, by process (replaced whole: readers need no lock)."""
         self.supervisor_name = "supervisor" if role == "all" else f"supervisor.{role}"
         if restart_limit is None:
             self.supervisor = Supervisor(self.specs, clock=clock, name=self.supervisor_name)
@@ -268,8 +302,10 @@ class ObserverSystem:
         self.link.settle(None if self._named_accounts else "control")
 
     def _figures(self) -> dict[str, Any]:
-        """What the stream process shares with the control process's dashboard and summary."""
+        """What the stream process shares with the control process's dashboard and summary (`process`: which
+        worker process says it, so several workers' figures add up instead of replacing each other)."""
         return {
+            "process": f"{self.holder.worker}/{self.holder.pid}",
             "metrics": self.metrics.shareable(),
             "quotes": self.context.quotes.shareable(),
             "running": list(self.directory.child_ids()),
@@ -277,22 +313,31 @@ class ObserverSystem:
         }
 
     def _absorb(self, figures: dict[str, Any]) -> None:
-        self.metrics.absorb(figures.get("metrics", {}))
-        self.context.quotes.absorb(figures.get("quotes", {}))
-        self._remote_running = tuple(figures.get("running", ()))
-        self._remote_restarts = dict(figures.get("restarts", {}))
-        self._remote_seen_at = time.monotonic()
+        """Another process's figures (the link's thread): kept by process, the metrics and the quote board
+        get the sum of every process heard since the start (a dead worker's ticks were recorded too)."""
+        heard = {**self._heard, str(figures.get("process", "")): Heard(figures, time.monotonic())}
+        self._heard = heard
+        merged = merged_figures(entry.figures for entry in sorted(heard.values(), key=lambda e: e.at))
+        self.metrics.absorb(merged["metrics"])
+        self.context.quotes.absorb(merged["quotes"])
 
     def running_ids(self) -> tuple[str, ...]:
-        """Children running now: this process's, and the other process's as it said within
+        """Children running now: this process's, and each other process's as it said within
         REMOTE_FRESH_SECONDS."""
-        fresh = time.monotonic() - self._remote_seen_at < REMOTE_FRESH_SECONDS
-        remote = self._remote_running if fresh else ()
-        return (*self.directory.child_ids(), *remote)
+        now = time.monotonic()
+        running = dict.fromkeys(self.directory.child_ids())
+        for entry in self._heard.values():
+            if now - entry.at < REMOTE_FRESH_SECONDS:
+                running.update(dict.fromkeys(entry.figures.get("running", ())))
+        return tuple(running)
 
     def restart_counts(self) -> dict[str, int]:
-        """Restarts of every child, this process's and the other's (as last said)."""
-        return {**self._remote_restarts, **self.supervisor.restart_counts()}
+        """Restarts of every child, this process's and the others' (as last said; a child each worker runs,
+        the recorder, adds up)."""
+        remote: Counter[str] = Counter()
+        for entry in self._heard.values():
+            remote.update({child: int(count) for child, count in entry.figures.get("restarts", {}).items()})
+        return {**remote, **self.supervisor.restart_counts()}
 
     def health(self) -> Health:
         """The `health` message of this moment."""

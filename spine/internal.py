@@ -8,6 +8,13 @@ dataclasses): they travel as lists of their fields, in declaration order. A trad
 record (`fields`) behind: no actor of another process reads it, and it was two thirds of every tick
 message's bytes. Computed fields (a gap's duration) are left out: the receiver computes them again.
 
+A child may run in several processes: every stream worker runs a `recorder`. A message for it is taken by
+one of them (the processes serving a child form a NATS queue group on its subject), so a scan's snapshots,
+an overflow ledger line, a recovery or a gap marker is written and published once. The kinds in
+`EVERY_PROCESS` go to every process running the child instead (`every_process_subject`): each worker's
+recorder keeps its own symbol → market map (`UniverseReady`), backs up its own journal at the daily backup
+(`DayEventFired`) and follows the phase (`PhaseChanged`).
+
 Nothing here carries a credential: no actor message holds a token or an approval key (`CredentialsRenewed`
 names the account only; the stream process reads the token cache the control process writes).
 """
@@ -36,6 +43,10 @@ from messages.recording import OverflowRecorded
 from spine.subjects import token
 
 INTERNAL_ROOT = "observer-internal"
+QUEUE_GROUP = "serving"
+"""The queue group of the processes serving a child: one of them takes each message."""
+EVERY_PROCESS = frozenset({"UniverseReady", "DayEventFired", "PhaseChanged"})
+"""Message kinds every process running the child gets (a broadcast), by class name."""
 _MODULES = (
     messages.alerts, messages.control, messages.gaps, messages.market, messages.recording,
     messages.schedule, messages.selection, messages.streaming, messages.system, messages.universe,
@@ -66,8 +77,21 @@ MESSAGE_TYPES = _registry()
 
 
 def internal_subject(instance: str, child_id: str) -> str:
-    """Where messages for `child_id` of this instance go (one safe token per part)."""
+    """Where messages for `child_id` of this instance go, one process serving it taking each (one safe
+    token per part)."""
     return f"{INTERNAL_ROOT}.{token(instance)}.{token(child_id)}"
+
+
+def every_process_subject(instance: str, child_id: str) -> str:
+    """Where the `EVERY_PROCESS` kinds for `child_id` go: every process serving it gets each."""
+    return f"{internal_subject(instance, child_id)}.every"
+
+
+def subject_for(instance: str, child_id: str, message: Any) -> str:
+    """The subject a tell of `message` to `child_id` goes on."""
+    if type(message).__name__ in EVERY_PROCESS:
+        return every_process_subject(instance, child_id)
+    return internal_subject(instance, child_id)
 
 
 def encode(message: Any) -> bytes:

@@ -3,7 +3,9 @@
 A process's `Directory` hands a message for a remote child to `Link.tell` (published on the child's
 internal subject, `spine.internal`) or `Link.ask` (a NATS request with a timeout). The link subscribes to
 the subjects of the process's own children (`serve`, once they have started) and tells or asks them
-through the local Directory, so actor code never knows where a peer runs.
+through the local Directory, so actor code never knows where a peer runs. Where several processes serve a
+child (each stream worker's `recorder`), one of them takes each message, but for the kinds every one of
+them must get (`spine.internal.EVERY_PROCESS`).
 
 A tell never makes the caller wait. Trade ticks are published and forgotten (at most once: the journal,
 written in the stream process before anything is told, is their record). Every other message is sent as a
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import nats
 import pykka
@@ -42,12 +44,15 @@ from nats.errors import TimeoutError as NatsTimeout
 from messages.market import TicksReceived
 from spine.internal import (
     INTERNAL_ROOT,
+    QUEUE_GROUP,
     NotCrossable,
     RemoteFailure,
     decode,
     encode,
     encode_failure,
+    every_process_subject,
     internal_subject,
+    subject_for,
 )
 from spine.server import server_urls
 from spine.subjects import token
@@ -65,6 +70,9 @@ HELD_TICKS_LIMIT = 20_000
 """Tick messages held for acknowledged delivery while NATS is away (minutes of a busy day at one message
 per socket read); past this the newest are dropped (counted)."""
 TELL_HEADER = "Observer-Tell"
+NOT_RUNNING = b"not running"
+"""The answer to a tell whose child is not running in that process (stopping): the sender sends it again
+(a queue group may hand it to another process serving the child)."""
 SETTLE_QUIET_SECONDS = 1.0
 SETTLE_LIMIT_SECONDS = 15.0
 SHARE_INTERVAL_SECONDS = 1.0
@@ -80,6 +88,16 @@ class LocalDirectory(Protocol):
     def ask(
         self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None
     ) -> Any: ...
+
+
+class Outgoing(NamedTuple):
+    """A message for acknowledged delivery: its child's lane (the child's subject: one order per child,
+    whichever subject the message goes on), its subject, its JSON, and whether it is a held tick message."""
+
+    lane: str
+    subject: str
+    data: bytes
+    held_tick: bool
 
 
 class RemoteError(RuntimeError):
@@ -100,8 +118,8 @@ class Link:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Client | None = None
         self._outbox: asyncio.Queue[tuple[str, bytes] | None] | None = None
-        self._reliable: asyncio.Queue[tuple[str, bytes, bool] | None] | None = None
-        """Acknowledged messages: subject, data, and whether it is a held tick message."""
+        self._reliable: asyncio.Queue[Outgoing | None] | None = None
+        """Acknowledged messages, in the order told."""
         self._held_ticks = 0
         """Tick messages in `_reliable` (counted on the link's loop only)."""
         self._answering: set[str] = set()
@@ -177,18 +195,21 @@ class Link:
                          error)
             self.dropped += 1
             return False
-        subject = internal_subject(self.instance, child_id)
-        enqueue = self._enqueue_ticks if isinstance(message, TicksReceived) else self._enqueue_reliable
+        lane = internal_subject(self.instance, child_id)
         try:
-            loop.call_soon_threadsafe(enqueue, subject, data)
+            if isinstance(message, TicksReceived):
+                loop.call_soon_threadsafe(self._enqueue_ticks, lane, data)
+            else:
+                outgoing = Outgoing(lane, subject_for(self.instance, child_id, message), data, False)
+                loop.call_soon_threadsafe(self._enqueue_reliable, outgoing)
         except RuntimeError:  # the loop has closed
             self.dropped += 1
             return False
         return True
 
-    def _enqueue_reliable(self, subject: str, data: bytes) -> None:
+    def _enqueue_reliable(self, outgoing: Outgoing) -> None:
         assert self._reliable is not None
-        self._reliable.put_nowait((subject, data, False))
+        self._reliable.put_nowait(outgoing)
 
     def _enqueue_ticks(self, subject: str, data: bytes) -> None:
         """Ticks go out fast while NATS is here and none are held; else into the acknowledged queue after
@@ -204,7 +225,7 @@ class Link:
             self.dropped += 1
         else:
             self._held_ticks += 1
-            reliable.put_nowait((subject, data, True))
+            reliable.put_nowait(Outgoing(subject, subject, data, True))
 
     def ask(self, child_id: str, message: Any, *, timeout: float | None = 5.0, default: Any = None) -> Any:
         """The remote child's reply; `default` when nobody serves it; `pykka.Timeout` when it is too slow."""
@@ -328,19 +349,22 @@ class Link:
         if nc is None:
             return
         for child_id in self._local:
-            await nc.subscribe(internal_subject(self.instance, child_id), cb=self._inbound(child_id))
+            await nc.subscribe(internal_subject(self.instance, child_id), queue=QUEUE_GROUP,
+                               cb=self._inbound(child_id, every=False))
+            await nc.subscribe(every_process_subject(self.instance, child_id), cb=self._inbound(child_id,
+                                                                                                every=True))
         await nc.flush()
         logger.info("link {}: serving {} over {}", self.name, ", ".join(self._local), self.url)
 
-    async def _send_reliably(self, nc: Client, queue: asyncio.Queue[tuple[str, bytes, bool] | None]) -> None:
+    async def _send_reliably(self, nc: Client, queue: asyncio.Queue[Outgoing | None]) -> None:
         """Hand each message to its child's lane (started at the child's first message); at the end, let
         every lane finish."""
-        lanes: dict[str, asyncio.Queue[tuple[str, bytes, bool] | None]] = {}
+        lanes: dict[str, asyncio.Queue[Outgoing | None]] = {}
         senders: list[asyncio.Task[None]] = []
         while (item := await queue.get()) is not None:
-            lane = lanes.get(item[0])
+            lane = lanes.get(item.lane)
             if lane is None:
-                lane = lanes[item[0]] = asyncio.Queue()
+                lane = lanes[item.lane] = asyncio.Queue()
                 senders.append(asyncio.create_task(self._send_lane(nc, lane)))
             self._unsent += 1
             lane.put_nowait(item)
@@ -348,13 +372,13 @@ class Link:
             lane.put_nowait(None)
         await asyncio.gather(*senders)
 
-    async def _send_lane(self, nc: Client, lane: asyncio.Queue[tuple[str, bytes, bool] | None]) -> None:
+    async def _send_lane(self, nc: Client, lane: asyncio.Queue[Outgoing | None]) -> None:
         """One child's messages in order, each until the other process acknowledges it or
         RELIABLE_GIVE_UP_SECONDS. A held tick for a child that has acknowledged one since the connection
         came back is published without waiting (ticks stay at most once; the wait was only for the other
         side to be there)."""
         while (item := await lane.get()) is not None:
-            subject, data, held_tick = item
+            _, subject, data, held_tick = item
             if held_tick and subject in self._answering:
                 try:
                     await nc.publish(subject, data)
@@ -373,18 +397,22 @@ class Link:
         deadline = asyncio.get_running_loop().time() + RELIABLE_GIVE_UP_SECONDS
         while True:
             try:
-                await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS, headers={TELL_HEADER: "1"})
-                self.sent += 1
-                if held_tick:
-                    self._answering.add(subject)
-                return
+                reply = await nc.request(subject, data, timeout=RELIABLE_ACK_SECONDS,
+                                         headers={TELL_HEADER: "1"})
             except NatsError as error:
-                if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
-                    self.dropped += 1
-                    logger.warning("link {}: gave up a message for {}: {}", self.name, subject,
-                                   type(error).__name__)
+                why = type(error).__name__
+            else:
+                if reply.data != NOT_RUNNING:
+                    self.sent += 1
+                    if held_tick:
+                        self._answering.add(subject)
                     return
-                await asyncio.sleep(RELIABLE_RETRY_SECONDS)
+                why = "its child is not running"
+            if asyncio.get_running_loop().time() >= deadline or self._stopped.is_set():
+                self.dropped += 1
+                logger.warning("link {}: gave up a message for {}: {}", self.name, subject, why)
+                return
+            await asyncio.sleep(RELIABLE_RETRY_SECONDS)
 
     async def _share_figures(self) -> None:
         while True:
@@ -412,7 +440,10 @@ class Link:
             return
         self._follow(figures)
 
-    def _inbound(self, child_id: str) -> Any:
+    def _inbound(self, child_id: str, *, every: bool) -> Any:
+        """The handler of one of `child_id`'s subjects; `every`: the broadcast one, where a process whose
+        child is not running stays silent (another's acknowledgement must be the answer)."""
+
         async def on_message(msg: Msg) -> None:
             directory = self._directory
             if directory is None:
@@ -425,10 +456,10 @@ class Link:
             self.received += 1
             self._received_at = time.monotonic()
             if not msg.reply or (msg.headers or {}).get(TELL_HEADER):
-                directory.tell(child_id, message)
-                if msg.reply:
+                delivered = directory.tell(child_id, message)
+                if msg.reply and (delivered or not every):
                     with contextlib.suppress(NatsError):
-                        await msg.respond(b"")
+                        await msg.respond(b"" if delivered else NOT_RUNNING)
                 return
             loop = asyncio.get_running_loop()
             try:

@@ -251,3 +251,40 @@ def test_settling_waits_until_the_other_process_said_it_stopped(nats_server: Nat
         stopping.join()
         stream_link.stop()
         pykka.ActorRegistry.stop_all()
+
+
+def test_a_child_two_processes_serve_gets_each_message_once_but_the_universe_in_both(
+    nats_server: NatsServer,
+) -> None:
+    """Two stream processes serve `recorder`; a third serves it too but its recorder has stopped. Each
+    message told reaches one running recorder (the stopped one's process leaves it unanswered, so it is
+    sent again), UniverseReady reaches both running recorders."""
+    clock = SystemClock()
+    control = Directory(clock)
+    control_link = Link(nats_server.url, "test", name="control").start(control)
+    control.route_remote(control_link, ["recorder"])
+    got: dict[str, list[Any]] = {"a": [], "b": []}
+    links = []
+    for name in ("a", "b", "stopped"):
+        directory = Directory(clock)
+        if name in got:
+            recorder = Recording.start("recorder", directory, got[name], threading.Event())
+            directory.register("recorder", recorder)
+        links.append(Link(nats_server.url, "test", name=name).start(directory))
+        links[-1].serve(["recorder"])
+    try:
+        universe = UniverseReady(at=AT, day=AT.date(), profiles=())
+        told = [DowntimeFound(at=AT, account=f"acct{number}", last_streamed=()) for number in range(12)]
+        assert control.tell("recorder", universe)
+        for message in told:
+            assert control.tell("recorder", message)
+        everything = lambda: [m for messages in got.values() for m in messages]  # noqa: E731
+        assert wait_for(lambda: len(everything()) >= len(told) + 2, 20), everything()
+        time.sleep(0.5)
+        assert sorted(m.account for m in everything() if isinstance(m, DowntimeFound)) == sorted(
+            m.account for m in told)
+        assert all(messages.count(universe) == 1 for messages in got.values())
+    finally:
+        for link in (control_link, *links):
+            link.stop()
+        pykka.ActorRegistry.stop_all()

@@ -9,7 +9,9 @@ over what its dead predecessor left.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -17,21 +19,34 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import nats
 import pykka
 import pytest
+from nats.aio.msg import Msg
 
 from actors.directory import Directory
 from actors.slot_manager import SlotManagerActor, SlotManagerProxy
+from app.system import ObserverSystem
+from config.loader import load_settings
 from config.settings import Settings, SpineSettings
+from core.gaps import Gap
 from core.models import Candidate, TriggerKind
+from core.recovery import gap_marker
 from core.workers import WAITING, Roster, RosterChange
+from kis.models import MultiQuote
+from kis.ticks import TradeTick
 from messages.gaps import TicksMissed
-from messages.market import TicksReceived
+from messages.market import ScanCompleted, SymbolProfile, TicksReceived, UniverseReady
+from messages.recording import GapMarked, OverflowRecorded
 from messages.selection import ContextSynced
 from messages.streaming import AccountsServed
+from runtime.clock import KST, SimulatedClock
+from runtime.metrics import Metrics
+from runtime.quotes import QuoteBoard
 from spine.link import Link
 from spine.server import NatsServer
 from spine.workers import HELD, Holder, SessionLeases, WorkerWatch
@@ -185,4 +200,160 @@ def test_a_second_holder_waits_and_a_restarted_worker_takes_over_its_dead_predec
     finally:
         for leases in (again, other, first):
             leases.release()
+        server.stop()
+
+
+class Collector:
+    """A plain nats-py subscriber outside the observer's code, on a thread of its own: what arrives on
+    `subject`, parsed as JSON."""
+
+    def __init__(self, url: str, subject: str) -> None:
+        self.got: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(url, subject),), daemon=True)
+
+    def __enter__(self) -> Collector:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    async def _main(self, url: str, subject: str) -> None:
+        nc = await nats.connect(url)
+
+        async def on_message(msg: Msg) -> None:
+            self.got.append(json.loads(msg.data))
+
+        await nc.subscribe(subject, cb=on_message)
+        await nc.flush()
+        self._ready.set()
+        while not self._stop.is_set():
+            await asyncio.sleep(0.05)
+        await nc.close()
+
+
+def lines_under(root: Path, pattern: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for path in sorted(root.rglob(pattern))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def quote(symbol: str) -> MultiQuote:
+    return MultiQuote(symbol=symbol, name=f"test {symbol}", price=1000, change=10, sign="2", change_rate=1.0,
+                      volume=10, value=10_000, open=990, high=1010, low=980, upper_limit=1300,
+                      lower_limit=700, prev_close=990, base_price=990, ask=1010, bid=1000)
+
+
+@pytest.mark.timeout(90)
+def test_two_workers_write_and_publish_each_record_once_and_both_get_the_universe(
+    tmp_path: Path, kis_sim: KisSimulator
+) -> None:
+    """Each worker runs a recorder: a scan's snapshots, an overflow ledger and a gap marker told by the
+    control land in one worker's journal and on the spine once; UniverseReady reaches both recorders (every
+    snapshot file is under the universe's market, in both data dirs)."""
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats-server.log").start()
+    workers = {name: worker(tmp_path, name, server.url, kis_sim) for name in ("sim1", "sim2")}
+    control = Directory(kis_sim.clock)
+    link = Link(server.url, INSTANCE, name="control")
+    control.route_remote(link, ("ws.sim1", "ws.sim2", "recorder"))
+    link.start(control)
+    symbols = [f"9{number:05d}" for number in range(20)]
+    try:
+        ready = lambda name: "observer: stream ready" in (tmp_path / f"{name}.out").read_text()  # noqa: E731
+        assert wait_until(lambda: all(ready(name) for name in workers), 60), "both workers serve"
+        with Collector(server.url, f"observer.{INSTANCE}.snapshot.>") as published:
+            now = kis_sim.clock.now()
+            profiles = tuple(SymbolProfile(at=now, symbol=symbol, name=symbol, market="KOSDAQ",
+                                           market_cap=None, prev_close=990) for symbol in symbols)
+            assert control.tell("recorder", UniverseReady(at=now, day=now.date(), profiles=profiles))
+            for number, symbol in enumerate(symbols, start=1):
+                scan = ScanCompleted(at=now, account="sim1", scan_no=number, calls=1, duration_seconds=0.1,
+                                     rows=(quote(symbol),))
+                assert control.tell("recorder", scan)
+            ledger = ({"symbol": symbols[0], "rank": 41}, {"symbol": symbols[1], "rank": 42})
+            assert control.tell("recorder", OverflowRecorded(at=now, account="sim1", lines=ledger))
+            gap = Gap(symbol=symbols[0], start=now - timedelta(seconds=70), end=now, expected=True,
+                      reason="observer_restart")
+            assert control.tell("recorder", GapMarked(at=now, account="sim1", marker=gap_marker(gap, "test",
+                                                                                                 at=now)))
+            link.flush()
+            data = {name: tmp_path / name / "data" for name in workers}
+            snapshots = lambda: [line for name in workers  # noqa: E731
+                                 for line in lines_under(data[name], "snapshots.jsonl")]
+            assert wait_until(lambda: len(snapshots()) >= len(symbols), 15), snapshots()
+            time.sleep(1.5)  # a second copy, if any, has been flushed by now
+            assert sorted(line["symbol"] for line in snapshots()) == symbols
+            facts = lambda: sorted(f["symbol"] for f in published.got if f.get("type") == "snapshot")  # noqa: E731
+            assert wait_until(lambda: facts() == symbols, 5), facts()
+        for name in workers:  # each worker took some of the scans, filed under the universe's market
+            files = sorted(data[name].rglob("snapshots.jsonl"))
+            assert files and all(path.parts[-4:-2] == ("sim1", "KOSDAQ") for path in files), (name, files)
+        overflow = [line for name in workers for line in lines_under(data[name], "*_overflow.jsonl")]
+        assert overflow == list(ledger)
+        markers = [line for name in workers for line in lines_under(data[name], "*_gaps.jsonl")
+                   if line.get("symbol") == symbols[0]]
+        assert len(markers) == 1, markers
+    finally:
+        link.stop()
+        for process in workers.values():
+            process.kill()
+            process.wait(10)
+        pykka.ActorRegistry.stop_all()
+        server.stop()
+
+
+def worker_figures(process: str, account: str, ticks: int, recorder_restarts: int) -> dict[str, Any]:
+    """What a stream worker's `ObserverSystem` shares: its counters, its quote board, its children."""
+    metrics, quotes = Metrics(), QuoteBoard()
+    metrics.inc("ticks_recorded", ticks)
+    metrics.set(f"ws_state.{account}", "connected")
+    quotes.record(account, trades(account, ticks))
+    return {"process": process, "metrics": metrics.shareable(), "quotes": quotes.shareable(),
+            "running": ["recorder", f"ws.{account}"], "restarts": {"recorder": recorder_restarts}}
+
+
+def trades(account: str, count: int) -> list[TradeTick]:
+    symbol = "005930" if account == "sim1" else "000660"
+    at = datetime(2024, 3, 4, 10, 0, tzinfo=KST)
+    return [TradeTick(symbol, at, 71000 + i, 1, "2", 0.1, 1, 1, 1, 1, 1, 1, 1, 1, "1", 100.0, "0", ())
+            for i in range(count)]
+
+
+@pytest.mark.timeout(40)
+def test_the_control_shows_every_workers_actors_and_adds_up_their_counters(tmp_path: Path) -> None:
+    """Two stream workers share their figures over the link; the control's status (running actors, restarts,
+    counters, the quote board) holds both, summed, instead of flipping between them."""
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats-server.log").start()
+    settings = load_settings(None, overrides={"data_dir": str(tmp_path / "data"),
+                                              "log_dir": str(tmp_path / "logs")})
+    clock = SimulatedClock(datetime(2024, 3, 4, 10, 0, tzinfo=KST), speed=0)
+    control = ObserverSystem(settings, clock, role="control",
+                             link=Link(server.url, INSTANCE, name="control"))
+    shared = {"vm1-sim1/11": worker_figures("vm1-sim1/11", "sim1", 30, 1),
+              "vm2-sim2/22": worker_figures("vm2-sim2/22", "sim2", 12, 2)}
+    links = [Link(server.url, INSTANCE, name=f"stream-{process}") for process in shared]
+    for stream_link, figures in zip(links, shared.values(), strict=True):
+        stream_link.share(lambda figures=figures: figures)
+    assert control.link is not None
+    control.link.start(control.directory)
+    try:
+        for stream_link in links:
+            stream_link.start(Directory(clock))
+        assert wait_until(lambda: control.metrics.count("ticks_recorded") == 42, 10), (
+            control.metrics.count("ticks_recorded"))
+        time.sleep(2.5)  # several rounds of sharing from both: the sums stay
+        assert control.metrics.count("ticks_recorded") == 42
+        assert control.context.quotes.account_ticks() == {"sim1": 30, "sim2": 12}
+        assert set(control.context.quotes.symbols()) == {"005930", "000660"}
+        assert {"recorder", "ws.sim1", "ws.sim2"} <= set(control.running_ids())
+        assert control.restart_counts()["recorder"] == 3
+        snapshot = control.metrics.snapshot()
+        assert snapshot["ws_state.sim1"] == snapshot["ws_state.sim2"] == "connected"
+    finally:
+        for stream_link in links:
+            stream_link.stop()
+        control.link.stop()
         server.stop()
