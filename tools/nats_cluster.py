@@ -80,13 +80,20 @@ class ClusterServer:
             terminate(self.process)
 
     def healthy(self) -> bool:
-        """The server's `/healthz`: up, and its JetStream a current member of the cluster."""
+        """The server's `/healthz` (up, its JetStream a current member of the cluster) and a JetStream meta
+        leader it knows (`/jsz`): before one is elected, creating a stream gets no answer."""
         try:
-            url = f"http://{self.host}:{self.monitor_port}/healthz"
-            with urllib.request.urlopen(url, timeout=1.0) as reply:
-                return bool(json.loads(reply.read()).get("status") == "ok")
+            with urllib.request.urlopen(f"{self.monitor_url}/healthz", timeout=1.0) as reply:
+                if json.loads(reply.read()).get("status") != "ok":
+                    return False
+            with urllib.request.urlopen(f"{self.monitor_url}/jsz", timeout=1.0) as reply:
+                return bool((json.loads(reply.read()).get("meta_cluster") or {}).get("leader"))
         except (OSError, ValueError, urllib.error.URLError):
             return False
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.host}:{self.monitor_port}"
 
 
 class NatsCluster:
