@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -33,6 +34,8 @@ REPLY_TIMEOUT_SECONDS = 10.0
 """How long a sender waits for the control process (which waits up to a few seconds for its actors)."""
 CONNECT_WAIT_SECONDS = 10.0
 RECONNECT_WAIT_SECONDS = 0.5
+NO_RESPONDER_GRACE_SECONDS = 2.0
+NO_RESPONDER_RETRY_SECONDS = 0.2
 
 
 class NoControl(RuntimeError):
@@ -52,14 +55,23 @@ def command_of(subject: str) -> str:
 async def ask(
     nc: Client, instance: str, command: str, request: dict[str, Any], timeout: float
 ) -> ControlReply:
-    """Send one control request and wait for the reply; NoControl when nobody answers in time."""
+    """Send one control request and wait for the reply; NoControl when nobody answers in time. A request
+    nobody listens to is sent again for NO_RESPONDER_GRACE_SECONDS (a responder reconnecting, a control
+    restarting) before the answer is that none listens."""
     subject = control_subject(instance, command)
-    try:
-        msg = await nc.request(subject, json.dumps(request).encode(), timeout=timeout)
-    except NoRespondersError:
-        raise NoControl(f"no control process is listening on {subject}: nothing was changed") from None
-    except NatsTimeout:
-        raise NoControl(f"no control process answered on {subject} within {timeout:g} s") from None
+    data = json.dumps(request).encode()
+    deadline = time.monotonic() + min(timeout, NO_RESPONDER_GRACE_SECONDS)
+    while True:
+        try:
+            msg = await nc.request(subject, data, timeout=timeout)
+            break
+        except NoRespondersError:
+            if time.monotonic() >= deadline:
+                nobody = f"no control process is listening on {subject}: nothing was changed"
+                raise NoControl(nobody) from None
+            await asyncio.sleep(NO_RESPONDER_RETRY_SECONDS)
+        except NatsTimeout:
+            raise NoControl(f"no control process answered on {subject} within {timeout:g} s") from None
     try:
         return ControlReply.model_validate_json(msg.data)
     except ValueError:

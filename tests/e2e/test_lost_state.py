@@ -139,7 +139,7 @@ def restart_until_streaming(
         logger.add(lambda message: warned.append(message.record["message"]), level="WARNING",
                    filter=lambda record: file_name in record["message"]),
         logger.add(lambda message: downtime.append(message.record["message"]), level="INFO",
-                   filter=lambda record: "restored target symbols streamed earlier" in record["message"]),
+                   filter=lambda record: "restored target symbols and" in record["message"]),
     ]
     try:
         system.start()
