@@ -1,7 +1,7 @@
 """Stream workers on several machines, on the spine's own engine (no lease protocol of our own).
 
 - `SessionLeases` (a stream worker): one JetStream key-value entry per account in the bucket
-  `observer_<instance>_sessions`, whose entries live `ttl` seconds unless renewed. The worker creates the
+  `OBSERVER_<INSTANCE>_SESSIONS`, whose entries live `ttl` seconds unless renewed. The worker creates the
   entry before it opens the account's WebSocket session (KIS allows one per key) and renews it; a second
   worker for the same key waits until the entry is free. The entry names the holder (worker id, host, pid):
   a worker restarted on the same host takes over what its dead predecessor (same id, pid gone) left.
@@ -47,7 +47,7 @@ HELD = "held"
 
 
 def bucket_name(instance: str) -> str:
-    return f"observer_{token(instance)}_sessions"
+    return f"OBSERVER_{token(instance).upper()}_SESSIONS"
 
 
 @dataclass(frozen=True, slots=True)
