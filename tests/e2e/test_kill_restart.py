@@ -94,7 +94,7 @@ def test_sigkill_then_a_new_start_resumes_from_the_state_store(tmp_path: Path) -
 
     subscribed = state(paths, "subscriptions.sim1")["symbols"]
     cooldowns = state(paths, "alert_cooldowns")["last_sent"]
-    alerts_before = sum(1 for _ in alert_ledger(paths))
+    alerts_before = sum(1 for _ in alert_ledger([paths]))
     assert alerts_before >= 1
     for path in data.rglob("*.jsonl"):  # a SIGKILL never leaves half a line: the writers write whole lines
         assert read_jsonl(path).skipped <= 1, path
@@ -137,13 +137,13 @@ def test_sigkill_then_a_new_start_resumes_from_the_state_store(tmp_path: Path) -
     # Cooldowns: every key the killed run had alerted is still cooling down; the same day replayed raises
     # the same alerts again, and none of them goes out twice inside its cooldown.
     assert set(state(paths, "alert_cooldowns")["last_sent"]) >= set(cooldowns)
-    assert duplicate_alerts(alert_ledger(paths)) == 0
+    assert duplicate_alerts(alert_ledger([paths])) == 0
     assert summary["duplicate_alerts"] == 0
     suppressed = (logs / "notifier.log").read_text(encoding="utf-8").count("alert suppressed (cooldown")
     assert suppressed >= 1
     delivered = sum(log.read_text(encoding="utf-8").count("| ALERT ")
                     for log in (tmp_path / "logs1" / "notifier.log", logs / "notifier.log"))
-    assert sum(1 for _ in alert_ledger(paths)) >= delivered  # the ledger is written before delivery
+    assert sum(1 for _ in alert_ledger([paths])) >= delivered  # the ledger is written before delivery
 
     # Files: the torn line is skipped with a warning, the file grows past it, every file reads.
     contents = read_jsonl(torn_file)

@@ -22,10 +22,10 @@ from tests.e2e.test_run_sim import observer_env as _observer_env
 from tools.chat_sink import ChatSink
 
 SPEED = 20.0
-HALT_AT, HALT_MINUTES = "09:33", 20
-"""After Track B's first allocation (09:30); the 09:38 and 09:48 scans see it, the 09:58 one does not."""
-DURATION = 115.0
-"""Real seconds: from 09:27 to about 10:05 at 20x, past the scan after the halt."""
+HALT_AT, HALT_MINUTES = "09:33", 10
+"""After Track B's first allocation (09:30); the 09:38:45 scan sees it, the 09:48:45 one does not."""
+DURATION = 85.0
+"""Real seconds: from 09:27 to about 09:55 at 20x, past the scan after the halt and its rebalance."""
 HELD = 2
 """The simulated account's held positions at this seed: pinned, each with its book and program trading."""
 
