@@ -103,6 +103,8 @@ def test_each_state_file_lost_or_cut_in_half_mid_day_track_b_resumes_within_one_
     rebalance = timedelta(seconds=settings.slots.rebalance_interval_seconds)
     system = build_system().start()
     assert wait_for(lambda: streaming(system), timeout=WAIT), "Track B never started streaming"
+    # Ticks on disk, so the first restart finds a day that streamed before it (and opens its gaps).
+    assert wait_for(lambda: system.metrics.snapshot().get("ticks_recorded", 0) > 0, timeout=WAIT)
     assert system.stop() == 0
     assert {path.stem for path in state_dir.glob("*.json")} == set(STATE_FILES)
 
