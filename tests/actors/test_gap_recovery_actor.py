@@ -42,6 +42,15 @@ def scalp_files(plane: DataPlane, pattern: str) -> list[Path]:
     return sorted(plane.context.paths.scalp_dir("acct1", "KRX", day).glob(pattern))
 
 
+def the_recovered_gap(plane: DataPlane, symbol: str) -> dict:
+    """Once the one gap is back-filled and everything stopped: the gap its recovery file names."""
+    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
+    plane.barrier("recorder")
+    pykka.ActorRegistry.stop_all()
+    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
+    return read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+
+
 def markers(plane: DataPlane) -> list[dict]:
     return read_jsonl(plane.context.paths.gap_markers("acct1", plane.sim.clock.now().date())).records
 
@@ -97,11 +106,7 @@ def test_an_expected_gap_starts_where_the_feed_was_at_the_drop_not_where_it_is_a
     plane.tell("gaps", trades_at(symbol, dropped + timedelta(seconds=3)))
     plane.tell("gaps", ExpectedGapEnded(at=dropped + timedelta(seconds=4), account="acct1", symbols=(symbol,),
                                         started_at=dropped, reason="websocket_reconnect"))
-    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
-    plane.barrier("recorder")
-    pykka.ActorRegistry.stop_all()
-    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
-    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+    gap = the_recovered_gap(plane, symbol)
     assert datetime.fromisoformat(gap["start"]) == last_before
 
 
@@ -119,11 +124,7 @@ def test_a_gap_open_already_moves_back_to_an_earlier_start_but_never_forward(tmp
         plane.tell("gaps", ExpectedGapStarted(at=at, account="acct1", symbols=(symbol,), reason=reason))
     plane.tell("gaps", ExpectedGapEnded(at=dropped + timedelta(seconds=2), account="acct1", symbols=(symbol,),
                                         started_at=on_disk, reason="observer_restart"))
-    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
-    plane.barrier("recorder")
-    pykka.ActorRegistry.stop_all()
-    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
-    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+    gap = the_recovered_gap(plane, symbol)
     assert datetime.fromisoformat(gap["start"]) == on_disk
 
 
@@ -141,11 +142,7 @@ def test_a_bad_frames_gap_starts_at_the_last_tick_before_it_even_when_later_tick
     plane.tell("gaps", trades_at(symbol, arrived - timedelta(seconds=0.5)))  # after the frame, here first
     plane.tell("gaps", TicksMissed(at=arrived, account="acct1", symbols=(symbol,), reason="bad_frame",
                                    since=((symbol, last_before),)))
-    assert wait_until(lambda: plane.metrics.count("gaps_recovered") == 1, WAIT)
-    plane.barrier("recorder")
-    pykka.ActorRegistry.stop_all()
-    (recovery_file,) = scalp_files(plane, f"recovery_*_{symbol}.jsonl")
-    gap = read_jsonl(recovery_file).records[0]["meta"]["original_gap"]
+    gap = the_recovered_gap(plane, symbol)
     assert (datetime.fromisoformat(gap["start"]), gap["reason"]) == (last_before, "bad_frame")
 
 
